@@ -1,0 +1,37 @@
+"""Phalanx: data-parallel deep-learning training on NumPy/CuPy, with a PyTorch-like API.
+
+    import phalanx as px
+    x = px.randn(4, 3, requires_grad=True)
+    (x @ x.T).sum().backward()
+
+The tensor library is imported here; `nn`, `optim`, `data`, `distributed` and the launcher
+load on first use.
+"""
+import importlib
+
+from . import tensor as _tensor_lib
+from .tensor import *  # noqa: F401,F403  (the torch-like top-level namespace)
+from .tensor import Tensor, tensor  # noqa: F811  (rebinds `tensor`: the function, not the folder)
+from .autograd import (enable_grad, inference_mode, is_grad_enabled,
+                       is_inference_mode_enabled, no_grad, set_grad_enabled)
+from . import autograd
+
+__version__ = "0.1.0"
+
+_LAZY_SUBMODULES = {"nn", "optim", "data", "distributed", "launcher", "serialization", "utils"}
+_FROM_SERIALIZATION = {"save", "load"}
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    elif name in _FROM_SERIALIZATION:
+        value = getattr(importlib.import_module(f"{__name__}.serialization"), name)
+    else:
+        raise AttributeError(f"module 'phalanx' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | _LAZY_SUBMODULES | _FROM_SERIALIZATION)

@@ -1,0 +1,204 @@
+"""`Function`: one differentiable op, forward and backward side by side.
+
+`Function.apply` runs `forward(ctx, *args)` without recording, then, when grad mode is on and
+an input requires grad, links the outputs into the graph through `ctx`, which is the backward
+node. Built-in ops and user-defined Functions share this base, as in PyTorch.
+"""
+import itertools
+import traceback
+
+from .grad_mode import _set, is_grad_enabled
+from . import anomaly
+
+_sequence = itertools.count()
+
+
+class TensorBase:
+    """The autograd-facing part of a tensor; `phalanx.tensor.Tensor` subclasses it."""
+
+    __slots__ = ("requires_grad", "grad", "grad_fn", "_output_nr", "_version", "_hooks",
+                 "_post_hooks", "__weakref__")
+
+
+class Node:
+    """The backward node of one `Function` call; it is also the `ctx` the Function sees."""
+
+    __slots__ = ("fn", "edges", "needs_input_grad", "seq", "n_outputs", "pre_hooks",
+                 "_saved", "_saved_versions", "_released", "_non_diff", "_input_meta",
+                 "forward_stack", "materialize_grads", "__dict__", "__weakref__")
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.edges = ()
+        self.needs_input_grad = ()
+        self.pre_hooks = None
+        self._saved = None
+        self._released = False
+        self._non_diff = None
+        self.materialize_grads = True
+        self.forward_stack = None
+
+    # --- the ctx interface -------------------------------------------------------------
+    def save_for_backward(self, *tensors):
+        self._saved = tensors
+        self._saved_versions = tuple(None if t is None else t._version[0] for t in tensors)
+
+    @property
+    def saved_tensors(self):
+        if self._released:
+            raise RuntimeError(
+                f"Trying to backward through the graph a second time (or to read saved tensors "
+                f"of {self.name()} after they were freed). Saved tensors are freed after "
+                f"backward; pass retain_graph=True to the first backward() if you need to run "
+                f"backward through the same graph again.")
+        saved = self._saved or ()
+        for i, (t, v) in enumerate(zip(saved, self._saved_versions)):
+            if t is not None and t._version[0] != v:
+                raise RuntimeError(
+                    f"one of the variables needed for gradient computation has been modified "
+                    f"by an inplace operation: saved tensor {i} of {self.name()} (shape "
+                    f"{tuple(t.shape)}, dtype {t.dtype}) is at version {t._version[0]}; "
+                    f"expected version {v} instead. Hint: replace the in-place operation "
+                    f"(e.g. x.add_(y) -> x = x + y) or clone the tensor before modifying it.")
+        return saved
+
+    def mark_non_differentiable(self, *tensors):
+        self._non_diff = {id(t) for t in tensors}
+
+    def set_materialize_grads(self, value):
+        self.materialize_grads = bool(value)
+
+    # --- the graph-node interface ------------------------------------------------------
+    def name(self):
+        return f"{self.fn.__name__}Backward"
+
+    @property
+    def next_functions(self):
+        return tuple((None, 0) if e is None else
+                     ((e[0], e[1]) if isinstance(e[0], Node) else ("AccumulateGrad", 0))
+                     for e in self.edges)
+
+    def register_prehook(self, output_nr, hook):
+        """Run `hook(grad)` on the gradient of output `output_nr` before this node runs."""
+        if self.pre_hooks is None:
+            self.pre_hooks = {}
+        hooks = self.pre_hooks.setdefault(output_nr, [])
+        hooks.append(hook)
+        return RemovableHandle(hooks, hook)
+
+    def release(self):
+        self._saved = None
+        self._released = True
+        self.__dict__.clear()  # tensors stashed as attributes of ctx go too
+
+    def __repr__(self):
+        return f"<{self.name()} object>"
+
+
+class RemovableHandle:
+    """Returned by every register_*hook; `.remove()` unregisters the hook."""
+
+    __slots__ = ("_container", "_item")
+
+    def __init__(self, container, item):
+        self._container, self._item = container, item
+
+    def remove(self):
+        try:
+            self._container.remove(self._item)
+        except ValueError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+class Function:
+    """Subclass with static `forward(ctx, *args)` and `backward(ctx, *grad_outputs)`.
+
+    `backward` returns one gradient per `forward` argument (None where there is none). It is
+    written with tensor ops, so that `create_graph=True` differentiates through it.
+    """
+
+    @staticmethod
+    def forward(ctx, *args, **kwargs):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        raise NotImplementedError(f"{ctx.fn.__name__} does not implement backward")
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        ctx = Node(cls)
+        record = False
+        if is_grad_enabled():
+            for a in args:
+                if isinstance(a, TensorBase) and a.requires_grad:
+                    record = True
+                    break
+            _set(False)
+            try:
+                out = cls.forward(ctx, *args, **kwargs)
+            finally:
+                _set(True)
+        else:
+            out = cls.forward(ctx, *args, **kwargs)
+        if record:
+            _link(ctx, args, out)
+        return out
+
+
+def _link(ctx, args, out):
+    edges = []
+    needs = []
+    for a in args:
+        if isinstance(a, TensorBase) and a.requires_grad:
+            fn = a.grad_fn
+            edges.append((fn, a._output_nr) if fn is not None else (a, -1))
+            needs.append(True)
+        else:
+            edges.append(None)
+            needs.append(False)
+    ctx.edges = edges
+    ctx.needs_input_grad = tuple(needs)
+    ctx.seq = next(_sequence)
+    if anomaly.is_anomaly_enabled():
+        ctx.forward_stack = "".join(traceback.format_stack()[:-3])
+    non_diff = ctx._non_diff
+    if isinstance(out, tuple):
+        ctx.n_outputs = len(out)
+        ctx.output_meta = [(o.shape, o.dtype) if isinstance(o, TensorBase) else ((), None)
+                           for o in out]
+        for i, o in enumerate(out):
+            if isinstance(o, TensorBase) and (non_diff is None or id(o) not in non_diff) \
+                    and o._data.dtype.kind in "fc":
+                o.requires_grad = True
+                o.grad_fn = ctx
+                o._output_nr = i
+    else:
+        ctx.n_outputs = 1
+        if non_diff is None or id(out) not in non_diff:
+            if out._data.dtype.kind not in "fc":
+                return
+            out.requires_grad = True
+            out.grad_fn = ctx
+            out._output_nr = 0
+
+
+def once_differentiable(backward):
+    """Mark a backward that cannot itself be differentiated (it runs under no_grad)."""
+    import functools
+
+    @functools.wraps(backward)
+    def wrapper(ctx, *grads):
+        prev = is_grad_enabled()
+        _set(False)
+        try:
+            return backward(ctx, *grads)
+        finally:
+            _set(prev)
+    return wrapper

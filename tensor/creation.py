@@ -1,0 +1,150 @@
+"""Creation functions: tensor, as_tensor, from_numpy, from_dlpack, zeros, ones, full, empty,
+arange, linspace, eye (and *_like)."""
+import numpy as np
+
+from . import backend, dtypes
+from .tensor import Tensor, _size
+
+
+def _infer_np_dtype(data, arr):
+    """Python data follows PyTorch: floats -> default dtype, ints -> int64, bools -> bool."""
+    if isinstance(data, (np.ndarray, np.generic)) or backend.is_cupy_array(data):
+        return arr.dtype
+    k = arr.dtype.kind
+    if k == "f":
+        return dtypes.get_default_dtype().np
+    if k in "iu":
+        return np.dtype(np.int64)
+    if k == "b":
+        return np.dtype(np.bool_)
+    raise TypeError(f"can't build a tensor from data of type {type(data).__name__} "
+                    f"(array dtype {arr.dtype}); pass numbers, nested lists or arrays")
+
+
+def _unwrap_nested(data):
+    if isinstance(data, Tensor):
+        return backend.to_device(data._data, "cpu")
+    if isinstance(data, (list, tuple)):
+        return [_unwrap_nested(d) for d in data]
+    return data
+
+
+def _to_array(data, dtype=None, device=None, copy=True):
+    if isinstance(data, Tensor):
+        arr = data._data
+        if dtype is not None:
+            arr = arr.astype(dtypes.to_numpy_dtype(dtype), copy=False)
+        if device is not None:
+            arr = backend.to_device(arr, device)
+        return arr.copy() if copy and arr is data._data else arr
+    if backend.is_cupy_array(data):
+        arr = data
+    else:
+        src = _unwrap_nested(data) if isinstance(data, (list, tuple)) else data
+        arr = np.array(src, copy=copy) if isinstance(src, np.ndarray) else np.asarray(src)
+        if arr.dtype == object:
+            raise TypeError("can't build a tensor from ragged or non-numeric data; every row "
+                            "must have the same length")
+    np_dtype = dtypes.to_numpy_dtype(dtype) if dtype is not None else _infer_np_dtype(data, arr)
+    if arr.dtype != np_dtype:
+        arr = arr.astype(np_dtype)
+    if device is not None:
+        arr = backend.to_device(arr, device)
+    return arr
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False):
+    """A new tensor that copies `data` (numbers, nested lists, arrays or tensors)."""
+    return Tensor._make(_to_array(data, dtype, device), requires_grad)
+
+
+def as_tensor(data, dtype=None, device=None):
+    """Like `tensor`, but shares memory with `data` when no conversion is needed."""
+    if isinstance(data, Tensor) and dtype is None and device is None:
+        return data
+    return Tensor._make(_to_array(data, dtype, device, copy=False))
+
+
+def from_numpy(arr):
+    """A tensor that shares memory with the NumPy array `arr`."""
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"expected np.ndarray (got {type(arr).__name__})")
+    dtypes.from_numpy_dtype(arr.dtype)  # raises for unsupported dtypes
+    return Tensor._make(arr)
+
+
+def from_dlpack(ext):
+    """A tensor sharing memory with any object implementing `__dlpack__` (NumPy, CuPy, torch)."""
+    dev_type, _ = ext.__dlpack_device__()
+    if dev_type == 1:  # kDLCPU
+        return Tensor._make(np.from_dlpack(ext))
+    return Tensor._make(backend.cupy().from_dlpack(ext))
+
+
+def _factory(name):
+    def make(*size, dtype=None, device=None, requires_grad=False):
+        xp = backend.module_for_device(device or "cpu")
+        np_dtype = dtypes.to_numpy_dtype(dtype) if dtype is not None \
+            else dtypes.get_default_dtype().np
+        arr = getattr(xp, name)(_size(size), np_dtype)
+        if device is not None and xp is not np:
+            arr = backend.to_device(arr, device)
+        return Tensor._make(arr, requires_grad)
+    make.__name__ = name
+    make.__doc__ = f"A tensor of the given size filled by numpy/cupy `{name}`."
+    return make
+
+
+zeros = _factory("zeros")
+ones = _factory("ones")
+empty = _factory("empty")
+
+
+def full(size, fill_value, dtype=None, device=None, requires_grad=False):
+    if dtype is None:
+        dtype = (dtypes.bool_ if isinstance(fill_value, bool) else
+                 dtypes.int64 if isinstance(fill_value, int) else dtypes.get_default_dtype())
+    xp = backend.module_for_device(device or "cpu")
+    return Tensor._make(xp.full(_size((size,)), fill_value, dtypes.to_numpy_dtype(dtype)),
+                        requires_grad)
+
+
+def _like(fn):
+    def make(input, dtype=None, device=None, requires_grad=False, **kw):
+        return fn(*input.shape, **kw, dtype=dtype or input.dtype,
+                  device=device or input.device, requires_grad=requires_grad)
+    make.__name__ = fn.__name__ + "_like"
+    return make
+
+
+zeros_like = _like(zeros)
+ones_like = _like(ones)
+empty_like = _like(empty)
+
+
+def full_like(input, fill_value, dtype=None, device=None, requires_grad=False):
+    return full(input.shape, fill_value, dtype=dtype or input.dtype,
+                device=device or input.device, requires_grad=requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        is_int = all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end, step))
+        dtype = dtypes.int64 if is_int else dtypes.get_default_dtype()
+    xp = backend.module_for_device(device or "cpu")
+    return Tensor._make(xp.arange(start, end, step).astype(dtypes.to_numpy_dtype(dtype)),
+                        requires_grad)
+
+
+def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+    xp = backend.module_for_device(device or "cpu")
+    np_dtype = dtypes.to_numpy_dtype(dtype or dtypes.get_default_dtype())
+    return Tensor._make(xp.linspace(start, end, steps).astype(np_dtype), requires_grad)
+
+
+def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    xp = backend.module_for_device(device or "cpu")
+    np_dtype = dtypes.to_numpy_dtype(dtype or dtypes.get_default_dtype())
+    return Tensor._make(xp.eye(n, m, dtype=np_dtype), requires_grad)

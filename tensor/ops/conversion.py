@@ -1,0 +1,54 @@
+"""dtype/device conversion, clone and contiguous (differentiable)."""
+from ...autograd import Function
+from .. import backend, dtypes
+from ..backend import array_module
+from ._util import make
+
+
+class ToCopy(Function):
+    @staticmethod
+    def forward(ctx, x, np_dtype, device):
+        d = x._data
+        ctx.src_dtype, ctx.src_device = d.dtype, backend.device_of(d)
+        out = d
+        if device is not None:
+            out = backend.to_device(out, device)
+        if np_dtype is not None and out.dtype != np_dtype:
+            out = out.astype(np_dtype)
+        if out is d:
+            out = d.copy()
+        return make(out)
+
+    @staticmethod
+    def backward(ctx, g):
+        return to_copy(g, dtype=ctx.src_dtype, device=ctx.src_device), None, None
+
+
+def to_copy(x, dtype=None, device=None, copy=False):
+    np_dtype = dtypes.to_numpy_dtype(dtype) if dtype is not None else None
+    if device is not None:
+        device = backend.Device(device)
+    same_dtype = np_dtype is None or np_dtype == x._data.dtype
+    same_device = device is None or device == backend.device_of(x._data)
+    if same_dtype and same_device and not copy:
+        return x
+    return ToCopy.apply(x, np_dtype, device)
+
+
+class Clone(Function):
+    @staticmethod
+    def forward(ctx, x):
+        d = x._data
+        return make(array_module(d).array(d, copy=True, order="C"))
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+def clone(input, *, memory_format=None):
+    return Clone.apply(input)
+
+
+def contiguous(input, memory_format=None):
+    return input if input._data.flags.c_contiguous else Clone.apply(input)

@@ -1,0 +1,586 @@
+"""Elementwise ops: arithmetic, math, activations, comparisons, where/clamp.
+
+Each Function's forward works on raw arrays; its backward uses tensor ops, so
+create_graph=True differentiates through it. Broadcasting is undone by `unbroadcast`.
+"""
+import math
+
+import numpy as np
+
+from ...autograd import Function
+from ..backend import array_module, special
+from ..tensor import Tensor
+from ._util import arr, binary_operands, make, shape_of, unbroadcast
+
+
+# ---- binary arithmetic ----------------------------------------------------------------------
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b, alpha=1):
+        x, y = binary_operands(a, b)
+        ctx.shapes = (shape_of(a), shape_of(b))
+        ctx.alpha = alpha
+        return make(x + y if alpha == 1 else x + alpha * y)
+
+    @staticmethod
+    def backward(ctx, g):
+        sa, sb = ctx.shapes
+        na, nb = ctx.needs_input_grad[:2]
+        gb = None
+        if nb:
+            gb = unbroadcast(g if ctx.alpha == 1 else g * ctx.alpha, sb)
+        return (unbroadcast(g, sa) if na else None), gb
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b, alpha=1):
+        x, y = binary_operands(a, b)
+        ctx.shapes = (shape_of(a), shape_of(b))
+        ctx.alpha = alpha
+        return make(x - y if alpha == 1 else x - alpha * y)
+
+    @staticmethod
+    def backward(ctx, g):
+        sa, sb = ctx.shapes
+        na, nb = ctx.needs_input_grad[:2]
+        return (unbroadcast(g, sa) if na else None,
+                unbroadcast(-g if ctx.alpha == 1 else g * -ctx.alpha, sb) if nb else None)
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        x, y = binary_operands(a, b)
+        ctx.save_for_backward(a if isinstance(a, Tensor) else None,
+                              b if isinstance(b, Tensor) else None)
+        ctx.scalars = (None if isinstance(a, Tensor) else a, None if isinstance(b, Tensor) else b)
+        return make(x * y)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        sa, sb = ctx.scalars
+        na, nb = ctx.needs_input_grad
+        ga = unbroadcast(g * (b if b is not None else sb), a.shape) if na else None
+        gb = unbroadcast(g * (a if a is not None else sa), b.shape) if nb else None
+        return ga, gb
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        x, y = binary_operands(a, b, float_result=True)
+        ctx.save_for_backward(a if isinstance(a, Tensor) else None,
+                              b if isinstance(b, Tensor) else None)
+        ctx.scalars = (None if isinstance(a, Tensor) else a, None if isinstance(b, Tensor) else b)
+        return make(x / y)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        sa, sb = ctx.scalars
+        na, nb = ctx.needs_input_grad
+        den = b if b is not None else sb
+        ga = unbroadcast(g / den, a.shape) if na else None
+        gb = None
+        if nb:
+            num = a if a is not None else sa
+            gb = unbroadcast(-g * num / (b * b), b.shape)
+        return ga, gb
+
+
+class Pow(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        x, y = binary_operands(a, b)
+        if x.dtype.kind in "iu" and bool((y < 0).any()):
+            raise RuntimeError("Integers to negative integer powers are not allowed.")
+        out = make(x ** y)
+        ctx.save_for_backward(a if isinstance(a, Tensor) else None,
+                              b if isinstance(b, Tensor) else None, out)
+        ctx.scalars = (None if isinstance(a, Tensor) else a, None if isinstance(b, Tensor) else b)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b, out = ctx.saved_tensors
+        sa, sb = ctx.scalars
+        na, nb = ctx.needs_input_grad
+        ga = gb = None
+        if na:
+            if b is None:
+                ga = g * sb * a ** (sb - 1) if sb != 0 else g * 0.0
+            else:
+                ga = unbroadcast(g * b * a ** (b - 1), a.shape)
+        if nb:
+            base = a if a is not None else sa
+            # d/db a**b = a**b * log(a); 0 where a == 0 (as in PyTorch) to avoid 0 * -inf
+            log_base = where(base == 0, 0.0, log(base)) if isinstance(base, Tensor) \
+                else math.log(base) if base > 0 else (0.0 if base == 0 else float("nan"))
+            gb = unbroadcast(g * out * log_base, b.shape)
+        return ga, gb
+
+
+class Maximum(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        x, y = binary_operands(a, b)
+        xp = array_module(x)
+        ctx.mask = (x > y) + 0.5 * (x == y)  # ties split the gradient, as in PyTorch
+        ctx.shapes = (shape_of(a), shape_of(b))
+        return make(xp.maximum(x, y))
+
+    @staticmethod
+    def backward(ctx, g):
+        m = make(ctx.mask.astype(g._data.dtype))
+        sa, sb = ctx.shapes
+        na, nb = ctx.needs_input_grad
+        return (unbroadcast(g * m, sa) if na else None,
+                unbroadcast(g * (1 - m), sb) if nb else None)
+
+
+class Minimum(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        x, y = binary_operands(a, b)
+        xp = array_module(x)
+        ctx.mask = (x < y) + 0.5 * (x == y)
+        ctx.shapes = (shape_of(a), shape_of(b))
+        return make(xp.minimum(x, y))
+
+    backward = Maximum.backward
+
+
+# ---- unary math -----------------------------------------------------------------------------
+def _float_input(x):
+    d = x._data
+    if d.dtype.kind != "f":
+        from ..dtypes import get_default_dtype
+        d = d.astype(get_default_dtype().np)
+    return d
+
+
+def _unary(name, fwd, grad, save_out=False, doc=""):
+    """Define a one-input Function from `fwd(xp, array)` and `grad(x, out, g)` (tensor ops)."""
+    def forward(ctx, x):
+        d = _float_input(x)
+        out = make(fwd(array_module(d), d))
+        ctx.save_for_backward(x, out) if save_out else ctx.save_for_backward(x)
+        return out
+
+    def backward(ctx, g):
+        saved = ctx.saved_tensors
+        return grad(saved[0], saved[1] if save_out else None, g)
+
+    cls = type(name, (Function,), {"forward": staticmethod(forward),
+                                   "backward": staticmethod(backward), "__doc__": doc})
+    return cls
+
+
+Neg = _unary("Neg", lambda xp, x: -x, lambda x, o, g: -g)
+Exp = _unary("Exp", lambda xp, x: xp.exp(x), lambda x, o, g: g * o, save_out=True)
+Log = _unary("Log", lambda xp, x: xp.log(x), lambda x, o, g: g / x)
+Log1p = _unary("Log1p", lambda xp, x: xp.log1p(x), lambda x, o, g: g / (x + 1))
+Expm1 = _unary("Expm1", lambda xp, x: xp.expm1(x), lambda x, o, g: g * (o + 1), save_out=True)
+Sqrt = _unary("Sqrt", lambda xp, x: xp.sqrt(x), lambda x, o, g: g / (o * 2), save_out=True)
+Rsqrt = _unary("Rsqrt", lambda xp, x: 1 / xp.sqrt(x),
+               lambda x, o, g: g * -0.5 * o * o * o, save_out=True)
+Sin = _unary("Sin", lambda xp, x: xp.sin(x), lambda x, o, g: g * cos(x))
+Cos = _unary("Cos", lambda xp, x: xp.cos(x), lambda x, o, g: -g * sin(x))
+Tanh = _unary("Tanh", lambda xp, x: xp.tanh(x), lambda x, o, g: g * (1 - o * o), save_out=True)
+Sigmoid = _unary("Sigmoid", lambda xp, x: _sigmoid(xp, x),
+                 lambda x, o, g: g * o * (1 - o), save_out=True)
+Silu = _unary("Silu", lambda xp, x: x * _sigmoid(xp, x),
+              lambda x, o, g: g * _silu_grad(x))
+Abs = _unary("Abs", lambda xp, x: xp.abs(x), lambda x, o, g: g * sign(x))
+
+
+def _sigmoid(xp, x):
+    # exp of a non-positive number only: no overflow warnings for large |x|
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _silu_grad(x):
+    s = sigmoid(x)
+    return s * (1 + x * (1 - s))
+
+
+class Relu(Function):
+    @staticmethod
+    def forward(ctx, x):
+        d = x._data
+        out = make(array_module(d).maximum(d, 0))
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        out, = ctx.saved_tensors
+        return g * make((out._data > 0).astype(g._data.dtype))
+
+
+class Gelu(Function):
+    @staticmethod
+    def forward(ctx, x, approximate="none"):
+        d = _float_input(x)
+        xp = array_module(d)
+        ctx.save_for_backward(x)
+        ctx.approximate = approximate
+        if approximate == "tanh":
+            k = math.sqrt(2 / math.pi)
+            return make(0.5 * d * (1 + xp.tanh(k * (d + 0.044715 * d ** 3))))
+        if approximate != "none":
+            raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+        return make(0.5 * d * (1 + special(xp).erf(d / math.sqrt(2))))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        if ctx.approximate == "tanh":
+            k = math.sqrt(2 / math.pi)
+            inner = k * (x + 0.044715 * x ** 3)
+            t = tanh(inner)
+            return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x))
+        cdf = 0.5 * (1 + erf(x * (1 / math.sqrt(2))))
+        pdf = exp(x * x * -0.5) * (1 / math.sqrt(2 * math.pi))
+        return g * (cdf + x * pdf)
+
+
+Erf = _unary("Erf", lambda xp, x: special(xp).erf(x),
+             lambda x, o, g: g * (2 / math.sqrt(math.pi)) * exp(-(x * x)))
+
+
+class Softplus(Function):
+    @staticmethod
+    def forward(ctx, x, beta=1.0, threshold=20.0):
+        d = _float_input(x)
+        xp = array_module(d)
+        z = d * beta
+        # log1p(exp(z)) computed stably; linear above the threshold, as in PyTorch
+        soft = (xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))) / beta
+        ctx.save_for_backward(x)
+        ctx.beta, ctx.threshold = beta, threshold
+        return make(xp.where(z > threshold, d, soft))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        z = x * ctx.beta
+        return g * where(z > ctx.threshold, 1.0, sigmoid(z)), None, None
+
+
+class Clamp(Function):
+    @staticmethod
+    def forward(ctx, x, min=None, max=None):
+        if min is None and max is None:
+            raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None")
+        d = x._data
+        xp = array_module(d)
+        lo, hi = arr(min), arr(max)
+        out = d
+        keep = True
+        if lo is not None:
+            keep = keep & (d >= lo)
+            out = xp.maximum(out, lo)
+        if hi is not None:
+            keep = keep & (d <= hi)
+            out = xp.minimum(out, hi)
+        if out.dtype != d.dtype and d.dtype.kind == "f":
+            out = out.astype(d.dtype)
+        ctx.keep = keep
+        return make(out)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * make(xp_asarray(ctx.keep, g._data)), None, None
+
+
+def xp_asarray(mask, like):
+    return array_module(like).asarray(mask).astype(like.dtype)
+
+
+class Where(Function):
+    @staticmethod
+    def forward(ctx, cond, a, b):
+        c = arr(cond)
+        if c.dtype.kind != "b":
+            raise TypeError(f"where expected condition to be a boolean tensor, but got a "
+                            f"tensor with dtype {c.dtype}")
+        x, y = binary_operands(a, b)
+        ctx.cond = c
+        ctx.shapes = (shape_of(a), shape_of(b))
+        return make(array_module(c).where(c, x, y))
+
+    @staticmethod
+    def backward(ctx, g):
+        c = make(ctx.cond)
+        sa, sb = ctx.shapes
+        _, na, nb = ctx.needs_input_grad
+        zero = g.new_zeros(())
+        return (None,
+                unbroadcast(where(c, g, zero), sa) if na else None,
+                unbroadcast(where(c, zero, g), sb) if nb else None)
+
+
+class Sign(Function):
+    @staticmethod
+    def forward(ctx, x):
+        return make(array_module(x._data).sign(x._data))
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * 0
+
+
+def _no_grad_unary(fn):
+    def op(input):
+        return make(fn(array_module(input._data), input._data))
+    return op
+
+
+# ---- functional API ------------------------------------------------------------------------
+def add(input, other, *, alpha=1):
+    return Add.apply(input, other, alpha)
+
+
+def sub(input, other, *, alpha=1):
+    return Sub.apply(input, other, alpha)
+
+
+def mul(input, other):
+    return Mul.apply(input, other)
+
+
+def div(input, other, *, rounding_mode=None):
+    if rounding_mode is None:
+        return Div.apply(input, other)
+    x, y = binary_operands(input, other)
+    xp = array_module(x)
+    q = xp.true_divide(x, y)
+    q = xp.floor(q) if rounding_mode == "floor" else xp.trunc(q)
+    if x.dtype.kind in "iu":
+        q = q.astype(x.dtype)
+    return make(q)
+
+
+def true_divide(input, other):
+    return Div.apply(input, other)
+
+
+def floor_divide(input, other):
+    return div(input, other, rounding_mode="floor")
+
+
+def remainder(input, other):
+    x, y = binary_operands(input, other)
+    return make(array_module(x).mod(x, y))
+
+
+def fmod(input, other):
+    x, y = binary_operands(input, other)
+    return make(array_module(x).fmod(x, y))
+
+
+def pow(input, exponent):
+    return Pow.apply(input, exponent)
+
+
+def rsub(input, other, alpha=1):
+    return Sub.apply(other, input, alpha) if isinstance(other, Tensor) else \
+        Add.apply(Neg.apply(input) if alpha == 1 else input * -alpha, other)
+
+
+def maximum(input, other):
+    return Maximum.apply(input, other)
+
+
+def minimum(input, other):
+    return Minimum.apply(input, other)
+
+
+def neg(input):
+    return Neg.apply(input)
+
+
+negative = neg
+
+
+def exp(input):
+    return Exp.apply(input)
+
+
+def log(input):
+    return Log.apply(input)
+
+
+def log2(input):
+    return Log.apply(input) * (1 / math.log(2))
+
+
+def log10(input):
+    return Log.apply(input) * (1 / math.log(10))
+
+
+def log1p(input):
+    return Log1p.apply(input)
+
+
+def expm1(input):
+    return Expm1.apply(input)
+
+
+def sqrt(input):
+    return Sqrt.apply(input)
+
+
+def rsqrt(input):
+    return Rsqrt.apply(input)
+
+
+def square(input):
+    return Mul.apply(input, input)
+
+
+def reciprocal(input):
+    return Div.apply(1.0, input)
+
+
+def sin(input):
+    return Sin.apply(input)
+
+
+def cos(input):
+    return Cos.apply(input)
+
+
+def tan(input):
+    return sin(input) / cos(input)
+
+
+def tanh(input):
+    return Tanh.apply(input)
+
+
+def sigmoid(input):
+    return Sigmoid.apply(input)
+
+
+def relu(input):
+    return Relu.apply(input)
+
+
+def gelu(input, approximate="none"):
+    return Gelu.apply(input, approximate)
+
+
+def erf(input):
+    return Erf.apply(input)
+
+
+def silu(input):
+    return Silu.apply(input)
+
+
+def softplus(input, beta=1.0, threshold=20.0):
+    return Softplus.apply(input, beta, threshold)
+
+
+def abs(input):
+    return Abs.apply(input)
+
+
+absolute = abs
+
+
+def sign(input):
+    return Sign.apply(input)
+
+
+def clamp(input, min=None, max=None):
+    return Clamp.apply(input, min, max)
+
+
+clip = clamp
+
+
+def where(condition, input=None, other=None):
+    if input is None and other is None:
+        from .indexing import nonzero
+        return nonzero(condition, as_tuple=True)
+    return Where.apply(condition, input, other)
+
+
+def lerp(input, end, weight):
+    """input + weight * (end - input), composed from primitives."""
+    return input + weight * (end - input)
+
+
+floor = _no_grad_unary(lambda xp, x: xp.floor(x))
+ceil = _no_grad_unary(lambda xp, x: xp.ceil(x))
+trunc = _no_grad_unary(lambda xp, x: xp.trunc(x))
+isnan = _no_grad_unary(lambda xp, x: xp.isnan(x))
+isinf = _no_grad_unary(lambda xp, x: xp.isinf(x))
+isfinite = _no_grad_unary(lambda xp, x: xp.isfinite(x))
+logical_not = _no_grad_unary(lambda xp, x: xp.logical_not(x))
+
+
+def round(input, decimals=0):
+    return make(array_module(input._data).round(input._data, decimals))
+
+
+def _compare(np_name):
+    def op(input, other):
+        x, y = binary_operands(input, other)
+        return make(getattr(array_module(x), np_name)(x, y))
+    op.__name__ = np_name
+    return op
+
+
+eq = _compare("equal")
+ne = _compare("not_equal")
+lt = _compare("less")
+le = _compare("less_equal")
+gt = _compare("greater")
+ge = _compare("greater_equal")
+logical_and = _compare("logical_and")
+logical_or = _compare("logical_or")
+logical_xor = _compare("logical_xor")
+bitwise_and = _compare("bitwise_and")
+bitwise_or = _compare("bitwise_or")
+bitwise_xor = _compare("bitwise_xor")
+
+
+def bitwise_not(input):
+    return make(array_module(input._data).invert(input._data))
+
+
+def equal(input, other):
+    """True if both tensors have the same shape and elements."""
+    return input.shape == other.shape and bool((input._data == other._data).all())
+
+
+def allclose(input, other, rtol=1e-5, atol=1e-8, equal_nan=False):
+    return bool(array_module(input._data).allclose(input._data, other._data, rtol, atol,
+                                                   equal_nan))
+
+
+def isclose(input, other, rtol=1e-5, atol=1e-8, equal_nan=False):
+    x, y = binary_operands(input, other)
+    return make(array_module(x).isclose(x, y, rtol, atol, equal_nan))
+
+
+def logical_and_or_bitwise(kind):
+    """`&`, `|`, `^`: logical on bool tensors, bitwise on integers (as in PyTorch)."""
+    logical = {"and": logical_and, "or": logical_or, "xor": logical_xor}[kind]
+    bitwise = {"and": bitwise_and, "or": bitwise_or, "xor": bitwise_xor}[kind]
+
+    def op(input, other):
+        x = input._data
+        if x.dtype.kind == "b" and (not isinstance(other, Tensor) or
+                                    other._data.dtype.kind == "b"):
+            return logical(input, other)
+        return bitwise(input, other)
+    op.__name__ = f"__{kind}__"
+    return op

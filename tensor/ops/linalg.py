@@ -1,0 +1,137 @@
+"""matmul (batched, broadcasting) and einsum."""
+from ...autograd import Function
+from ..backend import array_module
+from ._util import binary_operands, make, unbroadcast
+
+
+class Matmul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        x, y = binary_operands(a, b)
+        if x.ndim == 0 or y.ndim == 0:
+            raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are "
+                               f"{x.ndim}D and {y.ndim}D")
+        kx = x.shape[-1]
+        ky = y.shape[-2] if y.ndim > 1 else y.shape[0]
+        if kx != ky:
+            raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({_fmt(x.shape)} and "
+                               f"{_fmt(y.shape)}): inner dimensions {kx} and {ky} differ")
+        ctx.save_for_backward(a, b)
+        return make(x @ y)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        na, nb = ctx.needs_input_grad
+        a2 = a.unsqueeze(0) if a.ndim == 1 else a
+        b2 = b.unsqueeze(-1) if b.ndim == 1 else b
+        g2 = g
+        if a.ndim == 1:
+            g2 = g2.unsqueeze(-2)
+        if b.ndim == 1:
+            g2 = g2.unsqueeze(-1)
+        ga = gb = None
+        if na:
+            ga = g2 @ b2.mT
+            ga = unbroadcast(ga, a2.shape).reshape(a.shape) if ga.shape != a2.shape \
+                else ga.reshape(a.shape)
+        if nb:
+            gb = a2.mT @ g2
+            gb = unbroadcast(gb, b2.shape).reshape(b.shape) if gb.shape != b2.shape \
+                else gb.reshape(b.shape)
+        return ga, gb
+
+
+def _fmt(shape):
+    return "x".join(str(s) for s in shape)
+
+
+class Einsum(Function):
+    @staticmethod
+    def forward(ctx, equation, *operands):
+        arrays = [o._data for o in operands]
+        dt = arrays[0].dtype
+        for a in arrays[1:]:
+            if a.dtype != dt:
+                raise RuntimeError(f"einsum(): operands must have the same dtype, got {dt} and "
+                                   f"{a.dtype}")
+        eq = equation.replace(" ", "")
+        if "->" not in eq:  # implicit output: sorted labels that appear once
+            labels = eq.replace(",", "")
+            eq = eq + "->" + "".join(sorted(c for c in set(labels) if labels.count(c) == 1))
+        if "..." in eq:
+            raise NotImplementedError("einsum with '...' is not supported yet; write the "
+                                      "dimensions out explicitly")
+        ctx.eq = eq
+        ctx.save_for_backward(*operands)
+        return make(array_module(arrays[0]).einsum(eq, *arrays, optimize=len(arrays) > 2))
+
+    @staticmethod
+    def backward(ctx, g):
+        ops = ctx.saved_tensors
+        ins, out = ctx.eq.split("->")
+        ins = ins.split(",")
+        grads = [None]
+        for i, (spec, op) in enumerate(zip(ins, ops)):
+            if not ctx.needs_input_grad[i + 1]:
+                grads.append(None)
+                continue
+            others = [o for j, o in enumerate(ops) if j != i]
+            other_specs = [s for j, s in enumerate(ins) if j != i]
+            # labels of this operand that appear nowhere else are summed out in forward:
+            # they come back by broadcasting (expand) after the einsum below
+            avail = set(out) | set("".join(other_specs))
+            kept = "".join(c for c in spec if c in avail)
+            # repeated labels within one operand (diagonals) are not supported here
+            if len(set(spec)) != len(spec):
+                raise NotImplementedError("einsum backward with repeated labels in one operand")
+            eq = ",".join([out] + other_specs) + "->" + kept
+            gi = einsum(eq, g, *others)
+            if kept != spec:
+                gi = _place(gi, kept, spec).expand(op.shape)
+            grads.append(gi)
+        return tuple(grads)
+
+
+def _place(g, kept, spec):
+    """Reshape g (labels `kept`, in spec order) to spec's rank with size-1 summed-out dims."""
+    shape = []
+    k = 0
+    for c in spec:
+        if c in kept:
+            shape.append(g.shape[k])
+            k += 1
+        else:
+            shape.append(1)
+    return g.reshape(shape)
+
+
+def matmul(input, other):
+    return Matmul.apply(input, other)
+
+
+def mm(input, mat2):
+    if input.ndim != 2 or mat2.ndim != 2:
+        raise RuntimeError(f"mm(): expected 2-D tensors, got {input.ndim}D and {mat2.ndim}D; "
+                           f"use matmul for batched or vector products")
+    return Matmul.apply(input, mat2)
+
+
+def bmm(input, mat2):
+    if input.ndim != 3 or mat2.ndim != 3:
+        raise RuntimeError(f"bmm(): expected 3-D tensors, got {input.ndim}D and {mat2.ndim}D")
+    return Matmul.apply(input, mat2)
+
+
+def einsum(equation, *operands):
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    return Einsum.apply(equation, *operands)
+
+
+def outer(input, vec2):
+    return input.unsqueeze(1) * vec2.unsqueeze(0)
+
+
+def dot(input, other):
+    return Matmul.apply(input, other)

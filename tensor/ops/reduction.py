@@ -1,0 +1,412 @@
+"""Reductions: sum, mean, prod, amax/amin, max/min (values and indices), logsumexp, softmax,
+log_softmax, cumsum, norm; var/std and friends are composed from these."""
+import builtins as _b
+import collections
+
+import numpy as np
+
+from ...autograd import Function
+from ..backend import array_module
+from ..dtypes import get_default_dtype
+from ._util import make, normalize_dim
+
+ValuesIndices = collections.namedtuple("ValuesIndices", ["values", "indices"])
+
+
+def _axes(dim, ndim):
+    """NumPy axis argument for a PyTorch dim (None, int, or tuple)."""
+    if dim is None or dim == ():
+        return None
+    d = normalize_dim(dim, ndim)
+    return d if isinstance(d, tuple) else (d,)
+
+
+def _keep_shape(shape, axes):
+    if axes is None:
+        return (1,) * len(shape)
+    return tuple(1 if i in axes else s for i, s in enumerate(shape))
+
+
+def _expand_back(g, shape, axes, keepdim):
+    """Broadcast a reduced gradient back over the reduced axes."""
+    if not keepdim:
+        g = g.reshape(_keep_shape(shape, axes))
+    return g.expand(shape)
+
+
+class Sum(Function):
+    @staticmethod
+    def forward(ctx, x, dim=None, keepdim=False, dtype=None):
+        d = x._data
+        axes = _axes(dim, d.ndim)
+        if dtype is None and d.dtype.kind in "bui":
+            dtype = np.int64
+        ctx.shape, ctx.axes, ctx.keepdim = d.shape, axes, keepdim
+        return make(array_module(d).asarray(d.sum(axis=axes, keepdims=keepdim, dtype=dtype)))
+
+    @staticmethod
+    def backward(ctx, g):
+        return _expand_back(g, ctx.shape, ctx.axes, ctx.keepdim)
+
+
+class Mean(Function):
+    @staticmethod
+    def forward(ctx, x, dim=None, keepdim=False, dtype=None):
+        d = x._data
+        if d.dtype.kind != "f" and dtype is None:
+            raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be "
+                               f"floating point, but got {x.dtype}; use x.float().mean()")
+        axes = _axes(dim, d.ndim)
+        ctx.shape, ctx.axes, ctx.keepdim = d.shape, axes, keepdim
+        ctx.count = (d.size if axes is None else int(np.prod([d.shape[a] for a in axes])))
+        return make(array_module(d).asarray(d.mean(axis=axes, keepdims=keepdim, dtype=dtype)))
+
+    @staticmethod
+    def backward(ctx, g):
+        return _expand_back(g * (1.0 / _b.max(ctx.count, 1)), ctx.shape, ctx.axes, ctx.keepdim)
+
+
+class Prod(Function):
+    @staticmethod
+    def forward(ctx, x, dim=None, keepdim=False):
+        d = x._data
+        axes = None if dim is None else (normalize_dim(dim, d.ndim),)
+        out = make(array_module(d).asarray(d.prod(axis=axes, keepdims=keepdim)))
+        ctx.save_for_backward(x, out)
+        ctx.axes, ctx.keepdim = axes, keepdim
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, out = ctx.saved_tensors
+        shape = x.shape
+        gk = _expand_back(g, shape, ctx.axes, ctx.keepdim)
+        d = x._data
+        if bool((d != 0).all()):
+            return gk * _expand_back(out, shape, ctx.axes, ctx.keepdim) / x
+        # with zeros: product of all other elements, from exclusive cumulative products
+        xp = array_module(d)
+        axis = ctx.axes[0] if ctx.axes is not None else None
+        flat = d.reshape(-1) if axis is None else d
+        ax = 0 if axis is None else axis
+        ones = xp.ones_like(xp.take(flat, [0], axis=ax))
+        left = xp.cumprod(xp.concatenate([ones, xp.take(flat, range(flat.shape[ax] - 1),
+                                                        axis=ax)], axis=ax), axis=ax)
+        rev = xp.flip(flat, axis=ax)
+        right = xp.flip(xp.cumprod(xp.concatenate(
+            [ones, xp.take(rev, range(rev.shape[ax] - 1), axis=ax)], axis=ax), axis=ax),
+            axis=ax)
+        others = (left * right).reshape(d.shape)
+        return gk * make(others)
+
+
+class Amax(Function):
+    """max over dims with the gradient shared evenly between ties (amax/amin, max())."""
+
+    @staticmethod
+    def forward(ctx, x, dim=None, keepdim=False, largest=True):
+        d = x._data
+        if d.size == 0:
+            raise IndexError("max(): Expected reduction dim to be specified for input.numel() "
+                             "== 0. Specify the reduction dim with the 'dim' argument.")
+        axes = _axes(dim, d.ndim)
+        r = d.max(axis=axes, keepdims=True) if largest else d.min(axis=axes, keepdims=True)
+        mask = d == r
+        ctx.weights = mask / mask.sum(axis=axes, keepdims=True)
+        ctx.shape, ctx.axes, ctx.keepdim = d.shape, axes, keepdim
+        return make(r if keepdim else r.reshape(
+            tuple(s for i, s in enumerate(d.shape) if axes is not None and i not in axes)))
+
+    @staticmethod
+    def backward(ctx, g):
+        w = make(ctx.weights.astype(g._data.dtype))
+        return _expand_back(g, ctx.shape, ctx.axes, ctx.keepdim) * w
+
+
+class MaxDim(Function):
+    """(values, indices) along one dim; the gradient goes to the returned index."""
+
+    @staticmethod
+    def forward(ctx, x, dim, keepdim=False, largest=True):
+        d = x._data
+        xp = array_module(d)
+        dim = normalize_dim(dim, d.ndim)
+        if d.ndim == 0:
+            return make(d.copy()), make(xp.zeros((), np.int64))
+        if d.shape[dim] == 0:
+            raise IndexError(f"max(): cannot reduce over a zero-size dimension {dim}")
+        idx = d.argmax(axis=dim) if largest else d.argmin(axis=dim)
+        idx_k = xp.expand_dims(idx, dim)
+        vals = xp.take_along_axis(d, idx_k, axis=dim)
+        ctx.shape, ctx.dim, ctx.keepdim, ctx.idx = d.shape, dim, keepdim, idx_k
+        if not keepdim:
+            vals, idx_k = vals.squeeze(dim), idx
+        ind = make(idx_k.astype(np.int64))
+        ctx.mark_non_differentiable(ind)
+        return make(vals), ind
+
+    @staticmethod
+    def backward(ctx, g, _gi):
+        if not ctx.keepdim:
+            g = g.unsqueeze(ctx.dim)
+        return g.new_zeros(ctx.shape).scatter(ctx.dim, make(ctx.idx), g)
+
+
+class Logsumexp(Function):
+    @staticmethod
+    def forward(ctx, x, dim, keepdim=False):
+        d = x._data
+        xp = array_module(d)
+        axes = _axes(dim, d.ndim)
+        m = d.max(axis=axes, keepdims=True) if d.size else xp.zeros(_keep_shape(d.shape, axes))
+        m = xp.where(xp.isfinite(m), m, 0)
+        out = xp.log(xp.exp(d - m).sum(axis=axes, keepdims=True)) + m
+        res = make(out if keepdim else out.reshape(
+            tuple(s for i, s in enumerate(d.shape) if axes is not None and i not in axes)))
+        ctx.save_for_backward(x, res)
+        ctx.axes, ctx.keepdim = axes, keepdim
+        return res
+
+    @staticmethod
+    def backward(ctx, g):
+        x, out = ctx.saved_tensors
+        shape = x.shape
+        return _expand_back(g, shape, ctx.axes, ctx.keepdim) * \
+            (x - _expand_back(out, shape, ctx.axes, ctx.keepdim)).exp()
+
+
+class Softmax(Function):
+    @staticmethod
+    def forward(ctx, x, dim):
+        d = x._data
+        xp = array_module(d)
+        dim = normalize_dim(dim, d.ndim)
+        e = xp.exp(d - d.max(axis=dim, keepdims=True)) if d.size else d.copy()
+        e /= e.sum(axis=dim, keepdims=True)
+        out = make(e)
+        ctx.save_for_backward(out)
+        ctx.dim = dim
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        y, = ctx.saved_tensors
+        return y * (g - (g * y).sum(ctx.dim, keepdim=True))
+
+
+class LogSoftmax(Function):
+    @staticmethod
+    def forward(ctx, x, dim):
+        d = x._data
+        xp = array_module(d)
+        dim = normalize_dim(dim, d.ndim)
+        if d.size:
+            z = d - d.max(axis=dim, keepdims=True)
+            z -= xp.log(xp.exp(z).sum(axis=dim, keepdims=True))
+        else:
+            z = d.copy()
+        out = make(z)
+        ctx.save_for_backward(out)
+        ctx.dim = dim
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        y, = ctx.saved_tensors
+        return g - y.exp() * g.sum(ctx.dim, keepdim=True)
+
+
+class Cumsum(Function):
+    @staticmethod
+    def forward(ctx, x, dim):
+        d = x._data
+        dim = normalize_dim(dim, d.ndim)
+        ctx.dim = dim
+        out = d.cumsum(axis=dim) if d.ndim else d.copy()
+        if d.dtype.kind in "bui":
+            out = out.astype(np.int64)
+        return make(out)
+
+    @staticmethod
+    def backward(ctx, g):
+        if g.ndim == 0:
+            return g
+        return g.flip(ctx.dim).cumsum(ctx.dim).flip(ctx.dim)
+
+
+class VectorNorm(Function):
+    """The p-norm over dims for finite p > 0; its gradient at 0 is 0, as in PyTorch."""
+
+    @staticmethod
+    def forward(ctx, x, p=2, dim=None, keepdim=False):
+        d = x._data
+        xp = array_module(d)
+        axes = _axes(dim, d.ndim)
+        a = xp.abs(d)
+        if p == 2:
+            out = xp.sqrt((d * d).sum(axis=axes, keepdims=keepdim))
+        elif p == 1:
+            out = a.sum(axis=axes, keepdims=keepdim)
+        else:
+            out = (a ** p).sum(axis=axes, keepdims=keepdim) ** (1.0 / p)
+        res = make(xp.asarray(out))
+        ctx.save_for_backward(x, res)
+        ctx.p, ctx.axes, ctx.keepdim = p, axes, keepdim
+        return res
+
+    @staticmethod
+    def backward(ctx, g):
+        x, out = ctx.saved_tensors
+        shape = x.shape
+        gk = _expand_back(g, shape, ctx.axes, ctx.keepdim)
+        if ctx.p == 1:
+            return gk * x.sign()
+        ok = _expand_back(out, shape, ctx.axes, ctx.keepdim)
+        safe = ok.masked_fill(ok == 0, 1.0)
+        if ctx.p == 2:
+            return (gk * x / safe).masked_fill(ok == 0, 0.0)
+        p = ctx.p
+        return (gk * x * x.abs() ** (p - 2) / safe ** (p - 1)).masked_fill(ok == 0, 0.0)
+
+
+# ---- functional API ------------------------------------------------------------------------
+def sum(input, dim=None, keepdim=False, *, dtype=None):
+    from ..dtypes import to_numpy_dtype
+    return Sum.apply(input, dim, keepdim, to_numpy_dtype(dtype) if dtype is not None else None)
+
+
+def mean(input, dim=None, keepdim=False, *, dtype=None):
+    from ..dtypes import to_numpy_dtype
+    return Mean.apply(input, dim, keepdim, to_numpy_dtype(dtype) if dtype is not None else None)
+
+
+def prod(input, dim=None, keepdim=False):
+    return Prod.apply(input, dim, keepdim)
+
+
+def amax(input, dim=(), keepdim=False):
+    return Amax.apply(input, dim, keepdim, True)
+
+
+def amin(input, dim=(), keepdim=False):
+    return Amax.apply(input, dim, keepdim, False)
+
+
+def _max_min(input, dim, keepdim, other, largest):
+    from ..tensor import Tensor
+    if isinstance(dim, Tensor):  # max(a, b): elementwise
+        other, dim = dim, None
+    if other is not None:
+        from .elementwise import maximum, minimum
+        return maximum(input, other) if largest else minimum(input, other)
+    if dim is None:
+        return Amax.apply(input, None, False, largest)
+    return ValuesIndices(*MaxDim.apply(input, dim, keepdim, largest))
+
+
+def max(input, dim=None, keepdim=False, *, other=None):
+    return _max_min(input, dim, keepdim, other, True)
+
+
+def min(input, dim=None, keepdim=False, *, other=None):
+    return _max_min(input, dim, keepdim, other, False)
+
+
+def _arg(fn_name):
+    def op(input, dim=None, keepdim=False):
+        d = input._data
+        xp = array_module(d)
+        if dim is None:
+            r = getattr(d.reshape(-1), fn_name)()
+            out = xp.asarray(r).reshape((1,) * d.ndim if keepdim else ())
+        else:
+            dim = normalize_dim(dim, d.ndim)
+            out = getattr(d, fn_name)(axis=dim, keepdims=keepdim) if d.ndim else xp.asarray(0)
+        return make(xp.asarray(out).astype(np.int64))
+    op.__name__ = fn_name
+    return op
+
+
+argmax = _arg("argmax")
+argmin = _arg("argmin")
+
+
+def logsumexp(input, dim, keepdim=False):
+    return Logsumexp.apply(input, dim, keepdim)
+
+
+def _cast_for(input, dtype):
+    if dtype is not None:
+        return input.to(dtype)
+    if input._data.dtype.kind != "f":
+        return input.to(get_default_dtype())
+    return input
+
+
+def softmax(input, dim, dtype=None):
+    return Softmax.apply(_cast_for(input, dtype), dim)
+
+
+def log_softmax(input, dim, dtype=None):
+    return LogSoftmax.apply(_cast_for(input, dtype), dim)
+
+
+def cumsum(input, dim, *, dtype=None):
+    out = Cumsum.apply(input, dim)
+    return out if dtype is None else out.to(dtype)
+
+
+def var(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
+    """Variance with Bessel's correction (correction=1) by default, as in PyTorch."""
+    if unbiased is not None:
+        correction = int(unbiased)
+    d = input._data
+    axes = _axes(dim, d.ndim)
+    n = d.size if axes is None else int(np.prod([d.shape[a] for a in axes]))
+    centered = input - input.mean(dim=axes, keepdim=True)
+    return (centered * centered).sum(dim=axes, keepdim=keepdim) / _b.max(0, n - correction)
+
+
+def std(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
+    return var(input, dim, correction=correction, keepdim=keepdim, unbiased=unbiased).sqrt()
+
+
+def var_mean(input, dim=None, *, correction=1, keepdim=False):
+    return var(input, dim, correction=correction, keepdim=keepdim), \
+        input.mean(dim=dim, keepdim=keepdim)
+
+
+def std_mean(input, dim=None, *, correction=1, keepdim=False):
+    return std(input, dim, correction=correction, keepdim=keepdim), \
+        input.mean(dim=dim, keepdim=keepdim)
+
+
+def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
+    """Vector p-norm (p=2 / 'fro' by default; inf and -inf too) over `dim`."""
+    if dtype is not None:
+        input = input.to(dtype)
+    if p == "fro" or p is None:
+        p = 2
+    if p == float("inf"):
+        return input.abs().amax(dim=() if dim is None else dim, keepdim=keepdim)
+    if p == float("-inf"):
+        return input.abs().amin(dim=() if dim is None else dim, keepdim=keepdim)
+    if p == 0:
+        return (input != 0).to(input.dtype).sum(dim=dim, keepdim=keepdim)
+    return VectorNorm.apply(input, p, dim, keepdim)
+
+
+def all(input, dim=None, keepdim=False):
+    d = input._data
+    return make(array_module(d).asarray(d.all(axis=_axes(dim, d.ndim), keepdims=keepdim)))
+
+
+def any(input, dim=None, keepdim=False):
+    d = input._data
+    return make(array_module(d).asarray(d.any(axis=_axes(dim, d.ndim), keepdims=keepdim)))
+
+
+def count_nonzero(input, dim=None):
+    d = input._data
+    return make(array_module(d).asarray((d != 0).sum(axis=_axes(dim, d.ndim))).astype(np.int64))
+

@@ -1,0 +1,470 @@
+"""Shape ops: reshape/view, permute/transpose, expand, cat, flip, roll, pad, tile, tril/triu;
+squeeze, unsqueeze, flatten, stack, split, chunk, repeat are composed from them."""
+import numpy as np
+
+from ...autograd import Function
+from ..backend import array_module
+from ._util import make, normalize_dim
+
+
+class Reshape(Function):
+    @staticmethod
+    def forward(ctx, x, shape):
+        d = x._data
+        try:
+            out = d.reshape(shape)
+        except ValueError:
+            raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {d.size} "
+                               f"(input shape {list(d.shape)})") from None
+        ctx.shape = d.shape
+        return x._view_of(out) if out.base is not None else make(out)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.reshape(ctx.shape), None
+
+
+class Permute(Function):
+    @staticmethod
+    def forward(ctx, x, dims):
+        d = x._data
+        if len(dims) != d.ndim:
+            raise RuntimeError(f"permute(): number of dims don't match: the input has {d.ndim} "
+                               f"dims but {len(dims)} were given ({list(dims)})")
+        dims = tuple(normalize_dim(i, d.ndim) for i in dims)
+        if len(set(dims)) != len(dims):
+            raise RuntimeError(f"permute(): repeated dim in {list(dims)}")
+        ctx.inv = tuple(np.argsort(dims))
+        return x._view_of(d.transpose(dims))
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.permute(*ctx.inv), None
+
+
+class Expand(Function):
+    @staticmethod
+    def forward(ctx, x, shape):
+        d = x._data
+        lead = len(shape) - d.ndim
+        if lead < 0:
+            raise RuntimeError(f"expand: the number of sizes provided ({len(shape)}) must be "
+                               f"greater or equal to the number of dimensions in the tensor "
+                               f"({d.ndim})")
+        full = tuple(d.shape[i - lead] if s == -1 else s for i, s in enumerate(shape))
+        for i, s in enumerate(d.shape):
+            if s != 1 and s != full[i + lead]:
+                raise RuntimeError(f"The expanded size of the tensor ({full[i + lead]}) must "
+                                   f"match the existing size ({s}) at non-singleton dimension "
+                                   f"{i + lead}. Target sizes: {list(shape)}. Tensor sizes: "
+                                   f"{list(d.shape)}")
+        ctx.shape = d.shape
+        return x._view_of(array_module(d).broadcast_to(d, full))
+
+    @staticmethod
+    def backward(ctx, g):
+        from ._util import unbroadcast
+        return unbroadcast(g, ctx.shape), None
+
+
+class Cat(Function):
+    @staticmethod
+    def forward(ctx, dim, *tensors):
+        arrays = [t._data for t in tensors]
+        if not arrays:
+            raise RuntimeError("cat(): expected a non-empty list of Tensors")
+        ref = next((a for a in arrays if a.ndim), arrays[0])
+        if ref.ndim == 0:
+            raise RuntimeError("zero-dimensional tensor cannot be concatenated")
+        dim = normalize_dim(dim, ref.ndim)
+        # PyTorch skips 1-D empty tensors in cat
+        keep = [a for a in arrays if not (a.ndim == 1 and a.shape[0] == 0)] or arrays[:1]
+        for i, a in enumerate(keep):
+            if a.ndim != ref.ndim or any(s != r for j, (s, r) in enumerate(zip(a.shape,
+                                                                               ref.shape))
+                                         if j != dim):
+                raise RuntimeError(f"Sizes of tensors must match except in dimension {dim}. "
+                                   f"Expected size {list(ref.shape)} but got size "
+                                   f"{list(a.shape)} for tensor number {i} in the list.")
+        from ..dtypes import result_type
+        dt = result_type(*tensors)
+        xp = array_module(ref)
+        ctx.dim = dim
+        ctx.sizes = [a.shape[dim] if a.ndim else 0 for a in arrays]
+        return make(xp.concatenate([a.astype(dt, copy=False) for a in keep], axis=dim))
+
+    @staticmethod
+    def backward(ctx, g):
+        out = [None]
+        start = 0
+        for n in ctx.sizes:
+            idx = (slice(None),) * ctx.dim + (slice(start, start + n),)
+            out.append(g[idx])
+            start += n
+        return tuple(out)
+
+
+class Flip(Function):
+    @staticmethod
+    def forward(ctx, x, dims):
+        d = x._data
+        dims = tuple(normalize_dim(i, d.ndim) for i in dims)
+        ctx.dims = dims
+        return make(array_module(d).flip(d, dims).copy())
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.flip(ctx.dims), None
+
+
+class Roll(Function):
+    @staticmethod
+    def forward(ctx, x, shifts, dims):
+        d = x._data
+        ctx.shifts, ctx.dims = shifts, dims
+        return make(array_module(d).roll(d, shifts, dims))
+
+    @staticmethod
+    def backward(ctx, g):
+        s = ctx.shifts
+        neg = tuple(-i for i in s) if isinstance(s, (tuple, list)) else -s
+        return g.roll(neg, ctx.dims), None, None
+
+
+class Pad(Function):
+    """Constant, reflect, replicate and circular padding; `pad` lists (left, right) pairs
+    starting from the last dim, as in torch.nn.functional.pad."""
+
+    @staticmethod
+    def forward(ctx, x, pad, mode="constant", value=0.0):
+        d = x._data
+        if len(pad) % 2 or len(pad) // 2 > d.ndim:
+            raise RuntimeError(f"pad: padding length {len(pad)} must be even and at most "
+                               f"2 * ndim ({2 * d.ndim})")
+        widths = [(0, 0)] * d.ndim
+        for i in range(len(pad) // 2):
+            widths[d.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+        if any(lo < 0 or hi < 0 for lo, hi in widths):
+            # negative padding crops
+            crop = tuple(slice(-lo if lo < 0 else 0, d.shape[i] + hi if hi < 0 else None)
+                         for i, (lo, hi) in enumerate(widths))
+            d = d[crop]
+            widths = [(max(lo, 0), max(hi, 0)) for lo, hi in widths]
+            ctx.crop = crop
+        else:
+            ctx.crop = None
+        np_mode = {"constant": "constant", "reflect": "reflect", "replicate": "edge",
+                   "circular": "wrap"}.get(mode)
+        if np_mode is None:
+            raise ValueError(f"pad: unknown mode {mode!r}; expected constant, reflect, "
+                             f"replicate or circular")
+        xp = array_module(d)
+        kw = {"constant_values": value} if np_mode == "constant" else {}
+        ctx.widths, ctx.mode, ctx.shape, ctx.in_shape = widths, np_mode, d.shape, x._data.shape
+        return make(xp.pad(d, widths, mode=np_mode, **kw))
+
+    @staticmethod
+    def backward(ctx, g):
+        if ctx.mode == "constant":
+            idx = tuple(slice(lo, lo + s) for (lo, _), s in zip(ctx.widths, ctx.shape))
+            gi = g[idx]
+        else:
+            gi = PadBackward.apply(g, ctx.widths, ctx.mode, ctx.shape)
+        if ctx.crop is not None:
+            gi = Pad.apply(gi, _pad_list(ctx.crop, ctx.in_shape))
+        return gi, None, None, None
+
+
+def _pad_list(crop, in_shape):
+    """torch-style pad list that undoes a crop with zeros."""
+    out = []
+    for sl, n in reversed(list(zip(crop, in_shape))):
+        lo = sl.start or 0
+        hi = n - (sl.stop if sl.stop is not None else n)
+        out += [lo, hi]
+    return out
+
+
+class PadBackward(Function):
+    """Gradient of reflect/replicate/circular padding: fold the padded border back."""
+
+    @staticmethod
+    def forward(ctx, g, widths, mode, shape):
+        d = g._data
+        xp = array_module(d)
+        # pad an index array the same way, then scatter-add the gradient by index
+        idx = xp.arange(int(np.prod(shape))).reshape(shape)
+        pidx = xp.pad(idx, widths, mode=mode)
+        out = xp.zeros(int(np.prod(shape)), d.dtype)
+        from ..backend import add_at
+        add_at(xp, out, pidx.reshape(-1), d.reshape(-1))
+        ctx.pidx = pidx
+        return make(out.reshape(shape))
+
+    @staticmethod
+    def backward(ctx, gg):
+        flat = gg.reshape(-1)
+        return flat[make(ctx.pidx.reshape(-1))].reshape(ctx.pidx.shape), None, None, None
+
+
+class Tile(Function):
+    @staticmethod
+    def forward(ctx, x, reps):
+        d = x._data
+        reps = tuple(reps)
+        if len(reps) < d.ndim:
+            reps = (1,) * (d.ndim - len(reps)) + reps
+        ctx.shape, ctx.reps = (1,) * (len(reps) - d.ndim) + d.shape, reps
+        ctx.orig = d.shape
+        return make(array_module(d).tile(d, reps))
+
+    @staticmethod
+    def backward(ctx, g):
+        # split each dim into (rep, size) and sum over the reps
+        inter = []
+        for r, s in zip(ctx.reps, ctx.shape):
+            inter += [r, s]
+        gi = g.reshape(inter).sum(dim=tuple(range(0, len(inter), 2)))
+        return gi.reshape(ctx.orig), None
+
+
+class Triangle(Function):
+    @staticmethod
+    def forward(ctx, x, diagonal=0, upper=False):
+        d = x._data
+        if d.ndim < 2:
+            raise RuntimeError(f"tril/triu: input tensor must have at least 2 dimensions, got "
+                               f"{d.ndim}")
+        xp = array_module(d)
+        ctx.diagonal, ctx.upper = diagonal, upper
+        return make(xp.triu(d, diagonal) if upper else xp.tril(d, diagonal))
+
+    @staticmethod
+    def backward(ctx, g):
+        return Triangle.apply(g, ctx.diagonal, ctx.upper), None, None
+
+
+# ---- functional API ------------------------------------------------------------------------
+def _shape_arg(shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = shape[0]
+    return tuple(int(s) for s in shape)
+
+
+def reshape(input, *shape):
+    return Reshape.apply(input, _shape_arg(shape))
+
+
+def view(input, *shape):
+    shape = _shape_arg(shape)
+    d = input._data
+    if not d.flags.c_contiguous and d.size > 1:
+        try:
+            out = d.view()
+            out.shape = shape  # raises when a copy would be needed
+        except (AttributeError, ValueError):
+            raise RuntimeError(
+                f"view size is not compatible with input tensor's size and stride (shape "
+                f"{list(d.shape)}, strides {[s // d.itemsize for s in d.strides]}). Use "
+                f".reshape(...) instead.") from None
+    return Reshape.apply(input, shape)
+
+
+def permute(input, *dims):
+    return Permute.apply(input, _shape_arg(dims))
+
+
+def transpose(input, dim0, dim1):
+    n = input.ndim
+    if n < 2 and dim0 in (0, -1) and dim1 in (0, -1):
+        return input
+    dims = list(range(n))
+    a, b = normalize_dim(dim0, n), normalize_dim(dim1, n)
+    dims[a], dims[b] = dims[b], dims[a]
+    return Permute.apply(input, tuple(dims))
+
+
+swapaxes = transpose
+
+
+def t(input):
+    if input.ndim > 2:
+        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is "
+                           f"{input.ndim}D")
+    return transpose(input, 0, 1) if input.ndim == 2 else input
+
+
+def movedim(input, source, destination):
+    n = input.ndim
+    src = [normalize_dim(s, n) for s in (source if isinstance(source, (tuple, list))
+                                         else [source])]
+    dst = [normalize_dim(s, n) for s in (destination if isinstance(destination, (tuple, list))
+                                         else [destination])]
+    order = [i for i in range(n) if i not in src]
+    for d, s in sorted(zip(dst, src)):
+        order.insert(d, s)
+    return Permute.apply(input, tuple(order))
+
+
+def expand(input, *shape):
+    return Expand.apply(input, _shape_arg(shape))
+
+
+def broadcast_to(input, shape):
+    return Expand.apply(input, tuple(shape))
+
+
+def expand_as(input, other):
+    return Expand.apply(input, tuple(other.shape))
+
+
+def broadcast_tensors(*tensors):
+    shape = np.broadcast_shapes(*(tuple(t.shape) for t in tensors))
+    return tuple(broadcast_to(t, shape) for t in tensors)
+
+
+def squeeze(input, dim=None):
+    shape = input.shape
+    if dim is None:
+        new = tuple(s for s in shape if s != 1)
+    else:
+        dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+        dims = {normalize_dim(d, input.ndim) for d in dims}
+        new = tuple(s for i, s in enumerate(shape) if not (i in dims and s == 1))
+    return Reshape.apply(input, new)
+
+
+def unsqueeze(input, dim):
+    n = input.ndim + 1
+    dim = normalize_dim(dim, n)
+    shape = list(input.shape)
+    shape.insert(dim, 1)
+    return Reshape.apply(input, tuple(shape))
+
+
+def flatten(input, start_dim=0, end_dim=-1):
+    shape = tuple(input.shape)
+    if not shape:
+        return Reshape.apply(input, (1,))
+    s = normalize_dim(start_dim, len(shape))
+    e = normalize_dim(end_dim, len(shape))
+    if s > e:
+        raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
+    n = 1
+    for v in shape[s:e + 1]:
+        n *= v
+    return Reshape.apply(input, shape[:s] + (n,) + shape[e + 1:])
+
+
+def unflatten(input, dim, sizes):
+    shape = list(input.shape)
+    dim = normalize_dim(dim, len(shape))
+    sizes = list(sizes)
+    if -1 in sizes:
+        known = int(np.prod([s for s in sizes if s != -1]))
+        sizes[sizes.index(-1)] = shape[dim] // max(known, 1)
+    return Reshape.apply(input, tuple(shape[:dim] + sizes + shape[dim + 1:]))
+
+
+def cat(tensors, dim=0):
+    return Cat.apply(dim, *tensors)
+
+
+concat = concatenate = cat
+
+
+def stack(tensors, dim=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError("stack expects a non-empty TensorList")
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) > 1:
+        raise RuntimeError(f"stack expects each tensor to be equal size, but got "
+                           f"{[list(t.shape) for t in tensors]}")
+    return Cat.apply(dim, *[unsqueeze(t, dim) for t in tensors])
+
+
+def hstack(tensors):
+    return cat(tensors, 1 if tensors[0].ndim > 1 else 0)
+
+
+def vstack(tensors):
+    return cat([t.reshape(1, -1) if t.ndim == 1 else t for t in tensors], 0)
+
+
+def split(tensor, split_size_or_sections, dim=0):
+    dim = normalize_dim(dim, tensor.ndim)
+    n = tensor.shape[dim]
+    if isinstance(split_size_or_sections, int):
+        step = split_size_or_sections
+        sizes = [min(step, n - i) for i in range(0, n, step)] or [0]
+    else:
+        sizes = list(split_size_or_sections)
+        if sum(sizes) != n:
+            raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} "
+                               f"(input tensor's size at dimension {dim}), but got "
+                               f"split_sizes={sizes}")
+    out, start = [], 0
+    for s in sizes:
+        out.append(tensor[(slice(None),) * dim + (slice(start, start + s),)])
+        start += s
+    return tuple(out)
+
+
+def chunk(input, chunks, dim=0):
+    n = input.shape[normalize_dim(dim, input.ndim)]
+    step = -(-n // chunks) if n else 1
+    return split(input, step, dim)
+
+
+def unbind(input, dim=0):
+    dim = normalize_dim(dim, input.ndim)
+    return tuple(input[(slice(None),) * dim + (i,)] for i in range(input.shape[dim]))
+
+
+def flip(input, dims):
+    if isinstance(dims, int):
+        dims = (dims,)
+    return Flip.apply(input, tuple(dims))
+
+
+def roll(input, shifts, dims=None):
+    if dims is None:
+        return Roll.apply(input.flatten(), shifts, 0).reshape(input.shape)
+    return Roll.apply(input, shifts, dims)
+
+
+def pad(input, pad, mode="constant", value=0.0):
+    return Pad.apply(input, tuple(pad), mode, 0.0 if value is None else value)
+
+
+def tile(input, dims):
+    return Tile.apply(input, tuple(dims))
+
+
+def repeat(input, *sizes):
+    sizes = _shape_arg(sizes)
+    if len(sizes) < input.ndim:
+        raise RuntimeError(f"Number of dimensions of repeat dims ({len(sizes)}) can not be "
+                           f"smaller than number of dimensions of tensor ({input.ndim})")
+    return Tile.apply(input, sizes)
+
+
+def repeat_interleave(input, repeats, dim=None):
+    if dim is None:
+        input, dim = input.flatten(), 0
+    dim = normalize_dim(dim, input.ndim)
+    x = unsqueeze(input, dim + 1)
+    shape = list(x.shape)
+    shape[dim + 1] = repeats
+    out_shape = list(input.shape)
+    out_shape[dim] *= repeats
+    return x.expand(*shape).reshape(*out_shape)
+
+
+def tril(input, diagonal=0):
+    return Triangle.apply(input, diagonal, False)
+
+
+def triu(input, diagonal=0):
+    return Triangle.apply(input, diagonal, True)

@@ -1,0 +1,380 @@
+"""`Tensor`: an n-dimensional array (NumPy or CuPy) with autograd metadata.
+
+Ops are defined in `tensor/ops/*` and bound as methods in `tensor/methods.py`; this file holds
+what a tensor *is*: its array, dtype, device, grad state, conversion and representation.
+"""
+import numpy as np
+
+from ..autograd import engine
+from ..autograd.function import RemovableHandle, TensorBase
+from ..autograd.grad_mode import is_grad_enabled, no_grad
+from . import backend, dtypes
+
+
+class Tensor(TensorBase):
+    __slots__ = ("_data",)
+
+    # ---- construction ----------------------------------------------------------------------
+    def __init__(self, data, dtype=None, device=None, requires_grad=False):
+        from .creation import _to_array
+        self._init(_to_array(data, dtype, device), requires_grad)
+
+    def _init(self, arr, requires_grad=False):
+        self._data = arr
+        self.grad = None
+        self.grad_fn = None
+        self._output_nr = 0
+        self._version = [0]
+        self._hooks = None
+        self._post_hooks = None
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @staticmethod
+    def _make(arr, requires_grad=False):
+        """Wrap an array without copying (package-internal)."""
+        t = Tensor.__new__(Tensor)
+        t._data = arr
+        t.requires_grad = False
+        t.grad = None
+        t.grad_fn = None
+        t._output_nr = 0
+        t._version = [0]
+        t._hooks = None
+        t._post_hooks = None
+        if requires_grad:
+            t.requires_grad_(True)
+        return t
+
+    def _view_of(self, arr):
+        """A tensor over `arr` (a view of self's array) sharing self's version counter."""
+        t = Tensor._make(arr)
+        t._version = self._version
+        return t
+
+    # ---- metadata --------------------------------------------------------------------------
+    @property
+    def shape(self):
+        return Size(self._data.shape)
+
+    def size(self, dim=None):
+        if dim is None:
+            return Size(self._data.shape)
+        return self._data.shape[dim]
+
+    @property
+    def dtype(self):
+        return dtypes.from_numpy_dtype(self._data.dtype)
+
+    @property
+    def device(self):
+        return backend.device_of(self._data)
+
+    @property
+    def is_cuda(self):
+        return self.device.type == "cuda"
+
+    @property
+    def ndim(self):
+        return self._data.ndim
+
+    def dim(self):
+        return self._data.ndim
+
+    def numel(self):
+        return int(self._data.size)
+
+    nelement = numel
+
+    def element_size(self):
+        return self._data.itemsize
+
+    @property
+    def itemsize(self):
+        return self._data.itemsize
+
+    @property
+    def nbytes(self):
+        return self._data.nbytes
+
+    def stride(self, dim=None):
+        s = tuple(x // self._data.itemsize for x in self._data.strides)
+        return s if dim is None else s[dim]
+
+    def is_contiguous(self):
+        return bool(self._data.flags.c_contiguous)
+
+    def is_floating_point(self):
+        return self._data.dtype.kind == "f"
+
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
+
+    @property
+    def data(self):
+        """A tensor sharing this one's memory, outside the graph (as in PyTorch)."""
+        return self._view_of(self._data)
+
+    @data.setter
+    def data(self, value):
+        self._data = value._data if isinstance(value, Tensor) else value
+
+    @property
+    def T(self):
+        return self.permute(*reversed(range(self.ndim)))
+
+    @property
+    def mT(self):
+        return self.transpose(-2, -1)
+
+    # ---- autograd --------------------------------------------------------------------------
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and self._data.dtype.kind not in "fc":
+            raise RuntimeError(f"only tensors of floating point dtype can require gradients "
+                               f"(got {self.dtype}); convert first, e.g. x.float()")
+        if not requires_grad and self.grad_fn is not None:
+            raise RuntimeError("requires_grad_(False) on a non-leaf tensor: use .detach()")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        from ..autograd import backward
+        backward([self], None if gradient is None else [gradient], retain_graph, create_graph,
+                 inputs)
+
+    def register_hook(self, hook):
+        """`hook(grad)` runs when the gradient of this tensor is computed; it may return a
+        replacement."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require grad")
+        if self.grad_fn is not None:
+            return self.grad_fn.register_prehook(self._output_nr, hook)
+        if self._hooks is None:
+            self._hooks = []
+        self._hooks.append(hook)
+        return RemovableHandle(self._hooks, hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """`hook(tensor)` runs on a leaf after its `.grad` has been accumulated."""
+        if self.grad_fn is not None:
+            raise RuntimeError("post accumulate grad hooks can only be registered on leaf "
+                               "tensors")
+        if self._post_hooks is None:
+            self._post_hooks = []
+        self._post_hooks.append(hook)
+        return RemovableHandle(self._post_hooks, hook)
+
+    def retain_grad(self):
+        if self.grad_fn is None:
+            return
+        import weakref
+        ref = weakref.ref(self)
+
+        def keep(g):
+            t = ref()
+            if t is not None:
+                t.grad = g.detach() if t.grad is None else t.grad + g.detach()
+        self.grad_fn.register_prehook(self._output_nr, keep)
+
+    def detach(self):
+        return self._view_of(self._data)
+
+    def detach_(self):
+        if self.grad_fn is not None and self._version is None:
+            raise RuntimeError("cannot detach_ a view")
+        self.grad_fn = None
+        self.requires_grad = False
+        return self
+
+    # ---- conversion ------------------------------------------------------------------------
+    def numpy(self, *, force=False):
+        if self.requires_grad and not force:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
+                               "tensor.detach().numpy() instead.")
+        if backend.is_cupy_array(self._data):
+            if not force:
+                raise TypeError(f"can't convert {self.device} tensor to numpy. Use "
+                                f"tensor.cpu() to copy the tensor to host memory first.")
+            return self._data.get()
+        return self._data
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self.detach().cpu()._data
+        return arr if dtype is None else arr.astype(dtype)
+
+    def item(self):
+        if self._data.size != 1:
+            raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted "
+                               f"to Scalar")
+        return self._data.reshape(()).item() if backend.is_cupy_array(self._data) else \
+            self._data.item()
+
+    def tolist(self):
+        return backend.to_device(self._data, "cpu").tolist()
+
+    def to(self, *args, dtype=None, device=None, copy=False, non_blocking=False):
+        """`to(device)`, `to(dtype)`, `to(device, dtype)` or `to(other_tensor)`."""
+        for a in args:
+            if isinstance(a, Tensor):
+                dtype, device = a.dtype, a.device
+            elif isinstance(a, dtypes.dtype) or a in (float, int, bool) or \
+                    isinstance(a, np.dtype):
+                dtype = a
+            else:
+                device = a
+        from .ops.conversion import to_copy
+        return to_copy(self, dtype=dtype, device=device, copy=copy)
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, device=None):
+        return self.to(backend.Device("cuda", device if isinstance(device, int) else None)
+                       if not isinstance(device, (str, backend.Device)) else device)
+
+    def type_as(self, other):
+        return self.to(other.dtype)
+
+    def float(self):
+        return self.to(dtypes.float32)
+
+    def double(self):
+        return self.to(dtypes.float64)
+
+    def half(self):
+        return self.to(dtypes.float16)
+
+    def int(self):
+        return self.to(dtypes.int32)
+
+    def long(self):
+        return self.to(dtypes.int64)
+
+    def short(self):
+        return self.to(dtypes.int16)
+
+    def bool(self):
+        return self.to(dtypes.bool_)
+
+    def byte(self):
+        return self.to(dtypes.uint8)
+
+    # ---- new_* (same device, dtype unless given) -----------------------------------------
+    def _xp(self):
+        return backend.array_module(self._data)
+
+    def _np_dtype(self, dtype):
+        return self._data.dtype if dtype is None else dtypes.to_numpy_dtype(dtype)
+
+    def new_zeros(self, *size, dtype=None, requires_grad=False):
+        return Tensor._make(self._xp().zeros(_size(size), self._np_dtype(dtype)), requires_grad)
+
+    def new_ones(self, *size, dtype=None, requires_grad=False):
+        return Tensor._make(self._xp().ones(_size(size), self._np_dtype(dtype)), requires_grad)
+
+    def new_empty(self, *size, dtype=None, requires_grad=False):
+        return Tensor._make(self._xp().empty(_size(size), self._np_dtype(dtype)), requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, requires_grad=False):
+        return Tensor._make(self._xp().full(_size((size,)), fill_value, self._np_dtype(dtype)),
+                            requires_grad)
+
+    def new_tensor(self, data, dtype=None, requires_grad=False):
+        from .creation import tensor
+        return tensor(data, dtype=dtype or self.dtype, device=self.device,
+                      requires_grad=requires_grad)
+
+    # ---- DLPack ----------------------------------------------------------------------------
+    def __dlpack__(self, *args, **kwargs):
+        return self.detach()._data.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self):
+        return self._data.__dlpack_device__()
+
+    # ---- Python protocol -------------------------------------------------------------------
+    __hash__ = object.__hash__
+
+    def __len__(self):
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __iter__(self):
+        if self._data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._data.shape[0]))
+
+    def __bool__(self):
+        if self._data.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {self._data.size} elements is "
+                               f"ambiguous; use .any() or .all()")
+        return bool(self.item())
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self._data.dtype.kind not in "iu" or self._data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an "
+                            "index")
+        return int(self.item())
+
+    def __repr__(self):
+        from .printing import tensor_repr
+        return tensor_repr(self)
+
+    def __reduce_ex__(self, protocol):
+        # pickling (e.g. DataLoader workers) carries the array and requires_grad only
+        return (_rebuild, (backend.to_device(self._data, "cpu"), str(self.device),
+                           self.requires_grad))
+
+    def __deepcopy__(self, memo):
+        if self.grad_fn is not None:
+            raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) "
+                               "support the deepcopy protocol")
+        t = Tensor._make(self._data.copy(), self.requires_grad)
+        if self.grad is not None:
+            t.grad = self.grad.__deepcopy__(memo)
+        memo[id(self)] = t
+        return t
+
+
+def _rebuild(arr, device, requires_grad):
+    return Tensor._make(backend.to_device(arr, device), requires_grad)
+
+
+class Size(tuple):
+    """The shape of a tensor: a tuple, printed as `phalanx.Size([2, 3])`."""
+
+    def __repr__(self):
+        return f"phalanx.Size({list(self)})"
+
+    def numel(self):
+        n = 1
+        for s in self:
+            n *= s
+        return n
+
+
+def _size(size):
+    """Accept f(2, 3), f((2, 3)), f([2, 3]) and f(Size)."""
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = size[0]
+    return tuple(int(s) for s in size)
+
+
+def no_grad_wrap(fn):
+    """Run `fn` without recording (helper for methods that are not differentiable)."""
+    def wrapper(*a, **k):
+        with no_grad():
+            return fn(*a, **k)
+    return wrapper
+
+
+__all__ = ["Tensor", "Size"]
+_ = (engine, is_grad_enabled)
