@@ -1,11 +1,15 @@
 """Anomaly mode: NaN/Inf in a backward output raises, naming the op and where it was created."""
 import threading
 
-_state = threading.local()
+class _State(threading.local):
+    enabled = False
+
+
+_state = _State()
 
 
 def is_anomaly_enabled():
-    return getattr(_state, "enabled", False)
+    return _state.enabled
 
 
 class detect_anomaly:

@@ -7,7 +7,7 @@ reverse order of the forward pass on every rank (DDP's buckets rely on that).
 import heapq
 import threading
 
-from .function import Node, RemovableHandle, TensorBase
+from .function import RemovableHandle
 from .grad_mode import _set, is_grad_enabled
 from . import anomaly
 
@@ -64,77 +64,46 @@ def run_backward(tensors, grad_tensors, retain_graph=False, create_graph=False, 
     _check_roots(tensors, grad_tensors)
     grad_tensors = [t.new_ones(t.shape) if g is None else g
                     for t, g in zip(tensors, grad_tensors)]
-
-    # 1. discover the graph (iterative DFS) and a post-order of its nodes
     root_edges = [_edge_of(t) for t in tensors]
-    post, seen, stack = [], set(), []
-    for node, _ in root_edges:
-        if isinstance(node, Node) and node not in seen:
-            seen.add(node)
-            stack.append((node, iter(node.edges)))
-            while stack:
-                cur, it = stack[-1]
-                for e in it:
-                    if e is not None and isinstance(e[0], Node) and e[0] not in seen:
-                        seen.add(e[0])
-                        stack.append((e[0], iter(e[0].edges)))
-                        break
-                else:
-                    stack.pop()
-                    post.append(cur)
 
-    # 2. which nodes must run: all of them, or only those leading to `inputs`
-    capture = None
-    if inputs is not None:
+    # 1. which nodes run, and how many gradients each node and each leaf will receive
+    capture = needed_below = None
+    if inputs is None:
+        deps, leaf_deps = _count_dependencies(root_edges)
+        leaves = set(leaf_deps)
+    else:
         capture = {}
         for i, t in enumerate(inputs):
             capture.setdefault(_edge_of(t), []).append(i)
         capture_leaves = {id(e[0]) for e in capture if e[1] == -1}
-        capture_nodes = {e[0] for e in capture if e[1] != -1}
-        needed_below = set()  # nodes whose backward leads to a captured input
-        for node in post:  # post-order: a node's inputs are decided before the node
-            if any(e is not None and (e[0] in needed_below or e[0] in capture_nodes
-                                      if isinstance(e[0], Node)
-                                      else id(e[0]) in capture_leaves)
-                   for e in node.edges):
-                needed_below.add(node)
-        needed = needed_below | (capture_nodes & seen)
-    else:
-        needed = needed_below = seen
+        needed, needed_below = _needed_for(root_edges, capture)
+        deps, leaf_deps = _count_dependencies(root_edges, needed)
+        leaves = {t for t in leaf_deps if id(t) in capture_leaves} if accumulate \
+            else set(leaf_deps)
 
-    deps = dict.fromkeys(needed, 0)
-    leaves = set()
-    for node in needed:
-        for e in node.edges:
-            if e is not None:
-                if isinstance(e[0], Node):
-                    if e[0] in deps:
-                        deps[e[0]] += 1
-                else:
-                    leaves.add(e[0])
-    for node, nr in root_edges:
-        if not isinstance(node, Node):
-            leaves.add(node)
-    if accumulate and inputs is not None:
-        leaves = {t for t in leaves if id(t) in capture_leaves}
-    if accumulate and _backward_start_hooks:
-        for hook in list(_backward_start_hooks):
-            hook(leaves)
-
-    # 3. run
+    # 2. run
     results = [None] * (len(inputs) if inputs is not None else 0)
     buffers = {}
     ready = []
-    owned = set()  # ids of arrays already stored as some leaf's .grad in this pass
-    for g in grad_tensors:
-        owned.add(id(g._data))  # never alias a caller's gradient
+    owned = {id(g._data) for g in grad_tensors}  # arrays never to alias: the caller's
+    leaf_grads = {}  # leaf -> sum of the gradients delivered to it so far
     callbacks = []
-    if not hasattr(_local, "callbacks"):
-        _local.callbacks = []
-    _local.callbacks.append(callbacks)
+    stack = getattr(_local, "callbacks", None)
+    if stack is None:
+        stack = _local.callbacks = []
+    stack.append(callbacks)
     prev_mode = is_grad_enabled()
     _set(create_graph)
     try:
+        if accumulate and _backward_start_hooks:  # they may queue_callback()
+            for hook in list(_backward_start_hooks):
+                hook(leaves)
+
+        def leaf_done(leaf):  # a leaf accumulates once, when all its gradients have arrived
+            leaf_deps[leaf] -= 1
+            if leaf_deps[leaf] == 0 and leaf in leaf_grads:
+                _accumulate(leaf, leaf_grads.pop(leaf), create_graph, owned)
+
         def deliver(edge, g):
             target, nr = edge
             if nr == -1:
@@ -142,7 +111,8 @@ def run_backward(tensors, grad_tensors, retain_graph=False, create_graph=False, 
                     for i in capture[edge]:
                         results[i] = g if results[i] is None else results[i] + g
                 if accumulate and target in leaves:
-                    _accumulate(target, g, create_graph, owned)
+                    prev = leaf_grads.get(target)
+                    leaf_grads[target] = g if prev is None else prev + g
                 return
             if target not in deps:
                 return
@@ -153,61 +123,45 @@ def run_backward(tensors, grad_tensors, retain_graph=False, create_graph=False, 
 
         for edge, g in zip(root_edges, grad_tensors):
             deliver(edge, g)
+            if edge[1] == -1:
+                leaf_done(edge[0])
         for node, d in deps.items():
             if d == 0:
-                heapq.heappush(ready, (-node.seq, id(node), node))
+                heapq.heappush(ready, (-node.seq, node))
 
         while ready:
-            _, _, node = heapq.heappop(ready)
-            grads = buffers.pop(node, None) or [None] * node.n_outputs
-            if node.pre_hooks:
-                for nr, hooks in node.pre_hooks.items():
-                    if grads[nr] is not None:
-                        for hook in list(hooks):
-                            r = hook(grads[nr])
-                            if r is not None:
-                                grads[nr] = r
-            if node._released:
-                raise RuntimeError(
-                    f"Trying to backward through the graph a second time (through "
-                    f"{node.name()}): its saved values were freed by the first backward. "
-                    f"Pass retain_graph=True to the first backward() to keep them.")
-            if capture is not None:
-                _capture_node_grads(capture, node, grads, results)
-                if node not in needed_below:
-                    continue
-            if node.materialize_grads and any(g is None for g in grads):
-                ref = next((g for g in grads if g is not None), None)
-                grads = [g if g is not None else _zeros_for(node, i, ref)
-                         for i, g in enumerate(grads)]
-            out = node.fn.backward(node, *grads)
-            if not isinstance(out, tuple):
-                out = (out,)
-            if len(out) < len(node.edges) and any(
-                    e is not None for e in node.edges[len(out):]):
-                raise RuntimeError(f"function {node.name()} returned an incorrect number of "
-                                   f"gradients (expected {len(node.edges)}, got {len(out)})")
-            if anomaly.is_anomaly_enabled():
-                anomaly.check_grads(node, out)
+            node = heapq.heappop(ready)[1]
+            grads = buffers.pop(node, None)
+            if grads is None:  # no gradient reached this node: it sends none on
+                out = ()
+            else:
+                out = _run_node(node, grads, capture, results, needed_below)
             if not retain_graph:
                 node.release()
-            for edge, g in zip(node.edges, out):
+            n_out = len(out)
+            for i, edge in enumerate(node.edges):
                 if edge is None:
                     continue
+                g = out[i] if i < n_out else None
                 if g is not None:
                     deliver(edge, g)
                 tgt = edge[0]
-                if isinstance(tgt, Node) and tgt in deps:
+                if edge[1] == -1:
+                    leaf_done(tgt)
+                elif tgt in deps:
                     deps[tgt] -= 1
                     if deps[tgt] == 0:
-                        heapq.heappush(ready, (-tgt.seq, id(tgt), tgt))
+                        heapq.heappush(ready, (-tgt.seq, tgt))
+        for leaf, g in list(leaf_grads.items()):  # leaves fed by nodes that did not run
+            _accumulate(leaf, g, create_graph, owned)
+        leaf_grads.clear()
         i = 0
         while i < len(callbacks):  # callbacks may queue more callbacks
             callbacks[i]()
             i += 1
     finally:
         _set(prev_mode)
-        _local.callbacks.pop()
+        stack.pop()
 
     if not accumulate:
         for i, (t, r) in enumerate(zip(inputs, results)):
@@ -218,6 +172,96 @@ def run_backward(tensors, grad_tensors, retain_graph=False, create_graph=False, 
                     f"allow_unused=True if this is the desired behavior.")
         return tuple(results)
     return None
+
+
+def _count_dependencies(root_edges, needed=None):
+    """Walk the graph once (iteratively) from the roots, over `needed` nodes only if given.
+
+    Returns {node: edges into it from walked nodes} and {leaf: edges into it, roots included}.
+    Edges to leaves are (tensor, -1); edges to nodes are (node, output_nr)."""
+    deps, leaf_deps, stack = {}, {}, []
+    for node, nr in root_edges:
+        if nr == -1:
+            leaf_deps[node] = leaf_deps.get(node, 0) + 1
+        elif node not in deps and (needed is None or node in needed):
+            deps[node] = 0
+            stack.append(node)
+    while stack:
+        for edge in stack.pop().edges:
+            if edge is None:
+                continue
+            tgt = edge[0]
+            if edge[1] == -1:
+                leaf_deps[tgt] = leaf_deps.get(tgt, 0) + 1
+            elif tgt in deps:
+                deps[tgt] += 1
+            elif needed is None or tgt in needed:
+                deps[tgt] = 1
+                stack.append(tgt)
+    return deps, leaf_deps
+
+
+def _needed_for(root_edges, capture):
+    """autograd.grad: the nodes that lead to a captured input, and those plus the captured
+    non-leaf nodes themselves (they run only to hand over their output gradient)."""
+    post, seen, stack = [], set(), []  # post-order of the graph, by iterative DFS
+    for node, nr in root_edges:
+        if nr != -1 and node not in seen:
+            seen.add(node)
+            stack.append((node, iter(node.edges)))
+            while stack:
+                cur, it = stack[-1]
+                for e in it:
+                    if e is not None and e[1] != -1 and e[0] not in seen:
+                        seen.add(e[0])
+                        stack.append((e[0], iter(e[0].edges)))
+                        break
+                else:
+                    stack.pop()
+                    post.append(cur)
+    capture_leaves = {id(e[0]) for e in capture if e[1] == -1}
+    capture_nodes = {e[0] for e in capture if e[1] != -1}
+    needed_below = set()
+    for node in post:  # post-order: a node's inputs are decided before the node
+        for e in node.edges:
+            if e is not None and (id(e[0]) in capture_leaves if e[1] == -1
+                                  else e[0] in needed_below or e[0] in capture_nodes):
+                needed_below.add(node)
+                break
+    return needed_below | (capture_nodes & seen), needed_below
+
+
+def _run_node(node, grads, capture, results, needed_below):
+    """Run one node's pre-hooks and backward; return its gradients (one per edge)."""
+    if node.pre_hooks:
+        for nr, hooks in node.pre_hooks.items():
+            if grads[nr] is not None:
+                for hook in list(hooks):
+                    r = hook(grads[nr])
+                    if r is not None:
+                        grads[nr] = r
+    if node._released:
+        raise RuntimeError(
+            f"Trying to backward through the graph a second time (through {node.name()}): "
+            f"its saved values were freed by the first backward. Pass retain_graph=True to "
+            f"the first backward() to keep them.")
+    if capture is not None:
+        _capture_node_grads(capture, node, grads, results)
+        if node not in needed_below:
+            return ()
+    if node.materialize_grads and any(g is None for g in grads):
+        ref = next((g for g in grads if g is not None), None)
+        grads = [g if g is not None else _zeros_for(node, i, ref)
+                 for i, g in enumerate(grads)]
+    out = node.fn.backward(node, *grads)
+    if not isinstance(out, tuple):
+        out = (out,)
+    if len(out) < len(node.edges) and any(e is not None for e in node.edges[len(out):]):
+        raise RuntimeError(f"function {node.name()} returned an incorrect number of "
+                           f"gradients (expected {len(node.edges)}, got {len(out)})")
+    if anomaly.is_anomaly_enabled():
+        anomaly.check_grads(node, out)
+    return out
 
 
 def _capture_node_grads(capture, node, grads, results):
@@ -239,34 +283,37 @@ def _zeros_for(node, i, ref):
 
 
 def _accumulate(leaf, g, create_graph, owned):
+    """Add `g` into `leaf.grad` (after the leaf's hooks), then run its post-accumulate hooks.
+
+    Without create_graph, `.grad` is a plain array of its own: a gradient array that is a view,
+    read-only, or already held elsewhere (`owned`) is copied first."""
     if leaf._hooks:
         for hook in list(leaf._hooks):
             r = hook(g)
             if r is not None:
                 g = r
-    if tuple(g.shape) != tuple(leaf.shape):
-        raise RuntimeError(f"gradient of shape {tuple(g.shape)} does not match its leaf tensor "
-                           f"of shape {tuple(leaf.shape)} (an op's backward is wrong)")
-    if g._data.dtype != leaf._data.dtype:
+    gd, ld = g._data, leaf._data
+    if gd.shape != ld.shape:
+        raise RuntimeError(f"gradient of shape {tuple(gd.shape)} does not match its leaf tensor "
+                           f"of shape {tuple(ld.shape)} (an op's backward is wrong)")
+    if gd.dtype != ld.dtype:
         g = g.to(leaf.dtype)
+        gd = g._data
     cur = leaf.grad
     if create_graph:
         leaf.grad = g if cur is None else cur + g
     elif cur is None:
-        arr = g._data
-        if arr.base is not None or not arr.flags.writeable or not arr.flags.c_contiguous \
-                or id(arr) in owned:
-            g = g.detach().clone()
-        elif g.requires_grad or g.grad_fn is not None:
-            g = g.detach()
-        owned.add(id(g._data))
-        leaf.grad = g
+        if gd.base is not None or id(gd) in owned or not gd.flags.writeable \
+                or not gd.flags.c_contiguous:
+            gd = gd.copy()
+        owned.add(id(gd))
+        leaf.grad = g if gd is g._data and g.grad_fn is None and not g.requires_grad \
+            else g._make(gd)
+    elif cur._data.flags.writeable:
+        cur._data += gd
+        cur._version[0] += 1
     else:
-        if cur._data.flags.writeable:
-            cur._data += g._data
-            cur._version[0] += 1
-        else:
-            leaf.grad = cur + g
+        leaf.grad = cur + g
     if leaf._post_hooks:
         for hook in list(leaf._post_hooks):
             hook(leaf)

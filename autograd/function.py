@@ -7,8 +7,8 @@ node. Built-in ops and user-defined Functions share this base, as in PyTorch.
 import itertools
 import traceback
 
-from .grad_mode import _set, is_grad_enabled
-from . import anomaly
+from .grad_mode import _set, _state as _grad_state, is_grad_enabled
+from .anomaly import _state as _anomaly_state
 
 _sequence = itertools.count()
 
@@ -24,8 +24,12 @@ class Node:
     """The backward node of one `Function` call; it is also the `ctx` the Function sees."""
 
     __slots__ = ("fn", "edges", "needs_input_grad", "seq", "n_outputs", "pre_hooks",
-                 "_saved", "_saved_versions", "_released", "_non_diff", "_input_meta",
-                 "forward_stack", "materialize_grads", "__dict__", "__weakref__")
+                 "_saved", "_saved_versions", "_released", "__dict__", "__weakref__")
+    # rarely set: class-level defaults, so that creating a node stays cheap
+    _non_diff = None
+    materialize_grads = True
+    forward_stack = None
+    output_meta = None
 
     def __init__(self, fn):
         self.fn = fn
@@ -34,9 +38,6 @@ class Node:
         self.pre_hooks = None
         self._saved = None
         self._released = False
-        self._non_diff = None
-        self.materialize_grads = True
-        self.forward_stack = None
 
     # --- the ctx interface -------------------------------------------------------------
     def save_for_backward(self, *tensors):
@@ -134,27 +135,28 @@ class Function:
     @classmethod
     def apply(cls, *args, **kwargs):
         ctx = Node(cls)
+        state = _grad_state
+        if not state.enabled:
+            return cls.forward(ctx, *args, **kwargs)
         record = False
-        if is_grad_enabled():
-            for a in args:
-                if isinstance(a, TensorBase) and a.requires_grad:
-                    record = True
-                    break
-            _set(False)
-            try:
-                out = cls.forward(ctx, *args, **kwargs)
-            finally:
-                _set(True)
-        else:
+        for a in args:
+            if isinstance(a, TensorBase) and a.requires_grad:
+                record = True
+                break
+        state.enabled = False  # the forward itself records nothing
+        try:
             out = cls.forward(ctx, *args, **kwargs)
+        finally:
+            state.enabled = True
         if record:
             _link(ctx, args, out)
         return out
 
 
 def _link(ctx, args, out):
-    edges = []
-    needs = []
+    """Make ctx the graph node of `out`: one edge per argument (None for non-tensors and
+    tensors that need no gradient)."""
+    edges, needs = [], []
     for a in args:
         if isinstance(a, TensorBase) and a.requires_grad:
             fn = a.grad_fn
@@ -166,7 +168,7 @@ def _link(ctx, args, out):
     ctx.edges = edges
     ctx.needs_input_grad = tuple(needs)
     ctx.seq = next(_sequence)
-    if anomaly.is_anomaly_enabled():
+    if _anomaly_state.enabled:
         ctx.forward_stack = "".join(traceback.format_stack()[:-3])
     non_diff = ctx._non_diff
     if isinstance(out, tuple):
@@ -181,9 +183,7 @@ def _link(ctx, args, out):
                 o._output_nr = i
     else:
         ctx.n_outputs = 1
-        if non_diff is None or id(out) not in non_diff:
-            if out._data.dtype.kind not in "fc":
-                return
+        if (non_diff is None or id(out) not in non_diff) and out._data.dtype.kind in "fc":
             out.requires_grad = True
             out.grad_fn = ctx
             out._output_nr = 0

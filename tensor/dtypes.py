@@ -93,21 +93,27 @@ def set_default_dtype(d):
 _promote_cache = {}
 
 
-def promote_types(a, b):
-    """Result dtype of two NumPy dtypes, PyTorch style (uint8 + int8 -> int16, etc.)."""
+def _promote(a, b):
+    """Result NumPy dtype of two NumPy dtypes, PyTorch style: a floating type beats any
+    integer type whatever their sizes (int32 + float16 -> float16), bool beats nothing, and
+    within a category NumPy's rule holds (uint8 + int8 -> int16)."""
     key = (a, b)
     r = _promote_cache.get(key)
     if r is None:
-        if a == b:
+        fa, fb = a.kind == "f", b.kind == "f"
+        if a == b or b.kind == "b" or (fa and not fb):
             r = a
-        elif a.kind == "b":
+        elif a.kind == "b" or (fb and not fa):
             r = b
-        elif b.kind == "b":
-            r = a
         else:
             r = np.promote_types(a, b)
         _promote_cache[key] = r
     return r
+
+
+def promote_types(type1, type2):
+    """The dtype PyTorch's promotion gives two dtypes: `px.promote_types(px.int8, px.uint8)`."""
+    return from_numpy_dtype(_promote(to_numpy_dtype(type1), to_numpy_dtype(type2)))
 
 
 def _scalar_category(x):
@@ -133,10 +139,10 @@ def result_type(*operands):
         dt = arr.dtype
         c = 2 if dt.kind in "fc" else (0 if dt.kind == "b" else 1)
         if arr.ndim:
-            dim_t = dt if dim_t is None else promote_types(dim_t, dt)
+            dim_t = dt if dim_t is None else _promote(dim_t, dt)
             dim_c = max(dim_c, c)
         else:
-            zero_t = dt if zero_t is None else promote_types(zero_t, dt)
+            zero_t = dt if zero_t is None else _promote(zero_t, dt)
             zero_c = max(zero_c, c)
     best = dim_t
     best_c = dim_c

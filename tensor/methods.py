@@ -72,24 +72,24 @@ def _setitem(self, idx, value):
 
 
 def _inplace_apply(self, compute, *others):
-    """Run `compute(alias)` out of place, then write its result into `self`."""
+    """Run `compute(old_self)` out of place, then write its result into `self`'s buffer."""
     recording = is_grad_enabled() and (self.requires_grad or any(
         isinstance(o, Tensor) and o.requires_grad for o in others))
-    if recording and self.grad_fn is None and self.requires_grad:
-        raise RuntimeError(
-            f"a leaf Variable that requires grad (shape {list(self.shape)}) is being used in "
-            f"an in-place operation. Wrap it in `with phalanx.no_grad():` (e.g. for weight "
-            f"updates) or use an out-of-place op.")
+    d = self._data
+    if not d.flags.writeable:
+        raise RuntimeError(f"unsupported operation: more than one element of the written-to "
+                           f"tensor (shape {list(d.shape)}) refers to a single memory location "
+                           f"(an expanded tensor?). Call .clone() before the in-place op.")
     if recording:
-        alias = Tensor._make(self._data)
-        alias._version = self._version
-        alias.requires_grad, alias.grad_fn = self.requires_grad, self.grad_fn
-        alias._output_nr = self._output_nr
-        out = compute(alias)
+        _check_not_leaf(self)
+        old = _alias(self)
+        out = compute(old)
+        node = out.grad_fn
+        if node is not None and node._saved and any(t is old for t in node._saved):
+            old._data = d.copy()  # backward needs the values we are about to overwrite
     else:
         out = compute(self)
     res = out._data
-    d = self._data
     if res.dtype != d.dtype and not np.can_cast(res.dtype, d.dtype, "same_kind"):
         raise RuntimeError(f"result type {res.dtype} can't be cast to the desired output type "
                            f"{d.dtype} (in-place op on a {d.dtype} tensor); convert first")
@@ -99,9 +99,40 @@ def _inplace_apply(self, compute, *others):
     d[...] = res
     self._version[0] += 1
     if recording:
-        self.grad_fn, self._output_nr = out.grad_fn, out._output_nr
-        self.requires_grad = True
+        _rebase(self, out)
     return self
+
+
+def _alias(t):
+    """A tensor over t's buffer at t's current place in the graph, with its own version."""
+    a = Tensor._make(t._data)
+    a.requires_grad, a.grad_fn, a._output_nr = t.requires_grad, t.grad_fn, t._output_nr
+    return a
+
+
+def _check_not_leaf(t):
+    while t is not None:
+        if t.requires_grad and t.grad_fn is None:
+            raise RuntimeError(
+                f"a leaf Variable that requires grad (shape {list(t.shape)}), or a view of "
+                f"one, is being used in an in-place operation. Wrap it in `with "
+                f"phalanx.no_grad():` (e.g. for weight updates) or use an out-of-place op.")
+        t = t._view[0] if t._view is not None else None
+
+
+def _rebase(t, new):
+    """`t` now holds `new`'s values: give it new's place in the graph and, when t is a view,
+    give the tensor it views the matching new value (recursively)."""
+    t.grad_fn, t._output_nr, t.requires_grad = new.grad_fn, new._output_nr, True
+    if t._view is not None:
+        base, kind, arg = t._view
+        if kind == "index":
+            new_base = Overwrite.apply(_alias(base), new, arg)
+        elif kind == "reshape":
+            new_base = new.reshape(base.shape)
+        else:  # permute: arg is the inverse permutation
+            new_base = new.permute(arg)
+        _rebase(base, new_base)
 
 
 def _make_inplace(fn):

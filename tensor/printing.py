@@ -11,7 +11,7 @@ def _body(a):
         return "[]"
     kw = dict(separator=", ", threshold=1000, edgeitems=3, prefix="tensor(")
     if a.dtype.kind == "f":
-        finite = a[np.isfinite(a)]
+        finite = a[np.isfinite(a)].astype(np.float64)
         integral = finite.size == 0 or bool((finite == np.round(finite)).all())
         big = finite.size and (np.abs(finite).max() >= 1e8 or
                                (np.abs(finite[finite != 0]).min() < 1e-4
@@ -24,7 +24,8 @@ def _body(a):
         else:
             kw.update(precision=4, floatmode="fixed")
     elif a.dtype.kind == "b":
-        kw.update(formatter={"bool": lambda v: "True" if v else "False"})
+        true = " True" if not a.all() else "True"  # right-aligned with False, as in torch
+        kw.update(formatter={"bool": lambda v: true if v else "False"})
     return np.array2string(a, **kw)
 
 

@@ -7,12 +7,16 @@ import numpy as np
 
 from ..autograd import engine
 from ..autograd.function import RemovableHandle, TensorBase
-from ..autograd.grad_mode import is_grad_enabled, no_grad
 from . import backend, dtypes
+
+_new = object.__new__
 
 
 class Tensor(TensorBase):
-    __slots__ = ("_data",)
+    # _view: None, or (base, kind, arg) when this tensor is a view of `base` made by
+    # indexing ("index", index), reshape ("reshape", None) or permute ("permute", inverse);
+    # an in-place op on the view then also moves `base` to the new graph node.
+    __slots__ = ("_data", "_view")
 
     # ---- construction ----------------------------------------------------------------------
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
@@ -21,6 +25,7 @@ class Tensor(TensorBase):
 
     def _init(self, arr, requires_grad=False):
         self._data = arr
+        self._view = None
         self.grad = None
         self.grad_fn = None
         self._output_nr = 0
@@ -34,8 +39,11 @@ class Tensor(TensorBase):
     @staticmethod
     def _make(arr, requires_grad=False):
         """Wrap an array without copying (package-internal)."""
-        t = Tensor.__new__(Tensor)
+        if isinstance(arr, np.generic):  # NumPy ufuncs turn 0-d arrays into scalars
+            arr = np.asarray(arr)
+        t = _new(Tensor)
         t._data = arr
+        t._view = None
         t.requires_grad = False
         t.grad = None
         t.grad_fn = None
@@ -47,10 +55,13 @@ class Tensor(TensorBase):
             t.requires_grad_(True)
         return t
 
-    def _view_of(self, arr):
-        """A tensor over `arr` (a view of self's array) sharing self's version counter."""
+    def _view_of(self, arr, kind=None, arg=None):
+        """A tensor over `arr` (a view of self's array) sharing self's version counter;
+        `kind`/`arg` say how it was made, so that in-place ops on it reach self (see _view)."""
         t = Tensor._make(arr)
         t._version = self._version
+        if kind is not None:
+            t._view = (self, kind, arg)
         return t
 
     # ---- metadata --------------------------------------------------------------------------
@@ -140,9 +151,10 @@ class Tensor(TensorBase):
         return self
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-        from ..autograd import backward
-        backward([self], None if gradient is None else [gradient], retain_graph, create_graph,
-                 inputs)
+        if inputs is not None and not isinstance(inputs, (tuple, list)):
+            inputs = [inputs]
+        engine.run_backward([self], [gradient], create_graph if retain_graph is None
+                            else retain_graph, create_graph, inputs=inputs)
 
     def register_hook(self, hook):
         """`hook(grad)` runs when the gradient of this tensor is computed; it may return a
@@ -295,6 +307,7 @@ class Tensor(TensorBase):
 
     # ---- Python protocol -------------------------------------------------------------------
     __hash__ = object.__hash__
+    __array_priority__ = 1000  # NumPy scalars and arrays defer to our reflected operators
 
     def __len__(self):
         if self._data.ndim == 0:
@@ -368,13 +381,4 @@ def _size(size):
     return tuple(int(s) for s in size)
 
 
-def no_grad_wrap(fn):
-    """Run `fn` without recording (helper for methods that are not differentiable)."""
-    def wrapper(*a, **k):
-        with no_grad():
-            return fn(*a, **k)
-    return wrapper
-
-
 __all__ = ["Tensor", "Size"]
-_ = (engine, is_grad_enabled)

@@ -19,34 +19,48 @@ def devices_error(x, y):
 
 
 def binary_operands(a, b, float_result=False):
-    """Raw operands of an elementwise binary op, cast to the PyTorch result dtype."""
-    x = a._data if isinstance(a, Tensor) else a
-    y = b._data if isinstance(b, Tensor) else b
-    xa, ya = hasattr(x, "dtype") and not np.isscalar(x), hasattr(y, "dtype") and not np.isscalar(y)
-    if xa and ya:
+    """Raw operands of an elementwise binary op, cast to the PyTorch result dtype.
+
+    `a`, `b`: tensors or numbers (NumPy/CuPy arrays are taken as tensors); `float_result`
+    makes integer results floating (true division)."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        x, y = a._data, b._data
         if type(x) is not type(y):
             raise devices_error(x, y)
         if x.dtype == y.dtype and (not float_result or x.dtype.kind == "f"):
-            return x, y
+            return x, y  # the common case: nothing to convert
+    a, b = _operand(a), _operand(b)
     dt = result_type(a, b)
     if float_result and dt.kind != "f":
         dt = get_default_dtype().np
-    if xa:
-        if x.dtype != dt:
-            x = x.astype(dt)
-    else:
-        x = _scalar(x, dt)
-    if ya:
-        if y.dtype != dt:
-            y = y.astype(dt)
-    else:
-        y = _scalar(y, dt)
-    return x, y
+    return _cast(a, dt), _cast(b, dt)
+
+
+_OPERAND_TYPES = (Tensor, int, float, np.generic)  # bool is an int
+
+
+def _operand(v):
+    if isinstance(v, _OPERAND_TYPES):
+        return v
+    if hasattr(v, "__array_interface__") or hasattr(v, "__cuda_array_interface__"):
+        return make(v)  # an array operand counts as a tensor (NumPy's __radd__ etc.)
+    raise TypeError(f"unsupported operand type {type(v).__name__} for a tensor op; expected "
+                    f"a Tensor or a number (wrap data with phalanx.tensor(...))")
+
+
+def _cast(v, dt):
+    if isinstance(v, Tensor):
+        d = v._data
+        return d if d.dtype == dt else d.astype(dt)
+    return _scalar(v, dt)
 
 
 def _scalar(v, dt):
     # a NumPy scalar of the result dtype keeps NumPy from promoting
-    return dt.type(v)
+    try:
+        return dt.type(v)
+    except OverflowError:  # e.g. uint8 tensor + (-2): wraps around, as in PyTorch
+        return np.array(v).astype(dt)[()]
 
 
 def shape_of(x):
@@ -61,6 +75,8 @@ def unbroadcast(grad, shape):
     lead = len(gshape) - len(shape)
     axes = tuple(range(lead)) + tuple(
         i + lead for i, s in enumerate(shape) if s == 1 and gshape[i + lead] != 1)
+    if lead and len(axes) == lead:  # only leading dims were added: one sum, no reshape
+        return grad.sum(dim=axes)
     if axes:
         grad = grad.sum(dim=axes, keepdim=True)
     if lead:
@@ -74,6 +90,8 @@ def normalize_dim(dim, ndim, name="dim"):
     """A dim (or tuple of dims) in [0, ndim), with PyTorch's error for out-of-range values."""
     if dim is None:
         return None
+    if type(dim) is int and 0 <= dim < ndim:
+        return dim  # the common case
     if isinstance(dim, (tuple, list)):
         return tuple(normalize_dim(d, ndim, name) for d in dim)
     n = max(ndim, 1)

@@ -10,6 +10,7 @@ import numpy as np
 from ...autograd import Function
 from ..backend import array_module, special
 from ..tensor import Tensor
+from ..dtypes import result_type
 from ._util import arr, binary_operands, make, shape_of, unbroadcast
 
 
@@ -48,22 +49,31 @@ class Sub(Function):
                 unbroadcast(-g if ctx.alpha == 1 else g * -ctx.alpha, sb) if nb else None)
 
 
+def _requires_grad(x):
+    return isinstance(x, Tensor) and x.requires_grad
+
+
 class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
         x, y = binary_operands(a, b)
-        ctx.save_for_backward(a if isinstance(a, Tensor) else None,
-                              b if isinstance(b, Tensor) else None)
-        ctx.scalars = (None if isinstance(a, Tensor) else a, None if isinstance(b, Tensor) else b)
+        # each factor is saved only for the other's gradient (so an in-place change of a
+        # factor whose partner needs no gradient is harmless, as in PyTorch)
+        ta, tb = isinstance(a, Tensor), isinstance(b, Tensor)
+        ctx.save_for_backward(a if ta and _requires_grad(b) else None,
+                              b if tb and _requires_grad(a) else None)
+        ctx.scalars = (None if ta else a, None if tb else b)
+        ctx.shapes = (shape_of(a), shape_of(b))
         return make(x * y)
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        sa, sb = ctx.scalars
+        sa, sb = ctx.shapes
+        ca, cb = ctx.scalars
         na, nb = ctx.needs_input_grad
-        ga = unbroadcast(g * (b if b is not None else sb), a.shape) if na else None
-        gb = unbroadcast(g * (a if a is not None else sa), b.shape) if nb else None
+        ga = unbroadcast(g * (b if b is not None else cb), sa) if na else None
+        gb = unbroadcast(g * (a if a is not None else ca), sb) if nb else None
         return ga, gb
 
 
@@ -161,24 +171,26 @@ def _float_input(x):
     return d
 
 
-def _unary(name, fwd, grad, save_out=False, doc=""):
-    """Define a one-input Function from `fwd(xp, array)` and `grad(x, out, g)` (tensor ops)."""
+def _unary(name, fwd, grad, save_out=False, keeps_dtype=False):
+    """Define a one-input Function from `fwd(xp, array)` and `grad(x, out, g)` (tensor ops);
+    `grad` gets the output (save_out=True) or the input, not both.
+
+    Integer inputs are computed in the default float dtype unless `keeps_dtype` (neg, abs)."""
     def forward(ctx, x):
-        d = _float_input(x)
+        d = x._data if keeps_dtype else _float_input(x)
         out = make(fwd(array_module(d), d))
-        ctx.save_for_backward(x, out) if save_out else ctx.save_for_backward(x)
+        ctx.save_for_backward(out if save_out else x)
         return out
 
     def backward(ctx, g):
-        saved = ctx.saved_tensors
-        return grad(saved[0], saved[1] if save_out else None, g)
+        saved, = ctx.saved_tensors
+        return grad(None, saved, g) if save_out else grad(saved, None, g)
 
-    cls = type(name, (Function,), {"forward": staticmethod(forward),
-                                   "backward": staticmethod(backward), "__doc__": doc})
-    return cls
+    return type(name, (Function,), {"forward": staticmethod(forward),
+                                    "backward": staticmethod(backward)})
 
 
-Neg = _unary("Neg", lambda xp, x: -x, lambda x, o, g: -g)
+Neg = _unary("Neg", lambda xp, x: -x, lambda x, o, g: -g, keeps_dtype=True)
 Exp = _unary("Exp", lambda xp, x: xp.exp(x), lambda x, o, g: g * o, save_out=True)
 Log = _unary("Log", lambda xp, x: xp.log(x), lambda x, o, g: g / x)
 Log1p = _unary("Log1p", lambda xp, x: xp.log1p(x), lambda x, o, g: g / (x + 1))
@@ -193,7 +205,7 @@ Sigmoid = _unary("Sigmoid", lambda xp, x: _sigmoid(xp, x),
                  lambda x, o, g: g * o * (1 - o), save_out=True)
 Silu = _unary("Silu", lambda xp, x: x * _sigmoid(xp, x),
               lambda x, o, g: g * _silu_grad(x))
-Abs = _unary("Abs", lambda xp, x: xp.abs(x), lambda x, o, g: g * sign(x))
+Abs = _unary("Abs", lambda xp, x: xp.abs(x), lambda x, o, g: g * sign(x), keeps_dtype=True)
 
 
 def _sigmoid(xp, x):
@@ -272,33 +284,50 @@ class Softplus(Function):
 
 
 class Clamp(Function):
+    """min/max may be numbers or broadcasting tensors; a tensor bound gets the gradient where
+    it binds (as in PyTorch: x < min for min, x > max for max)."""
+
     @staticmethod
     def forward(ctx, x, min=None, max=None):
         if min is None and max is None:
             raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None")
-        d = x._data
+        dt = result_type(*(v for v in (x, min, max) if v is not None))
+        d = x._data if x._data.dtype == dt else x._data.astype(dt)
         xp = array_module(d)
-        lo, hi = arr(min), arr(max)
-        out = d
-        keep = True
-        if lo is not None:
-            keep = keep & (d >= lo)
+        out, keep = d, True
+        ctx.below = ctx.above = None
+        if min is not None:
+            lo = _as_operand(min, dt)
+            ctx.below = d < lo
+            keep = ~ctx.below
             out = xp.maximum(out, lo)
-        if hi is not None:
-            keep = keep & (d <= hi)
+        if max is not None:
+            hi = _as_operand(max, dt)
+            ctx.above = d > hi
+            keep = keep & ~ctx.above
             out = xp.minimum(out, hi)
-        if out.dtype != d.dtype and d.dtype.kind == "f":
-            out = out.astype(d.dtype)
         ctx.keep = keep
+        ctx.shapes = (shape_of(x), shape_of(min), shape_of(max))
         return make(out)
 
     @staticmethod
     def backward(ctx, g):
-        return g * make(xp_asarray(ctx.keep, g._data)), None, None
+        nx, nlo, nhi = ctx.needs_input_grad
+        sx, slo, shi = ctx.shapes
+
+        def part(mask, shape):
+            return unbroadcast(g * make(mask.astype(g._data.dtype)), shape)
+        return (part(ctx.keep, sx) if nx else None,
+                part(ctx.below, slo) if nlo else None,
+                part(ctx.above, shi) if nhi else None)
 
 
-def xp_asarray(mask, like):
-    return array_module(like).asarray(mask).astype(like.dtype)
+def _as_operand(v, dt):
+    """A clamp bound as an array or NumPy scalar of dtype `dt`."""
+    a = arr(v)
+    if hasattr(a, "dtype") and not isinstance(a, np.generic):
+        return a if a.dtype == dt else a.astype(dt)
+    return dt.type(v)
 
 
 class Where(Function):

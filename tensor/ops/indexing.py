@@ -58,7 +58,7 @@ class GetItem(Function):
         except IndexError as e:
             raise IndexError(f"{e} (indexing a tensor of shape {list(d.shape)})") from None
         ctx.shape, ctx.index, ctx.basic = d.shape, index, basic
-        return x._view_of(out) if basic else make(out)
+        return x._view_of(out, "index", index) if basic else make(out)
 
     @staticmethod
     def backward(ctx, g):
@@ -228,7 +228,7 @@ def masked_fill(input, mask, value):
         raise RuntimeError(f"masked_fill only supports a 0-dimensional value tensor, but got "
                            f"tensor with {value.ndim} dimension(s).")
     if not isinstance(value, Tensor):
-        value = make(array_module(input._data).asarray(value, dtype=input._data.dtype))
+        value = make(array_module(input._data).asarray(value).astype(input._data.dtype))
     return where(mask, value.to(input.dtype) if value.dtype != input.dtype else value, input)
 
 

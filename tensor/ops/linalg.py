@@ -25,21 +25,23 @@ class Matmul(Function):
         na, nb = ctx.needs_input_grad
         a2 = a.unsqueeze(0) if a.ndim == 1 else a
         b2 = b.unsqueeze(-1) if b.ndim == 1 else b
-        g2 = g
-        if a.ndim == 1:
-            g2 = g2.unsqueeze(-2)
-        if b.ndim == 1:
-            g2 = g2.unsqueeze(-1)
+        g2 = g  # the gradient of a2 @ b2
+        if a.ndim == 1 and b.ndim == 1:
+            g2 = g.reshape(1, 1)
+        elif a.ndim == 1:
+            g2 = g.unsqueeze(-2)
+        elif b.ndim == 1:
+            g2 = g.unsqueeze(-1)
         ga = gb = None
         if na:
-            ga = g2 @ b2.mT
-            ga = unbroadcast(ga, a2.shape).reshape(a.shape) if ga.shape != a2.shape \
-                else ga.reshape(a.shape)
+            ga = _to_shape(unbroadcast(g2 @ b2.mT, a2.shape), a.shape)
         if nb:
-            gb = a2.mT @ g2
-            gb = unbroadcast(gb, b2.shape).reshape(b.shape) if gb.shape != b2.shape \
-                else gb.reshape(b.shape)
+            gb = _to_shape(unbroadcast(a2.mT @ g2, b2.shape), b.shape)
         return ga, gb
+
+
+def _to_shape(t, shape):
+    return t if t.shape == shape else t.reshape(shape)
 
 
 def _fmt(shape):

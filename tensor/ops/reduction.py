@@ -7,7 +7,7 @@ import numpy as np
 
 from ...autograd import Function
 from ..backend import array_module
-from ..dtypes import get_default_dtype
+from ..dtypes import get_default_dtype, to_numpy_dtype
 from ._util import make, normalize_dim
 
 ValuesIndices = collections.namedtuple("ValuesIndices", ["values", "indices"])
@@ -42,7 +42,7 @@ class Sum(Function):
         if dtype is None and d.dtype.kind in "bui":
             dtype = np.int64
         ctx.shape, ctx.axes, ctx.keepdim = d.shape, axes, keepdim
-        return make(array_module(d).asarray(d.sum(axis=axes, keepdims=keepdim, dtype=dtype)))
+        return make(d.sum(axis=axes, keepdims=keepdim, dtype=dtype))
 
     @staticmethod
     def backward(ctx, g):
@@ -131,22 +131,24 @@ class MaxDim(Function):
         d = x._data
         xp = array_module(d)
         dim = normalize_dim(dim, d.ndim)
-        if d.ndim == 0:
-            return make(d.copy()), make(xp.zeros((), np.int64))
+        if d.ndim == 0:  # a 0-d tensor is its own max, at index 0
+            d = d.reshape(1)
         if d.shape[dim] == 0:
             raise IndexError(f"max(): cannot reduce over a zero-size dimension {dim}")
         idx = d.argmax(axis=dim) if largest else d.argmin(axis=dim)
         idx_k = xp.expand_dims(idx, dim)
         vals = xp.take_along_axis(d, idx_k, axis=dim)
-        ctx.shape, ctx.dim, ctx.keepdim, ctx.idx = d.shape, dim, keepdim, idx_k
-        if not keepdim:
-            vals, idx_k = vals.squeeze(dim), idx
+        ctx.shape, ctx.dim, ctx.keepdim, ctx.idx = x._data.shape, dim, keepdim, idx_k
+        if not keepdim or x._data.ndim == 0:
+            vals, idx_k = vals.reshape(idx.shape), idx
         ind = make(idx_k.astype(np.int64))
         ctx.mark_non_differentiable(ind)
         return make(vals), ind
 
     @staticmethod
     def backward(ctx, g, _gi):
+        if not ctx.shape:
+            return g
         if not ctx.keepdim:
             g = g.unsqueeze(ctx.dim)
         return g.new_zeros(ctx.shape).scatter(ctx.dim, make(ctx.idx), g)
@@ -271,12 +273,10 @@ class VectorNorm(Function):
 
 # ---- functional API ------------------------------------------------------------------------
 def sum(input, dim=None, keepdim=False, *, dtype=None):
-    from ..dtypes import to_numpy_dtype
     return Sum.apply(input, dim, keepdim, to_numpy_dtype(dtype) if dtype is not None else None)
 
 
 def mean(input, dim=None, keepdim=False, *, dtype=None):
-    from ..dtypes import to_numpy_dtype
     return Mean.apply(input, dim, keepdim, to_numpy_dtype(dtype) if dtype is not None else None)
 
 

@@ -17,7 +17,8 @@ class Reshape(Function):
             raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {d.size} "
                                f"(input shape {list(d.shape)})") from None
         ctx.shape = d.shape
-        return x._view_of(out) if out.base is not None else make(out)
+        shares = out.base is not None and (out.base is d or out.base is d.base)
+        return x._view_of(out, "reshape") if shares else make(out)
 
     @staticmethod
     def backward(ctx, g):
@@ -31,11 +32,14 @@ class Permute(Function):
         if len(dims) != d.ndim:
             raise RuntimeError(f"permute(): number of dims don't match: the input has {d.ndim} "
                                f"dims but {len(dims)} were given ({list(dims)})")
-        dims = tuple(normalize_dim(i, d.ndim) for i in dims)
-        if len(set(dims)) != len(dims):
+        dims = tuple([normalize_dim(i, d.ndim) for i in dims])
+        inv = [None] * len(dims)
+        for i, k in enumerate(dims):
+            inv[k] = i
+        if None in inv:
             raise RuntimeError(f"permute(): repeated dim in {list(dims)}")
-        ctx.inv = tuple(np.argsort(dims))
-        return x._view_of(d.transpose(dims))
+        ctx.inv = tuple(inv)
+        return x._view_of(d.transpose(dims), "permute", ctx.inv)
 
     @staticmethod
     def backward(ctx, g):
@@ -73,12 +77,14 @@ class Cat(Function):
         arrays = [t._data for t in tensors]
         if not arrays:
             raise RuntimeError("cat(): expected a non-empty list of Tensors")
-        ref = next((a for a in arrays if a.ndim), arrays[0])
-        if ref.ndim == 0:
-            raise RuntimeError("zero-dimensional tensor cannot be concatenated")
-        dim = normalize_dim(dim, ref.ndim)
+        for i, a in enumerate(arrays):
+            if a.ndim == 0:
+                raise RuntimeError(f"zero-dimensional tensor (at position {i}) cannot be "
+                                   f"concatenated; use stack, or unsqueeze it first")
         # PyTorch skips 1-D empty tensors in cat
         keep = [a for a in arrays if not (a.ndim == 1 and a.shape[0] == 0)] or arrays[:1]
+        ref = keep[0]
+        dim = normalize_dim(dim, ref.ndim)
         for i, a in enumerate(keep):
             if a.ndim != ref.ndim or any(s != r for j, (s, r) in enumerate(zip(a.shape,
                                                                                ref.shape))
@@ -90,7 +96,7 @@ class Cat(Function):
         dt = result_type(*tensors)
         xp = array_module(ref)
         ctx.dim = dim
-        ctx.sizes = [a.shape[dim] if a.ndim else 0 for a in arrays]
+        ctx.sizes = [a.shape[dim] if a.ndim == ref.ndim else None for a in arrays]
         return make(xp.concatenate([a.astype(dt, copy=False) for a in keep], axis=dim))
 
     @staticmethod
@@ -98,6 +104,9 @@ class Cat(Function):
         out = [None]
         start = 0
         for n in ctx.sizes:
+            if n is None:  # a skipped 1-D empty input
+                out.append(g.new_zeros(0))
+                continue
             idx = (slice(None),) * ctx.dim + (slice(start, start + n),)
             out.append(g[idx])
             start += n
@@ -226,6 +235,22 @@ class Tile(Function):
             inter += [r, s]
         gi = g.reshape(inter).sum(dim=tuple(range(0, len(inter), 2)))
         return gi.reshape(ctx.orig), None
+
+
+class Unbind(Function):
+    """The slices along `dim` as views, with one backward that stacks their gradients
+    (slicing one by one would give each slice's backward a zero tensor of the full size)."""
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        d = x._data
+        ctx.dim = dim
+        idx = (slice(None),) * dim
+        return tuple(x._view_of(d[idx + (i,)]) for i in range(d.shape[dim]))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return stack(grads, ctx.dim), None
 
 
 class Triangle(Function):
@@ -419,7 +444,7 @@ def chunk(input, chunks, dim=0):
 
 def unbind(input, dim=0):
     dim = normalize_dim(dim, input.ndim)
-    return tuple(input[(slice(None),) * dim + (i,)] for i in range(input.shape[dim]))
+    return Unbind.apply(input, dim) if input.shape[dim] else ()
 
 
 def flip(input, dims):

@@ -1,0 +1,174 @@
+"""`DistributedDataParallel`: one model replica per rank, gradients averaged during backward.
+
+    model = DistributedDataParallel(model)      # after init_process_group()
+    loss_fn(model(x), y).backward()             # .grad now holds the mean over ranks
+    optimizer.step()
+
+At wrap time every rank checks that it holds the same parameters and buffers (names, shapes,
+dtypes) and takes rank 0's values. Each forward (in grad mode, outside `no_sync()`) arms the
+reducer, which all-reduces gradient buckets while the following backward runs (see
+`reducer.py`). With `broadcast_buffers=True` rank 0's buffers are copied to every rank before
+each forward. `state_dict()` has the unwrapped module's keys, so checkpoints load with or
+without DDP. The `find_unused_parameters` and `static_graph` flags of PyTorch are accepted and
+unneeded: unused parameters are found automatically on every pass.
+"""
+import contextlib
+
+from ..autograd import is_grad_enabled
+from ..nn.modules.module import Module
+from .comm_queue import CALLER_WAITS
+from .reducer import GradBucket, Reducer  # noqa: F401  (GradBucket is public)
+from .world import resolve
+
+MB = 1 << 20
+
+
+class DistributedDataParallel(Module):
+    def __init__(self, module, device_ids=None, output_device=None, dim=0,
+                 broadcast_buffers=True, process_group=None, bucket_cap_mb=None,
+                 find_unused_parameters=False, check_reduction=False,
+                 gradient_as_bucket_view=True, static_graph=False, **kwargs):
+        super().__init__()
+        if not isinstance(module, Module):
+            raise TypeError(f"DistributedDataParallel wraps a phalanx.nn.Module, got "
+                            f"{type(module).__name__}")
+        group = resolve(process_group)
+        if group is None:
+            raise ValueError("DistributedDataParallel: this rank is not a member of "
+                             "process_group; wrap the model only on the group's ranks")
+        self.module = module
+        self.process_group = group
+        self.broadcast_buffers = broadcast_buffers
+        self.device_ids, self.output_device, self.dim = device_ids, output_device, dim
+        self.bucket_cap_mb = 25 if bucket_cap_mb is None else bucket_cap_mb
+        self._sync_gradients = True
+        params = [p for p in _unique(module.parameters()) if p.requires_grad]
+        if not params:
+            raise RuntimeError("DistributedDataParallel: the module has no parameter that "
+                               "requires a gradient; there is nothing to synchronise")
+        _check_same_model(group, module)
+        _broadcast_coalesced(group, [p._data for p in module.parameters()] +
+                             [b._data for b in module.buffers()], src=0)
+        for t in list(module.parameters()) + list(module.buffers()):
+            t._version[0] += 1
+        self.reducer = Reducer(params, group, int(self.bucket_cap_mb * MB))
+
+    # --- forward ------------------------------------------------------------------------
+    def forward(self, *inputs, **kwargs):
+        if self.broadcast_buffers and self.process_group.size > 1:
+            buffers = list(self.module.buffers())
+            if buffers:
+                _broadcast_coalesced(self.process_group, [b._data for b in buffers], src=0)
+                for b in buffers:
+                    b._version[0] += 1
+        out = self.module(*inputs, **kwargs)
+        if is_grad_enabled() and self._sync_gradients:
+            self.reducer.arm()
+        return out
+
+    @contextlib.contextmanager
+    def no_sync(self):
+        """Backward passes of forwards run inside accumulate gradients locally; the first
+        backward after leaving the context synchronises the accumulated sum."""
+        previous = self._sync_gradients
+        self._sync_gradients = False
+        try:
+            yield
+        finally:
+            self._sync_gradients = previous
+
+    # --- communication hooks --------------------------------------------------------------
+    def register_comm_hook(self, state, hook):
+        """Replace the bucket all-reduce by `hook(state, bucket)`.
+
+        `bucket` is a `GradBucket` (`buffer()`, `gradients()`, `parameters()`, `index()`,
+        `is_last()`); the hook returns the reduced flat buffer (a tensor; None means it reduced
+        `bucket.buffer()` in place). It runs on the group's communication thread, one bucket
+        at a time in bucket order; collectives it calls run right away. Built-in hooks live
+        in `phalanx.distributed.comm_hooks` (`allreduce_hook`, `fp16_compress_hook`,
+        `PowerSGDState` + `powerSGD_hook`). Register once, before the first backward.
+        """
+        if self.reducer.comm_hook is not None:
+            raise RuntimeError("register_comm_hook() can only be called once")
+        if not callable(hook):
+            raise TypeError(f"hook must be callable as hook(state, bucket), got {hook!r}")
+        self.reducer.comm_hook = (state, hook)
+
+    # --- state dict: the unwrapped module's keys ----------------------------------------------
+    def state_dict(self, *args, **kwargs):
+        return self.module.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        prefix = "module."
+        if state_dict and all(k.startswith(prefix) for k in state_dict):
+            state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}  # PyTorch's DDP keys
+        return self.module.load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def extra_repr(self):
+        return (f"world_size={self.process_group.size}, bucket_cap_mb={self.bucket_cap_mb}, "
+                f"buckets={len(self.reducer.buckets)}")
+
+
+def _unique(tensors):
+    seen, out = set(), []
+    for t in tensors:
+        if id(t) not in seen:
+            seen.add(id(t))
+            out.append(t)
+    return out
+
+
+def _signature(module):
+    return ([("parameter", n, tuple(p.shape), str(p.dtype), bool(p.requires_grad))
+             for n, p in module.named_parameters()] +
+            [("buffer", n, tuple(b.shape), str(b.dtype), None)
+             for n, b in module.named_buffers()])
+
+
+def _check_same_model(group, module):
+    """Raise on every rank, naming the first difference, unless all ranks hold the same
+    parameters and buffers (names, shapes, dtypes, requires_grad) in the same order."""
+    if group.size == 1:
+        return
+    sigs = group.allgather_object(_signature(module))
+    ref = sigs[0]
+    for rank, sig in enumerate(sigs[1:], start=1):
+        if sig == ref:
+            continue
+        for i in range(max(len(sig), len(ref))):
+            mine = sig[i] if i < len(sig) else None
+            theirs = ref[i] if i < len(ref) else None
+            if mine != theirs:
+                break
+        raise RuntimeError(
+            f"DistributedDataParallel: the model differs across ranks (ranks "
+            f"{group.ranks[0]} and {group.ranks[rank]}): entry {i} is {_show(theirs)} on rank "
+            f"{group.ranks[0]} but {_show(mine)} on rank {group.ranks[rank]}. Build the same "
+            f"model (same layers, sizes and dtypes) on every rank before wrapping it.")
+
+
+def _show(entry):
+    if entry is None:
+        return "missing"
+    kind, name, shape, dtype, requires_grad = entry
+    extra = "" if requires_grad is None else f", requires_grad={requires_grad}"
+    return f"{kind} {name!r} of shape {shape}, dtype {dtype}{extra}"
+
+
+def _broadcast_coalesced(group, arrays, src=0):
+    """Broadcast many arrays from group rank `src` with one collective per dtype."""
+    if group.size == 1 or not arrays:
+        return
+    from ..tensor.backend import array_module
+    by_kind = {}
+    for a in arrays:
+        by_kind.setdefault((a.dtype, type(a)), []).append(a)
+    for (dtype, _), group_arrays in by_kind.items():
+        xp = array_module(group_arrays[0])
+        flat = xp.concatenate([a.reshape(-1) for a in group_arrays])
+        with CALLER_WAITS:
+            group.broadcast(flat, src).wait()
+        offset = 0
+        for a in group_arrays:
+            a[...] = flat[offset:offset + a.size].reshape(a.shape)
+            offset += a.size

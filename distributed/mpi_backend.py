@@ -1,0 +1,278 @@
+"""The `mpi` backend: every ProcessGroup verb over mpi4py.
+
+Contiguous NumPy arrays go to MPI as they are (zero-copy, in place where the verb is); device
+arrays are staged through host memory (a CUDA-aware path belongs to the NCCL backend).
+Collectives run in issue order through the group's `CommQueue`, on its communication thread
+when asynchronous; point-to-point verbs are MPI's own non-blocking requests, so a
+send/recv exchange can never deadlock behind a queued collective. MPI is asked for
+MPI_THREAD_MULTIPLE; with less, everything runs on the calling thread.
+"""
+import contextlib
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+
+from .comm_queue import CALLER_WAITS, CommQueue, Watchdog
+from .process_group import ProcessGroup, ReduceOp, Work
+
+
+def mpi():
+    """mpi4py's MPI module, initialised with MPI_THREAD_MULTIPLE on first use."""
+    if "mpi4py.MPI" not in sys.modules:
+        try:
+            import mpi4py
+        except ImportError as e:
+            raise RuntimeError("the mpi backend needs mpi4py: pip install 'phalanx[mpi]' "
+                               "(mpi4py plus an MPI such as the `mpich` wheel)") from e
+        mpi4py.rc.thread_level = "multiple"
+    from mpi4py import MPI
+    return MPI
+
+
+def _host(array):
+    """(host array, write-back) for an array on any device."""
+    if array is None or type(array) is np.ndarray:
+        return array, None
+    host = array.get()  # a CuPy array: stage through host memory
+    return host, lambda: array.set(host)
+
+
+def _on_host(fn, arrays):
+    """Call fn(*arrays) with every device array replaced by a host copy, written back after."""
+    for a in arrays:
+        if a is not None and type(a) is not np.ndarray:
+            break
+    else:
+        return fn(*arrays)
+    pairs = [_host(a) for a in arrays]
+    result = fn(*[h for h, _ in pairs])
+    for _, back in pairs:
+        if back is not None:
+            back()
+    return result
+
+
+class _Request(Work):
+    """A non-blocking MPI send/recv; its result is the peer's rank in the group."""
+
+    def __init__(self, request, keep, after=None):
+        super().__init__()
+        self._request, self._keep, self._after = request, keep, after
+        self._lock = threading.Lock()
+
+    def _finish(self, status):
+        if self._after is not None:
+            self._after()
+        self._keep = self._after = None
+        self.set_result(status.Get_source())
+
+    def is_completed(self):
+        with self._lock:
+            if not self._event.is_set():
+                status = mpi().Status()
+                if self._request.Test(status):
+                    self._finish(status)
+        return self._event.is_set()
+
+    def wait(self, timeout=None):
+        if timeout is None:
+            with self._lock:
+                if not self._event.is_set():
+                    status = mpi().Status()
+                    self._request.Wait(status)
+                    self._finish(status)
+        else:
+            deadline = time.monotonic() + timeout
+            while not self.is_completed():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"point-to-point operation did not complete within "
+                                       f"{timeout} s; is the peer posting the matching "
+                                       f"send/recv?")
+                time.sleep(1e-4)
+        return super().wait()
+
+
+class MpiProcessGroup(ProcessGroup):
+    backend = "mpi"
+
+    def __init__(self, comm, ranks=None, timeout=None):
+        super().__init__(comm.Get_rank(), comm.Get_size(), ranks)
+        MPI = mpi()
+        self.comm = comm
+        self.timeout = timeout
+        threaded = MPI.Query_thread() >= MPI.THREAD_MULTIPLE
+        self._queue = CommQueue(f"phalanx-mpi-comm-{id(self):x}", threaded=threaded)
+        self._p2p_turn = contextlib.nullcontext() if threaded else self._queue._turn
+        Watchdog.watch(self._queue, timeout, self._on_timeout)
+        self._ops = {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.MAX: MPI.MAX,
+                     ReduceOp.MIN: MPI.MIN, ReduceOp.PRODUCT: MPI.PROD}
+        self._bool_ops = {ReduceOp.SUM: MPI.LOR, ReduceOp.AVG: MPI.LOR, ReduceOp.MAX: MPI.LOR,
+                          ReduceOp.MIN: MPI.LAND, ReduceOp.PRODUCT: MPI.LAND}
+        self._bool = MPI.C_BOOL
+        self._in_place = MPI.IN_PLACE
+
+    @classmethod
+    def world(cls, timeout=None):
+        """The group of every process mpirun started, on a private copy of COMM_WORLD."""
+        MPI = mpi()
+        return cls(MPI.COMM_WORLD.Dup(), None, timeout)
+
+    # --- helpers --------------------------------------------------------------------------
+    def _post(self, verb, fn, *arrays):
+        """Queue fn(*arrays) (arrays on the host); `verb` and arrays[-1] describe it.
+
+        An asynchronous collective first waits, without spinning, until every rank has
+        reached it (`_arrive`): MPI waits by busy-polling, and a communication thread spinning
+        for a late peer would steal a core from the computation it is meant to overlap. The
+        choice is made where the collective is issued, so every rank makes the same one.
+        """
+        desc = (verb, arrays[-1] if arrays else None)
+        if self.size > 1 and not CALLER_WAITS.active and not self._queue.inside():
+            return self._queue.post(lambda: self._arrive() or _on_host(fn, arrays), desc)
+        return self._queue.post(lambda: _on_host(fn, arrays), desc)
+
+    def _arrive(self, spins=100, nap=50e-6):
+        request = self.comm.Ibarrier()
+        while not request.Test():
+            if spins:
+                spins -= 1
+            else:
+                time.sleep(nap)
+
+    def _buf(self, a):
+        return [a, self._bool] if a.dtype == np.bool_ else a
+
+    def _op(self, op, dtype):
+        return (self._bool_ops if dtype == np.bool_ else self._ops)[op]
+
+    def _average(self, a, op):
+        if op is ReduceOp.AVG:
+            if a.dtype.kind in "fc":
+                a /= self.size
+            else:
+                a //= self.size
+
+    def _on_timeout(self, queue, desc, seconds):
+        sys.stderr.write(
+            f"[rank {self.ranks[self.rank]}] phalanx.distributed: {desc} on {self!r} has not "
+            f"completed after {seconds:.0f} s (timeout {self.timeout:.0f} s): some rank did not "
+            f"call the same collective. Run with PHALANX_DEBUG=1 to check every collective's "
+            f"arguments; raise init_process_group(timeout=...) if a step is really this slow. "
+            f"Aborting the job.\n")
+        sys.stderr.flush()
+        self.abort(1)
+
+    # --- collectives ------------------------------------------------------------------------
+    def allreduce(self, array, op=ReduceOp.SUM):
+        mop = self._op(op, array.dtype)
+
+        def run(a):
+            self.comm.Allreduce(self._in_place, self._buf(a), mop)
+            self._average(a, op)
+        return self._post("all_reduce", run, array)
+
+    def broadcast(self, array, root=0):
+        return self._post("broadcast", lambda a: self.comm.Bcast(self._buf(a), root), array)
+
+    def reduce(self, array, root=0, op=ReduceOp.SUM):
+        mop = self._op(op, array.dtype)
+
+        def run(a):
+            if self.rank == root:
+                self.comm.Reduce(self._in_place, self._buf(a), mop, root)
+                self._average(a, op)
+            else:
+                self.comm.Reduce(self._buf(a), None, mop, root)
+        return self._post("reduce", run, array)
+
+    def allgather(self, out, array):
+        return self._post("all_gather", lambda o, a: self.comm.Allgather(self._buf(a),
+                                                                          self._buf(o)),
+                          out, array)
+
+    def reduce_scatter(self, out, array, op=ReduceOp.SUM):
+        mop = self._op(op, array.dtype)
+
+        def run(o, a):
+            self.comm.Reduce_scatter_block(self._buf(a), self._buf(o), mop)
+            self._average(o, op)
+        return self._post("reduce_scatter", run, out, array)
+
+    def gather(self, out, array, root=0):
+        def run(o, a):
+            self.comm.Gather(self._buf(a), self._buf(o) if self.rank == root else None, root)
+        return self._post("gather", run, out, array)
+
+    def scatter(self, out, array, root=0):
+        def run(a, o):
+            self.comm.Scatter(self._buf(a) if self.rank == root else None, self._buf(o), root)
+        return self._post("scatter", run, array, out)
+
+    def alltoall(self, out, array):
+        return self._post("all_to_all", lambda o, a: self.comm.Alltoall(self._buf(a),
+                                                                         self._buf(o)),
+                          out, array)
+
+    def alltoallv(self, out, out_counts, array, in_counts):
+        def spec(a, counts):
+            counts = [int(c) for c in counts]
+            return [a, (counts, None), self._bool] if a.dtype == np.bool_ else [a, (counts, None)]
+        return self._post("all_to_all",
+                          lambda o, a: self.comm.Alltoallv(spec(a, in_counts),
+                                                           spec(o, out_counts)),
+                          out, array)
+
+    def barrier(self):
+        return self._post("barrier", self.comm.Barrier)
+
+    # --- point to point ----------------------------------------------------------------------
+    def send(self, array, dst, tag=0):
+        host, _ = _host(array)
+        with self._p2p_turn:
+            request = self.comm.Isend(self._buf(host), dst, tag)
+        return _Request(request, keep=host)
+
+    def recv(self, array, src, tag=0):
+        MPI = mpi()
+        host, back = _host(array)
+        with self._p2p_turn:
+            request = self.comm.Irecv(self._buf(host), MPI.ANY_SOURCE if src is None else src,
+                                      MPI.ANY_TAG if tag is None else tag)
+        return _Request(request, keep=host, after=back)
+
+    # --- objects, groups, lifetime ------------------------------------------------------------
+    def allgather_object(self, obj):
+        return self._post("all_gather_object", lambda: self.comm.allgather(obj)).result()
+
+    def broadcast_object(self, obj, root=0):
+        return self._post("broadcast_object", lambda: self.comm.bcast(obj, root)).result()
+
+    def split(self, ranks):
+        MPI = mpi()
+        ranks = list(ranks)
+        member = self.rank in ranks
+        color = 0 if member else MPI.UNDEFINED
+        key = ranks.index(self.rank) if member else 0
+        comm = self._post("new_group", lambda: self.comm.Split(color, key)).result()
+        if comm == MPI.COMM_NULL:
+            return None
+        return MpiProcessGroup(comm, [self.ranks[r] for r in ranks], self.timeout)
+
+    def submit(self, fn):
+        return self._queue.post(fn, getattr(fn, "__qualname__", "submitted function"))
+
+    def abort(self, errorcode=1):
+        sys.stderr.flush()
+        sys.stdout.flush()
+        mpi().COMM_WORLD.Abort(errorcode)
+        os._exit(errorcode)  # not reached
+
+    def shutdown(self):
+        Watchdog.unwatch(self._queue)
+        try:
+            self._post("destroy", self.comm.Free).wait()
+        finally:
+            self._queue.close()

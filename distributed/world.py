@@ -1,0 +1,231 @@
+"""The default process group: `init_process_group`, ranks, subgroups, teardown.
+
+`init_process_group()` reads the environment (see `env.py`) and picks a backend:
+`mpi` when started under MPI, `zmq` under `phalanx run` without MPI, `local` for a world of
+one; `nccl` (GPU runs) comes with the NCCL backend. Every other function here follows
+`torch.distributed`'s name and meaning.
+"""
+import datetime
+import importlib
+
+from . import env as _env_mod
+
+DEFAULT_TIMEOUT = 1800.0          # seconds, as in PyTorch
+BACKENDS = ("mpi", "zmq", "local", "nccl")
+
+
+class _NonMember:
+    """Returned by `new_group` on ranks outside the new group (PyTorch's NON_GROUP_MEMBER)."""
+
+    def __repr__(self):
+        return "GroupMember.NON_GROUP_MEMBER"
+
+
+class GroupMember:
+    NON_GROUP_MEMBER = _NonMember()
+
+    @property
+    def WORLD(self):
+        return _state.world
+
+
+class _State:
+    world = None          # the default ProcessGroup
+    env = None            # the Environment it was built from
+    groups = []           # every group new_group() made, destroyed with the world
+
+
+_state = _State()
+group = GroupMember()     # `dist.group.WORLD`
+
+
+def _seconds(timeout):
+    if timeout is None:
+        return DEFAULT_TIMEOUT
+    if isinstance(timeout, datetime.timedelta):
+        return timeout.total_seconds()
+    return float(timeout)
+
+
+def _nccl_group(environment, timeout):
+    try:
+        nccl = importlib.import_module(".nccl_backend", __package__)
+    except ImportError:
+        raise RuntimeError(
+            "backend 'nccl' is not available in this build of Phalanx (it arrives with the "
+            "GPU/NCCL issue). Use backend='mpi' (CuPy arrays are staged through host memory) "
+            "or leave backend=None to pick the CPU backend for this launcher.") from None
+    return nccl.NcclProcessGroup.create(environment, timeout)
+
+
+def _choose(backend, environment):
+    if backend in (None, "gloo"):   # gloo: what PyTorch CPU scripts ask for; we pick ours
+        if environment.under_mpi:
+            return "mpi"
+        if environment.world_size > 1:
+            if environment.store_endpoint:
+                return "zmq"
+            raise RuntimeError(
+                f"RANK={environment.rank} and WORLD_SIZE={environment.world_size} are set, but "
+                f"neither MPI nor a Phalanx store is there to connect the ranks. Start the job "
+                f"with `phalanx run --nproc-per-node N script.py` or `mpirun -n N python "
+                f"script.py`.")
+        return "local"
+    backend = str(backend).lower()
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)} "
+                         f"or leave backend=None to pick from the environment")
+    return backend
+
+
+def _create(backend, environment, timeout):
+    if backend == "local":
+        if environment.world_size != 1:
+            raise RuntimeError(f"backend 'local' is a world of one, but the launcher started "
+                               f"{environment.world_size} ranks; use backend=None")
+        from .local_backend import LocalProcessGroup
+        return LocalProcessGroup()
+    if backend == "mpi":
+        from .mpi_backend import MpiProcessGroup
+        pg = MpiProcessGroup.world(timeout)
+        if environment.source != "none" and pg.size != environment.world_size:
+            raise RuntimeError(
+                f"MPI reports a world of {pg.size} process(es) but the {environment.source} "
+                f"launcher says {environment.world_size}: this MPI library does not match the "
+                f"launcher (e.g. srun without --mpi=pmix, or mpirun of a different MPI than "
+                f"mpi4py's). Launch with the mpiexec of the MPI mpi4py was built against.")
+        return pg
+    if backend == "zmq":
+        from .store import Store
+        from .zmq_backend import ZmqProcessGroup
+        return ZmqProcessGroup.from_store(Store.from_env(), environment.rank,
+                                          environment.world_size, timeout=timeout)
+    return _nccl_group(environment, timeout)
+
+
+def init_process_group(backend=None, timeout=None, **kwargs):
+    """Create the default group. Works with and without a launcher (then: world of one).
+
+    `backend`: None (pick from the environment), 'mpi', 'zmq', 'local' or 'nccl'; 'gloo' is
+    taken as None. `timeout` (seconds or timedelta): a collective that runs longer aborts the
+    job with a message instead of hanging. PyTorch's `init_method`, `rank` and `world_size`
+    are accepted only when they agree with the launcher's environment.
+    """
+    if _state.world is not None:
+        raise RuntimeError("init_process_group() was already called in this process; call "
+                           "destroy_process_group() first to start a new one")
+    environment = _env_mod.detect()
+    unknown = set(kwargs) - {"init_method", "rank", "world_size", "store", "group_name",
+                             "pg_options", "device_id"}
+    if unknown:
+        raise TypeError(f"init_process_group() got unexpected arguments {sorted(unknown)}")
+    for name, value in (("rank", environment.rank), ("world_size", environment.world_size)):
+        given = kwargs.get(name, -1)
+        if given not in (-1, None) and given != value:
+            raise ValueError(f"init_process_group({name}={given}) disagrees with the launcher's "
+                             f"{name}={value}; drop the argument and let the launcher decide")
+    name = _choose(backend, environment)
+    world = _create(name, environment, _seconds(timeout))
+    _state.world, _state.env, _state.groups = world, environment, []
+    if name == "mpi" and world.size > 1:
+        from . import abort
+        abort.install(world)
+    return None
+
+
+def is_initialized():
+    return _state.world is not None
+
+
+def is_available():
+    return True
+
+
+def _world():
+    if _state.world is None:
+        raise RuntimeError("the default process group is not initialized: call "
+                           "phalanx.distributed.init_process_group() first (it also works "
+                           "without a launcher, as a world of one)")
+    return _state.world
+
+
+def resolve(group=None):
+    """The ProcessGroup for `group=` (None: the default one); None for non-members."""
+    if group is None:
+        return _world()
+    if group is GroupMember.NON_GROUP_MEMBER:
+        return None
+    return group
+
+
+def get_backend(group=None):
+    return resolve(group).backend
+
+
+def get_rank(group=None):
+    """This process's rank in `group` (default: the world); -1 if it is not a member."""
+    pg = resolve(group)
+    return -1 if pg is None else pg.rank
+
+
+def get_world_size(group=None):
+    pg = resolve(group)
+    return -1 if pg is None else pg.size
+
+
+def get_local_rank():
+    """This process's rank among the ranks on its node."""
+    _world()
+    return _state.env.local_rank
+
+
+def get_local_world_size():
+    _world()
+    return _state.env.local_world_size
+
+
+def get_process_group_ranks(group):
+    return list(resolve(group).ranks)
+
+
+def get_global_rank(group, group_rank):
+    return resolve(group).ranks[group_rank]
+
+
+def get_group_rank(group, global_rank):
+    pg = resolve(group)
+    try:
+        return pg.ranks.index(global_rank)
+    except ValueError:
+        raise ValueError(f"rank {global_rank} is not in {pg!r} (ranks {pg.ranks})") from None
+
+
+def new_group(ranks=None, timeout=None, backend=None, **kwargs):
+    """A group of the given global ranks. Every rank of the world must call it, in the same
+    order; ranks outside `ranks` get `GroupMember.NON_GROUP_MEMBER`."""
+    world = _world()
+    ranks = list(range(world.size)) if ranks is None else sorted(int(r) for r in ranks)
+    bad = [r for r in ranks if not 0 <= r < world.size]
+    if bad or len(set(ranks)) != len(ranks):
+        raise ValueError(f"new_group(ranks={ranks}): ranks must be distinct and within the "
+                         f"world of {world.size}")
+    pg = world.split(ranks)
+    if pg is None:
+        return GroupMember.NON_GROUP_MEMBER
+    _state.groups.append(pg)
+    return pg
+
+
+def destroy_process_group(group=None):
+    """Tear down `group`, or (default) every group and the world."""
+    if group is None:
+        groups, world = _state.groups, _state.world
+        for pg in groups + ([world] if world is not None else []):
+            pg.shutdown()
+        _state.world, _state.env, _state.groups = None, None, []
+        from . import abort
+        abort.uninstall()
+    elif group is not GroupMember.NON_GROUP_MEMBER:
+        group.shutdown()
+        if group in _state.groups:
+            _state.groups.remove(group)

@@ -1,0 +1,439 @@
+"""`ZmqProcessGroup`: CPU collectives over ZeroMQ TCP, for `phalanx run` jobs without MPI.
+
+Each rank binds one PULL socket, publishes its address in the store and connects one PUSH socket
+per peer. Every message is `[header, payload]`; the 16-byte header names the sender, the kind
+(collective or point-to-point) and the collective's sequence number or the p2p tag, and messages
+that arrive before they are wanted wait in a mailbox. ZeroMQ keeps each sender→receiver stream in
+order, so the chunks of one collective need no numbering.
+
+All operations run, in the order they were issued, on one communication thread; each returns a
+`Work`. Large arrays travel zero-copy (ZeroMQ reads the NumPy buffer itself) and are reduced in
+place with NumPy ufuncs. All-reduce is a pipelined ring: reduce-scatter then all-gather, each
+segment cut in chunks that are forwarded as soon as they are reduced, so every link is busy all
+the time and each rank sends 2(n-1)/n of the array, the bandwidth optimum.
+"""
+import atexit
+import collections
+import os
+import pickle
+import queue
+import socket
+import struct
+import threading
+import time
+import weakref
+
+import numpy as np
+import zmq
+
+from .process_group import ProcessGroup, ReduceOp, Work
+
+DEFAULT_TIMEOUT = 1800.0
+CHUNK_BYTES = int(os.environ.get("PHALANX_ZMQ_CHUNK_BYTES", 1 << 20))
+LINGER_SECONDS = 5.0              # how long shutdown (and exit) waits to deliver queued messages
+SMALL_BYTES = 64 << 10            # below this: copy on send, and all-reduce by direct exchange
+_HEADER = struct.Struct("<iiq")   # sender rank, kind, sequence number or tag
+_COLLECTIVE, _P2P = 0, 1
+
+_UFUNCS = {ReduceOp.SUM: np.add, ReduceOp.AVG: np.add, ReduceOp.PRODUCT: np.multiply,
+           ReduceOp.MAX: np.maximum, ReduceOp.MIN: np.minimum}
+
+
+def _shutdown_at_exit(ref):
+    group = ref()
+    if group is not None:
+        group.shutdown()
+
+
+class CollectiveError(RuntimeError):
+    """A collective failed or timed out; the group cannot be used afterwards."""
+
+
+def _local_address(store_endpoint):
+    """The address peers can reach us at: loopback for a loopback store, else the interface
+    that routes to the store's host (override with PHALANX_ZMQ_HOST)."""
+    if os.environ.get("PHALANX_ZMQ_HOST"):
+        return os.environ["PHALANX_ZMQ_HOST"]
+    host = store_endpoint.split("://", 1)[-1].rsplit(":", 1)[0]
+    if host in ("localhost", "127.0.0.1") or host.startswith("127."):
+        return "127.0.0.1"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((host, 9))              # no packet is sent; this only picks the route
+        return s.getsockname()[0]
+
+
+def _check_array(array, what="array"):
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"the zmq backend works on NumPy arrays, got {type(array).__name__} for "
+                        f"{what}; use the nccl backend for GPU arrays")
+    if not array.flags.c_contiguous:
+        raise ValueError(f"{what} must be C-contiguous (shape {array.shape}, strides "
+                         f"{array.strides}); pass np.ascontiguousarray(x)")
+    return array.reshape(-1)
+
+
+def _chunks(view, chunk_elems):
+    return [view[i:i + chunk_elems] for i in range(0, len(view), chunk_elems)]
+
+
+class ZmqProcessGroup(ProcessGroup):
+    backend = "zmq"
+
+    @classmethod
+    def from_store(cls, store, rank, size, timeout=DEFAULT_TIMEOUT, prefix=None):
+        """Join the group: publish our address under `prefix` in `store`, then connect to the
+        `size - 1` peers. The prefix defaults to one per launcher attempt (run id and round), so
+        a restarted group never meets the addresses of the previous one."""
+        if prefix is None:
+            prefix = (f"zmq_pg/{os.environ.get('PHALANX_RUN_ID', 'none')}/"
+                      f"{os.environ.get('PHALANX_RDZV_ROUND', '0')}")
+        return cls(store, rank, size, timeout=timeout, prefix=prefix)
+
+    def __init__(self, store, rank, size, timeout=DEFAULT_TIMEOUT, prefix="zmq_pg"):
+        if not 0 <= rank < size:
+            raise ValueError(f"rank {rank} is outside a group of size {size}")
+        super().__init__(rank, size)
+        self.timeout = float(timeout)
+        self._ctx = zmq.Context()
+        self._pull = self._ctx.socket(zmq.PULL)
+        self._pull.setsockopt(zmq.RCVHWM, 0)
+        self._pull.setsockopt(zmq.LINGER, 0)
+        host = _local_address(store.endpoint)
+        port = self._pull.bind_to_random_port(f"tcp://{host}")
+        store.set(f"{prefix}/addr/{rank}", f"tcp://{host}:{port}")
+        keys = [f"{prefix}/addr/{r}" for r in range(size)]
+        store.wait(keys, timeout=self.timeout)
+        self._push = []
+        for r in range(size):
+            sock = None
+            if r != rank:
+                sock = self._ctx.socket(zmq.PUSH)
+                sock.setsockopt(zmq.SNDHWM, 0)
+                # messages still queued at shutdown (a peer's last barrier message) must go out
+                sock.setsockopt(zmq.LINGER, int(LINGER_SECONDS * 1000))
+                sock.connect(store.get(keys[r]).decode())
+            self._push.append(sock)
+        self._mailbox = collections.defaultdict(collections.deque)
+        self._seq = 0
+        self._trackers = []
+        self._broken = None
+        self._queue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=f"phalanx-zmq-{rank}",
+                                        daemon=True)
+        self._thread.start()
+        self._closed = False
+        atexit.register(_shutdown_at_exit, weakref.ref(self))
+
+    # -- the communication thread ---------------------------------------------------------------
+    def _submit(self, fn, *args):
+        work = Work()
+        if self._broken is not None:
+            work.set_error(CollectiveError(f"rank {self.rank}: the process group is broken by an "
+                                           f"earlier failure: {self._broken}"))
+        else:
+            self._queue.put((fn, args, work))
+        return work
+
+    def _serve(self):
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            fn, args, work = item
+            if self._broken is not None:
+                work.set_error(CollectiveError(f"rank {self.rank}: the process group is broken "
+                                               f"by an earlier failure: {self._broken}"))
+                continue
+            try:
+                result = fn(*args)
+                self._flush_sends()
+                work.set_result(result)
+            except BaseException as e:
+                self._broken = e
+                work.set_error(e)
+
+    def _next_seq(self):
+        self._seq += 1
+        return self._seq
+
+    def _send(self, dst, kind, key, buf):
+        header = _HEADER.pack(self.rank, kind, key)
+        sock = self._push[dst]
+        if isinstance(buf, np.ndarray) and buf.nbytes >= SMALL_BYTES:
+            sock.send(header, zmq.SNDMORE)
+            # zero-copy: ZeroMQ reads the array itself; the tracker says when it is done with it
+            self._trackers.append(sock.send(memoryview(buf).cast("B"), copy=False, track=True))
+        else:
+            sock.send_multipart([header, buf])
+
+    def _flush_sends(self):
+        """Wait until ZeroMQ let go of every zero-copy buffer, so callers may reuse their arrays."""
+        for tracker in self._trackers:
+            while not tracker.done:
+                tracker.wait(1.0)
+        self._trackers.clear()
+
+    def _recv(self, src, kind, key, what):
+        """The next payload `src` sent with (kind, key), as a zmq Frame (zero-copy)."""
+        box = self._mailbox[(src, kind, key)]
+        deadline = time.monotonic() + self.timeout
+        while not box:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CollectiveError(
+                    f"rank {self.rank}: {what} got nothing from rank {src} within "
+                    f"{self.timeout:g} s; did rank {src} die or call a different collective?")
+            if self._pull.poll(int(min(left, 1.0) * 1000) + 1):
+                header, payload = self._pull.recv_multipart(copy=False)
+                sender, k, kk = _HEADER.unpack(header.bytes)
+                self._mailbox[(sender, k, kk)].append(payload)
+        payload = box.popleft()
+        if not box:
+            del self._mailbox[(src, kind, key)]
+        return payload
+
+    def _recv_into(self, dst_view, src, kind, key, what, ufunc=None):
+        frame = self._recv(src, kind, key, what)
+        incoming = np.frombuffer(frame.buffer, dtype=dst_view.dtype)
+        if incoming.size != dst_view.size:
+            raise CollectiveError(
+                f"rank {self.rank}: {what} received {incoming.size} elements of {dst_view.dtype} "
+                f"from rank {src} where {dst_view.size} were expected; do all ranks pass arrays "
+                f"of the same shape and dtype?")
+        if ufunc is None:
+            dst_view[...] = incoming
+        else:
+            ufunc(dst_view, incoming, out=dst_view)
+
+    # -- collectives ----------------------------------------------------------------------------
+    def allreduce(self, array, op=ReduceOp.SUM):
+        flat = _check_array(array)
+        ufunc = self._ufunc(op, flat.dtype)
+        return self._submit(self._allreduce, flat, ufunc, op)
+
+    def _allreduce(self, flat, ufunc, op):
+        seq = self._next_seq()
+        if self.size > 1 and flat.size:
+            if flat.nbytes <= SMALL_BYTES:
+                self._exchange_reduce(flat, ufunc, seq)
+            else:
+                segments = np.array_split(flat, self.size)
+                self._ring(segments, seq, self.size - 1, self.size - 1, ufunc, "all-reduce")
+        if op is ReduceOp.AVG:
+            np.divide(flat, self.size, out=flat)
+
+    def _exchange_reduce(self, flat, ufunc, seq):
+        """Small arrays: everyone sends to everyone (one latency), reduced in rank order so that
+        every rank computes bit-identical results."""
+        mine = flat.copy()
+        for r in range(self.size):
+            if r != self.rank:
+                self._send(r, _COLLECTIVE, seq, mine)
+        for r in range(self.size):
+            if r == self.rank:
+                part = mine
+            else:
+                part = np.frombuffer(self._recv(r, _COLLECTIVE, seq, "all-reduce").buffer,
+                                     dtype=flat.dtype)
+            if r == 0:
+                flat[...] = part
+            else:
+                ufunc(flat, part, out=flat)
+
+    def _ring(self, segments, seq, reduce_steps, copy_steps, ufunc, what):
+        """Pass segments around the ring: we start by sending segment `rank`; at step t we
+        receive segment (rank - t - 1) from the left, reduce it in (the first `reduce_steps`
+        steps) or copy it, and forward each chunk to the right as soon as it is ready."""
+        n, rank = self.size, self.rank
+        left, right = (rank - 1) % n, (rank + 1) % n
+        chunk = max(1, CHUNK_BYTES // segments[0].itemsize)
+        for c in _chunks(segments[rank], chunk):
+            self._send(right, _COLLECTIVE, seq, c)
+        total = reduce_steps + copy_steps
+        for t in range(total):
+            for c in _chunks(segments[(rank - t - 1) % n], chunk):
+                self._recv_into(c, left, _COLLECTIVE, seq, what, ufunc if t < reduce_steps else None)
+                if t < total - 1:
+                    self._send(right, _COLLECTIVE, seq, c)
+
+    def broadcast(self, array, root=0):
+        return self._submit(self._broadcast, _check_array(array), root)
+
+    def _broadcast(self, flat, root):
+        """A pipelined chain root → root+1 → …: each chunk is forwarded as soon as it lands."""
+        seq = self._next_seq()
+        n = self.size
+        if n == 1 or not flat.size:
+            return
+        pos = (self.rank - root) % n
+        left, right = (self.rank - 1) % n, (self.rank + 1) % n
+        for c in _chunks(flat, max(1, CHUNK_BYTES // flat.itemsize)):
+            if pos:
+                self._recv_into(c, left, _COLLECTIVE, seq, "broadcast")
+            if pos < n - 1:
+                self._send(right, _COLLECTIVE, seq, c)
+
+    def reduce(self, array, root=0, op=ReduceOp.SUM):
+        # A ring reduce-scatter plus a gather moves as much data as the all-reduce ring does.
+        return self.allreduce(array, op)
+
+    def allgather(self, out, array):
+        self._check_stacked(out, array, "allgather", "out")
+        _check_array(array)
+        return self._submit(self._allgather, out, array)
+
+    def _allgather(self, out, array):
+        seq = self._next_seq()
+        out[self.rank] = array
+        segments = [o.reshape(-1) for o in out]
+        if self.size > 1 and array.size:
+            self._ring(segments, seq, 0, self.size - 1, None, "allgather")
+
+    def reduce_scatter(self, out, array, op=ReduceOp.SUM):
+        self._check_stacked(array, out, "reduce_scatter", "array")
+        _check_array(out, "out")
+        return self._submit(self._reduce_scatter, out, array, self._ufunc(op, array.dtype), op)
+
+    def _reduce_scatter(self, out, array, ufunc, op):
+        seq = self._next_seq()
+        n = self.size
+        work = np.array(array, copy=True)
+        # after n-1 reduce steps rank r holds segment r+1 complete: label blocks so it is ours
+        segments = [work[(j - 1) % n].reshape(-1) for j in range(n)]
+        if n > 1 and out.size:
+            self._ring(segments, seq, n - 1, 0, ufunc, "reduce_scatter")
+        out[...] = work[self.rank]
+        if op is ReduceOp.AVG:
+            np.divide(out, n, out=out)
+
+    def gather(self, out, array, root=0):
+        _check_array(array)
+        if self.rank == root:
+            self._check_stacked(out, array, "gather", "out")
+        return self._submit(self._gather, out, array, root)
+
+    def _gather(self, out, array, root):
+        seq = self._next_seq()
+        if self.rank != root:
+            self._send(root, _COLLECTIVE, seq, array)
+            return
+        for r in range(self.size):
+            if r == root:
+                out[r] = array
+            else:
+                self._recv_into(out[r].reshape(-1), r, _COLLECTIVE, seq, "gather")
+
+    def scatter(self, out, array, root=0):
+        _check_array(out, "out")
+        if self.rank == root:
+            self._check_stacked(array, out, "scatter", "array")
+        return self._submit(self._scatter, out, array, root)
+
+    def _scatter(self, out, array, root):
+        seq = self._next_seq()
+        if self.rank == root:
+            for r in range(self.size):
+                if r != root:
+                    self._send(r, _COLLECTIVE, seq, np.ascontiguousarray(array[r]))
+            out[...] = array[root]
+        else:
+            self._recv_into(out.reshape(-1), root, _COLLECTIVE, seq, "scatter")
+
+    def alltoall(self, out, array):
+        self._check_stacked(array, out[0], "alltoall", "array")
+        _check_array(out, "out")
+        return self._submit(self._alltoall, out, array)
+
+    def _alltoall(self, out, array):
+        seq = self._next_seq()
+        for r in range(self.size):
+            if r != self.rank:
+                self._send(r, _COLLECTIVE, seq, np.ascontiguousarray(array[r]))
+        out[self.rank] = array[self.rank]
+        for r in range(self.size):
+            if r != self.rank:
+                self._recv_into(out[r].reshape(-1), r, _COLLECTIVE, seq, "alltoall")
+
+    def barrier(self):
+        return self._submit(self._barrier)
+
+    def _barrier(self):
+        seq = self._next_seq()
+        for r in range(self.size):
+            if r != self.rank:
+                self._send(r, _COLLECTIVE, seq, b"")
+        for r in range(self.size):
+            if r != self.rank:
+                self._recv(r, _COLLECTIVE, seq, "barrier")
+
+    def send(self, array, dst, tag=0):
+        _check_array(array)
+        return self._submit(self._send, dst, _P2P, tag, array)
+
+    def recv(self, array, src, tag=0):
+        flat = _check_array(array)
+        return self._submit(self._recv_into, flat, src, _P2P, tag, f"recv(tag={tag})")
+
+    # -- object collectives (pickle, as in PyTorch) -------------------------------------------
+    def allgather_object(self, obj):
+        return self._submit(self._allgather_object, pickle.dumps(obj)).result()
+
+    def _allgather_object(self, data):
+        seq = self._next_seq()
+        for r in range(self.size):
+            if r != self.rank:
+                self._send(r, _COLLECTIVE, seq, data)
+        return [pickle.loads(data) if r == self.rank else
+                pickle.loads(self._recv(r, _COLLECTIVE, seq, "allgather_object").bytes)
+                for r in range(self.size)]
+
+    def broadcast_object(self, obj, root=0):
+        data = pickle.dumps(obj) if self.rank == root else None
+        return self._submit(self._broadcast_object, data, root).result()
+
+    def _broadcast_object(self, data, root):
+        seq = self._next_seq()
+        if self.rank == root:
+            for r in range(self.size):
+                if r != root:
+                    self._send(r, _COLLECTIVE, seq, data)
+            return pickle.loads(data)
+        return pickle.loads(self._recv(root, _COLLECTIVE, seq, "broadcast_object").bytes)
+
+    # -- lifetime ---------------------------------------------------------------------------------
+    def abort(self, errorcode=1):
+        """Exit this rank now; the launcher sees it and stops every other rank."""
+        import sys
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(errorcode)
+
+    def shutdown(self):
+        """Finish queued operations, deliver queued messages (up to LINGER_SECONDS), close."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(self.timeout)
+        for sock in self._push:
+            if sock is not None:      # a broken group's peers may be gone: do not wait for them
+                sock.close(0 if self._broken is not None else None)
+        self._pull.close(0)
+        self._ctx.term()
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _ufunc(self, op, dtype):
+        op = ReduceOp(op)
+        if op is ReduceOp.AVG and not np.issubdtype(dtype, np.inexact):
+            raise TypeError(f"ReduceOp.AVG needs a floating dtype, got {dtype}; use SUM and "
+                            f"divide, or cast to float")
+        return _UFUNCS[op]
+
+    def _check_stacked(self, stacked, one, verb, name):
+        if stacked is None or tuple(stacked.shape) != (self.size, *one.shape) \
+                or stacked.dtype != one.dtype:
+            got = None if stacked is None else (tuple(stacked.shape), stacked.dtype)
+            raise ValueError(f"{verb}: `{name}` must have shape {(self.size, *one.shape)} and "
+                             f"dtype {one.dtype} (group size first), got {got}")
+        _check_array(stacked, name)

@@ -1,0 +1,94 @@
+"""Wiring for `phalanx run`: the store (served here or reached), the rendezvous, the worker
+group and the heartbeat monitor, handed to the agent."""
+import hashlib
+import os
+import shutil
+import socket
+import sys
+import tempfile
+
+from ..distributed.store import Store, StoreError, StoreServer, TOKEN_ENV, new_token
+from .agent import Agent, AgentState, RestartBudget
+from .monitor import HeartbeatMonitor
+from .rendezvous import RendezvousConfig, StoreRendezvous
+from .workers import LocalWorkerGroup, WorkerSpec
+
+
+def _is_local(host):
+    if host in ("localhost", "127.0.0.1", "::1", "0.0.0.0", socket.gethostname(),
+                socket.getfqdn()):
+        return True
+    try:
+        return socket.gethostbyname(host).startswith("127.")
+    except OSError:
+        return False
+
+
+def _log(msg):
+    print(f"[phalanx] {msg}", file=sys.stderr, flush=True)
+
+
+def _token(config):
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        return token
+    if config.max_nodes == 1:
+        return new_token()
+    _log(f"warning: {TOKEN_ENV} is not set, so the store token is derived from --rdzv-id "
+         f"{config.run_id!r}; export the same secret {TOKEN_ENV} on every node to authenticate")
+    return hashlib.sha256(f"phalanx-rdzv-{config.run_id}".encode()).hexdigest()[:32]
+
+
+def open_store(config, token):
+    """Serve the store when the endpoint is this host and its port is free; else connect."""
+    server = None
+    if _is_local(config.rdzv_host):
+        try:
+            server = StoreServer(config.rdzv_host, config.rdzv_port, token).start()
+        except StoreError:
+            if not config.rdzv_port:
+                raise                      # a free port was asked for: a real failure
+        endpoint = server.endpoint if server else f"tcp://{config.rdzv_host}:{config.rdzv_port}"
+    else:
+        endpoint = f"tcp://{config.rdzv_host}:{config.rdzv_port}"
+    timeout = config.rdzv_conf.get("join_timeout", 600.0)
+    return server, Store(endpoint, token, timeout=timeout)
+
+
+def launch(config):
+    """Run the job described by `config` (a cli.RunConfig); returns the process exit code."""
+    token = _token(config)
+    server, store = open_store(config, token)
+    log_dir = config.log_dir or tempfile.mkdtemp(prefix=f"phalanx-{config.run_id}-")
+    spec = WorkerSpec(
+        entrypoint=config.entrypoint, nproc_per_node=config.nproc_per_node,
+        module=config.module, no_python=config.no_python, run_id=config.run_id,
+        log_dir=log_dir, tee=config.tee, local_ranks_filter=config.local_ranks_filter,
+        heartbeat_timeout=config.heartbeat_timeout, grace_period=config.grace_period,
+        show_host=config.max_nodes > 1)
+    monitor = (HeartbeatMonitor(token, config.heartbeat_timeout)
+               if config.heartbeat_timeout > 0 and not config.no_python else None)
+    conf = config.rdzv_conf
+    rendezvous = StoreRendezvous(
+        store, config.run_id, config.nproc_per_node,
+        RendezvousConfig(min_nodes=config.min_nodes, max_nodes=config.max_nodes,
+                         join_timeout=conf.get("join_timeout", 600.0),
+                         last_call=conf.get("last_call_timeout", 2.0),
+                         node_timeout=conf.get("node_timeout", 10.0)),
+        node_rank=config.node_rank)
+    agent = Agent(LocalWorkerGroup(spec, monitor), rendezvous,
+                  RestartBudget(config.max_restarts), config.monitor_interval)
+    try:
+        result = agent.run()
+    finally:
+        if monitor:
+            monitor.close()
+        store.close()
+        if server:
+            server.close()
+    if result.state is AgentState.SUCCEEDED and not config.log_dir:
+        shutil.rmtree(log_dir, ignore_errors=True)
+    elif result.state is AgentState.FAILED:
+        _log(f"job failed after {result.restarts} restart(s); error files and logs are under "
+             f"{log_dir}")
+    return result.exit_code

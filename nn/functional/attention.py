@@ -1,0 +1,296 @@
+"""Attention, composed from tensor primitives (matmul, softmax, dropout): it needs no backward
+of its own.
+
+`scaled_dot_product_attention` follows torch's conventions: a bool mask marks the positions
+that *take part* in attention, a float mask is added to the scores, and a query row whose keys
+are all masked out gives zeros (not NaN). `multi_head_attention_forward` follows
+`torch.nn.functional.multi_head_attention_forward`: inputs are (L, N, E), and there a bool mask
+marks the positions that are *masked out*.
+"""
+import math
+
+import numpy as np
+
+from ...tensor import Tensor
+from ...tensor.backend import array_module
+from ...tensor.ops.shape import cat, pad
+from .dropout import dropout
+from .linear import linear as _linear
+
+
+def _shape(t):
+    return list(t.shape)
+
+
+def _float_mask(mask, dtype, name, masked_value):
+    """An additive float mask: bool `mask` gives -inf where it equals `masked_value`."""
+    if mask is None:
+        return None
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"{name} must be a Tensor, got {type(mask).__name__}")
+    d = mask._data
+    if d.dtype.kind == "b":
+        xp = array_module(d)
+        return Tensor._make(xp.where(d == masked_value, dtype.type(-np.inf), dtype.type(0)))
+    if d.dtype.kind != "f":
+        raise TypeError(f"only bool and floating types of {name} are supported, got "
+                        f"{mask.dtype}")
+    return mask if d.dtype == dtype else mask.to(dtype)
+
+
+def _dead_rows(mask):
+    """Bool array (..., L, 1): query rows whose every key is masked out, or None if none is."""
+    d = mask._data
+    dead = (d == -np.inf).all(axis=-1, keepdims=True)
+    return dead if bool(dead.any()) else None
+
+
+def _attend(q, k, v, mask, dropout_p, scale):
+    """softmax(q k^T * scale + mask) (dropped out) @ v; returns (output, attention weights).
+
+    `mask` is None or an additive float mask broadcastable to (..., L, S).
+    """
+    attn = (q * scale) @ k.mT  # scaling q (L x E) is cheaper than scaling the scores (L x S)
+    dead = None
+    if mask is not None:
+        dead = _dead_rows(mask)
+        if dead is not None:
+            # a fully masked row would give NaN; unmask it here and zero its output below
+            mask = mask.masked_fill(Tensor._make(dead), 0.0)
+        attn = attn + mask
+    attn = attn.softmax(-1)
+    if dead is not None:
+        attn = attn.masked_fill(Tensor._make(dead), 0.0)
+    if dropout_p > 0.0:
+        attn = dropout(attn, dropout_p, training=True)
+    return attn @ v, attn
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
+                                 is_causal=False, scale=None, enable_gqa=False):
+    """softmax(Q K^T / sqrt(E) + mask) V over the last two dims; leading dims broadcast.
+
+    query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev). `attn_mask` is
+    bool (True = take part in attention) or float (added to the scores), broadcastable to
+    (..., L, S). `is_causal` applies a lower-triangular mask (and excludes `attn_mask`).
+    """
+    _check_qkv(query, key, value, enable_gqa)
+    if not 0.0 <= dropout_p <= 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1], got {dropout_p}")
+    L, S = query.shape[-2], key.shape[-2]
+    dtype = query._data.dtype
+    if is_causal:
+        if attn_mask is not None:
+            raise RuntimeError("scaled_dot_product_attention: explicit attn_mask should not "
+                               "be set when is_causal=True; fold the causal mask into "
+                               "attn_mask or drop one of them")
+        xp = array_module(query._data)
+        attn_mask = Tensor._make(xp.tril(xp.ones((L, S), dtype=bool)))
+    mask = _float_mask(attn_mask, dtype, "attn_mask", False)
+    if mask is not None:
+        try:
+            np.broadcast_shapes(tuple(mask.shape), tuple(query.shape[:-2]) + (L, S))
+        except ValueError:
+            raise RuntimeError(f"attn_mask of shape {_shape(attn_mask)} cannot be broadcast to "
+                               f"the attention scores' shape "
+                               f"{list(query.shape[:-2]) + [L, S]}") from None
+    if enable_gqa and key.shape[-3] != query.shape[-3]:
+        rep = query.shape[-3] // key.shape[-3]
+        key = key.repeat_interleave(rep, dim=-3)
+        value = value.repeat_interleave(rep, dim=-3)
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    return _attend(query, key, value, mask, dropout_p, scale)[0]
+
+
+def _check_qkv(q, k, v, gqa):
+    for name, t in (("query", q), ("key", k), ("value", v)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"scaled_dot_product_attention: {name} must be a Tensor, got "
+                            f"{type(t).__name__}")
+        if t.ndim < 2:
+            raise RuntimeError(f"scaled_dot_product_attention: {name} must have at least 2 "
+                               f"dims (..., seq, features), got shape {_shape(t)}")
+        if t._data.dtype.kind != "f":
+            raise RuntimeError(f"scaled_dot_product_attention: {name} must be floating point, "
+                               f"got {t.dtype}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise RuntimeError(f"scaled_dot_product_attention: query, key and value must have the "
+                           f"same dtype, got {q.dtype}, {k.dtype} and {v.dtype}")
+    if q.shape[-1] != k.shape[-1]:
+        raise RuntimeError(f"scaled_dot_product_attention: query's last dim ({q.shape[-1]}) "
+                           f"must equal key's ({k.shape[-1]}); shapes {_shape(q)} and "
+                           f"{_shape(k)}")
+    if k.shape[-2] != v.shape[-2]:
+        raise RuntimeError(f"scaled_dot_product_attention: key and value must have the same "
+                           f"sequence length (dim -2), got shapes {_shape(k)} and {_shape(v)}")
+    if gqa and q.ndim >= 3 and (k.shape[-3] == 0 or q.shape[-3] % k.shape[-3]):
+        raise RuntimeError(f"scaled_dot_product_attention: with enable_gqa, query's heads "
+                           f"({q.shape[-3]}) must be a multiple of key's ({k.shape[-3]})")
+
+
+# ---- multi-head attention ------------------------------------------------------------------
+def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_heads,
+                                 in_proj_weight, in_proj_bias, bias_k, bias_v, add_zero_attn,
+                                 dropout_p, out_proj_weight, out_proj_bias, training=True,
+                                 key_padding_mask=None, need_weights=True, attn_mask=None,
+                                 use_separate_proj_weight=False, q_proj_weight=None,
+                                 k_proj_weight=None, v_proj_weight=None, static_k=None,
+                                 static_v=None, average_attn_weights=True, is_causal=False,
+                                 batch_first=False):
+    """Multi-head attention on (L, N, E) inputs (or (L, E) unbatched), as torch's.
+
+    `batch_first=True` (not in torch's functional signature; used by `MultiheadAttention`)
+    takes (N, L, E) inputs and returns (N, L, E), saving the two transposes.
+    Returns (output, weights): weights are (N, L, S) averaged over heads, (N, H, L, S) with
+    `average_attn_weights=False`, or None when `need_weights` is False.
+    """
+    batched = query.ndim == 3
+    same_qkv, same_kv = query is key and key is value, key is value
+    _check_mha_inputs(query, key, value, embed_dim_to_check, num_heads, key_padding_mask,
+                      attn_mask, batched)
+    if not batched:  # unbatched: a batch of one
+        query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
+        if key_padding_mask is not None:
+            key_padding_mask = key_padding_mask.unsqueeze(0)
+        batch_first = False
+    if is_causal and attn_mask is None:
+        raise RuntimeError("Need attn_mask if specifying the is_causal hint. You may use the "
+                           "Transformer module method `generate_square_subsequent_mask` to "
+                           "create this mask.")
+    seq_dim = 1 if batch_first else 0
+    E, H = embed_dim_to_check, num_heads
+    D = E // H
+    N = query.shape[1 - seq_dim]
+    L = query.shape[seq_dim]
+
+    # input projections, split into heads (N, H, L, D): one matmul for self-attention,
+    # two when key is value
+    def heads(x, w, b, n=1):
+        return _heads(_linear(x, w, b), n, H, D, seq_dim)
+
+    if not use_separate_proj_weight:
+        if same_qkv:
+            q, k, v = heads(query, in_proj_weight, in_proj_bias, 3)
+        else:
+            wq, wkv = in_proj_weight.split([E, 2 * E])
+            bq, bkv = (None, None) if in_proj_bias is None else in_proj_bias.split([E, 2 * E])
+            q, = heads(query, wq, bq)
+            if same_kv:
+                k, v = heads(key, wkv, bkv, 2)
+            else:
+                wk, wv = wkv.chunk(2)
+                bk, bv = (None, None) if bkv is None else bkv.chunk(2)
+                (k,), (v,) = heads(key, wk, bk), heads(value, wv, bv)
+    else:
+        bq = bk = bv = None
+        if in_proj_bias is not None:
+            bq, bk, bv = in_proj_bias.chunk(3)
+        (q,), (k,), (v,) = (heads(query, q_proj_weight, bq), heads(key, k_proj_weight, bk),
+                            heads(value, v_proj_weight, bv))
+    if static_k is not None:
+        k = _static(static_k, N, H, D, "static_k")
+    if static_v is not None:
+        v = _static(static_v, N, H, D, "static_v")
+
+    dtype = q._data.dtype
+    attn_mask = _float_mask(attn_mask, dtype, "attn_mask", True)
+    key_padding_mask = _float_mask(key_padding_mask, dtype, "key_padding_mask", True)
+    if attn_mask is not None:
+        S = key.shape[seq_dim]
+        want = [L, S] if attn_mask.ndim == 2 else [N * H, L, S]
+        if _shape(attn_mask) != want:
+            raise RuntimeError(f"The shape of the {attn_mask.ndim}D attn_mask is "
+                               f"{_shape(attn_mask)}, but should be {want}")
+        if attn_mask.ndim == 3:
+            attn_mask = attn_mask.reshape(N, H, L, S)
+
+    extra = []  # one learned (bias_k/v) and/or one all-zero key/value position
+    if bias_k is not None and bias_v is not None:
+        if static_k is not None or static_v is not None:
+            raise RuntimeError("bias_k/bias_v cannot be used together with static_k/static_v")
+        extra.append((bias_k.reshape(1, H, 1, D).expand(N, H, 1, D),
+                      bias_v.reshape(1, H, 1, D).expand(N, H, 1, D)))
+    if add_zero_attn:
+        zeros = k.new_zeros(N, H, 1, D)
+        extra.append((zeros, zeros))
+    for ek, ev in extra:
+        k, v = cat([k, ek], dim=2), cat([v, ev], dim=2)
+        attn_mask = _pad_last(attn_mask)
+        key_padding_mask = _pad_last(key_padding_mask)
+
+    mask = attn_mask
+    if key_padding_mask is not None:
+        S = k.shape[-2]
+        if tuple(key_padding_mask.shape) != (N, S):
+            raise RuntimeError(f"key_padding_mask should have shape {[N, S]} (batch, source "
+                               f"length), got {_shape(key_padding_mask)}")
+        kpm = key_padding_mask.reshape(N, 1, 1, S)
+        mask = kpm if mask is None else mask + kpm
+
+    out, weights = _attend(q, k, v, mask, dropout_p if training else 0.0, 1.0 / math.sqrt(D))
+    # (N, H, L, D) -> (L, N, E) or (N, L, E)
+    out = out.permute(0, 2, 1, 3) if batch_first else out.permute(2, 0, 1, 3)
+    out = _linear(out.reshape(out.shape[0], out.shape[1], E), out_proj_weight, out_proj_bias)
+    if not need_weights:
+        weights = None
+    elif average_attn_weights:
+        weights = weights.mean(dim=1)
+    if not batched:
+        out = out.squeeze(1)
+        if weights is not None:
+            weights = weights.squeeze(0)
+    return out, weights
+
+
+def _heads(x, n, H, D, seq_dim):
+    """(L, N, n*E) or (N, L, n*E) -> n views (N, H, L, D)."""
+    a, b = x.shape[0], x.shape[1]
+    order = (1, 2, 0, 3) if seq_dim == 0 else (0, 2, 1, 3)
+    if n == 1:
+        return (x.reshape(a, b, H, D).permute(*order),)
+    x = x.reshape(a, b, n, H, D).permute(2, *(i + (i >= 2) for i in order))
+    return x.unbind(0)
+
+
+def _static(t, N, H, D, name):
+    if tuple(t.shape[0:1]) != (N * H,) or t.shape[-1] != D:
+        raise RuntimeError(f"{name} should have shape (batch * num_heads, S, head_dim) = "
+                           f"({N * H}, S, {D}), got {_shape(t)}")
+    return t.reshape(N, H, t.shape[1], D)
+
+
+def _pad_last(mask):
+    """One more key position, not masked, for an additive mask."""
+    if mask is None:
+        return None
+    return pad(mask, (0, 1))
+
+
+def _check_mha_inputs(query, key, value, E, H, key_padding_mask, attn_mask, batched):
+    for name, t in (("query", query), ("key", key), ("value", value)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"multi-head attention: {name} must be a Tensor, got "
+                            f"{type(t).__name__}")
+    if query.ndim not in (2, 3):
+        raise RuntimeError(f"multi-head attention: query should be 3-D (batched) or 2-D "
+                           f"(unbatched), got shape {_shape(query)}")
+    want = query.ndim
+    if key.ndim != want or value.ndim != want:
+        raise RuntimeError(f"multi-head attention: for {'' if batched else 'un'}batched "
+                           f"{want}-D query, key and value should be {want}-D too, got shapes "
+                           f"{_shape(key)} and {_shape(value)}")
+    if query.shape[-1] != E:
+        raise RuntimeError(f"multi-head attention: was expecting embedding dimension of {E}, "
+                           f"but got query of shape {_shape(query)}")
+    if E % H:
+        raise RuntimeError(f"embed_dim ({E}) must be divisible by num_heads ({H})")
+    if key.shape[:-1] != value.shape[:-1]:
+        raise RuntimeError(f"multi-head attention: key and value must agree on sequence and "
+                           f"batch dims, got shapes {_shape(key)} and {_shape(value)}")
+    if key_padding_mask is not None and key_padding_mask.ndim != (2 if batched else 1):
+        raise RuntimeError(f"multi-head attention: key_padding_mask should be "
+                           f"{'2-D (batch, source length)' if batched else '1-D (source length)'}"
+                           f", got shape {_shape(key_padding_mask)}")
+    if attn_mask is not None and attn_mask.ndim not in (2, 3):
+        raise RuntimeError(f"multi-head attention: attn_mask should be 2-D (L, S) or 3-D "
+                           f"(batch * num_heads, L, S), got shape {_shape(attn_mask)}")

@@ -1,0 +1,350 @@
+"""Convolutions: conv1d, conv2d, conv_transpose1d/2d.
+
+Three Functions share one geometry and are each other's derivatives, so gradients of any
+order come for free:
+
+    _Conv(x, w)          y  = conv(x, w)           im2col windows (as_strided) + one matmul
+    _ConvT(y, w)         x  = conv^T(y, w)         matmul + col2im (strided adds): the adjoint
+    _ConvWeight(x, y)    gw = <windows(x), y>      the weight gradient
+
+d conv / dx = conv^T, d conv^T / dy = conv, and both are bilinear with the weight gradient.
+1-D convolutions run as 2-D ones with a height of 1.
+"""
+from typing import NamedTuple
+
+from ...autograd import Function
+from ...tensor import Tensor
+from ...tensor.backend import array_module
+
+make = Tensor._make
+
+
+class ConvGeometry(NamedTuple):
+    """Where the windows of a 2-D convolution lie: input (H, W) -> output (OH, OW)."""
+    kernel: tuple       # (kh, kw)
+    stride: tuple       # (sh, sw)
+    pad: tuple          # (top, bottom, left, right); bottom/right may exceed top/left
+    dilation: tuple     # (dh, dw)
+    groups: int
+    in_hw: tuple        # (H, W)
+    out_hw: tuple       # (OH, OW)
+
+    @property
+    def padded_hw(self):
+        t, b, l, r = self.pad
+        return self.in_hw[0] + t + b, self.in_hw[1] + l + r
+
+    def window(self, i, j):
+        """The index that picks kernel tap (i, j) of every output position from a padded map."""
+        (sh, sw), (dh, dw), (oh, ow) = self.stride, self.dilation, self.out_hw
+        return (Ellipsis, slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
+                slice(j * dw, j * dw + sw * (ow - 1) + 1, sw))
+
+
+def ntuple(v, n, name):
+    if isinstance(v, (tuple, list)):
+        if len(v) != n:
+            raise ValueError(f"{name} must be an int or a tuple of {n} ints, got {v!r}")
+        return tuple(int(i) for i in v)
+    return (int(v),) * n
+
+
+def out_size(n, k, s, pad_total, d):
+    return (n + pad_total - d * (k - 1) - 1) // s + 1
+
+
+# ---- array kernels (NumPy or CuPy through the array module) -------------------------------
+def padded(d, pad, value=0.0):
+    """`d` (N, C, H, W) with (top, bottom, left, right) borders of `value`."""
+    t, b, l, r = pad
+    if not (t or b or l or r):
+        return d
+    xp = array_module(d)
+    n, c, h, w = d.shape
+    out = xp.full((n, c, h + t + b, w + l + r), value, d.dtype)
+    out[:, :, t:t + h, l:l + w] = d
+    return out
+
+
+def im2col(d, g):
+    """(N, C, H, W) -> contiguous columns (groups, C/groups * kh * kw, N * OH * OW).
+
+    Channel-major columns make every product below one plain 2-D matmul per group (NumPy's
+    stacked matmul does not reach BLAS)."""
+    xp = array_module(d)
+    p = padded(d, g.pad)
+    n, c = d.shape[:2]
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = g.kernel, g.stride, g.dilation, g.out_hw
+    s_n, s_c, s_h, s_w = p.strides
+    win = xp.lib.stride_tricks.as_strided(
+        p, (c, kh, kw, n, oh, ow), (s_c, s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw))
+    return xp.ascontiguousarray(win).reshape(g.groups, (c // g.groups) * kh * kw, n * oh * ow)
+
+
+def col2im(cols, g, n, channels):
+    """The adjoint of im2col: add every column entry back onto the pixel it came from."""
+    xp = array_module(cols)
+    (kh, kw), (oh, ow) = g.kernel, g.out_hw
+    cols = cols.reshape(channels, kh, kw, n, oh, ow)
+    hp, wp = g.padded_hw
+    out = xp.zeros((channels, n, hp, wp), cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[g.window(i, j)] += cols[:, i, j]
+    t, _, l, _ = g.pad
+    h, w = g.in_hw
+    return xp.ascontiguousarray(out[:, :, t:t + h, l:l + w].transpose(1, 0, 2, 3))
+
+
+def per_group(a, b, groups):
+    """a[k] @ b[k] for each group k, as 2-D matmuls; a and b are (groups, ., .)-shaped."""
+    if groups == 1:
+        return (a[0] @ b[0])[None]
+    return array_module(a).stack([a[k] @ b[k] for k in range(groups)])
+
+
+def channel_major(d, groups):
+    """(N, O, OH, OW) -> (groups, O/groups, N * OH * OW)."""
+    n, o = d.shape[:2]
+    return array_module(d).ascontiguousarray(d.swapaxes(0, 1)).reshape(groups, o // groups, -1)
+
+
+def batch_major(d, n, out_hw, bias):
+    """(groups, O/groups, N * OH * OW) -> (N, O, OH, OW), adding the bias on the way."""
+    xp = array_module(d)
+    d = d.reshape(-1, n, *out_hw).swapaxes(0, 1)
+    out = xp.empty(d.shape, d.dtype)
+    if bias is None:
+        out[...] = d
+    else:
+        xp.add(d, bias._data.reshape(1, -1, 1, 1), out=out)
+    return out
+
+
+def _grouped(w, groups):
+    """(O, C/g, kh, kw) -> (g, O/g, C/g * kh * kw)."""
+    return w.reshape(groups, w.shape[0] // groups, -1)
+
+
+def _check_dtypes(name, *tensors):
+    dts = {t._data.dtype for t in tensors if t is not None}
+    if len(dts) > 1:
+        raise RuntimeError(f"{name}: input, weight and bias must have the same dtype, got "
+                           f"{', '.join(str(t.dtype) for t in tensors if t is not None)}; "
+                           f"convert them, e.g. input.to(weight.dtype)")
+
+
+# ---- the three Functions -------------------------------------------------------------------
+class _Conv(Function):
+    """y = conv(x, w) + b."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, g):
+        cols = im2col(x._data, g)
+        y = per_group(_grouped(w._data, g.groups), cols, g.groups)   # (g, O/g, N*L)
+        y = batch_major(y, x.shape[0], g.out_hw, b)
+        ctx.save_for_backward(x, w)
+        ctx.g, ctx.cols = g, cols  # the columns are reused by the weight gradient
+        return make(y)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, w = ctx.saved_tensors
+        nx, nw, nb = ctx.needs_input_grad[:3]
+        gx = _ConvT.apply(gy, w, None, ctx.g) if nx else None
+        gw = _ConvWeight.apply(x, gy, ctx.g, tuple(w.shape), ctx.cols) if nw else None
+        gb = gy.sum(dim=(0, 2, 3)) if nb else None
+        return gx, gw, gb, None
+
+
+class _ConvT(Function):
+    """x = conv^T(y, w) + b: the adjoint of conv in its input (a transposed convolution)."""
+
+    @staticmethod
+    def forward(ctx, y, w, b, g):
+        wt = _grouped(w._data, g.groups).swapaxes(-1, -2)
+        cols = per_group(wt, channel_major(y._data, g.groups), g.groups)  # (g, C/g*k*k, N*L)
+        x = col2im(cols, g, y.shape[0], w.shape[1] * g.groups)
+        if b is not None:
+            x += b._data.reshape(1, -1, 1, 1)
+        ctx.save_for_backward(y, w)
+        ctx.g = g
+        return make(x)
+
+    @staticmethod
+    def backward(ctx, gx):
+        y, w = ctx.saved_tensors
+        ny, nw, nb = ctx.needs_input_grad[:3]
+        gy = _Conv.apply(gx, w, None, ctx.g) if ny else None
+        gw = _ConvWeight.apply(gx, y, ctx.g, tuple(w.shape)) if nw else None
+        gb = gx.sum(dim=(0, 2, 3)) if nb else None
+        return gy, gw, gb, None
+
+
+class _ConvWeight(Function):
+    """gw[o, c, i, j] = sum over n, positions of y[n, o, pos] * x_padded[n, c, pos + tap(i, j)]."""
+
+    @staticmethod
+    def forward(ctx, x, y, g, w_shape, cols=None):
+        if cols is None:
+            cols = im2col(x._data, g)
+        # (cols @ y^T)^T: BLAS runs faster with the long axis leading in both operands
+        gw = per_group(cols, channel_major(y._data, g.groups).swapaxes(-1, -2), g.groups)
+        gw = gw.swapaxes(-1, -2)
+        ctx.save_for_backward(x, y)
+        ctx.g = g
+        return make(gw.reshape(w_shape))
+
+    @staticmethod
+    def backward(ctx, ggw):
+        x, y = ctx.saved_tensors
+        nx, ny = ctx.needs_input_grad[:2]
+        gx = _ConvT.apply(y, ggw, None, ctx.g) if nx else None
+        gy = _Conv.apply(x, ggw, None, ctx.g) if ny else None
+        return gx, gy, None, None, None
+
+
+# ---- argument checking and the functional API ---------------------------------------------
+def _check_conv_args(name, x, w, b, groups, transposed):
+    if x.ndim != 4:
+        raise RuntimeError(f"{name}: expected a batched input of shape (N, C, H, W) or an "
+                           f"unbatched one (C, H, W), got shape {list(x.shape)}")
+    if w.ndim != 4:
+        raise RuntimeError(f"{name}: expected a 4-D weight, got shape {list(w.shape)}")
+    if groups < 1:
+        raise ValueError(f"{name}: groups must be a positive integer, got {groups}")
+    c = x.shape[1]
+    if transposed:
+        if c != w.shape[0]:
+            raise RuntimeError(f"{name}: expected input {list(x.shape)} to have {w.shape[0]} "
+                               f"channels (weight {list(w.shape)} is (in_channels, "
+                               f"out_channels/groups, kH, kW)), but got {c} channels instead")
+        if c % groups:
+            raise RuntimeError(f"{name}: in_channels ({c}) must be divisible by groups "
+                               f"({groups})")
+        out_ch = w.shape[1] * groups
+    else:
+        if c != w.shape[1] * groups:
+            raise RuntimeError(f"{name}: expected input {list(x.shape)} to have "
+                               f"{w.shape[1] * groups} channels (weight {list(w.shape)}, "
+                               f"groups={groups}), but got {c} channels instead")
+        if w.shape[0] % groups:
+            raise RuntimeError(f"{name}: out_channels ({w.shape[0]}) must be divisible by "
+                               f"groups ({groups})")
+        out_ch = w.shape[0]
+    if b is not None and tuple(b.shape) != (out_ch,):
+        raise RuntimeError(f"{name}: expected bias of shape [{out_ch}], got {list(b.shape)}")
+    _check_dtypes(name, x, w, b)
+    if type(x._data) is not type(w._data):
+        raise RuntimeError(f"{name}: input is on {x.device} but weight is on {w.device}; "
+                           f"move them to the same device")
+
+
+def _pads(padding, kernel, dilation, stride, name):
+    """(top, bottom, left, right) from an int, a pair, 'valid' or 'same'."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding != "same":
+            raise ValueError(f"{name}: padding must be an int, a tuple, 'valid' or 'same', "
+                             f"got {padding!r}")
+        if any(s != 1 for s in stride):
+            raise ValueError(f"{name}: padding='same' is not supported for strided "
+                             f"convolutions (stride={stride}); pad explicitly instead")
+        out = []
+        for k, d in zip(kernel, dilation):
+            total = d * (k - 1)
+            out += [total // 2, total - total // 2]  # the extra row goes at the end
+        return tuple(out)
+    ph, pw = ntuple(padding, 2, "padding")
+    if ph < 0 or pw < 0:
+        raise ValueError(f"{name}: negative padding {padding} is not supported")
+    return (ph, ph, pw, pw)
+
+
+def _unbatched(x, batched_ndim):
+    """Unbatched input (C, ...) runs as a batch of one, like PyTorch."""
+    if x.ndim == batched_ndim - 1:
+        return x.unsqueeze(0), True
+    return x, False
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    x, squeeze = _unbatched(input, 4)
+    _check_conv_args("conv2d", x, weight, bias, groups, transposed=False)
+    kernel = tuple(weight.shape[2:])
+    stride, dilation = ntuple(stride, 2, "stride"), ntuple(dilation, 2, "dilation")
+    pad = _pads(padding, kernel, dilation, stride, "conv2d")
+    h, w = x.shape[2:]
+    oh = out_size(h, kernel[0], stride[0], pad[0] + pad[1], dilation[0])
+    ow = out_size(w, kernel[1], stride[1], pad[2] + pad[3], dilation[1])
+    if oh < 1 or ow < 1:
+        raise RuntimeError(f"conv2d: input spatial size ({h}, {w}) plus padding is smaller than "
+                           f"the dilated kernel ({dilation[0] * (kernel[0] - 1) + 1}, "
+                           f"{dilation[1] * (kernel[1] - 1) + 1})")
+    g = ConvGeometry(kernel, stride, pad, dilation, groups, (h, w), (oh, ow))
+    y = _Conv.apply(x, weight, bias, g)
+    return y.squeeze(0) if squeeze else y
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1):
+    y, squeeze = _unbatched(input, 4)
+    _check_conv_args("conv_transpose2d", y, weight, bias, groups, transposed=True)
+    kernel = tuple(weight.shape[2:])
+    stride, dilation = ntuple(stride, 2, "stride"), ntuple(dilation, 2, "dilation")
+    ph, pw = ntuple(padding, 2, "padding")
+    oph, opw = ntuple(output_padding, 2, "output_padding")
+    for op, s, d in ((oph, stride[0], dilation[0]), (opw, stride[1], dilation[1])):
+        if op >= max(s, d) or op < 0:
+            raise ValueError(f"conv_transpose2d: output_padding ({oph}, {opw}) must be smaller "
+                             f"than either stride {stride} or dilation {dilation}")
+    oh_in, ow_in = y.shape[2:]
+    # the transposed conv's output is the input of the conv it is the adjoint of
+    h = (oh_in - 1) * stride[0] - 2 * ph + dilation[0] * (kernel[0] - 1) + oph + 1
+    w = (ow_in - 1) * stride[1] - 2 * pw + dilation[1] * (kernel[1] - 1) + opw + 1
+    if h < 1 or w < 1:
+        raise RuntimeError(f"conv_transpose2d: the output size ({h}, {w}) is too small; "
+                           f"reduce padding {(ph, pw)}")
+    g = ConvGeometry(kernel, stride, (ph, ph + oph, pw, pw + opw), dilation, groups, (h, w),
+                     (oh_in, ow_in))
+    x = _ConvT.apply(y, weight, bias, g)
+    return x.squeeze(0) if squeeze else x
+
+
+def _as_2d(input, weight, name):
+    """A 1-D conv's (N, C, L) input and (O, C, k) weight as height-1 2-D ones."""
+    x, squeeze = _unbatched(input, 3)
+    if x.ndim != 3:
+        raise RuntimeError(f"{name}: expected a batched input of shape (N, C, L) or an "
+                           f"unbatched one (C, L), got shape {list(input.shape)}")
+    if weight.ndim != 3:
+        raise RuntimeError(f"{name}: expected a 3-D weight, got shape {list(weight.shape)}")
+    return x.unsqueeze(2), weight.unsqueeze(2), squeeze
+
+
+def _finish_1d(y, squeeze):
+    y = y.squeeze(2)
+    return y.squeeze(0) if squeeze else y
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    x, w, squeeze = _as_2d(input, weight, "conv1d")
+    if not isinstance(padding, str):
+        padding = (0, ntuple(padding, 1, "padding")[0])
+    y = conv2d(x, w, bias, (1, ntuple(stride, 1, "stride")[0]), padding,
+               (1, ntuple(dilation, 1, "dilation")[0]), groups)
+    return _finish_1d(y, squeeze)
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1):
+    x, w, squeeze = _as_2d(input, weight, "conv_transpose1d")
+    y = conv_transpose2d(x, w, bias, (1, ntuple(stride, 1, "stride")[0]),
+                         (0, ntuple(padding, 1, "padding")[0]),
+                         (0, ntuple(output_padding, 1, "output_padding")[0]), groups,
+                         (1, ntuple(dilation, 1, "dilation")[0]))
+    return _finish_1d(y, squeeze)
+
+
+__all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]

@@ -1,0 +1,389 @@
+"""Loss functions. `cross_entropy` is one fused Function (log-softmax and NLL in one pass over
+the logits, and a backward that needs no second softmax); the others are composites."""
+from ...autograd import Function
+from ...tensor import Tensor, where
+from ...tensor.backend import array_module
+from .activation import log_softmax
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+def _check_reduction(reduction, extra=()):
+    if reduction not in _REDUCTIONS + tuple(extra):
+        raise ValueError(f"{reduction!r} is not a valid value for reduction; expected one of "
+                         f"{', '.join(_REDUCTIONS + tuple(extra))}")
+
+
+def _reduce(loss, reduction):
+    _check_reduction(reduction)
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def _check_same_size(input, target, name):
+    if tuple(input.shape) != tuple(target.shape):
+        raise ValueError(f"{name}: target size ({list(target.shape)}) must be the same as input "
+                         f"size ({list(input.shape)})")
+
+
+# ---- regression ------------------------------------------------------------------------
+def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    _check_same_size(input, target, "mse_loss")
+    d = input - target
+    loss = d * d
+    return _reduce(loss if weight is None else loss * weight, reduction)
+
+
+def l1_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    _check_same_size(input, target, "l1_loss")
+    return _reduce((input - target).abs(), reduction)
+
+
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
+    _check_same_size(input, target, "smooth_l1_loss")
+    if beta < 0:
+        raise ValueError(f"smooth_l1_loss does not support negative values for beta (got {beta})")
+    if beta == 0.0:
+        return l1_loss(input, target, reduction=reduction)
+    d = (input - target).abs()
+    return _reduce(where(d < beta, d * d * (0.5 / beta), d - 0.5 * beta), reduction)
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
+    _check_same_size(input, target, "huber_loss")
+    d = (input - target).abs()
+    loss = where(d < delta, d * d * 0.5, (d - 0.5 * delta) * delta)
+    return _reduce(loss if weight is None else loss * weight, reduction)
+
+
+# ---- binary ----------------------------------------------------------------------------
+def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
+                         reduction="mean"):
+    _check_same_size(input, target, "binary_cross_entropy")
+    d = input._data
+    if d.size and (float(d.min()) < 0 or float(d.max()) > 1):
+        raise RuntimeError("binary_cross_entropy: all elements of input should be between 0 "
+                           "and 1 (did you mean binary_cross_entropy_with_logits?)")
+    # logs clamped at -100 as in PyTorch: finite loss and gradient at 0 and 1
+    log_p = input.log().clamp(min=-100)
+    log_q = (1 - input).log().clamp(min=-100)
+    loss = -(target * log_p + (1 - target) * log_q)
+    return _reduce(loss if weight is None else loss * weight, reduction)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None,
+                                     reduce=None, reduction="mean", pos_weight=None):
+    _check_same_size(input, target, "binary_cross_entropy_with_logits")
+    # log(1 + exp(-x)) written stably as softplus(-x)
+    sp = (-input).relu() + (-(input.abs())).exp().log1p()
+    if pos_weight is None:
+        loss = (1 - target) * input + sp
+    else:
+        loss = (1 - target) * input + (1 + (pos_weight - 1) * target) * sp
+    return _reduce(loss if weight is None else loss * weight, reduction)
+
+
+# ---- distributions ---------------------------------------------------------------------
+def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
+    """KL(target || exp(input)) pointwise; `input` holds log-probabilities."""
+    _check_reduction(reduction, ("batchmean",))
+    if log_target:
+        loss = target.exp() * (target - input)
+    else:
+        # target * log(target) with 0 * log(0) = 0 (xlogy)
+        safe = where(target > 0, target, 1.0)
+        loss = where(target > 0, target * safe.log(), 0.0) - target * input
+    if reduction == "batchmean":
+        return loss.sum() / (input.shape[0] if input.ndim else 1)
+    return _reduce(loss, reduction)
+
+
+def cosine_embedding_loss(input1, input2, target, margin=0.0, size_average=None, reduce=None,
+                          reduction="mean"):
+    eps = 1e-12
+    dim = input1.ndim - 1
+    prod = (input1 * input2).sum(dim)
+    mag = ((input1 * input1).sum(dim) + eps) * ((input2 * input2).sum(dim) + eps)
+    cos = prod / mag.sqrt()
+    loss = where(target == 1, 1 - cos, 0.0) + where(target == -1, (cos - margin).clamp(min=0),
+                                                     0.0)
+    return _reduce(loss, reduction)
+
+
+# ---- classification --------------------------------------------------------------------
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+             reduction="mean"):
+    """-input[i, target[i]] (weighted); mean divides by the summed weights of kept targets."""
+    _check_reduction(reduction)
+    _check_class_target(input, target, "nll_loss")
+    c = input.shape[0] if input.ndim == 1 else input.shape[1]
+    valid = target != ignore_index
+    safe = where(valid, target, 0)
+    _check_range(safe._data, c)
+    idx = safe.unsqueeze(0 if input.ndim == 1 else 1)
+    picked = -input.gather(0 if input.ndim == 1 else 1, idx).squeeze(0 if input.ndim == 1
+                                                                      else 1)
+    w = valid.to(input.dtype)
+    if weight is not None:
+        w = w * weight[safe]
+    loss = picked * w
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    return loss.sum() / w.sum()
+
+
+def _check_class_target(input, target, name):
+    if target._data.dtype.kind not in "iu":
+        raise RuntimeError(f"{name}: expected target of class indices (int64) with shape "
+                           f"{_expected_target(input)}, got dtype {target.dtype} and shape "
+                           f"{list(target.shape)}")
+    want = [] if input.ndim == 1 else [input.shape[0]] + list(input.shape[2:])
+    if list(target.shape) != want:
+        raise ValueError(f"{name}: expected target of shape {want} for input of shape "
+                         f"{list(input.shape)} (N, C, d1, ...), got {list(target.shape)}")
+
+
+def _expected_target(input):
+    return [] if input.ndim == 1 else [input.shape[0]] + list(input.shape[2:])
+
+
+def _check_range(t, c):
+    if t.size and (int(t.min()) < 0 or int(t.max()) >= c):
+        bad = int(t.max()) if int(t.max()) >= c else int(t.min())
+        raise IndexError(f"Target {bad} is out of bounds: class indices must be in [0, {c}) "
+                         f"(or equal to ignore_index)")
+
+
+class _CrossEntropyState:
+    """What the fused cross entropy keeps for its gradient: all arrays over (rows, classes)."""
+    __slots__ = ("p", "rows", "target", "valid", "w", "w_t", "coef", "scale", "eps", "probs",
+                 "layout", "lsm")
+
+
+def _to_rows(a, ndim):
+    """(N, C, d...) -> (N*d..., C); (C,) -> (1, C)."""
+    if ndim == 1:
+        return a[None]
+    if ndim == 2:
+        return a
+    return array_module(a).moveaxis(a, 1, -1).reshape(-1, a.shape[1])
+
+
+def _from_rows(a, shape):
+    if len(shape) == 1:
+        return a[0]
+    if len(shape) == 2:
+        return a
+    moved = (shape[0],) + tuple(shape[2:]) + (shape[1],)
+    return array_module(a).moveaxis(a.reshape(moved), -1, 1)
+
+
+class CrossEntropy(Function):
+    """Fused log-softmax + NLL with class weights, ignore_index and label smoothing, for class
+    indices or class probabilities. The gradient is s * (A * softmax - a) per row, with `a`
+    the per-class coefficients and A their sum, so backward reuses the softmax of forward."""
+
+    @staticmethod
+    def forward(ctx, input, target, weight, ignore_index, reduction, label_smoothing):
+        x = input._data
+        xp = array_module(x)
+        c = x.shape[0] if x.ndim == 1 else x.shape[1]
+        z = _to_rows(x, x.ndim)
+        z = z - z.max(axis=1, keepdims=True)
+        e = xp.exp(z)
+        se = e.sum(axis=1, keepdims=True)
+        lsm = z - xp.log(se)
+        e /= se  # the softmax, kept for backward
+        st = _CrossEntropyState()
+        st.p, st.layout, st.eps = e, x.shape, label_smoothing
+        w = None if weight is None else weight._data
+        st.w = w
+        eps = label_smoothing
+        st.probs = target._data.dtype.kind == "f"
+        if st.probs:
+            t = _to_rows(target._data, x.ndim)
+            if eps:
+                t = t * (1 - eps) + eps / c
+            a = t if w is None else t * w
+            loss = -(a * lsm).sum(axis=1)
+            st.coef = a
+            st.lsm = lsm if target.requires_grad else None
+            denom = lsm.shape[0]
+        else:
+            t = target._data.reshape(-1)
+            valid = t != ignore_index
+            tc = xp.where(valid, t, 0)
+            _check_range(tc, c)
+            rows = xp.arange(tc.size)
+            w_t = valid.astype(x.dtype) if w is None else w[tc] * valid
+            loss = -lsm[rows, tc] * w_t * (1 - eps)
+            if eps:
+                smooth = -(lsm.sum(axis=1) if w is None else (lsm * w).sum(axis=1))
+                loss = loss + smooth * valid * (eps / c)
+            st.rows, st.target, st.valid, st.w_t = rows, tc, valid, w_t
+            denom = w_t.sum()
+        st.scale = None
+        if reduction == "none":
+            out = loss.reshape(x.shape[:1] + x.shape[2:] if x.ndim > 1 else ())
+        elif reduction == "sum":
+            out = loss.sum()
+        else:
+            out = loss.sum() / denom
+            st.scale = 1.0 / denom
+        ctx.state, ctx.reduction = st, reduction
+        ctx.save_for_backward(input, target if st.probs else None)
+        return Tensor._make(xp.asarray(out, dtype=x.dtype))
+
+    @staticmethod
+    def backward(ctx, g):
+        input, target = ctx.saved_tensors
+        gx = CrossEntropyGrad.apply(g, input, ctx.state, ctx.reduction) \
+            if ctx.needs_input_grad[0] else None
+        gt = None
+        if ctx.needs_input_grad[1]:
+            gt = _prob_target_grad(g, input, ctx.state, ctx.reduction)
+        return gx, gt, None, None, None, None
+
+
+def _row_scale(g, st, reduction):
+    """The per-row factor s of the gradient, as a raw (rows, 1) array or a scalar."""
+    gd = g._data
+    if reduction == "none":
+        return gd.reshape(-1, 1)
+    return gd * st.scale if st.scale is not None else gd
+
+
+def _grad_rows(st, s):
+    """s * (A p - a) over rows, from the saved softmax."""
+    xp = array_module(st.p)
+    if st.probs:
+        a = st.coef
+        return s * (a.sum(axis=1, keepdims=True) * st.p - a)
+    eps, c = st.eps, st.p.shape[1]
+    s_rows = xp.broadcast_to(xp.asarray(s, dtype=st.p.dtype).reshape(-1, 1),
+                             (st.p.shape[0], 1))
+    total = st.w_t * (1 - eps)
+    if eps:
+        wsum = c if st.w is None else st.w.sum()
+        total = total + st.valid * (eps / c) * wsum
+    gr = st.p * (s_rows * total[:, None])
+    gr[st.rows, st.target] -= s_rows[:, 0] * st.w_t * (1 - eps)
+    if eps:
+        wc = 1.0 if st.w is None else st.w[None, :]
+        gr -= s_rows * st.valid[:, None] * (eps / c) * wc
+    return gr
+
+
+def _prob_target_grad(g, input, st, reduction):
+    if st.lsm is None:
+        raise RuntimeError("cross_entropy: target requires grad but it did not when the loss "
+                           "was computed")
+    s = _row_scale(g, st, reduction)
+    eps = st.eps
+    wc = 1.0 if st.w is None else st.w
+    return Tensor._make(_from_rows(-(s * (1 - eps)) * wc * st.lsm, st.layout))
+
+
+class CrossEntropyGrad(Function):
+    """The gradient of `CrossEntropy` w.r.t. its logits, as a Function so that it too can be
+    differentiated (double backward)."""
+
+    @staticmethod
+    def forward(ctx, g, input, st, reduction):
+        ctx.state, ctx.reduction = st, reduction
+        ctx.save_for_backward(g, input)
+        gr = _grad_rows(st, _row_scale(g, st, reduction))
+        return Tensor._make(_from_rows(gr, st.layout).astype(input._data.dtype, copy=False))
+
+    @staticmethod
+    def backward(ctx, gg):
+        g, input = ctx.saved_tensors
+        st, reduction = ctx.state, ctx.reduction
+        xp = array_module(st.p)
+        ggr = _rows_tensor(gg, len(st.layout))
+        p = _rows_tensor(input, len(st.layout)).softmax(1)
+        # (A p - a): the gradient per unit of the row scale s
+        unit = Tensor._make(_grad_rows(st, xp.ones((st.p.shape[0], 1), st.p.dtype)))
+        gx = gg_input = None
+        if ctx.needs_input_grad[1]:
+            a_sum = Tensor._make(_row_totals(st))
+            s = _scale_tensor(g, st, reduction)
+            u = ggr * p
+            gx_rows = s * a_sum * (u - p * u.sum(1, keepdim=True))
+            gg_input = _rows_back(gx_rows, st.layout)
+        if ctx.needs_input_grad[0]:
+            per_row = (ggr * unit).sum(1)
+            if reduction == "none":
+                gx = per_row.reshape(g.shape)
+            else:
+                gx = per_row.sum() * (st.scale if st.scale is not None else 1.0)
+        return gx, gg_input, None, None
+
+
+def _row_totals(st):
+    """A per row: the sum of the class coefficients, shape (rows, 1)."""
+    if st.probs:
+        return st.coef.sum(axis=1, keepdims=True)
+    eps, c = st.eps, st.p.shape[1]
+    total = st.w_t * (1 - eps)
+    if eps:
+        total = total + st.valid * (eps / c) * (c if st.w is None else st.w.sum())
+    return total[:, None]
+
+
+def _scale_tensor(g, st, reduction):
+    if reduction == "none":
+        return g.reshape(-1, 1)
+    return g * st.scale if st.scale is not None else g
+
+
+def _rows_tensor(t, ndim):
+    if ndim == 1:
+        return t.unsqueeze(0)
+    if ndim == 2:
+        return t
+    return t.movedim(1, -1).reshape(-1, t.shape[1])
+
+
+def _rows_back(t, shape):
+    if len(shape) == 1:
+        return t.squeeze(0)
+    if len(shape) == 2:
+        return t
+    moved = (shape[0],) + tuple(shape[2:]) + (shape[1],)
+    return t.reshape(moved).movedim(-1, 1)
+
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
+                  reduce=None, reduction="mean", label_smoothing=0.0):
+    """Cross entropy between logits `input` (N, C, d...) or (C,) and `target`: class indices
+    (N, d...) or class probabilities (same shape as input)."""
+    _check_reduction(reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
+    if input.ndim == 0:
+        raise ValueError("cross_entropy: input must have at least one dimension (classes)")
+    c = input.shape[0] if input.ndim == 1 else input.shape[1]
+    if weight is not None and tuple(weight.shape) != (c,):
+        raise RuntimeError(f"cross_entropy: weight must have shape [{c}] (one per class), got "
+                           f"{list(weight.shape)}")
+    if target._data.dtype.kind == "f":
+        if tuple(target.shape) != tuple(input.shape):
+            raise ValueError(f"cross_entropy: class-probability target must have the input's "
+                             f"shape {list(input.shape)}, got {list(target.shape)}")
+    else:
+        _check_class_target(input, target, "cross_entropy")
+    if weight is not None and weight._data.dtype != input._data.dtype:
+        weight = weight.to(input.dtype)
+    return CrossEntropy.apply(input, target, weight, ignore_index, reduction, label_smoothing)
+
+
+def cross_entropy_composed(input, target, weight=None, ignore_index=-100, reduction="mean"):
+    """log_softmax followed by nll_loss (the unfused reference the benchmark compares with)."""
+    return nll_loss(log_softmax(input, 1 if input.ndim > 1 else 0), target, weight,
+                    ignore_index=ignore_index, reduction=reduction)

@@ -1,0 +1,143 @@
+"""Normalization: batch_norm, layer_norm, group_norm.
+
+All three standardise over some axes with one fused Function, `_Standardize`, then apply the
+per-channel affine transform with ordinary tensor ops. `_Standardize` returns the standardised
+input and 1/std as two outputs; its backward is written in terms of those outputs, so gradients
+of any order flow through it like through any other op.
+"""
+from ...autograd import Function
+from ...autograd.grad_mode import no_grad
+from ...tensor import Tensor
+from ...tensor.backend import array_module
+
+make = Tensor._make
+
+
+class _Standardize(Function):
+    """xhat = (x - mean) / sqrt(var + eps) over `axes` (biased variance); also returns
+    invstd = 1 / sqrt(var + eps) with the reduced axes kept. Puts mean and var in `stats`
+    when asked (batch norm's running statistics need them)."""
+
+    @staticmethod
+    def forward(ctx, x, axes, eps, stats=None):
+        d = x._data
+        xp = array_module(d)
+        mean = d.mean(axis=axes, keepdims=True)
+        xc = d - mean
+        var = (xc * xc).mean(axis=axes, keepdims=True)
+        invstd = 1.0 / xp.sqrt(var + eps)
+        xc *= invstd
+        if stats is not None:
+            stats["mean"], stats["var"] = mean, var
+        xhat, inv = make(xc), make(invstd.astype(d.dtype, copy=False))
+        ctx.save_for_backward(xhat, inv)
+        ctx.axes, ctx.count = axes, d.size // invstd.size
+        ctx.set_materialize_grads(False)
+        return xhat, inv
+
+    @staticmethod
+    def backward(ctx, g, g_invstd):
+        xhat, invstd = ctx.saved_tensors
+        axes = ctx.axes
+        gx = None
+        if g is not None:
+            gx = invstd * (g - g.mean(dim=axes, keepdim=True)
+                           - xhat * (g * xhat).mean(dim=axes, keepdim=True))
+        if g_invstd is not None:
+            # d invstd / dx = -invstd^2 * xhat / count
+            gi = g_invstd * invstd * invstd * xhat * (-1.0 / ctx.count)
+            gx = gi if gx is None else gx + gi
+        return gx, None, None, None
+
+
+def _affine(y, weight, bias, shape):
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    if bias is not None:
+        y = y + bias.reshape(shape)
+    return y
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Normalise each channel (dim 1) over the batch and spatial dims. In training the batch
+    statistics are used and, when given, the running ones are updated in place:
+    running = (1 - momentum) * running + momentum * batch (unbiased variance)."""
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm: expected an input of at least 2 dims (N, C, ...), got "
+                         f"shape {list(input.shape)}")
+    c = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != (c,):
+            raise RuntimeError(f"batch_norm: {name} has shape {list(t.shape)} but the input "
+                               f"{list(input.shape)} has {c} channels; expected [{c}]")
+    shape = (1, c) + (1,) * (input.ndim - 2)
+    if not training:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: running_mean and running_var are needed when "
+                             "training=False")
+        # fold the statistics into one scale and shift per channel
+        scale = (running_var + eps).rsqrt()
+        if weight is not None:
+            scale = scale * weight
+        shift = -running_mean * scale
+        if bias is not None:
+            shift = shift + bias
+        return input * scale.reshape(shape) + shift.reshape(shape)
+    axes = (0,) + tuple(range(2, input.ndim))
+    count = input.numel() // max(c, 1)
+    if count <= 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input "
+                         f"size {list(input.shape)}")
+    stats = {} if running_mean is not None or running_var is not None else None
+    y, _ = _Standardize.apply(input, axes, eps, stats)
+    if stats is not None:
+        _update_running(running_mean, stats["mean"].reshape(c), momentum)
+        _update_running(running_var, stats["var"].reshape(c) * (count / (count - 1)), momentum)
+    return _affine(y, weight, bias, shape)
+
+
+def _update_running(running, batch, momentum):
+    if running is None:
+        return
+    with no_grad():
+        d = running._data
+        d *= 1.0 - momentum
+        d += (momentum * batch).astype(d.dtype, copy=False)
+        running._version[0] += 1
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else \
+        tuple(normalized_shape)
+    k = len(shape)
+    if tuple(input.shape[input.ndim - k:]) != shape or input.ndim < k:
+        raise RuntimeError(f"layer_norm: given normalized_shape={list(shape)}, expected input "
+                           f"with shape [*, {', '.join(map(str, shape))}], but got input of "
+                           f"size {list(input.shape)}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != shape:
+            raise RuntimeError(f"layer_norm: {name} has shape {list(t.shape)}, expected "
+                               f"{list(shape)} (the normalized_shape)")
+    axes = tuple(range(input.ndim - k, input.ndim))
+    y, _ = _Standardize.apply(input, axes, eps)
+    return _affine(y, weight, bias, shape)
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    if input.ndim < 2:
+        raise RuntimeError(f"group_norm: expected an input of at least 2 dims (N, C, ...), got "
+                           f"shape {list(input.shape)}")
+    n, c = input.shape[:2]
+    if c % num_groups:
+        raise RuntimeError(f"group_norm: the number of channels ({c}) must be divisible by "
+                           f"num_groups ({num_groups})")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != (c,):
+            raise RuntimeError(f"group_norm: {name} has shape {list(t.shape)}, expected [{c}]")
+    y, _ = _Standardize.apply(input.reshape(n, num_groups, -1), (2,), eps)
+    return _affine(y.reshape(input.shape), weight, bias, (1, c) + (1,) * (input.ndim - 2))
+
+
+__all__ = ["batch_norm", "layer_norm", "group_norm"]

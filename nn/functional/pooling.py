@@ -1,0 +1,278 @@
+"""Pooling: max_pool1d/2d, avg_pool1d/2d, adaptive_avg_pool1d/2d.
+
+A pooling window is a set of kernel taps; tap (i, j) of every output is one strided slice of the
+padded input. Two linear Functions, each the other's derivative, carry all gradients:
+
+    _TapGather(x)   y = sum over taps of  scale * select_tap * x[tap slice]
+    _TapScatter(g)  the adjoint: add scale * select_tap * g back onto each tap slice
+
+Average pooling selects every tap (scale = 1/divisor); max pooling selects, per output, the
+tap that held the maximum. Adaptive average pooling is two averaging matrices (a composite).
+1-D pooling runs as 2-D pooling with a height of 1.
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from ...autograd import Function
+from ...tensor import Tensor
+from ...tensor.backend import array_module
+from .conv import ntuple, padded
+
+make = Tensor._make
+
+
+class PoolGeometry(NamedTuple):
+    kernel: tuple       # (kh, kw)
+    stride: tuple
+    pad: tuple          # (top, bottom, left, right); bottom/right grow for ceil_mode
+    dilation: tuple
+    in_hw: tuple
+    out_hw: tuple
+
+    @property
+    def taps(self):
+        return [(i, j) for i in range(self.kernel[0]) for j in range(self.kernel[1])]
+
+    def window(self, i, j):
+        (sh, sw), (dh, dw), (oh, ow) = self.stride, self.dilation, self.out_hw
+        return (Ellipsis, slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
+                slice(j * dw, j * dw + sw * (ow - 1) + 1, sw))
+
+
+def _pool_out(n, k, s, p, d, ceil_mode):
+    span = n + 2 * p - d * (k - 1) - 1
+    o = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (o - 1) * s >= n + p:  # the last window must start inside the input
+        o -= 1
+    return o
+
+
+def pool_geometry(name, x, kernel_size, stride, padding, dilation, ceil_mode):
+    kernel = ntuple(kernel_size, 2, "kernel_size")
+    stride = kernel if stride is None or stride == () or stride == [] else \
+        ntuple(stride, 2, "stride")
+    pad, dil = ntuple(padding, 2, "padding"), ntuple(dilation, 2, "dilation")
+    if min(kernel) < 1 or min(stride) < 1 or min(dil) < 1:
+        raise ValueError(f"{name}: kernel_size {kernel}, stride {stride} and dilation {dil} "
+                         f"must be positive")
+    for p, k, d in zip(pad, kernel, dil):
+        if p < 0 or p > (d * (k - 1) + 1) // 2:
+            raise ValueError(f"{name}: padding {pad} should be at most half of the effective "
+                             f"kernel size {kernel} (dilation {dil})")
+    h, w = x.shape[-2:]
+    oh = _pool_out(h, kernel[0], stride[0], pad[0], dil[0], ceil_mode)
+    ow = _pool_out(w, kernel[1], stride[1], pad[1], dil[1], ceil_mode)
+    if oh < 1 or ow < 1:
+        raise RuntimeError(f"{name}: input spatial size ({h}, {w}) is too small for kernel "
+                           f"{kernel} with padding {pad} and dilation {dil} (output would be "
+                           f"({oh}, {ow}))")
+    # windows of ceil_mode may reach past the padding: widen the bottom/right border
+    bottom = max(pad[0], (oh - 1) * stride[0] + dil[0] * (kernel[0] - 1) + 1 - h - pad[0])
+    right = max(pad[1], (ow - 1) * stride[1] + dil[1] * (kernel[1] - 1) + 1 - w - pad[1])
+    return PoolGeometry(kernel, stride, (pad[0], bottom, pad[1], right), dil, (h, w), (oh, ow))
+
+
+def _planes(d):
+    """Any (..., H, W) array as (B, 1, H, W): pooling treats every plane alike."""
+    return d.reshape(-1, 1, *d.shape[-2:])
+
+
+def _selected(sel, t, v):
+    if sel is None:
+        return v
+    return array_module(v).where(sel == t, v, 0)
+
+
+class _TapGather(Function):
+    """y = scale * sum_t [sel == t] x_padded[tap t]; `sel` None selects every tap.
+
+    `sel` and `scale` broadcast against the (B, 1, OH, OW) planes of the output."""
+
+    @staticmethod
+    def forward(ctx, x, geo, sel, scale):
+        d = x._data
+        p = padded(_planes(d), geo.pad)
+        out = None
+        for t, (i, j) in enumerate(geo.taps):
+            v = _selected(sel, t, p[geo.window(i, j)])
+            out = v.copy() if out is None else out.__iadd__(v)
+        if scale is not None:
+            out *= scale
+        ctx.geo, ctx.sel, ctx.scale = geo, sel, scale
+        return make(out.reshape(*d.shape[:-2], *geo.out_hw))
+
+    @staticmethod
+    def backward(ctx, g):
+        return _TapScatter.apply(g, ctx.geo, ctx.sel, ctx.scale), None, None, None
+
+
+class _TapScatter(Function):
+    """The adjoint of _TapGather: each output's gradient goes back to its selected taps."""
+
+    @staticmethod
+    def forward(ctx, g, geo, sel, scale):
+        d = _planes(g._data)
+        if scale is not None:
+            d = d * scale
+        xp = array_module(d)
+        (h, w), (top, bottom, left, right) = geo.in_hw, geo.pad
+        out = xp.zeros((d.shape[0], 1, h + top + bottom, w + left + right), d.dtype)
+        for t, (i, j) in enumerate(geo.taps):
+            out[geo.window(i, j)] += _selected(sel, t, d)
+        out = xp.ascontiguousarray(out[:, :, top:top + h, left:left + w])
+        ctx.geo, ctx.sel, ctx.scale = geo, sel, scale
+        return make(out.reshape(*g.shape[:-2], h, w))
+
+    @staticmethod
+    def backward(ctx, gg):
+        return _TapGather.apply(gg, ctx.geo, ctx.sel, ctx.scale), None, None, None
+
+
+class _MaxPool(Function):
+    """The maximum of each window, and which tap held it (the first one wins ties)."""
+
+    @staticmethod
+    def forward(ctx, x, geo):
+        d = x._data
+        xp = array_module(d)
+        if d.dtype.kind != "f":
+            raise RuntimeError(f"max_pool: expected a floating point input, got {x.dtype}")
+        p = padded(_planes(d), geo.pad, value=-np.inf)
+        nan = bool(xp.isnan(d).any())  # a NaN wins its window, as in PyTorch
+        best = sel = None
+        for t, (i, j) in enumerate(geo.taps):
+            v = p[geo.window(i, j)]
+            if best is None:
+                best = v.copy()
+                sel = xp.zeros(best.shape, np.uint8 if len(geo.taps) < 256 else np.int32)
+                continue
+            better = v > best
+            if nan:
+                better |= (v != v) & (best == best)
+            xp.copyto(best, v, where=better)
+            xp.copyto(sel, t, where=better)
+        ctx.geo, ctx.sel = geo, sel
+        ctx.set_materialize_grads(False)
+        out = make(best.reshape(*d.shape[:-2], *geo.out_hw))
+        index = make(sel)
+        ctx.mark_non_differentiable(index)
+        return out, index
+
+    @staticmethod
+    def backward(ctx, g, _):
+        if g is None:
+            return None, None
+        return _TapScatter.apply(g, ctx.geo, ctx.sel, None), None
+
+
+def _flat_indices(sel, geo):
+    """PyTorch's return_indices: the position h * W + w of each maximum in its input plane."""
+    xp = array_module(sel)
+    (kh, kw), (sh, sw), (dh, dw), (h, w) = geo.kernel, geo.stride, geo.dilation, geo.in_hw
+    oh, ow = geo.out_hw
+    sel = sel.astype(np.int64)[:, 0]
+    rows = xp.arange(oh).reshape(-1, 1) * sh - geo.pad[0] + (sel // kw) * dh
+    cols = xp.arange(ow) * sw - geo.pad[2] + (sel % kw) * dw
+    return rows * w + cols
+
+
+# ---- the functional API -------------------------------------------------------------------
+def _check_input(name, x, dims):
+    if x.ndim not in (dims + 1, dims + 2):
+        want = "(N, C, L) or (C, L)" if dims == 1 else "(N, C, H, W) or (C, H, W)"
+        raise RuntimeError(f"{name}: expected a {dims + 1}-D or {dims + 2}-D input {want}, "
+                           f"got shape {list(x.shape)}")
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    _check_input("max_pool2d", input, 2)
+    geo = pool_geometry("max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode)
+    out, sel = _MaxPool.apply(input, geo)
+    if return_indices:
+        return out, make(_flat_indices(sel._data, geo).reshape(out.shape))
+    return out
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    _check_input("avg_pool2d", input, 2)
+    geo = pool_geometry("avg_pool2d", input, kernel_size, stride, padding, 1, ceil_mode)
+    xp = array_module(input._data)
+    if divisor_override:
+        scale = 1.0 / divisor_override
+    else:
+        counts = [_window_counts(n, k, s, p, o, count_include_pad) for n, k, s, p, o in
+                  zip(geo.in_hw, geo.kernel, geo.stride, geo.pad[::2], geo.out_hw)]
+        scale = xp.asarray(1.0 / np.outer(*counts), dtype=input._data.dtype)
+    return _TapGather.apply(input, geo, None, scale)
+
+
+def _window_counts(n, k, s, p, o, count_include_pad):
+    """How many elements each window divides by, along one axis (PyTorch's rule)."""
+    start = np.arange(o) * s - p
+    end = np.minimum(start + k, n + p)
+    if count_include_pad:
+        return end - start
+    return np.minimum(end, n) - np.maximum(start, 0)
+
+
+def _as_2d(input):
+    return input.unsqueeze(-2)
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    _check_input("max_pool1d", input, 1)
+    one = lambda v, name: (1, ntuple(v, 1, name)[0])  # noqa: E731
+    out = max_pool2d(_as_2d(input), one(kernel_size, "kernel_size"),
+                     None if stride is None else one(stride, "stride"),
+                     (0, ntuple(padding, 1, "padding")[0]), one(dilation, "dilation"),
+                     ceil_mode, return_indices)
+    if return_indices:
+        return out[0].squeeze(-2), out[1].squeeze(-2)
+    return out.squeeze(-2)
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    _check_input("avg_pool1d", input, 1)
+    k = ntuple(kernel_size, 1, "kernel_size")[0]
+    s = k if stride is None else ntuple(stride, 1, "stride")[0]
+    return avg_pool2d(_as_2d(input), (1, k), (1, s), (0, ntuple(padding, 1, "padding")[0]),
+                      ceil_mode, count_include_pad).squeeze(-2)
+
+
+def _adaptive_matrix(n, o, like):
+    """(o, n): row i averages input[floor(i*n/o) : ceil((i+1)*n/o)]."""
+    m = np.zeros((o, n))
+    for i in range(o):
+        a, b = (i * n) // o, -(-((i + 1) * n) // o)
+        m[i, a:b] = 1.0 / (b - a)
+    return Tensor._make(array_module(like._data).asarray(m, dtype=like._data.dtype))
+
+
+def adaptive_avg_pool2d(input, output_size):
+    _check_input("adaptive_avg_pool2d", input, 2)
+    h, w = input.shape[-2:]
+    oh, ow = ntuple(output_size, 2, "output_size") if not isinstance(output_size, (tuple, list)) \
+        else tuple(output_size)
+    oh, ow = h if oh is None else oh, w if ow is None else ow
+    if oh < 1 or ow < 1:
+        raise ValueError(f"adaptive_avg_pool2d: output_size must be positive, got "
+                         f"{output_size}")
+    if (oh, ow) == (1, 1):
+        return input.mean(dim=(-2, -1), keepdim=True)
+    out = input if oh == h else _adaptive_matrix(h, oh, input) @ input
+    return out if ow == w else out @ _adaptive_matrix(w, ow, input).mT
+
+
+def adaptive_avg_pool1d(input, output_size):
+    _check_input("adaptive_avg_pool1d", input, 1)
+    o = output_size[0] if isinstance(output_size, (tuple, list)) else output_size
+    return input @ _adaptive_matrix(input.shape[-1], o, input).mT
+
+
+__all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
+           "adaptive_avg_pool2d"]

@@ -1,0 +1,273 @@
+"""`Optimizer`: parameter groups, per-parameter state, `step`, `zero_grad` and state dicts.
+
+A subclass says what state a parameter needs (`_init_state`) and how one group is updated
+(`_update_group`); the update itself is a function over lists of raw arrays (NumPy or CuPy),
+written once per algorithm next to its class. State dicts follow PyTorch's format: `state` is
+keyed by the parameter's index in the order of `param_groups`, and each group lists `params` as
+indices, so a PyTorch optimizer's state dict (with its tensors converted) loads here and back.
+"""
+import copy
+import functools
+import itertools
+from collections import OrderedDict, defaultdict
+
+import numpy as np
+
+from ..autograd.function import RemovableHandle
+from ..autograd.grad_mode import enable_grad
+from ..tensor import backend
+from ..tensor.tensor import Tensor
+
+
+class _RequiredParameter:
+    """Marks a default the caller must give (an option with no sensible default)."""
+
+    def __repr__(self):
+        return "<required parameter>"
+
+
+required = _RequiredParameter()
+
+
+def _with_step_hooks(step):
+    """Run the registered pre- and post-hooks around `step` (once, even if a subclass's step
+    calls its parent's)."""
+    @functools.wraps(step)
+    def wrapper(self, *args, **kwargs):
+        if getattr(self, "_in_step", False):
+            return step(self, *args, **kwargs)
+        self._in_step = True
+        try:
+            for hook in list(self._step_pre_hooks.values()):
+                result = hook(self, args, kwargs)
+                if result is not None:
+                    args, kwargs = result
+            out = step(self, *args, **kwargs)
+            self._opt_called = True  # lets an LR scheduler warn when it is stepped first
+            for hook in list(self._step_post_hooks.values()):
+                hook(self, args, kwargs)
+            return out
+        finally:
+            self._in_step = False
+    return wrapper
+
+
+class Optimizer:
+    """Base class of every optimizer.
+
+    `params` is an iterable of tensors, or of dicts each holding `params` and the options that
+    differ from `defaults` for that group.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "step" in cls.__dict__:
+            cls.step = _with_step_hooks(cls.step)
+
+    def __init__(self, params, defaults):
+        self.defaults = defaults
+        self.state = defaultdict(dict)
+        self.param_groups = []
+        self._step_pre_hooks = OrderedDict()
+        self._step_post_hooks = OrderedDict()
+        if isinstance(params, Tensor):
+            raise TypeError("params argument given to the optimizer should be an iterable of "
+                            "Tensors or dicts, but got a Tensor; pass [tensor] or "
+                            "model.parameters()")
+        param_groups = list(params)
+        if not param_groups:
+            raise ValueError("optimizer got an empty parameter list (did the model register "
+                             "its parameters, or are they all filtered out?)")
+        if not isinstance(param_groups[0], dict):
+            param_groups = [{"params": param_groups}]
+        for group in param_groups:
+            self.add_param_group(group)
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {group[k]}" for k in sorted(group) if k != "params"]
+        return "\n".join(lines) + "\n)"
+
+    # ---- parameter groups ------------------------------------------------------------------
+    def add_param_group(self, param_group):
+        """Add a group of parameters with its own options (the rest come from `defaults`)."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {type(param_group).__name__}")
+        params = param_group["params"]
+        if isinstance(params, Tensor):
+            params = [params]
+        elif isinstance(params, set):
+            raise TypeError("optimizer parameters need to be organized in ordered collections, "
+                            "but the order of a set changes between runs; use a list")
+        params = list(params)
+        for i, p in enumerate(params):
+            if not isinstance(p, Tensor):
+                raise TypeError(f"optimizer can only optimize Tensors, but parameter {i} of the "
+                                f"group is a {type(p).__name__}")
+            if not p.is_leaf:
+                raise ValueError(f"can't optimize a non-leaf Tensor (parameter {i} of the group, "
+                                 f"shape {tuple(p.shape)}, made by {type(p.grad_fn).__name__}); "
+                                 f"optimize the leaf it was computed from, or use "
+                                 f".detach().requires_grad_()")
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError("a parameter group lists the same parameter more than once")
+        group = dict(param_group, params=params)
+        for name, default in self.defaults.items():
+            if default is required and name not in group:
+                raise ValueError(f"parameter group didn't specify a value of required "
+                                 f"optimization parameter {name}")
+            group.setdefault(name, default)
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        for i, p in enumerate(params):
+            if id(p) in seen:
+                raise ValueError(f"some parameters appear in more than one parameter group "
+                                 f"(parameter {i} of the new group, shape {tuple(p.shape)}); "
+                                 f"each parameter must belong to exactly one group")
+        self.param_groups.append(group)
+
+    # ---- gradients and the update ----------------------------------------------------------
+    def zero_grad(self, set_to_none=True):
+        """Reset the gradients: drop them (default) or fill them with zeros in place."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                g = p.grad
+                if g is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    if g.grad_fn is not None:
+                        g.detach_()
+                    else:
+                        g.requires_grad = False
+                    g._data.fill(0)
+                    g._version[0] += 1
+
+    @_with_step_hooks
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient. `closure`, when given, recomputes
+        the loss (with gradients) and its value is returned."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            states = []
+            for p in params:
+                state = self.state[p]
+                if not state:
+                    state.update(self._init_state(p, group))
+                states.append(state)
+            self._update_group(group, params, [p.grad._data for p in params], states)
+            for p in params:
+                p._version[0] += 1
+        return loss
+
+    def _init_state(self, param, group):
+        """The state a parameter starts with (a dict of tensors); empty by default."""
+        return {}
+
+    def _update_group(self, group, params, grads, states):
+        """Update `params` (tensors) in place from `grads` (arrays) and `states` (their dicts)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _update_group (or "
+                                  f"override step)")
+
+    # ---- hooks -----------------------------------------------------------------------------
+    def register_step_pre_hook(self, hook):
+        """`hook(optimizer, args, kwargs)` runs before each `step`; it may return new
+        `(args, kwargs)`."""
+        return _DictHandle(self._step_pre_hooks, hook)
+
+    def register_step_post_hook(self, hook):
+        """`hook(optimizer, args, kwargs)` runs after each `step`."""
+        return _DictHandle(self._step_post_hooks, hook)
+
+    # ---- state dicts -----------------------------------------------------------------------
+    def state_dict(self):
+        """`{"state": {index: {name: tensor}}, "param_groups": [{..., "params": [indices]}]}`.
+
+        The tensors are the optimizer's own (not copies), as in PyTorch: save or copy the dict
+        before stepping again if you need a snapshot."""
+        index = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            packed["params"] = [index.setdefault(id(p), len(index)) for p in group["params"]]
+            groups.append(packed)
+        state = {(index[id(k)] if isinstance(k, Tensor) else k): dict(v)
+                 for k, v in self.state.items() if v}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Load a dict made by `state_dict` (here or by PyTorch, tensors converted). State
+        tensors are copied onto each parameter's device and (floating) dtype; `step` stays a
+        float32 scalar on the CPU."""
+        saved_groups = copy.deepcopy(state_dict["param_groups"])
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"loaded state dict has {len(saved_groups)} parameter groups but "
+                             f"the optimizer has {len(self.param_groups)}")
+        for i, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+            if len(group["params"]) != len(saved["params"]):
+                raise ValueError(f"loaded state dict's parameter group {i} has "
+                                 f"{len(saved['params'])} parameters but the optimizer's has "
+                                 f"{len(group['params'])}; was it saved for another model?")
+        id_map = {saved_id: p for group, saved in zip(self.param_groups, saved_groups)
+                  for saved_id, p in zip(saved["params"], group["params"])}
+        state = defaultdict(dict)
+        for key, value in state_dict["state"].items():
+            if key in id_map:
+                p = id_map[key]
+                state[p] = {name: _cast_state(p, name, v) for name, v in value.items()}
+            else:
+                state[key] = value
+        for group, saved in zip(self.param_groups, saved_groups):
+            saved["params"] = group["params"]
+        self.state = state
+        self.param_groups = saved_groups
+
+
+def _cast_state(param, name, value):
+    """A copy of one state entry placed like `param`: floating tensors take its dtype too."""
+    if name == "step":
+        return step_tensor(float(value.item() if isinstance(value, Tensor) else value))
+    if isinstance(value, Tensor):
+        arr = backend.to_device(value._data, param.device)
+        dtype = param._data.dtype if arr.dtype.kind == "f" else arr.dtype
+        return Tensor._make(arr.astype(dtype, copy=True))
+    if isinstance(value, dict):
+        return {k: _cast_state(param, k, v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cast_state(param, None, v) for v in value)
+    return value
+
+
+def step_tensor(value=0.0):
+    """The per-parameter step count: a float32 scalar on the CPU, as in PyTorch, so reading it
+    never waits for a GPU."""
+    return Tensor._make(np.array(value, dtype=np.float32))
+
+
+def zeros_state(param, fill=0.0):
+    """A state tensor shaped, typed and placed like `param`."""
+    xp = backend.array_module(param._data)
+    return Tensor._make(xp.full_like(param._data, fill))
+
+
+class _DictHandle(RemovableHandle):
+    """A hook stored in an ordered dict under a fresh key; `.remove()` deletes it."""
+
+    __slots__ = ()
+    _ids = itertools.count()
+
+    def __init__(self, hooks, hook):
+        key = next(self._ids)
+        hooks[key] = hook
+        super().__init__(hooks, key)
+
+    def remove(self):
+        self._container.pop(self._item, None)

@@ -1,0 +1,399 @@
+"""The autograd engine: user Functions, graph execution, grad modes, hooks, checks, anomaly."""
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import phalanx as px
+from phalanx.autograd import Function
+
+
+# ---- user-defined Functions -------------------------------------------------------------------
+class ScaledCube(Function):
+    """y = k * x**3 with a non-tensor argument, a saved tensor and needs_input_grad."""
+
+    @staticmethod
+    def forward(ctx, x, k):
+        ctx.save_for_backward(x)
+        ctx.k = k
+        return px.Tensor._make(k * x._data ** 3)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        assert ctx.needs_input_grad == (True, False)
+        return g * 3 * ctx.k * x * x, None
+
+
+class SortWithIndices(Function):
+    @staticmethod
+    def forward(ctx, x):
+        idx = np.argsort(x._data, axis=-1)
+        ctx.idx = idx
+        ind = px.Tensor._make(idx)
+        ctx.mark_non_differentiable(ind)
+        return px.Tensor._make(np.take_along_axis(x._data, idx, -1)), ind
+
+    @staticmethod
+    def backward(ctx, g, g_idx):
+        assert g_idx is None or not g_idx.numpy().any()
+        out = np.zeros_like(g._data)
+        np.put_along_axis(out, ctx.idx, g._data, -1)
+        return px.Tensor._make(out)
+
+
+class TwoInputs(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return px.Tensor._make(a._data * b._data)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        ga = g * b if ctx.needs_input_grad[0] else None
+        gb = g * a if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+def test_user_function_forward_backward_and_double_backward():
+    x = px.tensor([1.0, 2.0], dtype=px.float64, requires_grad=True)
+    y = ScaledCube.apply(x, 2.0)
+    assert y.grad_fn.name() == "ScaledCubeBackward" and y.tolist() == [2.0, 16.0]
+    g, = px.autograd.grad(y.sum(), x, create_graph=True)
+    assert g.tolist() == [6.0, 24.0]
+    gg, = px.autograd.grad(g.sum(), x)
+    assert gg.tolist() == [12.0, 24.0]
+    assert px.autograd.gradcheck(lambda t: ScaledCube.apply(t, 0.5), (x,))
+
+
+def test_needs_input_grad_and_none_gradients():
+    a = px.tensor([1.0, 2.0], requires_grad=True)
+    b = px.tensor([3.0, 4.0])
+    TwoInputs.apply(a, b).sum().backward()
+    assert a.grad.tolist() == [3.0, 4.0] and b.grad is None
+    node = TwoInputs.apply(a, b).grad_fn
+    assert node.needs_input_grad == (True, False)
+
+
+def test_mark_non_differentiable():
+    x = px.tensor([[3.0, 1.0, 2.0]], requires_grad=True)
+    vals, idx = SortWithIndices.apply(x)
+    assert vals.requires_grad and not idx.requires_grad and idx.grad_fn is None
+    (vals * px.tensor([[1.0, 2.0, 3.0]])).sum().backward()
+    assert x.grad.tolist() == [[3.0, 1.0, 2.0]]
+
+
+def test_function_without_recording_under_no_grad():
+    x = px.ones(2, requires_grad=True)
+    with px.no_grad():
+        y = ScaledCube.apply(x, 1.0)
+    assert y.grad_fn is None and not y.requires_grad
+
+
+def test_wrong_number_of_gradients_is_an_error():
+    class Bad(Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            return px.Tensor._make(a._data + b._data)
+
+        @staticmethod
+        def backward(ctx, g):
+            return (g,)
+
+    a, b = px.ones(2, requires_grad=True), px.ones(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="incorrect number of gradients"):
+        Bad.apply(a, b).sum().backward()
+
+
+# ---- the engine -------------------------------------------------------------------------------
+def test_chain_of_100k_ops():
+    x = px.tensor(1.0, requires_grad=True)
+    y = x
+    for _ in range(100_000):
+        y = y * 1.0
+    y.backward()
+    assert x.grad.item() == 1.0
+
+
+def test_accumulation_into_leaf_grad():
+    x = px.tensor([1.0, 2.0], requires_grad=True)
+    (x * x).sum().backward()
+    (x * 3).sum().backward()
+    assert x.grad.tolist() == [5.0, 7.0]
+    x.grad = None
+    (x + x + x).sum().backward()  # one leaf reached three times in one pass
+    assert x.grad.tolist() == [3.0, 3.0]
+
+
+def test_grad_does_not_alias_caller_gradient():
+    x = px.ones(2, requires_grad=True)
+    g = px.tensor([1.0, 2.0])
+    x.backward(g)
+    x.backward(g)
+    assert g.tolist() == [1.0, 2.0] and x.grad.tolist() == [2.0, 4.0]
+
+
+def test_retain_graph_and_second_backward_error():
+    x = px.tensor([1.0, 2.0], requires_grad=True)
+    y = (x.exp() * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * (np.exp([1, 2]) * [2, 3]), rtol=1e-6)
+    with pytest.raises(RuntimeError, match="backward through the graph a second time.*"
+                                           "retain_graph=True"):
+        y.backward()
+
+
+def test_backward_errors():
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        px.ones(2).sum().backward()
+    x = px.ones(2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="only for scalar outputs.*out.sum\\(\\).backward"):
+        (x * 2).backward()
+    with pytest.raises(RuntimeError, match="Mismatch in shape"):
+        (x * 2).backward(px.ones(3))
+
+
+def _higher(lib, x):
+    y = (x.sin() * x.exp()).sum()
+    g, = lib.autograd.grad(y, x, create_graph=True)
+    g2, = lib.autograd.grad((g * g).sum(), x, create_graph=True)
+    return g, g2, lib.autograd.grad(g2.sum(), x)[0]
+
+
+def test_create_graph_higher_order_matches_torch():
+    a = np.array([0.3, -1.2, 2.0])
+    ps = _higher(px, px.tensor(a, requires_grad=True))
+    ts = _higher(torch, torch.tensor(a, requires_grad=True))
+    for p, t in zip(ps, ts):
+        np.testing.assert_allclose(p.detach().numpy(), t.detach().numpy(), rtol=1e-10)
+
+
+def test_backward_create_graph_accumulates_differentiable_grad():
+    x = px.tensor([2.0], requires_grad=True)
+    (x ** 3).backward(create_graph=True)
+    assert x.grad.requires_grad and x.grad.item() == 12.0
+    g = x.grad
+    x.grad = None
+    g.backward()
+    assert x.grad.item() == 12.0  # d(3x^2)/dx
+
+
+def test_autograd_grad_options():
+    x = px.tensor([1.0, 2.0], requires_grad=True)
+    z = px.tensor([5.0], requires_grad=True)
+    y = x * x
+    gx, = px.autograd.grad(y, x, grad_outputs=px.tensor([1.0, 10.0]), retain_graph=True)
+    assert gx.tolist() == [2.0, 40.0] and x.grad is None
+    with pytest.raises(RuntimeError, match="not have been used in the graph.*allow_unused"):
+        px.autograd.grad(y.sum(), [x, z], retain_graph=True)
+    gx, gz = px.autograd.grad(y.sum(), [x, z], allow_unused=True, retain_graph=True)
+    assert gz is None and gx.tolist() == [2.0, 4.0]
+    gx, gz = px.autograd.grad(y.sum(), [x, z], materialize_grads=True, retain_graph=True)
+    assert gz.tolist() == [0.0]
+    gy, = px.autograd.grad(y.sum(), y, retain_graph=True)  # w.r.t. a non-leaf
+    assert gy.tolist() == [1.0, 1.0]
+    single = px.autograd.grad(y.sum(), x)
+    assert isinstance(single, tuple) and len(single) == 1
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        px.autograd.grad((x * 2).sum(), px.ones(2))
+
+
+def test_backward_inputs_restricts_accumulation():
+    a, b = px.ones(2, requires_grad=True), px.ones(2, requires_grad=True)
+    (a * b * 2).sum().backward(inputs=[a])
+    assert a.grad.tolist() == [2.0, 2.0] and b.grad is None
+
+
+def test_execution_order_is_reverse_creation_order():
+    w = [px.ones(1, requires_grad=True) for _ in range(4)]
+    order = []
+    for i, t in enumerate(w):
+        t.register_hook(lambda g, i=i: order.append(i))
+    h = px.ones(1)
+    for t in w:
+        h = h * t
+    h.sum().backward()
+    assert order == [3, 2, 1, 0]
+
+
+# ---- grad modes ---------------------------------------------------------------------------------
+def test_grad_mode_contexts_and_decorators():
+    x = px.ones(2, requires_grad=True)
+    with px.no_grad():
+        assert not (x * 2).requires_grad
+        with px.enable_grad():
+            assert (x * 2).requires_grad
+        assert not px.is_grad_enabled()
+    assert px.is_grad_enabled()
+
+    @px.no_grad()
+    def f():
+        return x * 2
+
+    @px.enable_grad()
+    def g():
+        return x * 2
+
+    assert not f().requires_grad
+    with px.no_grad():
+        assert g().requires_grad
+    with px.set_grad_enabled(False):
+        assert not (x * 2).requires_grad
+    assert px.is_grad_enabled()
+    px.set_grad_enabled(False)  # called as a function: takes effect now
+    assert not px.is_grad_enabled()
+    px.set_grad_enabled(True)
+
+    @px.set_grad_enabled(False)
+    def h():
+        return x * 2
+
+    assert px.is_grad_enabled() and not h().requires_grad and px.is_grad_enabled()
+    with px.inference_mode():
+        assert px.is_inference_mode_enabled() and not (x * 2).requires_grad
+    assert not px.is_inference_mode_enabled()
+
+    @px.inference_mode()
+    def k():
+        return x * 2
+
+    assert not k().requires_grad
+    with px.inference_mode(False):
+        assert (x * 2).requires_grad
+
+
+def test_grad_mode_is_thread_local():
+    seen = {}
+
+    def worker():
+        seen["thread"] = px.is_grad_enabled()
+        with px.no_grad():
+            seen["inner"] = px.is_grad_enabled()
+
+    with px.no_grad():
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+        assert not px.is_grad_enabled()
+    assert seen == {"thread": True, "inner": False}
+
+
+# ---- hooks --------------------------------------------------------------------------------------
+def test_tensor_hooks_replace_gradients():
+    x = px.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 3
+    seen = []
+    hy = y.register_hook(lambda g: g * 10)  # non-leaf: replaces what flows on
+    x.register_hook(lambda g: seen.append(g.tolist()))
+    hx = x.register_hook(lambda g: g + 1)  # leaf: replaces what is accumulated
+    y.sum().backward()
+    assert seen == [[30.0, 30.0]] and x.grad.tolist() == [31.0, 31.0]
+    hy.remove()
+    hx.remove()
+    x.grad = None
+    (x * 3).sum().backward()
+    assert x.grad.tolist() == [3.0, 3.0]
+    with pytest.raises(RuntimeError, match="doesn't require grad"):
+        px.ones(1).register_hook(lambda g: g)
+
+
+def test_retain_grad():
+    x = px.ones(2, requires_grad=True)
+    y = x * 2
+    y.retain_grad()
+    (y * y).sum().backward()
+    assert y.grad.tolist() == [4.0, 4.0]
+
+
+def test_post_accumulate_grad_hook_runs_once_per_leaf_after_accumulation():
+    x = px.tensor([1.0, 2.0], requires_grad=True)
+    calls = []
+    x.register_post_accumulate_grad_hook(lambda t: calls.append(t.grad.tolist()))
+    (x * x + x).sum().backward()  # two paths into x
+    assert calls == [[3.0, 5.0]]
+    with pytest.raises(RuntimeError, match="leaf"):
+        (x * 2).register_post_accumulate_grad_hook(lambda t: None)
+
+
+def test_queue_callback_runs_at_end_of_backward():
+    x = px.ones(2, requires_grad=True)
+    events = []
+
+    def hook(g):
+        events.append("hook")
+        px.autograd.queue_callback(lambda: events.append(("callback", x.grad.tolist())))
+        return g
+    x.register_hook(hook)
+    (x * 2).sum().backward()
+    assert events == ["hook", ("callback", [2.0, 2.0])]
+    with pytest.raises(RuntimeError, match="only be called while backward is running"):
+        px.autograd.queue_callback(lambda: None)
+
+
+def test_backward_start_hook_gets_the_leaves_of_the_pass():
+    a, b, c = (px.ones(1, requires_grad=True) for _ in range(3))
+    seen = []
+    h = px.autograd.register_backward_start_hook(lambda leaves: seen.append(set(leaves)))
+    try:
+        (a * b).sum().backward()
+        (a * c).sum().backward(inputs=[c])
+    finally:
+        h.remove()
+    (a * b).sum().backward()
+    assert len(seen) == 2 and seen[0] == {a, b} and seen[1] == {c}
+
+
+# ---- gradcheck and anomaly mode ----------------------------------------------------------------
+class WrongSin(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return px.Tensor._make(np.sin(x._data))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return g * x.cos() * 1.01  # deliberately wrong
+
+
+class WrongSecondOrder(Function):
+    """Right first derivative (cos), written so that its own derivative is wrong."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return px.Tensor._make(np.sin(x._data))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        return g * px.Tensor._make(np.cos(x._data))  # not differentiable w.r.t. x
+
+
+def test_gradcheck_catches_a_wrong_backward():
+    x = px.tensor([0.1, 0.7], dtype=px.float64, requires_grad=True)
+    with pytest.raises(px.autograd.GradcheckError, match="Jacobian mismatch"):
+        px.autograd.gradcheck(WrongSin.apply, (x,))
+    assert px.autograd.gradcheck(WrongSin.apply, (x,), raise_exception=False) is False
+    assert px.autograd.gradcheck(WrongSecondOrder.apply, (x,))
+    with pytest.raises(px.autograd.GradcheckError):
+        px.autograd.gradgradcheck(WrongSecondOrder.apply, (x,))
+    assert px.autograd.gradgradcheck(lambda t: t.sin(), (x,))
+    with pytest.raises(px.autograd.GradcheckError, match="float64"):
+        px.autograd.gradcheck(lambda t: t.sin(), (px.ones(2, requires_grad=True),))
+
+
+def test_detect_anomaly_names_op_and_forward_location():
+    x = px.tensor([0.0, 1.0], requires_grad=True)
+    with px.autograd.detect_anomaly():
+        y = x.sqrt()  # d sqrt at 0 is inf
+        with pytest.raises(RuntimeError, match=r"(?s)SqrtBackward.*nan or inf.*"
+                                               r"test_autograd.py.*x.sqrt\(\)"):
+            y.sum().backward()
+    assert not px.autograd.is_anomaly_enabled()
+    x.grad = None
+    x.sqrt().sum().backward()  # outside anomaly mode: no error
+    assert np.isinf(x.grad.numpy()[0])

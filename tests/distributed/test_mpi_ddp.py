@@ -1,0 +1,314 @@
+"""DistributedDataParallel, SyncBatchNorm, comm hooks and ZeRO on N ranks, against one process.
+
+Every rank also trains a plain copy of the model on the concatenated global batch (the
+reference); DDP on the rank's shard must give the same gradients and weights in float64.
+"""
+import copy
+
+import numpy as np
+import pytest
+
+import phalanx as px
+import phalanx.distributed as dist
+import phalanx.nn as nn
+import phalanx.nn.functional as F
+from phalanx.distributed import DistributedDataParallel as DDP
+from phalanx.distributed import SyncBatchNorm, ZeroRedundancyOptimizer, comm_hooks
+
+pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(90)]
+TOL = 1e-10
+B = 4                                     # samples per rank
+
+
+@pytest.fixture(scope="module", autouse=True)
+def world():
+    if not dist.is_initialized():
+        dist.init_process_group()
+    return dist.get_rank(), dist.get_world_size()
+
+
+def batches(steps, shape, classes, seed=0):
+    """The same global batches on every rank: (x, y) of N*B samples per step."""
+    n = dist.get_world_size() * B
+    rng = np.random.default_rng(seed)
+    return [(px.tensor(rng.standard_normal((n,) + shape)),
+             px.tensor(rng.integers(0, classes, n))) for _ in range(steps)]
+
+
+def shard(t):
+    r = dist.get_rank()
+    return t[r * B:(r + 1) * B]
+
+
+def wrap(make, **kwargs):
+    """A DDP model built with a rank-dependent seed (DDP must broadcast rank 0's weights),
+    and the reference: a copy of what DDP ended up with."""
+    px.manual_seed(1234 + dist.get_rank())
+    model = make().double()
+    ddp = DDP(model, **kwargs)
+    return ddp, copy.deepcopy(model)
+
+
+def assert_close(a, b, what, tol=TOL):
+    a = a._data if hasattr(a, "_data") else a
+    b = b._data if hasattr(b, "_data") else b
+    err = float(np.max(np.abs(a - b))) if np.size(a) else 0.0
+    assert err <= tol * max(1.0, float(np.max(np.abs(b))) if np.size(b) else 1.0), \
+        f"{what}: max abs difference {err:g}"
+
+
+def compare(ddp, ref, tol=TOL):
+    for (name, p), q in zip(ref.named_parameters(), ddp.module.parameters()):
+        if p.grad is None or q.grad is None:
+            assert p.grad is None and q.grad is None, f"{name}: grad None on one side only"
+        else:
+            assert_close(q.grad, p.grad, f"grad of {name}", tol)
+        assert_close(q, p, name, tol)
+    for (name, b), c in zip(ref.named_buffers(), ddp.module.buffers()):
+        assert_close(c.double(), b.double(), f"buffer {name}", tol)
+
+
+def train(ddp, ref, data, make_opt, loss_fn=F.cross_entropy, tol=TOL):
+    opt_d, opt_r = make_opt(ddp.parameters()), make_opt(ref.parameters())
+    for x, y in data:
+        opt_d.zero_grad()
+        opt_r.zero_grad()
+        loss_fn(ddp(shard(x)), shard(y)).backward()
+        loss_fn(ref(x), y).backward()
+        compare(ddp, ref, tol)
+        opt_d.step()
+        opt_r.step()
+        compare(ddp, ref, tol)
+
+
+def mlp():
+    return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(),
+                         nn.Linear(16, 3))
+
+
+def test_mlp_matches_one_process(world):
+    ddp, ref = wrap(mlp, bucket_cap_mb=0.0005)    # several buckets
+    assert len(ddp.reducer.buckets) > 1
+    train(ddp, ref, batches(3, (6,), 3), lambda p: px.optim.SGD(p, lr=0.1, momentum=0.9))
+    for b in ddp.reducer.buckets:                 # .grad are views into the bucket
+        for p, view in zip(b.params, b.views):
+            assert p.grad._data is view
+
+
+class CNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 4 * 4, 3)
+        self.bn1 = nn.BatchNorm1d(3, momentum=None)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn(self.conv(x))), 2)
+        return self.bn1(self.fc(x.flatten(1)))
+
+
+def test_cnn_with_sync_batchnorm_matches_one_process(world):
+    px.manual_seed(7 + dist.get_rank())
+    model = SyncBatchNorm.convert_sync_batchnorm(CNN().double())
+    assert isinstance(model.bn, SyncBatchNorm) and isinstance(model.bn1, SyncBatchNorm)
+    ddp = DDP(model)
+    px.manual_seed(0)
+    ref = CNN().double()
+    ref.load_state_dict(model.state_dict())       # plain BatchNorm on the global batch
+    train(ddp, ref, batches(3, (2, 8, 8), 3, seed=1),
+          lambda p: px.optim.SGD(p, lr=0.1, momentum=0.9))
+    ddp.eval()
+    ref.eval()
+    x, _ = batches(1, (2, 8, 8), 3, seed=2)[0]
+    assert_close(ddp(shard(x)), ref(x)[dist.get_rank() * B:(dist.get_rank() + 1) * B],
+                 "eval output")
+
+
+class Routed(nn.Module):
+    """Samples of class 0 go through head_a, the rest through head_b; `never` is never used."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(5, 8)
+        self.head_a = nn.Linear(8, 4)
+        self.head_b = nn.Linear(8, 4)
+        self.never = nn.Linear(8, 4)
+
+    def forward(self, x, y):
+        h = F.relu(self.body(x))
+        idx = np.arange(len(y))
+        total = 0.0
+        for head, pick in ((self.head_a, idx[y.numpy() == 0]), (self.head_b,
+                                                                idx[y.numpy() != 0])):
+            if len(pick):
+                sel = px.tensor(pick)
+                total = total + F.cross_entropy(head(h[sel]), y[sel], reduction="sum")
+        return total / len(y)
+
+
+def test_unused_parameters_no_flag(world):
+    rank, size = world
+    ddp, ref = wrap(Routed)
+    n = size * B
+    rng = np.random.default_rng(3)
+    opt_d = px.optim.SGD(ddp.parameters(), lr=0.1, weight_decay=0.01)
+    opt_r = px.optim.SGD(ref.parameters(), lr=0.1, weight_decay=0.01)
+    for step in range(3):
+        x = px.tensor(rng.standard_normal((n, 5)))
+        y = rng.integers(1, 4, n)
+        y[:B] = 0                     # rank 0's shard: head_a only; other shards: head_b only
+        if step == 2:
+            y[:] = 0                  # nobody uses head_b
+        y = px.tensor(y)
+        opt_d.zero_grad()
+        opt_r.zero_grad()
+        ddp(shard(x), shard(y)).backward()
+        ref(x, y).backward()
+        compare(ddp, ref)
+        assert ddp.module.never.weight.grad is None
+        if step == 2:
+            assert ddp.module.head_b.weight.grad is None
+        opt_d.step()
+        opt_r.step()
+        compare(ddp, ref)
+
+
+def test_debug_mode_checks_buckets_too(world, monkeypatch):
+    monkeypatch.setenv("PHALANX_DEBUG", "1")
+    ddp, ref = wrap(mlp, bucket_cap_mb=0.0005)
+    train(ddp, ref, batches(1, (6,), 3, seed=9), lambda p: px.optim.SGD(p, lr=0.1))
+
+
+def test_no_sync_accumulates_then_syncs(world):
+    ddp, ref = wrap(mlp)
+    data = batches(3, (6,), 3, seed=4)
+    with ddp.no_sync():
+        for x, y in data[:2]:
+            F.cross_entropy(ddp(shard(x)), shard(y)).backward()
+            F.cross_entropy(ref(x), y).backward()
+    local = [p.grad.numpy().copy() for p in ddp.module.parameters()]
+    x, y = data[2]
+    F.cross_entropy(ddp(shard(x)), shard(y)).backward()
+    F.cross_entropy(ref(x), y).backward()
+    compare(ddp, ref)
+    assert any(not np.allclose(a, p.grad.numpy()) for a, p in
+               zip(local, ddp.module.parameters()))   # the local sums were not yet averaged
+
+
+def test_overlap_launches_buckets_during_backward(world):
+    ddp, _ = wrap(mlp, bucket_cap_mb=0.0005)
+    events = []
+    group = ddp.process_group
+    original = group.allreduce
+
+    def spy(array, op=dist.ReduceOp.SUM):
+        events.append("launch")
+        return original(array, op)
+    group.allreduce = spy
+    hooks = [p.register_post_accumulate_grad_hook(lambda p: events.append("grad"))
+             for p in ddp.module.parameters()]
+    try:
+        x, y = batches(1, (6,), 3)[0]
+        F.cross_entropy(ddp(shard(x)), shard(y)).backward()
+    finally:
+        del group.allreduce
+        for h in hooks:
+            h.remove()
+    launches = [i for i, e in enumerate(events) if e == "launch"]
+    grads = [i for i, e in enumerate(events) if e == "grad"]
+    assert len(launches) == len(ddp.reducer.buckets) + 1       # + the parameter-usage map
+    assert launches[1] < grads[-1], f"no bucket started before backward ended: {events}"
+
+
+@pytest.mark.parametrize("hook", ["allreduce", "fp16", "powersgd_full", "powersgd_rank1"])
+def test_comm_hooks(world, hook):
+    ddp, ref = wrap(mlp, bucket_cap_mb=0.0005)
+    tol = TOL
+    if hook == "allreduce":
+        ddp.register_comm_hook(None, comm_hooks.allreduce_hook)
+    elif hook == "fp16":
+        ddp.register_comm_hook(None, comm_hooks.fp16_compress_hook)
+        tol = 2e-3
+    else:
+        rank = 16 if hook == "powersgd_full" else 1
+        state = comm_hooks.PowerSGDState(None, matrix_approximation_rank=rank,
+                                         start_powerSGD_iter=2, min_compression_rate=0)
+        ddp.register_comm_hook(state, comm_hooks.powerSGD_hook)
+    data = batches(4, (6,), 3, seed=5)
+    if hook != "powersgd_rank1":
+        train(ddp, ref, data, lambda p: px.optim.SGD(p, lr=0.05), tol=tol)
+        return
+    # rank-1 PowerSGD is lossy: gradients must still agree across ranks and be low rank
+    opt = px.optim.SGD(ddp.parameters(), lr=0.05)
+    for x, y in data:
+        opt.zero_grad()
+        F.cross_entropy(ddp(shard(x)), shard(y)).backward()
+        opt.step()
+    w = ddp.module[2].weight.grad.numpy()
+    assert np.linalg.matrix_rank(w, tol=1e-8) == 1
+    grads = [None] * dist.get_world_size()
+    dist.all_gather_object(grads, [p.grad.numpy() for p in ddp.module.parameters()])
+    for other in grads[1:]:
+        for a, b in zip(grads[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_zero_redundancy_optimizer_matches_adam(world):
+    ddp, ref = wrap(mlp)
+    ref_ddp = DDP(ref)
+    zero = ZeroRedundancyOptimizer(ddp.parameters(), px.optim.Adam, lr=0.01,
+                                   weight_decay=0.001)
+    plain = px.optim.Adam(ref_ddp.parameters(), lr=0.01, weight_decay=0.001)
+    owned = len(zero.owned_parameters)
+    counts = [None] * dist.get_world_size()
+    dist.all_gather_object(counts, owned)
+    assert sum(counts) == len(list(ddp.parameters())) and min(counts) >= 1
+    for x, y in batches(3, (6,), 3, seed=6):
+        for model, opt in ((ddp, zero), (ref_ddp, plain)):
+            opt.zero_grad()
+            F.cross_entropy(model(shard(x)), shard(y)).backward()
+            opt.step()
+        for p, q in zip(ddp.parameters(), ref_ddp.parameters()):
+            assert_close(p, q, "weights")
+    zero.consolidate_state_dict(to=0)
+    if dist.get_rank() == 0:
+        full, expected = zero.state_dict(), plain.state_dict()
+        assert sorted(full["state"]) == sorted(expected["state"])
+        for k in expected["state"]:
+            assert_close(full["state"][k]["exp_avg"], expected["state"][k]["exp_avg"],
+                         f"exp_avg {k}")
+    sd = [zero.state_dict() if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(sd, src=0)
+    zero2 = ZeroRedundancyOptimizer(ddp.parameters(), px.optim.Adam, lr=0.5)
+    zero2.load_state_dict(sd[0])
+    assert zero2.param_groups[0]["lr"] == 0.01
+
+
+def test_wrap_checks_model_and_names_first_difference(world):
+    rank, _ = world
+    width = 16 if rank == 0 else 15
+    model = nn.Sequential(nn.Linear(6, width), nn.Linear(width, 3)).double()
+    with pytest.raises(RuntimeError) as info:
+        DDP(model)
+    msg = str(info.value)
+    assert "'0.weight'" in msg and "(16, 6)" in msg and "(15, 6)" in msg, msg
+
+
+def test_broadcast_buffers_and_state_dict(world):
+    rank, _ = world
+    px.manual_seed(3)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).double()
+    ddp = DDP(model)
+    model[1].running_mean._data[...] = rank        # diverge on purpose
+    ddp.eval()
+    ddp(px.tensor(np.ones((2, 3))))
+    assert model[1].running_mean.numpy().tolist() == [0.0] * 4     # rank 0's, everywhere
+    sd = ddp.state_dict()
+    assert list(sd) == list(model.state_dict())
+    plain = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).double()
+    plain.load_state_dict(sd)
+    ddp.load_state_dict({"module." + k: v for k, v in sd.items()})   # PyTorch-style keys
+    assert isinstance(ddp.module, nn.Sequential)
+    import phalanx.nn.parallel
+    assert phalanx.nn.parallel.DistributedDataParallel is DDP

@@ -1,0 +1,178 @@
+"""The rendezvous store: every operation, timeouts, authentication, and fuzzing with the server
+still serving afterwards. Single process (the server runs in a thread); not an MPI test."""
+import os
+import random
+import socket
+import struct
+import threading
+import time
+
+import msgpack
+import pytest
+import zmq
+
+from phalanx.distributed.store import Store, StoreError, StoreServer, StoreTimeout, TCPStore
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def server():
+    with StoreServer(max_message_bytes=1 << 20) as s:
+        yield s
+
+
+@pytest.fixture
+def store(server):
+    with Store(server.endpoint, server.token, timeout=5) as s:
+        yield s
+
+
+def test_set_get_add_compare_set_delete_keys(store):
+    store.set("a", "1")
+    store.set("b/x", b"\x00\xff")
+    assert store.get("a") == b"1" and store.get("b/x") == b"\x00\xff"
+    assert store.add("n", 5) == 5 and store.add("n") == 6 and store.get("n") == b"6"
+    assert store.compare_set("n", "6", "x") == b"x"
+    assert store.compare_set("n", "6", "y") == b"x"              # mismatch: unchanged
+    assert store.compare_set("fresh", "", "v") == b"v"           # "" matches a missing key
+    assert store.keys("b/") == ["b/x"] and set(store.keys()) >= {"a", "b/x", "n", "fresh"}
+    assert store.check(["a", "n"]) and not store.check(["a", "nope"])
+    assert store.delete("a") and not store.delete("a") and not store.check("a")
+    assert TCPStore is Store
+
+
+def test_get_and_wait_block_until_the_key_appears(server, store):
+    other = Store(server.endpoint, server.token)
+    threading.Timer(0.2, lambda: other.set("late", "v")).start()
+    t = time.monotonic()
+    assert store.get("late") == b"v"
+    assert 0.15 < time.monotonic() - t < 3
+    threading.Timer(0.1, lambda: (other.set("k1", "1"), other.set("k2", "2"))).start()
+    store.wait(["k1", "k2"], timeout=5)
+
+
+def test_timeouts_name_the_key_and_endpoint(store, server):
+    with pytest.raises(StoreTimeout) as e:
+        store.get("missing", timeout=0.2)
+    assert "missing" in str(e.value) and server.endpoint in str(e.value)
+    dead = Store("tcp://127.0.0.1:1", "t", timeout=0.3)
+    with pytest.raises(StoreTimeout, match="tcp://127.0.0.1:1"):
+        dead.set("k", "v")
+    store.set("still", "works")                  # a timed-out request leaves the client usable
+    assert store.get("still") == b"works"
+
+
+def test_barrier_is_reusable():
+    with StoreServer() as server:
+        stores = [Store(server.endpoint, server.token, timeout=5) for _ in range(3)]
+        order = []
+
+        def member(i):
+            for round_ in range(3):
+                time.sleep(0.01 * i)
+                stores[i].barrier(3, name="b")
+                order.append(round_)
+        threads = [threading.Thread(target=member, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert order == sorted(order) and len(order) == 9
+
+
+def test_wrong_token_cannot_read_or_write(server, store):
+    store.set("secret", "s")
+    intruder = Store(server.endpoint, "not-the-token", timeout=2)
+    with pytest.raises(StoreError, match="authentication failed"):
+        intruder.get("secret")
+    with pytest.raises(StoreError, match="authentication failed"):
+        intruder.set("secret", "overwritten")
+    assert store.get("secret") == b"s"
+
+
+def test_from_env(server, monkeypatch):
+    monkeypatch.setenv("PHALANX_STORE_ENDPOINT", server.endpoint)
+    monkeypatch.setenv("PHALANX_STORE_TOKEN", server.token)
+    s = Store.from_env(timeout=3)
+    s.set("e", "1")
+    assert s.get("e") == b"1"
+    monkeypatch.delenv("PHALANX_STORE_TOKEN")
+    with pytest.raises(StoreError, match="PHALANX_STORE_TOKEN"):
+        Store.from_env()
+
+
+def test_values_must_be_bytes(store):
+    with pytest.raises(TypeError, match="bytes or str"):
+        store.set("k", 3)
+
+
+def _raw_request(server, frames, timeout_ms=2000):
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(server.endpoint)
+    try:
+        sock.send_multipart(frames)
+        if not sock.poll(timeout_ms):
+            return None
+        return sock.recv_multipart()
+    finally:
+        sock.close()
+
+
+def _error_of(reply):
+    assert reply is not None, "the server did not answer"
+    mac, body = reply
+    _, ok, error = msgpack.unpackb(body)
+    assert not ok
+    return error
+
+
+def test_malformed_oversized_and_unsigned_frames_get_error_replies(server, store):
+    import hashlib
+    import hmac
+    key = server.token.encode()
+
+    def signed(body):
+        return [hmac.new(key, body, hashlib.sha256).digest(), body]
+    assert "expected 2 frames" in _error_of(_raw_request(server, [b"only one"]))
+    assert "expected 2 frames" in _error_of(_raw_request(server, [b"a", b"b", b"c"]))
+    assert "authentication" in _error_of(_raw_request(server, [b"bad mac", b"body"]))
+    assert "exceeds" in _error_of(_raw_request(server, [b"x", b"0" * ((1 << 20) + 1)]))
+    assert "malformed request" in _error_of(_raw_request(server, signed(b"\xc1 not msgpack")))
+    assert "malformed request" in _error_of(_raw_request(
+        server, signed(msgpack.packb([1, "no_such_op"]))))
+    assert "failed" in _error_of(_raw_request(server, signed(msgpack.packb([1, "add", "k",
+                                                                            "x"]))))
+    assert "failed" in _error_of(_raw_request(server, signed(msgpack.packb([1, "set"]))))
+    store.set("alive", "yes")
+    assert store.get("alive") == b"yes"
+
+
+def test_fuzzing_leaves_the_server_serving(server, store):
+    rng = random.Random(0)
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(server.endpoint)
+    good = msgpack.packb([1, "set", "k", b"v"])
+    for i in range(300):
+        kind = i % 3
+        if kind == 0:      # random frames
+            frames = [rng.randbytes(rng.randint(0, 200)) for _ in range(rng.randint(1, 4))]
+        elif kind == 1:    # truncated valid-looking requests
+            frames = [rng.randbytes(32), good[:rng.randint(0, len(good))]]
+        else:              # correctly shaped, wrong token
+            frames = [rng.randbytes(32), good]
+        sock.send_multipart(frames)
+    answered = 0
+    while sock.poll(500):
+        sock.recv_multipart()
+        answered += 1
+    sock.close()
+    assert answered == 300                     # every bad message got an error reply
+    # raw TCP garbage that is not even ZMTP: zmq drops the connection, the server lives on
+    for payload in (b"\xff" * 64, b"GET / HTTP/1.1\r\n\r\n", struct.pack("!Q", 2 ** 63)):
+        with socket.create_connection((server.host, server.port), timeout=2) as raw:
+            raw.sendall(payload)
+    store.set("after", "fuzz")
+    assert store.get("after") == b"fuzz" and not store.check("k")

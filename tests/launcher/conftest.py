@@ -1,0 +1,77 @@
+"""Helpers for tests that start real launchers: every process they start is killed (with its
+whole tree) when the test ends, pass or fail."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+import phalanx
+
+WORKERS = Path(__file__).parent / "workers"
+
+
+def child_env(**extra):
+    """The environment for launchers and workers: phalanx importable, one BLAS thread."""
+    env = dict(os.environ)
+    parent = os.path.dirname(os.path.abspath(list(phalanx.__path__)[0]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [parent, env.get("PYTHONPATH")]))
+    env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def kill_tree(pid):
+    try:
+        root = psutil.Process(pid)
+        procs = root.children(recursive=True) + [root]
+    except psutil.Error:
+        return
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(procs, timeout=5)
+
+
+def finish(proc, timeout=60):
+    """Wait for a launcher; returns (exit code, its output)."""
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+class Launcher:
+    """What the tests use (conftest is not importable under --import-mode=importlib):
+    `start(*run_args, env=None) -> Popen` of `phalanx run ...` with stdout+stderr piped,
+    `finish(proc)`, `env(**extra)`, `workers` (the worker scripts' folder), `kill_tree(pid)`."""
+    workers = WORKERS
+    env = staticmethod(child_env)
+    finish = staticmethod(finish)
+    kill_tree = staticmethod(kill_tree)
+
+    def __init__(self):
+        self.started = []
+
+    def start(self, *args, env=None, stdout=subprocess.PIPE):
+        proc = subprocess.Popen([sys.executable, "-m", "phalanx.launcher", "run", *map(str, args)],
+                                env=env or child_env(), stdout=stdout, stderr=subprocess.STDOUT,
+                                text=True)
+        self.started.append(proc)
+        return proc
+
+    def run(self, *args, env=None, timeout=60):
+        return finish(self.start(*args, env=env), timeout)
+
+
+@pytest.fixture
+def launcher():
+    """A `Launcher`; every process it started is killed, with its tree, after the test."""
+    helper = Launcher()
+    yield helper
+    for proc in helper.started:
+        kill_tree(proc.pid)
+        if proc.stdout:
+            proc.stdout.close()

@@ -1,0 +1,49 @@
+"""Two agents on this machine form one 2-node job (`--nnodes 1:2`); when one agent is killed,
+the other notices its silence, restarts its worker with the smaller world and finishes."""
+import os
+import socket
+import time
+
+import pytest
+
+from phalanx.distributed.store import Store
+
+LOOP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workers", "elastic_loop.py")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.timeout(90)
+def test_surviving_agent_continues_with_the_smaller_world(launcher, tmp_path):
+    port, log = _free_port(), tmp_path / "rounds.log"
+    env = launcher.env(PHALANX_STORE_TOKEN="elastic-test-token")
+    args = ("--nnodes", "1:2", "--nproc-per-node", 1, "--rdzv-endpoint", f"127.0.0.1:{port}",
+            "--rdzv-id", "two-agents", "--max-restarts", 3, "--rdzv-conf",
+            "last_call_timeout=1,node_timeout=1.5", LOOP, "--steps", 60, "--log", log)
+    host = launcher.start(*args, env=env)               # serves the store
+    store = Store(f"tcp://127.0.0.1:{port}", "elastic-test-token", timeout=20)
+    store.ping()
+    guest = launcher.start(*args, env=env)
+    _wait_for(lambda: log.exists() and "2\n" in log.read_text(), 30, "a 2-node round")
+    _wait_for(lambda: int(store.add("steps_done", 0)) >= 5, 30, "steps in the 2-node world")
+    guest.kill()                                        # its worker dies with it (PDEATHSIG)
+    code, out = launcher.finish(host, timeout=60)
+    assert code == 0, out
+    worlds = [int(line.split()[1]) for line in log.read_text().split("\n") if line]
+    assert worlds[0] == 2 and worlds[-1] == 1, worlds
+    assert "sent no heartbeat" in out or "restarting" in out
+    assert "finished with world size 1 after 60 steps" in out
+    store.close()

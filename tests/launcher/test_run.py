@@ -1,0 +1,138 @@
+"""`phalanx run` with real processes: success, exit codes, error summaries, logs, signals and
+orphans. Resume and elastic membership are in test_resume.py and test_elastic.py."""
+import json
+import os
+import signal
+import sys
+import time
+
+import psutil
+import pytest
+
+WORKERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workers")
+HELLO, BARRIER, SLEEPER = (os.path.join(WORKERS, name)
+                           for name in ("hello.py", "barrier.py", "sleeper.py"))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("nproc", [1, 2, 4])
+def test_all_ranks_pass_a_store_barrier(launcher, nproc):
+    code, out = launcher.run("--nproc-per-node", nproc, BARRIER)
+    assert code == 0, out
+    for rank in range(nproc):
+        assert f"[rank {rank}]: rank {rank} passed the barrier" in out
+
+
+@pytest.mark.timeout(60)
+def test_workers_get_the_torchrun_environment(launcher, tmp_path):
+    env = launcher.env()
+    env.pop("OMP_NUM_THREADS")
+    code, out = launcher.run("--nproc_per_node", 2, "--rdzv-id", "job7", HELLO,
+                                "--out", tmp_path, env=env)
+    assert code == 0, out
+    envs = [json.loads((tmp_path / f"env_{r}.json").read_text()) for r in range(2)]
+    for rank, e in enumerate(envs):
+        assert (e["RANK"], e["LOCAL_RANK"], e["WORLD_SIZE"], e["LOCAL_WORLD_SIZE"]) == \
+               (str(rank), str(rank), "2", "2")
+        assert (e["GROUP_RANK"], e["RESTART_COUNT"], e["PHALANX_RUN_ID"]) == ("0", "0", "job7")
+        assert e["PHALANX_STORE_ENDPOINT"] == f"tcp://127.0.0.1:{e['MASTER_PORT']}"
+        assert e["OMP_NUM_THREADS"] == str(max(1, os.cpu_count() // 2))
+        assert e["OPENBLAS_NUM_THREADS"] == "1"          # set by the caller: kept
+
+
+@pytest.mark.timeout(60)
+def test_exit_code_propagates_and_summary_names_the_rank(launcher):
+    code, out = launcher.run("--nproc-per-node", 2, HELLO, "--exit-rank", 1, "--code", 7)
+    assert code == 7, out
+    assert "first failure: rank 1 (local_rank 1)" in out and "exit code 7" in out
+
+
+@pytest.mark.timeout(60)
+def test_uncaught_exception_is_summarised_with_its_traceback(launcher, tmp_path):
+    code, out = launcher.run("--nproc-per-node", 2, "--log-dir", tmp_path, HELLO,
+                                "--raise-rank", 0)
+    assert code == 1, out
+    summary = out[out.index("first failure"):]
+    assert "rank 0" in summary and "RuntimeError: rank 0 raised on purpose" in summary
+    assert "hello.py" in summary and "bootstrap" not in summary
+    record = json.loads((tmp_path / "attempt_0" / "0" / "error.json").read_text())
+    assert record["rank"] == 0 and record["exception"] == "RuntimeError"
+
+
+@pytest.mark.timeout(60)
+def test_restarts_are_bounded_by_max_restarts(launcher):
+    code, out = launcher.run("--nproc-per-node", 2, "--max-restarts", 2, HELLO,
+                                "--exit-rank", 0, "--code", 3)
+    assert code == 3
+    assert out.count("worker group failed") == 3 and "no restarts left" in out
+
+
+@pytest.mark.timeout(60)
+def test_log_filter_and_tee(launcher, tmp_path):
+    code, out = launcher.run("--nproc-per-node", 2, "--local-ranks-filter", "1", "--tee", 3,
+                                "--log-dir", tmp_path, BARRIER)
+    assert code == 0, out
+    assert "[rank 1]:" in out and "[rank 0]:" not in out
+    assert "rank 0 passed" in (tmp_path / "attempt_0" / "0" / "stdout.log").read_text()
+
+
+@pytest.mark.timeout(60)
+def test_module_and_no_python_modes(launcher, tmp_path):
+    env = launcher.env(PYTHONPATH=f"{WORKERS}{os.pathsep}{launcher.env()['PYTHONPATH']}")
+    code, out = launcher.run("--nproc-per-node", 2, "-m", "hello", env=env)
+    assert code == 0 and "hello from rank 1" in out, out
+    code, out = launcher.run("--nproc-per-node", 2, "--no-python", sys.executable, HELLO)
+    assert code == 0 and "hello from rank 1" in out, out
+
+
+@pytest.mark.timeout(60)
+def test_mpi_mode_runs_through_mpiexec(launcher):
+    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    if not os.access(mpiexec, os.X_OK):
+        pytest.skip("no mpiexec next to the Python interpreter")
+    code, out = launcher.run("--mpi", "-n", 2, "--max-restarts", 1, "--no-python",
+                                sys.executable, "-c", "import sys; sys.exit(5)")
+    assert code == 5 and out.count("attempt") == 2, out
+
+
+def _wait_for_pids(tmp_path, nproc, proc, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        files = [tmp_path / f"pids_{r}" for r in range(nproc)]
+        if all(f.exists() for f in files):
+            return [int(p) for f in files for p in f.read_text().split()]
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.05)
+    raise AssertionError("workers did not start")
+
+
+def _gone(pids, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if psutil.pid_exists(p)
+                 and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        if not alive:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_to_launcher_leaves_no_process_behind(launcher, tmp_path, sig):
+    proc = launcher.start("--nproc-per-node", 2, "--grace-period", 1, SLEEPER, tmp_path)
+    pids = _wait_for_pids(tmp_path, 2, proc)          # two workers and their children
+    proc.send_signal(sig)
+    code, out = launcher.finish(proc, timeout=30)
+    assert code == 128 + sig, out
+    assert _gone(pids), f"survivors: {[p for p in pids if psutil.pid_exists(p)]}"
+
+
+@pytest.mark.timeout(60)
+def test_workers_die_with_a_killed_launcher(launcher, tmp_path):
+    proc = launcher.start("--nproc-per-node", 2, SLEEPER, tmp_path)
+    pids = _wait_for_pids(tmp_path, 2, proc)
+    workers = pids[0::2]
+    proc.kill()                                      # no chance to clean up: PDEATHSIG must
+    proc.wait()
+    assert _gone(workers), f"orphans: {workers}"

@@ -1,0 +1,81 @@
+"""Runs every ZmqProcessGroup verb and checks the results against NumPy; exits 0 when all pass.
+
+Started by tests/distributed/test_zmq_backend.py with RANK, WORLD_SIZE and the store env."""
+import os
+import sys
+
+import numpy as np
+
+from phalanx.distributed.process_group import ReduceOp
+from phalanx.distributed.store import Store
+from phalanx.distributed.zmq_backend import ZmqProcessGroup
+
+rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+pg = ZmqProcessGroup.from_store(Store.from_env(timeout=30), rank, size, timeout=30)
+
+
+def data(r, n, dtype=np.float64):
+    return (np.arange(n, dtype=np.float64) * (r + 1) + r).astype(dtype)
+
+
+for n in (0, 1, 7, 1000, 100_003, 1_000_000):          # empty, tiny, direct, ring, many chunks
+    for dtype in (np.float32, np.float64, np.int64):
+        x = data(rank, n, dtype)
+        pg.allreduce(x).wait()
+        expect = sum(data(r, n, dtype) for r in range(size)) if n else x
+        assert np.array_equal(x, expect), (n, dtype)
+x = data(rank, 300_000)
+pg.allreduce(x, ReduceOp.MAX).wait()
+assert np.array_equal(x, data(size - 1, 300_000))
+x = data(rank, 50)
+pg.allreduce(x, ReduceOp.AVG).wait()
+assert np.allclose(x, sum(data(r, 50) for r in range(size)) / size)
+
+works = [pg.allreduce(np.full(200_000, float(rank + i))) for i in range(5)]   # async, queued
+for w in works:
+    w.wait()
+
+for root in range(size):
+    for n in (5, 500_000):
+        x = data(rank, n)
+        pg.broadcast(x, root).wait()
+        assert np.array_equal(x, data(root, n))
+
+for n in (3, 300_000):
+    out = np.zeros((size, n))
+    pg.allgather(out, data(rank, n)).wait()
+    assert np.array_equal(out, np.stack([data(r, n) for r in range(size)]))
+
+    src = np.stack([data(rank * size + i, n) for i in range(size)])
+    out = np.zeros(n)
+    pg.reduce_scatter(out, src).wait()
+    assert np.array_equal(out, sum(data(r * size + rank, n) for r in range(size)))
+
+    out = np.zeros((size, n)) if rank == 0 else None
+    pg.gather(out, data(rank, n), root=0).wait()
+    if rank == 0:
+        assert np.array_equal(out, np.stack([data(r, n) for r in range(size)]))
+
+    out = np.zeros(n)
+    pg.scatter(out, np.stack([data(i, n) for i in range(size)]) if rank == 1 % size else None,
+               root=1 % size).wait()
+    assert np.array_equal(out, data(rank, n))
+
+    out = np.zeros((size, n))
+    pg.alltoall(out, np.stack([data(rank * 10 + j, n) for j in range(size)])).wait()
+    assert np.array_equal(out, np.stack([data(i * 10 + rank, n) for i in range(size)]))
+
+pg.barrier().wait()
+if size > 1:
+    peer = (rank + 1) % size
+    send = pg.send(data(rank, 1000), peer, tag=3)
+    got = np.zeros(1000)
+    pg.recv(got, (rank - 1) % size, tag=3).wait()
+    send.wait()
+    assert np.array_equal(got, data((rank - 1) % size, 1000))
+
+assert pg.allgather_object({"rank": rank}) == [{"rank": r} for r in range(size)]
+assert pg.broadcast_object(["hi", rank], root=0) == ["hi", 0]
+pg.shutdown()
+print(f"rank {rank}: all collectives ok")
+sys.exit(0)

@@ -1,0 +1,99 @@
+"""In-place ops: version counter errors, leaves, views, and gradients through in-place writes."""
+import numpy as np
+import pytest
+import torch
+
+import phalanx as px
+
+
+def _both(shape=(2, 3), seed=0):
+    a = np.random.default_rng(seed).standard_normal(shape)
+    return px.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+
+
+@pytest.mark.parametrize("modify", [
+    lambda y: y.add_(1), lambda y: y.mul_(2), lambda y: y.zero_(), lambda y: y.fill_(1.0),
+    lambda y: y.copy_(y.detach() * 2), lambda y: y.clamp_(0, 1),
+    lambda y: y.__setitem__(0, 5.0), lambda y: y[0].mul_(3),
+    lambda y: y.view(-1).add_(1), lambda y: y.data.add_(1),
+])
+def test_modifying_a_saved_tensor_raises(modify):
+    x = px.randn(2, 3, requires_grad=True)
+    y = x * 2
+    z = y * y  # saves y
+    with px.no_grad():
+        modify(y)
+    with pytest.raises(RuntimeError, match=r"modified by an inplace operation.*version"):
+        z.sum().backward()
+
+
+def test_modifying_an_unsaved_tensor_is_fine():
+    x = px.ones(3, requires_grad=True)
+    y = x * 2
+    z = y + 1  # Add saves nothing
+    y.add_(1)
+    z.sum().backward()
+    assert x.grad.tolist() == [2.0, 2.0, 2.0]
+
+
+def test_inplace_on_leaf_requiring_grad_raises():
+    x = px.ones(3, requires_grad=True)
+    for op in (lambda: x.add_(1), lambda: x.__setitem__(0, 1.0), lambda: x[0].mul_(2)):
+        with pytest.raises(RuntimeError, match="leaf Variable that requires grad.*no_grad"):
+            op()
+    with px.no_grad():
+        x.add_(1)  # weight updates
+    assert x.tolist() == [2.0, 2.0, 2.0] and x.is_leaf
+
+
+def test_inplace_on_expanded_tensor_raises():
+    with pytest.raises(RuntimeError, match="single memory location.*clone"):
+        px.ones(3).expand(2, 3).add_(1)
+
+
+def test_inplace_dtype_rules():
+    x = px.zeros(2, dtype=px.int64)
+    with pytest.raises(RuntimeError, match="can't be cast"):
+        x.add_(1.5)
+    with pytest.raises(RuntimeError, match="broadcast shape"):
+        px.zeros(3).add_(px.ones(2, 3))
+
+
+def _chain(lib, x):
+    """Views and in-place writes mixed, differentiated through."""
+    y = x * 1
+    y[0] = y[1] * 2          # setitem through a view source
+    y[:, 1:] += 1            # getitem view, in-place on it, setitem
+    y.view(-1)[0].mul_(3)    # in-place through a reshape view of a view
+    y.t()[2].add_(x[0])       # through a permute view
+    y.masked_fill_(y > 5, 0.0)
+    y.clamp_(max=4.0)
+    z = y.sigmoid_()          # in-place op that saves its output
+    return (z * x).sum()
+
+
+def test_views_and_inplace_gradients_match_torch():
+    p, t = _both((3, 3), seed=1)
+    lp, lt = _chain(px, p), _chain(torch, t)
+    np.testing.assert_allclose(lp.item(), lt.item(), rtol=1e-10)
+    lp.backward()
+    lt.backward()
+    np.testing.assert_allclose(p.grad.numpy(), t.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_inplace_into_a_buffer_that_needs_no_grad():
+    w = px.tensor([1.0, 2.0], requires_grad=True)
+    buf = px.zeros(4)
+    buf[1:3].copy_(w * 3)
+    buf.sum().backward()
+    assert buf.requires_grad and w.grad.tolist() == [3.0, 3.0]
+
+
+def test_view_sees_inplace_writes_and_version_is_shared():
+    x = px.zeros(2, 3)
+    v = x[0]
+    x.add_(1)
+    assert v.tolist() == [1.0, 1.0, 1.0] and v._version[0] == x._version[0] == 1
+    r = x.reshape(6)
+    r[0] = 7
+    assert x[0, 0].item() == 7
