@@ -167,12 +167,20 @@ def _write_all(f, data):
         f.write(view[start:start + (1 << 24)])
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path, data):
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
                                dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):  # mkstemp makes it 0600; give it a normal file's mode
+                os.fchmod(f.fileno(), 0o666 & ~_umask())
             _write_all(f, data)
             f.flush()
             os.fsync(f.fileno())

@@ -63,9 +63,9 @@ def transformer(nn):
 
 
 CASES = {  # name: (builder, input shape, optimizer name, repeats)
-    "mlp": (mlp, (128, 784), "sgd", 30),
-    "cnn": (cnn, (64, 1, 28, 28), "sgd", 30),
-    "transformer": (transformer, (16, 128, 256), "adam", 10),
+    "mlp": (mlp, (128, 784), "sgd", 50),
+    "cnn": (cnn, (64, 1, 28, 28), "sgd", 50),
+    "transformer": (transformer, (16, 128, 256), "adam", 15),
 }
 
 
@@ -76,15 +76,19 @@ def optimizer(lib, name, params):
 
 
 # ---- timing ---------------------------------------------------------------------------------
-def time_steps(step, repeats, warmup=3):
+def time_steps(steps, repeats, warmup=3):
+    """Median wall time of each step function. The steps alternate, so that a busy machine
+    slows all of them alike."""
     for _ in range(warmup):
-        step()
-    times = []
+        for step in steps:
+            step()
+    times = [[] for _ in steps]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for step, ts in zip(steps, times):
+            t0 = time.perf_counter()
+            step()
+            ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) for ts in times]
 
 
 def run_case(name, threads):
@@ -120,8 +124,7 @@ def run_case(name, threads):
 
     torch.set_num_threads(threads)
     with threadpool_limits(limits=threads):
-        t_px = time_steps(phalanx_step, repeats)
-        t_torch = time_steps(torch_step, repeats)
+        t_px, t_torch = time_steps([phalanx_step, torch_step], repeats)
     return t_px, t_torch, abs(losses["phalanx"] - losses["torch"])
 
 

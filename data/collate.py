@@ -25,7 +25,8 @@ def _stack(batch):
 def default_collate(batch):
     """Stack a list of samples. Tensors and NumPy arrays are stacked along a new first
     dimension; Python floats become a float64 tensor, ints an int64 tensor (bools a bool tensor);
-    strings are returned as given; dicts, namedtuples, tuples and lists are collated field by field."""
+    strings are returned as given; dicts, namedtuples, tuples and lists are collated field by
+    field."""
     elem = batch[0]
     if isinstance(elem, Tensor):
         return _stack(batch)

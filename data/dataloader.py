@@ -163,13 +163,15 @@ class _SingleProcessIter(_BaseIter):
 
 
 class _MultiProcessIter(_BaseIter):
+    _closed = True
+
     def __init__(self, loader):
         super().__init__(loader)
         n = self._num_workers = loader.num_workers
         ctx = loader.multiprocessing_context or multiprocessing.get_context()
-        self._closed = True  # until the workers exist
         self._result_queue = ctx.Queue()
         self._index_queues, self._workers = [], []
+        self._closed = False  # from here on, _shutdown cleans up whatever was started
         for i in range(n):
             index_queue = ctx.Queue()
             index_queue.cancel_join_thread()
@@ -181,7 +183,6 @@ class _MultiProcessIter(_BaseIter):
             w.start()
             self._index_queues.append(index_queue)
             self._workers.append(w)
-        self._closed = False
         self._start_epoch()
 
     def _start_epoch(self):
@@ -195,12 +196,14 @@ class _MultiProcessIter(_BaseIter):
     def reset(self):
         """A new epoch on persistent workers: wait until each worker is idle, then start."""
         self._sampler_iter = iter(self._loader._index_sampler)
+        # unused, but keeps the shuffle stream in step with loaders that start fresh workers
+        draw_seed(self._loader.generator)
         for q in self._index_queues:
             q.put(_worker.ResumeIteration())
         idle = 0
-        while idle < self._num_workers:
-            _, data = self._get()
-            idle += isinstance(_, _worker.ResumeIteration)
+        while idle < self._num_workers:  # results of the abandoned epoch are dropped
+            task, _ = self._get()
+            idle += isinstance(task, _worker.ResumeIteration)
         self._start_epoch()
 
     def _send_task(self):

@@ -16,7 +16,7 @@ from .world import resolve
 
 
 class _After(Work):
-    """A work handle that runs `after()` once (copy-backs) when the inner work completes."""
+    """A work handle that runs `after()` once (a copy-back) when the inner work completes."""
 
     def __init__(self, inner, after):
         super().__init__()
@@ -34,8 +34,7 @@ class _After(Work):
             except BaseException as e:
                 self.set_error(e)
                 return
-            for fn in self._after:
-                fn()
+            self._after()
             self.set_result(getattr(self._inner, "_result", None))
 
     def is_completed(self):
@@ -49,22 +48,15 @@ class _After(Work):
 
 
 def _run(async_op, after, verb, *args):
-    """Issue `verb(*args)`; wait for it unless async_op. Synchronous verbs run on this thread."""
+    """Issue `verb(*args)` and, unless async_op, wait for it (synchronous verbs run on this
+    thread). `after` (or None) runs once the work is complete: copy-backs of results."""
     if async_op:
         work = verb(*args)
-    else:
-        with CALLER_WAITS:
-            work = verb(*args)
-    return _finish(work, async_op, after)
-
-
-def _finish(work, async_op, after=()):
-    after = [fn for fn in after if fn is not None]
-    if after:
-        work = _After(work, after)
-    if async_op:
-        return work
-    work.wait()
+        return work if after is None else _After(work, after)
+    with CALLER_WAITS:
+        verb(*args).wait()
+    if after is not None:
+        after()
     return None
 
 
@@ -148,7 +140,7 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
     a, back = _out(tensor)
     _check_op(op, a)
     _dbg(pg, "all_reduce", a, op=op)
-    return _run(async_op, [back], pg.allreduce, a, op)
+    return _run(async_op, back, pg.allreduce, a, op)
 
 
 def broadcast(tensor, src=0, group=None, async_op=False):
@@ -159,7 +151,7 @@ def broadcast(tensor, src=0, group=None, async_op=False):
     root = _root(pg, src, "src")
     a, back = _out(tensor)
     _dbg(pg, "broadcast", a, src=src)
-    return _run(async_op, [back], pg.broadcast, a, root)
+    return _run(async_op, back, pg.broadcast, a, root)
 
 
 def reduce(tensor, dst=0, op=ReduceOp.SUM, group=None, async_op=False):
@@ -171,7 +163,7 @@ def reduce(tensor, dst=0, op=ReduceOp.SUM, group=None, async_op=False):
     a, back = _out(tensor)
     _check_op(op, a)
     _dbg(pg, "reduce", a, dst=dst, op=op)
-    return _run(async_op, [back], pg.reduce, a, root, op)
+    return _run(async_op, back, pg.reduce, a, root, op)
 
 
 # --- gathering and scattering ------------------------------------------------------------------
@@ -187,7 +179,7 @@ def all_gather(tensor_list, tensor, group=None, async_op=False):
     _same_shapes(tensor_list, a, "tensor_list")
     _dbg(pg, "all_gather", a)
     out = _xp(a).empty((pg.size,) + a.shape, dtype=a.dtype)
-    return _run(async_op, [_copy_into(tensor_list, out)], pg.allgather, out, a)
+    return _run(async_op, _copy_into(tensor_list, out), pg.allgather, out, a)
 
 
 def _stacked_view(t, size, a, what):
@@ -212,7 +204,7 @@ def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op=Fal
     if out.dtype != a.dtype:
         raise TypeError(f"output_tensor has dtype {out.dtype} but input_tensor {a.dtype}")
     _dbg(pg, "all_gather_into_tensor", a)
-    return _run(async_op, [back], pg.allgather, out, a)
+    return _run(async_op, back, pg.allgather, out, a)
 
 
 def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op=False):
@@ -228,7 +220,7 @@ def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op=Fal
     _same_shapes(input_list, o, "input_list")
     _dbg(pg, "reduce_scatter", o, op=op)
     stacked = _xp(o).stack([_array(t, "input_list") for t in input_list])
-    return _run(async_op, [back], pg.reduce_scatter, o, stacked, op)
+    return _run(async_op, back, pg.reduce_scatter, o, stacked, op)
 
 
 def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op=False):
@@ -243,7 +235,7 @@ def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op=F
         raise ValueError(f"reduce_scatter_tensor: input of shape {tuple(a.shape)} ({a.dtype}) "
                          f"must hold {pg.size} x output of shape {tuple(o.shape)} ({o.dtype})")
     _dbg(pg, "reduce_scatter_tensor", o, op=op)
-    return _run(async_op, [back], pg.reduce_scatter, o, a.reshape((pg.size,) + o.shape), op)
+    return _run(async_op, back, pg.reduce_scatter, o, a.reshape((pg.size,) + o.shape), op)
 
 
 def gather(tensor, gather_list=None, dst=0, group=None, async_op=False):
@@ -264,7 +256,7 @@ def gather(tensor, gather_list=None, dst=0, group=None, async_op=False):
         after = _copy_into(gather_list, out)
     elif gather_list:
         raise ValueError(f"gather: only rank {dst} (dst) passes a gather_list")
-    return _run(async_op, [after], pg.gather, out, a, root)
+    return _run(async_op, after, pg.gather, out, a, root)
 
 
 def scatter(tensor, scatter_list=None, src=0, group=None, async_op=False):
@@ -284,7 +276,7 @@ def scatter(tensor, scatter_list=None, src=0, group=None, async_op=False):
         stacked = _xp(o).stack([_array(t, "scatter_list") for t in scatter_list])
     elif scatter_list:
         raise ValueError(f"scatter: only rank {src} (src) passes a scatter_list")
-    return _run(async_op, [back], pg.scatter, o, stacked, root)
+    return _run(async_op, back, pg.scatter, o, stacked, root)
 
 
 def all_to_all(output_tensor_list, input_tensor_list, group=None, async_op=False):
@@ -312,7 +304,7 @@ def all_to_all(output_tensor_list, input_tensor_list, group=None, async_op=False
             x[...] = recv[off:off + x.size].reshape(x.shape)
             t._version[0] += 1
             off += x.size
-    return _run(async_op, [back], pg.alltoallv, recv, [x.size for x in outs], send,
+    return _run(async_op, back, pg.alltoallv, recv, [x.size for x in outs], send,
                 [x.size for x in ins])
 
 
@@ -335,7 +327,7 @@ def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=
                              f"one shape with dim 0 divisible by {pg.size}; got input "
                              f"{tuple(a.shape)}, output {tuple(o.shape)}")
         shape = (pg.size, a.shape[0] // pg.size) + a.shape[1:]
-        return _run(async_op, [back], pg.alltoall, o.reshape(shape), a.reshape(shape))
+        return _run(async_op, back, pg.alltoall, o.reshape(shape), a.reshape(shape))
     inner_in, inner_out = _prod(a.shape[1:]), _prod(o.shape[1:])
     ins = list(input_split_sizes or [a.shape[0] // pg.size] * pg.size)
     outs = list(output_split_sizes or [o.shape[0] // pg.size] * pg.size)
@@ -344,7 +336,7 @@ def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=
         raise ValueError(f"all_to_all_single: split sizes must have {pg.size} entries summing "
                          f"to dim 0; got input_split_sizes={ins} for input {tuple(a.shape)}, "
                          f"output_split_sizes={outs} for output {tuple(o.shape)}")
-    return _run(async_op, [back], pg.alltoallv, o.reshape(-1), [n * inner_out for n in outs],
+    return _run(async_op, back, pg.alltoallv, o.reshape(-1), [n * inner_out for n in outs],
                 a.reshape(-1), [n * inner_in for n in ins])
 
 
@@ -361,7 +353,7 @@ def barrier(group=None, async_op=False, device_ids=None):
     if pg is None:
         return None
     _dbg(pg, "barrier")
-    return _run(async_op, (), pg.barrier)
+    return _run(async_op, None, pg.barrier)
 
 
 def monitored_barrier(group=None, timeout=None, wait_all_ranks=False):
@@ -386,7 +378,7 @@ def irecv(tensor, src=None, group=None, tag=0):
     root = None if src is None else _root(pg, src, "src")
     a, back = _out(tensor)
     work = pg.recv(a, root, tag)
-    return _After(work, [back] if back else [])
+    return work if back is None else _After(work, back)
 
 
 def send(tensor, dst, group=None, tag=0):

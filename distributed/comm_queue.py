@@ -68,6 +68,12 @@ class _CallerWaits(threading.local):
 CALLER_WAITS = _CallerWaits()
 
 
+def blocking(verb, *args):
+    """`verb(*args).result()` for a process-group verb, run on this thread right away."""
+    with CALLER_WAITS:
+        return verb(*args).result()
+
+
 class CommQueue:
     def __init__(self, name="phalanx-comm", threaded=True):
         self.name = name
@@ -83,7 +89,7 @@ class CommQueue:
     def post(self, fn, desc="operation"):
         """Queue `fn()`; its return value is the Work's result, its exception the Work's."""
         job = Job(self, fn, desc)
-        if getattr(self._local, "inside", False):  # posted by a running job: its turn is ours
+        if self.inside():  # posted by a running job: its turn is ours
             return self._run(job)
         if self._closed:
             raise RuntimeError(f"{self.name}: the process group was destroyed; create a new "

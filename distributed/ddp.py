@@ -16,7 +16,7 @@ import contextlib
 
 from ..autograd import is_grad_enabled
 from ..nn.modules.module import Module
-from .comm_queue import CALLER_WAITS
+from .comm_queue import blocking
 from .reducer import GradBucket, Reducer  # noqa: F401  (GradBucket is public)
 from .world import resolve
 
@@ -24,10 +24,19 @@ MB = 1 << 20
 
 
 class DistributedDataParallel(Module):
+    """Wrap `module` (the same model on every rank of `process_group`, default the world).
+
+    `bucket_cap_mb` (default 25) caps a gradient bucket; `broadcast_buffers` copies rank 0's
+    buffers before each forward. `device_ids`, `output_device`, `dim`,
+    `find_unused_parameters`, `check_reduction`, `gradient_as_bucket_view` and `static_graph`
+    are PyTorch's; they are accepted so PyTorch scripts run, and change nothing here (one
+    device per process; unused parameters found automatically; `.grad` always a bucket view).
+    """
+
     def __init__(self, module, device_ids=None, output_device=None, dim=0,
                  broadcast_buffers=True, process_group=None, bucket_cap_mb=None,
                  find_unused_parameters=False, check_reduction=False,
-                 gradient_as_bucket_view=True, static_graph=False, **kwargs):
+                 gradient_as_bucket_view=True, static_graph=False):
         super().__init__()
         if not isinstance(module, Module):
             raise TypeError(f"DistributedDataParallel wraps a phalanx.nn.Module, got "
@@ -166,8 +175,7 @@ def _broadcast_coalesced(group, arrays, src=0):
     for (dtype, _), group_arrays in by_kind.items():
         xp = array_module(group_arrays[0])
         flat = xp.concatenate([a.reshape(-1) for a in group_arrays])
-        with CALLER_WAITS:
-            group.broadcast(flat, src).wait()
+        blocking(group.broadcast, flat, src)
         offset = 0
         for a in group_arrays:
             a[...] = flat[offset:offset + a.size].reshape(a.shape)

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from .comm_queue import CALLER_WAITS, CommQueue, Watchdog
+from .comm_queue import CALLER_WAITS, CommQueue, Watchdog, blocking
 from .process_group import ProcessGroup, ReduceOp, Work
 
 
@@ -41,18 +41,24 @@ def _host(array):
 
 
 def _on_host(fn, arrays):
-    """Call fn(*arrays) with every device array replaced by a host copy, written back after."""
-    for a in arrays:
-        if a is not None and type(a) is not np.ndarray:
-            break
-    else:
-        return fn(*arrays)
+    """fn(*arrays) with every device array replaced by a host copy, written back after."""
     pairs = [_host(a) for a in arrays]
     result = fn(*[h for h, _ in pairs])
     for _, back in pairs:
         if back is not None:
             back()
     return result
+
+
+def _bound(fn, arrays):
+    """A job calling fn(*arrays): directly for NumPy arrays, through host copies otherwise."""
+    for a in arrays:
+        if a is not None and type(a) is not np.ndarray:
+            return lambda: _on_host(fn, arrays)
+    return lambda: fn(*arrays)
+
+
+_BOOL = np.dtype(np.bool_)
 
 
 class _Request(Work):
@@ -129,10 +135,11 @@ class MpiProcessGroup(ProcessGroup):
         for a late peer would steal a core from the computation it is meant to overlap. The
         choice is made where the collective is issued, so every rank makes the same one.
         """
+        job = _bound(fn, arrays)
         desc = (verb, arrays[-1] if arrays else None)
         if self.size > 1 and not CALLER_WAITS.active and not self._queue.inside():
-            return self._queue.post(lambda: self._arrive() or _on_host(fn, arrays), desc)
-        return self._queue.post(lambda: _on_host(fn, arrays), desc)
+            return self._queue.post(lambda: self._arrive() or job(), desc)
+        return self._queue.post(job, desc)
 
     def _arrive(self, spins=100, nap=50e-6):
         request = self.comm.Ibarrier()
@@ -143,10 +150,10 @@ class MpiProcessGroup(ProcessGroup):
                 time.sleep(nap)
 
     def _buf(self, a):
-        return [a, self._bool] if a.dtype == np.bool_ else a
+        return [a, self._bool] if a.dtype is _BOOL else a
 
     def _op(self, op, dtype):
-        return (self._bool_ops if dtype == np.bool_ else self._ops)[op]
+        return (self._bool_ops if dtype is _BOOL else self._ops)[op]
 
     def _average(self, a, op):
         if op is ReduceOp.AVG:
@@ -219,7 +226,7 @@ class MpiProcessGroup(ProcessGroup):
     def alltoallv(self, out, out_counts, array, in_counts):
         def spec(a, counts):
             counts = [int(c) for c in counts]
-            return [a, (counts, None), self._bool] if a.dtype == np.bool_ else [a, (counts, None)]
+            return [a, (counts, None), self._bool] if a.dtype is _BOOL else [a, (counts, None)]
         return self._post("all_to_all",
                           lambda o, a: self.comm.Alltoallv(spec(a, in_counts),
                                                            spec(o, out_counts)),
@@ -245,10 +252,10 @@ class MpiProcessGroup(ProcessGroup):
 
     # --- objects, groups, lifetime ------------------------------------------------------------
     def allgather_object(self, obj):
-        return self._post("all_gather_object", lambda: self.comm.allgather(obj)).result()
+        return blocking(self._post, "all_gather_object", lambda: self.comm.allgather(obj))
 
     def broadcast_object(self, obj, root=0):
-        return self._post("broadcast_object", lambda: self.comm.bcast(obj, root)).result()
+        return blocking(self._post, "broadcast_object", lambda: self.comm.bcast(obj, root))
 
     def split(self, ranks):
         MPI = mpi()
@@ -256,7 +263,7 @@ class MpiProcessGroup(ProcessGroup):
         member = self.rank in ranks
         color = 0 if member else MPI.UNDEFINED
         key = ranks.index(self.rank) if member else 0
-        comm = self._post("new_group", lambda: self.comm.Split(color, key)).result()
+        comm = blocking(self._post, "new_group", lambda: self.comm.Split(color, key))
         if comm == MPI.COMM_NULL:
             return None
         return MpiProcessGroup(comm, [self.ranks[r] for r in ranks], self.timeout)
@@ -273,6 +280,6 @@ class MpiProcessGroup(ProcessGroup):
     def shutdown(self):
         Watchdog.unwatch(self._queue)
         try:
-            self._post("destroy", self.comm.Free).wait()
+            blocking(self._post, "destroy", self.comm.Free)
         finally:
             self._queue.close()

@@ -40,25 +40,21 @@ class Bucket:
         self.buffer = xp.zeros(total, dtype=params[0]._data.dtype)
         self.views = [self.buffer[o:o + p.numel()].reshape(p.shape)
                       for o, p in zip(self.offsets, params)]
-        self.pending = 0
-        self.work = None
-
-    @property
-    def nbytes(self):
-        return self.buffer.nbytes
+        self.pending = 0           # parameters not yet ready in the running backward
+        self.work = None           # its all-reduce (or comm hook) in the running backward
 
 
 def assign_buckets(params, cap_bytes, first_cap_bytes=FIRST_BUCKET_BYTES):
     """Group `params` (already in launch order) into buckets: per (dtype, device), closed when
     the next parameter would overflow the cap; the first bucket of each kind is capped lower."""
-    open_, closed, sizes = {}, [], {}
+    open_, closed, first_closed = {}, [], set()
     for p in params:
         key = (p._data.dtype, str(p.device))
-        limit = min(first_cap_bytes, cap_bytes) if sizes.get(key, 0) == 0 else cap_bytes
+        limit = cap_bytes if key in first_closed else min(first_cap_bytes, cap_bytes)
         group = open_.setdefault(key, [])
         if group and sum(q._data.nbytes for q in group) + p._data.nbytes > limit:
             closed.append(group)
-            sizes[key] = sizes.get(key, 0) + 1
+            first_closed.add(key)
             group = open_[key] = []
         group.append(p)
     closed += [g for g in open_.values() if g]
@@ -103,14 +99,14 @@ class Reducer:
             h.remove()
 
     # --- .grad as bucket views -------------------------------------------------------------
-    def _attach(self, p, keep):
-        """Make p.grad the bucket view, carrying over its values (or zeros)."""
+    def _attach(self, p):
+        """Make p.grad the bucket view, carrying over its values (zeros if it had none)."""
         b, slot = self._where[id(p)]
         view = b.views[slot]
         g = p.grad
         if g is not None and g._data is view:
             return
-        if g is None or not keep:
+        if g is None:
             view[...] = 0
         else:
             view[...] = g._data
@@ -133,13 +129,11 @@ class Reducer:
         self._next = 0
         self._had_grad = {id(p): p.grad is not None for p in self.params}
         for p in self.params:
-            self._attach(p, keep=True)
+            self._attach(p)
         for b in self.buckets:
             b.pending, b.work = len(b.params), None
-        xp = array_module(self.buckets[0].buffer) if self.buckets else None
-        if xp is not None:
-            counts = xp.asarray(used, dtype=xp.int32)
-            self._usage = (counts, self.group.allreduce(counts, ReduceOp.SUM))
+        counts = array_module(self.buckets[0].buffer).asarray(used, dtype="int32")
+        self._usage = (counts, self.group.allreduce(counts, ReduceOp.SUM))  # who used what
         engine.queue_callback(self._finish)
         for p, u in zip(self.params, used):
             if not u:
@@ -150,7 +144,7 @@ class Reducer:
             return
         b, slot = self._where[id(p)]
         if p.grad is None or p.grad._data is not b.views[slot]:
-            self._attach(p, keep=True)      # the engine replaced it (e.g. create_graph=True)
+            self._attach(p)      # the engine replaced it (e.g. create_graph=True)
         self._mark_ready(p)
 
     def _mark_ready(self, p):
@@ -178,7 +172,7 @@ class Reducer:
         try:
             for p in self.params:           # gradients that never arrived: nothing to wait for
                 if id(p) not in self._ready:
-                    self._attach(p, keep=True)
+                    self._attach(p)
                     self._mark_ready(p)
             for b in self.buckets:
                 result = b.work.result()

@@ -12,14 +12,9 @@ from ..autograd import Function, once_differentiable
 from ..nn.modules.batchnorm import _BatchNorm
 from ..tensor import Tensor
 from ..tensor.backend import array_module
-from .comm_queue import CALLER_WAITS
+from .comm_queue import blocking
 from .process_group import ReduceOp
 from .world import is_initialized, resolve
-
-
-def _allreduce(group, array):
-    with CALLER_WAITS:
-        group.allreduce(array, ReduceOp.SUM).wait()
 
 
 class _SyncBatchNormFunction(Function):
@@ -29,21 +24,19 @@ class _SyncBatchNormFunction(Function):
         xp = array_module(x)
         c = x.shape[1]
         axes = (0,) + tuple(range(2, x.ndim))
+        shape = (1, c) + (1,) * (x.ndim - 2)
         n = x.size // c
         mean_local = x.mean(axis=axes) if n else xp.zeros(c, dtype=x.dtype)
         local = xp.empty(2 * c + 1, dtype=x.dtype)      # count, mean, centred sum of squares
         local[0] = n
         local[1:c + 1] = mean_local
-        local[c + 1:] = ((x - mean_local.reshape((1, c) + (1,) * (x.ndim - 2))) ** 2).sum(
-            axis=axes)
+        local[c + 1:] = ((x - mean_local.reshape(shape)) ** 2).sum(axis=axes)
         every = xp.empty((group.size, 2 * c + 1), dtype=x.dtype)
-        with CALLER_WAITS:
-            group.allgather(every, local).wait()
+        blocking(group.allgather, every, local)
         counts, means, m2s = every[:, :1], every[:, 1:c + 1], every[:, c + 1:]
         count = float(counts.sum())
         mean = (counts * means).sum(axis=0) / count     # Chan et al.: stable pairwise merge
         var = (m2s + counts * (means - mean) ** 2).sum(axis=0) / count
-        shape = (1, c) + (1,) * (x.ndim - 2)
         invstd = 1.0 / xp.sqrt(var + eps)
         xhat = (x - mean.reshape(shape)) * invstd.reshape(shape)
         y = xhat
@@ -71,7 +64,7 @@ class _SyncBatchNormFunction(Function):
         grad_bias = Tensor._make(sums[:c].copy())
         grad_input = None
         if ctx.needs_input_grad[0]:
-            _allreduce(ctx.group, sums)          # global sums over the whole batch
+            blocking(ctx.group.allreduce, sums, ReduceOp.SUM)   # sums over the global batch
             mean_dy = (sums[:c] / ctx.count).reshape(shape)
             mean_dy_xhat = (sums[c:] / ctx.count).reshape(shape)
             scale = ctx.invstd.reshape(shape)

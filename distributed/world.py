@@ -108,8 +108,9 @@ def init_process_group(backend=None, timeout=None, **kwargs):
 
     `backend`: None (pick from the environment), 'mpi', 'zmq', 'local' or 'nccl'; 'gloo' is
     taken as None. `timeout` (seconds or timedelta): a collective that runs longer aborts the
-    job with a message instead of hanging. PyTorch's `init_method`, `rank` and `world_size`
-    are accepted only when they agree with the launcher's environment.
+    job with a message instead of hanging. For PyTorch scripts, `init_method='env://'` is
+    accepted, and `rank`/`world_size` when they agree with the launcher's environment: ranks
+    always come from the environment.
     """
     if _state.world is not None:
         raise RuntimeError("init_process_group() was already called in this process; call "
@@ -119,6 +120,11 @@ def init_process_group(backend=None, timeout=None, **kwargs):
                              "pg_options", "device_id"}
     if unknown:
         raise TypeError(f"init_process_group() got unexpected arguments {sorted(unknown)}")
+    init_method = kwargs.get("init_method")
+    if init_method not in (None, "env://"):
+        raise ValueError(f"init_method={init_method!r} is not supported: Phalanx finds the "
+                         f"ranks in the environment of its launcher (mpirun, phalanx run); drop "
+                         f"init_method or pass 'env://'")
     for name, value in (("rank", environment.rank), ("world_size", environment.world_size)):
         given = kwargs.get(name, -1)
         if given not in (-1, None) and given != value:

@@ -10,10 +10,11 @@ same (DDP-averaged) gradients. Hyperparameters changed in `param_groups` (LR sch
 passed on to the local optimizer at each step. `consolidate_state_dict(to)` gathers the
 shards so `state_dict()` on rank `to` returns the unsharded optimizer's state dict;
 `load_state_dict` takes such a dict on every rank and keeps each rank's shard.
+PyTorch's `parameters_as_bucket_view` is accepted and has no effect.
 """
 from ..optim.optimizer import Optimizer
 from ..tensor.backend import array_module
-from .comm_queue import CALLER_WAITS
+from .comm_queue import blocking
 from .world import resolve
 
 
@@ -96,8 +97,7 @@ class ZeroRedundancyOptimizer(Optimizer):
                                                                            str(kv[0][1]))):
             xp = array_module(params[0]._data)
             flat = xp.concatenate([p._data.reshape(-1) for p in params])
-            with CALLER_WAITS:
-                group.broadcast(flat, root).wait()
+            blocking(group.broadcast, flat, root)
             if root != group.rank:
                 offset = 0
                 for p in params:

@@ -1,15 +1,16 @@
 """Train a small convolutional network on scikit-learn's 8x8 handwritten digits.
 
-    python examples/digits_cnn.py [--epochs 12] [--batch-size 32] [--lr 2e-3] [--workers 0]
+    python examples/digits_cnn.py [--epochs 15] [--batch-size 32] [--lr 2e-3] [--workers 0]
                                   [--seed 0] [--checkpoint digits_cnn.ckpt] [--no-progress]
 
 The data (1797 images, 10 classes) ships with scikit-learn, so nothing is downloaded
 (pip install 'phalanx[examples]'); 20% of each class is held out as the test set. The network is
-conv(1->32, 3x3) - ReLU - conv(32->64, 3x3) - ReLU - max-pool 2x2 - linear(1024->128) - ReLU -
+conv(1->16, 3x3) - ReLU - conv(16->32, 3x3) - ReLU - max-pool 2x2 - linear(512->128) - ReLU -
 linear(128->10), trained with Adam and a cosine learning-rate schedule. A tqdm bar shows the
 running loss; after each epoch one line gives the loss and the train/test accuracy. It reaches
-about 98% test accuracy in well under a minute on two CPU cores. At the end, the model,
-optimizer and RNG state are saved with `px.save` (load them back with `px.load`).
+about 97.5-98% test accuracy (seeds 0-2) in about half a minute on two idle CPU cores. At the
+end, the model, optimizer, scheduler and RNG state are saved with `px.save` (read them back with
+`px.load` and `model.load_state_dict`).
 """
 import argparse
 import time
@@ -46,7 +47,7 @@ def accuracy(model, loader):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
@@ -86,7 +87,7 @@ def main(argv=None):
             scheduler.step()
             total_loss += loss.item() * len(y)
             seen += len(y)
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
         train_acc, test_acc = accuracy(model, train_eval_loader), accuracy(model, test_loader)
         tqdm.write(f"epoch {epoch:3d}  loss {total_loss / seen:.4f}  train acc {train_acc:.4f}"
                    f"  test acc {test_acc:.4f}  ({time.perf_counter() - start:.1f}s)")

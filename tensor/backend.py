@@ -3,11 +3,36 @@
 Ops call `array_module(arr)`; nothing else in the tensor library asks which device it runs on.
 CuPy is imported only when a CUDA device is first asked for.
 """
+import ctypes
+import os
 import sys
 
 import numpy as np
 
 _cupy = None
+
+
+def _keep_freed_memory():
+    """Ask glibc to keep freed blocks instead of returning them to the OS at once.
+
+    Every training step frees and reallocates the same large activation arrays; by default
+    glibc unmaps them and the next step page-faults them back in, which costs a CNN step
+    about a third of its time here. Skipped when the user tunes malloc (MALLOC_* variables)
+    or sets PHALANX_MALLOC_TUNING=0, and on systems without glibc.
+    """
+    if os.environ.get("PHALANX_MALLOC_TUNING", "1") == "0" or any(
+            k.startswith("MALLOC_") for k in os.environ):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 32 * 2 ** 20)  # glibc's largest allowed value
+        libc.mallopt(m_trim_threshold, 512 * 2 ** 20)
+    except (OSError, AttributeError):
+        pass
+
+
+_keep_freed_memory()
 
 INSTALL_HINT = ("install CuPy for your CUDA version: pip install 'phalanx[cuda12]' or "
                 "pip install 'phalanx[cuda13]'")

@@ -250,3 +250,13 @@ def test_process_killed_mid_save_leaves_the_previous_file(tmp_path):
         proc.wait()
     assert path.read_bytes() == before
     assert px.load(path)["step"] == 3
+
+
+def test_saved_file_has_a_normal_files_mode(tmp_path):
+    path, _ = _good_file(tmp_path)
+    mask = os.umask(0o022)
+    try:
+        px.save([1], path)
+    finally:
+        os.umask(mask)
+    assert os.stat(path).st_mode & 0o777 == 0o644

@@ -34,6 +34,12 @@ class PoolGeometry(NamedTuple):
     def taps(self):
         return [(i, j) for i in range(self.kernel[0]) for j in range(self.kernel[1])]
 
+    @property
+    def disjoint(self):
+        """Whether no input element lies in two windows."""
+        return all(s >= d * (k - 1) + 1 for s, d, k in zip(self.stride, self.dilation,
+                                                             self.kernel))
+
     def window(self, i, j):
         (sh, sw), (dh, dw), (oh, ow) = self.stride, self.dilation, self.out_hw
         return (Ellipsis, slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
@@ -119,7 +125,14 @@ class _TapScatter(Function):
         (h, w), (top, bottom, left, right) = geo.in_hw, geo.pad
         out = xp.zeros((d.shape[0], 1, h + top + bottom, w + left + right), d.dtype)
         for t, (i, j) in enumerate(geo.taps):
-            out[geo.window(i, j)] += _selected(sel, t, d)
+            view = out[geo.window(i, j)]
+            if geo.disjoint:  # no two windows share an input: write instead of adding
+                if sel is None:
+                    view[...] = d
+                else:
+                    xp.multiply(d, sel == t, out=view)
+            else:
+                view += _selected(sel, t, d)
         out = xp.ascontiguousarray(out[:, :, top:top + h, left:left + w])
         ctx.geo, ctx.sel, ctx.scale = geo, sel, scale
         return make(out.reshape(*g.shape[:-2], h, w))
@@ -127,6 +140,13 @@ class _TapScatter(Function):
     @staticmethod
     def backward(ctx, gg):
         return _TapGather.apply(gg, ctx.geo, ctx.sel, ctx.scale), None, None, None
+
+
+def _hits(v, best, nan):
+    hit = v == best
+    if nan:
+        hit |= v != v
+    return hit
 
 
 class _MaxPool(Function):
@@ -139,19 +159,20 @@ class _MaxPool(Function):
         if d.dtype.kind != "f":
             raise RuntimeError(f"max_pool: expected a floating point input, got {x.dtype}")
         p = padded(_planes(d), geo.pad, value=-np.inf)
-        nan = bool(xp.isnan(d).any())  # a NaN wins its window, as in PyTorch
-        best = sel = None
-        for t, (i, j) in enumerate(geo.taps):
-            v = p[geo.window(i, j)]
-            if best is None:
-                best = v.copy()
-                sel = xp.zeros(best.shape, np.uint8 if len(geo.taps) < 256 else np.int32)
-                continue
-            better = v > best
-            if nan:
-                better |= (v != v) & (best == best)
-            xp.copyto(best, v, where=better)
-            xp.copyto(sel, t, where=better)
+        taps = [p[geo.window(i, j)] for i, j in geo.taps]
+        best = taps[0].copy()
+        for v in taps[1:]:
+            xp.maximum(best, v, out=best)  # NaN propagates, as in PyTorch
+        # which tap held the maximum: the first one that equals it (a NaN equals nothing,
+        # so NaNs are matched explicitly when there are any)
+        nan = bool(xp.isnan(best).any())
+        found = _hits(taps[0], best, nan)
+        sel = xp.zeros(best.shape, np.uint8 if len(taps) < 256 else np.int32)
+        for t, v in enumerate(taps[1:], 1):
+            hit = _hits(v, best, nan)
+            xp.greater(hit, found, out=hit)  # hit and not found before
+            found |= hit
+            sel += hit * sel.dtype.type(t)
         ctx.geo, ctx.sel = geo, sel
         ctx.set_materialize_grads(False)
         out = make(best.reshape(*d.shape[:-2], *geo.out_hw))

@@ -17,6 +17,9 @@ class Matmul(Function):
             raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({_fmt(x.shape)} and "
                                f"{_fmt(y.shape)}): inner dimensions {kx} and {ky} differ")
         ctx.save_for_backward(a, b)
+        if x.ndim > 2 and y.ndim == 2:
+            # a stack of rows times one matrix is one 2-D GEMM (NumPy would loop the stack)
+            return make((x.reshape(-1, kx) @ y).reshape(x.shape[:-1] + y.shape[-1:]))
         return make(x @ y)
 
     @staticmethod
@@ -36,7 +39,11 @@ class Matmul(Function):
         if na:
             ga = _to_shape(unbroadcast(g2 @ b2.mT, a2.shape), a.shape)
         if nb:
-            gb = _to_shape(unbroadcast(a2.mT @ g2, b2.shape), b.shape)
+            if a.ndim > 2 and b.ndim == 2:  # one GEMM over the folded stack, not a batch + sum
+                k, n = b.shape
+                gb = a.reshape(-1, k).mT @ g.reshape(-1, n)
+            else:
+                gb = _to_shape(unbroadcast(a2.mT @ g2, b2.shape), b.shape)
         return ga, gb
 
 

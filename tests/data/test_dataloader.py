@@ -2,7 +2,6 @@
 shuffling, iterable datasets, and argument errors."""
 import numpy as np
 import pytest
-import torch
 import torch.utils.data as tud
 
 import phalanx as px

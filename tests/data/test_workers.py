@@ -49,17 +49,17 @@ class Sharded(IterableDataset):
         return iter(range(info.id, 11, info.num_workers))
 
 
-def test_workers_give_the_same_batches_as_the_main_process():
+@pytest.mark.parametrize("persistent", [False, True])
+def test_workers_give_the_same_batches_as_the_main_process(persistent):
     x = px.arange(40).reshape(20, 2)
     data = [(x[i], i) for i in range(20)]
 
-    def epochs(num_workers):
+    def epochs(num_workers, **kwargs):
         px.manual_seed(4)
-        loader = DataLoader(data, batch_size=3, shuffle=True, num_workers=num_workers,
-                            **({"prefetch_factor": 1} if num_workers else {}))
-        return [[(xb.tolist(), yb.tolist()) for xb, yb in loader] for _ in range(2)]
+        loader = DataLoader(data, batch_size=3, shuffle=True, num_workers=num_workers, **kwargs)
+        return [[(xb.tolist(), yb.tolist()) for xb, yb in loader] for _ in range(3)]
 
-    assert epochs(2) == epochs(0)
+    assert epochs(2, prefetch_factor=1, persistent_workers=persistent) == epochs(0)
 
 
 def test_worker_info_seeding_and_init_fn():
@@ -147,3 +147,20 @@ def test_timeout():
 
     with pytest.raises(RuntimeError, match="timed out after 0.3 seconds"):
         next(iter(DataLoader(Slow(), num_workers=1, timeout=0.3)))
+
+
+@pytest.mark.parametrize("context", ["spawn", "forkserver"])
+def test_other_start_methods(context):
+    from phalanx.data import TensorDataset
+    ds = TensorDataset(px.arange(10), px.arange(10) * 2)
+    loader = DataLoader(ds, batch_size=4, num_workers=2, multiprocessing_context=context)
+    assert [b[1].tolist() for b in loader] == [[0, 2, 4, 6], [8, 10, 12, 14], [16, 18]]
+
+
+def test_a_failing_worker_init_fn_is_reported():
+    def init(worker_id):
+        raise KeyError(f"no config for worker {worker_id}")
+    with pytest.raises(KeyError) as e:
+        list(DataLoader(list(range(4)), num_workers=1, worker_init_fn=init))
+    assert "Caught KeyError in DataLoader worker process 0" in str(e.value)
+    assert "no config for worker 0" in str(e.value) and "in init" in str(e.value)

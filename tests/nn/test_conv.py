@@ -12,6 +12,8 @@ import phalanx.nn.functional as F
 from phalanx.autograd import gradcheck, gradgradcheck
 
 rng = np.random.default_rng(0)
+# PyTorch warns that it pads a copy for even kernels with padding="same"; so do we
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding=.same.:UserWarning")
 
 
 def _pair(shapes, dtype=np.float64):
@@ -57,7 +59,8 @@ def test_conv2d_matches_torch(n, c, h, w, o, k, s, p, d, g, bias):
 
 
 # (N, C, L, out, kernel, stride, padding, dilation, groups)
-CONV1D = [(2, 3, 11, 4, 3, 1, 0, 1, 1), (2, 4, 12, 6, 3, 2, 1, 2, 2), (1, 2, 9, 2, 4, 1, "same", 1, 1)]
+CONV1D = [(2, 3, 11, 4, 3, 1, 0, 1, 1), (2, 4, 12, 6, 3, 2, 1, 2, 2),
+          (1, 2, 9, 2, 4, 1, "same", 1, 1)]
 
 
 @pytest.mark.parametrize("n,c,length,o,k,s,p,d,g", CONV1D)

@@ -12,7 +12,8 @@ rng = np.random.default_rng(0)
 
 CASES = [((2, 3, 5, 7), dict(size=(8, 4))), ((2, 3, 5, 7), dict(scale_factor=2)),
          ((2, 3, 5, 7), dict(scale_factor=1.7)), ((2, 3, 5, 7), dict(scale_factor=(0.5, 3))),
-         ((1, 2, 6, 6), dict(size=1)), ((2, 3, 9), dict(size=4)), ((2, 3, 4), dict(scale_factor=2.5)),
+         ((1, 2, 6, 6), dict(size=1)), ((2, 3, 9), dict(size=4)),
+         ((2, 3, 4), dict(scale_factor=2.5)),
          ((2, 3, 5, 7), dict(scale_factor=1.7, recompute_scale_factor=True))]
 
 
