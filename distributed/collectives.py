@@ -125,7 +125,7 @@ def _copy_into(tensors, stacked):
 
 
 def _dbg(pg, verb, a=None, **fields):
-    if debug.enabled() and pg.size > 1:
+    if debug._enabled and pg.size > 1:
         if a is not None:
             fields.update(shape=tuple(a.shape), dtype=str(a.dtype))
         debug.check(pg, verb, **fields)
@@ -138,8 +138,10 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
     if pg is None:
         return None
     a, back = _out(tensor)
-    _check_op(op, a)
-    _dbg(pg, "all_reduce", a, op=op)
+    if op is not ReduceOp.SUM:
+        _check_op(op, a)
+    if debug._enabled:
+        _dbg(pg, "all_reduce", a, op=op)
     return _run(async_op, back, pg.allreduce, a, op)
 
 

@@ -3,7 +3,8 @@
 Before each collective, the ranks of the group exchange a signature (verb, shape, dtype and
 the arguments that must agree); if any differ, every rank raises `CollectiveMismatchError`
 naming the ranks and the values, instead of hanging or corrupting memory. It costs one extra
-small exchange per collective, so it is off unless asked for.
+small exchange per collective, so it is off unless asked for: `PHALANX_DEBUG` is read when the
+process group is created (`init_process_group`), or call `set_enabled(True)`.
 """
 import os
 
@@ -12,11 +13,21 @@ class CollectiveMismatchError(RuntimeError):
     """Ranks called different collectives, or the same one with different shapes/dtypes."""
 
 
+_enabled = False
+
+
 def enabled():
-    return os.environ.get("PHALANX_DEBUG", "0") not in _OFF
+    return _enabled
 
 
-_OFF = ("", "0", "false", "False", "no", "off")
+def set_enabled(flag=True):
+    global _enabled
+    _enabled = bool(flag)
+
+
+def configure_from_env():
+    set_enabled(os.environ.get("PHALANX_DEBUG", "0").lower() not in ("", "0", "false", "no",
+                                                                      "off"))
 
 
 _counts = {}   # id(group) -> number of collectives checked on it

@@ -137,9 +137,9 @@ class MpiProcessGroup(ProcessGroup):
         """
         job = _bound(fn, arrays)
         desc = (verb, arrays[-1] if arrays else None)
-        if self.size > 1 and not CALLER_WAITS.active and not self._queue.inside():
-            return self._queue.post(lambda: self._arrive() or job(), desc)
-        return self._queue.post(job, desc)
+        if CALLER_WAITS.active or self.size == 1 or self._queue.inside():
+            return self._queue.post(job, desc)
+        return self._queue.post(lambda: self._arrive() or job(), desc)
 
     def _arrive(self, spins=100, nap=50e-6):
         request = self.comm.Ibarrier()
@@ -155,12 +155,11 @@ class MpiProcessGroup(ProcessGroup):
     def _op(self, op, dtype):
         return (self._bool_ops if dtype is _BOOL else self._ops)[op]
 
-    def _average(self, a, op):
-        if op is ReduceOp.AVG:
-            if a.dtype.kind in "fc":
-                a /= self.size
-            else:
-                a //= self.size
+    def _average(self, a):
+        if a.dtype.kind in "fc":
+            a /= self.size
+        else:
+            a //= self.size
 
     def _on_timeout(self, queue, desc, seconds):
         sys.stderr.write(
@@ -178,7 +177,8 @@ class MpiProcessGroup(ProcessGroup):
 
         def run(a):
             self.comm.Allreduce(self._in_place, self._buf(a), mop)
-            self._average(a, op)
+            if op is ReduceOp.AVG:
+                self._average(a)
         return self._post("all_reduce", run, array)
 
     def broadcast(self, array, root=0):
@@ -190,7 +190,8 @@ class MpiProcessGroup(ProcessGroup):
         def run(a):
             if self.rank == root:
                 self.comm.Reduce(self._in_place, self._buf(a), mop, root)
-                self._average(a, op)
+                if op is ReduceOp.AVG:
+                    self._average(a)
             else:
                 self.comm.Reduce(self._buf(a), None, mop, root)
         return self._post("reduce", run, array)
@@ -205,7 +206,8 @@ class MpiProcessGroup(ProcessGroup):
 
         def run(o, a):
             self.comm.Reduce_scatter_block(self._buf(a), self._buf(o), mop)
-            self._average(o, op)
+            if op is ReduceOp.AVG:
+                self._average(o)
         return self._post("reduce_scatter", run, out, array)
 
     def gather(self, out, array, root=0):

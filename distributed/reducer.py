@@ -21,6 +21,7 @@ from ..autograd import engine
 from ..tensor import Tensor
 from ..tensor.backend import array_module
 from . import debug
+from .comm_queue import blocking
 from .process_group import ReduceOp
 
 FIRST_BUCKET_BYTES = 1 << 20
@@ -89,7 +90,7 @@ class Reducer:
         self._ready = set()
         self._had_grad = {}
         self._next = 0
-        self._usage = None
+        self._used = None
         self._handles = [p.register_post_accumulate_grad_hook(_weak(self._on_grad))
                          for p in self.params]
         self._handles.append(engine.register_backward_start_hook(_weak(self._on_start)))
@@ -132,8 +133,7 @@ class Reducer:
             self._attach(p)
         for b in self.buckets:
             b.pending, b.work = len(b.params), None
-        counts = array_module(self.buckets[0].buffer).asarray(used, dtype="int32")
-        self._usage = (counts, self.group.allreduce(counts, ReduceOp.SUM))  # who used what
+        self._used = used
         engine.queue_callback(self._finish)
         for p, u in zip(self.params, used):
             if not u:
@@ -180,18 +180,18 @@ class Reducer:
                     out = getattr(result, "_data", result)
                     if out is not b.buffer:
                         b.buffer[...] = out.reshape(b.buffer.shape)
-            if self._usage is not None:
-                counts, work = self._usage
-                work.wait()
-                for p, c in zip(self.params, counts.tolist()):
-                    if c == 0 and not self._had_grad[id(p)]:
-                        p.grad = None       # no rank used it: as without DDP
+            # who used what: exchanged here, where the main thread waits anyway, not during
+            # backward, where a collective would compete with the computation
+            counts = array_module(self.buckets[0].buffer).asarray(self._used, dtype="int32")
+            blocking(self.group.allreduce, counts, ReduceOp.SUM)
+            for p, c in zip(self.params, counts.tolist()):
+                if c == 0 and not self._had_grad[id(p)]:
+                    p.grad = None           # no rank used it: as without DDP
             for p in self.params:
                 if p.grad is not None:
                     p.grad._version[0] += 1
         finally:
             self._active = False
-            self._usage = None
         _advance_heartbeat()
 
 

@@ -8,6 +8,7 @@ one; `nccl` (GPU runs) comes with the NCCL backend. Every other function here fo
 import datetime
 import importlib
 
+from . import debug
 from . import env as _env_mod
 
 DEFAULT_TIMEOUT = 1800.0          # seconds, as in PyTorch
@@ -131,6 +132,7 @@ def init_process_group(backend=None, timeout=None, **kwargs):
             raise ValueError(f"init_process_group({name}={given}) disagrees with the launcher's "
                              f"{name}={value}; drop the argument and let the launcher decide")
     name = _choose(backend, environment)
+    debug.configure_from_env()
     world = _create(name, environment, _seconds(timeout))
     _state.world, _state.env, _state.groups = world, environment, []
     if name == "mpi" and world.size > 1:

@@ -1,5 +1,34 @@
-"""linear and bilinear (composites of matmul/einsum: their backward comes from the primitives)."""
-from ...tensor import einsum
+"""linear (one fused Function) and bilinear (einsum: its backward comes from the primitives)."""
+from ...autograd import Function
+from ...tensor import Tensor, einsum
+
+
+class Linear(Function):
+    """y = x @ W.T + b for 2-D x, fused: the bias is added in place, and the weight gradient
+    comes out as one C-ordered GEMM (the composite's went through a transpose, and storing
+    that Fortran-ordered array into .grad cost a strided copy as long as the GEMM itself)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias=None):
+        xd, wd = x._data, weight._data
+        if xd.dtype != wd.dtype or (bias is not None and bias._data.dtype != wd.dtype):
+            raise RuntimeError(
+                f"linear: input ({x.dtype}), weight ({weight.dtype})"
+                + (f" and bias ({bias.dtype})" if bias is not None else "")
+                + " must have the same dtype; convert the input, e.g. x.to(weight.dtype)")
+        out = xd @ wd.T
+        if bias is not None:
+            out += bias._data
+        ctx.save_for_backward(x, weight)
+        return Tensor._make(out)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad + (False,) * (3 - len(ctx.needs_input_grad))
+        return (g @ weight if need_x else None,
+                g.mT @ x if need_w else None,
+                g.sum(0) if need_b else None)
 
 
 def linear(input, weight, bias=None):
@@ -8,14 +37,15 @@ def linear(input, weight, bias=None):
         raise RuntimeError(f"linear: input has {input.shape[-1]} features in its last "
                            f"dimension (shape {list(input.shape)}) but weight has shape "
                            f"{list(weight.shape)} (out_features, in_features={weight.shape[-1]})")
-    if input.ndim > 2 and weight.ndim == 2:
-        # one 2-D matmul instead of a batch of them (and a 2-D weight gradient, not a batch
-        # of them summed afterwards)
-        lead = tuple(input.shape[:-1])
-        out = linear(input.reshape(-1, input.shape[-1]), weight, bias)
-        return out.reshape(lead + (weight.shape[0],))
-    out = input.matmul(weight.t()) if weight.ndim == 2 else input.matmul(weight)
-    return out if bias is None else out + bias
+    if weight.ndim != 2:
+        out = input.matmul(weight)
+        return out if bias is None else out + bias
+    if input.ndim == 2:
+        return Linear.apply(input, weight, bias)
+    # any other rank: fold to 2-D (one GEMM, one 2-D weight gradient) and unfold
+    lead = tuple(input.shape[:-1])
+    out = Linear.apply(input.reshape(-1, input.shape[-1]), weight, bias)
+    return out.reshape(lead + (weight.shape[0],))
 
 
 def bilinear(input1, input2, weight, bias=None):

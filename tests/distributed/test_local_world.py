@@ -134,3 +134,18 @@ def test_world_of_one_ddp_equals_plain_training(alone):
     for p, q in zip(ddp.module.parameters(), ref.parameters()):
         np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=0, atol=1e-12)
     assert list(ddp.state_dict()) == list(ref.state_dict())
+
+
+def test_debug_mode_is_read_from_the_environment_at_init(monkeypatch):
+    for name in LAUNCHER_VARS:
+        monkeypatch.delenv(name, raising=False)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    monkeypatch.setenv("PHALANX_DEBUG", "1")
+    dist.init_process_group()
+    try:
+        assert dist.debug.enabled()
+        dist.all_reduce(px.tensor([1.0]))       # a world of one has nobody to disagree with
+    finally:
+        dist.destroy_process_group()
+        dist.debug.set_enabled(False)

@@ -242,7 +242,7 @@ def test_new_group_subset(world):
 
 def test_debug_mode_names_ranks_and_values(world, monkeypatch):
     rank, size = world
-    monkeypatch.setenv("PHALANX_DEBUG", "1")
+    monkeypatch.setattr(dist.debug, "_enabled", True)
     t = T(np.zeros(3 if rank == 0 else 4, np.float32))
     with pytest.raises(dist.CollectiveMismatchError) as info:
         dist.all_reduce(t)

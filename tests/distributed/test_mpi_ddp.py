@@ -175,7 +175,7 @@ def test_unused_parameters_no_flag(world):
 
 
 def test_debug_mode_checks_buckets_too(world, monkeypatch):
-    monkeypatch.setenv("PHALANX_DEBUG", "1")
+    monkeypatch.setattr(dist.debug, "_enabled", True)
     ddp, ref = wrap(mlp, bucket_cap_mb=0.0005)
     train(ddp, ref, batches(1, (6,), 3, seed=9), lambda p: px.optim.SGD(p, lr=0.1))
 

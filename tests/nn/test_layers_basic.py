@@ -204,3 +204,26 @@ def test_layer_defaults_match_torch_bounds():
                                atol=0.02)
     assert lin.weight.dtype == px.float32
     assert nn.Linear(2, 2, dtype=px.float64).weight.dtype == px.float64
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (2, 3, 4), (4,)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_function_gradcheck(shape, bias):
+    gen = px.Generator().manual_seed(3)
+    x = px.randn(*shape, generator=gen, dtype=px.float64, requires_grad=True)
+    w = px.randn(5, 4, generator=gen, dtype=px.float64, requires_grad=True)
+    b = px.randn(5, generator=gen, dtype=px.float64, requires_grad=True) if bias else None
+    inputs = (x, w, b) if bias else (x, w)
+    assert gradcheck(lambda *a: F.linear(*a), inputs)
+    assert gradgradcheck(lambda *a: F.linear(*a), inputs)
+
+
+def test_linear_weight_grad_is_c_contiguous():
+    m = nn.Linear(8, 6)
+    m(px.randn(5, 8)).sum().backward()
+    assert m.weight.grad._data.flags.c_contiguous
+
+
+def test_linear_dtype_mismatch_names_both():
+    with pytest.raises(RuntimeError, match="float64.*float32"):
+        F.linear(px.randn(2, 3, dtype=px.float64), px.randn(4, 3))
