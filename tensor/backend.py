@@ -151,22 +151,10 @@ def cupy_loaded():
 def special(xp):
     """scipy.special for NumPy arrays, cupyx.scipy.special for CuPy arrays (erf for GELU)."""
     if xp is np:
-        try:
-            import scipy.special as sp
-            return sp
-        except ImportError:  # numpy is the only runtime dependency: exact, slower erf
-            return _MathSpecial
+        import scipy.special as sp
+        return sp
     import cupyx.scipy.special as csp
     return csp
-
-
-class _MathSpecial:
-    """The part of scipy.special that Phalanx uses, from the math module."""
-
-    @staticmethod
-    def erf(x):
-        import math
-        return np.vectorize(math.erf, otypes=[x.dtype])(x)
 
 
 def add_at(xp, target, index, values):

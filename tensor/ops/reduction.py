@@ -183,8 +183,12 @@ class Softmax(Function):
         d = x._data
         xp = array_module(d)
         dim = normalize_dim(dim, d.ndim)
-        e = xp.exp(d - d.max(axis=dim, keepdims=True)) if d.size else d.copy()
-        e /= e.sum(axis=dim, keepdims=True)
+        if d.size:
+            e = d - d.max(axis=dim, keepdims=True)
+            xp.exp(e, out=e)
+            e /= e.sum(axis=dim, keepdims=True)
+        else:
+            e = d.copy()
         out = make(e)
         ctx.save_for_backward(out)
         ctx.dim = dim
@@ -193,7 +197,34 @@ class Softmax(Function):
     @staticmethod
     def backward(ctx, g):
         y, = ctx.saved_tensors
-        return y * (g - (g * y).sum(ctx.dim, keepdim=True))
+        return SoftmaxBackward.apply(g, y, ctx.dim)
+
+
+class SoftmaxBackward(Function):
+    """y * (g - sum(g * y)) in one pass over arrays (four tensor ops cost 2x on small inputs);
+    differentiable itself, for double backward."""
+
+    @staticmethod
+    def forward(ctx, g, y, dim):
+        gy = g._data * y._data
+        gy -= y._data * gy.sum(axis=dim, keepdims=True)
+        ctx.save_for_backward(g, y)
+        ctx.dim = dim
+        return make(gy)
+
+    @staticmethod
+    def backward(ctx, gg):
+        g, y = ctx.saved_tensors
+        dim = ctx.dim
+        need_g, need_y = ctx.needs_input_grad[:2]
+        # out_i = y_i g_i - y_i s, s = sum_j g_j y_j
+        dg = SoftmaxBackward.apply(gg, y, dim) if need_g else None
+        dy = None
+        if need_y:
+            s = (g * y).sum(dim, keepdim=True)
+            t = (gg * y).sum(dim, keepdim=True)
+            dy = gg * (g - s) - g * t
+        return dg, dy, None
 
 
 class LogSoftmax(Function):
@@ -215,7 +246,31 @@ class LogSoftmax(Function):
     @staticmethod
     def backward(ctx, g):
         y, = ctx.saved_tensors
-        return g - y.exp() * g.sum(ctx.dim, keepdim=True)
+        return LogSoftmaxBackward.apply(g, y, ctx.dim)
+
+
+class LogSoftmaxBackward(Function):
+    """g - exp(y) * sum(g) in one pass over arrays; differentiable itself."""
+
+    @staticmethod
+    def forward(ctx, g, y, dim):
+        xp = array_module(y._data)
+        p = xp.exp(y._data)
+        p *= g._data.sum(axis=dim, keepdims=True)
+        ctx.save_for_backward(g, y)
+        ctx.dim = dim
+        return make(g._data - p)
+
+    @staticmethod
+    def backward(ctx, gg):
+        g, y = ctx.saved_tensors
+        dim = ctx.dim
+        need_g, need_y = ctx.needs_input_grad[:2]
+        p = y.exp()
+        # out_i = g_i - p_i S, S = sum_j g_j
+        dg = gg - (gg * p).sum(dim, keepdim=True) if need_g else None
+        dy = -gg * p * g.sum(dim, keepdim=True) if need_y else None
+        return dg, dy, None
 
 
 class Cumsum(Function):
