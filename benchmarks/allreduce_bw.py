@@ -1,14 +1,22 @@
-"""All-reduce bandwidth: Phalanx (`mpi` backend) vs raw mpi4py `Allreduce` vs PyTorch gloo.
+"""All-reduce bandwidth: Phalanx (`mpi` and `zmq` backends) vs raw mpi4py vs PyTorch gloo.
 
     python benchmarks/allreduce_bw.py                       # 2 ranks, 1 KB .. 100 MB
     python benchmarks/allreduce_bw.py --nproc 2 --backends phalanx,mpi4py --repeats 41
+    python benchmarks/allreduce_bw.py --backends zmq,gloo   # the launcher's CPU transport
 
-The script starts itself under `mpiexec -n NPROC`. Phalanx and raw mpi4py run in one job and
-take turns size by size and repeat by repeat, so a noisy neighbour slows both alike; gloo runs
-in a job of its own (its helper threads would disturb the MPI timings that follow them).
+`phalanx` is `dist.all_reduce` on the `mpi` backend; `zmq` is `dist.all_reduce` on a
+`ZmqProcessGroup` (the backend `phalanx run` picks without MPI), whose ranks meet through a
+store this script hosts, as the launcher's would. The script starts itself under
+`mpiexec -n NPROC`, where MPI also synchronises the timed blocks. Phalanx and raw mpi4py run in
+one job and take turns size by size and repeat by repeat, so a noisy neighbour slows both alike.
+gloo and zmq run in a job of their own, also taking turns, without MPI: plain processes with
+RANK/WORLD_SIZE and the store in their environment, as under `phalanx run`, synchronised by a
+second ZmqProcessGroup (gloo next to a live MPI runs several times slower at small sizes, and
+its helper threads would disturb the MPI timings).
 Each measurement is a timed block of back-to-back in-place SUM all-reduces of a float32 array
 (one all-reduce from 1 MB up; who goes first alternates); the table shows the median over
-repeats as algorithm bandwidth (bytes / time) and the ratio to raw mpi4py. Goal: Phalanx >= 0.95x raw mpi4py from 1 MB up.
+repeats as algorithm bandwidth (bytes / time), the ratio to raw mpi4py and zmq/gloo. Goals:
+Phalanx >= 0.95x raw mpi4py, and zmq >= 1x gloo, from 1 MB up.
 
 Each backend is one `setup_<name>(rank, size)` function returning `make(buffer) -> run()`;
 a new backend (e.g. a launcher-only transport) is one more such function in BACKENDS.
@@ -60,7 +68,22 @@ def setup_gloo(rank, size):
     return make
 
 
-BACKENDS = {"phalanx": setup_phalanx, "mpi4py": setup_mpi4py, "gloo": setup_gloo}
+def setup_zmq(rank, size):
+    import phalanx as px
+    import phalanx.distributed as dist
+    from phalanx.distributed.store import Store
+    from phalanx.distributed.zmq_backend import ZmqProcessGroup
+    group = ZmqProcessGroup.from_store(Store.from_env(), rank, size, prefix="bench")
+
+    def make(buf):
+        t = px.Tensor._make(buf)
+        return lambda: dist.all_reduce(t, group=group)
+    return make
+
+
+BACKENDS = {"phalanx": setup_phalanx, "mpi4py": setup_mpi4py, "gloo": setup_gloo,
+            "zmq": setup_zmq}
+LAUNCHER_ONLY = ("gloo", "zmq")      # run in a job of their own
 
 
 def iterations(nbytes):
@@ -69,10 +92,41 @@ def iterations(nbytes):
     return max(1, min(50, int(1e6 // max(nbytes, 1))))
 
 
+class MpiSync:
+    """Barrier and max-over-ranks between timed blocks, over MPI."""
+
+    def __init__(self):
+        from mpi4py import MPI
+        self.comm, self.max_op = MPI.COMM_WORLD, MPI.MAX
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+
+    def barrier(self):
+        self.comm.Barrier()
+
+    def max(self, value):
+        return self.comm.allreduce(value, op=self.max_op)
+
+
+class StoreSync(MpiSync):
+    """The same for a job started without MPI: a ZmqProcessGroup of its own."""
+
+    def __init__(self):
+        from phalanx.distributed.store import Store
+        from phalanx.distributed.zmq_backend import ZmqProcessGroup
+        self.rank, self.size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        self.group = ZmqProcessGroup.from_store(Store.from_env(), self.rank, self.size,
+                                                prefix="bench-sync")
+
+    def barrier(self):
+        self.group.barrier().wait()
+
+    def max(self, value):
+        return max(self.group.allgather_object(value))
+
+
 def worker(args):
-    from mpi4py import MPI
-    comm = MPI.COMM_WORLD
-    rank, size = comm.Get_rank(), comm.Get_size()
+    sync = StoreSync() if "RANK" in os.environ else MpiSync()
+    rank, size = sync.rank, sync.size
     names = args.backends.split(",")
     makers = {name: BACKENDS[name](rank, size) for name in names}
     results = {name: {} for name in names}
@@ -86,34 +140,52 @@ def worker(args):
         for rep in range(args.repeats):
             order = list(runs.items()) if rep % 2 == 0 else list(runs.items())[::-1]
             for name, run in order:            # alternate who goes first
-                comm.Barrier()
+                sync.barrier()
                 t0 = time.perf_counter()
                 for _ in range(n):
                     run()
                 times[name].append((time.perf_counter() - t0) / n)
         for name in names:   # the slowest rank's median decides
             med = float(np.median(times[name]))
-            results[name][nbytes] = comm.allreduce(med, op=MPI.MAX)
+            results[name][nbytes] = sync.max(med)
     if rank == 0:
         print("RESULT " + json.dumps(results), flush=True)
 
 
 def run_job(backends, args):
-    """Run `backends` together in one `mpiexec -n NPROC` job; {backend: {bytes: seconds}}."""
+    """Run `backends` together in one job of NPROC ranks; {backend: {bytes: seconds}}. Jobs
+    of launcher-only backends are plain processes around a store, the others mpiexec's."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, BENCH_GLOO_PORT=str(port), OPENBLAS_NUM_THREADS="1",
                OMP_NUM_THREADS="1")
-    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    cmd = [mpiexec if os.path.exists(mpiexec) else "mpiexec", "-n", str(args.nproc),
-           sys.executable, os.path.abspath(__file__), "--worker", "--backends",
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--backends",
            ",".join(backends), "--sizes", ",".join(map(str, args.sizes)), "--repeats",
            str(args.repeats)]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
-    line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT ")), None)
-    if out.returncode or line is None:
-        sys.exit(f"benchmark failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    if all(b in LAUNCHER_ONLY for b in backends):
+        from phalanx.distributed.store import StoreServer
+        with StoreServer() as server:
+            env.update(PHALANX_STORE_ENDPOINT=server.endpoint, PHALANX_STORE_TOKEN=server.token,
+                       WORLD_SIZE=str(args.nproc))
+            procs = [subprocess.Popen(cmd, env=dict(env, RANK=str(r)), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)
+                     for r in range(args.nproc)]
+            try:
+                outs = [p.communicate(timeout=1800) for p in procs]
+            finally:
+                for p in procs:
+                    p.kill()
+        code = max(p.returncode for p in procs)
+        stdout, stderr = outs[0][0], "".join(o[1] for o in outs)
+    else:
+        mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+        cmd = [mpiexec if os.path.exists(mpiexec) else "mpiexec", "-n", str(args.nproc), *cmd]
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
+        code, stdout, stderr = out.returncode, out.stdout, out.stderr
+    line = next((l for l in stdout.splitlines() if l.startswith("RESULT ")), None)
+    if code or line is None:
+        sys.exit(f"benchmark failed ({code}):\n{stdout}\n{stderr}")
     return {k: {int(n): t for n, t in v.items()} for k, v in json.loads(line[7:]).items()}
 
 
@@ -128,7 +200,7 @@ def human(n):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--nproc", type=int, default=2)
-    p.add_argument("--backends", default="phalanx,mpi4py,gloo",
+    p.add_argument("--backends", default="phalanx,mpi4py,gloo,zmq",
                    help=f"comma-separated, from {', '.join(BACKENDS)}")
     p.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=SIZES,
                    help="bytes, comma-separated")
@@ -138,7 +210,7 @@ def main():
     if args.worker:
         return worker(args)
     names = args.backends.split(",")
-    jobs = [[n for n in names if n != "gloo"], [n for n in names if n == "gloo"]]
+    jobs = [[n for n in names if n not in LAUNCHER_ONLY], [n for n in names if n in LAUNCHER_ONLY]]
     results = {}
     for job in (j for j in jobs if j):
         results.update(run_job(job, args))
@@ -147,6 +219,8 @@ def main():
     head = f"{'size':>8}" + "".join(f"{n + ' GB/s':>14}{n + ' us':>12}" for n in names)
     if "mpi4py" in names:
         head += "".join(f"{n + '/mpi4py':>16}" for n in names if n != "mpi4py")
+    if "zmq" in names and "gloo" in names:
+        head += f"{'zmq/gloo':>10}"
     print(head)
     for nbytes in args.sizes:
         row = f"{human(nbytes):>8}"
@@ -156,6 +230,8 @@ def main():
         if "mpi4py" in names:
             ref = results["mpi4py"][nbytes]
             row += "".join(f"{ref / results[n][nbytes]:>15.2f}x" for n in names if n != "mpi4py")
+        if "zmq" in names and "gloo" in names:
+            row += f"{results['gloo'][nbytes] / results['zmq'][nbytes]:>9.2f}x"
         print(row)
 
 

@@ -34,6 +34,12 @@ def _rank():
     return detect().rank
 
 
+def _barrier():
+    from . import collectives, world
+    if world.is_initialized() and world.get_world_size() > 1:
+        collectives.barrier()
+
+
 def _rng_state():
     import phalanx
     np_state = np.random.get_state()
@@ -128,10 +134,16 @@ class State:
 
     # -- commit / save / restore ----------------------------------------------------------------
     def commit(self):
-        """Mark this point as the one to resume from: in memory, and on disk by rank 0."""
+        """Mark this point as the one to resume from: in memory, and on disk by rank 0.
+
+        Every rank calls it. With a path and a process group of several ranks it ends in a
+        barrier, so once `commit()` returned anywhere the commit is on disk: a rank that fails
+        afterwards can never make the group resume from an older one."""
         self._committed = copy.deepcopy(self.state_dict())
-        if self.path is not None and _rank() == 0:
-            self.save(self.path, self._committed)
+        if self.path is not None:
+            if _rank() == 0:
+                self.save(self.path, self._committed)
+            _barrier()
 
     def save(self, path=None, state=None):
         """Write the state (now, or the given snapshot) to `path` atomically."""

@@ -6,32 +6,42 @@ per peer. Every message is `[header, payload]`; the 16-byte header names the sen
 that arrive before they are wanted wait in a mailbox. ZeroMQ keeps each sender→receiver stream in
 order, so the chunks of one collective need no numbering.
 
-All operations run, in the order they were issued, on one communication thread; each returns a
-`Work`. Large arrays travel zero-copy (ZeroMQ reads the NumPy buffer itself) and are reduced in
-place with NumPy ufuncs. All-reduce is a pipelined ring: reduce-scatter then all-gather, each
-segment cut in chunks that are forwarded as soon as they are reduced, so every link is busy all
-the time and each rank sends 2(n-1)/n of the array, the bandwidth optimum.
+Operations run one at a time in the order they were issued, through the group's `CommQueue`:
+asynchronous ones on its communication thread, synchronous ones (`blocking`, and every
+collective called with async_op=False) on the caller's thread, with no thread hand-off. Each
+returns a `Work`. `submit(fn)` runs `fn` in that order too (DDP's communication hooks), and
+`split` makes sub-groups through the store, under a prefix of their own.
+
+Full chunks and larger arrays travel zero-copy (ZeroMQ reads the NumPy buffer itself), smaller
+messages are copied; received frames are reduced into place with NumPy ufuncs. All-reduce is a
+pipelined ring: reduce-scatter then all-gather, each segment cut in chunks that are forwarded as
+soon as they are reduced, so every link is busy all the time and each rank sends 2(n-1)/n of the
+array, the bandwidth optimum.
 """
 import atexit
 import collections
 import os
 import pickle
-import queue
 import socket
 import struct
-import threading
 import time
 import weakref
 
 import numpy as np
 import zmq
 
-from .process_group import ProcessGroup, ReduceOp, Work
+from .comm_queue import CommQueue, blocking
+from .process_group import ProcessGroup, ReduceOp
 
 DEFAULT_TIMEOUT = 1800.0
 CHUNK_BYTES = int(os.environ.get("PHALANX_ZMQ_CHUNK_BYTES", 1 << 20))
 LINGER_SECONDS = 5.0              # how long shutdown (and exit) waits to deliver queued messages
-SMALL_BYTES = 64 << 10            # below this: copy on send, and all-reduce by direct exchange
+SMALL_BYTES = 64 << 10            # up to this: all-reduce by direct exchange
+# Messages below this are copied on send: a memcpy is far cheaper than the zero-copy path (a
+# tracker per message, pyzmq's garbage-collector thread, waiting for ZeroMQ to let go of the
+# buffer before returning), which pays only from full chunks up (benchmarks/allreduce_bw.py:
+# copying wins at 1-4 MB all-reduces, zero-copy by ~10% from 16 MB, on 2 ranks).
+ZERO_COPY_BYTES = int(os.environ.get("PHALANX_ZMQ_ZERO_COPY_BYTES", CHUNK_BYTES))
 _HEADER = struct.Struct("<iiq")   # sender rank, kind, sequence number or tag
 _COLLECTIVE, _P2P = 0, 1
 
@@ -89,11 +99,16 @@ class ZmqProcessGroup(ProcessGroup):
                       f"{os.environ.get('PHALANX_RDZV_ROUND', '0')}")
         return cls(store, rank, size, timeout=timeout, prefix=prefix)
 
-    def __init__(self, store, rank, size, timeout=DEFAULT_TIMEOUT, prefix="zmq_pg"):
+    def __init__(self, store, rank, size, timeout=DEFAULT_TIMEOUT, prefix="zmq_pg", ranks=None):
         if not 0 <= rank < size:
             raise ValueError(f"rank {rank} is outside a group of size {size}")
-        super().__init__(rank, size)
+        super().__init__(rank, size, ranks)
         self.timeout = float(timeout)
+        self._store, self._prefix, self._splits = store, prefix, 0
+        if store.add(f"{prefix}/members", 1) > size:     # two groups under one prefix would
+            raise ValueError(                             # cross-wire their ranks silently
+                f"rank {rank}: the store prefix {prefix!r} is already used by another group of "
+                f"{size} ranks; give every ZmqProcessGroup a prefix of its own")
         self._ctx = zmq.Context()
         self._pull = self._ctx.socket(zmq.PULL)
         self._pull.setsockopt(zmq.RCVHWM, 0)
@@ -117,40 +132,29 @@ class ZmqProcessGroup(ProcessGroup):
         self._seq = 0
         self._trackers = []
         self._broken = None
-        self._queue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name=f"phalanx-zmq-{rank}",
-                                        daemon=True)
-        self._thread.start()
+        self._queue = CommQueue(f"phalanx-zmq-{prefix}-{rank}")
         self._closed = False
         atexit.register(_shutdown_at_exit, weakref.ref(self))
 
-    # -- the communication thread ---------------------------------------------------------------
+    # -- running operations in issue order ------------------------------------------------------
     def _submit(self, fn, *args):
-        work = Work()
-        if self._broken is not None:
-            work.set_error(CollectiveError(f"rank {self.rank}: the process group is broken by an "
-                                           f"earlier failure: {self._broken}"))
-        else:
-            self._queue.put((fn, args, work))
-        return work
+        return self._queue.post(lambda: self._guarded(fn, args), fn.__name__.lstrip("_"))
 
-    def _serve(self):
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            fn, args, work = item
-            if self._broken is not None:
-                work.set_error(CollectiveError(f"rank {self.rank}: the process group is broken "
-                                               f"by an earlier failure: {self._broken}"))
-                continue
-            try:
-                result = fn(*args)
-                self._flush_sends()
-                work.set_result(result)
-            except BaseException as e:
-                self._broken = e
-                work.set_error(e)
+    def _guarded(self, fn, args):
+        """Run one operation; the first failure breaks the group (ranks are out of step)."""
+        if self._broken is not None:
+            raise CollectiveError(f"rank {self.rank}: the process group is broken by an "
+                                  f"earlier failure: {self._broken}")
+        try:
+            result = fn(*args)
+            self._flush_sends()
+            return result
+        except BaseException as e:
+            self._broken = e
+            raise
+
+    def submit(self, fn):
+        return self._queue.post(fn, getattr(fn, "__qualname__", "submitted function"))
 
     def _next_seq(self):
         self._seq += 1
@@ -159,7 +163,7 @@ class ZmqProcessGroup(ProcessGroup):
     def _send(self, dst, kind, key, buf):
         header = _HEADER.pack(self.rank, kind, key)
         sock = self._push[dst]
-        if isinstance(buf, np.ndarray) and buf.nbytes >= SMALL_BYTES:
+        if isinstance(buf, np.ndarray) and buf.nbytes >= ZERO_COPY_BYTES:
             sock.send(header, zmq.SNDMORE)
             # zero-copy: ZeroMQ reads the array itself; the tracker says when it is done with it
             self._trackers.append(sock.send(memoryview(buf).cast("B"), copy=False, track=True))
@@ -180,9 +184,11 @@ class ZmqProcessGroup(ProcessGroup):
         while not box:
             left = deadline - time.monotonic()
             if left <= 0:
+                waiting = sorted((s, k, n, len(b)) for (s, k, n), b in self._mailbox.items() if b)
                 raise CollectiveError(
-                    f"rank {self.rank}: {what} got nothing from rank {src} within "
-                    f"{self.timeout:g} s; did rank {src} die or call a different collective?")
+                    f"rank {self.rank}: {what} (#{key}) got nothing from rank {src} within "
+                    f"{self.timeout:g} s; did rank {src} die or call a different collective? "
+                    f"Messages waiting here (sender, kind, number, count): {waiting}")
             if self._pull.poll(int(min(left, 1.0) * 1000) + 1):
                 header, payload = self._pull.recv_multipart(copy=False)
                 sender, k, kk = _HEADER.unpack(header.bytes)
@@ -376,7 +382,7 @@ class ZmqProcessGroup(ProcessGroup):
 
     # -- object collectives (pickle, as in PyTorch) -------------------------------------------
     def allgather_object(self, obj):
-        return self._submit(self._allgather_object, pickle.dumps(obj)).result()
+        return blocking(self._submit, self._allgather_object, pickle.dumps(obj))
 
     def _allgather_object(self, data):
         seq = self._next_seq()
@@ -389,7 +395,7 @@ class ZmqProcessGroup(ProcessGroup):
 
     def broadcast_object(self, obj, root=0):
         data = pickle.dumps(obj) if self.rank == root else None
-        return self._submit(self._broadcast_object, data, root).result()
+        return blocking(self._submit, self._broadcast_object, data, root)
 
     def _broadcast_object(self, data, root):
         seq = self._next_seq()
@@ -399,6 +405,19 @@ class ZmqProcessGroup(ProcessGroup):
                     self._send(r, _COLLECTIVE, seq, data)
             return pickle.loads(data)
         return pickle.loads(self._recv(root, _COLLECTIVE, seq, "broadcast_object").bytes)
+
+    # -- sub-groups ---------------------------------------------------------------------------
+    def split(self, ranks):
+        """A group of this group's members `ranks` (positions here); None on non-members.
+        Every member of this group calls it, in the same order, so the n-th split has the same
+        store prefix everywhere; members meet there as `from_store` ranks do."""
+        ranks = list(ranks)
+        self._splits += 1
+        if self.rank not in ranks:
+            return None
+        return ZmqProcessGroup(self._store, ranks.index(self.rank), len(ranks),
+                               timeout=self.timeout, prefix=f"{self._prefix}/split{self._splits}",
+                               ranks=[self.ranks[r] for r in ranks])
 
     # -- lifetime ---------------------------------------------------------------------------------
     def abort(self, errorcode=1):
@@ -413,9 +432,7 @@ class ZmqProcessGroup(ProcessGroup):
         if self._closed:
             return
         self._closed = True
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join(self.timeout)
+        self._queue.close(self.timeout)
         for sock in self._push:
             if sock is not None:      # a broken group's peers may be gone: do not wait for them
                 sock.close(0 if self._broken is not None else None)

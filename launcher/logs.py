@@ -1,6 +1,11 @@
 """Log routing: workers' stdout/stderr pipes → `[rank N]:`-prefixed lines on the console, plus
-per-rank files when teeing. One thread multiplexes every pipe with `selectors`."""
+per-rank files when teeing. One thread multiplexes every pipe with `selectors`.
+
+A carriage return ends a line too, and is passed on as one: a progress bar (tqdm redraws itself
+with `\r`) shows live, prefixed, on one console line instead of arriving as one long line when
+the bar finishes."""
 import os
+import re
 import selectors
 import sys
 import threading
@@ -55,10 +60,9 @@ class LogRouter:
         if not chunk:                              # EOF: flush what is left and stop watching
             self._selector.unregister(source.fd)
             os.close(source.fd)
-            lines, self._partial[source.fd] = ([data + b"\n"] if data else []), b""
+            lines, self._partial[source.fd] = split_lines(data + b"\n") if data else ([], b"")
         else:
-            *lines, self._partial[source.fd] = data.split(b"\n")
-            lines = [line + b"\n" for line in lines]
+            lines, self._partial[source.fd] = split_lines(data)
         if not lines:
             return
         out = b"".join(source.prefix + line for line in lines)
@@ -71,6 +75,23 @@ class LogRouter:
         if source.tee is not None:
             source.tee.write(b"".join(lines))
             source.tee.flush()
+
+
+_LINE_END = re.compile(rb"\r\n|\r(?=.)|\n", re.S)   # a final \r may be half of a \r\n
+
+
+def split_lines(data):
+    """(complete lines, each ending in \n or \r; the unfinished rest). Empty \r-lines (the
+    \r a progress bar starts each redraw with) are dropped."""
+    lines, start = [], 0
+    for m in _LINE_END.finditer(data):
+        text, start = data[start:m.start()], m.end()
+        if m.group() == b"\r":
+            if text:
+                lines.append(text + b"\r")
+        else:
+            lines.append(text + b"\n")
+    return lines, data[start:]
 
 
 def rank_prefix(rank, host=None):

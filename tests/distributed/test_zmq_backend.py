@@ -90,3 +90,13 @@ def test_a_missing_peer_times_out_naming_the_rank():
         with pytest.raises(RuntimeError, match="broken"):      # later calls fail fast
             pg.barrier().wait()
         pg.shutdown()
+
+
+@pytest.mark.timeout(30)
+def test_a_reused_prefix_is_refused():
+    with StoreServer() as server:
+        store = Store(server.endpoint, server.token)
+        pg = ZmqProcessGroup.from_store(store, 0, 1, timeout=5, prefix="twice")
+        with pytest.raises(ValueError, match="'twice' is already used"):
+            ZmqProcessGroup.from_store(store, 0, 1, timeout=5, prefix="twice")
+        pg.shutdown()

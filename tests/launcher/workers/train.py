@@ -1,24 +1,34 @@
-"""Data-parallel least squares over ZmqProcessGroup with `elastic.State`, committing every step.
+"""Data-parallel training on the real stack under `phalanx run`, resumable with `elastic.State`.
 
-`--fail-rank R --fail-step K --mode exit|kill|hang` makes rank R misbehave before the all-reduce
-of step K, in the first attempt only; the launcher must restart the group, which resumes from the
-last commit. Rank 0 writes the final weights to --out, so the test can compare them with an
-uninterrupted run. The model and optimizer are NumPy objects with state_dict()/load_state_dict().
+`init_process_group()` (the zmq backend under the launcher), a small `px.nn` model with dropout
+wrapped in `DistributedDataParallel`, SGD with momentum, a `DistributedSampler` + `DataLoader`,
+committing every step. Dropout draws from the global generator, so a resumed run only matches
+an uninterrupted one if the RNG state is restored too.
+
+`--fail-rank R --fail-step K --mode exit|kill|hang` makes rank R misbehave between forward and
+backward of step K, in the first attempt only; the launcher must restart the group, which
+resumes from the last commit. A hung rank is noticed through the heartbeat that DDP advances on
+every synchronised backward (nothing here calls `heartbeat.advance()`). Rank 0 writes the final
+parameters, flattened, to --out (a .npy file) so the test can compare them with an
+uninterrupted run.
 """
 import argparse
+import itertools
 import os
 import signal
 import time
 
 import numpy as np
 
-from phalanx.distributed import elastic, heartbeat
-from phalanx.distributed.process_group import ReduceOp
-from phalanx.distributed.store import Store
-from phalanx.distributed.zmq_backend import ZmqProcessGroup
+import phalanx as px
+import phalanx.distributed as dist
+from phalanx import nn
+from phalanx.data import DataLoader, DistributedSampler, TensorDataset
+from phalanx.distributed import elastic
+from phalanx.nn import functional as F
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--steps", type=int, default=20)
+parser.add_argument("--steps", type=int, default=12)
 parser.add_argument("--ckpt", required=True)
 parser.add_argument("--out", required=True)
 parser.add_argument("--fail-rank", type=int, default=-1)
@@ -26,69 +36,55 @@ parser.add_argument("--fail-step", type=int, default=-1)
 parser.add_argument("--mode", choices=["exit", "kill", "hang"], default="exit")
 args = parser.parse_args()
 
-rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+dist.init_process_group(timeout=60)
+rank, size = dist.get_rank(), dist.get_world_size()
 first_attempt = os.environ.get("RESTART_COUNT", "0") == "0"
-pg = ZmqProcessGroup.from_store(Store.from_env(timeout=60), rank, size, timeout=60)
-np.random.seed(0)                        # every rank alike, as DDP expects
-TRUE_W = np.linspace(-1, 1, 8)
+
+data = px.Generator().manual_seed(1)
+x = px.randn(64, 8, generator=data)
+y = x @ px.linspace(-1, 1, 8).unsqueeze(1) + 0.1 * px.randn(64, 1, generator=data)
+sampler = DistributedSampler(TensorDataset(x, y), shuffle=True, seed=3)
+# its own generator: each iter() draws a seed from it, and a resumed run starts a fresh iter()
+# mid-epoch, which must not shift the global generator that dropout draws from
+loader = DataLoader(TensorDataset(x, y), batch_size=8, sampler=sampler, generator=px.Generator())
+per_epoch = len(loader)
+
+px.manual_seed(0)
+model = dist.DistributedDataParallel(
+    nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Dropout(0.2), nn.Linear(16, 1)))
+optimizer = px.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+state = elastic.State(args.ckpt, model=model, optimizer=optimizer, sampler=sampler, step=0)
 
 
-class Model:
-    def __init__(self):
-        self.w = np.zeros(8)
-
-    def state_dict(self):
-        return {"w": self.w.copy()}
-
-    def load_state_dict(self, state):
-        self.w = np.array(state["w"], dtype=np.float64)
-
-
-class Momentum:
-    def __init__(self, model, lr=0.05, momentum=0.9):
-        self.model, self.lr, self.momentum = model, lr, momentum
-        self.buf = np.zeros_like(model.w)
-
-    def step(self, grad):
-        self.buf = self.momentum * self.buf + grad
-        self.model.w = self.model.w - self.lr * self.buf
-
-    def state_dict(self):
-        return {"buf": self.buf.copy()}
-
-    def load_state_dict(self, state):
-        self.buf = np.array(state["buf"], dtype=np.float64)
-
-
-model = Model()
-state = elastic.State(args.ckpt, model=model, optimizer=Momentum(model), step=0)
+def misbehave():
+    print(f"rank {rank} misbehaving ({args.mode}) at step {state.step}", flush=True)
+    if args.mode == "exit":
+        raise SystemExit(1)
+    if args.mode == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(3600)                     # hang: only the heartbeat can tell
 
 
 @elastic.run
 def train(state):
     while state.step < args.steps:
-        k = state.step
-        rng = np.random.default_rng(1000 + k * size + rank)        # this rank's shard of step k
-        x = rng.standard_normal((16, 8))
-        y = x @ TRUE_W + 0.1 * rng.standard_normal(16)
-        grad = 2 * x.T @ (x @ model.w - y) / len(y)
-        grad *= np.random.uniform(0.5, 1.5)      # global RNG: the same on every rank
-        if first_attempt and rank == args.fail_rank and k == args.fail_step:
-            print(f"rank {rank} misbehaving ({args.mode}) at step {k}", flush=True)
-            if args.mode == "exit":
-                raise SystemExit(1)
-            if args.mode == "kill":
-                os.kill(os.getpid(), signal.SIGKILL)
-            time.sleep(3600)                     # hang: only the heartbeat can tell
-        pg.allreduce(grad, ReduceOp.AVG).wait()
-        state.optimizer.step(grad)
-        heartbeat.advance()
-        state.step += 1
-        state.commit()
+        sampler.set_epoch(state.epoch)
+        for xb, yb in itertools.islice(loader, state.step - state.epoch * per_epoch, None):
+            loss = F.mse_loss(model(xb), yb)
+            if first_attempt and rank == args.fail_rank and state.step == args.fail_step:
+                misbehave()
+            optimizer.zero_grad()
+            loss.backward()                  # DDP averages the gradients, advances the heartbeat
+            optimizer.step()
+            state.step += 1
+            state.epoch = state.step // per_epoch
+            state.commit()
+            if state.step == args.steps:
+                break
 
 
 train(state)
 if rank == 0:
-    np.save(args.out, model.w)
-    print(f"final weights {model.w}", flush=True)
-pg.shutdown()
+    np.save(args.out, np.concatenate([p.detach().numpy().ravel() for p in model.parameters()]))
+    print(f"finished {state.step} steps on {size} ranks ({dist.get_backend()})", flush=True)
+dist.destroy_process_group()

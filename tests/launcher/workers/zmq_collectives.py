@@ -3,6 +3,7 @@
 Started by tests/distributed/test_zmq_backend.py with RANK, WORLD_SIZE and the store env."""
 import os
 import sys
+import threading
 
 import numpy as np
 
@@ -73,6 +74,47 @@ if size > 1:
     pg.recv(got, (rank - 1) % size, tag=3).wait()
     send.wait()
     assert np.array_equal(got, data((rank - 1) % size, 1000))
+
+# submit: runs after the work issued before it, on the communication thread (the caller goes on);
+# collectives it issues run right away, inside it
+a = np.full(200_000, 1.0)
+first = pg.allreduce(a)
+go = threading.Event()
+
+
+def hook():
+    go.wait(20)                       # set by the caller after submit() returned
+    before = a[0]
+    b = np.full(10, float(rank))
+    pg.allreduce(b).wait()
+    return before, b[0]
+
+
+hooked = pg.submit(hook)
+go.set()
+assert hooked.result() == (float(size), float(sum(range(size)))), hooked.result()
+first.wait()
+
+# sub-groups: every rank calls split in the same order; non-members get None
+evens = pg.split(list(range(0, size, 2)))
+tail = pg.split([size - 1, 0] if size > 1 else [0])
+if rank % 2:
+    assert evens is None
+else:
+    assert (evens.rank, evens.size, evens.ranks) == (rank // 2, (size + 1) // 2,
+                                                     list(range(0, size, 2)))
+    x = np.full(100_000, float(rank))
+    evens.allreduce(x).wait()
+    assert np.array_equal(x, np.full(100_000, float(sum(range(0, size, 2)))))
+    evens.shutdown()
+if rank in (0, size - 1):
+    assert tail.ranks == ([size - 1, 0] if size > 1 else [0])
+    x = np.array([float(rank)])
+    tail.broadcast(x, root=0).wait()     # group rank 0 is global rank size-1
+    assert x[0] == size - 1
+    tail.shutdown()
+else:
+    assert tail is None
 
 assert pg.allgather_object({"rank": rank}) == [{"rank": r} for r in range(size)]
 assert pg.broadcast_object(["hi", rank], root=0) == ["hi", 0]
