@@ -49,6 +49,7 @@ def run_phalanx(args):
     import phalanx as px
     import phalanx.distributed as dist
     from phalanx import nn
+    from phalanx.distributed.comm_queue import CALLER_WAITS
     from phalanx.nn import functional as F
     dist.init_process_group()
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -76,8 +77,11 @@ def run_phalanx(args):
         buckets = model.reducer.buckets
         group = model.process_group
 
-        def comm_only():
-            works = [group.allreduce(b.buffer, dist.ReduceOp.AVG) for b in buckets]
+        def comm_only():  # what DDP sends: gradients pre-divided, plus usage flags; the
+            # last bucket on the calling thread
+            works = [group.allreduce(b.flat, dist.ReduceOp.SUM) for b in buckets[:-1]]
+            with CALLER_WAITS:
+                works.append(group.allreduce(buckets[-1].flat, dist.ReduceOp.SUM))
             for w in works:
                 w.wait()
         result["allreduce"] = _time(comm_only, args.steps, args.repeats, dist.barrier)

@@ -7,7 +7,6 @@ in threads are treated the same way.
 """
 import sys
 import threading
-import time
 import traceback
 
 _installed = None   # (group, previous sys.excepthook, previous threading.excepthook)
@@ -20,9 +19,6 @@ def _die(group, exc_type, exc, tb, where):
         sys.stderr.write(f"[rank {rank}] uncaught exception{where}; aborting all "
                          f"{group.size} ranks:\n{text}")
         sys.stderr.flush()
-        # the MPI launcher forwards our stderr through a proxy that MPI_Abort tears down:
-        # give it a moment to pass the traceback on, or the user may never see it
-        time.sleep(0.5)
     finally:
         group.abort(1)
 

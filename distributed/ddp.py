@@ -92,8 +92,10 @@ class DistributedDataParallel(Module):
 
         `bucket` is a `GradBucket` (`buffer()`, `gradients()`, `parameters()`, `index()`,
         `is_last()`); the hook returns the reduced flat buffer (a tensor; None means it reduced
-        `bucket.buffer()` in place). It runs on the group's communication thread, one bucket
-        at a time in bucket order; collectives it calls run right away. Built-in hooks live
+        `bucket.buffer()` in place); the gradients it gets are the local ones (the mean is the
+        hook's to take). It runs one bucket at a time in bucket order, on the group's
+        communication thread (the last bucket: on the thread that runs backward, which waits
+        for it anyway); collectives it calls run right away. Built-in hooks live
         in `phalanx.distributed.comm_hooks` (`allreduce_hook`, `fp16_compress_hook`,
         `PowerSGDState` + `powerSGD_hook`). Register once, before the first backward.
         """

@@ -276,6 +276,9 @@ class MpiProcessGroup(ProcessGroup):
     def abort(self, errorcode=1):
         sys.stderr.flush()
         sys.stdout.flush()
+        # mpiexec forwards our output through a proxy that MPI_Abort tears down: give it a
+        # moment to pass the last words (a traceback, a timeout report) on to the user
+        time.sleep(0.5)
         mpi().COMM_WORLD.Abort(errorcode)
         os._exit(errorcode)  # not reached
 

@@ -3,17 +3,23 @@
 Parameters are packed, in reverse registration order (roughly the order backward produces
 their gradients), into flat buckets of one dtype and device: a small first bucket (1 MB, so
 communication starts early), then `bucket_cap_mb` each. Every parameter's `.grad` is a view
-into its bucket, so the engine accumulates straight into the bucket and nothing is copied.
+into its bucket, so the engine accumulates straight into the bucket.
 
 During a backward that follows a DDP forward, each parameter's post-accumulate hook marks it
-ready; when a bucket's parameters are all ready it is all-reduced asynchronously (on the
-group's communication thread) while backward goes on. Buckets are launched strictly in index
-order, so every rank issues the same collectives in the same order whatever order its
-gradients arrive in. Parameters the pass does not reach are known from the start (the engine
-tells us which leaves it will accumulate into), so they are ready at once and contribute their
-current gradient (zeros if they had none). A callback at the end of backward launches what is
-left, waits for every bucket and leaves `.grad` holding the mean over ranks; parameters no rank
-used keep `.grad = None`, as without DDP.
+ready: its gradient, divided by the world size, goes into its bucket view (one pass: the
+division is the copy, or in place when `.grad` already is the view), so a plain sum over ranks
+leaves the mean. When a bucket's parameters are all ready it is all-reduced asynchronously (on
+the group's communication thread) while backward goes on. Buckets are launched strictly in
+index order, so every rank issues the same collectives in the same order whatever order its
+gradients arrive in; the last one is launched by the callback at the end of backward and runs
+on the calling thread, which has nothing else to do then. Parameters the pass does not reach
+are known from the start (the engine tells us which leaves it will accumulate into), so they
+are ready at once and contribute their current gradient (zeros if they had none).
+
+Each bucket also carries one flag per parameter, set where this rank's pass used it: the same
+all-reduce tells every rank which parameters some rank used, at no extra collective (with a
+comm hook, which sees only the gradients, one small all-reduce of the flags does it).
+Parameters no rank used keep `.grad = None`, as without DDP.
 """
 import weakref
 
@@ -21,14 +27,15 @@ from ..autograd import engine
 from ..tensor import Tensor
 from ..tensor.backend import array_module
 from . import debug
-from .comm_queue import blocking
+from .comm_queue import CALLER_WAITS, blocking
 from .process_group import ReduceOp
 
 FIRST_BUCKET_BYTES = 1 << 20
 
 
 class Bucket:
-    """One flat gradient buffer and the parameters whose `.grad` views it."""
+    """One flat gradient buffer and the parameters whose `.grad` views it, followed by one
+    usage flag per parameter (`flat` is what the all-reduce sends)."""
 
     def __init__(self, index, params):
         self.index = index
@@ -38,7 +45,9 @@ class Bucket:
         for p in params:
             self.offsets.append(total)
             total += p.numel()
-        self.buffer = xp.zeros(total, dtype=params[0]._data.dtype)
+        self.flat = xp.zeros(total + len(params), dtype=params[0]._data.dtype)
+        self.buffer = self.flat[:total]
+        self.used = self.flat[total:]
         self.views = [self.buffer[o:o + p.numel()].reshape(p.shape)
                       for o, p in zip(self.offsets, params)]
         self.pending = 0           # parameters not yet ready in the running backward
@@ -88,9 +97,9 @@ class Reducer:
         self._armed = False                # a DDP forward happened: the next backward syncs
         self._active = False               # a synchronising backward is running
         self._ready = set()
-        self._had_grad = {}
+        self._had_grad = []
+        self._used = []
         self._next = 0
-        self._used = None
         self._handles = [p.register_post_accumulate_grad_hook(_weak(self._on_grad))
                          for p in self.params]
         self._handles.append(engine.register_backward_start_hook(_weak(self._on_start)))
@@ -98,20 +107,6 @@ class Reducer:
     def __del__(self):
         for h in getattr(self, "_handles", ()):
             h.remove()
-
-    # --- .grad as bucket views -------------------------------------------------------------
-    def _attach(self, p):
-        """Make p.grad the bucket view, carrying over its values (zeros if it had none)."""
-        b, slot = self._where[id(p)]
-        view = b.views[slot]
-        g = p.grad
-        if g is not None and g._data is view:
-            return
-        if g is None:
-            view[...] = 0
-        else:
-            view[...] = g._data
-        p.grad = Tensor._make(view)
 
     # --- one backward ------------------------------------------------------------------------
     def arm(self):
@@ -128,43 +123,49 @@ class Reducer:
         self._active = True
         self._ready = set()
         self._next = 0
-        self._had_grad = {id(p): p.grad is not None for p in self.params}
-        for p in self.params:
-            self._attach(p)
+        self._had_grad = [p.grad is not None for p in self.params]
+        self._used = used
         for b in self.buckets:
             b.pending, b.work = len(b.params), None
-        self._used = used
+        for p, u in zip(self.params, used):
+            b, slot = self._where[id(p)]
+            b.used[slot] = u
         engine.queue_callback(self._finish)
         for p, u in zip(self.params, used):
             if not u:
                 self._mark_ready(p)
 
     def _on_grad(self, p):
-        if not self._active or id(p) in self._ready:
-            return
-        b, slot = self._where[id(p)]
-        if p.grad is None or p.grad._data is not b.views[slot]:
-            self._attach(p)      # the engine replaced it (e.g. create_graph=True)
-        self._mark_ready(p)
+        if self._active and id(p) not in self._ready:
+            self._mark_ready(p)
 
     def _mark_ready(self, p):
+        """Put p's share of the mean into its bucket view and launch what is complete."""
+        b, slot = self._where[id(p)]
+        _fill_view(p, b.views[slot], self.group.size if self.comm_hook is None else 1)
         self._ready.add(id(p))
-        b, _ = self._where[id(p)]
         b.pending -= 1
-        while self._next < len(self.buckets) and self.buckets[self._next].pending == 0:
-            self._launch(self.buckets[self._next])
+        last = len(self.buckets) - 1      # launched by _finish, on this thread
+        while self._next < last and self.buckets[self._next].pending == 0:
+            self.buckets[self._next].work = self._launch(self.buckets[self._next])
             self._next += 1
 
-    def _launch(self, bucket):
+    def _launch(self, bucket, here=False):
+        """Start the bucket's reduction: on the communication thread, or (`here`) right away
+        on this thread, which saves a hand-off when the caller would only wait for it."""
         if self.group.size > 1 and debug.enabled():
             debug.check(self.group, "DDP bucket all_reduce", index=bucket.index,
                         shape=tuple(bucket.buffer.shape), dtype=str(bucket.buffer.dtype))
         if self.comm_hook is None:
-            bucket.work = self.group.allreduce(bucket.buffer, ReduceOp.AVG)
+            verb, args = self.group.allreduce, (bucket.flat, ReduceOp.SUM)  # pre-divided
         else:
             state, hook = self.comm_hook
             view = GradBucket(bucket, len(self.buckets))
-            bucket.work = self.group.submit(lambda: _run_hook(hook, state, view))
+            verb, args = self.group.submit, (lambda: _run_hook(hook, state, view),)
+        if here:
+            with CALLER_WAITS:
+                return verb(*args)
+        return verb(*args)
 
     def _finish(self):
         if not self._active:
@@ -172,27 +173,51 @@ class Reducer:
         try:
             for p in self.params:           # gradients that never arrived: nothing to wait for
                 if id(p) not in self._ready:
-                    self._attach(p)
                     self._mark_ready(p)
+            self.buckets[-1].work = self._launch(self.buckets[-1], here=True)
             for b in self.buckets:
                 result = b.work.result()
                 if self.comm_hook is not None and result is not None:
                     out = getattr(result, "_data", result)
                     if out is not b.buffer:
                         b.buffer[...] = out.reshape(b.buffer.shape)
-            # who used what: exchanged here, where the main thread waits anyway, not during
-            # backward, where a collective would compete with the computation
-            counts = array_module(self.buckets[0].buffer).asarray(self._used, dtype="int32")
-            blocking(self.group.allreduce, counts, ReduceOp.SUM)
-            for p, c in zip(self.params, counts.tolist()):
-                if c == 0 and not self._had_grad[id(p)]:
+            for p, used, had_grad in zip(self.params, self._used_anywhere(), self._had_grad):
+                if not used and not had_grad:
                     p.grad = None           # no rank used it: as without DDP
-            for p in self.params:
-                if p.grad is not None:
+                elif p.grad is not None:
                     p.grad._version[0] += 1
         finally:
             self._active = False
         _advance_heartbeat()
+
+    def _used_anywhere(self):
+        """Per parameter: whether some rank's pass used it (read from the reduced flags)."""
+        if self.comm_hook is not None:      # the hook reduced only the gradients
+            flags = array_module(self.buckets[0].flat).asarray(self._used, dtype="int32")
+            blocking(self.group.allreduce, flags, ReduceOp.SUM)
+            return flags.tolist()
+        flags = {}
+        for b in self.buckets:
+            for p, f in zip(b.params, b.used.tolist()):
+                flags[id(p)] = f != 0
+        return [flags[id(p)] for p in self.params]
+
+
+def _fill_view(p, view, divisor):
+    """Make `p.grad` the bucket view holding its gradient / `divisor` (zeros if it had none),
+    in one pass over the data."""
+    g = p.grad
+    if g is not None and g._data is view:   # accumulated in place: already the view
+        if divisor != 1:
+            view /= divisor
+        return
+    if g is None:
+        view[...] = 0
+    elif divisor != 1:
+        array_module(view).divide(g._data, divisor, out=view)
+    else:
+        view[...] = g._data
+    p.grad = Tensor._make(view)
 
 
 def _run_hook(hook, state, bucket):

@@ -68,11 +68,11 @@ def compare(ddp, ref, tol=TOL):
         assert_close(c.double(), b.double(), f"buffer {name}", tol)
 
 
-def train(ddp, ref, data, make_opt, loss_fn=F.cross_entropy, tol=TOL):
+def train(ddp, ref, data, make_opt, loss_fn=F.cross_entropy, tol=TOL, set_to_none=True):
     opt_d, opt_r = make_opt(ddp.parameters()), make_opt(ref.parameters())
     for x, y in data:
-        opt_d.zero_grad()
-        opt_r.zero_grad()
+        opt_d.zero_grad(set_to_none)
+        opt_r.zero_grad(set_to_none)
         loss_fn(ddp(shard(x)), shard(y)).backward()
         loss_fn(ref(x), y).backward()
         compare(ddp, ref, tol)
@@ -86,10 +86,12 @@ def mlp():
                          nn.Linear(16, 3))
 
 
-def test_mlp_matches_one_process(world):
+@pytest.mark.parametrize("set_to_none", [True, False])   # .grad copied / kept as the view
+def test_mlp_matches_one_process(world, set_to_none):
     ddp, ref = wrap(mlp, bucket_cap_mb=0.0005)    # several buckets
     assert len(ddp.reducer.buckets) > 1
-    train(ddp, ref, batches(3, (6,), 3), lambda p: px.optim.SGD(p, lr=0.1, momentum=0.9))
+    train(ddp, ref, batches(3, (6,), 3), lambda p: px.optim.SGD(p, lr=0.1, momentum=0.9),
+          set_to_none=set_to_none)
     for b in ddp.reducer.buckets:                 # .grad are views into the bucket
         for p, view in zip(b.params, b.views):
             assert p.grad._data is view
@@ -147,7 +149,8 @@ class Routed(nn.Module):
         return total / len(y)
 
 
-def test_unused_parameters_no_flag(world):
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_unused_parameters_no_flag(world, set_to_none):
     rank, size = world
     ddp, ref = wrap(Routed)
     n = size * B
@@ -161,13 +164,13 @@ def test_unused_parameters_no_flag(world):
         if step == 2:
             y[:] = 0                  # nobody uses head_b
         y = px.tensor(y)
-        opt_d.zero_grad()
-        opt_r.zero_grad()
+        opt_d.zero_grad(set_to_none)
+        opt_r.zero_grad(set_to_none)
         ddp(shard(x), shard(y)).backward()
         ref(x, y).backward()
         compare(ddp, ref)
         assert ddp.module.never.weight.grad is None
-        if step == 2:
+        if step == 2 and set_to_none:
             assert ddp.module.head_b.weight.grad is None
         opt_d.step()
         opt_r.step()
@@ -217,7 +220,7 @@ def test_overlap_launches_buckets_during_backward(world):
             h.remove()
     launches = [i for i, e in enumerate(events) if e == "launch"]
     grads = [i for i, e in enumerate(events) if e == "grad"]
-    assert len(launches) == len(ddp.reducer.buckets) + 1       # + the parameter-usage map
+    assert len(launches) == len(ddp.reducer.buckets)   # usage flags ride in the buckets
     assert launches[1] < grads[-1], f"no bucket started before backward ended: {events}"
 
 
