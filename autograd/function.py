@@ -136,21 +136,34 @@ class Function:
     def apply(cls, *args, **kwargs):
         ctx = Node(cls)
         state = _grad_state
-        if not state.enabled:
-            return cls.forward(ctx, *args, **kwargs)
-        record = False
-        for a in args:
-            if isinstance(a, TensorBase) and a.requires_grad:
-                record = True
-                break
-        state.enabled = False  # the forward itself records nothing
         try:
-            out = cls.forward(ctx, *args, **kwargs)
-        finally:
-            state.enabled = True
+            if not state.enabled:
+                return cls.forward(ctx, *args, **kwargs)
+            record = False
+            for a in args:
+                if isinstance(a, TensorBase) and a.requires_grad:
+                    record = True
+                    break
+            state.enabled = False  # the forward itself records nothing
+            try:
+                out = cls.forward(ctx, *args, **kwargs)
+            finally:
+                state.enabled = True
+        except ValueError as e:
+            if "broadcast" in str(e):  # NumPy's wording names neither the op nor the fix
+                raise _broadcast_error(cls, args) from None
+            raise
         if record:
             _link(ctx, args, out)
         return out
+
+
+def _broadcast_error(cls, args):
+    shapes = [list(a.shape) for a in args if isinstance(a, TensorBase)]
+    return RuntimeError(
+        f"{cls.__name__}: the shapes {' and '.join(map(str, shapes))} cannot be broadcast "
+        f"together: each dimension, aligned from the right, must be equal or 1. Reshape or "
+        f"unsqueeze an operand (e.g. x.unsqueeze(-1)) so that they line up.")
 
 
 def _link(ctx, args, out):

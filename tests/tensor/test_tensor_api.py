@@ -168,7 +168,7 @@ def test_bad_device_string():
 
 # ---- errors ---------------------------------------------------------------------------------
 ERRORS = [
-    (lambda: px.ones(2, 3) + px.ones(4), ValueError, r"\(2, ?3\).*\(4,?\)|broadcast"),
+    (lambda: px.ones(2, 3) + px.ones(4), RuntimeError, r"\[2, 3\] and \[4\] cannot be broadcast"),
     (lambda: px.ones(2, 3) @ px.ones(2, 3), RuntimeError, r"2x3 and 2x3"),
     (lambda: px.ones(2, 3).reshape(4, 2), RuntimeError, r"shape '\[4, 2\]' is invalid"),
     (lambda: px.ones(2, 3).T.view(6), RuntimeError, r"view size is not compatible"),
@@ -196,14 +196,12 @@ ERRORS = [
     (lambda: px.ones(3).tril(), RuntimeError, r"at least 2 dimensions"),
     (lambda: px.ones(2).flatten(1, 0), IndexError, r"Dimension out of range"),
     (lambda: px.ones(2, 3).flatten(1, 0), RuntimeError, r"start_dim cannot come after"),
-    (lambda: px.ones(2).repeat(2, 2) if False else px.ones(2, 2).repeat(2), RuntimeError,
-     r"repeat dims"),
-    (lambda: px.ones(2, 3).max(dim=1, keepdim=True).values.new_zeros(2) + px.ones(3),
-     ValueError, r"broadcast"),
+    (lambda: px.ones(2, 2).repeat(2), RuntimeError, r"repeat dims"),
+    (lambda: px.ones(2) + px.ones(3), RuntimeError, r"\[2\] and \[3\] cannot be broadcast"),
     (lambda: px.ones(0).max(), IndexError, r"numel\(\) == 0"),
     (lambda: px.einsum("ij,jk->ik", px.ones(2, 3), px.ones(3, 2, dtype=px.float64)),
      RuntimeError, r"same dtype"),
-    (lambda: px.ones(2).pad if False else _pad(px.ones(2), (1,)), RuntimeError, r"even"),
+    (lambda: _pad(px.ones(2), (1,)), RuntimeError, r"even"),
     (lambda: _pad(px.ones(2, 2), (1, 1), mode="bogus"), ValueError, r"unknown mode"),
     (lambda: px.gelu(px.ones(2), approximate="fast"), ValueError, r"'none' or 'tanh'"),
     (lambda: px.ones(2)[None].squeeze(0).matmul(px.tensor(1.0)), RuntimeError, r"1D"),
@@ -221,3 +219,9 @@ def _pad(x, p, **kw):
 def test_errors_are_clear(fn, exc, match):
     with pytest.raises(exc, match=match):
         fn()
+
+
+def test_broadcast_mismatch_names_the_op_and_both_shapes():
+    with pytest.raises(RuntimeError, match=r"Add: the shapes \[3, 4\] and \[5\] cannot be "
+                                           r"broadcast"):
+        px.ones(3, 4) + px.ones(5)
