@@ -133,7 +133,7 @@ class ProcessGroup:
     # MPI_Comm_split: every member of this group calls it; non-members get None
     def split(self, ranks) -> "ProcessGroup":
         raise NotImplementedError(f"backend {self.backend!r} cannot create subgroups; "
-                                  f"use the mpi backend for new_group()")
+                                  f"new_group() works on the mpi and zmq backends")
 
     # run `fn()` after every operation issued on this group before it, in the same order on
     # every rank (DDP's communication hooks run this way); collectives that `fn` issues on this
