@@ -29,6 +29,8 @@ def _run(script, tmp_path, *args):
 
 
 def _module(script):
+    if EXAMPLES not in sys.path:  # the examples import their shared module as a sibling
+        sys.path.insert(0, EXAMPLES)
     spec = importlib.util.spec_from_file_location(script, os.path.join(EXAMPLES, script + ".py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -51,7 +53,7 @@ def test_mlp_trains_the_same_with_workers_and_its_checkpoint_loads_back(tmp_path
     model.load_state_dict(state["model"])
     from phalanx.data import DataLoader
     from phalanx.data.datasets import load_digits
-    acc = mod.accuracy(model, DataLoader(load_digits()[1], batch_size=512))
+    acc = _module("digits_common").accuracy(model, DataLoader(load_digits()[1], batch_size=512))
     assert acc == pytest.approx(state["test_accuracy"])
 
 
