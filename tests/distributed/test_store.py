@@ -4,6 +4,8 @@ import os
 import random
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 
@@ -176,3 +178,28 @@ def test_fuzzing_leaves_the_server_serving(server, store):
             raw.sendall(payload)
     store.set("after", "fuzz")
     assert store.get("after") == b"fuzz" and not store.check("k")
+
+
+@pytest.mark.timeout(30)
+def test_standalone_store_command_serves_clients_with_its_token():
+    """`phalanx store --port P --token T` serves on loopback until it is stopped."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "phalanx.launcher", "store", "--port",
+                             str(port), "--token", "cli-token"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert f"tcp://127.0.0.1:{port}" in first, first
+        client = Store(f"tcp://127.0.0.1:{port}", "cli-token", timeout=10)
+        client.set("k", b"v")
+        assert client.get("k") == b"v"
+        client.close()
+        intruder = Store(f"tcp://127.0.0.1:{port}", "wrong-token", timeout=2)
+        with pytest.raises(StoreError):
+            intruder.get("k")
+        intruder.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

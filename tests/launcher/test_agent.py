@@ -1,5 +1,6 @@
 """The agent's state machine, restart budget, heartbeat bookkeeping and CLI, with fakes: no
 processes, no sockets."""
+import os
 import pytest
 
 from phalanx.launcher.agent import Agent, AgentState, RestartBudget, SignalReceived
@@ -199,3 +200,17 @@ def test_help_documents_every_flag():
                  "--log-dir", "--tee", "--local-ranks-filter", "--no-python", "--mpi", "-m"]:
         assert flag in text
     assert "PHALANX_NPROC_PER_NODE" in text
+
+
+def test_nproc_per_node_auto_counts_visible_gpus_else_cpus(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,3")
+    assert parse("--nproc-per-node", "auto", "t.py").nproc_per_node == 2
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    if not os.path.isdir("/proc/driver/nvidia/gpus"):
+        assert parse("--nproc-per-node", "auto", "t.py").nproc_per_node == os.cpu_count()
+
+
+def test_log_prefix_names_the_host_in_multi_node_jobs():
+    from phalanx.launcher.logs import rank_prefix
+    assert rank_prefix(3) == b"[rank 3]: "
+    assert rank_prefix(3, "node7") == b"[node7:rank 3]: "
