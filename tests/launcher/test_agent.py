@@ -1,6 +1,7 @@
 """The agent's state machine, restart budget, heartbeat bookkeeping and CLI, with fakes: no
 processes, no sockets."""
 import os
+
 import pytest
 
 from phalanx.launcher.agent import Agent, AgentState, RestartBudget, SignalReceived
