@@ -17,7 +17,11 @@ _backward_start_hooks = []
 
 def register_backward_start_hook(hook):
     """`hook(leaves)` runs at the start of every `backward()`, with the set of leaf tensors the
-    pass will accumulate into. Returns a handle with `.remove()`."""
+    pass will accumulate into. It may return {leaf: array}, a home for the leaf's gradient
+    (DDP's bucket views): where the leaf's `.grad` is None and exactly one gradient will reach
+    it, `.grad` becomes that array, and the node that computes the gradient may write it there
+    itself (`ctx.gradient_buffer`) instead of having it copied in. Returns a handle with
+    `.remove()`."""
     _backward_start_hooks.append(hook)
     return RemovableHandle(_backward_start_hooks, hook)
 
@@ -95,14 +99,17 @@ def run_backward(tensors, grad_tensors, retain_graph=False, create_graph=False, 
     prev_mode = is_grad_enabled()
     _set(create_graph)
     try:
+        homes = {}
         if accumulate and _backward_start_hooks:  # they may queue_callback()
             for hook in list(_backward_start_hooks):
-                hook(leaves)
+                offered = hook(leaves)
+                if offered and not create_graph:
+                    homes.update(_usable_homes(offered, leaves, leaf_deps))
 
         def leaf_done(leaf):  # a leaf accumulates once, when all its gradients have arrived
             leaf_deps[leaf] -= 1
             if leaf_deps[leaf] == 0 and leaf in leaf_grads:
-                _accumulate(leaf, leaf_grads.pop(leaf), create_graph, owned)
+                _accumulate(leaf, leaf_grads.pop(leaf), create_graph, owned, homes.get(leaf))
 
         def deliver(edge, g):
             target, nr = edge
@@ -134,6 +141,8 @@ def run_backward(tensors, grad_tensors, retain_graph=False, create_graph=False, 
             grads = buffers.pop(node, None)
             if grads is None:  # no gradient reached this node: it sends none on
                 out = ()
+            elif homes:
+                out = _run_offering_homes(node, homes, grads, capture, results, needed_below)
             else:
                 out = _run_node(node, grads, capture, results, needed_below)
             if not retain_graph:
@@ -153,7 +162,7 @@ def run_backward(tensors, grad_tensors, retain_graph=False, create_graph=False, 
                     if deps[tgt] == 0:
                         heapq.heappush(ready, (-tgt.seq, tgt))
         for leaf, g in list(leaf_grads.items()):  # leaves fed by nodes that did not run
-            _accumulate(leaf, g, create_graph, owned)
+            _accumulate(leaf, g, create_graph, owned, homes.get(leaf))
         leaf_grads.clear()
         i = 0
         while i < len(callbacks):  # callbacks may queue more callbacks
@@ -282,11 +291,34 @@ def _zeros_for(node, i, ref):
     return ref.new_zeros(shape, dtype=dtype)
 
 
-def _accumulate(leaf, g, create_graph, owned):
+def _usable_homes(offered, leaves, leaf_deps):
+    """The offered gradient homes the pass can write into: for leaves it accumulates into,
+    without a gradient yet, that get exactly one gradient and have no hook that could swap it."""
+    return {leaf: home for leaf, home in offered.items()
+            if leaf in leaves and leaf_deps.get(leaf) == 1 and leaf.grad is None
+            and not leaf._hooks and home.shape == leaf._data.shape
+            and home.dtype == leaf._data.dtype}
+
+
+def _run_offering_homes(node, homes, *args):
+    """`_run_node`, telling the node (`ctx.gradient_buffer`) where its inputs' gradients have
+    a home, for this run only (a retained graph may run again without them)."""
+    offer = tuple(None if e is None or e[1] != -1 else homes.get(e[0]) for e in node.edges)
+    if not any(h is not None for h in offer):
+        return _run_node(node, *args)
+    node._gradient_buffers = offer
+    try:
+        return _run_node(node, *args)
+    finally:
+        node.__dict__.pop("_gradient_buffers", None)
+
+
+def _accumulate(leaf, g, create_graph, owned, home=None):
     """Add `g` into `leaf.grad` (after the leaf's hooks), then run its post-accumulate hooks.
 
     Without create_graph, `.grad` is a plain array of its own: a gradient array that is a view,
-    read-only, or already held elsewhere (`owned`) is copied first."""
+    read-only, or already held elsewhere (`owned`) is copied first. A leaf with a `home` (see
+    register_backward_start_hook) gets that array as `.grad`, written by its node or copied in."""
     if leaf._hooks:
         for hook in list(leaf._hooks):
             r = hook(g)
@@ -303,8 +335,11 @@ def _accumulate(leaf, g, create_graph, owned):
     if create_graph:
         leaf.grad = g if cur is None else cur + g
     elif cur is None:
-        if gd.base is not None or id(gd) in owned or not gd.flags.writeable \
-                or not gd.flags.c_contiguous:
+        if home is not None and gd is not home:   # computed elsewhere: moved in, one copy
+            home[...] = gd
+            gd = home
+        elif gd is not home and (gd.base is not None or id(gd) in owned
+                                 or not gd.flags.writeable or not gd.flags.c_contiguous):
             gd = gd.copy()
         owned.add(id(gd))
         leaf.grad = g if gd is g._data and g.grad_fn is None and not g.requires_grad \

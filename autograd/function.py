@@ -30,6 +30,7 @@ class Node:
     materialize_grads = True
     forward_stack = None
     output_meta = None
+    _gradient_buffers = None
 
     def __init__(self, fn):
         self.fn = fn
@@ -62,6 +63,13 @@ class Node:
                     f"expected version {v} instead. Hint: replace the in-place operation "
                     f"(e.g. x.add_(y) -> x = x + y) or clone the tensor before modifying it.")
         return saved
+
+    def gradient_buffer(self, i):
+        """An array (input i's shape and dtype) where backward may write input i's gradient, or
+        None. The engine offers one when that gradient becomes a leaf's `.grad` and already has
+        a home (a DDP bucket view): computing it there (`out=`) and returning it saves a copy."""
+        buffers = self._gradient_buffers
+        return None if buffers is None else buffers[i]
 
     def mark_non_differentiable(self, *tensors):
         self._non_diff = {id(t) for t in tensors}

@@ -4,9 +4,10 @@
     python benchmarks/allreduce_bw.py --nproc 2 --backends phalanx,mpi4py --repeats 41
     python benchmarks/allreduce_bw.py --backends zmq,gloo   # the launcher's CPU transport
 
-`phalanx` is `dist.all_reduce` on the `mpi` backend; `zmq` is `dist.all_reduce` on a
-`ZmqProcessGroup` (the backend `phalanx run` picks without MPI), whose ranks meet through a
-store this script hosts, as the launcher's would. The script starts itself under
+`phalanx` is `dist.all_reduce` on the `mpi` backend; `shared` the same on a buffer from
+`comm_buffer`, which ranks on one host map together (as DDP's buckets are); `zmq` is
+`dist.all_reduce` on a `ZmqProcessGroup` (the backend `phalanx run` picks without MPI), whose
+ranks meet through a store this script hosts, as the launcher's would. The script starts itself under
 `mpiexec -n NPROC`, where MPI also synchronises the timed blocks. Phalanx and raw mpi4py run in
 one job and take turns size by size and repeat by repeat, so a noisy neighbour slows both alike.
 gloo and zmq run in a job of their own, also taking turns, without MPI: plain processes with
@@ -55,6 +56,25 @@ def setup_phalanx(rank, size):
     return make
 
 
+def setup_shared(rank, size):
+    """`dist.all_reduce` of a `comm_buffer` on the mpi backend: in memory every rank maps
+    (all ranks are on this host), as DDP's gradient buckets are."""
+    import phalanx as px
+    import phalanx.distributed as dist
+    from phalanx.distributed.world import resolve
+    if not dist.is_initialized():
+        dist.init_process_group(backend="mpi")
+    group = resolve(None)
+
+    def make(buf):
+        shared = group.comm_buffer(buf.size, buf.dtype, np)   # collective: same order everywhere
+        assert group.reduces_locally(shared), "the ranks could not share memory"
+        shared[...] = buf
+        t = px.Tensor._make(shared)
+        return lambda: dist.all_reduce(t)
+    return make
+
+
 def setup_gloo(rank, size):
     import torch
     import torch.distributed as tdist
@@ -81,8 +101,8 @@ def setup_zmq(rank, size):
     return make
 
 
-BACKENDS = {"phalanx": setup_phalanx, "mpi4py": setup_mpi4py, "gloo": setup_gloo,
-            "zmq": setup_zmq}
+BACKENDS = {"phalanx": setup_phalanx, "mpi4py": setup_mpi4py, "shared": setup_shared,
+            "gloo": setup_gloo, "zmq": setup_zmq}
 LAUNCHER_ONLY = ("gloo", "zmq")      # run in a job of their own
 
 
@@ -200,7 +220,7 @@ def human(n):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--nproc", type=int, default=2)
-    p.add_argument("--backends", default="phalanx,mpi4py,gloo,zmq",
+    p.add_argument("--backends", default="phalanx,mpi4py,shared,gloo,zmq",
                    help=f"comma-separated, from {', '.join(BACKENDS)}")
     p.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=SIZES,
                    help="bytes, comma-separated")

@@ -5,10 +5,13 @@
 Model: MLP 784-1024-1024-10 (float32), per-rank batch 128, SGD; one step = zero_grad,
 forward, cross-entropy, backward (with DDP's gradient all-reduce), optimizer step. Each
 configuration runs in its own job (the 2-rank ones under `mpiexec -n 2`), times `--steps`
-steps `--repeats` times after a warm-up, and reports the median. For Phalanx's 2-rank job it
-also measures, in the same job, the step without communication (`no_sync()`) and the
-all-reduce of the gradient buckets alone, and reports how much of that all-reduce time the
-overlap with backward hides: (no-comm step + all-reduce - DDP step) / all-reduce.
+steps `--repeats` times after a warm-up, and reports the median. Phalanx runs twice: as it
+runs by default on one host (`phalanx`: gradient buckets in shared memory, reduced by loads
+and stores when backward ends) and with PHALANX_SHARED_MEMORY=0 (`phalanx-mpi`: buckets
+all-reduced by MPI, overlapped with backward). For each 2-rank Phalanx job it also measures,
+in the same job, the step without communication (`no_sync()`) and the all-reduce of the
+buckets alone; for the MPI path it reports how much of that time the overlap with backward
+hides: (no-comm step + all-reduce - DDP step) / all-reduce.
 Goals: Phalanx 2-rank step <= 1.2x its 1-rank step, and faster than PyTorch DDP/gloo.
 """
 import argparse
@@ -75,17 +78,20 @@ def run_phalanx(args):
                 step()
         result["no_comm_step"] = _time(local_step, args.steps, args.repeats, dist.barrier)
         buckets = model.reducer.buckets
+        overlapped = model.reducer.overlapped
         group = model.process_group
 
-        def comm_only():  # what DDP sends: gradients pre-divided, plus usage flags; the
-            # last bucket on the calling thread
-            works = [group.allreduce(b.flat, dist.ReduceOp.SUM) for b in buckets[:-1]]
+        def comm_only():  # what DDP reduces (gradients and usage flags), as DDP does: the
+            # overlapped buckets on the communication thread, the rest on this one
+            works = [group.allreduce(b.flat, dist.ReduceOp.AVG) for b in buckets[:overlapped]]
             with CALLER_WAITS:
-                works.append(group.allreduce(buckets[-1].flat, dist.ReduceOp.SUM))
+                works += [group.allreduce(b.flat, dist.ReduceOp.AVG)
+                          for b in buckets[overlapped:]]
             for w in works:
                 w.wait()
         result["allreduce"] = _time(comm_only, args.steps, args.repeats, dist.barrier)
         result["buckets"] = [int(b.buffer.nbytes) for b in buckets]
+        result["shared"] = all(group.reduces_locally(b.flat) for b in buckets)
     dist.destroy_process_group()
     return rank, result
 
@@ -124,7 +130,7 @@ def run_torch(args):
 
 
 def worker(args):
-    rank, result = (run_phalanx if args.worker == "phalanx" else run_torch)(args)
+    rank, result = (run_torch if args.worker == "torch" else run_phalanx)(args)
     if rank == 0:
         print("RESULT " + json.dumps(result), flush=True)
 
@@ -137,6 +143,8 @@ def launch(framework, nproc, args):
            if not k.startswith(("PMI_", "OMPI_", "MPI_LOCAL", "RANK", "WORLD_SIZE"))}
     env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                BENCH_PORT=str(port))
+    if framework == "phalanx-mpi":
+        env["PHALANX_SHARED_MEMORY"] = "0"
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework,
            "--steps", str(args.steps), "--repeats", str(args.repeats),
            "--bucket-cap-mb", str(args.bucket_cap_mb)]
@@ -157,8 +165,11 @@ def main():
     p.add_argument("--rounds", type=int, default=3,
                    help="each configuration is launched this many times, interleaved")
     p.add_argument("--bucket-cap-mb", type=float, default=25.0)
-    p.add_argument("--frameworks", default="phalanx,torch")
-    p.add_argument("--worker", choices=["phalanx", "torch"], help=argparse.SUPPRESS)
+    p.add_argument("--frameworks", default="phalanx,phalanx-mpi,torch",
+                   help="phalanx: buckets in node shared memory (the default on one host); "
+                        "phalanx-mpi: PHALANX_SHARED_MEMORY=0, buckets all-reduced by MPI")
+    p.add_argument("--worker", choices=["phalanx", "phalanx-mpi", "torch"],
+                   help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         return worker(args)
@@ -173,22 +184,24 @@ def main():
         for fw in frameworks:
             for n in (1, 2):
                 runs[fw, n].append(launch(fw, n, args))
-    med = {key: {k: float(np.median([r[k] for r in rs])) for k in rs[0] if k != "buckets"}
-           for key, rs in runs.items()}
+    med = {key: {k: float(np.median([r[k] for r in rs])) for k in rs[0]
+                 if k not in ("buckets", "shared")} for key, rs in runs.items()}
     for fw in frameworks:
         one, two = med[fw, 1], med[fw, 2]
-        print(f"{fw:>8}: 1 rank {ms(one['step'])}   2 ranks (DDP) {ms(two['step'])}   "
+        print(f"{fw:>11}: 1 rank {ms(one['step'])}   2 ranks (DDP) {ms(two['step'])}   "
               f"ratio {two['step'] / one['step']:.2f}x")
         if "allreduce" in two:
             hidden = (two["no_comm_step"] + two["allreduce"] - two["step"]) / two["allreduce"]
             buckets = [f"{b / 2**20:.2f}" for b in runs[fw, 2][0]["buckets"]]
-            print(f"          2 ranks: step without communication (no_sync) "
-                  f"{ms(two['no_comm_step'])}, all-reduce of the buckets alone "
-                  f"{ms(two['allreduce'])} (bucket MB {buckets}); overlap hides "
-                  f"{hidden:.0%} of the all-reduce time")
-    if "phalanx" in frameworks and "torch" in frameworks:
-        print(f"Phalanx 2-rank DDP step / PyTorch 2-rank DDP step: "
-              f"{med['phalanx', 2]['step'] / med['torch', 2]['step']:.2f}x")
+            how = ("in shared memory, reduced when backward ends" if runs[fw, 2][0]["shared"]
+                   else f"MPI, overlap hides {hidden:.0%} of it")
+            print(f"             2 ranks: step without communication (no_sync) "
+                  f"{ms(two['no_comm_step'])}; all-reduce of the buckets (MB {buckets}) "
+                  f"alone {ms(two['allreduce'])}, {how}")
+    for fw in frameworks:
+        if fw != "torch" and "torch" in frameworks:
+            print(f"{fw} 2-rank DDP step / PyTorch 2-rank DDP step: "
+                  f"{med[fw, 2]['step'] / med['torch', 2]['step']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -173,6 +173,10 @@ class MpiProcessGroup(ProcessGroup):
 
     # --- collectives ------------------------------------------------------------------------
     def allreduce(self, array, op=ReduceOp.SUM):
+        shared = self._shared.find(array)
+        if shared is not None:      # a comm_buffer on one host: MPI only keeps the ranks in step
+            return self._post("all_reduce",
+                              lambda a: shared.allreduce(a, op, self.comm.Barrier), array)
         mop = self._op(op, array.dtype)
 
         def run(a):

@@ -5,16 +5,12 @@ the tensor-level API in `collectives.py` unwraps tensors and calls it. Methods a
 the MPI verbs they perform. Every method returns a `Work`: backends that complete eagerly
 return `Work.done()`; `async_op=False` callers simply `wait()` on it.
 """
-import enum
 import threading
 
+import numpy as np
 
-class ReduceOp(enum.Enum):
-    SUM = "sum"
-    AVG = "avg"
-    MAX = "max"
-    MIN = "min"
-    PRODUCT = "product"
+from . import shared_memory
+from .reduce_op import ReduceOp
 
 
 class Work:
@@ -69,6 +65,24 @@ class ProcessGroup:
         self.rank = rank
         self.size = size
         self.ranks = list(ranks) if ranks is not None else list(range(size))
+        self._shared = shared_memory.Registry()
+
+    # a zeroed flat array of `count` elements of `dtype` (an array of module `xp`) that this
+    # group all-reduces fastest, for buffers reduced over and over (DDP's buckets). Collective.
+    # Where every rank is on one host it lies in memory they all map, and `allreduce` on it
+    # is a pass over shared memory (shared_memory.py); backends check `_shared.find(array)`.
+    def comm_buffer(self, count, dtype, xp):
+        if xp is np and self.size > 1 and count > 0 and shared_memory.enabled():
+            made = shared_memory.SharedBuffer.create(self, count, dtype)
+            if made is not None:
+                self._shared.add(*made)
+                return made[0]
+        return xp.zeros(count, dtype=dtype)
+
+    # whether all-reducing `array` (a comm_buffer) is this rank's own computation over shared
+    # memory rather than waiting on a transport: overlapping it with computation gains nothing
+    def reduces_locally(self, array):
+        return self._shared.find(array) is not None
 
     # in-place on `array` on every rank
     def allreduce(self, array, op=ReduceOp.SUM) -> Work:

@@ -2,19 +2,25 @@
 
 Parameters are packed, in reverse registration order (roughly the order backward produces
 their gradients), into flat buckets of one dtype and device: a small first bucket (1 MB, so
-communication starts early), then `bucket_cap_mb` each. Every parameter's `.grad` is a view
-into its bucket, so the engine accumulates straight into the bucket.
+communication starts early), then `bucket_cap_mb` each. Buckets come from the group's
+`comm_buffer`, which puts them in memory every rank maps when the ranks share a host (then an
+all-reduce is one pass over shared memory). Every parameter's `.grad` is a view into its
+bucket.
 
-During a backward that follows a DDP forward, each parameter's post-accumulate hook marks it
-ready: its gradient, divided by the world size, goes into its bucket view (one pass: the
-division is the copy, or in place when `.grad` already is the view), so a plain sum over ranks
-leaves the mean. When a bucket's parameters are all ready it is all-reduced asynchronously (on
-the group's communication thread) while backward goes on. Buckets are launched strictly in
-index order, so every rank issues the same collectives in the same order whatever order its
-gradients arrive in; the last one is launched by the callback at the end of backward and runs
-on the calling thread, which has nothing else to do then. Parameters the pass does not reach
-are known from the start (the engine tells us which leaves it will accumulate into), so they
-are ready at once and contribute their current gradient (zeros if they had none).
+At the start of a backward that follows a DDP forward, the reducer offers the engine each
+parameter's bucket view as the home of its gradient: ops that support it (linear's weight and
+bias) compute the gradient right there, and the engine accumulates in place into a `.grad`
+that already is the view. Each parameter's post-accumulate hook marks it ready; a gradient
+that arrived elsewhere is copied into its view then. When a bucket's parameters are all ready
+it is all-reduced (AVG) asynchronously, on the group's communication thread, while backward
+goes on. Buckets are launched strictly in index order, so every rank issues the same
+collectives in the same order whatever order its gradients arrive in; the last one is launched
+by the callback at the end of backward and runs on the calling thread, which has nothing else
+to do then. Buckets in shared memory are all reduced then, on the calling thread: reducing them
+is computation, not waiting, and a communication thread would only take a core from backward
+(measured: overlapping cost more than it hid). Parameters the pass does not reach are known
+from the start (the engine tells us which leaves it will accumulate into), so they are ready
+at once and contribute their current gradient (zeros if they had none).
 
 Each bucket also carries one flag per parameter, set where this rank's pass used it: the same
 all-reduce tells every rank which parameters some rank used, at no extra collective (with a
@@ -37,15 +43,15 @@ class Bucket:
     """One flat gradient buffer and the parameters whose `.grad` views it, followed by one
     usage flag per parameter (`flat` is what the all-reduce sends)."""
 
-    def __init__(self, index, params):
+    def __init__(self, index, params, group):
         self.index = index
         self.params = params
-        xp = array_module(params[0]._data)
         self.offsets, total = [], 0
         for p in params:
             self.offsets.append(total)
             total += p.numel()
-        self.flat = xp.zeros(total + len(params), dtype=params[0]._data.dtype)
+        self.flat = group.comm_buffer(total + len(params), params[0]._data.dtype,
+                                      array_module(params[0]._data))
         self.buffer = self.flat[:total]
         self.used = self.flat[total:]
         self.views = [self.buffer[o:o + p.numel()].reshape(p.shape)
@@ -54,23 +60,24 @@ class Bucket:
         self.work = None           # its all-reduce (or comm hook) in the running backward
 
 
-def assign_buckets(params, cap_bytes, first_cap_bytes=FIRST_BUCKET_BYTES):
+def assign_buckets(params, group, cap_bytes, first_cap_bytes=FIRST_BUCKET_BYTES):
     """Group `params` (already in launch order) into buckets: per (dtype, device), closed when
-    the next parameter would overflow the cap; the first bucket of each kind is capped lower."""
+    the next parameter would overflow the cap; the first bucket of each kind is capped lower.
+    Their buffers come from `group.comm_buffer`."""
     open_, closed, first_closed = {}, [], set()
     for p in params:
         key = (p._data.dtype, str(p.device))
         limit = cap_bytes if key in first_closed else min(first_cap_bytes, cap_bytes)
-        group = open_.setdefault(key, [])
-        if group and sum(q._data.nbytes for q in group) + p._data.nbytes > limit:
-            closed.append(group)
+        members = open_.setdefault(key, [])
+        if members and sum(q._data.nbytes for q in members) + p._data.nbytes > limit:
+            closed.append(members)
             first_closed.add(key)
-            group = open_[key] = []
-        group.append(p)
+            members = open_[key] = []
+        members.append(p)
     closed += [g for g in open_.values() if g]
     order = {id(p): i for i, p in enumerate(params)}
     closed.sort(key=lambda g: order[id(g[0])])
-    return [Bucket(i, g) for i, g in enumerate(closed)]
+    return [Bucket(i, g, group) for i, g in enumerate(closed)]
 
 
 def _weak(method):
@@ -88,7 +95,11 @@ class Reducer:
     def __init__(self, params, group, bucket_cap_bytes):
         self.params = list(params)
         self.group = group
-        self.buckets = assign_buckets(self.params[::-1], bucket_cap_bytes)
+        self.buckets = assign_buckets(self.params[::-1], group, bucket_cap_bytes)
+        # how many buckets launch during backward (the rest when it ends): none when the
+        # group reduces them all in shared memory
+        local = all(group.reduces_locally(b.flat) for b in self.buckets)
+        self.overlapped = 0 if local else len(self.buckets) - 1
         self._where = {}                   # id(param) -> (bucket, slot)
         for b in self.buckets:
             for slot, p in enumerate(b.params):
@@ -113,12 +124,13 @@ class Reducer:
         self._armed = True
 
     def _on_start(self, leaves):
+        """Set up a synchronising backward; offer the bucket views as the gradients' homes."""
         if not self._armed:
-            return
+            return None
         reached = {id(t) for t in leaves}
         used = [id(p) in reached for p in self.params]
         if not any(used):
-            return                        # a backward that does not concern this model
+            return None                   # a backward that does not concern this model
         self._armed = False
         self._active = True
         self._ready = set()
@@ -134,18 +146,23 @@ class Reducer:
         for p, u in zip(self.params, used):
             if not u:
                 self._mark_ready(p)
+        return {p: self._view(p) for p, u in zip(self.params, used) if u and p.grad is None}
+
+    def _view(self, p):
+        b, slot = self._where[id(p)]
+        return b.views[slot]
 
     def _on_grad(self, p):
         if self._active and id(p) not in self._ready:
             self._mark_ready(p)
 
     def _mark_ready(self, p):
-        """Put p's share of the mean into its bucket view and launch what is complete."""
+        """Put p's gradient into its bucket view and launch the buckets that are complete."""
         b, slot = self._where[id(p)]
-        _fill_view(p, b.views[slot], self.group.size if self.comm_hook is None else 1)
+        _fill_view(p, b.views[slot])
         self._ready.add(id(p))
         b.pending -= 1
-        last = len(self.buckets) - 1      # launched by _finish, on this thread
+        last = self.overlapped           # the rest are launched by _finish, on this thread
         while self._next < last and self.buckets[self._next].pending == 0:
             self.buckets[self._next].work = self._launch(self.buckets[self._next])
             self._next += 1
@@ -157,7 +174,7 @@ class Reducer:
             debug.check(self.group, "DDP bucket all_reduce", index=bucket.index,
                         shape=tuple(bucket.buffer.shape), dtype=str(bucket.buffer.dtype))
         if self.comm_hook is None:
-            verb, args = self.group.allreduce, (bucket.flat, ReduceOp.SUM)  # pre-divided
+            verb, args = self.group.allreduce, (bucket.flat, ReduceOp.AVG)
         else:
             state, hook = self.comm_hook
             view = GradBucket(bucket, len(self.buckets))
@@ -174,7 +191,8 @@ class Reducer:
             for p in self.params:           # gradients that never arrived: nothing to wait for
                 if id(p) not in self._ready:
                     self._mark_ready(p)
-            self.buckets[-1].work = self._launch(self.buckets[-1], here=True)
+            for b in self.buckets[self._next:]:
+                b.work = self._launch(b, here=True)
             for b in self.buckets:
                 result = b.work.result()
                 if self.comm_hook is not None and result is not None:
@@ -203,18 +221,13 @@ class Reducer:
         return [flags[id(p)] for p in self.params]
 
 
-def _fill_view(p, view, divisor):
-    """Make `p.grad` the bucket view holding its gradient / `divisor` (zeros if it had none),
-    in one pass over the data."""
+def _fill_view(p, view):
+    """Make `p.grad` the bucket view holding its gradient (zeros if it had none)."""
     g = p.grad
-    if g is not None and g._data is view:   # accumulated in place: already the view
-        if divisor != 1:
-            view /= divisor
+    if g is not None and g._data is view:   # computed or accumulated in place
         return
     if g is None:
         view[...] = 0
-    elif divisor != 1:
-        array_module(view).divide(g._data, divisor, out=view)
     else:
         view[...] = g._data
     p.grad = Tensor._make(view)

@@ -31,7 +31,8 @@ import numpy as np
 import zmq
 
 from .comm_queue import CommQueue, blocking
-from .process_group import ProcessGroup, ReduceOp
+from .process_group import ProcessGroup
+from .reduce_op import UFUNCS, ReduceOp
 
 DEFAULT_TIMEOUT = 1800.0
 CHUNK_BYTES = int(os.environ.get("PHALANX_ZMQ_CHUNK_BYTES", 1 << 20))
@@ -44,9 +45,6 @@ SMALL_BYTES = 64 << 10            # up to this: all-reduce by direct exchange
 ZERO_COPY_BYTES = int(os.environ.get("PHALANX_ZMQ_ZERO_COPY_BYTES", CHUNK_BYTES))
 _HEADER = struct.Struct("<iiq")   # sender rank, kind, sequence number or tag
 _COLLECTIVE, _P2P = 0, 1
-
-_UFUNCS = {ReduceOp.SUM: np.add, ReduceOp.AVG: np.add, ReduceOp.PRODUCT: np.multiply,
-           ReduceOp.MAX: np.maximum, ReduceOp.MIN: np.minimum}
 
 
 def _shutdown_at_exit(ref):
@@ -215,6 +213,9 @@ class ZmqProcessGroup(ProcessGroup):
     def allreduce(self, array, op=ReduceOp.SUM):
         flat = _check_array(array)
         ufunc = self._ufunc(op, flat.dtype)
+        shared = self._shared.find(array)
+        if shared is not None:      # a comm_buffer on one host: no messages but two barriers
+            return self._submit(shared.allreduce, array, op, self._barrier)
         return self._submit(self._allreduce, flat, ufunc, op)
 
     def _allreduce(self, flat, ufunc, op):
@@ -445,7 +446,7 @@ class ZmqProcessGroup(ProcessGroup):
         if op is ReduceOp.AVG and not np.issubdtype(dtype, np.inexact):
             raise TypeError(f"ReduceOp.AVG needs a floating dtype, got {dtype}; use SUM and "
                             f"divide, or cast to float")
-        return _UFUNCS[op]
+        return UFUNCS[op]
 
     def _check_stacked(self, stacked, one, verb, name):
         if stacked is None or tuple(stacked.shape) != (self.size, *one.shape) \

@@ -1,6 +1,7 @@
 """linear (one fused Function) and bilinear (einsum: its backward comes from the primitives)."""
 from ...autograd import Function
 from ...tensor import Tensor, einsum
+from ...tensor.backend import array_module
 
 
 class Linear(Function):
@@ -26,9 +27,15 @@ class Linear(Function):
     def backward(ctx, g):
         x, weight = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad + (False,) * (3 - len(ctx.needs_input_grad))
-        return (g @ weight if need_x else None,
-                g.mT @ x if need_w else None,
-                g.sum(0) if need_b else None)
+        gw = gb = None
+        if need_w:       # straight into the weight's gradient home (a DDP bucket) if it has one
+            home = ctx.gradient_buffer(1)
+            gw = g.mT @ x if home is None else \
+                Tensor._make(array_module(home).matmul(g._data.T, x._data, out=home))
+        if need_b:
+            home = ctx.gradient_buffer(2)
+            gb = g.sum(0) if home is None else Tensor._make(g._data.sum(0, out=home))
+        return (g @ weight if need_x else None), gw, gb
 
 
 def linear(input, weight, bias=None):

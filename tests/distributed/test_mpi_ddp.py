@@ -13,7 +13,7 @@ import phalanx.distributed as dist
 import phalanx.nn as nn
 import phalanx.nn.functional as F
 from phalanx.distributed import DistributedDataParallel as DDP
-from phalanx.distributed import SyncBatchNorm, ZeroRedundancyOptimizer, comm_hooks
+from phalanx.distributed import SyncBatchNorm, ZeroRedundancyOptimizer, comm_hooks, reducer
 
 pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(90)]
 TOL = 1e-10
@@ -25,6 +25,15 @@ def world():
     if not dist.is_initialized():
         dist.init_process_group()
     return dist.get_rank(), dist.get_world_size()
+
+
+@pytest.fixture(params=["shared", "private"])
+def memory(request, monkeypatch):
+    """Buckets in memory every rank maps (all ranks run here), or private ones all-reduced
+    through MPI."""
+    if request.param == "private":
+        monkeypatch.setenv("PHALANX_SHARED_MEMORY", "0")
+    return request.param
 
 
 def batches(steps, shape, classes, seed=0):
@@ -87,11 +96,19 @@ def mlp():
 
 
 @pytest.mark.parametrize("set_to_none", [True, False])   # .grad copied / kept as the view
-def test_mlp_matches_one_process(world, set_to_none):
+def test_mlp_matches_one_process(world, set_to_none, memory, monkeypatch):
     ddp, ref = wrap(mlp, bucket_cap_mb=0.0005)    # several buckets
     assert len(ddp.reducer.buckets) > 1
+    group = ddp.process_group
+    assert all(group.reduces_locally(b.flat) == (memory == "shared")
+               for b in ddp.reducer.buckets)
+    in_place = []                                 # linear computed each .grad in its bucket
+    fill = reducer._fill_view
+    monkeypatch.setattr(reducer, "_fill_view", lambda p, view: (
+        in_place.append(p.grad is not None and p.grad._data is view), fill(p, view)))
     train(ddp, ref, batches(3, (6,), 3), lambda p: px.optim.SGD(p, lr=0.1, momentum=0.9),
           set_to_none=set_to_none)
+    assert len(in_place) == 3 * len(list(ddp.module.parameters())) and all(in_place)
     for b in ddp.reducer.buckets:                 # .grad are views into the bucket
         for p, view in zip(b.params, b.views):
             assert p.grad._data is view
@@ -110,7 +127,7 @@ class CNN(nn.Module):
         return self.bn1(self.fc(x.flatten(1)))
 
 
-def test_cnn_with_sync_batchnorm_matches_one_process(world):
+def test_cnn_with_sync_batchnorm_matches_one_process(world, memory):
     px.manual_seed(7 + dist.get_rank())
     model = SyncBatchNorm.convert_sync_batchnorm(CNN().double())
     assert isinstance(model.bn, SyncBatchNorm) and isinstance(model.bn1, SyncBatchNorm)
@@ -150,7 +167,7 @@ class Routed(nn.Module):
 
 
 @pytest.mark.parametrize("set_to_none", [True, False])
-def test_unused_parameters_no_flag(world, set_to_none):
+def test_unused_parameters_no_flag(world, set_to_none, memory):
     rank, size = world
     ddp, ref = wrap(Routed)
     n = size * B
@@ -199,7 +216,9 @@ def test_no_sync_accumulates_then_syncs(world):
                zip(local, ddp.module.parameters()))   # the local sums were not yet averaged
 
 
-def test_overlap_launches_buckets_during_backward(world):
+def test_overlap_launches_buckets_during_backward(world, memory):
+    """Buckets all-reduced through MPI start while backward runs; buckets in shared memory
+    are reduced when it ends (that is computation: a thread would only take cores)."""
     ddp, _ = wrap(mlp, bucket_cap_mb=0.0005)
     events = []
     group = ddp.process_group
@@ -221,7 +240,10 @@ def test_overlap_launches_buckets_during_backward(world):
     launches = [i for i, e in enumerate(events) if e == "launch"]
     grads = [i for i, e in enumerate(events) if e == "grad"]
     assert len(launches) == len(ddp.reducer.buckets)   # usage flags ride in the buckets
-    assert launches[1] < grads[-1], f"no bucket started before backward ended: {events}"
+    if memory == "private":
+        assert launches[1] < grads[-1], f"no bucket started before backward ended: {events}"
+    else:
+        assert launches[0] > grads[-1], f"a bucket started during backward: {events}"
 
 
 @pytest.mark.parametrize("hook", ["allreduce", "fp16", "powersgd_full", "powersgd_rank1"])

@@ -32,6 +32,18 @@ x = data(rank, 50)
 pg.allreduce(x, ReduceOp.AVG).wait()
 assert np.allclose(x, sum(data(r, 50) for r in range(size)) / size)
 
+# comm_buffer: ranks on one host share it; all-reduce is a pass over shared memory
+for n in (1, 7, 100_003):
+    for dtype, op in ((np.float32, ReduceOp.SUM), (np.int64, ReduceOp.MAX),
+                      (np.float64, ReduceOp.AVG)):
+        buf = pg.comm_buffer(n, dtype, np)
+        assert pg.reduces_locally(buf) == (size > 1) and not buf.any()
+        buf[...] = data(rank, n, dtype)
+        expect = data(rank, n, dtype)
+        pg.allreduce(buf, op).wait()
+        pg.allreduce(expect, op).wait()             # a private array: the ring
+        assert np.allclose(buf, expect, rtol=1e-6), (n, dtype, op)
+
 works = [pg.allreduce(np.full(200_000, float(rank + i))) for i in range(5)]   # async, queued
 for w in works:
     w.wait()

@@ -1,0 +1,110 @@
+"""comm_buffer: buffers in memory every rank maps, all-reduced without messages (mpi backend).
+
+Run by `mpiexec -n N pytest --only-mpi`; every rank is on this host, so buffers are shared
+unless a test makes a rank refuse. Results must equal the MPI all-reduce of private arrays.
+"""
+import gc
+import glob
+import os
+
+import numpy as np
+import pytest
+
+import phalanx.distributed as dist
+from phalanx.distributed import ReduceOp, shared_memory
+from phalanx.distributed.comm_queue import blocking
+from phalanx.distributed.world import resolve
+
+pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(60)]
+
+
+@pytest.fixture(scope="module")
+def group():
+    if not dist.is_initialized():
+        dist.init_process_group()
+    return resolve(None)
+
+
+def contribution(rank, n, dtype):
+    values = (np.arange(n) * 7 + rank * 3) % 11 - 4 + rank
+    return (values > 0) if dtype == np.bool_ else values.astype(dtype)
+
+
+def leftover_files(group):
+    """Files this job left in /dev/shm (their names carry rank 0's pid)."""
+    pid = group.broadcast_object(os.getpid(), 0)
+    return glob.glob(os.path.join(shared_memory.DIRECTORY, f"phalanx-{pid}-*"))
+
+
+DTYPES = [np.float64, np.float32, np.int64, np.int32, np.bool_]
+CASES = [(op, dtype) for op in ReduceOp for dtype in DTYPES
+         if op is not ReduceOp.AVG or np.dtype(dtype).kind == "f"]   # AVG: floats only
+
+
+@pytest.mark.parametrize("n", [1, 2, 1001, 70_001])
+@pytest.mark.parametrize("op,dtype", CASES,
+                         ids=[f"{op.name}-{np.dtype(d).name}" for op, d in CASES])
+def test_all_reduce_equals_mpi(group, op, dtype, n, monkeypatch):
+    monkeypatch.setattr(shared_memory, "BLOCK_BYTES", 4096)     # many blocks per chunk
+    buf = group.comm_buffer(n, dtype, np)
+    assert group.reduces_locally(buf) and np.all(buf == 0) and buf.dtype == dtype
+    buf[...] = contribution(group.rank, n, dtype)
+    expected = contribution(group.rank, n, dtype)
+    blocking(group.allreduce, buf, op)
+    blocking(group.allreduce, expected, op)          # a private array: MPI's Allreduce
+    if buf.dtype.kind == "f":
+        np.testing.assert_allclose(buf, expected, rtol=1e-6 if dtype == np.float32 else 1e-14)
+    else:
+        np.testing.assert_array_equal(buf, expected)
+    everyone = group.allgather_object(buf.tobytes())
+    assert all(b == everyone[0] for b in everyone), "ranks hold different results"
+
+
+def test_asynchronous_in_issue_order_with_other_collectives(group):
+    bufs = [group.comm_buffer(50_000, np.float64, np) for _ in range(3)]
+    for i, b in enumerate(bufs):
+        b[...] = group.rank + i
+    plain = np.full(10, float(group.rank))
+    works = [group.allreduce(bufs[0]), group.allreduce(plain), group.allreduce(bufs[1]),
+             group.allreduce(bufs[2], ReduceOp.MAX)]
+    for w in works:
+        w.wait()
+    total = sum(range(group.size))
+    assert np.all(bufs[0] == total) and np.all(plain == total)
+    assert np.all(bufs[1] == total + group.size) and np.all(bufs[2] == group.size - 1 + 2)
+
+
+def test_memory_is_unlinked_and_released_with_the_array(group):
+    before = len(group._shared._buffers)
+    buf = group.comm_buffer(1000, np.float32, np)
+    assert leftover_files(group) == []           # every rank mapped it: the name is gone
+    assert len(group._shared._buffers) == before + 1
+    view = buf[10:20]
+    del buf
+    gc.collect()
+    assert len(group._shared._buffers) == before + 1     # a view keeps it registered
+    del view
+    gc.collect()
+    assert len(group._shared._buffers) == before
+    assert group.comm_buffer(0, np.float32, np).shape == (0,)
+
+
+@pytest.mark.parametrize("failure", ["map", "reserve", "disabled"])
+def test_private_memory_when_a_rank_cannot_share(group, failure, monkeypatch):
+    """A rank on another host cannot open the file, a full /dev/shm cannot reserve it: every
+    rank then gets a private buffer, and all_reduce on it goes through MPI."""
+    last = group.size - 1
+    if failure == "map" and group.rank == last:
+        monkeypatch.setattr(shared_memory, "_map", lambda path: None)
+    if failure == "reserve" and group.rank == 0:
+        def no_room(fd, offset, length):
+            raise OSError(28, "No space left on device")
+        monkeypatch.setattr(os, "posix_fallocate", no_room)
+    if failure == "disabled":
+        monkeypatch.setenv("PHALANX_SHARED_MEMORY", "0")
+    buf = group.comm_buffer(100, np.float64, np)
+    assert not group.reduces_locally(buf) and np.all(buf == 0)
+    assert leftover_files(group) == []
+    buf[...] = group.rank
+    blocking(group.allreduce, buf, ReduceOp.SUM)
+    assert np.all(buf == sum(range(group.size)))
