@@ -175,8 +175,9 @@ class MpiProcessGroup(ProcessGroup):
     def allreduce(self, array, op=ReduceOp.SUM):
         shared = self._shared.find(array)
         if shared is not None:      # a comm_buffer on one host: MPI only keeps the ranks in step
-            return self._post("all_reduce",
-                              lambda a: shared.allreduce(a, op, self.comm.Barrier), array)
+            # (spinning in MPI_Barrier where each rank has a core, else waiting politely)
+            barrier = self.comm.Barrier if shared.own_cores else self._arrive
+            return self._post("all_reduce", lambda a: shared.allreduce(a, op, barrier), array)
         mop = self._op(op, array.dtype)
 
         def run(a):

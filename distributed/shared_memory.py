@@ -1,8 +1,9 @@
 """Buffers that every rank on one host maps, all-reduced by loads and stores instead of messages.
 
 DDP's gradient buckets live here when all ranks of the group share a host: an all-reduce then
-costs each rank one pass over 1/n of the data, where MPI or a TCP ring copies the data through
-its own buffers several times (7 MB on 2 ranks: 0.13 ms here, 1.6 ms through MPICH).
+costs each rank one pass over its 1/n share of every rank's buffer, where MPI or a TCP ring
+copies the data through its own buffers several times (7 MB on 2 ranks: 0.13 ms here, 1.6 ms
+through MPICH).
 
 `SharedBuffer.create` is collective. Rank 0 creates a file in /dev/shm with room for one buffer
 per rank and reserves its memory (a tmpfs too small for it fails here, not with a SIGBUS later);
@@ -13,7 +14,8 @@ is unlinked: the memory lives exactly as long as the arrays that view it.
 All-reduce, between two barriers of the group: rank r owns the r-th chunk of every buffer; it
 reduces that chunk of all ranks' buffers into its own, in cache-sized blocks, and copies each
 reduced block into the other ranks' buffers. Each element is computed once, so every rank ends
-with bit-identical values.
+with bit-identical values. The barriers are the backend's (MPI's spins where every rank has a
+core of its own, and waits without spinning where ranks share cores).
 """
 import mmap
 import os
@@ -29,7 +31,6 @@ BLOCK_BYTES = 256 << 10            # a block of every rank's chunk stays in cach
 _ALIGN = 64
 
 
-
 def enabled():
     """PHALANX_SHARED_MEMORY=0 turns the shared-memory path off (everything goes through the
     backend's own collectives)."""
@@ -41,10 +42,11 @@ class SharedBuffer:
     caller owns this rank's view (`create` returns it); the registry in the process group maps
     it back here for as long as it lives."""
 
-    def __init__(self, peers, rank, count, dtype):
-        self.peers = peers                   # rank -> that rank's view (None for this rank)
-        bounds = [count * k // len(peers) for k in range(len(peers) + 1)]
-        self.chunk = slice(bounds[rank], bounds[rank + 1])
+    def __init__(self, others, rank, size, count, dtype, own_cores):
+        self.others = others                 # the other ranks' views, in rank order
+        self.size = size
+        self.own_cores = own_cores           # every rank has a core to itself: waits may spin
+        self.start, self.stop = count * rank // size, count * (rank + 1) // size
         self.block = max(1, BLOCK_BYTES // np.dtype(dtype).itemsize)
 
     @classmethod
@@ -60,16 +62,17 @@ class SharedBuffer:
         if path is None:
             return None
         mapping = _map(path)
-        everyone = all(group.allgather_object(mapping is not None))
+        reports = group.allgather_object((mapping is not None, _cores()))
         if group.rank == 0:
             os.unlink(path)                  # every rank has it mapped, or gave up
-        if not everyone:
+        if not all(mapped for mapped, _ in reports):
             return None
+        cores = set().union(*(c for _, c in reports))
         views = [np.frombuffer(mapping, dtype, count, offset=k * stride)
                  for k in range(group.size)]
-        mine = views[group.rank]
-        views[group.rank] = None
-        return mine, cls(views, group.rank, count, dtype)
+        mine = views.pop(group.rank)
+        return mine, cls(views, group.rank, group.size, count, dtype,
+                         own_cores=len(cores) >= group.size)
 
     def allreduce(self, mine, op, barrier):
         """Reduce every rank's buffer with `op`, in place on all of them; `barrier()` is the
@@ -77,24 +80,29 @@ class SharedBuffer:
         rank is done reading and writing the others')."""
         op = ReduceOp(op)
         ufunc = UFUNCS[op]
-        others = [v for v in self.peers if v is not None]
         barrier()
-        start, stop = self.chunk.start, self.chunk.stop
-        for lo in range(start, stop, self.block):
-            hi = min(lo + self.block, stop)
+        for lo in range(self.start, self.stop, self.block):
+            hi = min(lo + self.block, self.stop)
             acc = mine[lo:hi]
-            for view in others:
+            for view in self.others:
                 ufunc(acc, view[lo:hi], out=acc)
             if op is ReduceOp.AVG:
-                _average(acc, len(self.peers))
-            for view in others:
+                _average(acc, self.size)
+            for view in self.others:
                 view[lo:hi] = acc
         barrier()
 
 
+def _cores():
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
 def _average(a, n):
     if a.dtype.kind in "fc":
-        a *= 1 / n
+        a *= 1 / n                           # in cache: multiplying is cheap, dividing is not
     else:
         a //= n
 
@@ -117,12 +125,16 @@ def _reserve(nbytes):
 
 
 def _map(path):
+    """The file at `path` mapped shared, or None if this rank cannot (another host's or
+    container's /dev/shm does not have it)."""
     try:
         fd = os.open(path, os.O_RDWR)
-    except OSError:                          # another host's (or container's) /dev/shm
+    except OSError:
         return None
     try:
         return mmap.mmap(fd, 0, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    except OSError:
+        return None
     finally:
         os.close(fd)
 

@@ -108,3 +108,17 @@ def test_private_memory_when_a_rank_cannot_share(group, failure, monkeypatch):
     buf[...] = group.rank
     blocking(group.allreduce, buf, ReduceOp.SUM)
     assert np.all(buf == sum(range(group.size)))
+
+
+@pytest.mark.parametrize("cores", ["one each", "all on one"])
+def test_ranks_without_a_core_each_wait_politely(group, cores, monkeypatch):
+    """Ranks that each have a core may spin while waiting for each other; oversubscribed ones
+    must not (a spinning rank takes the core of the rank it waits for). Both give the sum."""
+    rank = group.rank
+    monkeypatch.setattr(shared_memory, "_cores", lambda: [rank] if cores == "one each" else [0])
+    buf = group.comm_buffer(10_000, np.float64, np)
+    assert group._shared.find(buf).own_cores == (cores == "one each")
+    for step in range(3):
+        buf[...] = rank + step
+        blocking(group.allreduce, buf, ReduceOp.AVG)
+        assert np.all(buf == (group.size - 1) / 2 + step)
