@@ -174,10 +174,8 @@ class MpiProcessGroup(ProcessGroup):
     # --- collectives ------------------------------------------------------------------------
     def allreduce(self, array, op=ReduceOp.SUM):
         shared = self._shared.find(array)
-        if shared is not None:      # a comm_buffer on one host: MPI only keeps the ranks in step
-            # (spinning in MPI_Barrier where each rank has a core, else waiting politely)
-            barrier = self.comm.Barrier if shared.own_cores else self._arrive
-            return self._post("all_reduce", lambda a: shared.allreduce(a, op, barrier), array)
+        if shared is not None:      # a comm_buffer: a pass over memory this host's ranks share
+            return self._post("all_reduce", lambda a: shared.allreduce(a, op), array)
         mop = self._op(op, array.dtype)
 
         def run(a):
@@ -242,6 +240,9 @@ class MpiProcessGroup(ProcessGroup):
     def barrier(self):
         return self._post("barrier", self.comm.Barrier)
 
+    def barrier_now(self, spin):
+        (self.comm.Barrier if spin else self._arrive)()
+
     # --- point to point ----------------------------------------------------------------------
     def send(self, array, dst, tag=0):
         host, _ = _host(array)
@@ -288,6 +289,7 @@ class MpiProcessGroup(ProcessGroup):
         os._exit(errorcode)  # not reached
 
     def shutdown(self):
+        self._shared.close()
         Watchdog.unwatch(self._queue)
         try:
             blocking(self._post, "destroy", self.comm.Free)

@@ -69,20 +69,22 @@ class ProcessGroup:
 
     # a zeroed flat array of `count` elements of `dtype` (an array of module `xp`) that this
     # group all-reduces fastest, for buffers reduced over and over (DDP's buckets). Collective.
-    # Where every rank is on one host it lies in memory they all map, and `allreduce` on it
-    # is a pass over shared memory (shared_memory.py); backends check `_shared.find(array)`.
+    # It lies in memory that the group's ranks on one host map together, and `allreduce` on it
+    # is a pass over that memory (across hosts: per host, shared_memory.py); backends check
+    # `_shared.find(array)` and call its `allreduce`.
     def comm_buffer(self, count, dtype, xp):
         if xp is np and self.size > 1 and count > 0 and shared_memory.enabled():
-            made = shared_memory.SharedBuffer.create(self, count, dtype)
+            made = shared_memory.create(self, count, dtype)
             if made is not None:
                 self._shared.add(*made)
                 return made[0]
         return xp.zeros(count, dtype=dtype)
 
     # whether all-reducing `array` (a comm_buffer) is this rank's own computation over shared
-    # memory rather than waiting on a transport: overlapping it with computation gains nothing
+    # memory, with no transport to wait on: overlapping it with computation gains nothing
     def reduces_locally(self, array):
-        return self._shared.find(array) is not None
+        shared = self._shared.find(array)
+        return shared is not None and shared.across is None
 
     # in-place on `array` on every rank
     def allreduce(self, array, op=ReduceOp.SUM) -> Work:
@@ -118,6 +120,11 @@ class ProcessGroup:
 
     def barrier(self) -> Work:
         raise NotImplementedError
+
+    # a barrier on the calling thread, also from inside a running collective (shared-memory
+    # all-reduces); `spin`: every rank has a core of its own, so waiting may busy-poll
+    def barrier_now(self, spin):
+        self.barrier().wait()
 
     def send(self, array, dst, tag=0) -> Work:
         raise NotImplementedError

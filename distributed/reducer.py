@@ -3,9 +3,9 @@
 Parameters are packed, in reverse registration order (roughly the order backward produces
 their gradients), into flat buckets of one dtype and device: a small first bucket (1 MB, so
 communication starts early), then `bucket_cap_mb` each. Buckets come from the group's
-`comm_buffer`, which puts them in memory every rank maps when the ranks share a host (then an
-all-reduce is one pass over shared memory). Every parameter's `.grad` is a view into its
-bucket.
+`comm_buffer`, which puts them in memory that the ranks on each host map together (an
+all-reduce is then a pass over shared memory, per host when there are several). Every
+parameter's `.grad` is a view into its bucket.
 
 At the start of a backward that follows a DDP forward, the reducer offers the engine each
 parameter's bucket view as the home of its gradient: ops that support it (linear's weight and
@@ -16,9 +16,9 @@ it is all-reduced (AVG) asynchronously, on the group's communication thread, whi
 goes on. Buckets are launched strictly in index order, so every rank issues the same
 collectives in the same order whatever order its gradients arrive in; the last one is launched
 by the callback at the end of backward and runs on the calling thread, which has nothing else
-to do then. Buckets in shared memory are all reduced then, on the calling thread: reducing them
-is computation, not waiting, and a communication thread would only take a core from backward
-(measured: overlapping cost more than it hid). Parameters the pass does not reach are known
+to do then. Buckets in shared memory on a single host are all reduced then, on the calling
+thread: reducing them is computation, not waiting, and a communication thread would only take
+a core from backward (measured: overlapping cost more than it hid). Parameters the pass does not reach are known
 from the start (the engine tells us which leaves it will accumulate into), so they are ready
 at once and contribute their current gradient (zeros if they had none).
 
@@ -97,7 +97,7 @@ class Reducer:
         self.group = group
         self.buckets = assign_buckets(self.params[::-1], group, bucket_cap_bytes)
         # how many buckets launch during backward (the rest when it ends): none when the
-        # group reduces them all in shared memory
+        # group reduces them all in shared memory on one host
         local = all(group.reduces_locally(b.flat) for b in self.buckets)
         self.overlapped = 0 if local else len(self.buckets) - 1
         self._where = {}                   # id(param) -> (bucket, slot)

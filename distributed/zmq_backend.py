@@ -214,8 +214,8 @@ class ZmqProcessGroup(ProcessGroup):
         flat = _check_array(array)
         ufunc = self._ufunc(op, flat.dtype)
         shared = self._shared.find(array)
-        if shared is not None:      # a comm_buffer on one host: no messages but two barriers
-            return self._submit(shared.allreduce, array, op, self._barrier)
+        if shared is not None:      # a comm_buffer: a pass over memory this host's ranks share
+            return self._submit(shared.allreduce, array, op)
         return self._submit(self._allreduce, flat, ufunc, op)
 
     def _allreduce(self, flat, ufunc, op):
@@ -364,6 +364,9 @@ class ZmqProcessGroup(ProcessGroup):
     def barrier(self):
         return self._submit(self._barrier)
 
+    def barrier_now(self, spin):
+        blocking(self._submit, self._barrier)
+
     def _barrier(self):
         seq = self._next_seq()
         for r in range(self.size):
@@ -433,6 +436,7 @@ class ZmqProcessGroup(ProcessGroup):
         if self._closed:
             return
         self._closed = True
+        self._shared.close()
         self._queue.close(self.timeout)
         for sock in self._push:
             if sock is not None:      # a broken group's peers may be gone: do not wait for them

@@ -51,15 +51,18 @@ def _clean_env():
     return env
 
 
-@pytest.mark.parametrize("nproc", [2, 3])
+@pytest.mark.parametrize("nproc,tests", [
+    (2, "tests/distributed"), (3, "tests/distributed"),
+    (4, "tests/distributed/test_mpi_hosts.py"),      # two simulated hosts of two ranks
+], ids=["2", "3", "4-hosts"])
 @pytest.mark.timeout(660)
-def test_distributed_suite(nproc, tmp_path):
+def test_distributed_suite(nproc, tests, tmp_path):
     cmd = ["timeout", "600", MPIEXEC]
     for rank in range(nproc):   # MPMD: one segment per rank, each with its own --basetemp
         if rank:
             cmd.append(":")
         cmd += ["-n", "1", sys.executable, "-m", "pytest", "--only-mpi", "-q", "-p",
-                "no:randomly", f"--basetemp={tmp_path / f'rank{rank}'}", "tests/distributed"]
+                "no:randomly", f"--basetemp={tmp_path / f'rank{rank}'}", tests]
     proc = subprocess.run(cmd, cwd=ROOT, env=_clean_env(), capture_output=True, text=True)
     out = proc.stdout + proc.stderr
     # one summary per rank; ranks share the pipe, so lines may run into each other

@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 
+from phalanx.distributed import shared_memory
 from phalanx.distributed.process_group import ReduceOp
 from phalanx.distributed.store import Store
 from phalanx.distributed.zmq_backend import ZmqProcessGroup
@@ -43,6 +44,22 @@ for n in (1, 7, 100_003):
         pg.allreduce(buf, op).wait()
         pg.allreduce(expect, op).wait()             # a private array: the ring
         assert np.allclose(buf, expect, rtol=1e-6), (n, dtype, op)
+
+# ... and across (simulated) hosts, host = rank % 2: four ranks make two hosts of two, where
+# the all-reduce is per host in shared memory and across hosts over ZeroMQ
+real_host_id = shared_memory.host_id
+shared_memory.host_id = lambda: f"host{rank % 2}"
+sub = pg.split(list(range(size)))                  # a new group lays itself out anew
+for n in (3, 100_003):
+    buf = sub.comm_buffer(n, np.float64, np)
+    assert (sub._shared.find(buf) is not None) == (size == 4)
+    buf[...] = data(rank, n)
+    expect = data(rank, n)
+    sub.allreduce(buf, ReduceOp.AVG).wait()
+    sub.allreduce(expect, ReduceOp.AVG).wait()
+    assert np.allclose(buf, expect), n
+sub.shutdown()
+shared_memory.host_id = real_host_id
 
 works = [pg.allreduce(np.full(200_000, float(rank + i))) for i in range(5)]   # async, queued
 for w in works:
