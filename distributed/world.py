@@ -8,7 +8,7 @@ one; `nccl` (GPU runs) comes with the NCCL backend. Every other function here fo
 import datetime
 import importlib
 
-from . import debug
+from . import debug, threads
 from . import env as _env_mod
 
 DEFAULT_TIMEOUT = 1800.0          # seconds, as in PyTorch
@@ -133,6 +133,7 @@ def init_process_group(backend=None, timeout=None, **kwargs):
                              f"{name}={value}; drop the argument and let the launcher decide")
     name = _choose(backend, environment)
     debug.configure_from_env()
+    threads.share_cores(environment.local_world_size, announce=environment.local_rank == 0)
     world = _create(name, environment, _seconds(timeout))
     _state.world, _state.env, _state.groups = world, environment, []
     if name == "mpi" and world.size > 1:

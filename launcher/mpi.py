@@ -18,7 +18,8 @@ import time
 from .agent import SignalReceived
 from .bootstrap import AGENT_PID_ENV
 from .errors import ERROR_FILE_ENV, Failure, describe_exit, format_summary, read_error_file
-from .workers import BOOTSTRAP, THREAD_ENV_VARS
+from ..distributed.threads import THREAD_ENV_VARS, threads_per_rank
+from .workers import BOOTSTRAP
 
 
 def find_mpiexec(config):
@@ -55,7 +56,7 @@ def launch_mpi(config):
         env.pop(AGENT_PID_ENV, None)       # mpiexec, not we, is the ranks' parent
         # cores ÷ ranks, as for our own workers: BLAS threads fighting MPI's busy-polling for
         # the same cores make a step tens of times slower
-        threads = str(max(1, (os.cpu_count() or 1) // int(config.np or config.nproc_per_node)))
+        threads = str(threads_per_rank(int(config.np or config.nproc_per_node)))
         for name in THREAD_ENV_VARS:
             env.setdefault(name, threads)
         proc = subprocess.Popen(command, env=env, start_new_session=True)

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from ..distributed.threads import THREAD_ENV_VARS, threads_per_rank
 from .errors import ERROR_FILE_ENV, Failure, describe_exit, read_error_file
 from .logs import LogRouter, LogSource, console_streams, rank_prefix
 
 BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap.py")
-THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass
@@ -64,7 +64,7 @@ def worker_env(spec, assignment, local_rank, error_file, heartbeat_endpoint):
     """The environment of one worker: torchrun's variables plus the store and heartbeat ones."""
     env = dict(os.environ)
     env.update(spec.extra_env)
-    threads = str(max(1, (os.cpu_count() or 1) // spec.nproc_per_node))
+    threads = str(threads_per_rank(spec.nproc_per_node))
     for name in THREAD_ENV_VARS:
         env.setdefault(name, threads)
     env.setdefault("PYTHONUNBUFFERED", "1")

@@ -152,3 +152,38 @@ def test_ddp_digits_example_trains_and_resumes(tmp_path):
     assert "resumed from" in out and "epoch 2:" in out and "epoch 1:" not in out, out
     accuracy = float(re.search(r"final test accuracy: ([\d.]+)%", out).group(1))
     assert accuracy > 50, out          # two short epochs; chance is 10%
+
+
+THREADS_WORKER = r'''
+import os
+from threadpoolctl import threadpool_info
+import phalanx.distributed as dist
+dist.init_process_group()
+blas = {m["num_threads"] for m in threadpool_info() if m["user_api"] == "blas"}
+print(f"rank {dist.get_rank()}: blas {sorted(blas)} env {os.environ['OMP_NUM_THREADS']}",
+      flush=True)
+'''
+
+
+@pytest.mark.parametrize("user_set", [False, True])
+@pytest.mark.timeout(60)
+def test_bare_mpiexec_ranks_share_the_cores(user_set, tmp_path):
+    """Without `phalanx run` nobody divides the cores among a host's ranks:
+    init_process_group gives each rank's BLAS its share, unless the user chose."""
+    script = tmp_path / "threads.py"
+    script.write_text(THREADS_WORKER)
+    env = {k: v for k, v in _clean_env().items()
+           if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    if user_set:
+        env["OMP_NUM_THREADS"] = "3"
+    proc = subprocess.run(["timeout", "45", MPIEXEC, "-n", "2", sys.executable, str(script)],
+                          env=env, capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    share = str(max(1, (os.cpu_count() or 1) // 2))
+    for rank in range(2):
+        if user_set:
+            assert f"rank {rank}: blas" in out and "env 3" in out, out
+        else:
+            assert f"rank {rank}: blas [{share}] env {share}" in out, out
+    assert out.count("each rank runs") == (0 if user_set else 1), out   # said once, by rank 0
