@@ -7,12 +7,12 @@
 `phalanx` is `dist.all_reduce` on the `mpi` backend; `shared` the same on a buffer from
 `comm_buffer`, which ranks on one host map together (as DDP's buckets are); `zmq` is
 `dist.all_reduce` on a `ZmqProcessGroup` (the backend `phalanx run` picks without MPI), whose
-ranks meet through a store this script hosts, as the launcher's would. The script starts itself under
-`mpiexec -n NPROC`, where MPI also synchronises the timed blocks. Phalanx and raw mpi4py run in
-one job and take turns size by size and repeat by repeat, so a noisy neighbour slows both alike.
-gloo and zmq run in a job of their own, also taking turns, without MPI: plain processes with
-RANK/WORLD_SIZE and the store in their environment, as under `phalanx run`, synchronised by a
-second ZmqProcessGroup (gloo next to a live MPI runs several times slower at small sizes, and
+ranks meet through a store this script hosts, as the launcher's would. The script starts itself
+under `mpiexec -n NPROC`, where MPI also synchronises the timed blocks. Phalanx and raw mpi4py
+run in one job and take turns size by size and repeat by repeat, so a noisy neighbour slows both
+alike. gloo and zmq run in a job of their own, also taking turns, without MPI: plain processes
+with RANK/WORLD_SIZE and the store in their environment, as under `phalanx run`, synchronised by
+a second ZmqProcessGroup (gloo next to a live MPI runs several times slower at small sizes, and
 its helper threads would disturb the MPI timings).
 Each measurement is a timed block of back-to-back in-place SUM all-reduces of a float32 array
 (one all-reduce from 1 MB up; who goes first alternates); the table shows the median over

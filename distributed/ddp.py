@@ -7,10 +7,11 @@
 At wrap time every rank checks that it holds the same parameters and buffers (names, shapes,
 dtypes) and takes rank 0's values. Each forward (in grad mode, outside `no_sync()`) arms the
 reducer, which all-reduces gradient buckets as the following backward fills them (see
-`reducer.py`; buckets live in memory that each host's ranks share, `shared_memory.py`). With `broadcast_buffers=True` rank 0's buffers are copied to every rank before
-each forward. `state_dict()` has the unwrapped module's keys, so checkpoints load with or
-without DDP. The `find_unused_parameters` and `static_graph` flags of PyTorch are accepted and
-unneeded: unused parameters are found automatically on every pass.
+`reducer.py`; buckets live in memory that each host's ranks share, `shared_memory.py`). With
+`broadcast_buffers=True` rank 0's buffers are copied to every rank before each forward.
+`state_dict()` has the unwrapped module's keys, so checkpoints load with or without DDP. The
+`find_unused_parameters` and `static_graph` flags of PyTorch are accepted and unneeded: unused
+parameters are found automatically on every pass.
 """
 import contextlib
 

@@ -9,18 +9,18 @@ parameter's `.grad` is a view into its bucket.
 
 At the start of a backward that follows a DDP forward, the reducer offers the engine each
 parameter's bucket view as the home of its gradient: ops that support it (linear's weight and
-bias) compute the gradient right there, and the engine accumulates in place into a `.grad`
-that already is the view. Each parameter's post-accumulate hook marks it ready; a gradient
-that arrived elsewhere is copied into its view then. When a bucket's parameters are all ready
-it is all-reduced (AVG) asynchronously, on the group's communication thread, while backward
-goes on. Buckets are launched strictly in index order, so every rank issues the same
-collectives in the same order whatever order its gradients arrive in; the last one is launched
-by the callback at the end of backward and runs on the calling thread, which has nothing else
-to do then. Buckets in shared memory on a single host are all reduced then, on the calling
-thread: reducing them is computation, not waiting, and a communication thread would only take
-a core from backward (measured: overlapping cost more than it hid). Parameters the pass does not reach are known
-from the start (the engine tells us which leaves it will accumulate into), so they are ready
-at once and contribute their current gradient (zeros if they had none).
+bias) compute the gradient right there, and the engine accumulates in place into a `.grad` that
+already is the view. Each parameter's post-accumulate hook marks it ready; a gradient that
+arrived elsewhere is copied into its view then. When a bucket's parameters are all ready it is
+all-reduced (AVG) asynchronously, on the group's communication thread, while backward goes on.
+Buckets are launched strictly in index order, so every rank issues the same collectives in the
+same order whatever order its gradients arrive in; the last one is launched by the callback at
+the end of backward and runs on the calling thread, which has nothing else to do then. Buckets
+in shared memory on a single host are all reduced then, on the calling thread: reducing them is
+computation, not waiting, and a communication thread would only take a core from backward
+(measured: overlapping cost more than it hid). Parameters the pass does not reach are known from
+the start (the engine tells us which leaves it will accumulate into), so they are ready at once
+and contribute their current gradient (zeros if they had none).
 
 Each bucket also carries one flag per parameter, set where this rank's pass used it: the same
 all-reduce tells every rank which parameters some rank used, at no extra collective (with a
