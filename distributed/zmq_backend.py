@@ -6,11 +6,14 @@ per peer. Every message is `[header, payload]`; the 16-byte header names the sen
 that arrive before they are wanted wait in a mailbox. ZeroMQ keeps each sender→receiver stream in
 order, so the chunks of one collective need no numbering.
 
-Operations run one at a time in the order they were issued, through the group's `CommQueue`:
+Collectives run one at a time in the order they were issued, through the group's `CommQueue`:
 asynchronous ones on its communication thread, synchronous ones (`blocking`, and every
 collective called with async_op=False) on the caller's thread, with no thread hand-off. Each
 returns a `Work`. `submit(fn)` runs `fn` in that order too (DDP's communication hooks), and
-`split` makes sub-groups through the store, under a prefix of their own.
+`split` makes sub-groups through the store, under a prefix of their own. Point-to-point verbs
+stay out of that queue, as MPI's do: a send goes out at once, and a receive completes when its
+message is in, whoever reads the socket meanwhile, so `irecv` posted before `isend` on both
+ranks cannot deadlock, and a receive never holds up the collectives behind it.
 
 Full chunks and larger arrays travel zero-copy (ZeroMQ reads the NumPy buffer itself), smaller
 messages are copied; received frames are reduced into place with NumPy ufuncs. All-reduce is a
@@ -20,10 +23,12 @@ array, the bandwidth optimum.
 """
 import atexit
 import collections
+import contextlib
 import os
 import pickle
 import socket
 import struct
+import threading
 import time
 import weakref
 
@@ -31,7 +36,7 @@ import numpy as np
 import zmq
 
 from .comm_queue import CommQueue, blocking
-from .process_group import ProcessGroup
+from .process_group import ProcessGroup, Work
 from .reduce_op import UFUNCS, ReduceOp
 
 DEFAULT_TIMEOUT = 1800.0
@@ -78,6 +83,76 @@ def _check_array(array, what="array"):
         raise ValueError(f"{what} must be C-contiguous (shape {array.shape}, strides "
                          f"{array.strides}); pass np.ascontiguousarray(x)")
     return array.reshape(-1)
+
+
+class _Sent(Work):
+    """A point-to-point send: already handed to ZeroMQ; done when ZeroMQ let go of the array
+    (at once for small ones, which were copied)."""
+
+    def __init__(self, trackers):
+        super().__init__()
+        self._trackers = trackers
+
+    def is_completed(self):
+        return all(t.done for t in self._trackers)
+
+    def wait(self, timeout=None):
+        for t in self._trackers:
+            t.wait(-1 if timeout is None else timeout)
+        return True
+
+
+class _Received(Work):
+    """A point-to-point receive; it completes whenever someone waiting on it or testing it
+    finds its message in the group's mailbox. Its result is the sender's rank."""
+
+    def __init__(self, group, flat, src, tag):
+        super().__init__()
+        self._group, self._flat, self._src, self._tag = group, flat, src, tag
+
+    def is_set(self):
+        return self._event.is_set()
+
+    def take(self):
+        """Copy the message into place if it is in; whether this receive is complete."""
+        if self._event.is_set():
+            return True
+        group = self._group
+        key = group._p2p_key(self._src, self._tag)
+        if key is None:
+            return False
+        box = group._mailbox[key]
+        incoming = np.frombuffer(box.popleft().buffer, dtype=self._flat.dtype)
+        if not box:
+            del group._mailbox[key]
+        if incoming.size != self._flat.size:
+            self.set_error(CollectiveError(
+                f"rank {group.rank}: recv(tag={key[2]}) got {incoming.size} elements of "
+                f"{self._flat.dtype} from rank {key[0]} into an array of {self._flat.size}; "
+                f"send and receive arrays must have the same size and dtype"))
+        else:
+            self._flat[...] = incoming
+            self.set_result(key[0])
+        return True
+
+    def is_completed(self):
+        if not self._event.is_set():
+            self._group._progress(self, 0)
+        return self._event.is_set()
+
+    def wait(self, timeout=None):
+        group = self._group
+        limit = group.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        while not self._event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                who = "any rank" if self._src is None else f"rank {self._src}"
+                raise (CollectiveError if timeout is None else TimeoutError)(
+                    f"rank {group.rank}: recv(tag={self._tag}) got nothing from {who} within "
+                    f"{limit:g} s; did the peer die, or send with another tag?")
+            group._progress(self, max(1, int(min(left, 0.002) * 1000)))
+        return super().wait()
 
 
 def _chunks(view, chunk_elems):
@@ -129,6 +204,8 @@ class ZmqProcessGroup(ProcessGroup):
         self._mailbox = collections.defaultdict(collections.deque)
         self._seq = 0
         self._trackers = []
+        self._send_lock = threading.Lock()    # point-to-point sends come from the caller
+        self._receives = []                   # point-to-point receives not yet matched
         self._broken = None
         self._queue = CommQueue(f"phalanx-zmq-{prefix}-{rank}")
         self._closed = False
@@ -158,15 +235,17 @@ class ZmqProcessGroup(ProcessGroup):
         self._seq += 1
         return self._seq
 
-    def _send(self, dst, kind, key, buf):
+    def _send(self, dst, kind, key, buf, trackers=None):
         header = _HEADER.pack(self.rank, kind, key)
         sock = self._push[dst]
-        if isinstance(buf, np.ndarray) and buf.nbytes >= ZERO_COPY_BYTES:
-            sock.send(header, zmq.SNDMORE)
-            # zero-copy: ZeroMQ reads the array itself; the tracker says when it is done with it
-            self._trackers.append(sock.send(memoryview(buf).cast("B"), copy=False, track=True))
-        else:
-            sock.send_multipart([header, buf])
+        with self._send_lock:
+            if isinstance(buf, np.ndarray) and buf.nbytes >= ZERO_COPY_BYTES:
+                sock.send(header, zmq.SNDMORE)
+                # zero-copy: ZeroMQ reads the array itself; the tracker says when it is done
+                tracker = sock.send(memoryview(buf).cast("B"), copy=False, track=True)
+                (self._trackers if trackers is None else trackers).append(tracker)
+            else:
+                sock.send_multipart([header, buf])
 
     def _flush_sends(self):
         """Wait until ZeroMQ let go of every zero-copy buffer, so callers may reuse their arrays."""
@@ -187,14 +266,22 @@ class ZmqProcessGroup(ProcessGroup):
                     f"rank {self.rank}: {what} (#{key}) got nothing from rank {src} within "
                     f"{self.timeout:g} s; did rank {src} die or call a different collective? "
                     f"Messages waiting here (sender, kind, number, count): {waiting}")
-            if self._pull.poll(int(min(left, 1.0) * 1000) + 1):
-                header, payload = self._pull.recv_multipart(copy=False)
-                sender, k, kk = _HEADER.unpack(header.bytes)
-                self._mailbox[(sender, k, kk)].append(payload)
+            self._collect(int(min(left, 1.0) * 1000) + 1)
         payload = box.popleft()
         if not box:
             del self._mailbox[(src, kind, key)]
         return payload
+
+    def _collect(self, wait_ms):
+        """Move what has arrived (waiting up to `wait_ms` for the first) into the mailbox."""
+        if self._pull.poll(wait_ms):
+            while True:
+                try:
+                    header, payload = self._pull.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    return
+                sender, kind, key = _HEADER.unpack(header.bytes)
+                self._mailbox[(sender, kind, key)].append(payload)
 
     def _recv_into(self, dst_view, src, kind, key, what, ufunc=None):
         frame = self._recv(src, kind, key, what)
@@ -376,13 +463,53 @@ class ZmqProcessGroup(ProcessGroup):
             if r != self.rank:
                 self._recv(r, _COLLECTIVE, seq, "barrier")
 
+    # -- point to point: outside the queue of collectives -------------------------------------
     def send(self, array, dst, tag=0):
         _check_array(array)
-        return self._submit(self._send, dst, _P2P, tag, array)
+        self._check_p2p(dst, "send to")
+        trackers = []
+        self._send(dst, _P2P, tag, array, trackers)
+        return _Sent(trackers)
 
     def recv(self, array, src, tag=0):
         flat = _check_array(array)
-        return self._submit(self._recv_into, flat, src, _P2P, tag, f"recv(tag={tag})")
+        if src is not None:
+            self._check_p2p(src, "receive from")
+        receive = _Received(self, flat, src, tag)
+        self._receives.append(receive)
+        return receive
+
+    def _check_p2p(self, peer, verb):
+        if self._broken is not None:
+            raise CollectiveError(f"rank {self.rank}: the process group is broken by an "
+                                  f"earlier failure: {self._broken}")
+        if not 0 <= peer < self.size or peer == self.rank:
+            raise ValueError(f"rank {self.rank} cannot {verb} rank {peer}: peers are the other "
+                             f"ranks of the group, 0..{self.size - 1}")
+
+    def _progress(self, receive, wait_ms):
+        """Match the messages that are in to the pending receives, reading the socket up to
+        `wait_ms` if `receive` is still pending. Receives are matched in the order they were
+        posted, as MPI's are. The queue's turn keeps collectives off the socket and mailbox
+        meanwhile (a collective that runs this, from a comm hook, already holds it)."""
+        turn = contextlib.nullcontext() if self._queue.inside() else self._queue._turn
+        with turn:
+            self._match()
+            if not receive.is_set():
+                self._collect(wait_ms)
+                self._match()
+
+    def _match(self):
+        done = [r for r in list(self._receives) if r.take()]
+        for r in done:
+            self._receives.remove(r)
+
+    def _p2p_key(self, src, tag):
+        """The mailbox key of the next message from `src` with `tag` (None: any), or None."""
+        if src is not None and tag is not None:
+            return (src, _P2P, tag) if self._mailbox.get((src, _P2P, tag)) else None
+        return next((k for k, box in self._mailbox.items() if box and k[1] == _P2P
+                     and (src is None or k[0] == src) and (tag is None or k[2] == tag)), None)
 
     # -- object collectives (pickle, as in PyTorch) -------------------------------------------
     def allgather_object(self, obj):

@@ -10,8 +10,8 @@ import psutil
 import pytest
 
 WORKERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workers")
-HELLO, BARRIER, SLEEPER = (os.path.join(WORKERS, name)
-                           for name in ("hello.py", "barrier.py", "sleeper.py"))
+HELLO, BARRIER, SLEEPER, P2P = (os.path.join(WORKERS, name)
+                                for name in ("hello.py", "barrier.py", "sleeper.py", "p2p.py"))
 
 
 @pytest.mark.timeout(60)
@@ -21,6 +21,15 @@ def test_all_ranks_pass_a_store_barrier(launcher, nproc):
     assert code == 0, out
     for rank in range(nproc):
         assert f"[rank {rank}]: rank {rank} passed the barrier" in out
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("nproc", [2, 3])
+def test_point_to_point_over_the_launchers_backend(launcher, nproc):
+    code, out = launcher.run("--nproc-per-node", nproc, P2P)
+    assert code == 0, out
+    for rank in range(nproc):
+        assert f"[rank {rank}]: rank {rank}: point-to-point ok" in out, out
 
 
 @pytest.mark.timeout(60)

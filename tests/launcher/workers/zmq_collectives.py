@@ -97,12 +97,66 @@ for n in (3, 300_000):
 
 pg.barrier().wait()
 if size > 1:
-    peer = (rank + 1) % size
-    send = pg.send(data(rank, 1000), peer, tag=3)
+    right, left = (rank + 1) % size, (rank - 1) % size
+    send = pg.send(data(rank, 1000), right, tag=3)
     got = np.zeros(1000)
-    pg.recv(got, (rank - 1) % size, tag=3).wait()
+    assert pg.recv(got, left, tag=3).result() == left        # the result names the sender
     send.wait()
-    assert np.array_equal(got, data((rank - 1) % size, 1000))
+    assert np.array_equal(got, data(left, 1000))
+
+    # receives posted before the sends, on every rank, small and zero-copy sizes
+    for n in (10, 300_000):
+        got = np.zeros(n)
+        receive = pg.recv(got, left, tag=4)
+        send = pg.send(data(rank, n), right, tag=4)
+        receive.wait()
+        send.wait()
+        assert np.array_equal(got, data(left, n)) and receive.is_completed()
+
+    # a pending receive does not hold up collectives issued after it
+    got = np.zeros(5)
+    receive = pg.recv(got, left, tag=5)
+    x = np.full(7, 1.0)
+    pg.allreduce(x).wait()
+    assert np.all(x == size)
+    pg.send(data(rank, 5), right, tag=5).wait()
+    receive.wait()
+    assert np.array_equal(got, data(left, 5))
+
+    # receives match in the order they were posted, whichever is waited on first
+    first, second = np.zeros(3), np.zeros(3)
+    a, b = pg.recv(first, left, tag=6), pg.recv(second, left, tag=6)
+    pg.send(np.full(3, 1.0), right, tag=6).wait()
+    pg.send(np.full(3, 2.0), right, tag=6).wait()
+    b.wait()
+    a.wait()
+    assert np.all(first == 1.0) and np.all(second == 2.0)
+
+    # any source and any tag: rank 0 hears from everyone
+    if rank == 0:
+        senders = set()
+        for _ in range(size - 1):
+            got = np.zeros(2)
+            senders.add(pg.recv(got, None, None).result())
+            assert np.all(got == 0.5)
+        assert senders == set(range(1, size)), senders
+    else:
+        pg.send(np.full(2, 0.5), 0, tag=rank).wait()
+    pg.barrier().wait()        # or a wildcard receive could take the next section's message
+
+    try:
+        pg.send(np.zeros(2), rank)
+        raise AssertionError("a send to oneself was accepted")
+    except ValueError as e:
+        assert "cannot send to" in str(e)
+    receive = pg.recv(np.zeros(4), left, tag=7)     # sizes disagree: a clear error
+    pg.send(np.zeros(3), right, tag=7).wait()
+    try:
+        receive.wait()
+        raise AssertionError("a message of the wrong size was accepted")
+    except Exception as e:                          # noqa: BLE001  (CollectiveError)
+        assert "same size and dtype" in str(e), e
+    pg.barrier().wait()
 
 # submit: runs after the work issued before it, on the communication thread (the caller goes on);
 # collectives it issues run right away, inside it
