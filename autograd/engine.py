@@ -335,11 +335,12 @@ def _accumulate(leaf, g, create_graph, owned, home=None):
     if create_graph:
         leaf.grad = g if cur is None else cur + g
     elif cur is None:
-        if home is not None and gd is not home:   # computed elsewhere: moved in, one copy
-            home[...] = gd
-            gd = home
-        elif gd is not home and (gd.base is not None or id(gd) in owned
-                                 or not gd.flags.writeable or not gd.flags.c_contiguous):
+        if home is not None:
+            if gd is not home:                    # computed elsewhere: moved in, one copy
+                home[...] = gd
+                gd = home
+        elif gd.base is not None or id(gd) in owned or not gd.flags.writeable \
+                or not gd.flags.c_contiguous:
             gd = gd.copy()
         owned.add(id(gd))
         leaf.grad = g if gd is g._data and g.grad_fn is None and not g.requires_grad \
