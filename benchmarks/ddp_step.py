@@ -35,6 +35,22 @@ def _data(rank):
     return x, y
 
 
+def _mlp(nn):
+    """The benchmark's MLP from either framework's `nn` (the same names in both)."""
+    layers = []
+    for i, (a, b) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(SIZES) - 2 else [])
+    return nn.Sequential(*layers)
+
+
+def _stepper(model, opt, loss_fn, x, y):
+    def step():
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+    return step
+
+
 def _time(step, steps, repeats, barrier):
     for _ in range(5):
         step()
@@ -57,20 +73,14 @@ def run_phalanx(args):
     dist.init_process_group()
     rank, world = dist.get_rank(), dist.get_world_size()
     px.manual_seed(0)
-    layers = []
-    for i, (a, b) in enumerate(zip(SIZES[:-1], SIZES[1:])):
-        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(SIZES) - 2 else [])
-    model = nn.Sequential(*layers)
+    model = _mlp(nn)
     if world > 1:
         model = dist.DistributedDataParallel(model, bucket_cap_mb=args.bucket_cap_mb)
     opt = px.optim.SGD(model.parameters(), lr=0.01)
     xa, ya = _data(rank)
     x, y = px.tensor(xa), px.tensor(ya)
 
-    def step():
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
+    step = _stepper(model, opt, F.cross_entropy, x, y)
     result = {"step": _time(step, args.steps, args.repeats, dist.barrier)}
     if world > 1:
         def local_step():
@@ -104,10 +114,7 @@ def run_torch(args):
     rank = int(os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", 0)))
     world = int(os.environ.get("PMI_SIZE", os.environ.get("OMPI_COMM_WORLD_SIZE", 1)))
     torch.manual_seed(0)
-    layers = []
-    for i, (a, b) in enumerate(zip(SIZES[:-1], SIZES[1:])):
-        layers += [torch.nn.Linear(a, b)] + ([torch.nn.ReLU()] if i < len(SIZES) - 2 else [])
-    model = torch.nn.Sequential(*layers)
+    model = _mlp(torch.nn)
     barrier = lambda: None  # noqa: E731
     if world > 1:
         tdist.init_process_group("gloo", rank=rank, world_size=world,
@@ -119,10 +126,7 @@ def run_torch(args):
     xa, ya = _data(rank)
     x, y = torch.from_numpy(xa), torch.from_numpy(ya)
 
-    def step():
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
+    step = _stepper(model, opt, F.cross_entropy, x, y)
     result = {"step": _time(step, args.steps, args.repeats, barrier)}
     if world > 1:
         tdist.destroy_process_group()

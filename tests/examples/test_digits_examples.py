@@ -63,3 +63,20 @@ def test_cnn_reaches_97_percent(tmp_path):
     assert epochs[-1][3] >= 0.97, proc.stdout
     assert px.load(ckpt)["test_accuracy"] >= 0.97
     print(f"digits_cnn: test accuracy {epochs[-1][3]:.4f} in {seconds:.1f}s")
+
+
+@pytest.mark.timeout(120)
+def test_ddp_example_runs_unchanged_as_one_plain_process(tmp_path):
+    """`python examples/ddp_digits.py` with no launcher: a world of one (the mpirun and
+    `phalanx run` ways are in tests/test_mpi_suites.py and tests/launcher)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PMI_", "PMIX_", "OMPI_", "MPI_LOCAL", "SLURM_"))
+           and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE",
+                         "PHALANX_STORE_ENDPOINT")}
+    proc = subprocess.run([sys.executable, os.path.join(EXAMPLES, "ddp_digits.py"), "--epochs",
+                           "1", "--no-progress", "--checkpoint", str(tmp_path / "d.ckpt")],
+                          capture_output=True, text=True, timeout=100, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 rank(s), backend local" in proc.stdout, proc.stdout
+    accuracy = float(re.search(r"final test accuracy: ([\d.]+)%", proc.stdout).group(1))
+    assert accuracy > 50 and (tmp_path / "d.ckpt").exists(), proc.stdout
