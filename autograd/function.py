@@ -9,6 +9,7 @@ import traceback
 
 from .grad_mode import _set, _state as _grad_state, is_grad_enabled
 from .anomaly import _state as _anomaly_state
+from .dispatch import call_intercepted, interceptors as _interceptors
 
 _sequence = itertools.count()
 
@@ -142,28 +143,35 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        ctx = Node(cls)
-        state = _grad_state
+        if _interceptors:  # autocast, profiler, ONNX export (autograd/dispatch.py)
+            return call_intercepted(cls, args, kwargs, _call)
+        return _call(cls, args, kwargs)
+
+
+def _call(cls, args, kwargs):
+    """Run one op: forward without recording, then link the outputs into the graph."""
+    ctx = Node(cls)
+    state = _grad_state
+    try:
+        if not state.enabled:
+            return cls.forward(ctx, *args, **kwargs)
+        record = False
+        for a in args:
+            if isinstance(a, TensorBase) and a.requires_grad:
+                record = True
+                break
+        state.enabled = False  # the forward itself records nothing
         try:
-            if not state.enabled:
-                return cls.forward(ctx, *args, **kwargs)
-            record = False
-            for a in args:
-                if isinstance(a, TensorBase) and a.requires_grad:
-                    record = True
-                    break
-            state.enabled = False  # the forward itself records nothing
-            try:
-                out = cls.forward(ctx, *args, **kwargs)
-            finally:
-                state.enabled = True
-        except ValueError as e:
-            if "broadcast" in str(e):  # NumPy's wording names neither the op nor the fix
-                raise _broadcast_error(cls, args) from None
-            raise
-        if record:
-            _link(ctx, args, out)
-        return out
+            out = cls.forward(ctx, *args, **kwargs)
+        finally:
+            state.enabled = True
+    except ValueError as e:
+        if "broadcast" in str(e):  # NumPy's wording names neither the op nor the fix
+            raise _broadcast_error(cls, args) from None
+        raise
+    if record:
+        _link(ctx, args, out)
+    return out
 
 
 def _broadcast_error(cls, args):

@@ -1,0 +1,34 @@
+"""The one place where cross-cutting concerns see every op call.
+
+Autocast, the profiler and ONNX export each push an *interceptor* here while they are active:
+`interceptor(cls, args, kwargs, proceed)` must return the op's result, normally by calling
+`proceed(args, kwargs)` (possibly with changed arguments: autocast casts them) and looking at
+what comes back (the profiler times it, the exporter records it). Interceptors nest in push
+order: the last pushed sees the call first. While none is active, `Function.apply` pays one
+truthiness test of `interceptors`.
+"""
+from contextlib import contextmanager
+
+interceptors = []
+
+
+@contextmanager
+def intercept(interceptor):
+    """Route every `Function.apply` through `interceptor` inside the `with` block."""
+    interceptors.append(interceptor)
+    try:
+        yield interceptor
+    finally:
+        interceptors.remove(interceptor)
+
+
+def call_intercepted(cls, args, kwargs, run):
+    """Run `run(cls, args, kwargs)` through every active interceptor, innermost last."""
+    chain = tuple(interceptors)
+
+    def step(depth, args, kwargs):
+        if depth < 0:
+            return run(cls, args, kwargs)
+        return chain[depth](cls, args, kwargs, lambda a, k: step(depth - 1, a, k))
+
+    return step(len(chain) - 1, args, kwargs)
