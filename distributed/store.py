@@ -109,7 +109,8 @@ class StoreServer:
                     self._handle(self._sock.recv_multipart(copy=True))
                 self._expire_waiters()
         finally:
-            self._sock.close(0)
+            # linger briefly: the replies just sent (a departing agent's last call) go out
+            self._sock.close(linger=500)
             self._ctx.term()
 
     def close(self):
@@ -282,8 +283,8 @@ class Store:
         return f"Store({self.endpoint!r})"
 
     # -- the API ----------------------------------------------------------------------------
-    def set(self, key, value):
-        self._call("set", [key, _as_bytes(value, "value")], key)
+    def set(self, key, value, timeout=None):
+        self._call("set", [key, _as_bytes(value, "value")], key, timeout)
 
     def get(self, key, timeout=None):
         timeout = self._timeout(timeout)
@@ -301,11 +302,11 @@ class Store:
     def add(self, key, amount=1):
         return self._call("add", [key, int(amount)], key)
 
-    def compare_set(self, key, expected, desired):
+    def compare_set(self, key, expected, desired, timeout=None):
         """Set `key` to `desired` if it holds `expected` (b"" matches a missing key); returns
         the value it holds afterwards."""
         return self._call("compare_set", [key, _as_bytes(expected, "expected value"),
-                                          _as_bytes(desired, "value")], key)
+                                          _as_bytes(desired, "value")], key, timeout)
 
     def delete(self, key):
         return self._call("delete", [key], key)

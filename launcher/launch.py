@@ -6,22 +6,31 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 
-from ..distributed.store import Store, StoreError, StoreServer, TOKEN_ENV, new_token
-from .agent import Agent, AgentState, RestartBudget
+import psutil
+
+from ..distributed.store import (Store, StoreError, StoreServer, StoreTimeout, TOKEN_ENV,
+                                 new_token)
+from .agent import Agent, AgentState, RestartBudget, SignalReceived
 from .monitor import HeartbeatMonitor
 from .rendezvous import RendezvousConfig, StoreRendezvous
 from .workers import LocalWorkerGroup, WorkerSpec
 
 
 def _is_local(host):
-    if host in ("localhost", "127.0.0.1", "::1", "0.0.0.0", socket.gethostname(),
-                socket.getfqdn()):
+    """Whether `host` names this machine: a loopback or wildcard address, this host's name, or
+    any name or address that resolves to an address of one of its interfaces (as torchrun
+    decides whether to serve the store)."""
+    if host in ("localhost", "0.0.0.0", "::", "*", socket.gethostname(), socket.getfqdn()):
         return True
     try:
-        return socket.gethostbyname(host).startswith("127.")
+        resolved = {info[4][0] for info in socket.getaddrinfo(host, None)}
     except OSError:
         return False
+    mine = {a.address.split("%")[0] for addrs in psutil.net_if_addrs().values() for a in addrs
+            if a.family in (socket.AF_INET, socket.AF_INET6)}
+    return any(ip.startswith("127.") or ip == "::1" or ip in mine for ip in resolved)
 
 
 def _log(msg):
@@ -52,13 +61,45 @@ def open_store(config, token):
     else:
         endpoint = f"tcp://{config.rdzv_host}:{config.rdzv_port}"
     timeout = config.rdzv_conf.get("join_timeout", 600.0)
-    return server, Store(endpoint, token, timeout=timeout)
+    store = Store(endpoint, token, timeout=timeout)
+    if server is None:
+        _await_store(store, timeout)
+    return server, store
+
+
+def _await_store(store, timeout, clock=time.monotonic):
+    """Reach the store served by another agent, saying within seconds (and every 30 s after)
+    when nobody answers, instead of waiting silently for the whole join timeout."""
+    deadline = clock() + timeout
+    said = None
+    while True:
+        try:
+            store.ping(timeout=2.0)
+        except StoreTimeout:
+            now = clock()
+            if now >= deadline:
+                raise StoreError(f"nobody served the store at {store.endpoint} within "
+                                 f"{timeout:g} s (--rdzv-conf join_timeout)") from None
+            if said is None or now - said >= 30:
+                _log(f"nobody serves the store at {store.endpoint} yet: the agent on that host "
+                     f"serves it once started with the same --rdzv-endpoint (is it running, and "
+                     f"is the address one of its interfaces?); waiting up to "
+                     f"{deadline - now:.0f} s")
+                said = now
+            continue
+        if said is not None:
+            _log(f"reached the store at {store.endpoint}")
+        return
 
 
 def launch(config):
     """Run the job described by `config` (a cli.RunConfig); returns the process exit code."""
     token = _token(config)
-    server, store = open_store(config, token)
+    try:
+        server, store = open_store(config, token)
+    except SignalReceived as e:
+        _log(f"{e} while reaching the store; exiting")
+        return 128 + e.signum
     log_dir = config.log_dir or tempfile.mkdtemp(prefix=f"phalanx-{config.run_id}-")
     spec = WorkerSpec(
         entrypoint=config.entrypoint, nproc_per_node=config.nproc_per_node,
@@ -75,7 +116,7 @@ def launch(config):
                          join_timeout=conf.get("join_timeout", 600.0),
                          last_call=conf.get("last_call_timeout", 2.0),
                          node_timeout=conf.get("node_timeout", 10.0)),
-        node_rank=config.node_rank)
+        node_rank=config.node_rank, serves_store=server is not None)
     agent = Agent(LocalWorkerGroup(spec, monitor), rendezvous,
                   RestartBudget(config.max_restarts), config.monitor_interval)
     try:

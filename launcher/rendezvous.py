@@ -52,8 +52,9 @@ class RendezvousConfig:
 
 class StoreRendezvous:
     def __init__(self, store, run_id, nproc_per_node, config, node_rank=None,
-                 host=None, clock=time.monotonic, sleep=time.sleep):
+                 host=None, clock=time.monotonic, sleep=time.sleep, serves_store=False):
         self.store, self.config = store, config
+        self.serves_store = serves_store     # the store lives in this agent's process
         self.nproc, self.node_rank = nproc_per_node, node_rank
         self.host = host or socket.gethostname()
         self.clock, self.sleep = clock, sleep
@@ -190,24 +191,37 @@ class StoreRendezvous:
         return self.store.add(self._key("restarts"), 0)
 
     def report_success(self, timeout=300.0):
-        """Mark this node done, then wait (bounded) for the other members: the store may live in
-        this process, and they still need it."""
+        """Mark this node done, wait (bounded) for the other members, then leave in an order
+        that strands nobody: every agent's last store call sets its `left` key, and the agent
+        that serves the store waits for every other member's before it returns (and the store
+        closes). Waiting for "done" keys alone let the store close under a peer whose last call
+        was still in flight."""
         r = self.current.round
         self.store.set(self._key(r, "done", self._index), b"1")
         deadline = self.clock() + timeout
+        if not self._all_members(r, "done", deadline):
+            return
+        self.store.set(self._key(r, "left", self._index), b"1")
+        if self.serves_store:
+            self._all_members(r, "left", deadline)
+
+    def _all_members(self, r, what, deadline):
+        """Wait until every member of round r set its `what` key; False when the deadline
+        passed, the round moved on or the job was shut down first."""
         while self.clock() < deadline:
-            if len(self.store.keys(self._key(r, "done", ""))) >= self.current.nnodes:
-                return
+            if len(self.store.keys(self._key(r, what, ""))) >= self.current.nnodes:
+                return True
             if self._round() != r or self.store.check([self._key("shutdown")]):
-                return
+                return False
             self.sleep(0.05)
+        return False
 
     def shutdown(self, reason):
         """Stop the whole job: every agent's next rendezvous fails with `reason`."""
-        try:
-            self.store.set(self._key("shutdown"), reason)
+        try:   # briefly: a signalled agent must exit even when the store is unreachable
+            self.store.set(self._key("shutdown"), reason, timeout=2.0)
             if self.current is not None:
                 r = self.current.round
-                self.store.compare_set(self._key("round"), str(r), str(r + 1))
+                self.store.compare_set(self._key("round"), str(r), str(r + 1), timeout=2.0)
         except StoreError:
             pass
