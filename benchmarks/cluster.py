@@ -161,6 +161,16 @@ class Cluster:
         cluster.hosts = [Host(**h) for h in state["hosts"]]
         return cluster
 
+    def ssh_wrapper(self):
+        """An executable that runs `[ssh options] HOST COMMAND` on a host of this cluster, as
+        ssh would: give it to an MPI launcher (MPICH: `mpiexec -launcher ssh -launcher-exec
+        PATH`; Open MPI: `--mca plm_rsh_agent PATH`)."""
+        path = STATE_DIR / f"{self.name}.ssh"
+        path.write_text(f"#!/bin/sh\nexec {sys.executable} {Path(__file__).resolve()} "
+                        f"--name {self.name} ssh -- \"$@\"\n")
+        path.chmod(0o755)
+        return path
+
     def host(self, name):
         for h in self.hosts:
             if h.name == name:
@@ -195,7 +205,7 @@ def teardown(name):
         if dev.startswith(f"{name}-v"):
             _ip("link", "del", dev, check=False)
     _ip("link", "del", f"{name}-br", check=False)
-    for suffix in (".json", ".hosts"):
+    for suffix in (".json", ".hosts", ".ssh"):
         (STATE_DIR / f"{name}{suffix}").unlink(missing_ok=True)
 
 
@@ -212,6 +222,9 @@ def main(argv=None):
     ex = sub.add_parser("exec", help="run a command on a host")
     ex.add_argument("host")
     ex.add_argument("cmd", nargs=argparse.REMAINDER)
+    ssh = sub.add_parser("ssh", help="ssh's calling convention, for MPI launchers: "
+                         "[options] HOST COMMAND... (see `ssh_wrapper`)")
+    ssh.add_argument("args", nargs=argparse.REMAINDER)
     rate = sub.add_parser("rate", help="limit every link (or 'off')")
     rate.add_argument("rate")
     link = sub.add_parser("link", help="set a host's link up or down")
@@ -234,6 +247,13 @@ def main(argv=None):
     elif args.command == "exec":
         cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
         return cluster.host(args.host).run(cmd).returncode
+    elif args.command == "ssh":
+        # ssh [-x] [-o opt ...] HOST COMMAND...: the command is one shell string, as over ssh
+        rest = args.args[1:] if args.args[:1] == ["--"] else list(args.args)
+        while rest and rest[0].startswith("-"):
+            rest = rest[2:] if rest[0] in ("-o", "-p", "-l", "-i") else rest[1:]
+        host, command = rest[0], " ".join(rest[1:])
+        return cluster.host(host).run(["sh", "-c", command]).returncode
     elif args.command == "rate":
         for h in cluster.hosts:
             h.set_rate(None if args.rate == "off" else args.rate)

@@ -3,10 +3,13 @@
 Each rank trains the same seeded MLP on its contiguous shard of one fixed batch for --steps SGD
 steps; DDP averages the gradients. Rank 0 writes the final parameters (flattened) to --out, and
 every rank prints one line saying which all-reduce path its buckets took:
-`path <rank> <hostname> hierarchical|flat|backend`.
+`path <rank> <hostname> hierarchical|flat|backend`. `--fail-rank R --fail-mode raise|exit`
+makes rank R fail after its first step (an exception, or `sys.exit(3)`), while the others go on
+into the next step's all-reduce, where only an abort can release them.
 """
 import argparse
 import socket
+import sys
 
 import numpy as np
 
@@ -20,6 +23,8 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--steps", type=int, default=5)
 parser.add_argument("--batch", type=int, default=32)
 parser.add_argument("--out", required=True)
+parser.add_argument("--fail-rank", type=int, default=-1)
+parser.add_argument("--fail-mode", choices=["raise", "exit"], default="raise")
 args = parser.parse_args()
 
 dist.init_process_group(timeout=120)
@@ -42,10 +47,15 @@ shard = slice(rank * args.batch // size, (rank + 1) * args.batch // size)
 net = dist.DistributedDataParallel(model(), bucket_cap_mb=0.001)   # several buckets
 opt = px.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
 xb, yb = px.tensor(x[shard]), px.tensor(y[shard])
-for _ in range(args.steps):
+for step in range(args.steps):
     opt.zero_grad()
     F.mse_loss(net(xb), yb).backward()
     opt.step()
+    if rank == args.fail_rank:
+        print(f"rank {rank} fails ({args.fail_mode}) after step {step}", flush=True)
+        if args.fail_mode == "raise":
+            raise RuntimeError(f"rank {rank} failed on purpose")
+        sys.exit(3)
 
 shared = resolve(None)._shared.find(net.reducer.buckets[0].flat)
 path = "backend" if shared is None else ("hierarchical" if shared.across is not None else "flat")

@@ -1,0 +1,169 @@
+"""DDP's step across hosts whose links are rate-limited: where communication is the bottleneck.
+
+    python benchmarks/multinode_step.py [--rates 1gbit 10gbit] [--hosts 2 3] [--out FILE.json]
+
+Needs root: it brings up a namespace cluster (benchmarks/cluster.py), limits every host's link
+with `tc tbf`, and for each rate and host count runs one MPI job (`mpiexec` with a host file,
+through the cluster's ssh-like wrapper) that measures, on every rank at once:
+- the link: all-reduce of 8 bytes and of 8 MB between two hosts (alpha and beta of the model);
+- the compute profile: forward, backward (with each gradient's ready time) and the optimizer,
+  under `no_sync`, so the hosts compete for this machine's cores as in the real step;
+- DDP's step, buckets overlapped with backward;
+- the same step without overlap: backward under `no_sync`, then one all-reduce of all
+  gradients;
+then prints how much of the all-reduce time overlap hid, and writes records that
+`scaling_model.py --validate FILE.json` compares with its predictions. With one rank per host
+the all-reduce goes through MPI over the rate-limited links; with two per host
+(`--per-host 2`) DDP takes the hierarchical shared-memory path.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def worker(args):
+    import numpy as np
+    import phalanx as px
+    import phalanx.distributed as dist
+    from phalanx import nn
+    from phalanx.nn import functional as F
+    sys.path.insert(0, str(HERE))
+    import scaling_model
+
+    dist.init_process_group()
+    rank, size = dist.get_rank(), dist.get_world_size()
+    px.manual_seed(0)
+    width = args.width
+    model = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+                          nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10))
+    ddp = dist.DistributedDataParallel(model, bucket_cap_mb=args.bucket_mb)
+    opt = px.optim.SGD(ddp.parameters(), lr=1e-3)
+    x, y = px.randn(args.batch, width), px.randint(0, 10, (args.batch,))
+
+    def timed(fn, repeats=args.repeats):
+        for _ in range(2):
+            fn()
+        times = []
+        for _ in range(repeats):
+            dist.barrier()
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    # the link between two hosts (ranks 0 and the first rank of the next host)
+    small, large = np.zeros(1), np.zeros(1 << 20)            # 8 B, 8 MB
+    t_small = timed(lambda: dist.all_reduce(px.tensor(small)), 20)
+    t_large = timed(lambda: dist.all_reduce(px.tensor(large)), 5)
+    ring = 2 * (size - 1)
+    alpha = t_small / ring
+    beta = (ring / size) * large.nbytes / max(t_large - ring * alpha, 1e-9)
+
+    with ddp.no_sync():
+        prof = scaling_model.measure(model, x, lambda out: F.cross_entropy(out, y),
+                                     repeats=args.repeats)
+
+    def ddp_step():
+        opt.zero_grad()
+        F.cross_entropy(ddp(x), y).backward()
+        opt.step()
+
+    def serial_step():
+        opt.zero_grad()
+        with ddp.no_sync():
+            F.cross_entropy(ddp(x), y).backward()
+        flat = px.cat([p.grad.reshape(-1) for p in ddp.parameters()])
+        dist.all_reduce(flat, op=dist.ReduceOp.AVG)
+        opt.step()
+
+    overlapped, serial = timed(ddp_step), timed(serial_step)
+    allreduce_alone = timed(lambda: dist.all_reduce(
+        px.cat([p.detach().reshape(-1) for p in ddp.parameters()])))
+    if rank == 0:
+        print(json.dumps({
+            "case": f"{args.case}", "model": f"MLP {width}x4", "workers": size,
+            "forward": prof.forward, "backward": prof.backward, "optimizer": prof.optimizer,
+            "grads": prof.grads, "topology": args.case, "per_node": args.per_host,
+            "intra": [1e-6, 5e9], "inter": [alpha, beta], "overlapped": overlapped,
+            "serial": serial, "allreduce": allreduce_alone,
+            "buckets": len(ddp.reducer.buckets), "launched_in_backward": ddp.reducer.overlapped,
+            "cap": int(args.bucket_mb * (1 << 20))}), flush=True)
+    dist.destroy_process_group()
+
+
+def run_case(cluster, hosts, per_host, rate, args):
+    for h in cluster.hosts:
+        h.set_rate(rate)
+    hostfile = Path(f"/tmp/phalanx-multinode-{os.getpid()}.hosts")
+    hostfile.write_text("".join(f"h{i}:{per_host}\n" for i in range(hosts)))
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    case = f"{hosts} hosts x {per_host}, {rate}"
+    cmd = [mpiexec, "-f", hostfile, "-launcher", "ssh", "-launcher-exec",
+           cluster.ssh_wrapper(), "-n", hosts * per_host, sys.executable, __file__, "--worker",
+           "--case", case, "--per-host", per_host, "--width", args.width, "--batch", args.batch,
+           "--bucket-mb", args.bucket_mb, "--repeats", args.repeats]
+    proc = cluster.host("h0").run(["timeout", "600", *cmd], env=env, capture_output=True,
+                                  text=True, cwd=HERE.parent)
+    records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode or not records:
+        raise RuntimeError(f"{case} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return records[0]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--case", default="")
+    p.add_argument("--rates", nargs="+", default=["1gbit", "10gbit"])
+    p.add_argument("--hosts", nargs="+", type=int, default=[2, 3])
+    p.add_argument("--per-host", type=int, default=1)
+    p.add_argument("--width", type=int, default=512)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--bucket-mb", type=float, default=1.0)
+    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--out", default="multinode_step.json")
+    args = p.parse_args(argv)
+    if args.worker:
+        return worker(args)
+
+    sys.path.insert(0, str(HERE))
+    import cluster as cluster_tool
+    import scaling_model
+    records = []
+    with cluster_tool.Cluster(max(args.hosts), name="pxb", subnet="10.213.9") as cluster:
+        for rate in args.rates:
+            for hosts in args.hosts:
+                r = run_case(cluster, hosts, args.per_host, rate, args)
+                records.append(r)
+                hidden = 1 - (r["overlapped"] - (r["serial"] - r["allreduce"])) / r["allreduce"]
+                print(f"{r['case']}: step {r['overlapped'] * 1e3:.1f} ms overlapped, "
+                      f"{r['serial'] * 1e3:.1f} ms serial; all-reduce alone "
+                      f"{r['allreduce'] * 1e3:.1f} ms, {hidden:.0%} of it hidden; "
+                      f"{r['launched_in_backward']}/{r['buckets']} buckets launched in backward; "
+                      f"link alpha {r['inter'][0] * 1e6:.0f} us, beta "
+                      f"{r['inter'][1] / 1e6:.0f} MB/s", flush=True)
+    for r in records:        # the model predicts both steps from the measured profile
+        records_for_model = []
+        for overlap, key in ((True, "overlapped"), (False, "serial")):
+            records_for_model.append(dict(r, overlap=overlap, measured=r[key],
+                                          case=f"{r['case']}, {key}", algo="ring",
+                                          cap=r["cap"] if overlap else 1 << 60))
+        r["model_records"] = records_for_model
+    flat = [m for r in records for m in r.pop("model_records")]
+    Path(args.out).write_text(json.dumps(flat, indent=1))
+    table, worst = scaling_model.validate(args.out)
+    print(table)
+    print(f"worst error of the model: {worst:.0%} (records in {args.out})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
