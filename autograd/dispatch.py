@@ -25,6 +25,8 @@ def intercept(interceptor):
 def call_intercepted(cls, args, kwargs, run):
     """Run `run(cls, args, kwargs)` through every active interceptor, innermost last."""
     chain = tuple(interceptors)
+    if len(chain) == 1:                      # the usual case: one observer, one closure
+        return chain[0](cls, args, kwargs, lambda a, k: run(cls, a, k))
 
     def step(depth, args, kwargs):
         if depth < 0:

@@ -30,6 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 STATE_DIR = Path("/run/phalanx-cluster")
+# The hosts share one kernel, so MPI libraries that detect that (UCX by its boot id) would move
+# data between them through shared memory, not the network: make them use TCP, as across real
+# machines. Give this environment to every MPI job on the cluster.
+MPI_OVER_NETWORK = {"UCX_TLS": "tcp,self", "FI_PROVIDER": "tcp"}
 
 
 def _ip(*args, check=True):

@@ -98,13 +98,14 @@ def worker(args):
     dist.destroy_process_group()
 
 
-def run_case(cluster, hosts, per_host, rate, args):
+def run_case(cluster_tool, cluster, hosts, per_host, rate, args):
     for h in cluster.hosts:
         h.set_rate(rate)
     hostfile = Path(f"/tmp/phalanx-multinode-{os.getpid()}.hosts")
     hostfile.write_text("".join(f"h{i}:{per_host}\n" for i in range(hosts)))
     mpiexec = Path(sys.executable).parent / "mpiexec"
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
+               **cluster_tool.MPI_OVER_NETWORK)
     case = f"{hosts} hosts x {per_host}, {rate}"
     cmd = [mpiexec, "-f", hostfile, "-launcher", "ssh", "-launcher-exec",
            cluster.ssh_wrapper(), "-n", hosts * per_host, sys.executable, __file__, "--worker",
@@ -141,7 +142,7 @@ def main(argv=None):
     with cluster_tool.Cluster(max(args.hosts), name="pxb", subnet="10.213.9") as cluster:
         for rate in args.rates:
             for hosts in args.hosts:
-                r = run_case(cluster, hosts, args.per_host, rate, args)
+                r = run_case(cluster_tool, cluster, hosts, args.per_host, rate, args)
                 records.append(r)
                 hidden = 1 - (r["overlapped"] - (r["serial"] - r["allreduce"])) / r["allreduce"]
                 print(f"{r['case']}: step {r['overlapped'] * 1e3:.1f} ms overlapped, "

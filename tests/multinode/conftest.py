@@ -50,7 +50,7 @@ class Job:
                if not k.startswith(("PMI_", "PMIX_", "OMPI_", "HYDRA_", "PHALANX_"))
                and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")}
         env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
-                   PHALANX_STORE_TOKEN=self.token, **extra)
+                   PHALANX_STORE_TOKEN=self.token, **cluster_tool.MPI_OVER_NETWORK, **extra)
         return env
 
     def start(self, host, args, seconds=120, **env):

@@ -1,0 +1,79 @@
+"""The alpha-beta scaling model (benchmarks/scaling_model.py): its cost formulas, its buckets
+(the same as DDP's), its overlap timeline, and where it lands on the published results."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+import phalanx as px
+from phalanx import nn
+
+_path = Path(__file__).resolve().parents[2] / "benchmarks" / "scaling_model.py"
+_spec = importlib.util.spec_from_file_location("scaling_model", _path)
+sm = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sm)
+
+LINK = sm.Link(alpha=1e-5, beta=1e9)
+TOPO = sm.Topology("test", 4, sm.Link(1e-6, 1e10), LINK)
+
+
+def test_ring_and_hierarchical_costs():
+    n = 8e6
+    assert sm.ring(n, 1, LINK) == 0
+    assert sm.ring(n, 4, LINK) == pytest.approx(6 * 1e-5 + 1.5 * n / 1e9)
+    # 2 nodes of 4: inside each node a ring over 4, across the nodes one exchange of n
+    inside = 6 * 1e-6 + 1.5 * n / 1e10
+    across = 2 * 1e-5 + n / 1e9
+    assert sm.allreduce(n, 8, TOPO, "hierarchical") == pytest.approx(inside + across)
+    assert sm.allreduce(n, 4, TOPO, "hierarchical") == pytest.approx(inside)
+    assert sm.allreduce(n, 8, TOPO, "best") <= sm.allreduce(n, 8, TOPO, "ring")
+
+
+def test_buckets_are_ddps():
+    """The model's bucket boundaries are the ones DDP's reducer makes for the same model."""
+    from phalanx.distributed.reducer import FIRST_BUCKET_BYTES, assign_buckets
+    import phalanx.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group()
+    px.manual_seed(0)
+    model = nn.Sequential(*[nn.Linear(64, 64) for _ in range(12)])
+    params = list(model.parameters())[::-1]
+    cap = 50_000
+    real = assign_buckets(params, dist.world.resolve(None), cap)
+    prof = sm.Profile("m", 0, 1, 0, [(p.numel() * 4, i) for i, p in enumerate(params)])
+    modelled = sm.buckets(prof, cap, FIRST_BUCKET_BYTES)
+    assert [b for b, _ in modelled] == [sum(p.numel() * 4 for p in b.params) for b in real]
+
+
+def test_overlap_timeline():
+    # backward 10 ms; two buckets ready at 5 ms and 10 ms, each costing 4 ms to all-reduce
+    prof = sm.Profile("m", forward=0.002, backward=0.010, optimizer=0.001,
+                      grads=[(4e6, 0.005), (4e6, 0.010)])
+    cost = lambda n, p, t, a: 0.004                                     # noqa: E731
+    orig, sm.allreduce = sm.allreduce, cost
+    try:
+        overlapped, comm = sm.step_time(prof, 2, TOPO, cap=4e6, per_bucket=0)
+        serial, _ = sm.step_time(prof, 2, TOPO, cap=4e6, per_bucket=0, overlap=False)
+    finally:
+        sm.allreduce = orig
+    assert comm == pytest.approx(0.008)
+    assert overlapped == pytest.approx(0.002 + 0.014 + 0.001)   # 2nd starts at 10, ends at 14
+    assert serial == pytest.approx(0.002 + 0.018 + 0.001)       # both after backward
+    assert sm.step_time(prof, 1, TOPO)[0] == pytest.approx(prof.compute)
+
+
+def test_published_horovod_results_within_ten_points():
+    for prof, topo, algo, cap, workers, reported, _ in sm.PUBLISHED:
+        if reported is not None:
+            eff = sm.efficiency(prof, workers, topo, algo=algo, cap=cap)
+            assert abs(eff - reported) < 0.10, (prof.name, eff, reported)
+
+
+def test_measure_records_every_gradient_in_backward_order():
+    px.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    prof = sm.measure(model, px.randn(32, 8), lambda y: y.square().mean(), repeats=3)
+    assert sorted(b for b, _ in prof.grads[:2]) == [4 * 4, 4 * 16 * 4]   # last layer's first
+    assert prof.nbytes == 4 * sum(p.numel() for p in model.parameters())
+    times = [t for _, t in prof.grads]
+    assert times == sorted(times) and 0 < times[-1] <= prof.backward
