@@ -5,18 +5,23 @@ safetensors entry; the nested structure around them (dicts with any scalar keys,
 ints, floats, bools, strings, None, dtypes, devices) is JSON in the file's metadata. Nothing is
 ever pickled, so loading a file cannot run code. Writes are atomic: the bytes go to a temporary
 file in the same directory, which is fsync'ed and renamed over the target, so a crash leaves
-either the old file or the new one. A plain safetensors file from elsewhere loads as a dict of
+either the old file or the new one (and the next save of that path removes the temporary a
+killed save left behind). A plain safetensors file from elsewhere loads as a dict of
 tensors.
 """
 import json
+import math
 import os
+import socket
 import tempfile
 
 import numpy as np
 
+from . import serialization_torch
 from .tensor import Tensor, backend, dtypes
 
 FORMAT = "phalanx.checkpoint.v1"
+MAX_DEPTH = 100                  # nesting of containers a checkpoint may hold
 _TREE_KEY = "phalanx.tree"
 _FORMAT_KEY = "format"
 
@@ -64,6 +69,12 @@ class _Encoder:
                                     f"float, bool or None")
                 items.append([self.encode(k, where), self.encode(v, f"{where}[{k!r}]")])
             return {"dict": items}
+        if callable(getattr(obj, "state_dict", None)):  # a whole Module or Optimizer
+            raise TypeError(f"px.save can't store the {type(obj).__name__} object at {where}: "
+                            f"whole modules and optimizers are not pickled (loading a pickle "
+                            f"can run code). Save its state instead: "
+                            f"px.save(obj.state_dict(), path), and restore it with "
+                            f"obj.load_state_dict(px.load(path))")
         raise TypeError(f"px.save can't store an object of type {type(obj).__name__} at "
                         f"{where}; checkpoints hold tensors, NumPy arrays, numbers, strings, "
                         f"None and dicts/lists/tuples of them. Store its state_dict() or its "
@@ -92,11 +103,13 @@ class _Decoder:
         return ValueError(f"{self.path} is corrupt: its structure does not match its tensors "
                           f"({what})")
 
-    def decode(self, node):
+    def decode(self, node, depth=0):
         if node is None or isinstance(node, (bool, int, float, str)):
             return node
         if not isinstance(node, dict) or not node:
             raise self._corrupt(f"unexpected entry {node!r:.60}")
+        if depth > MAX_DEPTH:
+            raise self._corrupt(f"containers nested deeper than {MAX_DEPTH} levels")
         kind = next(iter(node))  # every non-JSON value is an object named by its first key
         value = node[kind]
         if kind in ("list", "tuple", "dict"):
@@ -104,12 +117,12 @@ class _Decoder:
                     isinstance(kv, list) and len(kv) == 2 for kv in value):
                 raise self._corrupt(f"malformed {kind}")
             if kind == "dict":
-                return {self.decode(k): self.decode(v) for k, v in value}
-            items = [self.decode(v) for v in value]
+                return {self._key(k, depth): self.decode(v, depth + 1) for k, v in value}
+            items = [self.decode(v, depth + 1) for v in value]
             return items if kind == "list" else tuple(items)
         if kind == "float" and value in ("inf", "-inf", "nan"):
             return float(value)
-        if kind == "dtype" and value in dtypes._names:
+        if kind == "dtype" and isinstance(value, str) and value in dtypes._names:
             return dtypes._by_name(value)
         if kind == "device" and isinstance(value, str):
             try:
@@ -125,18 +138,32 @@ class _Decoder:
             return self._array(value)[()]
         raise self._corrupt(f"unknown entry {kind!r}: {value!r:.60}")
 
+    def _key(self, node, depth):
+        key = self.decode(node, depth + 1)
+        if not (key is None or isinstance(key, (str, int, float, bool))):
+            raise self._corrupt(f"a dict key of type {type(key).__name__}")
+        return key
+
     def _array(self, key):
         if not isinstance(key, str) or key not in self.arrays:
-            raise self._corrupt(f"it refers to tensor {key!r}, which the file does not hold")
+            raise self._corrupt(f"it refers to tensor {key!r:.60}, which the file does not hold")
         return self.arrays[key]
 
     def _cached(self, key, build):
+        self._array(key)
         if key not in self._built:
             self._built[key] = build(self._array(key))
         return self._built[key]
 
     def _tensor(self, arr, node):
         saved = node["device"]
+        if arr.dtype not in dtypes._from_np:
+            raise ValueError(f"{self.path}: a tensor has dtype {arr.dtype}, which Phalanx "
+                             f"tensors do not support ({', '.join(d.name for d in dtypes.ALL)})")
+        try:
+            backend.Device(saved)
+        except ValueError:
+            raise self._corrupt(f"unknown device {saved!r:.40}") from None
         loc = self.map_location
         if callable(loc):
             t = loc(Tensor._make(arr), saved)
@@ -173,10 +200,47 @@ def _umask():
     return mask
 
 
+def _temp_prefix(path):
+    """Temporaries of `path` are `.NAME.HOST.PID.RANDOM.tmp`: who wrote them is in the name."""
+    return f".{os.path.basename(path)}.{socket.gethostname()}.{os.getpid()}."
+
+
+def _remove_stale_temporaries(path):
+    """Remove the temporaries that saves of `path` killed midway left behind: those written on
+    this host by a process that is gone. Another host's, or a live process's, are left alone."""
+    directory = os.path.dirname(os.path.abspath(path))
+    head, host = f".{os.path.basename(path)}.", socket.gethostname()
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(head) and name.endswith(".tmp")):
+            continue
+        parts = name[len(head):-len(".tmp")].rsplit(".", 2)
+        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit() \
+                or _process_alive(int(parts[1])):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != 0
+
+
 def _atomic_write(path, data):
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=directory)
+    _remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             if hasattr(os, "fchmod"):  # mkstemp makes it 0600; give it a normal file's mode
@@ -215,7 +279,8 @@ def save(obj, f):
 
 def _read_header(data, path):
     """Validate the safetensors framing ourselves, so errors name the file and the problem."""
-    if data[:2] == b"PK" or data[:1] == b"\x80":
+    # a safetensors header (JSON) starts at byte 8; its 8-byte length may begin with any byte
+    if (data[:2] == b"PK" or data[:1] == b"\x80") and bytes(data[8:9]) != b"{":
         raise ValueError(f"{path} is a pickle/zip file (e.g. written by torch.save), not a "
                          f"Phalanx checkpoint; Phalanx never unpickles files. Convert it to "
                          f"safetensors (safetensors.torch.save_file) and load that")
@@ -228,7 +293,7 @@ def _read_header(data, path):
                          f"{n} bytes but the file has only {len(data) - 8} after the length")
     try:
         header = json.loads(bytes(data[8:8 + n]))
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise ValueError(f"{path} is corrupt or not a Phalanx checkpoint: unreadable header "
                          f"({e})") from None
     if not isinstance(header, dict):
@@ -236,24 +301,28 @@ def _read_header(data, path):
     return header
 
 
-def load(f, map_location=None):
+def load(f, map_location=None, *, upcast_bfloat16=False):
     """Load what `save` wrote. `map_location` places tensors: None (where they were saved),
     'cpu' or a device, a dict {saved_device: device}, or a callable
-    `(tensor_on_cpu, saved_device) -> tensor`."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load as st_load
+    `(tensor_on_cpu, saved_device) -> tensor`.
+
+    `upcast_bfloat16=True` (a Phalanx option; PyTorch has bfloat16 tensors, Phalanx does not)
+    loads a safetensors file's bfloat16 entries as float32, exactly; without it they raise a
+    ValueError naming the option. A damaged or crafted file raises ValueError."""
     if hasattr(f, "read"):
         path, data = getattr(f, "name", "<file object>"), f.read()
     else:
         path = os.fspath(f)
         with open(path, "rb") as fh:
             data = fh.read()
+    if serialization_torch.is_torch_zip(data):  # torch.save's format, through an allow-list
+        return serialization_torch.load(data, path, map_location)
     header = _read_header(data, path)
-    meta = header.get("__metadata__") or {}
-    try:
-        arrays = st_load(data)
-    except SafetensorError as e:
-        raise ValueError(f"{path} is corrupt or truncated: {e}") from None
+    meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise ValueError(f"{path} is corrupt: its __metadata__ is not a map of strings")
+    arrays = _read_arrays(memoryview(data)[8 + int.from_bytes(data[:8], "little"):], header,
+                          path, upcast_bfloat16)
     if _TREE_KEY not in meta:  # a plain safetensors file: a dict of tensors
         return {k: _Decoder(arrays, map_location, path)._tensor(a, {"device": "cpu",
                                                                    "requires_grad": False})
@@ -263,6 +332,50 @@ def load(f, map_location=None):
                          f"(this Phalanx reads {FORMAT!r})")
     try:
         tree = json.loads(meta[_TREE_KEY])
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise ValueError(f"{path} is corrupt: unreadable structure ({e})") from None
     return _Decoder(arrays, map_location, path).decode(tree)
+
+
+# safetensors dtype names -> NumPy; BF16 is read as its raw 16 bits, see _read_arrays
+_ST_DTYPES = {"BOOL": np.bool_, "U8": np.uint8, "I8": np.int8, "I16": np.int16,
+              "U16": np.uint16, "I32": np.int32, "U32": np.uint32, "I64": np.int64,
+              "U64": np.uint64, "F16": np.float16, "F32": np.float32, "F64": np.float64,
+              "BF16": np.uint16}
+MAX_DIMS = 64
+
+
+def _read_arrays(payload, header, path, upcast_bfloat16):
+    """The tensors the header describes, each checked (dtype, shape, offsets) and copied out
+    of `payload`, the bytes after the header."""
+    arrays = {}
+    for name, entry in header.items():
+        def bad(what):
+            return ValueError(f"{path} is corrupt or truncated: tensor {name!r:.60} {what}")
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise bad("is not a {dtype, shape, data_offsets} entry")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in _ST_DTYPES:
+            raise bad(f"has dtype {dtype!r:.40}, which Phalanx cannot load (it reads "
+                      f"{', '.join(_ST_DTYPES)})")
+        if dtype == "BF16" and not upcast_bfloat16:
+            raise bad("is bfloat16, which Phalanx tensors do not support; load it as float32 "
+                      "(exact) with px.load(..., upcast_bfloat16=True)")
+        if not (isinstance(shape, list) and len(shape) <= MAX_DIMS and all(
+                type(d) is int and d >= 0 for d in shape)):
+            raise bad(f"has shape {shape!r:.60}; expected a list of at most {MAX_DIMS} sizes >= 0")
+        if not (isinstance(offsets, list) and len(offsets) == 2
+                and all(type(o) is int for o in offsets)
+                and 0 <= offsets[0] <= offsets[1] <= len(payload)):
+            raise bad(f"has data offsets {offsets!r:.60} outside the {len(payload)} bytes of "
+                      f"data the file holds")
+        itemsize = np.dtype(_ST_DTYPES[dtype]).itemsize
+        if offsets[1] - offsets[0] != math.prod(shape) * itemsize:
+            raise bad(f"of shape {shape} and dtype {dtype} needs "
+                      f"{math.prod(shape) * itemsize} bytes, but its offsets span "
+                      f"{offsets[1] - offsets[0]}")
+        arr = np.frombuffer(payload[offsets[0]:offsets[1]], dtype=_ST_DTYPES[dtype]).copy()
+        if dtype == "BF16":  # bfloat16 is the top half of a float32: widening is exact
+            arr = (arr.astype(np.uint32) << 16).view(np.float32)
+        arrays[name] = arr.reshape(shape)
+    return arrays

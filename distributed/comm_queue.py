@@ -10,10 +10,30 @@ An operation that posts another operation to the same queue while it runs (a DDP
 hook calling `all_reduce`) runs that one immediately, in place: it already holds its turn.
 """
 import collections
+import os
 import threading
 import time
 
 from .process_group import Work
+
+DEFAULT_COLLECTIVE_TIMEOUT = 600.0      # seconds without progress, as NCCL's watchdog
+COLLECTIVE_TIMEOUT_ENV = "PHALANX_COLLECTIVE_TIMEOUT"
+
+
+def default_collective_timeout():
+    """The timeout of a collective that makes no progress when init_process_group() is given
+    none: $PHALANX_COLLECTIVE_TIMEOUT seconds, else DEFAULT_COLLECTIVE_TIMEOUT (600 s)."""
+    text = os.environ.get(COLLECTIVE_TIMEOUT_ENV, "")
+    if not text:
+        return DEFAULT_COLLECTIVE_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ValueError(f"{COLLECTIVE_TIMEOUT_ENV}={text!r} is not a positive number of "
+                         f"seconds; unset it for the default of {DEFAULT_COLLECTIVE_TIMEOUT:g}")
+    return value
 
 
 class Job(Work):
@@ -85,6 +105,7 @@ class CommQueue:
         self._thread = None
         self._closed = False
         self.running = None                    # (desc, start time) of the job running now
+        self.started = 0                       # jobs started so far: the running one's number
 
     def post(self, fn, desc="operation"):
         """Queue `fn()`; its return value is the Work's result, its exception the Work's."""
@@ -112,6 +133,7 @@ class CommQueue:
         outer = getattr(local, "inside", False)   # a job's own collectives run nested
         local.inside = True
         if not outer:
+            self.started += 1
             self.running = (job.desc, time.monotonic())
         try:
             job._result = job._fn()
@@ -171,25 +193,28 @@ class Watchdog:
 
     A collective that other ranks never join blocks forever inside MPI, where nothing can
     interrupt it; the watchdog reports it (`on_timeout(queue, desc, seconds)`), which aborts
-    the job instead of leaving it hanging silently.
+    the job instead of leaving it hanging silently. Every TICK seconds it also calls each
+    queue's `on_tick()`: the MPI backend answers there its peers' questions of how far it got,
+    which is how a timed-out rank names the ranks that did not join.
     """
 
+    TICK = 0.5
     _instance = None
     _lock = threading.Lock()
 
     def __init__(self):
-        self._watched = {}          # queue -> (timeout, on_timeout)
+        self._watched = {}          # queue -> (timeout, on_timeout, on_tick)
         self._thread = None
 
     @classmethod
-    def watch(cls, queue, timeout, on_timeout):
+    def watch(cls, queue, timeout, on_timeout, on_tick=None):
         if timeout is None or timeout <= 0 or timeout == float("inf"):
             return
         with cls._lock:
             if cls._instance is None:
                 cls._instance = cls()
             dog = cls._instance
-            dog._watched[queue] = (timeout, on_timeout)
+            dog._watched[queue] = (timeout, on_timeout, on_tick)
             if dog._thread is None:
                 dog._thread = threading.Thread(target=dog._loop, name="phalanx-watchdog",
                                                daemon=True)
@@ -205,10 +230,12 @@ class Watchdog:
         while True:
             with self._lock:
                 watched = list(self._watched.items())
-            period = min([t for _, (t, _) in watched] + [40.0]) / 4
-            time.sleep(period)
+            period = min([t for _, (t, _, _) in watched] + [40.0]) / 4
+            time.sleep(min(period, self.TICK))
             now = time.monotonic()
-            for queue, (timeout, on_timeout) in watched:
+            for queue, (timeout, on_timeout, on_tick) in watched:
+                if on_tick is not None:
+                    on_tick()
                 running = queue.running
                 if running is not None and now - running[1] > timeout:
                     self.unwatch(queue)

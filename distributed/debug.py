@@ -35,22 +35,23 @@ _counts = {}   # id(group) -> number of collectives checked on it
 
 def _show(sig):
     verb, fields = sig[0], sig[1:]
-    return f"{verb}(" + ", ".join(f"{k}={v}" for k, v in fields) + ")"
+    return f"{verb}(" + ", ".join(f"{k}={tuple(v) if isinstance(v, list) else v}"
+                                  for k, v in fields) + ")"
 
 
 def check(group, verb, **fields):
     """Raise on every rank of `group` unless all of them pass equal `verb` and `fields`."""
     n = _counts.get(id(group), 0) + 1
     _counts[id(group)] = n
-    sig = (verb,) + tuple(sorted((k, _plain(v)) for k, v in fields.items()))
-    sigs = group.allgather_object(sig)
+    sig = [verb] + [[k, _plain(v)] for k, v in sorted(fields.items())]
+    sigs = group.allgather_plain(sig)      # msgpack: nothing a peer sends is unpickled
     if all(s == sigs[0] for s in sigs):
         return
     variants = {}
     for rank, s in enumerate(sigs):
-        variants.setdefault(s, []).append(group.ranks[rank])
+        variants.setdefault(repr(s), (s, []))[1].append(group.ranks[rank])
     lines = [f"  rank{'s' if len(r) > 1 else ''} {', '.join(map(str, r))}: {_show(s)}"
-             for s, r in variants.items()]
+             for s, r in variants.values()]
     raise CollectiveMismatchError(
         f"collective #{n} on {group.backend} group of {group.size} ranks does not match "
         f"across ranks:\n" + "\n".join(lines) + "\nEvery rank must call the same collectives "
@@ -59,9 +60,9 @@ def check(group, verb, **fields):
 
 
 def _plain(v):
-    """A picklable, comparable, readable form of a signature field."""
+    """A msgpack-able, comparable, readable form of a signature field."""
     if isinstance(v, (list, tuple)):
-        return tuple(_plain(x) for x in v)
+        return [_plain(x) for x in v]
     if hasattr(v, "name") and not isinstance(v, (str, int, float)):
         return v.name
     return v if isinstance(v, (str, int, float, bool, type(None))) else str(v)

@@ -1,20 +1,27 @@
-"""Worker-side heartbeats: a progress counter and a thread that reports it to the launcher.
+"""Worker-side heartbeats: a thread that tells the launcher this process lives, and how far it got.
 
-Training code calls `advance()` once per step (DDP does it once per backward). Under
-`phalanx run` the first `advance()` starts a daemon thread that sends the counter to the agent
-every `PHALANX_HEARTBEAT_INTERVAL` seconds; the agent fails a rank whose counter has not moved for
-`--heartbeat-timeout` seconds. Outside the launcher `advance()` only counts. Until the first
-`advance()` nothing is sent, so scripts that never call it are never failed for lack of progress.
+Under `phalanx run` the worker's bootstrap starts the thread before the user's code runs, so a
+rank is watched from its first second: every `PHALANX_HEARTBEAT_INTERVAL` seconds it sends
+`[local_rank, pid, progress]`, signed with the job token, even while the main thread computes.
+The agent declares dead a rank whose beats stop (`--heartbeat-timeout`, 30 s by default: a
+stopped, frozen or deadlocked process), and stuck one whose progress counter did not move for
+`--progress-timeout` seconds. Training code calls `advance()` once per step (DDP does it once
+per backward); progress is judged only after the first `advance()`, so scripts that never call
+it are never failed for lack of progress. Outside the launcher `advance()` only counts.
 
-Standard library, pyzmq and msgpack only: DDP imports it on every step's path.
+Standard library only at import (pyzmq and msgpack are imported by the thread): DDP imports it
+on every step's path, and the bootstrap loads this file by path before phalanx is importable.
 """
 import hashlib
 import hmac
 import os
+import sys
 import threading
 
 ENDPOINT_ENV = "PHALANX_HEARTBEAT_ENDPOINT"
 INTERVAL_ENV = "PHALANX_HEARTBEAT_INTERVAL"
+THREAD_NAME = "phalanx-heartbeat"
+MODULE = "phalanx.distributed.heartbeat"
 
 _progress = 0
 _thread = None
@@ -34,15 +41,22 @@ def advance(steps=1):
         start()
 
 
+def _shared_progress():
+    """The counter `advance()` moves. The bootstrap runs this file under another module name
+    before phalanx is imported; the counter that DDP advances is the package module's."""
+    module = sys.modules.get(MODULE)
+    return module._progress if module is not None else _progress
+
+
 def start():
-    """Start the heartbeat thread if the launcher asked for one (idempotent)."""
+    """Start the heartbeat thread if the launcher asked for one and none runs (idempotent)."""
     global _thread
     with _lock:
         if _thread is not None:
             return _thread
         endpoint = os.environ.get(ENDPOINT_ENV)
-        if not endpoint:
-            _thread = False          # not under the launcher: counting only
+        if not endpoint or any(t.name == THREAD_NAME for t in threading.enumerate()):
+            _thread = False          # not under the launcher, or the bootstrap's thread beats
             return _thread
         _thread = _HeartbeatThread(endpoint, float(os.environ.get(INTERVAL_ENV, "1.0")))
         _thread.start()
@@ -51,7 +65,7 @@ def start():
 
 class _HeartbeatThread(threading.Thread):
     def __init__(self, endpoint, interval):
-        super().__init__(name="phalanx-heartbeat", daemon=True)
+        super().__init__(name=THREAD_NAME, daemon=True)
         self.endpoint, self.interval = endpoint, interval
         self._key = os.environ.get("PHALANX_STORE_TOKEN", "").encode()
         self._local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -64,10 +78,12 @@ class _HeartbeatThread(threading.Thread):
         sock.setsockopt(zmq.SNDHWM, 4)      # never queue more than a few stale beats
         sock.connect(self.endpoint)
         stop = threading.Event()
-        while not stop.wait(self.interval):
-            body = msgpack.packb([self._local_rank, os.getpid(), _progress])
+        while True:
+            body = msgpack.packb([self._local_rank, os.getpid(), _shared_progress()])
             mac = hmac.new(self._key, body, hashlib.sha256).digest()
             try:
                 sock.send_multipart([mac, body], flags=zmq.NOBLOCK)
             except zmq.Again:
                 pass                        # the agent is busy or gone; try again next beat
+            if stop.wait(self.interval):
+                return

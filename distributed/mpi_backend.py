@@ -12,10 +12,13 @@ import os
 import sys
 import threading
 import time
+import weakref
 
+import msgpack
 import numpy as np
 
-from .comm_queue import CALLER_WAITS, CommQueue, Watchdog, blocking
+from .comm_queue import (CALLER_WAITS, COLLECTIVE_TIMEOUT_ENV, CommQueue, Watchdog, blocking,
+                         describe)
 from .process_group import ProcessGroup, ReduceOp, Work
 
 
@@ -30,6 +33,9 @@ def mpi():
         mpi4py.rc.thread_level = "multiple"
     from mpi4py import MPI
     return MPI
+
+
+_GROUPS = weakref.WeakSet()     # groups with a status channel, for departure notices
 
 
 def _host(array):
@@ -112,7 +118,16 @@ class MpiProcessGroup(ProcessGroup):
         threaded = MPI.Query_thread() >= MPI.THREAD_MULTIPLE
         self._queue = CommQueue(f"phalanx-mpi-comm-{id(self):x}", threaded=threaded)
         self._p2p_turn = contextlib.nullcontext() if threaded else self._queue._turn
-        Watchdog.watch(self._queue, timeout, self._on_timeout)
+        # a side channel on which the watchdog threads ask each other how far they got; it
+        # needs a second thread in MPI, so only with MPI_THREAD_MULTIPLE
+        self._status = comm.Dup() if threaded and timeout and self.size > 1 else None
+        self._answers = []                   # answers in flight: their buffers stay alive
+        self._status_lock = threading.Lock()  # the watchdog thread vs. shutdown's Free
+        self._departed = {}                  # rank here -> when it said it is exiting
+        if self._status is not None:
+            _GROUPS.add(self)
+        Watchdog.watch(self._queue, timeout, self._on_timeout,
+                       self._answer_peers if self._status is not None else None)
         self._ops = {ReduceOp.SUM: MPI.SUM, ReduceOp.AVG: MPI.SUM, ReduceOp.MAX: MPI.MAX,
                      ReduceOp.MIN: MPI.MIN, ReduceOp.PRODUCT: MPI.PROD}
         self._bool_ops = {ReduceOp.SUM: MPI.LOR, ReduceOp.AVG: MPI.LOR, ReduceOp.MAX: MPI.LOR,
@@ -162,14 +177,137 @@ class MpiProcessGroup(ProcessGroup):
             a //= self.size
 
     def _on_timeout(self, queue, desc, seconds):
+        number = queue.started
+        try:
+            with self._status_lock:
+                missing = self._missing_ranks(number, desc)
+        except Exception as e:       # the report must not stop the abort
+            missing = f"(could not ask the other ranks: {e!r})"
         sys.stderr.write(
-            f"[rank {self.ranks[self.rank]}] phalanx.distributed: {desc} on {self!r} has not "
-            f"completed after {seconds:.0f} s (timeout {self.timeout:.0f} s): some rank did not "
-            f"call the same collective. Run with PHALANX_DEBUG=1 to check every collective's "
-            f"arguments; raise init_process_group(timeout=...) if a step is really this slow. "
-            f"Aborting the job.\n")
+            f"[rank {self.ranks[self.rank]}] phalanx.distributed: {desc} (collective #{number} "
+            f"of {self!r}) has not completed after {seconds:.0f} s (timeout "
+            f"{self.timeout:.0f} s). {missing} Run with PHALANX_DEBUG=1 to check every "
+            f"collective's arguments; raise init_process_group(timeout=...) or "
+            f"{COLLECTIVE_TIMEOUT_ENV} if a step is really this slow. Aborting the job.\n")
         sys.stderr.flush()
         self.abort(1)
+
+    # --- who did not join: the status side channel ------------------------------------------
+    _QUERY, _ANSWER, _EXITING = 1, 2, 3
+    DEPARTURE_GRACE = 2.0        # s: a collective still waiting this long for a departed rank
+
+    def _answer_peers(self):
+        """Watchdog tick: tell every rank that asked how far this one got on this group, and
+        take note of ranks that announced their exit."""
+        with self._status_lock:
+            if self._status is None:
+                return
+            self._answer_peers_locked()
+            self._hear_departures_locked()
+        self._check_departures()
+
+    def announce_exit(self, wait=1.0):
+        """Tell the other ranks this process is exiting (called at exit when its status is
+        unknown, as after `raise SystemExit(3)`): a rank that waits for it in a collective then
+        aborts the job instead of waiting forever, while this one finalizes."""
+        with self._status_lock:
+            if self._status is None:
+                return
+            MPI = mpi()
+            sends = [self._status.Isend([b"bye", MPI.BYTE], r, self._EXITING)
+                     for r in range(self.size) if r != self.rank]
+            deadline = time.monotonic() + wait
+            while not all(r.Test() for r in sends) and time.monotonic() < deadline:
+                time.sleep(0.001)
+
+    def _hear_departures_locked(self):
+        try:
+            MPI = mpi()
+            status = MPI.Status()
+            while self._status.Iprobe(MPI.ANY_SOURCE, self._EXITING, status):
+                src = status.Get_source()
+                self._status.Recv([bytearray(status.Get_count(MPI.BYTE)), MPI.BYTE], src,
+                                  self._EXITING)
+                self._departed.setdefault(src, time.monotonic())
+        except Exception:
+            pass
+
+    def _check_departures(self):
+        """Abort if a collective of any group waits for a rank that announced its exit."""
+        now = time.monotonic()
+        for src, when in list(self._departed.items()):
+            gone = self.ranks[src]
+            for group in list(_GROUPS):
+                running = group._queue.running
+                if group._status is None or gone not in group.ranks or running is None:
+                    continue
+                if now - when > self.DEPARTURE_GRACE and now - running[1] > self.DEPARTURE_GRACE:
+                    sys.stderr.write(
+                        f"[rank {self.ranks[self.rank]}] phalanx.distributed: rank {gone} exited "
+                        f"while this rank waits for it in {describe(running[0])} on {group!r}; "
+                        f"aborting the job (see rank {gone}'s output for why it exited).\n")
+                    sys.stderr.flush()
+                    self.abort(1)
+
+    def _answer_peers_locked(self):
+        try:
+            MPI = mpi()
+            status = MPI.Status()
+            while self._status.Iprobe(MPI.ANY_SOURCE, self._QUERY, status):
+                src = status.Get_source()
+                self._status.Recv([bytearray(status.Get_count(MPI.BYTE)), MPI.BYTE], src,
+                                  self._QUERY)
+                running = self._queue.running
+                answer = msgpack.packb([self._queue.started,
+                                        None if running is None else describe(running[0])])
+                self._answers.append((self._status.Isend([answer, MPI.BYTE], src,
+                                                         self._ANSWER), answer))
+            self._answers = [(r, b) for r, b in self._answers if not r.Test()]
+        except Exception:            # never take the watchdog thread down
+            pass
+
+    def _missing_ranks(self, number, desc, wait=3.0):
+        """Ask every other rank how far it got; a sentence naming those that did not join
+        collective #`number`, and why as far as can be told."""
+        if self._status is None:
+            return ("The other ranks cannot be asked where they are (MPI without "
+                    "MPI_THREAD_MULTIPLE); some rank did not call the same collective.")
+        MPI = mpi()
+        peers = [r for r in range(self.size) if r != self.rank]
+        asks = [self._status.Isend([b"?", MPI.BYTE], r, self._QUERY) for r in peers]
+        answers, status = {}, MPI.Status()
+        deadline = time.monotonic() + wait
+        while len(answers) < len(peers) and time.monotonic() < deadline:
+            self._answer_peers_locked()  # peers that timed out too ask us meanwhile
+            if self._status.Iprobe(MPI.ANY_SOURCE, self._ANSWER, status):
+                src = status.Get_source()
+                buf = bytearray(status.Get_count(MPI.BYTE))
+                self._status.Recv([buf, MPI.BYTE], src, self._ANSWER)
+                answers[src] = msgpack.unpackb(bytes(buf))
+            else:
+                time.sleep(0.01)
+        for request in asks:
+            if not request.Test():
+                request.Cancel()
+        notes = []
+        for r in peers:
+            name = f"rank {self.ranks[r]}"
+            if r not in answers:
+                notes.append(f"{name} did not answer in {wait:g} s (stopped, or stuck in code "
+                             f"that never releases the interpreter)")
+                continue
+            started, running = answers[r]
+            doing = f"in {running}" if running else "idle"
+            if started < number:
+                notes.append(f"{name} has not called it (it is {doing} after {started} "
+                             f"collective(s) on this group)")
+            elif started == number and running != desc:
+                notes.append(f"{name} is {doing} as its collective #{number}")
+            elif started > number:
+                notes.append(f"{name} is past it, at collective #{started}")
+        if not notes:
+            return "Every rank is in it too: a transport failure?"
+        return "Ranks that did not join: " + "; ".join(notes) + "."
 
     # --- collectives ------------------------------------------------------------------------
     def allreduce(self, array, op=ReduceOp.SUM):
@@ -291,6 +429,12 @@ class MpiProcessGroup(ProcessGroup):
     def shutdown(self):
         self._shared.close()
         Watchdog.unwatch(self._queue)
+        with self._status_lock:
+            if self._status is not None:
+                for request, _ in self._answers:
+                    request.Wait()
+                self._status.Free()
+                self._status = None
         try:
             blocking(self._post, "destroy", self.comm.Free)
         finally:

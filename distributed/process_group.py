@@ -2,11 +2,13 @@
 
 It works on raw arrays (NumPy or CuPy, contiguous), in place where the MPI verb is in place;
 the tensor-level API in `collectives.py` unwraps tensors and calls it. Methods are named after
-the MPI verbs they perform. Every method returns a `Work`: backends that complete eagerly
-return `Work.done()`; `async_op=False` callers simply `wait()` on it.
+the MPI verbs they perform, and their docstrings are the contract. Every method returns a
+`Work`: backends that complete eagerly return `Work.done()`; `async_op=False` callers simply
+`wait()` on it.
 """
 import threading
 
+import msgpack
 import numpy as np
 
 from . import shared_memory
@@ -52,11 +54,17 @@ class Work:
 
 
 class ProcessGroup:
-    """A set of ranks that run collectives together.
+    """A set of ranks that run collectives together: the contract every backend implements.
 
     `rank` and `size` are positions within this group; `ranks` maps them to global ranks.
-    Arrays are contiguous and have the same dtype and shape on every rank unless the verb says
-    otherwise (all_gather inputs, all_to_all splits).
+    Arrays are NumPy or CuPy arrays, C-contiguous, with the same dtype and shape on every rank
+    unless the verb says otherwise; a verb writes its results in place into the arrays it is
+    given. Every rank of the group calls the collectives in the same order; each returns a
+    `Work` at once (backends that complete eagerly return `Work.done()`), and the arrays it was
+    given belong to it until that `Work` completes. A backend that finds ranks disagreeing on a
+    collective's dtype or shape raises `CollectiveMismatchError` rather than returning garbage
+    where it can tell at no extra cost (debug mode checks every backend, `debug.py`).
+    Backends register by name in `world.py`; DDP, SyncBatchNorm and ZeRO use only this contract.
     """
 
     backend = "abstract"
@@ -67,12 +75,12 @@ class ProcessGroup:
         self.ranks = list(ranks) if ranks is not None else list(range(size))
         self._shared = shared_memory.Registry()
 
-    # a zeroed flat array of `count` elements of `dtype` (an array of module `xp`) that this
-    # group all-reduces fastest, for buffers reduced over and over (DDP's buckets). Collective.
-    # It lies in memory that the group's ranks on one host map together, and `allreduce` on it
-    # is a pass over that memory (across hosts: per host, shared_memory.py); backends check
-    # `_shared.find(array)` and call its `allreduce`.
     def comm_buffer(self, count, dtype, xp):
+        """A zeroed flat array of `count` elements of `dtype` (an array of module `xp`) that
+        this group all-reduces fastest, for buffers reduced over and over (DDP's buckets).
+        Collective. It lies in memory that the group's ranks on one host map together, and
+        `allreduce` on it is a pass over that memory (across hosts: per host, see
+        shared_memory.py); backends check `_shared.find(array)` and call its `allreduce`."""
         if xp is np and self.size > 1 and count > 0 and shared_memory.enabled():
             made = shared_memory.create(self, count, dtype)
             if made is not None:
@@ -80,62 +88,74 @@ class ProcessGroup:
                 return made[0]
         return xp.zeros(count, dtype=dtype)
 
-    # whether all-reducing `array` (a comm_buffer) is this rank's own computation over shared
-    # memory, with no transport to wait on: overlapping it with computation gains nothing
     def reduces_locally(self, array):
+        """Whether all-reducing `array` (a comm_buffer) is this rank's own computation over
+        shared memory, with no transport to wait on: overlapping it with computation gains
+        nothing."""
         shared = self._shared.find(array)
         return shared is not None and shared.across is None
 
-    # in-place on `array` on every rank
     def allreduce(self, array, op=ReduceOp.SUM) -> Work:
+        """Reduce `array` over the ranks with `op`, in place on every rank."""
         raise NotImplementedError
 
-    # in-place on `array`: root's values reach every rank
     def broadcast(self, array, root=0) -> Work:
+        """Copy root's `array` into `array` on every rank."""
         raise NotImplementedError
 
-    # in-place on root's `array`; other ranks' arrays are left unspecified
     def reduce(self, array, root=0, op=ReduceOp.SUM) -> Work:
+        """Reduce into root's `array`; other ranks' arrays are left unspecified."""
         raise NotImplementedError
 
-    # `out` is (size, *array.shape); out[i] receives rank i's array
     def allgather(self, out, array) -> Work:
+        """`out` is (size, *array.shape); out[i] receives rank i's array."""
         raise NotImplementedError
 
-    # `array` is (size, *out.shape); rank i receives the reduction of every rank's array[i]
     def reduce_scatter(self, out, array, op=ReduceOp.SUM) -> Work:
+        """`array` is (size, *out.shape); rank i's `out` receives the reduction of every
+        rank's array[i]."""
         raise NotImplementedError
 
-    # on root, `out` is (size, *array.shape); elsewhere out is None
     def gather(self, out, array, root=0) -> Work:
+        """On root, `out` is (size, *array.shape) and out[i] receives rank i's array;
+        elsewhere `out` is None."""
         raise NotImplementedError
 
-    # on root, `array` is (size, *out.shape); every rank receives its slice in `out`
     def scatter(self, out, array, root=0) -> Work:
+        """On root, `array` is (size, *out.shape); rank i's `out` receives root's array[i].
+        Elsewhere `array` is None."""
         raise NotImplementedError
 
-    # `array` and `out` are (size, ...); rank i's array[j] lands in rank j's out[i]
     def alltoall(self, out, array) -> Work:
+        """`array` and `out` are (size, ...); rank i's array[j] lands in rank j's out[i]."""
         raise NotImplementedError
 
     def barrier(self) -> Work:
+        """Complete once every rank of the group has called it."""
         raise NotImplementedError
 
-    # a barrier on the calling thread, also from inside a running collective (shared-memory
-    # all-reduces); `spin`: every rank has a core of its own, so waiting may busy-poll
     def barrier_now(self, spin):
+        """A barrier on the calling thread, also from inside a running collective
+        (shared-memory all-reduces); `spin`: every rank has a core of its own, so waiting may
+        busy-poll."""
         self.barrier().wait()
 
     def send(self, array, dst, tag=0) -> Work:
+        """Send `array` to rank `dst`, outside the order of the collectives (as MPI's isend);
+        `array` must stay unchanged until the Work completes."""
         raise NotImplementedError
 
     def recv(self, array, src, tag=0) -> Work:
+        """Receive into `array` a message of its size and dtype from rank `src` (None: any)
+        with `tag` (None: any); receives match in the order they were posted. The completed
+        Work's result is the sender's rank."""
         raise NotImplementedError
 
-    # flat arrays, uneven all-to-all: rank i's array[sum(in_counts[:j]):][:in_counts[j]] lands in
-    # rank j's out[sum(out_counts[:i]):][:out_counts[i]]. This default pads every block to the
-    # largest one and calls `alltoall`; backends with a native verb override it.
     def alltoallv(self, out, out_counts, array, in_counts) -> Work:
+        """Uneven all-to-all of flat arrays: rank i's array[sum(in_counts[:j]):][:in_counts[j]]
+        lands in rank j's out[sum(out_counts[:i]):][:out_counts[i]]. This default pads every
+        block to the largest one and calls `alltoall`; backends with a native verb override
+        it."""
         from ..tensor.backend import array_module
         xp = array_module(array)
         longest = xp.asarray([max(list(in_counts) + list(out_counts) + [0])], dtype=xp.int64)
@@ -150,16 +170,18 @@ class ProcessGroup:
             out[off:off + out_counts[i]] = recv[i, :out_counts[i]]
         return Work.done()
 
-    # a new group of this group's members `ranks` (positions in this group), like
-    # MPI_Comm_split: every member of this group calls it; non-members get None
     def split(self, ranks) -> "ProcessGroup":
+        """A new group of this group's members `ranks` (positions in this group), like
+        MPI_Comm_split: every member of this group calls it, in the same order; non-members
+        get None."""
         raise NotImplementedError(f"backend {self.backend!r} cannot create subgroups; "
                                   f"new_group() works on the mpi and zmq backends")
 
-    # run `fn()` after every operation issued on this group before it, in the same order on
-    # every rank (DDP's communication hooks run this way); collectives that `fn` issues on this
-    # group run immediately inside it. The default runs it now: right for eager backends.
     def submit(self, fn) -> Work:
+        """Run `fn()` after every operation issued on this group before it, in the same order
+        on every rank (DDP's communication hooks run this way); collectives that `fn` issues
+        on this group run immediately inside it. The default runs it now: right for eager
+        backends."""
         work = Work()
         try:
             work.set_result(fn())
@@ -167,19 +189,41 @@ class ProcessGroup:
             work.set_error(e)
         return work
 
-    # picklable Python objects (object collectives); returns the list of every rank's object
     def allgather_object(self, obj) -> list:
+        """Every rank's picklable `obj`, in rank order (PyTorch's object collectives pickle;
+        a backend unpickles only what comes from ranks of its job)."""
         raise NotImplementedError
 
     def broadcast_object(self, obj, root=0):
+        """Root's picklable `obj` on every rank."""
         raise NotImplementedError
+
+    def allgather_plain(self, obj) -> list:
+        """Every rank's `obj`, in rank order, for the library's own control data: msgpack
+        types only (None, bool, int, float, str, bytes, lists, dicts; tuples come back as
+        lists), never pickled, so nothing a peer sends is executed. This default moves the
+        msgpack bytes with `allgather`; backends may send them directly."""
+        data = np.frombuffer(msgpack.packb(obj, use_bin_type=True), np.uint8)
+        lengths = np.zeros((self.size, 1), np.int64)
+        self.allgather(lengths, np.array([data.size], np.int64)).wait()
+        padded = np.zeros(int(lengths.max()), np.uint8)
+        padded[:data.size] = data
+        everyone = np.zeros((self.size, padded.size), np.uint8)
+        self.allgather(everyone, padded).wait()
+        return [msgpack.unpackb(everyone[r, :lengths[r, 0]].tobytes(), raw=False,
+                                strict_map_key=False) for r in range(self.size)]
+
+    def broadcast_plain(self, obj, root=0):
+        """Root's `obj` (msgpack types, as `allgather_plain`) on every rank."""
+        return self.allgather_plain(obj if self.rank == root else None)[root]
 
     def abort(self, errorcode=1):
         """Bring every rank down now (used when a rank dies with an uncaught exception)."""
         raise NotImplementedError
 
     def shutdown(self):
-        pass
+        """Finish what was issued, release the group's resources; the group is unusable
+        afterwards. Called by destroy_process_group and at exit."""
 
     def __repr__(self):
         return f"<{type(self).__name__} backend={self.backend} rank={self.rank} size={self.size}>"

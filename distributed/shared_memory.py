@@ -23,12 +23,12 @@ rank has a core of its own, and waits without spinning where ranks share cores).
 """
 import mmap
 import os
-import secrets
 import socket
 import weakref
 
 import numpy as np
 
+from . import shm_files
 from .reduce_op import UFUNCS, ReduceOp
 
 DIRECTORY = "/dev/shm"
@@ -62,7 +62,7 @@ def create(group, count, dtype):
         return None
     host, across = registry.layout
     made = SharedBuffer.create(host, count, dtype, across)
-    if across is not None and not all(group.allgather_object(made is not None)):
+    if across is not None and not all(group.allgather_plain(made is not None)):
         return None                          # some host could not: nobody uses it
     return made
 
@@ -71,7 +71,7 @@ def _layout(group):
     """(the group's ranks on this host, this rank's counterparts on the other hosts or None on
     a single host), or None where the hosts run different numbers of the group's ranks or one
     each (nothing to share). Collective; made once per group."""
-    hosts = group.allgather_object(host_id())
+    hosts = group.allgather_plain(host_id())
     members = {}
     for rank, host in enumerate(hosts):
         members.setdefault(host, []).append(rank)
@@ -111,11 +111,11 @@ class SharedBuffer:
         path = None
         if host.rank == 0:
             path = _reserve(stride * host.size)
-        path = host.broadcast_object(path, 0)
+        path = host.broadcast_plain(path, 0)
         if path is None:
             return None
         mapping = _map(path)
-        reports = host.allgather_object((mapping is not None, _cores()))
+        reports = host.allgather_plain([mapping is not None, _cores()])
         if host.rank == 0:
             os.unlink(path)                  # every rank has it mapped, or gave up
         if not all(mapped for mapped, _ in reports):
@@ -177,7 +177,7 @@ def _average(a, n):
 
 def _reserve(nbytes):
     """Create and reserve a file of `nbytes` in DIRECTORY; its path, or None if that failed."""
-    path = os.path.join(DIRECTORY, f"phalanx-{os.getpid()}-{secrets.token_hex(8)}")
+    path = os.path.join(DIRECTORY, shm_files.file_name())   # names its maker, for cleanup
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
     except OSError:

@@ -3,18 +3,24 @@
 Every message is two frames, `[hmac, body]`: `body` is a msgpack list and `hmac` is its
 HMAC-SHA256 under the job's token, so a process that does not hold the token can neither read nor
 write. Requests are `[request_id, op, *args]`; replies are `[request_id, ok, result_or_error]`.
-The server answers malformed, oversized and unauthenticated frames with an error and keeps
-serving. Values are bytes (str is encoded as UTF-8), as in PyTorch's TCPStore.
+The server answers malformed, oversized and unauthenticated frames, and requests whose arguments
+have the wrong types or values, with an error and keeps serving. Values are bytes (str is
+encoded as UTF-8), as in PyTorch's TCPStore.
 
 This module imports only the standard library, pyzmq and msgpack: the launcher uses it, and the
 launcher must start fast.
 """
+import datetime
 import hashlib
 import hmac
+import math
+import numbers
 import os
 import secrets
+import sys
 import threading
 import time
+import traceback
 
 import msgpack
 import zmq
@@ -23,6 +29,7 @@ ENDPOINT_ENV = "PHALANX_STORE_ENDPOINT"
 TOKEN_ENV = "PHALANX_STORE_TOKEN"
 DEFAULT_TIMEOUT = 300.0
 MAX_MESSAGE_BYTES = 64 << 20
+MAX_TIMEOUT = 1e8                  # seconds (about three years): longer waits are cut to it
 
 __all__ = ["Store", "StoreServer", "StoreError", "StoreTimeout", "TCPStore", "new_token",
            "ENDPOINT_ENV", "TOKEN_ENV"]
@@ -42,6 +49,46 @@ def new_token():
 
 def _sign(key, body):
     return hmac.new(key, body, hashlib.sha256).digest()
+
+
+def _check_key(key, what="key"):
+    if not isinstance(key, str):
+        raise TypeError(f"store {what} must be a str, got {type(key).__name__} {key!r:.80}; "
+                        f"decode bytes keys (key.decode()) and format numbers (str(n))")
+    return key
+
+
+def _check_keys(keys):
+    """A str, or an iterable of str, as a list."""
+    if isinstance(keys, str):
+        return [keys]
+    if isinstance(keys, (bytes, bytearray)) or not hasattr(keys, "__iter__"):
+        raise TypeError(f"store keys must be a str or a list of str, got "
+                        f"{type(keys).__name__} {keys!r:.80}")
+    keys = list(keys)
+    for key in keys:
+        _check_key(key, "keys")
+    return keys
+
+
+def _check_timeout(timeout, what="timeout"):
+    """Seconds (a real number or a timedelta), finite and >= 0, as a float."""
+    if isinstance(timeout, datetime.timedelta):
+        timeout = timeout.total_seconds()
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise TypeError(f"store {what} must be a number of seconds or a timedelta, got "
+                        f"{type(timeout).__name__} {timeout!r:.80}")
+    timeout = float(timeout)
+    if not (math.isfinite(timeout) and timeout >= 0):
+        raise ValueError(f"store {what} must be a finite number of seconds >= 0, got "
+                         f"{timeout!r}; pass a large finite value to wait long")
+    return min(timeout, MAX_TIMEOUT)
+
+
+def _check_int(value, what):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"store {what} must be an int, got {type(value).__name__} {value!r:.80}")
+    return int(value)
 
 
 def _as_bytes(value, what):
@@ -87,6 +134,7 @@ class StoreServer:
         self._waiters = []           # [deadline, identity, request_id, keys, reply_value_of]
         self._stop = threading.Event()
         self._thread = None
+        self.failure = None          # why the serving loop died, if it did
         self._wake_recv = None
 
     @property
@@ -106,12 +154,24 @@ class StoreServer:
         try:
             while not self._stop.is_set():
                 if poller.poll(self._poll_ms()):
-                    self._handle(self._sock.recv_multipart(copy=True))
+                    frames = self._sock.recv_multipart(copy=True)
+                    try:
+                        self._handle(frames)
+                    except Exception:        # a request we failed to foresee: drop it, serve on
+                        sys.stderr.write("[phalanx store] dropped a request that broke the "
+                                         "server:\n" + traceback.format_exc())
                 self._expire_waiters()
+        except BaseException as e:
+            self.failure = f"{type(e).__name__}: {e}"
+            raise
         finally:
             # linger briefly: the replies just sent (a departing agent's last call) go out
             self._sock.close(linger=500)
             self._ctx.term()
+
+    def alive(self):
+        """Whether the serving thread started by `start()` is still serving."""
+        return self._thread is not None and self._thread.is_alive()
 
     def close(self):
         self._stop.set()
@@ -155,35 +215,46 @@ class StoreServer:
         try:
             request = msgpack.unpackb(body, raw=False)
             request_id, op, *args = request
+            if not isinstance(request_id, int) or isinstance(request_id, bool):
+                raise TypeError(f"request id must be an int, got {type(request_id).__name__}")
             handler = self._ops[op]
+            arity = self._arity[op]
+            if len(args) != arity:
+                raise TypeError(f"{op} takes {arity} argument(s), got {len(args)}")
         except Exception as e:
-            return self._reply(identity, None, False, f"malformed request: {e!r}")
+            return self._reply(identity, None, False, f"malformed request: {e!r:.200}")
         try:
             handler(self, identity, request_id, *args)
         except Exception as e:
-            self._reply(identity, request_id, False, f"{op} failed: {e!r}")
+            self._reply(identity, request_id, False, f"{op} failed: {e!r:.200}")
 
     def _op_set(self, ident, rid, key, value):
-        self._data[key] = bytes(value)
+        _check_key(key)
+        self._data[key] = _bytes_arg(value)
         self._reply(ident, rid, True, None)
         self._wake(key)
 
     def _op_get(self, ident, rid, key, timeout):
-        self._park(ident, rid, [key], timeout, lambda: self._data[key])
+        self._park(ident, rid, [_check_key(key)], timeout, lambda: self._data[key])
 
     def _op_wait(self, ident, rid, keys, timeout):
-        self._park(ident, rid, list(keys), timeout, lambda: None)
+        self._park(ident, rid, _list_of_keys(keys), timeout, lambda: None)
 
     def _op_check(self, ident, rid, keys):
-        self._reply(ident, rid, True, all(k in self._data for k in keys))
+        self._reply(ident, rid, True, all(k in self._data for k in _list_of_keys(keys)))
 
     def _op_add(self, ident, rid, key, amount):
-        value = int(self._data.get(key, b"0")) + int(amount)
+        _check_key(key)
+        value = int(self._data.get(key, b"0")) + _check_int(amount, "amount")
+        if not -2 ** 63 <= value < 2 ** 63:           # what a reply (msgpack int64) can carry
+            raise OverflowError(f"counter {key!r} would become {value}, outside int64")
         self._data[key] = str(value).encode()
         self._reply(ident, rid, True, value)
         self._wake(key)
 
     def _op_compare_set(self, ident, rid, key, expected, desired):
+        _check_key(key)
+        expected, desired = _bytes_arg(expected), _bytes_arg(desired)
         current = self._data.get(key)
         if (current is None and expected == b"") or current == expected:
             self._data[key] = bytes(desired)
@@ -193,9 +264,10 @@ class StoreServer:
             self._reply(ident, rid, True, current if current is not None else expected)
 
     def _op_delete(self, ident, rid, key):
-        self._reply(ident, rid, True, self._data.pop(key, None) is not None)
+        self._reply(ident, rid, True, self._data.pop(_check_key(key), None) is not None)
 
     def _op_keys(self, ident, rid, prefix):
+        _check_key(prefix, "prefix")
         self._reply(ident, rid, True, sorted(k for k in self._data if k.startswith(prefix)))
 
     def _op_ping(self, ident, rid):
@@ -204,13 +276,14 @@ class StoreServer:
     _ops = {"set": _op_set, "get": _op_get, "wait": _op_wait, "check": _op_check,
             "add": _op_add, "compare_set": _op_compare_set, "delete": _op_delete,
             "keys": _op_keys, "ping": _op_ping}
+    _arity = {"set": 2, "get": 2, "wait": 2, "check": 1, "add": 2, "compare_set": 3,
+              "delete": 1, "keys": 1, "ping": 0}
 
     def _park(self, ident, rid, keys, timeout, value_of):
-        if not all(isinstance(k, str) for k in keys):
-            raise TypeError(f"keys must be str, got {keys!r}")
+        timeout = _check_timeout(timeout)
         if all(k in self._data for k in keys):
             return self._reply(ident, rid, True, value_of())
-        self._waiters.append([time.monotonic() + float(timeout), ident, rid, keys, value_of])
+        self._waiters.append([time.monotonic() + timeout, ident, rid, keys, value_of])
 
     def _wake(self, key):
         still = []
@@ -231,20 +304,40 @@ class StoreServer:
                 self._reply(ident, rid, False, {"timeout": missing})
 
 
+def _bytes_arg(value):
+    if not isinstance(value, bytes):
+        raise TypeError(f"values must be bytes, got {type(value).__name__}")
+    return value
+
+
+def _list_of_keys(keys):
+    if not isinstance(keys, list):
+        raise TypeError(f"keys must be a list of str, got {type(keys).__name__}")
+    for key in keys:
+        _check_key(key, "keys")
+    return keys
+
+
 class Store:
     """Client of a `StoreServer`; safe to share between threads.
 
     `timeout` (seconds) bounds every call unless the call passes its own. `get` waits for the key
-    to appear, like PyTorch's TCPStore.
+    to appear, like PyTorch's TCPStore. Arguments are checked here, with errors that name them:
+    keys are str, timeouts finite seconds (longer than MAX_TIMEOUT are cut to it). The launcher
+    passes its own `local_server`, so that its calls fail at once when that server's thread died.
     """
 
-    def __init__(self, endpoint, token, timeout=DEFAULT_TIMEOUT):
+    def __init__(self, endpoint, token, timeout=DEFAULT_TIMEOUT, local_server=None):
         if not token:
             raise StoreError(f"no token for the store at {endpoint}; pass token= or set "
                              f"{TOKEN_ENV}")
         if "://" not in endpoint:
             endpoint = f"tcp://{endpoint}"
-        self.endpoint, self.token, self.timeout = endpoint, token, float(timeout)
+        self.endpoint, self.token = endpoint, token
+        self.timeout = _check_timeout(timeout)
+        # a StoreServer in this process: calls fail at once if its thread died, instead of
+        # waiting out their timeout (the launcher's agent must notice, and honour signals)
+        self._local_server = local_server
         self._key = token.encode()
         self._ctx = zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
@@ -284,37 +377,37 @@ class Store:
 
     # -- the API ----------------------------------------------------------------------------
     def set(self, key, value, timeout=None):
-        self._call("set", [key, _as_bytes(value, "value")], key, timeout)
+        self._call("set", [_check_key(key), _as_bytes(value, "value")], key, timeout)
 
     def get(self, key, timeout=None):
         timeout = self._timeout(timeout)
-        return self._call("get", [key, timeout], key, timeout)
+        return self._call("get", [_check_key(key), timeout], key, timeout)
 
     def wait(self, keys, timeout=None):
-        keys = [keys] if isinstance(keys, str) else list(keys)
+        keys = _check_keys(keys)
         timeout = self._timeout(timeout)
         self._call("wait", [keys, timeout], keys, timeout)
 
     def check(self, keys):
-        keys = [keys] if isinstance(keys, str) else list(keys)
+        keys = _check_keys(keys)
         return self._call("check", [keys], keys)
 
     def add(self, key, amount=1):
-        return self._call("add", [key, int(amount)], key)
+        return self._call("add", [_check_key(key), _check_int(amount, "amount")], key)
 
     def compare_set(self, key, expected, desired, timeout=None):
         """Set `key` to `desired` if it holds `expected` (b"" matches a missing key); returns
         the value it holds afterwards."""
-        return self._call("compare_set", [key, _as_bytes(expected, "expected value"),
+        return self._call("compare_set", [_check_key(key), _as_bytes(expected, "expected value"),
                                           _as_bytes(desired, "value")], key, timeout)
 
     def delete(self, key):
-        return self._call("delete", [key], key)
+        return self._call("delete", [_check_key(key)], key)
 
     delete_key = delete
 
     def keys(self, prefix=""):
-        return self._call("keys", [prefix], prefix)
+        return self._call("keys", [_check_key(prefix, "prefix")], prefix)
 
     def ping(self, timeout=None):
         return self._call("ping", [], None, self._timeout(timeout))
@@ -324,6 +417,9 @@ class Store:
 
         Callers must pass the same barriers in the same order, like any collective.
         """
+        if _check_int(world_size, "world_size") < 1:
+            raise ValueError(f"store barrier world_size must be >= 1, got {world_size}")
+        _check_key(name, "barrier name")
         round_ = self._barrier_rounds.get(name, 0)
         self._barrier_rounds[name] = round_ + 1
         prefix = f"barrier/{name}/{round_}"
@@ -333,7 +429,14 @@ class Store:
 
     # -- transport --------------------------------------------------------------------------
     def _timeout(self, timeout):
-        return self.timeout if timeout is None else float(timeout)
+        return self.timeout if timeout is None else _check_timeout(timeout)
+
+    def _check_local_server(self, op, key):
+        server = self._local_server
+        if server is not None and not server.alive():
+            raise StoreError(f"store {op} of key {key!r}: the store server in this process "
+                             f"({self.endpoint}) stopped serving"
+                             + (f" ({server.failure})" if server.failure else ""))
 
     def _call(self, op, args, key, timeout=None):
         timeout = self._timeout(timeout)
@@ -348,12 +451,17 @@ class Store:
             # The server answers a blocking get/wait at its deadline; allow for the transit.
             deadline = time.monotonic() + timeout + (1.0 if op in ("get", "wait") else 0.0)
             while True:
+                self._check_local_server(op, key)
                 left = deadline - time.monotonic()
-                if left <= 0 or not self._sock.poll(int(left * 1000) + 1, zmq.POLLIN):
+                if left <= 0:
                     raise StoreTimeout(
                         f"store {op} of key {key!r} at {self.endpoint} got no answer within "
                         f"{timeout:.1f} s; is the store running (the launcher, or `phalanx "
                         f"store`) and reachable?")
+                # with a server in this process, wake up now and then to see it still serves
+                step = min(left, 0.1) if self._local_server is not None else left
+                if not self._sock.poll(int(step * 1000) + 1, zmq.POLLIN):
+                    continue
                 frames = self._sock.recv_multipart()
                 reply = self._check_reply(frames, op, key)
                 if reply[0] == rid:

@@ -2,17 +2,16 @@
 
 `init_process_group()` reads the environment (see `env.py`) and picks a backend:
 `mpi` when started under MPI, `zmq` under `phalanx run` without MPI, `local` for a world of
-one; `nccl` (GPU runs) comes with the NCCL backend. Every other function here follows
+one; `nccl` (GPU runs) comes with the NCCL backend. Backends are found by name in `BACKENDS`,
+where `register_backend` puts them. Every other function here follows
 `torch.distributed`'s name and meaning.
 """
 import datetime
 import importlib
 
 from . import debug, threads
+from .comm_queue import default_collective_timeout
 from . import env as _env_mod
-
-DEFAULT_TIMEOUT = 1800.0          # seconds, as in PyTorch
-BACKENDS = ("mpi", "zmq", "local", "nccl")
 
 
 class _NonMember:
@@ -41,13 +40,58 @@ group = GroupMember()     # `dist.group.WORLD`
 
 
 def _seconds(timeout):
+    """A collective's timeout: given, or $PHALANX_COLLECTIVE_TIMEOUT, or 600 s of no progress."""
     if timeout is None:
-        return DEFAULT_TIMEOUT
+        return default_collective_timeout()
     if isinstance(timeout, datetime.timedelta):
         return timeout.total_seconds()
     return float(timeout)
 
 
+BACKENDS = {}     # name -> factory(environment, timeout) -> the world's ProcessGroup
+
+
+def register_backend(name):
+    """Decorator: `factory(environment, timeout)` makes the world's group for backend `name`
+    (`environment` is `env.Environment`, `timeout` in seconds). Factories import their
+    backend's module themselves, so a backend costs nothing until it is chosen."""
+    def add(factory):
+        BACKENDS[name] = factory
+        return factory
+    return add
+
+
+@register_backend("local")
+def _local_group(environment, timeout):
+    if environment.world_size != 1:
+        raise RuntimeError(f"backend 'local' is a world of one, but the launcher started "
+                           f"{environment.world_size} ranks; use backend=None")
+    from .local_backend import LocalProcessGroup
+    return LocalProcessGroup()
+
+
+@register_backend("mpi")
+def _mpi_group(environment, timeout):
+    from .mpi_backend import MpiProcessGroup
+    pg = MpiProcessGroup.world(timeout)
+    if environment.source != "none" and pg.size != environment.world_size:
+        raise RuntimeError(
+            f"MPI reports a world of {pg.size} process(es) but the {environment.source} "
+            f"launcher says {environment.world_size}: this MPI library does not match the "
+            f"launcher (e.g. srun without --mpi=pmix, or mpirun of a different MPI than "
+            f"mpi4py's). Launch with the mpiexec of the MPI mpi4py was built against.")
+    return pg
+
+
+@register_backend("zmq")
+def _zmq_group(environment, timeout):
+    from .store import Store
+    from .zmq_backend import ZmqProcessGroup
+    return ZmqProcessGroup.from_store(Store.from_env(), environment.rank,
+                                      environment.world_size, timeout=timeout)
+
+
+@register_backend("nccl")
 def _nccl_group(environment, timeout):
     try:
         nccl = importlib.import_module(".nccl_backend", __package__)
@@ -77,31 +121,6 @@ def _choose(backend, environment):
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)} "
                          f"or leave backend=None to pick from the environment")
     return backend
-
-
-def _create(backend, environment, timeout):
-    if backend == "local":
-        if environment.world_size != 1:
-            raise RuntimeError(f"backend 'local' is a world of one, but the launcher started "
-                               f"{environment.world_size} ranks; use backend=None")
-        from .local_backend import LocalProcessGroup
-        return LocalProcessGroup()
-    if backend == "mpi":
-        from .mpi_backend import MpiProcessGroup
-        pg = MpiProcessGroup.world(timeout)
-        if environment.source != "none" and pg.size != environment.world_size:
-            raise RuntimeError(
-                f"MPI reports a world of {pg.size} process(es) but the {environment.source} "
-                f"launcher says {environment.world_size}: this MPI library does not match the "
-                f"launcher (e.g. srun without --mpi=pmix, or mpirun of a different MPI than "
-                f"mpi4py's). Launch with the mpiexec of the MPI mpi4py was built against.")
-        return pg
-    if backend == "zmq":
-        from .store import Store
-        from .zmq_backend import ZmqProcessGroup
-        return ZmqProcessGroup.from_store(Store.from_env(), environment.rank,
-                                          environment.world_size, timeout=timeout)
-    return _nccl_group(environment, timeout)
 
 
 def init_process_group(backend=None, timeout=None, **kwargs):
@@ -134,7 +153,7 @@ def init_process_group(backend=None, timeout=None, **kwargs):
     name = _choose(backend, environment)
     debug.configure_from_env()
     threads.share_cores(environment.local_world_size, announce=environment.local_rank == 0)
-    world = _create(name, environment, _seconds(timeout))
+    world = BACKENDS[name](environment, _seconds(timeout))
     _state.world, _state.env, _state.groups = world, environment, []
     if name == "mpi" and world.size > 1:
         from . import abort

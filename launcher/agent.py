@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from ..distributed.store import StoreError
 from .errors import first_failure, format_summary
 from .rendezvous import RendezvousError
 from .workers import WorkerState
@@ -92,6 +93,10 @@ class Agent:
             self.log(str(e))
             self._stop_workers()
             return self._result(AgentState.FAILED, 1)
+        except StoreError as e:          # the store died or vanished: nobody can go on
+            self.log(f"lost the rendezvous store: {e}")
+            self._stop_workers()
+            return self._result(AgentState.FAILED, 1)
         except BaseException:
             self._stop_workers()
             self.rendezvous.shutdown("an agent crashed")
@@ -113,7 +118,11 @@ class Agent:
             outcome = self._monitor()
             self._stop_workers()
             if outcome is WorkerState.SUCCEEDED:
-                self.rendezvous.report_success()
+                try:
+                    self.rendezvous.report_success()
+                except StoreError as e:   # the work is done; only the farewell was lost
+                    self.log(f"workers succeeded, but the other nodes could not be told: lost "
+                             f"the rendezvous store: {e}")
                 return self._result(AgentState.SUCCEEDED, 0)
             if outcome is WorkerState.FAILED:
                 used = self.rendezvous.report_failure()

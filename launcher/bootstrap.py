@@ -1,15 +1,16 @@
 """Worker entry point: `python launcher/bootstrap.py [-m module | script] args...`.
 
 The launcher runs it by file path, so starting a worker imports no phalanx module (and no numpy)
-before the user's code. It makes the worker die with the launcher (PR_SET_PDEATHSIG), records an
-uncaught exception in the error file, then runs the script or module as `__main__`.
+before the user's code. It makes the worker die with the launcher (PR_SET_PDEATHSIG), starts its
+heartbeat thread (`distributed/heartbeat.py`), runs the script or module as `__main__`, and
+records an uncaught exception in the error file before handing it to `sys.excepthook` (under
+MPI, phalanx's abort hook, which ends the whole job).
 """
 import importlib.util
 import os
 import runpy
 import signal
 import sys
-import traceback
 
 AGENT_PID_ENV = "PHALANX_AGENT_PID"
 
@@ -26,9 +27,10 @@ def die_with_parent():
         os._exit(1)
 
 
-def _load_errors_module():
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "errors.py")
-    spec = importlib.util.spec_from_file_location("_phalanx_launcher_errors", path)
+def _load(name, *path):
+    """A phalanx file loaded by path (standard library only: phalanx is not imported yet)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location(name, os.path.join(here, *path))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -36,7 +38,10 @@ def _load_errors_module():
 
 def main(argv):
     die_with_parent()
-    errors = _load_errors_module()
+    errors = _load("_phalanx_launcher_errors", "errors.py")
+    # beats from the first second, so a rank that hangs or is stopped before the user's code
+    # gets anywhere is still noticed (and named) by the launcher
+    _load("_phalanx_bootstrap_heartbeat", os.pardir, "distributed", "heartbeat.py").start()
     if not argv:
         sys.exit("usage: bootstrap.py [-m module | script] [args...]")
     try:
@@ -48,12 +53,17 @@ def main(argv):
             sys.argv = list(argv)
             sys.path[0] = os.path.dirname(os.path.abspath(argv[0]))
             runpy.run_path(argv[0], run_name="__main__")
-    except (SystemExit, KeyboardInterrupt):
+    except SystemExit as exc:
+        # through sys.exit, not a re-raise: under MPI, phalanx's abort hook wraps sys.exit to
+        # turn a non-zero status into MPI_Abort (a plain exit would hang in MPI_Finalize)
+        sys.exit(exc.code)
+    except KeyboardInterrupt:
         raise
     except BaseException as exc:
         exc.__traceback__ = _user_frames(exc.__traceback__)
         errors.write_error_file(exc)
-        traceback.print_exception(exc)
+        # the hook prints the traceback; under MPI phalanx's hook also aborts the whole job
+        sys.excepthook(type(exc), exc, exc.__traceback__)
         sys.exit(1)
 
 

@@ -55,13 +55,24 @@ def build_parser():
     _add(run, "rdzv-endpoint", "HOST:PORT of the rendezvous store; the agent on HOST serves it "
          f"(default: a free loopback port for one node, 127.0.0.1:{DEFAULT_PORT} otherwise)", "")
     _add(run, "rdzv-id", "job id shared by all nodes of one job", "")
+    run.add_argument("--rdzv-token", "--rdzv_token", dest="rdzv_token",
+                     default=_env("rdzv-token", ""),    # a secret: never shown as a default
+                     help="the secret that authenticates every store request; a multi-node job "
+                          "needs it (or PHALANX_STORE_TOKEN, or --rdzv-token-file), a "
+                          "single-node job makes a random one. Other users can see it in `ps`: "
+                          "prefer the file (env PHALANX_RDZV_TOKEN)")
+    _add(run, "rdzv-token-file", "file holding the store token, readable only by you "
+         "(chmod 600)", "")
     _add(run, "rdzv-conf", "KEY=VALUE,... among join_timeout, last_call_timeout, node_timeout "
          "(seconds)", "")
     _add(run, "standalone", "single-node job with its own store on a free port",
          action="store_true")
     _add(run, "max-restarts", "failure restarts of the worker group before giving up", 0, type=int)
     _add(run, "monitor-interval", "seconds between checks of the workers", 0.1, type=float)
-    _add(run, "heartbeat-timeout", "fail a rank whose progress counter (heartbeat.advance(), "
+    _add(run, "heartbeat-timeout", "declare dead a rank whose heartbeats (sent by a background "
+         "thread of every worker, also while it computes) stop for this many seconds: a stopped "
+         "or frozen process; 0 disables", 30.0, type=float)
+    _add(run, "progress-timeout", "fail a rank whose progress counter (heartbeat.advance(), "
          "called by DDP each backward) did not move for this many seconds; 0 disables", 1800.0,
          type=float)
     _add(run, "grace-period", "seconds between SIGTERM and SIGKILL when stopping workers", 5.0,
@@ -73,6 +84,9 @@ def build_parser():
     _add(run, "local-ranks-filter", "comma-separated local ranks whose output is shown on the "
          "console (default: all)", "")
     _add(run, "no-python", "run SCRIPT as an executable, not with Python", action="store_true")
+    _add(run, "profile", "directory: every rank records its timeline (the whole run, or the "
+         "optimizer steps PHALANX_PROFILE_STEPS=START:STOP) to DIR/rankN.trace.json, merged "
+         "into DIR/trace.json for Perfetto / chrome://tracing", "")
     _add(run, "mpi", "run the job through mpiexec (restarting it from the last checkpoint on "
          "failure) instead of spawning workers itself", action="store_true")
     run.add_argument("-n", "--np", dest="np", type=int, default=int(_env("np", 0)),
@@ -96,6 +110,9 @@ def build_parser():
                             f"default {DEFAULT_PORT})")
     store.add_argument("--token", default=os.environ.get("PHALANX_STORE_TOKEN", ""),
                        help="auth token (env PHALANX_STORE_TOKEN; default: a random one)")
+    store.add_argument("--token-file", default=_env("store-token-file", ""),
+                       help="read the auth token from this file, readable only by you "
+                            "(env PHALANX_STORE_TOKEN_FILE)")
     return parser
 
 
@@ -111,9 +128,12 @@ class RunConfig:
     rdzv_port: int
     run_id: str
     rdzv_conf: dict
+    rdzv_token: str
+    rdzv_token_file: str
     max_restarts: int
     monitor_interval: float
     heartbeat_timeout: float
+    progress_timeout: float
     grace_period: float
     log_dir: str
     tee: int
@@ -123,6 +143,7 @@ class RunConfig:
     mpi: bool
     np: int
     mpiexec: str
+    profile: str = ""                  # a directory: the ranks' traces, merged at the end
 
 
 def _parse_nnodes(text):
@@ -185,10 +206,13 @@ def config_from_args(args):
         entrypoint=[args.script, *args.script_args], nproc_per_node=_parse_nproc(args.nproc_per_node),
         min_nodes=min_nodes, max_nodes=max_nodes, node_rank=args.node_rank,
         rdzv_host=host, rdzv_port=port, run_id=run_id, rdzv_conf=_parse_conf(args.rdzv_conf),
+        rdzv_token=args.rdzv_token, rdzv_token_file=args.rdzv_token_file,
         max_restarts=int(args.max_restarts), monitor_interval=float(args.monitor_interval),
-        heartbeat_timeout=float(args.heartbeat_timeout), grace_period=float(args.grace_period),
+        heartbeat_timeout=float(args.heartbeat_timeout),
+        progress_timeout=float(args.progress_timeout), grace_period=float(args.grace_period),
         log_dir=args.log_dir, tee=int(args.tee), local_ranks_filter=filt, module=args.module,
-        no_python=args.no_python, mpi=args.mpi, np=args.np, mpiexec=args.mpiexec)
+        no_python=args.no_python, mpi=args.mpi, np=args.np, mpiexec=args.mpiexec,
+        profile=os.path.abspath(args.profile) if args.profile else "")
 
 
 def install_signal_handlers():
@@ -204,9 +228,18 @@ def install_signal_handlers():
 
 def serve_store(args):
     from ..distributed.store import StoreServer
-    server = StoreServer(args.host, args.port, args.token or None)
+    from .auth import TokenError, read_token_file
+    token = args.token
+    if not token and args.token_file:
+        try:
+            token = read_token_file(args.token_file)
+        except TokenError as e:
+            raise SystemExit(f"phalanx store: {e}") from None
+    server = StoreServer(args.host, args.port, token or None)
+    # a token from a file stays out of the console (and the logs that capture it)
+    shown = f"$(cat {args.token_file})" if args.token_file and not args.token else server.token
     print(f"phalanx store serving at {server.endpoint}\n"
-          f"export PHALANX_STORE_ENDPOINT={server.endpoint} PHALANX_STORE_TOKEN={server.token}",
+          f"export PHALANX_STORE_ENDPOINT={server.endpoint} PHALANX_STORE_TOKEN={shown}",
           flush=True)
     install_signal_handlers()
     try:
@@ -222,11 +255,36 @@ def main(argv=None):
         return serve_store(args)
     config = config_from_args(args)
     install_signal_handlers()
+    if config.profile:
+        return _profiled(config)
+    return _launch(config)
+
+
+def _launch(config):
     if config.mpi:
         from .mpi import launch_mpi
         return launch_mpi(config)
     from .launch import launch
     return launch(config)
+
+
+def _profiled(config):
+    """Workers inherit PHALANX_PROFILE (each rank records its trace); merge them at the end."""
+    from .profile_merge import PROFILE_ENV, merge_traces, rank_traces
+    for stale in rank_traces(config.profile).values():   # an earlier run's
+        os.remove(stale)
+    os.environ[PROFILE_ENV] = config.profile
+    try:
+        return _launch(config)
+    finally:
+        try:
+            out, ranks = merge_traces(config.profile)
+            print(f"[phalanx] profile: the traces of {len(ranks)} rank(s) are merged in {out}"
+                  if out else f"[phalanx] profile: no rank wrote a trace to {config.profile}",
+                  file=sys.stderr, flush=True)
+        except (OSError, ValueError) as e:
+            print(f"[phalanx] profile: merging the traces in {config.profile} failed: {e}",
+                  file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ class Failure:
     host: str = field(default_factory=socket.gethostname)
     error: dict | None = None       # the worker's error file, when it wrote one
     timestamp: float = field(default_factory=time.time)
+    hung: bool = False              # declared dead or stuck by the heartbeat monitor
 
     @property
     def first_seen(self):
@@ -82,8 +83,9 @@ class Failure:
 
 
 def first_failure(failures):
-    """The rank that failed first: the earliest error-file time, else the earliest exit seen."""
-    return min(failures, key=lambda f: (f.error is None, f.first_seen, f.rank))
+    """The rank that failed first: a hung rank (its peers fail because they wait for it), else
+    the earliest error-file time, else the earliest exit seen."""
+    return min(failures, key=lambda f: (not f.hung, f.error is None, f.first_seen, f.rank))
 
 
 def format_summary(failures, header):

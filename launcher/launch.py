@@ -1,7 +1,5 @@
 """Wiring for `phalanx run`: the store (served here or reached), the rendezvous, the worker
 group and the heartbeat monitor, handed to the agent."""
-import hashlib
-import os
 import shutil
 import socket
 import sys
@@ -10,9 +8,9 @@ import time
 
 import psutil
 
-from ..distributed.store import (Store, StoreError, StoreServer, StoreTimeout, TOKEN_ENV,
-                                 new_token)
+from ..distributed.store import Store, StoreError, StoreServer, StoreTimeout
 from .agent import Agent, AgentState, RestartBudget, SignalReceived
+from .auth import TokenError, job_token
 from .monitor import HeartbeatMonitor
 from .rendezvous import RendezvousConfig, StoreRendezvous
 from .workers import LocalWorkerGroup, WorkerSpec
@@ -38,14 +36,11 @@ def _log(msg):
 
 
 def _token(config):
-    token = os.environ.get(TOKEN_ENV)
-    if token:
-        return token
-    if config.max_nodes == 1:
-        return new_token()
-    _log(f"warning: {TOKEN_ENV} is not set, so the store token is derived from --rdzv-id "
-         f"{config.run_id!r}; export the same secret {TOKEN_ENV} on every node to authenticate")
-    return hashlib.sha256(f"phalanx-rdzv-{config.run_id}".encode()).hexdigest()[:32]
+    try:
+        return job_token(config.rdzv_token, config.rdzv_token_file,
+                         multi_node=config.max_nodes > 1)
+    except TokenError as e:
+        raise SystemExit(f"phalanx run: {e}") from None
 
 
 def open_store(config, token):
@@ -61,7 +56,7 @@ def open_store(config, token):
     else:
         endpoint = f"tcp://{config.rdzv_host}:{config.rdzv_port}"
     timeout = config.rdzv_conf.get("join_timeout", 600.0)
-    store = Store(endpoint, token, timeout=timeout)
+    store = Store(endpoint, token, timeout=timeout, local_server=server)
     if server is None:
         _await_store(store, timeout)
     return server, store
@@ -105,10 +100,12 @@ def launch(config):
         entrypoint=config.entrypoint, nproc_per_node=config.nproc_per_node,
         module=config.module, no_python=config.no_python, run_id=config.run_id,
         log_dir=log_dir, tee=config.tee, local_ranks_filter=config.local_ranks_filter,
-        heartbeat_timeout=config.heartbeat_timeout, grace_period=config.grace_period,
+        heartbeat_timeout=config.heartbeat_timeout, progress_timeout=config.progress_timeout,
+        grace_period=config.grace_period,
         show_host=config.max_nodes > 1)
-    monitor = (HeartbeatMonitor(token, config.heartbeat_timeout)
-               if config.heartbeat_timeout > 0 and not config.no_python else None)
+    watch = config.heartbeat_timeout > 0 or config.progress_timeout > 0
+    monitor = (HeartbeatMonitor(token, config.heartbeat_timeout, config.progress_timeout)
+               if watch and not config.no_python else None)
     conf = config.rdzv_conf
     rendezvous = StoreRendezvous(
         store, config.run_id, config.nproc_per_node,

@@ -1,8 +1,14 @@
-"""Agent-side heartbeat monitor: which local ranks stopped making progress.
+"""Agent-side heartbeat monitor: which local ranks died without exiting, or stopped progressing.
 
-Workers' heartbeat threads (`phalanx.distributed.heartbeat`) push `[local_rank, pid, progress]`
-signed with the job token. A rank is stale when its progress counter has not changed for
-`timeout` seconds; ranks that never sent a beat are not judged (they never called `advance()`).
+Workers' heartbeat threads (`phalanx.distributed.heartbeat`, started by the bootstrap before the
+user's code) push `[local_rank, pid, progress]` signed with the job token. Two verdicts, kept
+apart because they answer different questions:
+- dead (liveness): no beat for `liveness_timeout` seconds since the last one, or since the
+  attempt started for a rank that never beat — the process is stopped (SIGSTOP), frozen or
+  wedged, whatever its main thread was doing;
+- stuck (progress): the progress counter (`heartbeat.advance()`, once per DDP backward) has not
+  moved for `progress_timeout` seconds; judged only after a rank's first advance.
+A timeout of 0 turns its check off.
 """
 import hashlib
 import hmac
@@ -12,37 +18,56 @@ import msgpack
 import zmq
 
 
-class ProgressTracker:
-    """The pure bookkeeping, testable without sockets: beats in, stale ranks out."""
+class HeartbeatTracker:
+    """The pure bookkeeping, testable without sockets: beats in, dead and stuck ranks out."""
 
-    def __init__(self, timeout, clock=time.monotonic):
-        self.timeout, self.clock = timeout, clock
+    def __init__(self, liveness_timeout, progress_timeout=0, clock=time.monotonic):
+        self.liveness_timeout, self.progress_timeout = liveness_timeout, progress_timeout
+        self.clock = clock
         self._pids = {}
-        self._last = {}                         # local_rank -> (progress, time it last changed)
+        self._started = 0.0
+        self._beat = {}                         # local_rank -> time of its last beat
+        self._progress = {}                     # local_rank -> (progress, time it last changed)
 
     def expect(self, pids):
         """Start a new attempt with these worker pids (local_rank -> pid)."""
-        self._pids, self._last = dict(pids), {}
+        self._pids, self._beat, self._progress = dict(pids), {}, {}
+        self._started = self.clock()
 
     def beat(self, local_rank, pid, progress):
         if self._pids.get(local_rank) != pid:
             return                              # a beat from a previous attempt's worker
-        last = self._last.get(local_rank)
-        if last is None or last[0] != progress:
-            self._last[local_rank] = (progress, self.clock())
+        now = self.clock()
+        self._beat[local_rank] = now
+        last = self._progress.get(local_rank)
+        if progress and (last is None or last[0] != progress):
+            self._progress[local_rank] = (progress, now)
 
-    def stale(self):
-        if not self.timeout:
+    def last_beat(self, local_rank):
+        """Seconds since `local_rank`'s last beat, or None if it never beat."""
+        t = self._beat.get(local_rank)
+        return None if t is None else self.clock() - t
+
+    def dead(self):
+        if not self.liveness_timeout:
             return []
         now = self.clock()
-        return sorted(r for r, (_, t) in self._last.items() if now - t > self.timeout)
+        return sorted(r for r in self._pids
+                      if now - self._beat.get(r, self._started) > self.liveness_timeout)
+
+    def stuck(self):
+        if not self.progress_timeout:
+            return []
+        now = self.clock()
+        return sorted(r for r, (_, t) in self._progress.items()
+                      if now - t > self.progress_timeout)
 
 
-class HeartbeatMonitor(ProgressTracker):
-    """A `ProgressTracker` fed by a PULL socket bound on loopback."""
+class HeartbeatMonitor(HeartbeatTracker):
+    """A `HeartbeatTracker` fed by a PULL socket bound on loopback."""
 
-    def __init__(self, token, timeout, host="127.0.0.1"):
-        super().__init__(timeout)
+    def __init__(self, token, liveness_timeout, progress_timeout=0, host="127.0.0.1"):
+        super().__init__(liveness_timeout, progress_timeout)
         self._key = token.encode()
         self._sock = zmq.Context.instance().socket(zmq.PULL)
         self._sock.setsockopt(zmq.LINGER, 0)
@@ -63,13 +88,17 @@ class HeartbeatMonitor(ProgressTracker):
                 continue
             try:
                 local_rank, pid, progress = msgpack.unpackb(body)
+                self.beat(local_rank, pid, progress)
             except Exception:
                 continue
-            self.beat(local_rank, pid, progress)
 
-    def stale(self):
+    def dead(self):
         self.drain()
-        return super().stale()
+        return super().dead()
+
+    def stuck(self):
+        self.drain()
+        return super().stuck()
 
     def close(self):
         self._sock.close(0)

@@ -18,6 +18,7 @@ import time
 from .agent import SignalReceived
 from .bootstrap import AGENT_PID_ENV
 from .errors import ERROR_FILE_ENV, Failure, describe_exit, format_summary, read_error_file
+from ..distributed import shm_files
 from ..distributed.threads import THREAD_ENV_VARS, threads_per_rank
 from .workers import BOOTSTRAP
 
@@ -59,12 +60,16 @@ def launch_mpi(config):
         threads = str(threads_per_rank(int(config.np or config.nproc_per_node)))
         for name in THREAD_ENV_VARS:
             env.setdefault(name, threads)
+        started = time.time()
         proc = subprocess.Popen(command, env=env, start_new_session=True)
         try:
             code = proc.wait()
         except SignalReceived as e:
             _stop(proc, config.grace_period)
             return 128 + e.signum
+        shm_files.remove_orphans(config.run_id)     # of ranks killed in DDP's bucket setup
+        if code != 0:                                # an aborted MPICH job leaves its own
+            shm_files.remove_mpich_leftovers(started - 1)
         if code == 0:
             return 0
         errors = [read_error_file(p) for p in glob.glob(os.path.join(error_dir, "error-*.json"))]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from ..distributed import shm_files
 from ..distributed.threads import THREAD_ENV_VARS, threads_per_rank
 from .errors import ERROR_FILE_ENV, Failure, describe_exit, read_error_file
 from .logs import LogRouter, LogSource, console_streams, rank_prefix
@@ -34,7 +35,8 @@ class WorkerSpec:
     log_dir: str = ""                 # error files (always) and tee'd logs go under it
     tee: int = 0                      # 1: stdout, 2: stderr, 3: both copied to per-rank files
     local_ranks_filter: frozenset = None   # local ranks shown on the console (None: all)
-    heartbeat_timeout: float = 0.0    # 0 disables progress checks
+    heartbeat_timeout: float = 0.0    # liveness: a rank silent this long is dead; 0: off
+    progress_timeout: float = 0.0     # a rank whose progress counter is still this long; 0: off
     grace_period: float = 5.0         # SIGTERM → SIGKILL
     show_host: bool = False           # prefix lines with the host name (multi-node jobs)
     extra_env: dict = field(default_factory=dict)
@@ -87,7 +89,8 @@ def worker_env(spec, assignment, local_rank, error_file, heartbeat_endpoint):
     })
     if heartbeat_endpoint:
         env["PHALANX_HEARTBEAT_ENDPOINT"] = heartbeat_endpoint
-        env["PHALANX_HEARTBEAT_INTERVAL"] = str(min(1.0, max(0.05, spec.heartbeat_timeout / 5)))
+        beat_every = spec.heartbeat_timeout / 10 if spec.heartbeat_timeout else 1.0
+        env["PHALANX_HEARTBEAT_INTERVAL"] = str(min(1.0, max(0.05, beat_every)))
     return env
 
 
@@ -153,22 +156,40 @@ class LocalWorkerGroup:
             if code is not None and code != 0:
                 failures.append(Failure(w.rank, w.local_rank, describe_exit(code), code,
                                         w.process.pid, error=read_error_file(w.error_file)))
-        if not failures and self.heartbeat:
-            for local_rank in self.heartbeat.stale():
-                w = self.workers[local_rank]
-                if w.process.poll() is None:
-                    failures.append(Failure(
-                        w.rank, local_rank, f"no progress for {self.spec.heartbeat_timeout:g} s "
-                        f"(hung? raise --heartbeat-timeout if steps are slower)", None,
-                        w.process.pid))
+        # hung ranks too, also when a peer already failed: the one that waited for a hung rank
+        # (and gave up) is not the cause
+        failures += self._hung()
         if failures:
             return GroupStatus(WorkerState.FAILED, failures)
         if all(w.process.poll() == 0 for w in self.workers):
             return GroupStatus(WorkerState.SUCCEEDED)
         return GroupStatus(WorkerState.HEALTHY)
 
+    def _hung(self):
+        """Failures of running workers the heartbeat monitor declares dead or stuck."""
+        if not self.heartbeat:
+            return []
+        spec, failures = self.spec, []
+        dead = set(self.heartbeat.dead())
+        for local_rank in sorted(dead | set(self.heartbeat.stuck())):
+            w = self.workers[local_rank]
+            if w.process.poll() is not None:
+                continue
+            if local_rank in dead:
+                since = self.heartbeat.last_beat(local_rank)
+                reason = (f"sent no heartbeat for {spec.heartbeat_timeout:g} s" if since
+                          is not None else f"sent no heartbeat in the {spec.heartbeat_timeout:g} "
+                          f"s since it started")
+                reason += f" ({_process_state(w.process.pid)}; --heartbeat-timeout)"
+            else:
+                reason = (f"no progress for {spec.progress_timeout:g} s (hung? raise "
+                          f"--progress-timeout if steps are slower)")
+            failures.append(Failure(w.rank, local_rank, reason, None, w.process.pid, hung=True))
+        return failures
+
     def stop(self, grace=None):
-        """SIGTERM every worker's process group, SIGKILL what is left after `grace` seconds."""
+        """SIGTERM every worker's process group, SIGKILL what is left after `grace` seconds.
+        A stopped worker (SIGSTOP) cannot act on SIGTERM: it gets SIGKILL and SIGCONT at once."""
         grace = self.spec.grace_period if grace is None else grace
         stragglers = []
         for w in self.workers:
@@ -176,9 +197,19 @@ class LocalWorkerGroup:
                 stragglers += psutil.Process(w.process.pid).children(recursive=True)
             except psutil.Error:
                 pass
-        self._signal_all(signal.SIGTERM)
+        running = []
+        for w in self.workers:
+            if w.process.poll() is not None:
+                continue
+            if _is_stopped(w.process.pid):
+                _signal_group(w.process.pid, signal.SIGKILL)
+                _signal_group(w.process.pid, signal.SIGCONT)
+            else:
+                running.append(w)
+        for w in running:
+            _signal_group(w.process.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(w.process.poll() is None for w in self.workers):
+        while time.monotonic() < deadline and any(w.process.poll() is None for w in running):
             time.sleep(0.01)
         self._signal_all(signal.SIGKILL)
         for p in stragglers:             # descendants that left the process group
@@ -188,13 +219,37 @@ class LocalWorkerGroup:
                 pass
         for w in self.workers:
             w.process.wait()
+        # shared-memory files a rank made and was killed before unlinking (DDP bucket setup)
+        shm_files.remove_orphans(self.spec.run_id, pids=self.pids)
         if self._router is not None:
             self._router.join(timeout=2)
             self._router = None
 
     def _signal_all(self, sig):
         for w in self.workers:
-            try:
-                os.killpg(w.process.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
+            _signal_group(w.process.pid, sig)
+
+
+def _signal_group(pid, sig):
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _is_stopped(pid):
+    try:
+        return psutil.Process(pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+    except psutil.Error:
+        return False
+
+
+def _process_state(pid):
+    """What the process is doing, as `ps` would say, for a failure message."""
+    try:
+        status = psutil.Process(pid).status()
+    except psutil.Error:
+        return "process gone"
+    if status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP):
+        return "process stopped: SIGSTOP, a debugger or ^Z"
+    return f"process {status}"

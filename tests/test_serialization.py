@@ -1,11 +1,14 @@
 """px.save / px.load: exact round trips, atomic writes (also when killed mid-save), clear
 errors for damaged files, map_location, and no unpickling ever."""
 import io
+import functools
 import json
 import math
 import os
 import pickle
+import random
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -250,6 +253,8 @@ def test_process_killed_mid_save_leaves_the_previous_file(tmp_path):
         proc.wait()
     assert path.read_bytes() == before
     assert px.load(path)["step"] == 3
+    px.save({"step": 4}, path)                   # the next save removes the orphan
+    assert os.listdir(tmp_path) == [path.name] and px.load(path)["step"] == 4
 
 
 def test_saved_file_has_a_normal_files_mode(tmp_path):
@@ -260,3 +265,171 @@ def test_saved_file_has_a_normal_files_mode(tmp_path):
     finally:
         os.umask(mask)
     assert os.stat(path).st_mode & 0o777 == 0o644
+
+
+def test_next_save_keeps_temporaries_of_live_writers_and_other_hosts(tmp_path):
+    path, _ = _good_file(tmp_path)
+    host = socket.gethostname()
+    live = tmp_path / f".{path.name}.{host}.{os.getpid()}.abc123.tmp"      # a save in flight
+    elsewhere = tmp_path / f".{path.name}.other-host.1.abc123.tmp"        # on a shared disk
+    dead = tmp_path / f".{path.name}.{host}.{_dead_pid()}.abc123.tmp"
+    unrelated = tmp_path / f".other.ckpt.{host}.{_dead_pid()}.abc123.tmp"
+    for f in (live, elsewhere, dead, unrelated):
+        f.write_bytes(b"partial")
+    px.save([1], path)
+    assert sorted(os.listdir(tmp_path)) == sorted([path.name, live.name, elsewhere.name,
+                                                   unrelated.name])
+
+
+def _dead_pid():
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+# ---- crafted files: always a ValueError that names the file -------------------------------
+def _craft(header, payload=b""):
+    head = json.dumps(header).encode()
+    return len(head).to_bytes(8, "little") + head + payload
+
+
+def _checkpoint(tree, tensors=None, payload=b""):
+    """A checkpoint of structure `tree` (an object, or its JSON text)."""
+    text = tree if isinstance(tree, str) else json.dumps(tree)
+    header = {"__metadata__": {"format": serialization.FORMAT, "phalanx.tree": text}}
+    header.update(tensors or {})
+    return _craft(header, payload)
+
+
+F32 = {"0": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
+PAYLOAD = np.array([1.5, -2.0], np.float32).tobytes()
+
+
+@pytest.mark.parametrize("data, message", [
+    (_checkpoint('{"list":[' * 3000 + "1" + "]}" * 3000), "unreadable structure"),
+    (_checkpoint(functools.reduce(lambda t, _: {"list": [t]}, range(150), 1)),
+     "nested deeper than 100"),
+    (_craft({"x": json.loads("[" * 5 + "1" + "]" * 5)}), "tensor 'x' is not a"),
+    ((200000).to_bytes(8, "little") + b"[" * 100000 + b"]" * 100000, "unreadable header"),
+    (_checkpoint({"dict": [[{"list": []}, 1]]}), "a dict key of type list"),
+    (_checkpoint({"dtype": ["float32"]}), "unknown entry 'dtype'"),
+    (_checkpoint({"tensor": ["0"], "device": "cpu", "requires_grad": False}, F32, PAYLOAD),
+     "refers to tensor"),
+    (_checkpoint({"ndarray": {"a": 1}}, F32, PAYLOAD), "refers to tensor"),
+    (_checkpoint({"npscalar": 7}), "refers to tensor 7"),
+    (_checkpoint({"tensor": "0", "device": "tpu", "requires_grad": False}, F32, PAYLOAD),
+     "unknown device 'tpu'"),
+    (_craft({"__metadata__": ["phalanx.tree"]}), "__metadata__ is not a map of strings"),
+    (_craft({"__metadata__": {"format": serialization.FORMAT, "phalanx.tree": 5}}),
+     "__metadata__ is not a map of strings"),
+    (_craft({"x": {"dtype": "BF16", "shape": [1], "data_offsets": [0, 2]}}, b"\0\0"),
+     "bfloat16.*upcast_bfloat16=True"),
+    (_craft({"x": {"dtype": "F8_E4M3", "shape": [1], "data_offsets": [0, 1]}}, b"\0"),
+     "dtype 'F8_E4M3', which Phalanx cannot load"),
+    (_craft({"x": {"dtype": 5, "shape": [1], "data_offsets": [0, 1]}}, b"\0"), "dtype 5"),
+    (_craft({"x": {"dtype": "U32", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
+     "dtype uint32, which Phalanx tensors do not support"),
+    (_craft({"x": {"dtype": "F32", "shape": ["2"], "data_offsets": [0, 8]}}, PAYLOAD), "shape"),
+    (_craft({"x": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, PAYLOAD), "shape"),
+    (_craft({"x": {"dtype": "F32", "shape": [True], "data_offsets": [0, 4]}}, PAYLOAD),
+     "shape"),
+    (_craft({"x": {"dtype": "F32", "shape": [1] * 65, "data_offsets": [0, 4]}}, PAYLOAD),
+     "shape"),
+    (_craft({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 80]}}, PAYLOAD),
+     "data offsets \\[0, 80\\] outside the 8 bytes"),
+    (_craft({"x": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}}, PAYLOAD), "offsets"),
+    (_craft({"x": {"dtype": "F32", "shape": [2], "data_offsets": [-8, 0]}}, PAYLOAD),
+     "offsets"),
+    (_craft({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0.0, 8]}}, PAYLOAD),
+     "offsets"),
+    (_craft({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0]}}, PAYLOAD), "offsets"),
+    (_craft({"x": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, PAYLOAD),
+     "needs 12 bytes, but its offsets span 8"),
+    (_craft({"x": {"dtype": "F32", "shape": [2 ** 40, 2 ** 40], "data_offsets": [0, 8]}},
+            PAYLOAD), "needs"),
+    (_craft({"x": [1, 2]}), "not a {dtype, shape, data_offsets} entry"),
+    (_craft({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8], "more": 1}},
+            PAYLOAD), "not a {dtype, shape, data_offsets} entry"),
+])
+def test_crafted_files_raise_value_errors(tmp_path, data, message):
+    path = tmp_path / "crafted.safetensors"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=message) as e:
+        px.load(path)
+    assert str(path) in str(e.value)
+
+
+def test_bfloat16_safetensors_load_as_float32_with_the_option(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+    w = torch.randn(3, 5, dtype=torch.float32).to(torch.bfloat16)
+    path = tmp_path / "bf16.safetensors"
+    save_file({"w": w, "b": torch.arange(4, dtype=torch.int64)}, str(path))
+    with pytest.raises(ValueError, match="'w' is bfloat16.*upcast_bfloat16=True"):
+        px.load(path)
+    loaded = px.load(path, upcast_bfloat16=True)
+    assert loaded["w"].dtype == px.float32 and loaded["b"].dtype == px.int64
+    assert np.array_equal(loaded["w"].numpy(), w.float().numpy())
+    assert np.array_equal(loaded["b"].numpy(), np.arange(4))
+
+
+def _mutate(rng, node, depth=0):
+    """`node` with one random part replaced by something of the wrong shape or type."""
+    junk = [None, True, -1, 2 ** 70, 1.5, "", "0", "BF16", [], {}, [[[[]]]], {"list": 5},
+            {"tensor": 0}, {"dict": [[1]]}, json.loads("[" * 300 + "]" * 300)]
+    if depth > 6 or not isinstance(node, (dict, list)) or not node or rng.random() < 0.25:
+        return rng.choice(junk)
+    if isinstance(node, dict):
+        key = rng.choice(list(node))
+        return {**node, key: _mutate(rng, node[key], depth + 1)}
+    i = rng.randrange(len(node))
+    return node[:i] + [_mutate(rng, node[i], depth + 1)] + node[i + 1:]
+
+
+def test_fuzzed_headers_raise_value_errors_only(tmp_path):
+    rng = random.Random(0)
+    path = tmp_path / "good.ckpt"
+    px.save({"w": px.arange(6).float().reshape(2, 3), "opt": {"step": 3, "lr": [0.1, (1, 2)]},
+             "ids": np.arange(3), "dt": px.float16, "inf": math.inf}, path)
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header, payload = json.loads(data[8:8 + n]), data[8 + n:]
+    tree = json.loads(header["__metadata__"]["phalanx.tree"])
+    outcomes = {"ok": 0, "ValueError": 0}
+    for i in range(400):
+        mutated = dict(header)
+        if i % 2:      # the structure
+            mutated["__metadata__"] = {**header["__metadata__"],
+                                       "phalanx.tree": json.dumps(_mutate(rng, tree))}
+        else:          # the tensor table
+            mutated = _mutate(rng, header)
+        crafted = tmp_path / f"crafted{i % 5}.ckpt"
+        crafted.write_bytes(_craft(mutated, payload))
+        try:
+            px.load(crafted)
+            outcomes["ok"] += 1
+        except ValueError as e:
+            assert str(crafted) in str(e)
+            outcomes["ValueError"] += 1
+    assert outcomes["ValueError"] > 200, outcomes       # mostly broken, never another error
+
+
+@pytest.mark.parametrize("pad", range(0, 260, 7))
+def test_header_lengths_that_look_like_pickle_or_zip_still_load(pad, tmp_path):
+    """The header's length is the first 8 bytes: lengths starting 0x80 or 'PK' are ordinary."""
+    obj = {"note": "x" * pad, "w": px.ones(2)}
+    path = tmp_path / "c.pt"
+    px.save(obj, path)
+    back = px.load(path)
+    assert back["note"] == obj["note"]
+
+
+def test_header_length_starting_with_0x80_loads(tmp_path):
+    for pad in range(400):
+        buf = io.BytesIO()
+        px.save({"note": "x" * pad}, buf)
+        if buf.getvalue()[:1] == b"\x80":
+            buf.seek(0)
+            assert px.load(buf)["note"] == "x" * pad
+            return
+    pytest.fail("no header length starting with 0x80 in the range tried")

@@ -1,6 +1,5 @@
 """The rendezvous store: every operation, timeouts, authentication, and fuzzing with the server
 still serving afterwards. Single process (the server runs in a thread); not an MPI test."""
-import os
 import random
 import socket
 import struct
@@ -146,7 +145,8 @@ def test_malformed_oversized_and_unsigned_frames_get_error_replies(server, store
         server, signed(msgpack.packb([1, "no_such_op"]))))
     assert "failed" in _error_of(_raw_request(server, signed(msgpack.packb([1, "add", "k",
                                                                             "x"]))))
-    assert "failed" in _error_of(_raw_request(server, signed(msgpack.packb([1, "set"]))))
+    assert "takes 2 argument(s)" in _error_of(_raw_request(server,
+                                                           signed(msgpack.packb([1, "set"]))))
     store.set("alive", "yes")
     assert store.get("alive") == b"yes"
 
@@ -203,3 +203,137 @@ def test_standalone_store_command_serves_clients_with_its_token():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# -- arguments the client refuses, requests the server survives --------------------------------
+@pytest.mark.parametrize("call,error,match", [
+    (lambda s: s.get("k", timeout=float("inf")), ValueError, "timeout .*inf"),
+    (lambda s: s.get("k", timeout=float("nan")), ValueError, "timeout .*nan"),
+    (lambda s: s.wait(["k"], timeout=-1), ValueError, "timeout .*-1"),
+    (lambda s: s.get("k", timeout="10"), TypeError, "timeout .*str '10'"),
+    (lambda s: s.get(b"k"), TypeError, "key must be a str, got bytes b'k'"),
+    (lambda s: s.set(7, b"v"), TypeError, "key must be a str, got int 7"),
+    (lambda s: s.add("k", "1"), TypeError, "amount must be an int, got str '1'"),
+    (lambda s: s.wait([b"a", "b"]), TypeError, "keys must be a str, got bytes"),
+    (lambda s: s.check(b"ab"), TypeError, "keys must be a str or a list of str, got bytes"),
+    (lambda s: s.keys(prefix=3), TypeError, "prefix must be a str, got int 3"),
+    (lambda s: s.barrier(0), ValueError, "world_size must be >= 1, got 0"),
+])
+def test_client_rejects_bad_arguments_naming_them(store, call, error, match):
+    with pytest.raises(error, match=match):
+        call(store)
+    store.set("still", "serving")
+    assert store.keys("still") == ["still"]
+
+
+def test_client_timeout_must_be_finite():
+    with pytest.raises(ValueError, match="timeout .*inf"):
+        Store("tcp://127.0.0.1:1", "t", timeout=float("inf"))
+    import datetime
+    assert Store("tcp://127.0.0.1:1", "t", timeout=datetime.timedelta.max).timeout == 1e8
+
+
+POISON = [
+    [1, "get", "k", float("inf")], [2, "get", "k", float("nan")], [3, "get", "k", -0.5],
+    [4, "wait", ["k"], -5.0], [5, "get", "k", "soon"], [6, "wait", "k", 1.0],
+    [7, "set", 5, b"v"], [8, "set", b"bytes-key", b"v"], [9, "set", "k", "str value"],
+    [10, "add", 7, 1], [11, "add", "n", "x"], [12, "add", "n", 2 ** 63],
+    [13, "compare_set", "k", 1, b"v"], [14, "check", [1, 2]], [15, "keys", b"pre"],
+    [16, "keys", None], [17, "delete", ["k"]], [18, "wait", [["k"]], 1.0],
+    [[19], "ping"], [{"id": 1}, "ping"], [True, "ping"], [20, ["get"], "k", 1],
+    [21, "ping", "extra"], [],
+]
+
+
+def _signed(server, body):
+    import hashlib
+    import hmac
+    return [hmac.new(server.token.encode(), body, hashlib.sha256).digest(), body]
+
+
+def _deep(depth):
+    obj = 1
+    for _ in range(depth):
+        obj = [obj]
+    return obj
+
+
+def test_server_survives_poison_requests_with_valid_auth(server, store):
+    bodies = [msgpack.packb(r) for r in POISON]
+    bodies += [msgpack.packb([_deep(600), "ping"]), msgpack.packb([1, "set", "k", _deep(600)]),
+               msgpack.packb("just a string"), msgpack.packb({"a": 1}), msgpack.packb(None),
+               msgpack.packb([1, "add", "n", 1]) + b"trailing", msgpack.ExtType(3, b"x").data]
+    for body in bodies:
+        reply = _raw_request(server, _signed(server, body))
+        assert reply is not None, f"no answer to {body[:60]!r}"
+        assert not msgpack.unpackb(reply[1], raw=False)[1], body[:60]
+    assert server.alive()
+    huge = msgpack.packb([30, "get", "huge-wait", 1e308])     # parks (cut to MAX_TIMEOUT)
+    assert _raw_request(server, _signed(server, huge), timeout_ms=300) is None
+    store.set("n", "1")       # "add n 2**63" must not have stored anything odd
+    assert store.add("n", 1) == 2
+    assert all(isinstance(k, str) for k in store.keys())
+
+
+def _random_value(rng, depth=0):
+    kind = rng.randrange(9 if depth < 4 else 6)
+    if kind == 0:
+        return rng.randint(-2 ** 63, 2 ** 64 - 1)
+    if kind == 1:
+        return rng.choice([float("inf"), float("-inf"), float("nan"), 1e308, -0.0, 0.5])
+    if kind == 2:
+        return rng.randbytes(rng.randint(0, 8))
+    if kind == 3:
+        return rng.choice(["k", "", "a/b", "\u2603", "x" * 100])
+    if kind == 4:
+        return rng.choice([None, True, False])
+    if kind == 5:
+        return msgpack.ExtType(rng.randint(0, 127), rng.randbytes(3))
+    if kind in (6, 7):
+        return [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    return {rng.choice(["a", "b", "c"]): _random_value(rng, depth + 1) for _ in range(2)}
+
+
+def test_fuzzing_with_valid_auth_leaves_the_server_serving(server, store):
+    rng = random.Random(1)
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(server.endpoint)
+    ops = list(StoreServer._ops)
+    for _ in range(600):
+        op = rng.choice(ops + ["bogus"])
+        args = [_random_value(rng) for _ in range(rng.randint(0, 4))]
+        rid = rng.choice([rng.randint(0, 1000), _random_value(rng)])
+        sock.send_multipart(_signed(server, msgpack.packb([rid, op, *args])))
+    answered = 0
+    while sock.poll(1000):
+        sock.recv_multipart()
+        answered += 1
+    sock.close()
+    assert server.alive()
+    # requests that parked (a valid wait with a long timeout) are answered later, not now
+    assert answered > 500
+    assert all(isinstance(k, str) for k in store.keys())
+    store.set("after", "fuzz")
+    assert store.get("after") == b"fuzz"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_dead_store_thread_fails_local_calls_at_once(monkeypatch):
+    server = StoreServer().start()
+    client = Store(server.endpoint, server.token, timeout=600, local_server=server)
+    client.set("k", "v")
+
+    def broken(*_):
+        raise MemoryError("simulated")
+    monkeypatch.setattr(server, "_poll_ms", broken)      # the serving loop's next turn dies
+    deadline = time.monotonic() + 5
+    while server.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not server.alive() and "MemoryError: simulated" in server.failure
+    start = time.monotonic()
+    with pytest.raises(StoreError, match="stopped serving .*MemoryError: simulated"):
+        client.get("never", timeout=600)
+    assert time.monotonic() - start < 2
+    client.close()
+    server.close()

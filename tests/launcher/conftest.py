@@ -13,6 +13,11 @@ import phalanx
 WORKERS = Path(__file__).parent / "workers"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "chaos: random kills and stops of a training job "
+                                       "(PHALANX_CHAOS_TRIALS sets how many; 2 by default)")
+
+
 def child_env(**extra):
     """The environment for launchers and workers: phalanx importable, one BLAS thread."""
     env = dict(os.environ)
@@ -66,12 +71,22 @@ class Launcher:
         return finish(self.start(*args, env=env), timeout)
 
 
-@pytest.fixture
-def launcher():
-    """A `Launcher`; every process it started is killed, with its tree, after the test."""
+def _launchers():
     helper = Launcher()
     yield helper
     for proc in helper.started:
         kill_tree(proc.pid)
         if proc.stdout:
             proc.stdout.close()
+
+
+@pytest.fixture
+def launcher():
+    """A `Launcher`; every process it started is killed, with its tree, after the test."""
+    yield from _launchers()
+
+
+@pytest.fixture(scope="module")
+def module_launcher():
+    """The same, for module-scoped fixtures (a reference run shared by several tests)."""
+    yield from _launchers()

@@ -7,9 +7,9 @@ import pytest
 from phalanx.launcher.agent import Agent, AgentState, RestartBudget, SignalReceived
 from phalanx.launcher.cli import build_parser, config_from_args
 from phalanx.launcher.errors import Failure, first_failure, format_summary
-from phalanx.launcher.monitor import ProgressTracker
+from phalanx.launcher.monitor import HeartbeatTracker
 from phalanx.launcher.rendezvous import Assignment, RendezvousError
-from phalanx.launcher.workers import GroupStatus, WorkerState
+from phalanx.launcher.workers import GroupStatus, WorkerSpec, WorkerState, worker_env
 
 S = AgentState
 
@@ -150,16 +150,50 @@ def test_restart_budget():
 
 def test_progress_tracker_flags_only_ranks_that_stopped():
     now = [0.0]
-    tracker = ProgressTracker(timeout=5, clock=lambda: now[0])
+    tracker = HeartbeatTracker(liveness_timeout=0, progress_timeout=5, clock=lambda: now[0])
     tracker.expect({0: 100, 1: 101, 2: 102})
     tracker.beat(0, 100, 1)
     tracker.beat(1, 101, 1)
+    tracker.beat(2, 102, 0)                   # alive, never advanced
     tracker.beat(1, 999, 7)                   # an old worker's pid: ignored
     now[0] = 4
     tracker.beat(0, 100, 2)                   # rank 0 progresses, rank 1 does not
     now[0] = 6
-    assert tracker.stale() == [1]             # rank 2 never beat: not judged
-    assert ProgressTracker(timeout=0).stale() == []
+    assert tracker.stuck() == [1]             # rank 2 never advanced: not judged
+    assert tracker.dead() == []               # liveness off
+    assert HeartbeatTracker(0, 0).stuck() == []
+
+
+def test_liveness_flags_ranks_whose_beats_stop_also_before_the_first():
+    now = [100.0]
+    tracker = HeartbeatTracker(liveness_timeout=30, progress_timeout=0, clock=lambda: now[0])
+    tracker.expect({0: 10, 1: 11, 2: 12})
+    tracker.beat(0, 10, 0)
+    tracker.beat(1, 11, 0)
+    now[0] = 125
+    tracker.beat(0, 10, 0)                    # rank 1 stops beating, rank 2 never started
+    assert tracker.dead() == [] and tracker.last_beat(2) is None
+    now[0] = 131
+    assert tracker.dead() == [1, 2]
+    assert tracker.last_beat(0) == 6 and tracker.stuck() == []
+
+
+def test_a_hung_rank_is_named_before_the_peer_that_gave_up_waiting():
+    gave_up = Failure(0, 0, "exit code 1", 1, 10, error={"timestamp": 1.0, "traceback": "T"})
+    stopped = Failure(1, 1, "sent no heartbeat for 30 s", None, 11, hung=True)
+    assert first_failure([gave_up, stopped]) is stopped
+
+
+def test_timeout_defaults_and_environment(monkeypatch):
+    config = config_from_args(build_parser().parse_args(["run", "train.py"]))
+    assert (config.heartbeat_timeout, config.progress_timeout) == (30.0, 1800.0)
+    monkeypatch.setenv("PHALANX_HEARTBEAT_TIMEOUT", "7")
+    monkeypatch.setenv("PHALANX_PROGRESS_TIMEOUT", "0")
+    config = config_from_args(build_parser().parse_args(["run", "train.py"]))
+    assert (config.heartbeat_timeout, config.progress_timeout) == (7.0, 0.0)
+    spec = WorkerSpec(["train.py"], 1, heartbeat_timeout=30.0)
+    env = worker_env(spec, assignment(), 0, "/tmp/e.json", "tcp://127.0.0.1:1")
+    assert env["PHALANX_HEARTBEAT_INTERVAL"] == "1.0"           # 30 beats per timeout
 
 
 def test_summary_names_the_first_failure():
@@ -215,3 +249,16 @@ def test_log_prefix_names_the_host_in_multi_node_jobs():
     from phalanx.launcher.logs import rank_prefix
     assert rank_prefix(3) == b"[rank 3]: "
     assert rank_prefix(3, "node7") == b"[node7:rank 3]: "
+
+
+def test_a_lost_store_after_the_workers_succeeded_keeps_the_success():
+    from phalanx.distributed.store import StoreError
+
+    class StoreGone(FakeRendezvous):
+        def report_success(self):
+            raise StoreError("the store server in this process stopped serving")
+    logs = []
+    result = Agent(FakeWorkers([[DONE]]), StoreGone(), RestartBudget(0), monitor_interval=0,
+                   log=logs.append).run()
+    assert result.state is S.SUCCEEDED and result.exit_code == 0
+    assert any("workers succeeded, but" in m and "stopped serving" in m for m in logs), logs

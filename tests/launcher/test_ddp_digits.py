@@ -24,10 +24,12 @@ def _accuracy(out):
 @pytest.mark.timeout(120)
 def test_standalone_two_ranks_train_over_zmq_to_95_percent(launcher, tmp_path):
     code, out = launcher.run("--standalone", "--nproc-per-node", 2, SCRIPT, "--checkpoint",
-                             tmp_path / "digits.ckpt", timeout=100)
+                             tmp_path / "digits.ckpt", timeout=100,
+                             env=launcher.env(PHALANX_PROGRESS_INTERVAL=0))
     assert code == 0, out[-5000:]
     assert "[rank 0]: 2 rank(s), backend zmq, global batch 64" in out, out[-5000:]
-    # every redraw of the bar is a line of its own (text mode reads its \r as a newline)
+    # every redraw of the bar is a line of its own (text mode reads its \r as a newline; the
+    # launcher keeps every redraw in a log with PHALANX_PROGRESS_INTERVAL=0)
     redraws = re.findall(r"^\[rank 0\]: epoch 1/6: +\d+%\|", out, flags=re.M)
     assert len(redraws) > 2, out[-3000:]
     assert "[rank 1]: epoch" not in out                       # only rank 0 reports

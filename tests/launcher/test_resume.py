@@ -40,7 +40,25 @@ def test_failed_rank_restarts_and_resumes_to_identical_weights(launcher, tmp_pat
 @pytest.mark.timeout(120)
 def test_hung_rank_is_detected_by_heartbeat(launcher, tmp_path, reference):
     weights, log = train(launcher, tmp_path, "hang", "--fail-rank", 0, "--fail-step", 4,
-                         "--mode", "hang", launcher_args=("--heartbeat-timeout", 1.5,
+                         "--mode", "hang", launcher_args=("--progress-timeout", 1.5,
                                                           "--grace-period", 0.5))
     assert "no progress for 1.5 s" in log and "'step': 4" in log
+    assert np.array_equal(weights, reference)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("step", [0, 5])
+def test_stopped_rank_is_declared_dead_named_and_killed_at_once(launcher, tmp_path, reference,
+                                                                step):
+    """SIGSTOP: the rank's heartbeat thread stops too. At step 0 it has never advanced its
+    progress counter (before, the healthy rank that waited for it was blamed). A stopped rank
+    cannot act on SIGTERM: it is killed at once, not after the 60 s grace period."""
+    import time
+    start = time.monotonic()
+    weights, log = train(launcher, tmp_path, f"stop{step}", "--fail-rank", 1, "--fail-step",
+                         step, "--mode", "stop",
+                         launcher_args=("--heartbeat-timeout", 3, "--grace-period", 60))
+    assert time.monotonic() - start < 55, log
+    assert "first failure: rank 1 (local_rank 1)" in log, log
+    assert "sent no heartbeat for 3 s (process stopped" in log, log
     assert np.array_equal(weights, reference)

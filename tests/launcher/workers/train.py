@@ -5,10 +5,11 @@ wrapped in `DistributedDataParallel`, SGD with momentum, a `DistributedSampler` 
 committing every step. Dropout draws from the global generator, so a resumed run only matches
 an uninterrupted one if the RNG state is restored too.
 
-`--fail-rank R --fail-step K --mode exit|kill|hang` makes rank R misbehave between forward and
-backward of step K, in the first attempt only; the launcher must restart the group, which
-resumes from the last commit. A hung rank is noticed through the heartbeat that DDP advances on
-every synchronised backward (nothing here calls `heartbeat.advance()`). Rank 0 writes the final
+`--fail-rank R --fail-step K --mode exit|kill|hang|stop` makes rank R misbehave between forward
+and backward of step K, in the first attempt only; the launcher must restart the group, which
+resumes from the last commit. A hung rank (sleeping) is noticed through the progress counter
+that DDP advances on every synchronised backward (nothing here calls `heartbeat.advance()`); a
+stopped one (SIGSTOP) through its heartbeats, which stop. Rank 0 writes the final
 parameters, flattened, to --out (a .npy file) so the test can compare them with an
 uninterrupted run.
 """
@@ -33,10 +34,12 @@ parser.add_argument("--ckpt", required=True)
 parser.add_argument("--out", required=True)
 parser.add_argument("--fail-rank", type=int, default=-1)
 parser.add_argument("--fail-step", type=int, default=-1)
-parser.add_argument("--mode", choices=["exit", "kill", "hang"], default="exit")
+parser.add_argument("--mode", choices=["exit", "kill", "hang", "stop"], default="exit")
+parser.add_argument("--timeout", type=float, default=60, help="init_process_group's")
+parser.add_argument("--announce", action="store_true", help="print each step as it commits")
 args = parser.parse_args()
 
-dist.init_process_group(timeout=60)
+dist.init_process_group(timeout=args.timeout)
 rank, size = dist.get_rank(), dist.get_world_size()
 first_attempt = os.environ.get("RESTART_COUNT", "0") == "0"
 
@@ -62,6 +65,8 @@ def misbehave():
         raise SystemExit(1)
     if args.mode == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if args.mode == "stop":
+        os.kill(os.getpid(), signal.SIGSTOP)
     time.sleep(3600)                     # hang: only the heartbeat can tell
 
 
@@ -79,6 +84,9 @@ def train(state):
             state.step += 1
             state.epoch = state.step // per_epoch
             state.commit()
+            if args.announce:
+                print(f"rank {rank} pid {os.getpid()} attempt {os.environ['RESTART_COUNT']} "
+                      f"committed step {state.step}", flush=True)
             if state.step == args.steps:
                 break
 
