@@ -1,12 +1,13 @@
 """Adagrad: per-element step sizes from the running sum of squared gradients."""
 from ..tensor.backend import array_module
 from ._array_ops import effective_grad
-from .optimizer import Optimizer, step_tensor, zeros_state
+from .optimizer import Optimizer, implementation_options, step_tensor, zeros_state
 
 
 class Adagrad(Optimizer):
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
-                 eps=1e-10, *, maximize=False):
+                 eps=1e-10, foreach=None, *, maximize=False, differentiable=False,
+                 fused=None):
         for name, value in (("learning rate", lr), ("lr_decay", lr_decay),
                             ("weight_decay", weight_decay),
                             ("initial_accumulator_value", initial_accumulator_value),
@@ -16,7 +17,10 @@ class Adagrad(Optimizer):
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps,
                                       weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value,
-                                      maximize=maximize))
+                                      maximize=maximize,
+                                      **implementation_options(
+                                          foreach=foreach, fused=fused,
+                                          differentiable=differentiable)))
         # state exists from the start, as in PyTorch (its state dict has it before any step)
         for group in self.param_groups:
             for p in group["params"]:

@@ -1,12 +1,13 @@
 """Adam and AdamW (Adam with decoupled weight decay), optionally AMSGrad."""
 from ..tensor.backend import array_module
 from ._array_ops import effective_grad, lerp_
-from .optimizer import Optimizer, step_tensor, zeros_state
+from .optimizer import Optimizer, implementation_options, step_tensor, zeros_state
 
 
 class Adam(Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
-                 amsgrad=False, *, maximize=False, decoupled_weight_decay=False):
+                 amsgrad=False, *, foreach=None, maximize=False, capturable=False,
+                 differentiable=False, fused=None, decoupled_weight_decay=False):
         if lr < 0.0:
             raise ValueError(f"Invalid learning rate: {lr} (must be >= 0)")
         if eps < 0.0:
@@ -19,7 +20,10 @@ class Adam(Optimizer):
             raise ValueError(f"Invalid weight_decay value: {weight_decay} (must be >= 0)")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad, maximize=maximize,
-                                      decoupled_weight_decay=decoupled_weight_decay))
+                                      decoupled_weight_decay=decoupled_weight_decay,
+                                      **implementation_options(
+                                          foreach=foreach, fused=fused, capturable=capturable,
+                                          differentiable=differentiable)))
 
     def _init_state(self, param, group):
         state = {"step": step_tensor(), "exp_avg": zeros_state(param),
@@ -46,9 +50,11 @@ class AdamW(Adam):
     instead of adding an L2 term to the gradient."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, *, maximize=False):
+                 amsgrad=False, *, maximize=False, foreach=None, capturable=False,
+                 differentiable=False, fused=None):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
-                         decoupled_weight_decay=True)
+                         foreach=foreach, capturable=capturable, differentiable=differentiable,
+                         fused=fused, decoupled_weight_decay=True)
 
 
 def adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, amsgrad, beta1, beta2,

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..autograd.function import RemovableHandle
 from ..autograd.grad_mode import enable_grad
+from ..profiler import recorder as _profiler
 from ..tensor import backend
 from ..tensor.tensor import Tensor
 
@@ -29,6 +30,23 @@ class _RequiredParameter:
 required = _RequiredParameter()
 
 
+# hooks every optimizer runs around its step: global pre-hooks before its own, its own post-hooks
+# before the global ones (as in PyTorch)
+_global_step_pre_hooks = OrderedDict()
+_global_step_post_hooks = OrderedDict()
+
+
+def register_optimizer_step_pre_hook(hook):
+    """`hook(optimizer, args, kwargs)` runs before every optimizer's `step`; it may return new
+    `(args, kwargs)`. Returns a handle whose `.remove()` unregisters it."""
+    return _DictHandle(_global_step_pre_hooks, hook)
+
+
+def register_optimizer_step_post_hook(hook):
+    """`hook(optimizer, args, kwargs)` runs after every optimizer's `step`."""
+    return _DictHandle(_global_step_post_hooks, hook)
+
+
 def _with_step_hooks(step):
     """Run the registered pre- and post-hooks around `step` (once, even if a subclass's step
     calls its parent's)."""
@@ -38,13 +56,20 @@ def _with_step_hooks(step):
             return step(self, *args, **kwargs)
         self._in_step = True
         try:
-            for hook in list(self._step_pre_hooks.values()):
+            for hook in [*_global_step_pre_hooks.values(), *self._step_pre_hooks.values()]:
                 result = hook(self, args, kwargs)
                 if result is not None:
+                    if not (isinstance(result, tuple) and len(result) == 2):
+                        raise RuntimeError(f"a step pre-hook must return None or a tuple "
+                                           f"(new_args, new_kwargs), but {hook} returned "
+                                           f"{result!r}")
                     args, kwargs = result
-            out = step(self, *args, **kwargs)
+            if _profiler.enabled:  # a span on the profiler's timeline, and a step counted
+                out = _profiler.optimizer_step(self, step, args, kwargs)
+            else:
+                out = step(self, *args, **kwargs)
             self._opt_called = True  # lets an LR scheduler warn when it is stepped first
-            for hook in list(self._step_post_hooks.values()):
+            for hook in [*self._step_post_hooks.values(), *_global_step_post_hooks.values()]:
                 hook(self, args, kwargs)
             return out
         finally:
@@ -70,6 +95,10 @@ class Optimizer:
         self.param_groups = []
         self._step_pre_hooks = OrderedDict()
         self._step_post_hooks = OrderedDict()
+        self._state_dict_pre_hooks = OrderedDict()
+        self._state_dict_post_hooks = OrderedDict()
+        self._load_state_dict_pre_hooks = OrderedDict()
+        self._load_state_dict_post_hooks = OrderedDict()
         if isinstance(params, Tensor):
             raise TypeError("params argument given to the optimizer should be an iterable of "
                             "Tensors or dicts, but got a Tensor; pass [tensor] or "
@@ -102,6 +131,18 @@ class Optimizer:
             raise TypeError("optimizer parameters need to be organized in ordered collections, "
                             "but the order of a set changes between runs; use a list")
         params = list(params)
+        # (name, tensor) pairs, as model.named_parameters() gives, keep their names
+        names = [p[0] for p in params if isinstance(p, tuple)]
+        if names and len(names) != len(params):
+            raise ValueError("all optimizer params should be with/without names. Some param "
+                             "names are missing")
+        if names:
+            params = [p[1] for p in params]
+        for group in self.param_groups:
+            if bool(names) != ("param_names" in group):
+                raise ValueError(f"all optimizer param groups should be with/without names. "
+                                 f"cannot add param group {'with' if names else 'without'} "
+                                 f"names to the optimizer")
         for i, p in enumerate(params):
             if not isinstance(p, Tensor):
                 raise TypeError(f"optimizer can only optimize Tensors, but parameter {i} of the "
@@ -114,6 +155,12 @@ class Optimizer:
         if len({id(p) for p in params}) != len(params):
             raise ValueError("a parameter group lists the same parameter more than once")
         group = dict(param_group, params=params)
+        if isinstance(group.get("lr", self.defaults.get("lr")), Tensor):
+            # PyTorch keeps it a tensor that schedulers fill in place; here rates are numbers
+            raise NotImplementedError("lr as a Tensor is not supported; pass a float "
+                                      "(lr.item())")
+        if names:
+            group["param_names"] = names
         for name, default in self.defaults.items():
             if default is required and name not in group:
                 raise ValueError(f"parameter group didn't specify a value of required "
@@ -187,12 +234,32 @@ class Optimizer:
         """`hook(optimizer, args, kwargs)` runs after each `step`."""
         return _DictHandle(self._step_post_hooks, hook)
 
+    def register_state_dict_pre_hook(self, hook, prepend=False):
+        """`hook(optimizer)` runs before `state_dict` builds the dict."""
+        return _DictHandle(self._state_dict_pre_hooks, hook, prepend)
+
+    def register_state_dict_post_hook(self, hook, prepend=False):
+        """`hook(optimizer, state_dict)` runs on the dict `state_dict` built; it may return
+        a replacement."""
+        return _DictHandle(self._state_dict_post_hooks, hook, prepend)
+
+    def register_load_state_dict_pre_hook(self, hook, prepend=False):
+        """`hook(optimizer, state_dict)` runs before `load_state_dict` (on a shallow copy of
+        the dict); it may return a replacement."""
+        return _DictHandle(self._load_state_dict_pre_hooks, hook, prepend)
+
+    def register_load_state_dict_post_hook(self, hook, prepend=False):
+        """`hook(optimizer)` runs after `load_state_dict`."""
+        return _DictHandle(self._load_state_dict_post_hooks, hook, prepend)
+
     # ---- state dicts -----------------------------------------------------------------------
     def state_dict(self):
         """`{"state": {index: {name: tensor}}, "param_groups": [{..., "params": [indices]}]}`.
 
         The tensors are the optimizer's own (not copies), as in PyTorch: save or copy the dict
         before stepping again if you need a snapshot."""
+        for hook in list(self._state_dict_pre_hooks.values()):
+            hook(self)
         index = {}
         groups = []
         for group in self.param_groups:
@@ -201,12 +268,23 @@ class Optimizer:
             groups.append(packed)
         state = {(index[id(k)] if isinstance(k, Tensor) else k): dict(v)
                  for k, v in self.state.items() if v}
-        return {"state": state, "param_groups": groups}
+        state_dict = {"state": state, "param_groups": groups}
+        for hook in list(self._state_dict_post_hooks.values()):
+            result = hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        return state_dict
 
     def load_state_dict(self, state_dict):
         """Load a dict made by `state_dict` (here or by PyTorch, tensors converted). State
         tensors are copied onto each parameter's device and (floating) dtype; `step` stays a
-        float32 scalar on the CPU."""
+        float32 scalar on the CPU. Saved `param_names` replace the optimizer's; without them
+        its own are kept."""
+        state_dict = dict(state_dict)
+        for hook in list(self._load_state_dict_pre_hooks.values()):
+            result = hook(self, state_dict)
+            if result is not None:
+                state_dict = result
         saved_groups = copy.deepcopy(state_dict["param_groups"])
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(f"loaded state dict has {len(saved_groups)} parameter groups but "
@@ -227,8 +305,15 @@ class Optimizer:
                 state[key] = value
         for group, saved in zip(self.param_groups, saved_groups):
             saved["params"] = group["params"]
+            if "param_names" in group:
+                saved.setdefault("param_names", group["param_names"])
+            for name, default in self.defaults.items():
+                if default is not required:
+                    saved.setdefault(name, default)
         self.state = state
         self.param_groups = saved_groups
+        for hook in list(self._load_state_dict_post_hooks.values()):
+            hook(self)
 
 
 def _cast_state(param, name, value):
@@ -244,6 +329,27 @@ def _cast_state(param, name, value):
     if isinstance(value, (list, tuple)):
         return type(value)(_cast_state(param, None, v) for v in value)
     return value
+
+
+def implementation_options(**options):
+    """The defaults entries for PyTorch's options that pick how an update runs, not what it
+    computes (each optimizer passes those its PyTorch signature has), validated as PyTorch does.
+    `foreach` and `fused` choose among kernels that give the same update, so any value is
+    honoured by the one implementation here. `capturable` (CUDA-graph capture, which keeps the
+    step count on the device and changes its precision) and `differentiable` (autograd through
+    the update) have no counterpart: they must stay False."""
+    unknown = set(options) - {"foreach", "fused", "capturable", "differentiable"}
+    if unknown:
+        raise TypeError(f"unknown implementation options {sorted(unknown)}")
+    if options.get("capturable"):
+        raise NotImplementedError("capturable=True is not supported: Phalanx has no CUDA-graph "
+                                  "capture; leave capturable=False")
+    if options.get("differentiable"):
+        raise NotImplementedError("differentiable=True is not supported: the update runs "
+                                  "outside autograd; leave differentiable=False")
+    if options.get("fused") and options.get("foreach"):
+        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+    return options
 
 
 def step_tensor(value=0.0):
@@ -264,9 +370,11 @@ class _DictHandle(RemovableHandle):
     __slots__ = ()
     _ids = itertools.count()
 
-    def __init__(self, hooks, hook):
+    def __init__(self, hooks, hook, prepend=False):
         key = next(self._ids)
         hooks[key] = hook
+        if prepend:  # run before the hooks already registered
+            hooks.move_to_end(key, last=False)
         super().__init__(hooks, key)
 
     def remove(self):

@@ -1,18 +1,22 @@
 """RMSprop: divide the gradient by a running root-mean-square of recent gradients."""
 from ..tensor.backend import array_module
 from ._array_ops import add_scaled_, effective_grad, lerp_
-from .optimizer import Optimizer, step_tensor, zeros_state
+from .optimizer import Optimizer, implementation_options, step_tensor, zeros_state
 
 
 class RMSprop(Optimizer):
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
-                 centered=False, *, maximize=False):
+                 centered=False, capturable=False, foreach=None, maximize=False,
+                 differentiable=False):
         for name, value in (("learning rate", lr), ("epsilon", eps), ("momentum", momentum),
                             ("weight_decay", weight_decay), ("alpha", alpha)):
             if value < 0.0:
                 raise ValueError(f"Invalid {name} value: {value} (must be >= 0)")
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                                      momentum=momentum, centered=centered, maximize=maximize))
+                                      momentum=momentum, centered=centered, maximize=maximize,
+                                      **implementation_options(
+                                          foreach=foreach, capturable=capturable,
+                                          differentiable=differentiable)))
 
     def _init_state(self, param, group):
         state = {"step": step_tensor(), "square_avg": zeros_state(param)}

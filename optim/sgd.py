@@ -2,12 +2,13 @@
 from ..tensor.backend import array_module
 from ..tensor.tensor import Tensor
 from ._array_ops import add_scaled_, effective_grad
-from .optimizer import Optimizer
+from .optimizer import Optimizer, implementation_options
 
 
 class SGD(Optimizer):
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
-                 nesterov=False, *, maximize=False):
+                 nesterov=False, *, maximize=False, foreach=None, differentiable=False,
+                 fused=None):
         if lr < 0.0:
             raise ValueError(f"Invalid learning rate: {lr} (must be >= 0)")
         if momentum < 0.0:
@@ -19,7 +20,9 @@ class SGD(Optimizer):
                              f"(got momentum={momentum}, dampening={dampening})")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov,
-                                      maximize=maximize))
+                                      maximize=maximize,
+                                      **implementation_options(foreach=foreach, fused=fused,
+                                                               differentiable=differentiable)))
 
     def _update_group(self, group, params, grads, states):
         momentum = group["momentum"]

@@ -71,6 +71,41 @@ SCHEDULES = [
      lambda lib, o: sequential(lib, o, [("ExponentialLR", dict(gamma=0.8)),
                                         ("StepLR", dict(step_size=3, gamma=0.5)),
                                         ("MultiStepLR", dict(milestones=[2, 4]))], [4, 12])),
+    ("MultiplicativeLR", ("SGD", {}),
+     lambda lib, o: lib_of(lib).MultiplicativeLR(o, [lambda e: 0.95, Scale(0.99)])),
+    ("ConstantLR", ("SGD", {}),
+     lambda lib, o: lib_of(lib).ConstantLR(o, factor=0.25, total_iters=7)),
+    ("PolynomialLR", ("SGD", {}),
+     lambda lib, o: lib_of(lib).PolynomialLR(o, total_iters=20, power=1.0)),
+    ("PolynomialLR-power2", ("SGD", {}),
+     lambda lib, o: lib_of(lib).PolynomialLR(o, total_iters=12, power=2.0)),
+    ("CosineAnnealingWarmRestarts", ("SGD", {}),
+     lambda lib, o: lib_of(lib).CosineAnnealingWarmRestarts(o, T_0=7, eta_min=0.001)),
+    ("CosineAnnealingWarmRestarts-Tmult2", ("SGD", {}),
+     lambda lib, o: lib_of(lib).CosineAnnealingWarmRestarts(o, T_0=3, T_mult=2)),
+    ("ChainedScheduler", ("SGD", {}),
+     lambda lib, o: lib_of(lib).ChainedScheduler([lib_of(lib).ConstantLR(o, factor=0.1,
+                                                                         total_iters=4),
+                                                  lib_of(lib).ExponentialLR(o, gamma=0.9)])),
+    ("ChainedScheduler-with-optimizer", ("SGD", {}),
+     lambda lib, o: lib_of(lib).ChainedScheduler([lib_of(lib).LinearLR(o, total_iters=6),
+                                                  lib_of(lib).StepLR(o, 5, gamma=0.5)], o)),
+    ("CyclicLR-triangular-sgd", ("SGD", {"momentum": 0.9}),
+     lambda lib, o: lib_of(lib).CyclicLR(o, base_lr=0.01, max_lr=[0.1, 0.05], step_size_up=4)),
+    ("CyclicLR-triangular2-adam", ("Adam", {}),
+     lambda lib, o: lib_of(lib).CyclicLR(o, base_lr=[0.001, 0.002], max_lr=0.01,
+                                         step_size_up=3, step_size_down=5, mode="triangular2",
+                                         base_momentum=0.85, max_momentum=0.95)),
+    ("CyclicLR-exp_range", ("SGD", {"momentum": 0.5}),
+     lambda lib, o: lib_of(lib).CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=5,
+                                         mode="exp_range", gamma=0.97)),
+    ("CyclicLR-scale_fn-no-momentum", ("Adagrad", {}),
+     lambda lib, o: lib_of(lib).CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=2,
+                                         scale_fn=lambda x: 1 / (1 + x), scale_mode="iterations",
+                                         cycle_momentum=False)),
+    ("CyclicLR-scale_fn-object", ("SGD", {"momentum": 0.9}),
+     lambda lib, o: lib_of(lib).CyclicLR(o, base_lr=0.01, max_lr=0.1, step_size_up=3,
+                                         scale_fn=Scale(0.9))),
 ]
 
 
@@ -99,7 +134,8 @@ def test_sequence_matches_torch(sid, opt_spec, factory):
     for t, ((lr, m), (tlr, tm)) in enumerate(zip(ours, theirs)):
         assert lr == pytest.approx(tlr, rel=1e-12, abs=1e-15), f"lr at step {t}"
         assert m == pytest.approx(tm, rel=1e-12, nan_ok=True), f"momentum at step {t}"
-    assert len({tuple(lr) for lr, _ in ours}) > 2  # the schedule actually moves
+    # the schedule actually moves (ConstantLR has just its two values)
+    assert len({tuple(lr) for lr, _ in ours}) > (1 if sid == "ConstantLR" else 2)
 
 
 def test_base_lrs_last_epoch_and_initial_lr():
@@ -301,7 +337,10 @@ def train(opt, scheduler, steps):
 
 @pytest.mark.parametrize("sid,opt_spec,factory",
                          [s for s in SCHEDULES if s[0] in ("MultiStepLR", "SequentialLR-three",
-                                                           "OneCycleLR-linear-3phase-adam")],
+                                                           "OneCycleLR-linear-3phase-adam",
+                                                           "CyclicLR-triangular2-adam",
+                                                           "ChainedScheduler",
+                                                           "CosineAnnealingWarmRestarts")],
                          ids=str)
 def test_checkpoint_round_trip_through_px_save(tmp_path, sid, opt_spec, factory):
     """Parameters, optimizer and scheduler state survive px.save / px.load (safetensors +
@@ -326,3 +365,135 @@ def test_checkpoint_round_trip_through_px_save(tmp_path, sid, opt_spec, factory)
     assert lrs == expected[0]
     for a, b in zip(values, expected[1]):
         np.testing.assert_array_equal(a, b)
+
+
+# ---- step(epoch), the deprecated spelling PyTorch still honours ----------------------------
+
+EPOCH_SCHEDULES = [
+    lambda lib, o: lib_of(lib).StepLR(o, step_size=3, gamma=0.5),
+    lambda lib, o: lib_of(lib).MultiStepLR(o, milestones=[2, 5, 5], gamma=0.5),
+    lambda lib, o: lib_of(lib).ConstantLR(o, factor=0.5, total_iters=4),
+    lambda lib, o: lib_of(lib).LinearLR(o, start_factor=0.5, total_iters=6),
+    lambda lib, o: lib_of(lib).ExponentialLR(o, gamma=0.8),
+    lambda lib, o: lib_of(lib).PolynomialLR(o, total_iters=8, power=1.5),
+    lambda lib, o: lib_of(lib).CosineAnnealingLR(o, T_max=6, eta_min=0.01),
+    lambda lib, o: lib_of(lib).LambdaLR(o, lambda e: 0.9 ** e),  # no closed form: get_lr
+]
+
+
+@pytest.mark.parametrize("factory", EPOCH_SCHEDULES, ids=range(len(EPOCH_SCHEDULES)))
+def test_step_with_epoch_uses_the_closed_form(factory):
+    o, to = make_opt("px"), make_opt("torch")
+    s, ts = factory("px", o), factory("torch", to)
+    for epoch in [3, 1, 7, 7, 12, 2]:  # jumps both ways
+        o.step(), to.step()
+        with pytest.warns(UserWarning, match="deprecated"):
+            s.step(epoch)
+        with pytest.warns(UserWarning):
+            ts.step(epoch)
+        assert s.last_epoch == ts.last_epoch == epoch
+        assert s.get_last_lr() == pytest.approx(ts.get_last_lr(), rel=1e-12)
+        s.step(), ts.step()  # and the recursive form goes on from there
+        assert s.get_last_lr() == pytest.approx(ts.get_last_lr(), rel=1e-12)
+
+
+def test_warm_restarts_with_fractional_and_interleaved_epochs():
+    for t_mult in (1, 2):
+        o, to = make_opt("px"), make_opt("torch")
+        s = sched.CosineAnnealingWarmRestarts(o, T_0=4, T_mult=t_mult, eta_min=0.001)
+        ts = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(to, T_0=4, T_mult=t_mult,
+                                                                  eta_min=0.001)
+        epochs = [e + i / 3 for e in range(14) for i in range(3)] + [26, None, None, 5.5, None]
+        for epoch in epochs:
+            o.step(), to.step()
+            s.step(epoch)
+            ts.step(epoch)
+            assert (s.T_cur, s.T_i, s.last_epoch) == pytest.approx((ts.T_cur, ts.T_i,
+                                                                    ts.last_epoch))
+            assert s.get_last_lr() == pytest.approx(ts.get_last_lr(), rel=1e-12)
+        with pytest.raises(ValueError, match="non-negative epoch"):
+            s.step(-1)
+
+
+def test_reduce_on_plateau_epoch_argument():
+    o = make_opt("px")
+    s = sched.ReduceLROnPlateau(o, patience=0)
+    with pytest.warns(UserWarning, match="deprecated"):
+        s.step(1.0, epoch=10)
+    assert s.last_epoch == 10
+    s.step(2.0)
+    assert s.last_epoch == 11 and s.get_last_lr() == pytest.approx([0.01, 0.002])
+
+
+def test_old_base_class_name_and_public_names():
+    assert issubclass(sched._LRScheduler, sched.LRScheduler)
+    theirs = {name for name in dir(torch.optim.lr_scheduler)
+              if isinstance(getattr(torch.optim.lr_scheduler, name), type)
+              and issubclass(getattr(torch.optim.lr_scheduler, name),
+                             torch.optim.lr_scheduler.LRScheduler)}
+    assert theirs <= set(dir(sched)), theirs - set(dir(sched))
+    assert set(sched.__all__) <= set(dir(sched))
+
+
+def test_new_scheduler_errors():
+    o = make_opt("px")
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        sched.ConstantLR(o, factor=1.5)
+    with pytest.raises(TypeError, match="lr_lambda should be a function"):
+        sched.MultiplicativeLR(o, 0.9)
+    with pytest.raises(ValueError, match="positive integer T_0"):
+        sched.CosineAnnealingWarmRestarts(o, T_0=0)
+    with pytest.raises(ValueError, match="T_mult >= 1"):
+        sched.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=1.5)
+    with pytest.raises(ValueError, match="eta_min"):
+        sched.CosineAnnealingWarmRestarts(o, T_0=2, eta_min="0")
+    with pytest.raises(ValueError, match="scale_fn is None"):
+        sched.CyclicLR(o, base_lr=0.1, max_lr=1.0, mode="sine")
+    with pytest.raises(ValueError, match="cycle_momentum=False"):
+        sched.CyclicLR(optim.Adagrad([px.tensor([1.0], requires_grad=True)]), 0.1, 1.0)
+    with pytest.raises(ValueError, match="max_lr must have one value per param group"):
+        sched.CyclicLR(o, base_lr=0.1, max_lr=[1.0], cycle_momentum=False)
+    with pytest.raises(ValueError, match="at least one scheduler"):
+        sched.ChainedScheduler([])
+    other = make_opt("px")
+    with pytest.raises(ValueError, match="same optimizer"):
+        sched.ChainedScheduler([sched.ExponentialLR(o, 0.5), sched.ExponentialLR(other, 0.5)])
+    with pytest.raises(ValueError, match="ReduceLROnPlateau"):
+        sched.ChainedScheduler([sched.ExponentialLR(o, 0.5), sched.ReduceLROnPlateau(o)])
+    with pytest.raises(TypeError, match="no `optimizer` attribute"):
+        sched.ChainedScheduler([sched.ExponentialLR(o, 0.5), object()])
+
+
+def test_cyclic_lr_state_dict_keeps_scale_object_state():
+    o = make_opt("px", momentum=0.9)
+    s = sched.CyclicLR(o, 0.01, 0.1, step_size_up=2, scale_fn=Scale(0.5))
+    sd = s.state_dict()
+    assert sd["_scale_fn_custom"] == {"rate": 0.5}
+    s2 = sched.CyclicLR(make_opt("px", momentum=0.9), 0.01, 0.1, step_size_up=2,
+                        scale_fn=Scale(0.9))
+    s2.load_state_dict(sd)
+    assert s2._scale_fn_custom.rate == 0.5
+    plain = sched.CyclicLR(make_opt("px", momentum=0.9), 0.01, 0.1, scale_fn=lambda x: 1.0)
+    assert plain.state_dict()["_scale_fn_custom"] is None
+
+
+def test_get_lr_outside_step_warns_as_in_torch():
+    o, to = make_opt("px"), make_opt("torch")
+    s = sched.StepLR(o, step_size=2)
+    ts = torch.optim.lr_scheduler.StepLR(to, step_size=2)
+    with pytest.warns(UserWarning, match="get_last_lr"):
+        ours = s.get_lr()
+    with pytest.warns(UserWarning, match="get_last_lr"):
+        theirs = ts.get_lr()
+    assert ours == theirs
+
+    class Halving(sched.LRScheduler):  # a user's subclass written the PyTorch way
+        def get_lr(self):
+            return [base_lr * 0.5 ** self.last_epoch for base_lr in self.base_lrs]
+    h = Halving(o)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        o.step()
+        h.step()  # no warning from inside step
+    assert h.get_last_lr() == pytest.approx([0.05, 0.01])
