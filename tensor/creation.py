@@ -3,13 +3,22 @@ arange, linspace, eye (and *_like)."""
 import numpy as np
 
 from . import backend, dtypes
-from .tensor import Tensor, _size
+from .tensor import Tensor, _size, as_device
 
 
 def _infer_np_dtype(data, arr):
-    """Python data follows PyTorch: floats -> default dtype, ints -> int64, bools -> bool."""
+    """Python data follows PyTorch: floats -> default dtype, ints -> int64, bools -> bool;
+    NumPy scalars, arrays and tensors inside lists keep their dtypes (torch.tensor([np.float64
+    (.5)]) is float64), promoted with the rest by PyTorch's rule."""
     if isinstance(data, (np.ndarray, np.generic)) or backend.is_cupy_array(data):
         return arr.dtype
+    if isinstance(data, (list, tuple)):
+        typed = _leaf_dtypes(data)
+        if typed:
+            found = None
+            for d in typed:
+                found = d if found is None else dtypes._promote(found, d)
+            return found
     k = arr.dtype.kind
     if k == "f":
         return dtypes.get_default_dtype().np
@@ -21,6 +30,48 @@ def _infer_np_dtype(data, arr):
                     f"(array dtype {arr.dtype}); pass numbers, nested lists or arrays")
 
 
+_PYTHON_SCALARS = {bool: "bool", int: "int", float: "float"}
+
+
+def _leaf_dtypes(data):
+    """The NumPy dtypes the leaves of nested lists stand for, or () when every leaf is a
+    Python number (then NumPy's own inference of the array is PyTorch's too)."""
+    found = set()
+    has_typed = False
+    stack = [data]
+    while stack:
+        seq = stack.pop()
+        for leaf_type in set(map(type, seq)):
+            if leaf_type in _PYTHON_SCALARS:
+                found.add(leaf_type)
+            elif leaf_type in (list, tuple):
+                stack.extend(x for x in seq if type(x) is leaf_type)
+            else:
+                has_typed = True
+                for x in seq:
+                    if type(x) is leaf_type:
+                        found.add(_dtype_of_leaf(x))
+    if not has_typed:
+        return ()
+    return [np.dtype(np.bool_) if d is bool else np.dtype(np.int64) if d is int else
+            dtypes.get_default_dtype().np if d is float else d for d in found]
+
+
+def _dtype_of_leaf(x):
+    if isinstance(x, Tensor):
+        return x._data.dtype
+    if isinstance(x, (np.ndarray, np.generic)) or backend.is_cupy_array(x):
+        return x.dtype
+    if isinstance(x, bool):  # subclasses of Python numbers count as those numbers
+        return bool
+    if isinstance(x, int):
+        return int
+    if isinstance(x, float):
+        return float
+    raise TypeError(f"can't build a tensor from an element of type {type(x).__name__}; pass "
+                    f"numbers, nested lists, arrays or tensors")
+
+
 def _unwrap_nested(data):
     if isinstance(data, Tensor):
         return backend.to_device(data._data, "cpu")
@@ -30,6 +81,7 @@ def _unwrap_nested(data):
 
 
 def _to_array(data, dtype=None, device=None, copy=True):
+    device = as_device(device)
     if isinstance(data, Tensor):
         arr = data._data
         if dtype is not None:
@@ -83,6 +135,7 @@ def from_dlpack(ext):
 
 def _factory(name):
     def make(*size, dtype=None, device=None, requires_grad=False):
+        device = as_device(device)
         xp = backend.module_for_device(device or "cpu")
         np_dtype = dtypes.to_numpy_dtype(dtype) if dtype is not None \
             else dtypes.get_default_dtype().np
@@ -101,6 +154,7 @@ empty = _factory("empty")
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False):
+    device = as_device(device)
     if dtype is None:
         dtype = (dtypes.bool_ if isinstance(fill_value, bool) else
                  dtypes.int64 if isinstance(fill_value, int) else dtypes.get_default_dtype())
@@ -112,7 +166,7 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False):
 def _like(fn):
     def make(input, dtype=None, device=None, requires_grad=False, **kw):
         return fn(*input.shape, **kw, dtype=dtype or input.dtype,
-                  device=device or input.device, requires_grad=requires_grad)
+                  device=input.device if device is None else device, requires_grad=requires_grad)
     make.__name__ = fn.__name__ + "_like"
     return make
 
@@ -124,10 +178,11 @@ empty_like = _like(empty)
 
 def full_like(input, fill_value, dtype=None, device=None, requires_grad=False):
     return full(input.shape, fill_value, dtype=dtype or input.dtype,
-                device=device or input.device, requires_grad=requires_grad)
+                device=input.device if device is None else device, requires_grad=requires_grad)
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+    device = as_device(device)
     if end is None:
         start, end = 0, start
     if dtype is None:
@@ -139,12 +194,14 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
 
 
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+    device = as_device(device)
     xp = backend.module_for_device(device or "cpu")
     np_dtype = dtypes.to_numpy_dtype(dtype or dtypes.get_default_dtype())
     return Tensor._make(xp.linspace(start, end, steps).astype(np_dtype), requires_grad)
 
 
 def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    device = as_device(device)
     xp = backend.module_for_device(device or "cpu")
     np_dtype = dtypes.to_numpy_dtype(dtype or dtypes.get_default_dtype())
     return Tensor._make(xp.eye(n, m, dtype=np_dtype), requires_grad)

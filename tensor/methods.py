@@ -9,6 +9,7 @@ import numpy as np
 from ..autograd.grad_mode import is_grad_enabled
 from . import random as _random
 from .ops import conversion, elementwise as ew, indexing, linalg, reduction as red, shape
+from .ops._util import normalize_dim
 from .ops.indexing import Overwrite, normalize_index
 from .backend import array_module
 from .tensor import Tensor
@@ -29,7 +30,8 @@ _methods = {
     "eq": ew.eq, "ne": ew.ne, "lt": ew.lt, "le": ew.le, "gt": ew.gt, "ge": ew.ge,
     "logical_and": ew.logical_and, "logical_or": ew.logical_or,
     "logical_xor": ew.logical_xor, "logical_not": ew.logical_not, "equal": ew.equal,
-    "allclose": ew.allclose, "isclose": ew.isclose,
+    "allclose": ew.allclose, "isclose": ew.isclose, "addcmul": ew.addcmul,
+    "addcdiv": ew.addcdiv,
     # reductions
     "sum": red.sum, "mean": red.mean, "prod": red.prod, "amax": red.amax, "amin": red.amin,
     "max": red.max, "min": red.min, "argmax": red.argmax, "argmin": red.argmin,
@@ -56,6 +58,22 @@ _methods = {
     # conversion
     "clone": conversion.clone, "contiguous": conversion.contiguous,
 }
+
+
+def narrow(input, dim, start, length):
+    """The slice [start, start + length) of dimension `dim`, as a view sharing memory."""
+    dim = normalize_dim(dim, input.ndim)
+    size = input.shape[dim]
+    start = int(start)  # a 0-d integer tensor is accepted, as in PyTorch
+    if not -size <= start <= size:
+        raise IndexError(f"narrow(): start out of range (expected to be in range of "
+                         f"[{-size}, {size}], but got {start})")
+    if start < 0:
+        start += size
+    if length < 0 or start + length > size:
+        raise RuntimeError(f"narrow(): start ({start}) + length ({length}) exceeds dimension "
+                           f"size ({size}) of dim {dim} (shape {list(input.shape)})")
+    return input[(slice(None),) * dim + (slice(start, start + length),)]
 
 
 def _view_as(self, other):
@@ -146,7 +164,7 @@ _inplace_names = ["add", "sub", "mul", "div", "pow", "neg", "exp", "log", "sqrt"
                   "sin", "cos", "tanh", "sigmoid", "relu", "abs", "clamp", "clip", "lerp",
                   "floor", "ceil", "trunc", "round", "sign", "reciprocal", "square", "log1p",
                   "expm1", "maximum", "minimum", "tril", "triu", "masked_fill", "scatter",
-                  "scatter_add", "remainder", "fmod", "erf"]
+                  "scatter_add", "remainder", "fmod", "erf", "addcmul", "addcdiv"]
 
 
 def _copy_(self, src, non_blocking=False):
@@ -176,6 +194,8 @@ def _bind():
     for name in _inplace_names:
         setattr(Tensor, name + "_", _make_inplace(_methods[name]))
     Tensor.view_as = _view_as
+    Tensor.narrow = narrow
+    Tensor.multinomial = _random.multinomial
     Tensor.reshape_as = _reshape_as
     Tensor.copy_ = _copy_
     Tensor.fill_ = _fill_

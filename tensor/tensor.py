@@ -87,6 +87,13 @@ class Tensor(TensorBase):
         return self.device.type == "cuda"
 
     @property
+    def is_cpu(self):
+        return self.device.type == "cpu"
+
+    # devices Phalanx never runs on (Intel XPU, Apple MPS, meta); sparse/quantized layouts
+    is_xpu = is_mps = is_meta = is_sparse = is_quantized = property(lambda self: False)
+
+    @property
     def ndim(self):
         return self._data.ndim
 
@@ -236,6 +243,7 @@ class Tensor(TensorBase):
                 dtype = a
             else:
                 device = a
+        device = as_device(device)
         from .ops.conversion import to_copy
         return to_copy(self, dtype=dtype, device=device, copy=copy)
 
@@ -245,6 +253,23 @@ class Tensor(TensorBase):
     def cuda(self, device=None):
         return self.to(backend.Device("cuda", device if isinstance(device, int) else None)
                        if not isinstance(device, (str, backend.Device)) else device)
+
+    def type(self, dtype=None, non_blocking=False):
+        """With no argument, the type's name in PyTorch's legacy spelling under Phalanx's
+        prefix: 'phalanx.FloatTensor', 'phalanx.cuda.LongTensor'. With a dtype or a type name
+        ('torch.DoubleTensor' and 'phalanx.DoubleTensor' alike, '...cuda...' moving to the
+        GPU), the tensor cast to it."""
+        if dtype is None:
+            prefix = "phalanx.cuda." if self.is_cuda else "phalanx."
+            return prefix + _LEGACY_TYPE_NAMES[self.dtype.name]
+        if isinstance(dtype, str):
+            target, on_gpu = _parse_type_name(dtype)
+            if on_gpu and not self.is_cuda:
+                return self.to("cuda", target)
+            if not on_gpu and self.is_cuda:
+                return self.to("cpu", target)
+            return self.to(target)
+        return self.to(dtype)
 
     def type_as(self, other):
         return self.to(other.dtype)
@@ -341,6 +366,12 @@ class Tensor(TensorBase):
         from .printing import tensor_repr
         return tensor_repr(self)
 
+    def __format__(self, format_spec):
+        # a 0-d tensor formats as its number ('{:.2f}'), others as str() (as in PyTorch)
+        if self._data.ndim == 0:
+            return self.item().__format__(format_spec)
+        return object.__format__(self, format_spec)
+
     def __reduce_ex__(self, protocol):
         # pickling (e.g. DataLoader workers) carries the array and requires_grad only
         return (_rebuild, (backend.to_device(self._data, "cpu"), str(self.device),
@@ -355,6 +386,46 @@ class Tensor(TensorBase):
             t.grad = self.grad.__deepcopy__(memo)
         memo[id(self)] = t
         return t
+
+
+_LEGACY_TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor",
+                      "float16": "HalfTensor", "uint8": "ByteTensor", "int8": "CharTensor",
+                      "int16": "ShortTensor", "int32": "IntTensor", "int64": "LongTensor",
+                      "bool": "BoolTensor"}
+_DTYPE_OF_TYPE_NAME = {v: k for k, v in _LEGACY_TYPE_NAMES.items()}
+
+
+def _parse_type_name(name):
+    """'torch.cuda.FloatTensor' or 'phalanx.FloatTensor' -> (phalanx dtype, on_gpu)."""
+    parts = name.split(".")
+    ok = len(parts) in (2, 3) and parts[0] in ("torch", "phalanx") and \
+        (len(parts) == 2 or parts[1] == "cuda") and parts[-1] in _DTYPE_OF_TYPE_NAME
+    if not ok:
+        raise ValueError(f"invalid type: {name!r}; expected e.g. 'phalanx.FloatTensor' or "
+                         f"'torch.cuda.LongTensor' (one of "
+                         f"{', '.join(sorted(_DTYPE_OF_TYPE_NAME))})")
+    return dtypes._by_name(_DTYPE_OF_TYPE_NAME[parts[-1]]), len(parts) == 3
+
+
+def as_device(device):
+    """A device from a device argument (None stays None): a bare int means that CUDA device,
+    as in PyTorch. A CUDA device without a usable GPU is an error that names it."""
+    if device is None:
+        return None
+    bare_int = isinstance(device, (int, np.integer)) and not isinstance(device, bool)
+    if bare_int:
+        if device < 0:
+            raise RuntimeError(f"Device index must not be negative, got {device}")
+        device = backend.Device("cuda", int(device))
+    else:
+        device = backend.Device(device)
+    if device.type == "cuda":
+        try:
+            backend.cupy()
+        except RuntimeError as e:
+            note = " (a bare integer device means cuda:N, as in PyTorch)" if bare_int else ""
+            raise RuntimeError(f"can't use device {device}{note}: {e}") from None
+    return device
 
 
 def _rebuild(arr, device, requires_grad):

@@ -1,11 +1,29 @@
 """Loss functions. `cross_entropy` is one fused Function (log-softmax and NLL in one pass over
 the logits, and a backward that needs no second softmax); the others are composites."""
+import math
+import warnings
+
+import numpy as np
+
 from ...autograd import Function
-from ...tensor import Tensor, where
+from ...tensor import Tensor, softplus, where
 from ...tensor.backend import array_module
-from .activation import log_softmax
+from .activation import log_softmax, pairwise_distance
 
 _REDUCTIONS = ("none", "mean", "sum")
+
+
+def _legacy_reduction(size_average, reduce, reduction):
+    """PyTorch's deprecated size_average/reduce pair, honoured as PyTorch does: when either is
+    given it decides the reduction (with PyTorch's warning)."""
+    if size_average is None and reduce is None:
+        return reduction
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    legacy = "mean" if size_average and reduce else "sum" if reduce else "none"
+    warnings.warn(f"size_average and reduce args will be deprecated, please use "
+                  f"reduction='{legacy}' instead.", UserWarning, stacklevel=3)
+    return legacy
 
 
 def _check_reduction(reduction, extra=()):
@@ -31,6 +49,7 @@ def _check_same_size(input, target, name):
 
 # ---- regression ------------------------------------------------------------------------
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_same_size(input, target, "mse_loss")
     d = input - target
     loss = d * d
@@ -38,11 +57,13 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
 
 
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_same_size(input, target, "l1_loss")
     return _reduce((input - target).abs(), reduction)
 
 
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_same_size(input, target, "smooth_l1_loss")
     if beta < 0:
         raise ValueError(f"smooth_l1_loss does not support negative values for beta (got {beta})")
@@ -62,23 +83,50 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
 # ---- binary ----------------------------------------------------------------------------
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
                          reduction="mean"):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_same_size(input, target, "binary_cross_entropy")
     d = input._data
     if d.size and (float(d.min()) < 0 or float(d.max()) > 1):
         raise RuntimeError("binary_cross_entropy: all elements of input should be between 0 "
                            "and 1 (did you mean binary_cross_entropy_with_logits?)")
-    # logs clamped at -100 as in PyTorch: finite loss and gradient at 0 and 1
-    log_p = input.log().clamp(min=-100)
-    log_q = (1 - input).log().clamp(min=-100)
-    loss = -(target * log_p + (1 - target) * log_q)
+    loss = BinaryCrossEntropy.apply(input, target)
     return _reduce(loss if weight is None else loss * weight, reduction)
+
+
+class BinaryCrossEntropy(Function):
+    """-(y log x + (1 - y) log(1 - x)) with both logs clamped at -100 and the input gradient
+    (x - y) / max(x (1 - x), 1e-12), as in PyTorch: finite loss and gradient at x = 0 and 1
+    (a composite's log would give inf * 0 = nan there)."""
+
+    @staticmethod
+    def forward(ctx, input, target):
+        x, y = input._data, target._data
+        xp = array_module(x)
+        with np.errstate(divide="ignore"):  # log(0) = -inf, clamped next (CuPy never warns)
+            log_p = xp.maximum(xp.log(x), -100)
+            log_q = xp.maximum(xp.log(1 - x), -100)
+        ctx.save_for_backward(input, target)
+        return Tensor._make((y - 1) * log_q - y * log_p)
+
+    @staticmethod
+    def backward(ctx, g):
+        input, target = ctx.saved_tensors
+        gx = gy = None
+        if ctx.needs_input_grad[0]:
+            gx = g * (input - target) / (input * (1 - input)).clamp(min=1e-12)
+        if ctx.needs_input_grad[1]:
+            # unclamped, as in PyTorch: +-inf at x = 0 or 1
+            gy = g * ((1 - input).log() - input.log())
+        return gx, gy
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None,
                                      reduce=None, reduction="mean", pos_weight=None):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_same_size(input, target, "binary_cross_entropy_with_logits")
-    # log(1 + exp(-x)) written stably as softplus(-x)
-    sp = (-input).relu() + (-(input.abs())).exp().log1p()
+    # log(1 + exp(-x)) as softplus(-x) without its linear cut-off: exact for large |x|, and
+    # its gradient is sigmoid (a relu/abs split would have the wrong subgradient at x = 0)
+    sp = _softplus_exact(-input)
     if pos_weight is None:
         loss = (1 - target) * input + sp
     else:
@@ -86,9 +134,143 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     return _reduce(loss if weight is None else loss * weight, reduction)
 
 
+def soft_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    """log(1 + exp(-y x)) for labels y in {1, -1}."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_same_size(input, target, "soft_margin_loss")
+    return _reduce(_softplus_exact(-target * input), reduction)
+
+
+def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, reduce=None,
+                                reduction="mean"):
+    """Binary cross entropy with logits per class, averaged over the classes of each sample."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_same_size(input, target, "multilabel_soft_margin_loss")
+    loss = target * _softplus_exact(-input) + (1 - target) * _softplus_exact(input)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss.sum(-1) / input.shape[-1], reduction)
+
+
+def _softplus_exact(x):
+    """log(1 + exp(x)) for every x, with gradient sigmoid(x) everywhere (no cut-off)."""
+    return softplus(x, 1.0, math.inf)
+
+
+# ---- ranking and embedding -------------------------------------------------------------
+def margin_ranking_loss(input1, input2, target, margin=0.0, size_average=None, reduce=None,
+                        reduction="mean"):
+    """max(0, -y (x1 - x2) + margin) for labels y in {1, -1}."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    if not (input1.ndim == input2.ndim == target.ndim):
+        raise RuntimeError(f"margin_ranking_loss : All input tensors should have same "
+                           f"dimension but got sizes: input1: {list(input1.shape)}, input2: "
+                           f"{list(input2.shape)}, target: {list(target.shape)} ")
+    return _reduce((-target * (input1 - input2) + margin).clamp(min=0), reduction)
+
+
+def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=None,
+                         reduction="mean"):
+    """x where y = 1, max(0, margin - x) where y = -1 (both terms where y is neither)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    hinge = where(target != 1, (margin - input).clamp(min=0), 0.0)
+    return _reduce(hinge + where(target != -1, input, 0.0), reduction)
+
+
+def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-6, swap=False,
+                        size_average=None, reduce=None, reduction="mean"):
+    """max(0, margin + d(a, p) - d(a, n)), d the p-norm pairwise distance; with `swap`, d(a, n)
+    is the smaller of d(a, n) and d(p, n)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    if not anchor.ndim == positive.ndim == negative.ndim:
+        raise RuntimeError(f"The anchor, positive, and negative tensors are expected to have "
+                           f"the same number of dimensions, but got: anchor {anchor.ndim}D, "
+                           f"positive {positive.ndim}D, and negative {negative.ndim}D inputs")
+    if margin <= 0:
+        raise ValueError(f"triplet_margin_loss: expected margin to be greater than 0, got "
+                         f"{margin} instead")
+    d_pos = pairwise_distance(anchor, positive, p, eps)
+    d_neg = pairwise_distance(anchor, negative, p, eps)
+    if swap:
+        d_neg = d_neg.minimum(pairwise_distance(positive, negative, p, eps))
+    return _reduce((margin + d_pos - d_neg).clamp(min=0), reduction)
+
+
+def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=None,
+                      reduce=None, reduction="mean"):
+    """Per sample: sum over classes i != y of max(0, margin - x[y] + x[i])^p, over C
+    (times weight[y])."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    if p not in (1, 2):
+        raise ValueError(f"only p == 1 and p == 2 supported, got {p}")
+    if input.ndim not in (1, 2):
+        raise RuntimeError(f"multi_margin_loss: expected input of shape (C,) or (N, C), got "
+                           f"{list(input.shape)}")
+    rows = input if input.ndim == 2 else input.unsqueeze(0)
+    idx = target.reshape(-1, 1)
+    _check_range(idx._data, rows.shape[1])
+    picked = rows.gather(1, idx)
+    z = margin - picked + rows
+    margins = where(z > 0, z, 0.0)  # no gradient at z = 0 exactly (PyTorch's kernel)
+    if p == 2:
+        margins = margins * margins
+    if weight is not None:
+        margins = margins * weight[target.reshape(-1)].unsqueeze(1)
+    # the target class itself contributes nothing
+    not_target = Tensor._make(array_module(idx._data).arange(rows.shape[1])[None, :]
+                              != idx._data)
+    loss = where(not_target, margins, 0.0).sum(1) / rows.shape[1]
+    return _reduce(loss if input.ndim == 2 else loss.squeeze(0), reduction)
+
+
+# ---- count and likelihood losses ---------------------------------------------------------
+def poisson_nll_loss(input, target, log_input=True, full=False, size_average=None, eps=1e-8,
+                     reduce=None, reduction="mean"):
+    """Poisson negative log-likelihood of `target` counts with rate exp(input) (log_input) or
+    input; `full` adds Stirling's term for targets above 1."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(reduction)
+    if log_input:
+        loss = input.exp() - target * input
+    else:
+        loss = input - target * (input + eps).log()
+    if full:
+        safe = where(target > 1, target, 1.0)  # Stirling's term only where target > 1
+        stirling = safe * safe.log() - safe + 0.5 * (2 * math.pi * safe).log()
+        loss = loss + where(target > 1, stirling, 0.0)
+    return _reduce(loss, reduction)
+
+
+def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"):
+    """0.5 (log var + (input - target)^2 / var) with var clamped below at eps for the value
+    but not for the gradient (as in PyTorch); var may match input or miss (or be 1 in) one
+    dimension (homoscedastic)."""
+    if isinstance(var, (int, float)):
+        if var < 0:
+            raise ValueError("var has negative entry/entries")
+        var = input.detach() * 0 + float(var)
+    elif bool((var < 0).any()):
+        raise ValueError("var has negative entry/entries")
+    if tuple(var.shape) != tuple(input.shape):
+        if tuple(input.shape[:-1]) == tuple(var.shape):
+            var = var.unsqueeze(-1)
+        elif not (input.ndim == var.ndim and sum(
+                y for x, y in zip(input.shape, var.shape) if x != y) == 1):
+            raise ValueError(f"var is of incorrect size: {list(var.shape)} for input of size "
+                             f"{list(input.shape)}")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(reduction + " is not valid")
+    var = var + (var.clamp(min=eps) - var).detach()
+    loss = 0.5 * (var.log() + (input - target) ** 2 / var)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _reduce(loss, reduction)
+
+
 # ---- distributions ---------------------------------------------------------------------
 def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
     """KL(target || exp(input)) pointwise; `input` holds log-probabilities."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction, ("batchmean",))
     if log_target:
         loss = target.exp() * (target - input)
@@ -103,6 +285,7 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
 
 def cosine_embedding_loss(input1, input2, target, margin=0.0, size_average=None, reduce=None,
                           reduction="mean"):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     eps = 1e-12
     dim = input1.ndim - 1
     prod = (input1 * input2).sum(dim)
@@ -117,6 +300,7 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, size_average=None,
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
              reduction="mean"):
     """-input[i, target[i]] (weighted); mean divides by the summed weights of kept targets."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction)
     _check_class_target(input, target, "nll_loss")
     c = input.shape[0] if input.ndim == 1 else input.shape[1]
@@ -134,7 +318,10 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
         return loss
     if reduction == "sum":
         return loss.sum()
-    return loss.sum() / w.sum()
+    # ignored targets get gradient 0 even when every target is ignored (then the mean is nan,
+    # 0 / 0, as in PyTorch); a kept target of weight 0 among only such gets 0 / 0 = nan
+    coef = where(valid, w / w.sum(), 0.0)
+    return (picked * coef).sum() + where(valid.any(), 0.0, math.nan)
 
 
 def _check_class_target(input, target, name):
@@ -233,8 +420,10 @@ class CrossEntropy(Function):
         elif reduction == "sum":
             out = loss.sum()
         else:
-            out = loss.sum() / denom
-            st.scale = 1.0 / denom
+            with np.errstate(divide="ignore", invalid="ignore"):
+                # no weight to divide by: nan, as PyTorch's 0 / 0 of the NLL part gives
+                out = xp.where(denom == 0, xp.nan, loss.sum() / denom)
+                st.scale = 1.0 / denom
         ctx.state, ctx.reduction = st, reduction
         ctx.save_for_backward(input, target if st.probs else None)
         return Tensor._make(xp.asarray(out, dtype=x.dtype))
@@ -267,6 +456,8 @@ def _grad_rows(st, s):
     eps, c = st.eps, st.p.shape[1]
     s_rows = xp.broadcast_to(xp.asarray(s, dtype=st.p.dtype).reshape(-1, 1),
                              (st.p.shape[0], 1))
+    # ignored rows get 0 even when the mean's scale is 1 / 0 (every target ignored)
+    s_rows = xp.where(st.valid[:, None], s_rows, 0)
     total = st.w_t * (1 - eps)
     if eps:
         wsum = c if st.w is None else st.w.sum()
@@ -363,6 +554,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                   reduce=None, reduction="mean", label_smoothing=0.0):
     """Cross entropy between logits `input` (N, C, d...) or (C,) and `target`: class indices
     (N, d...) or class probabilities (same shape as input)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_reduction(reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")

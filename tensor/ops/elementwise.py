@@ -546,6 +546,32 @@ def lerp(input, end, weight):
     return input + weight * (end - input)
 
 
+def addcmul(input, tensor1, tensor2, *, value=1):
+    """input + value * tensor1 * tensor2, composed from primitives."""
+    prod = tensor1 * tensor2
+    return input + (prod if value == 1 else prod * value)
+
+
+def addcdiv(input, tensor1, tensor2, *, value=1):
+    """input + value * tensor1 / tensor2, composed from primitives (true division)."""
+    if not _is_float(tensor1) and not _is_float(tensor2):
+        raise RuntimeError(f"addcdiv: integer division is not supported (tensor1 and tensor2 "
+                           f"are {_dtype_name(tensor1)} and {_dtype_name(tensor2)}); for "
+                           f"true division convert one to a floating dtype, for floor "
+                           f"division use input + value * div(tensor1, tensor2, "
+                           f"rounding_mode='floor')")
+    quot = tensor1 / tensor2
+    return input + (quot if value == 1 else quot * value)
+
+
+def _is_float(x):
+    return x._data.dtype.kind == "f" if isinstance(x, Tensor) else isinstance(x, float)
+
+
+def _dtype_name(x):
+    return str(x.dtype) if isinstance(x, Tensor) else type(x).__name__
+
+
 floor = _no_grad_unary(lambda xp, x: xp.floor(x))
 ceil = _no_grad_unary(lambda xp, x: xp.ceil(x))
 trunc = _no_grad_unary(lambda xp, x: xp.trunc(x))

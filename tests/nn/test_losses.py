@@ -172,3 +172,78 @@ def test_loss_modules_repr_and_buffers():
     ce = nn.CrossEntropyLoss(weight=px.ones(3))
     assert "weight" in ce.state_dict()
     assert repr(nn.HuberLoss()) == "HuberLoss()"
+
+
+def pm1(*shape):
+    return np.where(RNG.random(shape) < 0.5, -1.0, 1.0).astype(np.float32)
+
+
+FUNCTIONAL_LOSSES = [
+    ("poisson_nll", "poisson_nll_loss", {}, lambda: [f32(4, 3), prob(4, 3) * 4], [1, 1]),
+    ("poisson_nll_rate_full", "poisson_nll_loss", {"log_input": False, "full": True},
+     lambda: [prob(4, 3) * 3, np.floor(prob(4, 3) * 5).astype(np.float32)], [1, 0]),
+    ("gaussian_nll", "gaussian_nll_loss", {}, lambda: [f32(4, 3), f32(4, 3), prob(4, 3)],
+     [1, 1, 1]),
+    ("gaussian_nll_homo_full", "gaussian_nll_loss", {"full": True},
+     lambda: [f32(4, 3), f32(4, 3), prob(4, 1)], [1, 1, 1]),
+    ("margin_ranking", "margin_ranking_loss", {"margin": 0.3},
+     lambda: [f32(6), f32(6), pm1(6)], [1, 1, 0]),
+    ("hinge_embedding", "hinge_embedding_loss", {"margin": 0.8},
+     lambda: [f32(4, 5), pm1(4, 5)], [1, 0]),
+    ("soft_margin", "soft_margin_loss", {}, lambda: [f32(4, 5) * 3, pm1(4, 5)], [1, 0]),
+    ("multilabel_soft_margin", "multilabel_soft_margin_loss", {},
+     lambda: [f32(4, 5) * 3, (prob(4, 5) > 0.5).astype(np.float32)], [1, 0]),
+    ("triplet_margin", "triplet_margin_loss", {"margin": 0.7, "p": 1, "swap": True},
+     lambda: [f32(5, 4), f32(5, 4), f32(5, 4)], [1, 1, 1]),
+    ("triplet_margin_p2", "triplet_margin_loss", {}, lambda: [f32(5, 4), f32(5, 4), f32(5, 4)],
+     [1, 1, 1]),
+    ("multi_margin", "multi_margin_loss", {"margin": 0.9},
+     lambda: [f32(6, 4), labels(6, 4)], [1, 0]),
+    ("multi_margin_p2_weight", "multi_margin_loss", {"p": 2, "weight": prob(4)},
+     lambda: [f32(6, 4), labels(6, 4)], [1, 0]),
+]
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name,fn,kwargs,data,mask", FUNCTIONAL_LOSSES,
+                         ids=[r[0] for r in FUNCTIONAL_LOSSES])
+def test_functional_loss_matches_torch(name, fn, kwargs, data, mask, reduction):
+    kw_t = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    kw_p = {k: px.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    check(lambda *a: getattr(TF, fn)(*a, reduction=reduction, **kw_t),
+          lambda *a: getattr(F, fn)(*a, reduction=reduction, **kw_p), data(),
+          [bool(m) for m in mask], rtol=2e-5, atol=1e-5)
+
+
+def test_functional_loss_errors():
+    with pytest.raises(ValueError, match="var has negative"):
+        F.gaussian_nll_loss(px.zeros(3), px.zeros(3), px.tensor([1.0, -1.0, 1.0]))
+    with pytest.raises(ValueError, match="var is of incorrect size"):
+        F.gaussian_nll_loss(px.zeros(3, 4), px.zeros(3, 4), px.ones(2, 2))
+    with pytest.raises(ValueError, match="margin to be greater than 0"):
+        F.triplet_margin_loss(px.zeros(2, 3), px.zeros(2, 3), px.zeros(2, 3), margin=0.0)
+    with pytest.raises(ValueError, match="p == 1 and p == 2"):
+        F.multi_margin_loss(px.zeros(2, 3), px.tensor([0, 1]), p=3)
+    with pytest.raises(IndexError, match="out of bounds"):
+        F.multi_margin_loss(px.zeros(2, 3), px.tensor([0, 3]))
+
+
+@pytest.mark.parametrize("size_average, reduce", [(False, None), (None, False), (True, True),
+                                                  (False, True), (True, False)])
+@pytest.mark.parametrize("fn, data", [
+    ("mse_loss", lambda: [f32(3, 4), f32(3, 4)]),
+    ("binary_cross_entropy", lambda: [prob(3, 4), prob(3, 4)]),
+    ("nll_loss", lambda: [f32(5, 3), labels(5, 3)]),
+    ("cross_entropy", lambda: [f32(5, 3), labels(5, 3)]),
+    ("kl_div", lambda: [np.log(prob(3, 4)), prob(3, 4)]),
+    ("poisson_nll_loss", lambda: [f32(3, 4), prob(3, 4)]),
+])
+def test_legacy_size_average_and_reduce_are_honoured(fn, data, size_average, reduce):
+    arrays = data()
+    with pytest.warns(UserWarning, match="size_average and reduce args will be deprecated"):
+        ours = getattr(F, fn)(*[px.tensor(a) for a in arrays], size_average=size_average,
+                              reduce=reduce)
+    with pytest.warns(UserWarning):
+        theirs = getattr(TF, fn)(*[torch.tensor(a) for a in arrays], size_average=size_average,
+                                 reduce=reduce)
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-6)
