@@ -7,6 +7,7 @@ from . import functional, init, parallel, utils  # noqa: F401
 from .modules import *  # noqa: F401,F403
 from .modules import Module  # noqa: F401
 from .parameter import Buffer, Parameter  # noqa: F401
+from .parallel.data_parallel import DataParallel  # noqa: F401
 
 
 def __getattr__(name):

@@ -1,6 +1,10 @@
 """Activation functions. Each is a primitive of the tensor library or a composite of them."""
 import warnings
 
+import numpy as np
+
+from ...tensor import Tensor, backend
+from ...tensor.random import _gen
 from ...tensor import gelu as _gelu, log_softmax as _log_softmax, relu as _relu, \
     sigmoid as _sigmoid, silu as _silu, softmax as _softmax, softplus as _softplus, \
     tanh as _tanh, where
@@ -97,6 +101,9 @@ def softmin(input, dim=None, _stacklevel=3, dtype=None):
 
 def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
     """input / max(||input||_p along dim, eps)."""
+    if out is not None:
+        raise NotImplementedError("normalize(out=...) is not supported; use the returned "
+                                  "tensor (or out.copy_(F.normalize(...)))")
     return input / input.norm(p, dim, keepdim=True).clamp(min=eps).expand_as(input)
 
 
@@ -106,6 +113,141 @@ def cosine_similarity(x1, x2, dim=1, eps=1e-8):
     return (x1 * x2).sum(dim) / (n1 * n2)
 
 
+def pdist(input, p=2):
+    """The p-norm distance between every pair of rows i < j of a 2-D input, in row-major
+    order of the pairs (the upper triangle of cdist)."""
+    if input.ndim != 2:
+        raise RuntimeError(f"pdist only supports 2D tensors, got: {input.ndim}D")
+    i, j = (Tensor._make(backend.to_device(a.astype(np.int64), input.device))
+            for a in np.triu_indices(input.shape[0], 1))
+    return (input[i] - input[j]).norm(p, -1)
+
+
 def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
     return (x1 - x2 + eps).norm(p, -1, keepdim=keepdim)
+
+
+# ---- PyTorch's other activations, composed from the ones above ---------------------------
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def threshold(input, threshold, value, inplace=False):
+    """x where x > threshold, else value."""
+    return _inplace(input, where(input > threshold, input, value), inplace)
+
+
+def selu(input, inplace=False):
+    return _inplace(input, elu(input, _SELU_ALPHA) * _SELU_SCALE, inplace)
+
+
+def celu(input, alpha=1.0, inplace=False):
+    if alpha == 0:
+        raise RuntimeError("ZeroDivisionError: celu's alpha must not be 0")
+    neg = (input.clamp(max=0) / alpha).expm1() * alpha
+    return _inplace(input, where(input > 0, input, neg), inplace)
+
+
+def glu(input, dim=-1):
+    """a * sigmoid(b), where a and b are the two halves of input along dim."""
+    if input.ndim == 0:
+        raise RuntimeError("glu does not support scalars because halving size must be even")
+    n = input.shape[dim]
+    if n % 2:
+        raise RuntimeError(f"Halving dimension must be even, but dimension {dim % input.ndim} "
+                           f"is size {n}")
+    a, b = input.split(n // 2, dim)
+    return a * _sigmoid(b)
+
+
+def hardshrink(input, lambd=0.5):
+    return where(input.abs() > lambd, input, 0.0)
+
+
+def softshrink(input, lambd=0.5):
+    if lambd < 0:
+        raise RuntimeError(f"lambda must be greater or equal to 0, but found to be {lambd}.")
+    shrunk = input - input.clamp(-lambd, lambd)
+    return shrunk
+
+
+def tanhshrink(input):
+    return input - _tanh(input)
+
+
+def prelu(input, weight):
+    """x where x > 0, else weight * x; weight has 1 entry or one per channel (dim 1)."""
+    if weight.ndim != 1 and weight.numel() != 1:
+        raise RuntimeError(f"prelu: weight must be 1-D (one slope, or one per channel), got "
+                           f"shape {list(weight.shape)}")
+    n = weight.numel()
+    if n != 1:
+        channels = input.shape[1] if input.ndim >= 2 else (input.shape[0] if input.ndim else 1)
+        if channels != n:
+            raise RuntimeError(f"Mismatch of parameter numbers and input channel size. Found "
+                               f"parameter numbers = {n} and channel size = {channels}.")
+        if input.ndim >= 2:
+            weight = weight.reshape(n, *([1] * (input.ndim - 2)))
+    else:
+        weight = weight.reshape(())
+    return where(input > 0, input, weight * input)
+
+
+def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
+    """Leaky ReLU with a slope drawn from U(lower, upper) per element in training, and the
+    mean slope (lower + upper) / 2 otherwise."""
+    if not training:
+        return leaky_relu(input, (lower + upper) / 2, inplace)
+    u = _gen(None, input.device).random(tuple(input.shape))
+    slope = (lower + (upper - lower) * u).astype(input._data.dtype)
+    slope = Tensor._make(backend.to_device(slope, input.device))
+    return _inplace(input, where(input >= 0, input, input * slope), inplace)
+
+
+def gumbel_softmax(logits, tau=1.0, hard=False, eps=1e-10, dim=-1):
+    """Samples from the Gumbel-softmax distribution; `hard=True` returns one-hot samples whose
+    gradient is the soft sample's (straight-through). `eps` is unused, as in PyTorch."""
+    if eps != 1e-10:
+        warnings.warn("`eps` parameter is deprecated and has no effect.", stacklevel=2)
+    u = _gen(None, logits.device).exponential(size=tuple(logits.shape))
+    gumbels = -Tensor._make(backend.to_device(np.log(u).astype(logits._data.dtype),
+                                              logits.device))
+    y_soft = softmax((logits + gumbels) / tau, dim)
+    if not hard:
+        return y_soft
+    index = y_soft.argmax(dim, keepdim=True)
+    y_hard = (y_soft * 0).detach().scatter(dim, index, 1.0)
+    return y_hard - y_soft.detach() + y_soft
+
+
+def relu_(input):
+    return relu(input, inplace=True)
+
+
+def elu_(input, alpha=1.0):
+    return elu(input, alpha, inplace=True)
+
+
+def leaky_relu_(input, negative_slope=0.01):
+    return leaky_relu(input, negative_slope, inplace=True)
+
+
+def hardtanh_(input, min_val=-1.0, max_val=1.0):
+    return hardtanh(input, min_val, max_val, inplace=True)
+
+
+def threshold_(input, threshold_value, value):
+    return threshold(input, threshold_value, value, inplace=True)
+
+
+def selu_(input):
+    return selu(input, inplace=True)
+
+
+def celu_(input, alpha=1.0):
+    return celu(input, alpha, inplace=True)
+
+
+def rrelu_(input, lower=1.0 / 8, upper=1.0 / 3, training=False):
+    return rrelu(input, lower, upper, training, inplace=True)
 

@@ -5,6 +5,7 @@ Both modes are separable: one spatial axis at a time, nearest picks source rows
 of differentiable ops, so they need no backward of their own.
 """
 import math
+import warnings
 
 import numpy as np
 
@@ -105,4 +106,17 @@ def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=
     return interpolate(input, size, scale_factor, mode, align_corners)
 
 
-__all__ = ["interpolate", "upsample"]
+def upsample_nearest(input, size=None, scale_factor=None):
+    warnings.warn("`nn.functional.upsample_nearest` is deprecated. Use "
+                  "`nn.functional.interpolate` instead.", stacklevel=2)
+    return interpolate(input, size, scale_factor, mode="nearest")
+
+
+def upsample_bilinear(input, size=None, scale_factor=None):
+    """Bilinear upsampling with align_corners=True (what this deprecated name always did)."""
+    warnings.warn("`nn.functional.upsample_bilinear` is deprecated. Use "
+                  "`nn.functional.interpolate` instead.", stacklevel=2)
+    return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)
+
+
+__all__ = ["interpolate", "upsample", "upsample_nearest", "upsample_bilinear"]

@@ -1,4 +1,5 @@
-"""Normalization: batch_norm, layer_norm, group_norm.
+"""Normalization: batch_norm, layer_norm, group_norm (and instance_norm, rms_norm and
+local_response_norm composed from them or from plain ops).
 
 All three standardise over some axes with one fused Function, `_Standardize`, then apply the
 per-channel affine transform with ordinary tensor ops. `_Standardize` returns the standardised
@@ -7,8 +8,11 @@ of any order flow through it like through any other op.
 """
 from ...autograd import Function
 from ...autograd.grad_mode import no_grad
+import numpy as np
+
 from ...tensor import Tensor
 from ...tensor.backend import array_module
+from ...tensor.ops.shape import pad
 
 make = Tensor._make
 
@@ -140,4 +144,63 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
     return _affine(y.reshape(input.shape), weight, bias, (1, c) + (1,) * (input.ndim - 2))
 
 
-__all__ = ["batch_norm", "layer_norm", "group_norm"]
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
+                  use_input_stats=True, momentum=0.1, eps=1e-5):
+    """Normalise each (sample, channel) over its spatial dims. As in PyTorch, this is batch
+    norm over the input seen as one sample of N * C channels; running statistics, when given,
+    are updated with the mean over the batch of the per-instance ones."""
+    if input.ndim < 3:
+        raise ValueError(f"instance_norm: expected an input of at least 3 dims (N, C, ...), "
+                         f"got shape {list(input.shape)}")
+    n, c = input.shape[:2]
+    repeat = (lambda t: None if t is None else t.repeat(n))  # noqa: E731
+    rm, rv = repeat(running_mean), repeat(running_var)
+    out = batch_norm(input.reshape(1, n * c, *input.shape[2:]), rm, rv, repeat(weight),
+                     repeat(bias), training=use_input_stats, momentum=momentum, eps=eps)
+    with no_grad():
+        for running, updated in ((running_mean, rm), (running_var, rv)):
+            if running is not None and use_input_stats:
+                running.copy_(updated.reshape(n, c).mean(0))
+    return out.reshape(input.shape)
+
+
+def rms_norm(input, normalized_shape, weight=None, eps=None):
+    """x / sqrt(mean(x^2 over the normalized dims) + eps) * weight; eps defaults to the
+    machine epsilon of the input's dtype."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else \
+        tuple(normalized_shape)
+    k = len(shape)
+    if input.ndim < k or tuple(input.shape[input.ndim - k:]) != shape:
+        raise RuntimeError(f"rms_norm: given normalized_shape={list(shape)}, expected input "
+                           f"with shape [*, {', '.join(map(str, shape))}], but got input of "
+                           f"size {list(input.shape)}")
+    if weight is not None and tuple(weight.shape) != shape:
+        raise RuntimeError(f"rms_norm: weight has shape {list(weight.shape)}, expected "
+                           f"{list(shape)} (the normalized_shape)")
+    if eps is None:
+        eps = float(np.finfo(input._data.dtype).eps)
+    axes = tuple(range(input.ndim - k, input.ndim))
+    y = input * (input.square().mean(axes, keepdim=True) + eps).rsqrt()
+    return y if weight is None else y * weight
+
+
+def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
+    """x / (k + alpha / size * sum of x^2 over `size` neighbouring channels)^beta, the window
+    centred on each channel and zero-padded at the ends (AlexNet's LRN)."""
+    if input.ndim < 3:
+        raise ValueError(f"Expected 3D or higher dimensionality input (got {input.ndim} "
+                         f"dimensions)")
+    if input.numel() == 0:
+        return input
+    sq = input.square()
+    c = input.shape[1]
+    # zero-pad the channel dim by (size // 2, (size - 1) // 2) and sum each window
+    padding = [0, 0] * (input.ndim - 2) + [size // 2, (size - 1) // 2]
+    padded = pad(sq, padding)
+    window = sum(padded[:, i:i + c] for i in range(size))
+    div = (window * (alpha / size) + k) ** beta
+    return input / div
+
+
+__all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm",
+           "local_response_norm"]

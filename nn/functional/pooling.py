@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ...autograd import Function
-from ...tensor import Tensor
+from ...tensor import Tensor, stack
 from ...tensor.backend import array_module
 from .conv import ntuple, padded
 
@@ -295,5 +295,136 @@ def adaptive_avg_pool1d(input, output_size):
     return input @ _adaptive_matrix(input.shape[-1], o, input).mT
 
 
+def _adaptive_windows(n, o):
+    """[(start, end)] of the o windows adaptive pooling takes over n positions."""
+    return [((i * n) // o, -(-((i + 1) * n) // o)) for i in range(o)]
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    """Max over adaptive windows (PyTorch's bounds); with return_indices, the flat index of
+    each maximum within its (H, W) plane, as max_pool2d gives."""
+    _check_input("adaptive_max_pool2d", input, 2)
+    h, w = input.shape[-2:]
+    oh, ow = tuple(output_size) if isinstance(output_size, (tuple, list)) else \
+        (output_size, output_size)
+    oh, ow = h if oh is None else oh, w if ow is None else ow
+    if oh < 1 or ow < 1:
+        raise ValueError(f"adaptive_max_pool2d: output_size must be positive, got "
+                         f"{output_size}")
+    values, indices = [], []
+    for hs, he in _adaptive_windows(h, oh):
+        for ws, we in _adaptive_windows(w, ow):
+            best = input[..., hs:he, ws:we].flatten(-2).max(-1)
+            values.append(best.values)
+            width = we - ws
+            indices.append((best.indices // width + hs) * w + best.indices % width + ws)
+    lead = tuple(input.shape[:-2])
+    out = stack(values, -1).reshape(*lead, oh, ow)
+    if return_indices:
+        return out, stack(indices, -1).reshape(*lead, oh, ow)
+    return out
+
+
+def adaptive_max_pool1d(input, output_size, return_indices=False):
+    _check_input("adaptive_max_pool1d", input, 1)
+    o = output_size[0] if isinstance(output_size, (tuple, list)) else output_size
+    result = adaptive_max_pool2d(input.unsqueeze(-2), (1, o), return_indices)
+    if return_indices:
+        return result[0].squeeze(-2), result[1].squeeze(-2)
+    return result.squeeze(-2)
+
+
+def adaptive_max_pool2d_with_indices(input, output_size, return_indices=False):
+    return adaptive_max_pool2d(input, output_size, return_indices=True)
+
+
+def adaptive_max_pool1d_with_indices(input, output_size, return_indices=False):
+    return adaptive_max_pool1d(input, output_size, return_indices=True)
+
+
+def max_pool1d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1,
+                            ceil_mode=False, return_indices=False):
+    return max_pool1d(input, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+def max_pool2d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1,
+                            ceil_mode=False, return_indices=False):
+    return max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+def _unpool(input, indices, spatial_out, name):
+    """Scatter each value to its flat position in a zero plane of the given spatial size."""
+    if tuple(indices.shape) != tuple(input.shape):
+        raise RuntimeError(f"{name}: indices must have the input's shape "
+                           f"{list(input.shape)}, got {list(indices.shape)}")
+    k = len(spatial_out)
+    lead = tuple(input.shape[:-k])
+    plane = int(np.prod(spatial_out))
+    if indices.numel() and (int(indices.max().item()) >= plane or
+                            int(indices.min().item()) < 0):
+        raise RuntimeError(f"{name}: found an invalid max index {int(indices.max().item())} "
+                           f"(output volumes are of size {'x'.join(map(str, spatial_out))})")
+    out = input.new_zeros(*lead, plane).scatter(-1, indices.flatten(-k), input.flatten(-k))
+    return out.reshape(*lead, *spatial_out)
+
+
+def _unpool_size(input, kernel_size, stride, padding, output_size, k, name):
+    kernel = ntuple(kernel_size, k, "kernel_size")
+    stride = kernel if stride is None else ntuple(stride, k, "stride")
+    padding = ntuple(padding, k, "padding")
+    default = tuple((n - 1) * s - 2 * p + kk for n, s, p, kk in
+                    zip(input.shape[-k:], stride, padding, kernel))
+    if output_size is None:
+        return default
+    size = tuple(output_size)[-k:]
+    for got, d, s in zip(size, default, stride):
+        if not d - s < got < d + s:
+            raise ValueError(f"{name}: invalid output_size {list(output_size)} (the sizes "
+                             f"must lie between {[d - s for d in default]} and "
+                             f"{[d + s for d in default]})")
+    return size
+
+
+def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """The partial inverse of max_pool2d: each value back at its max position, zeros
+    elsewhere."""
+    size = _unpool_size(input, kernel_size, stride, padding, output_size, 2, "max_unpool2d")
+    return _unpool(input, indices, size, "max_unpool2d")
+
+
+def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    size = _unpool_size(input, kernel_size, stride, padding, output_size, 1, "max_unpool1d")
+    return _unpool(input, indices, size, "max_unpool1d")
+
+
+def _lp_finish(out, norm_type, window):
+    # sign * relu(|out|): a window whose p-th powers sum to a negative number (odd p) gives 0
+    return (out.sign() * out.abs().relu() * window) ** (1.0 / norm_type)
+
+
+def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """(sum over each window of x^p)^(1/p); p = inf is max pooling of |x|."""
+    kh, kw = ntuple(kernel_size, 2, "kernel_size")
+    if norm_type == float("inf"):
+        return max_pool2d(input.abs(), kernel_size, stride, 0, 1, ceil_mode)
+    if norm_type == -float("inf"):
+        return -max_pool2d(-input.abs(), kernel_size, stride, 0, 1, ceil_mode)
+    out = avg_pool2d(input ** norm_type, kernel_size, stride, 0, ceil_mode)
+    return _lp_finish(out, norm_type, kh * kw)
+
+
+def lp_pool1d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
+    if norm_type == float("inf"):
+        return max_pool1d(input.abs(), kernel_size, stride, 0, 1, ceil_mode)
+    if norm_type == -float("inf"):
+        return -max_pool1d(-input.abs(), kernel_size, stride, 0, 1, ceil_mode)
+    out = avg_pool1d(input ** norm_type, kernel_size, stride, 0, ceil_mode)
+    return _lp_finish(out, norm_type, ntuple(kernel_size, 1, "kernel_size")[0])
+
+
 __all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
-           "adaptive_avg_pool2d"]
+           "lp_pool1d", "lp_pool2d",
+           "max_pool1d_with_indices", "max_pool2d_with_indices", "max_unpool1d",
+           "max_unpool2d",
+           "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d",
+           "adaptive_max_pool1d_with_indices", "adaptive_max_pool2d_with_indices"]

@@ -1,6 +1,10 @@
-"""embedding (one Function: a row gather whose gradient skips padding_idx) and one_hot."""
+"""embedding (one Function: a row gather whose gradient skips padding_idx), embedding_bag
+(the gather, then a (bags x entries) matrix product that sums or averages each bag) and
+one_hot."""
+import numpy as np
+
 from ...autograd import Function
-from ...tensor import Tensor, where
+from ...tensor import Tensor, backend, stack, where, zeros
 from ...tensor.backend import array_module
 from ...tensor.ops.indexing import IndexAdd, one_hot as _one_hot
 
@@ -56,4 +60,77 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
 
 def one_hot(tensor, num_classes=-1):
     return _one_hot(tensor, num_classes)
+
+
+def _bags(input, offsets, include_last_offset):
+    """(flat indices, [(start, end)] per bag) from a 2-D input or a 1-D input with offsets."""
+    if input.ndim == 2:
+        if offsets is not None:
+            raise ValueError(f"if input is 2D, then offsets has to be None, as input is treated "
+                             f"is a mini-batch of fixed length sequences. However, found "
+                             f"offsets of type {type(offsets).__name__}")
+        b, n = input.shape
+        return input.reshape(-1), [(i * n, (i + 1) * n) for i in range(b)]
+    if input.ndim != 1:
+        raise ValueError(f"input has to be 1D or 2D Tensor, but got Tensor of dimension "
+                         f"{input.ndim}")
+    if offsets is None:
+        raise ValueError("offsets has to be a 1D Tensor but got None")
+    if offsets.ndim != 1:
+        raise ValueError(f"offsets has to be a 1D Tensor, got shape {list(offsets.shape)}")
+    starts = [int(v) for v in backend.to_device(offsets._data, "cpu").tolist()]
+    n = input.shape[0]
+    if starts and starts[0] != 0:
+        raise RuntimeError(f"offsets[0] has to be 0, i.e., the first sequence in the "
+                           f"mini-batch has to start from position 0. However, got "
+                           f"{starts[0]}")
+    if any(b < a for a, b in zip(starts, starts[1:])) or (starts and starts[-1] > n):
+        raise RuntimeError(f"offsets must be non-decreasing and at most the input length "
+                           f"{n}, got {starts}")
+    ends = starts[1:] if include_last_offset else starts[1:] + [n]
+    if include_last_offset:
+        starts = starts[:-1]
+    return input, list(zip(starts, ends))
+
+
+def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2,
+                  scale_grad_by_freq=False, mode="mean", sparse=False,
+                  per_sample_weights=None, include_last_offset=False, padding_idx=None):
+    """Sum, mean or max of the embeddings of each bag. Entries equal to padding_idx are left
+    out (and not counted by 'mean'); an empty bag gives zeros."""
+    if mode not in ("sum", "mean", "max"):
+        raise ValueError(f"mode has to be one of sum, mean or max, got {mode!r}")
+    if per_sample_weights is not None:
+        if mode != "sum":
+            raise NotImplementedError(f"embedding_bag: per_sample_weights was not None. "
+                                      f"per_sample_weights is only supported for mode='sum' "
+                                      f"(got mode='{mode}'). Please open a feature request "
+                                      f"on GitHub.")
+        if tuple(per_sample_weights.shape) != tuple(input.shape):
+            raise ValueError(f"embedding_bag: If per_sample_weights "
+                             f"({list(per_sample_weights.shape)}) is not None, then it must "
+                             f"have the same shape as the input ({list(input.shape)})")
+    if padding_idx is not None and padding_idx < 0:
+        padding_idx += weight.shape[0]
+    flat, bags = _bags(input, offsets, include_last_offset)
+    rows = embedding(flat, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq,
+                     sparse)
+    keep = backend.to_device(flat._data, "cpu") != (-1 if padding_idx is None else padding_idx)
+    if mode == "max":
+        out = []
+        for start, end in bags:
+            members = [i for i in range(start, end) if keep[i]]
+            out.append(rows[members].max(0).values if members else
+                       zeros(weight.shape[1], dtype=weight.dtype, device=weight.device))
+        return stack(out) if out else zeros(0, weight.shape[1], dtype=weight.dtype,
+                                            device=weight.device)
+    if per_sample_weights is not None:
+        rows = rows * per_sample_weights.reshape(-1, 1)
+    matrix = np.zeros((len(bags), flat.shape[0]), dtype=weight._data.dtype)
+    for b, (start, end) in enumerate(bags):
+        members = keep[start:end]
+        count = int(members.sum())
+        if count:
+            matrix[b, start:end] = members / (count if mode == "mean" else 1)
+    return Tensor._make(backend.to_device(matrix, weight.device)) @ rows
 

@@ -5,12 +5,8 @@ from ...autograd.grad_mode import no_grad
 from .. import init
 from ..functional.attention import multi_head_attention_forward
 from ..parameter import Parameter
-from .linear import Linear
+from .linear import NonDynamicallyQuantizableLinear
 from .module import Module
-
-
-class NonDynamicallyQuantizableLinear(Linear):
-    """The type of `MultiheadAttention.out_proj` in PyTorch; a plain `Linear` here."""
 
 
 class MultiheadAttention(Module):

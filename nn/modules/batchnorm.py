@@ -1,6 +1,6 @@
-"""BatchNorm1d, BatchNorm2d: PyTorch's parameters (weight, bias), buffers (running_mean,
-running_var, num_batches_tracked) and update rule, including momentum=None (cumulative
-average)."""
+"""BatchNorm1d, BatchNorm2d, BatchNorm3d: PyTorch's parameters (weight, bias), buffers
+(running_mean, running_var, num_batches_tracked) and update rule, including momentum=None
+(cumulative average)."""
 from ...tensor import empty, ones, tensor, zeros
 from ...tensor.dtypes import int64
 from .. import init
@@ -13,13 +13,17 @@ class _BatchNorm(Module):
     _dims = ()  # the input ranks this layer accepts
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
-                 track_running_stats=True, device=None, dtype=None):
+                 track_running_stats=True, device=None, dtype=None, *, bias=True):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
+        self._has_bias = bias and affine   # 2.13: bias=False keeps the scale, drops the shift
         if affine:
             self.weight = Parameter(empty(num_features, device=device, dtype=dtype))
-            self.bias = Parameter(empty(num_features, device=device, dtype=dtype))
+            if bias:
+                self.bias = Parameter(empty(num_features, device=device, dtype=dtype))
+            else:
+                self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
@@ -46,7 +50,8 @@ class _BatchNorm(Module):
         self.reset_running_stats()
         if self.affine:
             init.ones_(self.weight)
-            init.zeros_(self.bias)
+            if self.bias is not None:
+                init.zeros_(self.bias)
 
     def _check_input_dim(self, input):
         if input.ndim not in self._dims:
@@ -85,7 +90,8 @@ class _BatchNorm(Module):
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+                f"affine={self.affine}, bias={self._has_bias}, "
+                f"track_running_stats={self.track_running_stats}")
 
 
 class BatchNorm1d(_BatchNorm):
@@ -96,3 +102,8 @@ class BatchNorm1d(_BatchNorm):
 class BatchNorm2d(_BatchNorm):
     """Over (N, C, H, W) inputs."""
     _dims = (4,)
+
+
+class BatchNorm3d(_BatchNorm):
+    """Over (N, C, D, H, W) inputs."""
+    _dims = (5,)

@@ -4,6 +4,7 @@ Items are registered under their index ("0", "1", ...) or key, so state-dict key
 PyTorch's (`0.weight`, `layers.3.bias`, ...).
 """
 import operator
+import warnings
 from collections import OrderedDict
 
 from ...tensor import Tensor
@@ -327,3 +328,16 @@ class ParameterDict(Module):
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError("ParameterDict has no forward")
+
+
+class Container(Module):
+    """The oldest container (deprecated in PyTorch, which still accepts it): registers its
+    keyword arguments as submodules."""
+
+    def __init__(self, **kwargs):
+        warnings.warn("`nn.Container` is deprecated. All of its functionality is now "
+                      "implemented in `nn.Module`. Subclass that instead.", FutureWarning,
+                      stacklevel=2)
+        super().__init__()
+        for key, value in kwargs.items():
+            self.add_module(key, value)

@@ -44,6 +44,10 @@ class Linear(Module):
                 f"bias={self.bias is not None}")
 
 
+class NonDynamicallyQuantizableLinear(Linear):
+    """The type of `MultiheadAttention.out_proj` in PyTorch; a plain `Linear` here."""
+
+
 class Bilinear(Module):
     """y = x1 @ weight[o] @ x2 + bias; weight (out, in1, in2), U(-1/sqrt(in1), 1/sqrt(in1))."""
 

@@ -4,6 +4,8 @@ Parameter names, shapes and gate orders are PyTorch's (`weight_ih_l0`, `bias_hh_
 ...; LSTM gates i, f, g, o; GRU gates r, z, n), so state dicts move between the two directly.
 Each layer projects the whole input sequence in one matmul; only the recurrent part runs per
 time step. The steps are composed from tensor primitives and need no backward of their own.
+A `PackedSequence` runs the same steps on a batch that shrinks as sequences end (it is sorted
+longest first), so each sequence's final state is the one after its own last step.
 """
 import math
 import numbers
@@ -13,6 +15,7 @@ from ...tensor import empty, stack, cat, zeros
 from ...autograd.grad_mode import no_grad
 from ..functional.dropout import dropout
 from ..parameter import Parameter
+from ..utils.rnn import PackedSequence
 from .module import Module
 
 
@@ -143,6 +146,9 @@ class RNNBase(Module):
     def _num_directions(self):
         return 2 if self.bidirectional else 1
 
+    def flatten_parameters(self):
+        """A no-op: PyTorch compacts weights for cuDNN here; our weights need no compacting."""
+
     def _layer_params(self, layer, direction):
         sfx = f"_l{layer}" + ("_reverse" if direction else "")
         get = lambda n: getattr(self, n + sfx, None)  # noqa: E731
@@ -153,9 +159,6 @@ class RNNBase(Module):
     def _check_input(self, input):
         name = type(self).__name__
         if not isinstance(input, Tensor):
-            if type(input).__name__ == "PackedSequence":
-                raise NotImplementedError(f"{name}: PackedSequence input is not supported; "
-                                          f"pad the batch and pass a tensor")
             raise TypeError(f"{name}: input must be a Tensor, got {type(input).__name__}")
         if input.ndim not in (2, 3):
             raise ValueError(f"{name}: Expected input to be 2D (unbatched) or 3D, got "
@@ -180,14 +183,50 @@ class RNNBase(Module):
 
     # ---- forward -----------------------------------------------------------------------
     def forward(self, input, hx=None):
+        if isinstance(input, PackedSequence):
+            return self._forward_packed(input, hx)
         self._check_input(input)
         batched = input.ndim == 3
         if not batched:
             input = input.unsqueeze(1)
         elif self.batch_first:
             input = input.transpose(0, 1)
+        h0, c0 = self._initial_states(hx, input, input.shape[1], batched)
+        output, h_n, c_n = self._run_layers(
+            input, h0, c0, lambda x, layer, d, h, c: self._run_direction(x, layer, d, h, c))
+        if not batched:
+            output = output.squeeze(1)
+            h_n = h_n.squeeze(1)
+            c_n = c_n.squeeze(1) if c_n is not None else None
+        elif self.batch_first:
+            output = output.transpose(0, 1)
+        return output, ((h_n, c_n) if self.mode == "LSTM" else h_n)
+
+    def _forward_packed(self, packed, hx):
+        data = packed.data
+        self._check_input(data)
+        if data.ndim != 2:
+            raise ValueError(f"{type(self).__name__}: a PackedSequence's data must be 2-D "
+                             f"(total steps, input_size), got shape {list(data.shape)}")
+        batch_sizes = [int(n) for n in packed.batch_sizes.tolist()]
+        h0, c0 = self._initial_states(hx, data, batch_sizes[0], True)
+        if packed.sorted_indices is not None:  # hx comes in the caller's batch order
+            h0 = h0.index_select(1, packed.sorted_indices)
+            c0 = c0.index_select(1, packed.sorted_indices) if c0 is not None else None
+        output, h_n, c_n = self._run_layers(
+            data, h0, c0, lambda x, layer, d, h, c:
+            self._run_direction_packed(x, batch_sizes, layer, d, h, c))
+        if packed.unsorted_indices is not None:
+            h_n = h_n.index_select(1, packed.unsorted_indices)
+            c_n = c_n.index_select(1, packed.unsorted_indices) if c_n is not None else None
+        output = PackedSequence(output, packed.batch_sizes, packed.sorted_indices,
+                                packed.unsorted_indices)
+        return output, ((h_n, c_n) if self.mode == "LSTM" else h_n)
+
+    def _initial_states(self, hx, input, batch, batched):
+        """(h_0, c_0) as (num_layers * num_directions, batch, size) tensors (c_0 None unless
+        LSTM), zeros when hx is None; checks a given hx's type and shape."""
         n_states = self.num_layers * self._num_directions
-        batch = input.shape[1]
         h_size = self.proj_size or self.hidden_size
         is_lstm = self.mode == "LSTM"
         h_shape = (n_states, batch, h_size)
@@ -195,80 +234,113 @@ class RNNBase(Module):
         if hx is None:
             h0 = zeros(*h_shape, dtype=input.dtype, device=input.device)
             c0 = zeros(*c_shape, dtype=input.dtype, device=input.device) if is_lstm else None
+            return h0, c0
+        if is_lstm:
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError("LSTM: hx must be a tuple (h_0, c_0)")
+            h0, c0 = hx
         else:
-            if is_lstm:
-                if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                    raise TypeError("LSTM: hx must be a tuple (h_0, c_0)")
-                h0, c0 = hx
-            else:
-                if isinstance(hx, (tuple, list)):
-                    raise TypeError(f"{type(self).__name__}: hx must be a Tensor, not a "
-                                    f"tuple (only LSTM takes (h_0, c_0))")
-                h0, c0 = hx, None
-            unb = lambda s: s if batched else (s[0], s[2])  # noqa: E731
-            self._check_hidden(h0, unb(h_shape), "hidden[0]" if is_lstm else "hidden",
-                               batched)
-            if is_lstm:
-                self._check_hidden(c0, unb(c_shape), "hidden[1]", batched)
-            if not batched:
-                h0 = h0.unsqueeze(1)
-                c0 = c0.unsqueeze(1) if is_lstm else None
+            if isinstance(hx, (tuple, list)):
+                raise TypeError(f"{type(self).__name__}: hx must be a Tensor, not a "
+                                f"tuple (only LSTM takes (h_0, c_0))")
+            h0, c0 = hx, None
+        unb = lambda s: s if batched else (s[0], s[2])  # noqa: E731
+        self._check_hidden(h0, unb(h_shape), "hidden[0]" if is_lstm else "hidden", batched)
+        if is_lstm:
+            self._check_hidden(c0, unb(c_shape), "hidden[1]", batched)
+        if not batched:
+            h0 = h0.unsqueeze(1)
+            c0 = c0.unsqueeze(1) if is_lstm else None
+        return h0, c0
 
+    def _run_layers(self, x, h0, c0, run_direction):
+        """Every layer and direction in turn: (output, h_n, c_n); dropout between layers."""
+        is_lstm = self.mode == "LSTM"
         h_init = _steps(h0)
         c_init = _steps(c0) if is_lstm else None
-        x = input
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             outs = []
             for direction in range(self._num_directions):
                 k = layer * self._num_directions + direction
-                out, h, c = self._run_direction(
-                    x, layer, direction, h_init[k], c_init[k] if is_lstm else None)
+                out, h, c = run_direction(x, layer, direction, h_init[k],
+                                          c_init[k] if is_lstm else None)
                 outs.append(out)
                 h_n.append(h)
                 c_n.append(c)
             x = outs[0] if len(outs) == 1 else cat(outs, dim=-1)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 x = dropout(x, self.dropout, training=True)
+        return x, stack(h_n), (stack(c_n) if is_lstm else None)
 
-        output = x
-        h_n = stack(h_n)
-        c_n = stack(c_n) if is_lstm else None
-        if not batched:
-            output = output.squeeze(1)
-            h_n = h_n.squeeze(1)
-            c_n = c_n.squeeze(1) if is_lstm else None
-        elif self.batch_first:
-            output = output.transpose(0, 1)
-        return output, ((h_n, c_n) if is_lstm else h_n)
+    def _step(self, xw_t, h, c, w_hh, b_hh, w_hr):
+        mode = self.mode
+        if mode == "LSTM":
+            return _lstm_step(xw_t, h, c, w_hh, b_hh, w_hr)
+        if mode == "GRU":
+            return _gru_step(xw_t, h, w_hh, b_hh), None
+        if mode == "RNN_TANH":
+            return _rnn_tanh_step(xw_t, h, w_hh, b_hh), None
+        return _rnn_relu_step(xw_t, h, w_hh, b_hh), None
+
+    def _projected_input(self, x, layer, direction):
+        """x W_ih^T (+ biases, folded where the cell allows) and the recurrent weights."""
+        w_ih, w_hh, b_ih, b_hh, w_hr = self._layer_params(layer, direction)
+        fold = b_ih is not None and self.mode != "GRU"  # GRU keeps b_hh inside r * (W h + b)
+        xw = _project(x, w_ih, (b_ih + b_hh) if fold else b_ih)
+        return xw, w_hh, (None if fold else b_hh), w_hr
 
     def _run_direction(self, x, layer, direction, h, c):
         """One layer in one direction over the sequence x (T, N, I): (out (T, N, H), h, c)."""
-        w_ih, w_hh, b_ih, b_hh, w_hr = self._layer_params(layer, direction)
-        mode = self.mode
-        fold = b_ih is not None and mode != "GRU"  # GRU keeps b_hh inside r * (W h + b)
-        xw = _project(x, w_ih, (b_ih + b_hh) if fold else b_ih)
-        if fold:
-            b_hh = None
+        xw, w_hh, b_hh, w_hr = self._projected_input(x, layer, direction)
         steps = _steps(xw)
         if direction:
             steps = steps[::-1]
         hs = []
         for xw_t in steps:
-            if mode == "LSTM":
-                h, c = _lstm_step(xw_t, h, c, w_hh, b_hh, w_hr)
-            elif mode == "GRU":
-                h = _gru_step(xw_t, h, w_hh, b_hh)
-            elif mode == "RNN_TANH":
-                h = _rnn_tanh_step(xw_t, h, w_hh, b_hh)
-            else:
-                h = _rnn_relu_step(xw_t, h, w_hh, b_hh)
+            h, c = self._step(xw_t, h, c, w_hh, b_hh, w_hr)
             hs.append(h)
         if direction:
             hs.reverse()
         if not hs:
             raise RuntimeError(f"{type(self).__name__}: input sequence is empty (length 0)")
         return stack(hs), h, c
+
+    def _run_direction_packed(self, x, batch_sizes, layer, direction, h0, c0):
+        """One layer in one direction over packed rows x (sum(batch_sizes), I). Forward, the
+        batch shrinks as sequences end, and each ended sequence keeps its last state; in
+        reverse it grows, and each sequence starts from its own initial state."""
+        xw, w_hh, b_hh, w_hr = self._projected_input(x, layer, direction)
+        steps = xw.split(batch_sizes)
+        outs = []
+        if not direction:
+            h, c = h0, c0
+            ended_h, ended_c = [], []
+            for xw_t in steps:
+                n = xw_t.shape[0]
+                if n < h.shape[0]:
+                    ended_h.append(h[n:])
+                    h = h[:n]
+                    if c is not None:
+                        ended_c.append(c[n:])
+                        c = c[:n]
+                h, c = self._step(xw_t, h, c, w_hh, b_hh, w_hr)
+                outs.append(h)
+            h = cat([h] + ended_h[::-1]) if ended_h else h
+            c = cat([c] + ended_c[::-1]) if ended_c else c
+        else:
+            n_last = batch_sizes[-1]
+            h = h0[:n_last]
+            c = c0[:n_last] if c0 is not None else None
+            for xw_t in reversed(steps):
+                n, m = xw_t.shape[0], h.shape[0]
+                if n > m:
+                    h = cat([h, h0[m:n]])
+                    c = cat([c, c0[m:n]]) if c is not None else None
+                h, c = self._step(xw_t, h, c, w_hh, b_hh, w_hr)
+                outs.append(h)
+            outs.reverse()
+        return cat(outs), h, c
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"

@@ -1,11 +1,13 @@
-"""`phalanx.nn.parallel.DistributedDataParallel`, as PyTorch users import it.
+"""`phalanx.nn.parallel.DistributedDataParallel` and `DataParallel`, as PyTorch users import them.
 
 It lives in `phalanx.distributed` (which builds on `nn`), so it is looked up on first access:
 importing `phalanx.nn` never imports the distributed layer.
 """
 import importlib
 
-__all__ = ["DistributedDataParallel"]
+from .data_parallel import DataParallel
+
+__all__ = ["DataParallel", "DistributedDataParallel"]
 
 
 def __getattr__(name):

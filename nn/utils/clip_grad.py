@@ -1,5 +1,6 @@
 """Gradient clipping, in place on `.grad` (outside the graph)."""
 import math
+import warnings
 
 from ...tensor import Tensor
 from ...tensor.backend import array_module, device_of, to_device
@@ -49,12 +50,31 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     total = get_total_norm(grads, norm_type, error_if_nonfinite)
     if not grads:
         return total
-    coef = float(max_norm) / (float(total.item()) + 1e-6)
+    _scale(grads, max_norm, total)
+    return total
+
+
+def _scale(grads, max_norm, total_norm):
+    coef = float(max_norm) / (float(total_norm.item() if isinstance(total_norm, Tensor)
+                                    else total_norm) + 1e-6)
     if coef < 1.0:
         for g in grads:
             g._data *= g._data.dtype.type(coef)
             g._version[0] += 1
-    return total
+
+
+def clip_grads_with_norm_(parameters, max_norm, total_norm, foreach=None):
+    """Scale the gradients by max_norm / (total_norm + 1e-6) when that is below 1: the second
+    half of clip_grad_norm_, for a total norm computed elsewhere (e.g. across ranks)."""
+    _scale(_grads(parameters), max_norm, total_norm)
+
+
+def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False,
+                   foreach=None):
+    """The old name of clip_grad_norm_ (deprecated in PyTorch, which still accepts it)."""
+    warnings.warn("`torch.nn.utils.clip_grad_norm` is now deprecated in favor of "
+                  "`torch.nn.utils.clip_grad_norm_`.", FutureWarning, stacklevel=2)
+    return clip_grad_norm_(parameters, max_norm, norm_type, error_if_nonfinite, foreach)
 
 
 def clip_grad_value_(parameters, clip_value, foreach=None):

@@ -155,7 +155,7 @@ def test_dropout_train_eval_and_seeding():
 
 @pytest.mark.parametrize("layer,shape,axes", [(nn.Dropout2d, (8, 16, 5, 5), (2, 3)),
                                               (nn.Dropout1d, (8, 16, 7), (2,)),
-                                              (nn.Dropout2d, (16, 5, 5), (1, 2))])
+                                              (nn.Dropout3d, (16, 5, 5, 5), (1, 2, 3))])
 def test_channel_dropout_zeroes_whole_channels(layer, shape, axes):
     y = layer(0.5)(px.ones(*shape))._data
     per_channel = y.min(axis=axes) == y.max(axis=axes)

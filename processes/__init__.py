@@ -1,0 +1,45 @@
+"""`phalanx.multiprocessing`: Python's `multiprocessing` under `torch.multiprocessing`'s name,
+plus `spawn` / `start_processes` for one process per rank.
+
+    import phalanx.multiprocessing as mp
+    mp.spawn(train, args=(world_size,), nprocs=world_size)   # train(rank, world_size)
+
+Everything of the standard library's module is re-exported (`Process`, `Queue`,
+`get_context`, `set_start_method`, `cpu_count`, ...). Phalanx tensors cross process
+boundaries by pickling, which copies their data; nothing is placed in shared memory, so the
+sharing strategy PyTorch lets you choose does not apply (see `set_sharing_strategy`).
+"""
+import multiprocessing as _std
+from multiprocessing import *  # noqa: F401,F403
+
+from .spawn import (ProcessContext, ProcessException, ProcessExitedException,  # noqa: F401
+                    ProcessRaisedException, spawn, start_processes)
+
+SpawnContext = ProcessContext   # PyTorch's older name
+_STRATEGIES = ("file_descriptor", "file_system")
+_strategy = "file_descriptor"
+
+__all__ = list(_std.__all__) + [
+    "spawn", "start_processes", "ProcessContext", "SpawnContext", "ProcessException",
+    "ProcessRaisedException", "ProcessExitedException", "get_all_sharing_strategies",
+    "get_sharing_strategy", "set_sharing_strategy"]
+
+
+def get_all_sharing_strategies():
+    return set(_STRATEGIES)
+
+
+def get_sharing_strategy():
+    return _strategy
+
+
+def set_sharing_strategy(new_strategy):
+    """Accepts PyTorch's strategies. Both only decide how PyTorch passes tensor memory
+    between processes (file descriptors or named files, with their different OS limits);
+    Phalanx copies tensors through pickling instead, so either choice behaves the same and
+    hits neither limit."""
+    global _strategy
+    if new_strategy not in _STRATEGIES:
+        raise ValueError(f"unknown sharing strategy {new_strategy!r}; choose one of "
+                         f"{sorted(_STRATEGIES)}")
+    _strategy = new_strategy

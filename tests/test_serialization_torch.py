@@ -1,0 +1,247 @@
+"""px.load of files written by real torch.save: state dicts, optimizer states, nested
+containers, every dtype Phalanx has, views and shared storages load equal; anything a
+weights-only load would refuse (code, arbitrary globals, whole modules) is refused before it
+runs, with a clear error."""
+import io
+import os
+import pickle
+import zipfile
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+
+import phalanx as px
+from phalanx import serialization_torch
+
+
+def _saved(tmp_path, obj, name="ckpt.pt"):
+    path = tmp_path / name
+    torch.save(obj, path)
+    return path
+
+
+def _same(p, t):
+    """A Phalanx value equals the PyTorch value it was loaded from."""
+    if isinstance(t, torch.Tensor):
+        assert isinstance(p, px.Tensor), type(p)
+        assert str(p.dtype).split(".")[-1] == str(t.dtype).split(".")[-1]
+        assert tuple(p.shape) == tuple(t.shape)
+        assert p.requires_grad == t.requires_grad
+        np.testing.assert_array_equal(p.detach().numpy(), t.detach().numpy())
+        assert isinstance(p, px.nn.Parameter) == isinstance(t, torch.nn.Parameter)
+    elif isinstance(t, dict):
+        assert type(p) is type(t) and list(p) == list(t)
+        for k in t:
+            _same(p[k], t[k])
+    elif isinstance(t, (list, tuple)):
+        assert type(p) is type(t) and len(p) == len(t), (type(p), type(t))
+        for a, b in zip(p, t):
+            _same(a, b)
+    else:
+        assert p == t and type(p) is type(t), (p, t)
+
+
+def test_model_state_dict_loads_into_phalanx_model(tmp_path):
+    torch.manual_seed(0)
+    tnet = torch.nn.ModuleDict({"conv": torch.nn.Conv2d(2, 3, 3),
+                                "lstm": torch.nn.LSTM(4, 5, num_layers=2, bidirectional=True),
+                                "fc": torch.nn.Linear(10, 2), "bn": torch.nn.BatchNorm1d(2)})
+    tnet["bn"](torch.randn(4, 2))  # non-trivial running stats and num_batches_tracked
+    sd = px.load(_saved(tmp_path, tnet.state_dict()))
+    _same(sd, tnet.state_dict())
+    assert sd._metadata == tnet.state_dict()._metadata
+    pnet = px.nn.ModuleDict({"conv": px.nn.Conv2d(2, 3, 3),
+                             "lstm": px.nn.LSTM(4, 5, num_layers=2, bidirectional=True),
+                             "fc": px.nn.Linear(10, 2), "bn": px.nn.BatchNorm1d(2)})
+    result = pnet.load_state_dict(sd)
+    assert not result.missing_keys and not result.unexpected_keys
+    x = np.random.default_rng(0).standard_normal((3, 6, 4)).astype(np.float32)
+    out_t, _ = tnet["lstm"](torch.tensor(x))
+    out_p, _ = pnet["lstm"](px.tensor(x))
+    np.testing.assert_allclose(out_p.detach().numpy(), out_t.detach().numpy(), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_optimizer_state_dict(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.8, 0.9))
+    for _ in range(2):
+        opt.zero_grad()
+        model(torch.randn(4, 3)).square().sum().backward()
+        opt.step()
+    _same(px.load(_saved(tmp_path, opt.state_dict())), opt.state_dict())
+
+
+def test_nested_containers_dtypes_and_plain_values(tmp_path):
+    obj = {
+        "epoch": 7, "loss": 0.25, "name": "run", "none": None, "flags": [True, False],
+        "nested": {"a": (torch.arange(5), [torch.ones(2, dtype=torch.float16)]),
+                   3: torch.tensor([True, False])},
+        "ints": [torch.tensor(v, dtype=d) for v, d in
+                 ((-3, torch.int8), (200, torch.uint8), (-300, torch.int16),
+                  (7, torch.int32), (2 ** 40, torch.int64))],
+        "f64": torch.randn(2, 3, dtype=torch.float64),
+        "scalar": torch.tensor(1.5),
+        "empty": torch.zeros(0, 3),
+        "param": torch.nn.Parameter(torch.randn(3)),
+        "frozen": torch.nn.Parameter(torch.randn(2), requires_grad=False),
+        "od": OrderedDict(b=1, a=2),
+        "set": {1, 2},
+    }
+    loaded = px.load(_saved(tmp_path, obj))
+    _same({k: v for k, v in loaded.items() if k != "set"},
+          {k: v for k, v in obj.items() if k != "set"})
+    assert loaded["set"] == {1, 2}
+
+
+def test_size_dtype_and_device_values(tmp_path):
+    loaded = px.load(_saved(tmp_path, {"size": torch.Size([2, 3]), "dtype": torch.float16,
+                                       "device": torch.device("cpu")}))
+    assert loaded["size"] == (2, 3) and isinstance(loaded["size"], px.Size)
+    assert loaded["dtype"] is px.float16
+    assert loaded["device"] == px.device("cpu")
+
+
+def test_views_and_shared_storage_stay_shared(tmp_path):
+    base = torch.arange(24.0).reshape(4, 6)
+    obj = {"base": base, "col": base[:, 2], "t": base.t(), "block": base[1:3, ::2],
+           "tied": [base, base]}
+    loaded = px.load(_saved(tmp_path, obj))
+    for key in ("base", "col", "t", "block"):
+        _same(loaded[key], obj[key])
+    assert loaded["tied"][0] is loaded["tied"][1]
+    loaded["base"].add_(1.0)  # one storage in the file: one memory after loading, as in torch
+    np.testing.assert_array_equal(loaded["col"].numpy(), obj["col"].numpy() + 1)
+    np.testing.assert_array_equal(loaded["t"].numpy(), obj["t"].numpy() + 1)
+
+
+def test_map_location_and_file_objects(tmp_path):
+    path = _saved(tmp_path, {"w": torch.ones(2)})
+    seen = []
+
+    def where(t, saved):
+        seen.append(saved)
+        return t * 2
+    assert px.load(path, map_location=where)["w"].tolist() == [2.0, 2.0]
+    assert seen == ["cpu"]
+    assert px.load(path, map_location={"cpu": "cpu"})["w"].device == px.device("cpu")
+    buffer = io.BytesIO()
+    torch.save([torch.tensor([1, 2])], buffer)
+    buffer.seek(0)
+    assert px.load(buffer)[0].tolist() == [1, 2]
+
+
+def test_load_does_not_import_torch(tmp_path):
+    import subprocess
+    import sys
+    path = _saved(tmp_path, {"w": torch.ones(2)})
+    code = ("import sys, phalanx as px; sd = px.load(sys.argv[1]); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; print(sd['w'].tolist())")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[1.0, 1.0]"
+
+
+# ---- refusals --------------------------------------------------------------------------------
+def _zip_with_pickle(tmp_path, payload, name="evil.pt"):
+    """A file laid out as torch.save writes it, with our own data.pkl."""
+    path = tmp_path / name
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("evil/data.pkl", payload)
+        z.writestr("evil/byteorder", "little")
+        z.writestr("evil/version", "3\n")
+    return path
+
+
+class _RunsCommand:
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+def test_code_in_the_pickle_is_refused_without_running(tmp_path):
+    marker = tmp_path / "ran"
+    payload = pickle.dumps({"w": _RunsCommand(f"touch {marker}")}, protocol=2)
+    with pytest.raises(pickle.UnpicklingError, match=r"refusing to load the global "
+                       r"(posix|os)\.system.*weights_only=True") as e:
+        px.load(_zip_with_pickle(tmp_path, payload))
+    assert str(tmp_path / "evil.pt") in str(e.value)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("payload", [
+    b"\x80\x02cbuiltins\neval\nq\x00X\x04\x00\x00\x001+1q\x01\x85q\x02Rq\x03.",
+    b"\x80\x02cnumpy\nones\nq\x00K\x02\x85q\x01Rq\x02.",
+    b"\x80\x02ctorch.nn.modules.linear\nLinear\nq\x00)\x81q\x01.",
+    b"\x80\x02csubprocess\nPopen\nq\x00.",
+])
+def test_arbitrary_globals_are_refused(tmp_path, payload):
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load the global"):
+        px.load(_zip_with_pickle(tmp_path, payload))
+
+
+def test_whole_torch_module_is_refused_with_the_state_dict_hint(tmp_path):
+    path = _saved(tmp_path, torch.nn.Linear(2, 3))
+    with pytest.raises(pickle.UnpicklingError, match=r"torch\.nn\.modules\.linear\.Linear.*"
+                       r"state_dict\(\)"):
+        px.load(path)
+    with pytest.raises(TypeError, match=r"px\.save\(obj\.state_dict\(\), path\)"):
+        px.save(px.nn.Linear(2, 3), tmp_path / "model.safetensors")
+
+
+def test_bfloat16_is_refused_with_the_fix(tmp_path):
+    with pytest.raises(pickle.UnpicklingError, match=r"BFloat16Storage.*\.float\(\)"):
+        px.load(_saved(tmp_path, {"w": torch.ones(2, dtype=torch.bfloat16)}))
+
+
+def test_geometry_past_the_storage_is_refused(tmp_path):
+    """A crafted stride must not read memory outside the storage."""
+    path = _saved(tmp_path, {"w": torch.arange(6.0)})
+    with zipfile.ZipFile(path) as z:
+        entries = {n: z.read(n) for n in z.namelist()}
+    pkl = next(n for n in entries if n.endswith("data.pkl"))
+    # size (6,) stride (1,) -> size (6,) stride (100,): the pickled tuple (K\x06\x85 ... K\x01\x85)
+    assert b"K\x06\x85" in entries[pkl] and b"K\x01\x85" in entries[pkl]
+    entries[pkl] = entries[pkl].replace(b"K\x01\x85", b"Kd\x85", 1)
+    with zipfile.ZipFile(path, "w") as z:
+        for n, data in entries.items():
+            z.writestr(n, data)
+    with pytest.raises(ValueError, match="reaches past its storage of 6 elements"):
+        px.load(path)
+
+
+def test_not_a_torch_zip(tmp_path):
+    path = tmp_path / "other.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("readme.txt", "hello")
+    with pytest.raises(ValueError, match="not a torch.save checkpoint"):
+        px.load(path)
+    assert serialization_torch.is_torch_zip(path.read_bytes())
+
+
+def test_tensors_saved_on_a_gpu(tmp_path):
+    """A checkpoint written on cuda:0 (its storages say so) loads where map_location says;
+    without a GPU and without map_location the error names the fix."""
+    path = _saved(tmp_path, {"w": torch.arange(3.0)})
+    with zipfile.ZipFile(path) as z:
+        entries = {n: z.read(n) for n in z.namelist()}
+    pkl = next(n for n in entries if n.endswith("data.pkl"))
+    cpu, gpu = b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0"
+    assert entries[pkl].count(cpu) == 1
+    entries[pkl] = entries[pkl].replace(cpu, gpu)
+    with zipfile.ZipFile(path, "w") as z:
+        for n, data in entries.items():
+            z.writestr(n, data)
+    for location in ("cpu", {"cuda:0": "cpu"}, px.device("cpu")):
+        w = px.load(path, map_location=location)["w"]
+        assert w.device == px.device("cpu") and w.tolist() == [0.0, 1.0, 2.0]
+    if px.cuda.is_available():
+        assert px.load(path)["w"].device == px.device("cuda:0")
+    else:
+        with pytest.raises(RuntimeError, match="saved on cuda:0.*map_location='cpu'"):
+            px.load(path)
