@@ -8,6 +8,7 @@ The tensor library is imported here; `nn`, `optim`, `data`, `distributed` and th
 load on first use.
 """
 import importlib
+import os as _os
 
 from . import tensor as _tensor_lib
 from .tensor import *  # noqa: F401,F403  (the torch-like top-level namespace)
@@ -18,7 +19,9 @@ from . import autograd
 
 __version__ = "0.1.0"
 
-_LAZY_SUBMODULES = {"nn", "optim", "data", "distributed", "launcher", "serialization", "utils"}
+_LAZY_SUBMODULES = {"nn", "optim", "data", "distributed", "launcher", "serialization", "utils",
+                    "cuda", "accelerator", "backends", "distributions", "profiler",
+                    "onnx", "multiprocessing"}
 _FROM_SERIALIZATION = {"save", "load"}
 
 
@@ -35,3 +38,7 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | _LAZY_SUBMODULES | _FROM_SERIALIZATION)
+
+
+if _os.environ.get("PHALANX_PROFILE"):  # `phalanx run --profile DIR`: this rank records its run
+    importlib.import_module(f"{__name__}.profiler.environment").start_from_environment()

@@ -4,6 +4,7 @@ Nodes run in dependency order (a node runs after every node that feeds it gradie
 ready nodes the most recently created runs first, as in PyTorch, so gradients become ready in
 reverse order of the forward pass on every rank (DDP's buckets rely on that).
 """
+import functools
 import heapq
 import threading
 
@@ -13,6 +14,15 @@ from . import anomaly
 
 _local = threading.local()
 _backward_start_hooks = []
+_node_observers = []  # the profiler's: see observe_nodes
+
+
+def observe_nodes(observer):
+    """`observer(node, run)` sees each node's backward: it must return `run()` (the profiler
+    times it). Returns a handle with `.remove()`; while none is registered a node pays one
+    truthiness test."""
+    _node_observers.append(observer)
+    return RemovableHandle(_node_observers, observer)
 
 
 def register_backward_start_hook(hook):
@@ -262,7 +272,10 @@ def _run_node(node, grads, capture, results, needed_below):
         ref = next((g for g in grads if g is not None), None)
         grads = [g if g is not None else _zeros_for(node, i, ref)
                  for i, g in enumerate(grads)]
-    out = node.fn.backward(node, *grads)
+    if _node_observers:
+        out = _observed_backward(node, grads)
+    else:
+        out = node.fn.backward(node, *grads)
     if not isinstance(out, tuple):
         out = (out,)
     if len(out) < len(node.edges) and any(e is not None for e in node.edges[len(out):]):
@@ -271,6 +284,14 @@ def _run_node(node, grads, capture, results, needed_below):
     if anomaly.is_anomaly_enabled():
         anomaly.check_grads(node, out)
     return out
+
+
+def _observed_backward(node, grads):
+    def run():
+        return node.fn.backward(node, *grads)
+    for observer in _node_observers:
+        run = functools.partial(observer, node, run)
+    return run()
 
 
 def _capture_node_grads(capture, node, grads, results):

@@ -10,6 +10,7 @@ import pickle
 import queue
 import time
 
+from ..profiler.recorder import traced
 from .collate import default_collate, default_convert
 from .dataset import IterableDataset
 from .sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler, draw_seed
@@ -158,6 +159,7 @@ class _SingleProcessIter(_BaseIter):
         self._fetcher = self._fetcher_cls(loader.dataset, loader._auto_collation,
                                           loader.collate_fn, loader.drop_last)
 
+    @traced("dataloader")  # the wait for a batch, on the profiler's timeline
     def __next__(self):
         return self._fetcher.fetch(next(self._sampler_iter))
 
@@ -244,6 +246,7 @@ class _MultiProcessIter(_BaseIter):
                         f"is the signal that killed it (-9: out of memory?). Run with "
                         f"num_workers=0 to see the error in the main process.") from None
 
+    @traced("dataloader")
     def __next__(self):
         if self._closed:
             raise StopIteration

@@ -30,6 +30,7 @@ Parameters no rank used keep `.grad = None`, as without DDP.
 import weakref
 
 from ..autograd import engine
+from ..profiler import recorder as _profiler
 from ..tensor import Tensor
 from ..tensor.backend import array_module
 from . import debug
@@ -179,6 +180,11 @@ class Reducer:
             state, hook = self.comm_hook
             view = GradBucket(bucket, len(self.buckets))
             verb, args = self.group.submit, (lambda: _run_hook(hook, state, view),)
+        if _profiler.enabled:  # spans: its launch, its run (where it runs), its wait
+            verb, args = _profiler.trace_collective(
+                "ddp.bucket_allreduce", self.group.submit, verb, args,
+                {"bucket": bucket.index, "bytes": int(bucket.flat.nbytes),
+                 "dtype": str(bucket.flat.dtype), "overlapped": not here})
         if here:
             with CALLER_WAITS:
                 return verb(*args)

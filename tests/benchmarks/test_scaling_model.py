@@ -31,15 +31,13 @@ def test_ring_and_hierarchical_costs():
 
 def test_buckets_are_ddps():
     """The model's bucket boundaries are the ones DDP's reducer makes for the same model."""
+    from phalanx.distributed.local_backend import LocalProcessGroup
     from phalanx.distributed.reducer import FIRST_BUCKET_BYTES, assign_buckets
-    import phalanx.distributed as dist
-    if not dist.is_initialized():
-        dist.init_process_group()
     px.manual_seed(0)
     model = nn.Sequential(*[nn.Linear(64, 64) for _ in range(12)])
     params = list(model.parameters())[::-1]
     cap = 50_000
-    real = assign_buckets(params, dist.world.resolve(None), cap)
+    real = assign_buckets(params, LocalProcessGroup(), cap)
     prof = sm.Profile("m", 0, 1, 0, [(p.numel() * 4, i) for i, p in enumerate(params)])
     modelled = sm.buckets(prof, cap, FIRST_BUCKET_BYTES)
     assert [b for b, _ in modelled] == [sum(p.numel() * 4 for p in b.params) for b in real]

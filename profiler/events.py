@@ -1,0 +1,246 @@
+"""What a profile holds once recorded: `FunctionEvent`s, their averages and the table, and the
+Chrome-trace JSON (PyTorch's names: `events()`, `key_averages()`, `table()`).
+
+Times are microseconds (floats), as in PyTorch. A span's self time is its time minus that of
+the spans nested directly inside it on the same thread.
+"""
+import gzip
+import json
+import os
+import socket
+
+
+class FunctionEvent:
+    """One recorded span."""
+
+    __slots__ = ("id", "name", "cat", "thread", "start_us", "end_us", "args",
+                 "self_cpu_time_total", "cpu_parent")
+
+    def __init__(self, id, name, cat, thread, start_us, end_us, args):
+        self.id, self.name, self.cat, self.thread = id, name, cat, thread
+        self.start_us, self.end_us, self.args = start_us, end_us, args or {}
+        self.self_cpu_time_total = end_us - start_us
+        self.cpu_parent = None
+
+    key = property(lambda self: self.name)
+    count = property(lambda self: 1)
+    cpu_time_total = property(lambda self: self.end_us - self.start_us)
+    stack = property(lambda self: self.args.get("stack", []))
+
+    @property
+    def input_shapes(self):
+        """The shape of each input ([] for an argument that is not a tensor), if recorded."""
+        shapes = self.args.get("Input Dims")
+        return None if shapes is None else [list(s) for s in shapes]
+    def __repr__(self):
+        return (f"<FunctionEvent {self.name} ({self.cat}) thread={self.thread} "
+                f"start={self.start_us:.1f}us dur={self.cpu_time_total:.1f}us>")
+
+
+def build_events(raw, threads, perf_base_ns):
+    """FunctionEvents from the recorder's spans (start times relative to `perf_base_ns`,
+    thread idents mapped to native ids through `threads`), ordered by start, with each one's
+    self time and parent found per thread."""
+    native = {ident: tid for ident, (tid, _) in threads.items()}
+    names = {}         # the op timers keep a Function class: "Linear", "LinearBackward"
+
+    def name_of(name, cat):
+        if isinstance(name, str):
+            return name
+        key = (name, cat)
+        if key not in names:
+            names[key] = name.__name__ + ("Backward" if cat == "backward" else "")
+        return names[key]
+    events = [FunctionEvent(i, name_of(name, cat), cat, native.get(ident, ident),
+                            (start - perf_base_ns) / 1e3, (end - perf_base_ns) / 1e3, args)
+              for i, (name, cat, ident, start, end, args) in enumerate(raw)]
+    events.sort(key=lambda e: (e.start_us, -e.end_us))
+    open_ = {}                                   # thread -> stack of enclosing spans
+    for e in events:
+        stack = open_.setdefault(e.thread, [])
+        while stack and stack[-1].end_us <= e.start_us:
+            stack.pop()
+        if stack and e.end_us <= stack[-1].end_us:
+            parent = stack[-1]
+            e.cpu_parent = parent
+            parent.self_cpu_time_total -= e.cpu_time_total
+        stack.append(e)
+    return EventList(events)
+
+
+class FunctionEventAvg:
+    """The spans sharing one key (name, and shapes or stack when grouped by them)."""
+
+    def __init__(self, key, input_shapes=None, stack=None):
+        self.key, self.input_shapes, self.stack = key, input_shapes, stack
+        self.count = 0
+        self.cpu_time_total = 0.0
+        self.self_cpu_time_total = 0.0
+
+    def add(self, event):
+        self.count += 1
+        self.cpu_time_total += event.cpu_time_total
+        self.self_cpu_time_total += event.self_cpu_time_total
+        return self
+
+    @property
+    def cpu_time(self):
+        return self.cpu_time_total / max(self.count, 1)
+
+    def __repr__(self):
+        return (f"<FunctionEventAvg key={self.key} count={self.count} "
+                f"cpu_time_total={self.cpu_time_total:.1f}us "
+                f"self_cpu_time_total={self.self_cpu_time_total:.1f}us>")
+
+
+_SORT_KEYS = {"cpu_time": "cpu_time", "cpu_time_total": "cpu_time_total",
+              "self_cpu_time_total": "self_cpu_time_total", "count": "count"}
+
+
+class EventList(list):
+    """A list of events (or of their averages) that can print itself as a table."""
+
+    def key_averages(self, group_by_input_shape=False, group_by_stack_n=0):
+        """One `FunctionEventAvg` per name (and per input shapes / top `group_by_stack_n`
+        stack frames when asked), in order of first appearance."""
+        groups = {}
+        for e in self:
+            key = (e.name,)
+            shapes = stack = None
+            if group_by_input_shape:
+                shapes = e.input_shapes
+                key += (repr(shapes),)
+            if group_by_stack_n:
+                stack = tuple(e.stack[:group_by_stack_n])
+                key += stack
+            avg = groups.get(key)
+            if avg is None:
+                avg = groups[key] = FunctionEventAvg(e.name, shapes, stack)
+            avg.add(e)
+        return EventList(groups.values())
+
+    def total_average(self):
+        total = FunctionEventAvg("Total")
+        for e in self:
+            total.count += e.count
+            total.cpu_time_total += e.cpu_time_total
+            total.self_cpu_time_total += e.self_cpu_time_total
+        return total
+
+    def table(self, sort_by=None, row_limit=100, max_name_column_width=55, header=None,
+              top_level_events_only=False):
+        """PyTorch's profiler table: name, self and total CPU time (and % of the summed self
+        time), average, number of calls; sorted descending by `sort_by` (cpu_time,
+        cpu_time_total, self_cpu_time_total or count), at most `row_limit` rows (-1: all)."""
+        rows = list(self)
+        if top_level_events_only:
+            rows = [e for e in rows if getattr(e, "cpu_parent", None) is None]
+        if sort_by is not None:
+            if sort_by not in _SORT_KEYS:
+                if "cuda" in sort_by or "device" in sort_by or "memory" in sort_by:
+                    raise NotImplementedError(
+                        f"sort_by={sort_by!r}: Phalanx's profiler records host (CPU) time "
+                        f"only; sort by one of {sorted(_SORT_KEYS)}")
+                raise ValueError(f"sort_by={sort_by!r} is not a column; use one of "
+                                 f"{sorted(_SORT_KEYS)}")
+            rows.sort(key=lambda e: getattr(e, _SORT_KEYS[sort_by]), reverse=True)
+        if row_limit is not None and row_limit >= 0:
+            rows = rows[:row_limit]
+        return format_table(rows, self_total=sum(e.self_cpu_time_total for e in self),
+                            name_width=max_name_column_width, header=header)
+
+    def export_chrome_trace(self, path):
+        raise NotImplementedError("export_chrome_trace is a method of the profile "
+                                  "(prof.export_chrome_trace(path)), not of its event list")
+
+
+def format_time(us):
+    """PyTorch's format: 812.000us, 1.234ms, 2.500s."""
+    if us >= 1e6:
+        return f"{us / 1e6:.3f}s"
+    if us >= 1e3:
+        return f"{us / 1e3:.3f}ms"
+    return f"{us:.3f}us"
+
+
+def format_table(rows, self_total, name_width=55, header=None):
+    shapes = any(getattr(r, "input_shapes", None) is not None for r in rows)
+    stacks = any(getattr(r, "stack", None) for r in rows)
+    name_w = min(max([len("Name")] + [len(r.key) for r in rows]), name_width)
+    cols = ["Self CPU %", "Self CPU", "CPU total %", "CPU total", "CPU time avg",
+            "# of Calls"]
+    widths = [name_w] + [12] * len(cols)
+    extra = []
+    if shapes:
+        extra.append(("Input Shapes", 40))
+    if stacks:
+        extra.append(("Source Location", 60))
+    rule = "  ".join("-" * w for w in widths + [w for _, w in extra])
+
+    def clip(text, width):
+        return text if len(text) <= width else text[:width - 3] + "..."
+
+    def line(cells):
+        out = [f"{clip(cells[0], name_w):<{name_w}}"]
+        out += [f"{c:>12}" for c in cells[1:len(cols) + 1]]
+        out += [f"{clip(c, w):<{w}}" for c, (_, w) in zip(cells[len(cols) + 1:], extra)]
+        return "  ".join(out).rstrip()
+
+    lines = [header] if header else []
+    lines += [rule, line(["Name"] + cols + [name for name, _ in extra]), rule]
+    total = self_total or 1.0
+    for r in rows:
+        cells = [r.key, f"{100 * r.self_cpu_time_total / total:.2f}%",
+                 format_time(r.self_cpu_time_total),
+                 f"{100 * r.cpu_time_total / total:.2f}%", format_time(r.cpu_time_total),
+                 format_time(r.cpu_time_total / max(r.count, 1)), str(r.count)]
+        if shapes:
+            cells.append(str(r.input_shapes) if r.input_shapes is not None else "")
+        if stacks:
+            cells.append(" <- ".join(r.stack or ()))
+        lines.append(line(cells))
+    lines += [rule, f"Self CPU time total: {format_time(self_total)}", ""]
+    return "\n".join(lines)
+
+
+def chrome_trace(events, wall_base_us, pid, process_name, thread_names, thread_suffix="",
+                 other=None):
+    """The Chrome-trace JSON object (Perfetto and chrome://tracing read it): one complete
+    ("X") event per span, timestamps in microseconds since the epoch, metadata naming the
+    process and each thread."""
+    out = [{"ph": "M", "name": "process_name", "pid": pid, "tid": 0,
+            "args": {"name": process_name}},
+           {"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0,
+            "args": {"sort_index": pid if isinstance(pid, int) else 0}}]
+    threads = sorted({e.thread for e in events})
+    for i, tid in enumerate(threads):
+        out.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
+                    "args": {"name": thread_names.get(tid, f"thread {tid}") + thread_suffix}})
+        out.append({"ph": "M", "name": "thread_sort_index", "pid": pid, "tid": tid,
+                    "args": {"sort_index": i}})
+    flow_base = pid * 10**9 if isinstance(pid, int) else 0    # flow ids unique per rank
+    for e in events:
+        ts = round(wall_base_us + e.start_us, 3)
+        out.append({"ph": "X", "name": e.name, "cat": e.cat, "pid": pid, "tid": e.thread,
+                    "ts": ts, "dur": round(e.cpu_time_total, 3), "args": e.args})
+        for key, phase in (("flow_out", "s"), ("flow_in", "f")):   # launch -> where it ran
+            if key in e.args:
+                # bound to the span of the same pid, tid, ts and cat (chrome://tracing), or
+                # to the span enclosing it (Perfetto)
+                flow = {"ph": phase, "id": flow_base + e.args[key], "name": e.name.split(".")[0],
+                        "cat": e.cat, "pid": pid, "tid": e.thread, "ts": ts}
+                if phase == "f":
+                    flow["bp"] = "e"
+                out.append(flow)
+    meta = {"hostname": socket.gethostname(), "os_pid": os.getpid()}
+    meta.update(other or {})
+    return {"traceEvents": out, "displayTimeUnit": "ms", "otherData": meta}
+
+
+def write_json(obj, path):
+    """Write `obj` as JSON to `path` (gzip-compressed when it ends in .gz), atomically."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(tmp, "wt") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
