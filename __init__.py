@@ -21,8 +21,11 @@ __version__ = "0.1.0"
 
 _LAZY_SUBMODULES = {"nn", "optim", "data", "distributed", "launcher", "serialization", "utils",
                     "cuda", "accelerator", "backends", "distributions", "profiler",
-                    "onnx", "multiprocessing"}
+                    "onnx", "multiprocessing", "amp", "cpu"}
 _FROM_SERIALIZATION = {"save", "load"}
+_FROM_AMP = {"autocast", "is_autocast_enabled", "get_autocast_dtype", "set_autocast_enabled",
+             "set_autocast_dtype", "is_autocast_available", "is_autocast_cache_enabled",
+             "set_autocast_cache_enabled", "clear_autocast_cache"}
 
 
 def __getattr__(name):
@@ -30,6 +33,8 @@ def __getattr__(name):
         value = importlib.import_module(f"{__name__}.{name}")
     elif name in _FROM_SERIALIZATION:
         value = getattr(importlib.import_module(f"{__name__}.serialization"), name)
+    elif name in _FROM_AMP:
+        value = getattr(importlib.import_module(f"{__name__}.amp"), name)
     else:
         raise AttributeError(f"module 'phalanx' has no attribute {name!r}")
     globals()[name] = value
@@ -37,7 +42,7 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | _LAZY_SUBMODULES | _FROM_SERIALIZATION)
+    return sorted(set(globals()) | _LAZY_SUBMODULES | _FROM_SERIALIZATION | _FROM_AMP)
 
 
 if _os.environ.get("PHALANX_PROFILE"):  # `phalanx run --profile DIR`: this rank records its run

@@ -306,9 +306,9 @@ def load(f, map_location=None, *, upcast_bfloat16=False):
     'cpu' or a device, a dict {saved_device: device}, or a callable
     `(tensor_on_cpu, saved_device) -> tensor`.
 
-    `upcast_bfloat16=True` (a Phalanx option; PyTorch has bfloat16 tensors, Phalanx does not)
-    loads a safetensors file's bfloat16 entries as float32, exactly; without it they raise a
-    ValueError naming the option. A damaged or crafted file raises ValueError."""
+    A safetensors file's bfloat16 entries load as `phalanx.bfloat16` tensors;
+    `upcast_bfloat16=True` (a Phalanx option) loads them as float32 instead, exactly (a
+    bfloat16 is the top half of a float32). A damaged or crafted file raises ValueError."""
     if hasattr(f, "read"):
         path, data = getattr(f, "name", "<file object>"), f.read()
     else:
@@ -358,9 +358,6 @@ def _read_arrays(payload, header, path, upcast_bfloat16):
         if not isinstance(dtype, str) or dtype not in _ST_DTYPES:
             raise bad(f"has dtype {dtype!r:.40}, which Phalanx cannot load (it reads "
                       f"{', '.join(_ST_DTYPES)})")
-        if dtype == "BF16" and not upcast_bfloat16:
-            raise bad("is bfloat16, which Phalanx tensors do not support; load it as float32 "
-                      "(exact) with px.load(..., upcast_bfloat16=True)")
         if not (isinstance(shape, list) and len(shape) <= MAX_DIMS and all(
                 type(d) is int and d >= 0 for d in shape)):
             raise bad(f"has shape {shape!r:.60}; expected a list of at most {MAX_DIMS} sizes >= 0")
@@ -375,7 +372,10 @@ def _read_arrays(payload, header, path, upcast_bfloat16):
                       f"{math.prod(shape) * itemsize} bytes, but its offsets span "
                       f"{offsets[1] - offsets[0]}")
         arr = np.frombuffer(payload[offsets[0]:offsets[1]], dtype=_ST_DTYPES[dtype]).copy()
-        if dtype == "BF16":  # bfloat16 is the top half of a float32: widening is exact
+        if dtype == "BF16" and upcast_bfloat16:  # the top half of a float32: exact
             arr = (arr.astype(np.uint32) << 16).view(np.float32)
+        elif dtype == "BF16":
+            arr = arr.view(dtypes.bfloat16.np)
+            dtypes.to_numpy_dtype(dtypes.bfloat16)   # turns on bfloat16 compute
         arrays[name] = arr.reshape(shape)
     return arrays

@@ -22,19 +22,20 @@ from .tensor import Size, Tensor, backend, dtypes
 
 ZIP_MAGIC = b"PK\x03\x04"
 
-# storage class name -> NumPy dtype (BFloat16, complex and quantized storages are not listed:
-# Phalanx has no such dtypes)
+# storage class name -> NumPy dtype (complex and quantized storages are not listed: Phalanx
+# has no such dtypes)
 _STORAGES = {
     "DoubleStorage": np.float64, "FloatStorage": np.float32, "HalfStorage": np.float16,
+    "BFloat16Storage": dtypes.bfloat16.np,
     "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
     "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
 }
 _DTYPES = {"float64": "float64", "double": "float64", "float32": "float32", "float": "float32",
            "float16": "float16", "half": "float16", "int64": "int64", "long": "int64",
            "int32": "int32", "int": "int32", "int16": "int16", "short": "int16",
-           "int8": "int8", "uint8": "uint8", "bool": "bool"}
-_UNSUPPORTED_DTYPES = {"bfloat16", "complex64", "complex128", "cfloat", "cdouble",
-                       "BFloat16Storage", "ComplexFloatStorage", "ComplexDoubleStorage"}
+           "int8": "int8", "uint8": "uint8", "bool": "bool", "bfloat16": "bfloat16"}
+_UNSUPPORTED_DTYPES = {"complex64", "complex128", "cfloat", "cdouble",
+                       "ComplexFloatStorage", "ComplexDoubleStorage"}
 
 
 def is_torch_zip(data):
@@ -142,11 +143,16 @@ class _Loader:
             raw = self.archive.read(f"{self.prefix}data/{key}")
         except KeyError:
             raise self._corrupt(f"storage {key!r} is missing from the archive") from None
-        dtype = kind.np_dtype.newbyteorder("<" if self.little_endian else ">")
+        # bfloat16 (ml_dtypes) has no byte-order variants: read its 16 bits as uint16
+        bf16 = kind.np_dtype == dtypes.bfloat16.np
+        wire = np.dtype(np.uint16) if bf16 else kind.np_dtype
+        dtype = wire.newbyteorder("<" if self.little_endian else ">")
         if len(raw) != numel * dtype.itemsize:
             raise self._corrupt(f"storage {key!r} has {len(raw)} bytes, expected {numel} "
                                 f"elements of {dtype.itemsize} bytes")
-        array = np.frombuffer(raw, dtype=dtype).astype(kind.np_dtype.newbyteorder("="))
+        array = np.frombuffer(raw, dtype=dtype).astype(wire.newbyteorder("="))
+        if bf16:
+            array = array.view(dtypes.to_numpy_dtype(dtypes.bfloat16))
         storage = self._storages[key] = _Storage(array, location)
         return storage
 

@@ -11,6 +11,7 @@ import threading
 from .function import RemovableHandle
 from .grad_mode import _set, is_grad_enabled
 from . import anomaly
+from ..tensor.backend import writeable
 
 _local = threading.local()
 _backward_start_hooks = []
@@ -360,13 +361,13 @@ def _accumulate(leaf, g, create_graph, owned, home=None):
             if gd is not home:                    # computed elsewhere: moved in, one copy
                 home[...] = gd
                 gd = home
-        elif gd.base is not None or id(gd) in owned or not gd.flags.writeable \
+        elif gd.base is not None or id(gd) in owned or not writeable(gd) \
                 or not gd.flags.c_contiguous:
             gd = gd.copy()
         owned.add(id(gd))
         leaf.grad = g if gd is g._data and g.grad_fn is None and not g.requires_grad \
             else g._make(gd)
-    elif cur._data.flags.writeable:
+    elif writeable(cur._data):
         cur._data += gd
         cur._version[0] += 1
     else:

@@ -148,7 +148,24 @@ class Function:
         return _call(cls, args, kwargs)
 
 
+# Set by the array backend once CuPy is in use: `gpu_guard(args)` gives the context that makes
+# the GPU of the first CuPy input current when it is not (else None), so an op's arrays are
+# made on its inputs' GPU and no op needs to know about device indices. Without CuPy it stays
+# None and costs one test per op.
+gpu_guard = None
+
+
 def _call(cls, args, kwargs):
+    guard = gpu_guard
+    if guard is not None:
+        place = guard(args)
+        if place is not None:
+            with place:
+                return _run(cls, args, kwargs)
+    return _run(cls, args, kwargs)
+
+
+def _run(cls, args, kwargs):
     """Run one op: forward without recording, then link the outputs into the graph."""
     ctx = Node(cls)
     state = _grad_state
@@ -206,16 +223,21 @@ def _link(ctx, args, out):
                            for o in out]
         for i, o in enumerate(out):
             if isinstance(o, TensorBase) and (non_diff is None or id(o) not in non_diff) \
-                    and o._data.dtype.kind in "fc":
+                    and _differentiable(o._data.dtype):
                 o.requires_grad = True
                 o.grad_fn = ctx
                 o._output_nr = i
     else:
         ctx.n_outputs = 1
-        if (non_diff is None or id(out) not in non_diff) and out._data.dtype.kind in "fc":
+        if (non_diff is None or id(out) not in non_diff) and _differentiable(out._data.dtype):
             out.requires_grad = True
             out.grad_fn = ctx
             out._output_nr = 0
+
+
+def _differentiable(dt):
+    # bfloat16 (from ml_dtypes) is floating but has NumPy kind 'V'
+    return dt.kind in "fc" or dt.name == "bfloat16"
 
 
 def once_differentiable(backward):

@@ -1,4 +1,9 @@
-"""Finite-difference checks of analytic gradients (float64), first and second order."""
+"""Finite-difference checks of analytic gradients (float64), first and second order.
+
+The inputs may live on a GPU; the Jacobians are small and are compared on the host."""
+import numpy as np
+
+from ..tensor.backend import device_of, host_scalar, to_device, to_host
 from .engine import run_backward
 from .function import TensorBase
 from .grad_mode import enable_grad, no_grad
@@ -30,7 +35,7 @@ def _numerical_jacobian(func, inputs, diff, eps):
         flat = x._data.reshape(-1)  # a view: perturb in place
         cols = [[] for _ in outs]
         for j in range(flat.size):
-            orig = float(flat[j])
+            orig = host_scalar(flat[j])
             flat[j] = orig + eps
             with no_grad():
                 plus = [o._data.copy() for o in _as_tuple(func(*inputs))
@@ -43,14 +48,12 @@ def _numerical_jacobian(func, inputs, diff, eps):
             for k in range(len(outs)):
                 cols[k].append(((plus[k] - minus[k]) / (2 * eps)).reshape(-1))
         for k, o in enumerate(outs):
-            import numpy as np  # the jacobian is small and lives on the host
-            jac[k][i] = (np.stack([np.asarray(c) for c in cols[k]], axis=1) if cols[k]
+            jac[k][i] = (np.stack([to_host(c) for c in cols[k]], axis=1) if cols[k]
                          else np.zeros((o._data.size, 0)))
     return outs, jac
 
 
 def _analytic_jacobian(func, inputs, diff):
-    import numpy as np
     outs = [o for o in _as_tuple(func(*inputs)) if isinstance(o, TensorBase)]
     jac = [[np.zeros((o._data.size, x._data.size)) for x in diff] for o in outs]
     for k, o in enumerate(outs):
@@ -62,13 +65,12 @@ def _analytic_jacobian(func, inputs, diff):
             grads = run_backward([o], [g], retain_graph=True, inputs=diff, accumulate=False)
             for i, gi in enumerate(grads):
                 if gi is not None:
-                    jac[k][i][r] = np.asarray(gi._data).reshape(-1)
+                    jac[k][i][r] = to_host(gi._data).reshape(-1)
     return jac
 
 
 def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
     """Compare the analytic Jacobian of `func` at `inputs` with central differences."""
-    import numpy as np
     inputs = _as_tuple(inputs)
     diff = _diff_inputs(inputs)
     outs, num = _numerical_jacobian(func, inputs, diff, eps)
@@ -91,7 +93,6 @@ def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=T
 def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=1e-3,
                   raise_exception=True, seed=0):
     """gradcheck of the gradient itself: checks double backward (create_graph=True)."""
-    import numpy as np
     inputs = _as_tuple(inputs)
     diff = _diff_inputs(inputs)
     if grad_outputs is None:
@@ -100,7 +101,7 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
         grad_outputs = []
         for o in outs:
             g = o.new_zeros(o.shape).detach()
-            g._data[...] = rng.standard_normal(o._data.shape)
+            g._data[...] = to_device(rng.standard_normal(o._data.shape), device_of(o._data))
             g.requires_grad = True
             grad_outputs.append(g)
     grad_outputs = list(_as_tuple(grad_outputs))

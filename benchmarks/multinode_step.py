@@ -106,7 +106,7 @@ def run_case(cluster_tool, cluster, hosts, per_host, rate, args):
     mpiexec = Path(sys.executable).parent / "mpiexec"
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
                **cluster_tool.MPI_OVER_NETWORK)
-    case = f"{hosts} hosts x {per_host}, {rate}"
+    case = f"{hosts} hosts x {per_host}, {rate}, mpi"
     cmd = [mpiexec, "-f", hostfile, "-launcher", "ssh", "-launcher-exec",
            cluster.ssh_wrapper(), "-n", hosts * per_host, sys.executable, __file__, "--worker",
            "--case", case, "--per-host", per_host, "--width", args.width, "--batch", args.batch,
@@ -116,6 +116,31 @@ def run_case(cluster_tool, cluster, hosts, per_host, rate, args):
     records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode or not records:
         raise RuntimeError(f"{case} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return records[0]
+
+
+def run_case_launcher(cluster_tool, cluster, hosts, per_host, rate, args):
+    """The same measurement under `phalanx run` on every host: the ZeroMQ transport (CurveZMQ
+    between hosts), with the launcher's rendezvous across the hosts."""
+    import secrets
+    for h in cluster.hosts:
+        h.set_rate(rate)
+    case = f"{hosts} hosts x {per_host}, {rate}, zmq"
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
+               PHALANX_STORE_TOKEN=secrets.token_hex(16))
+    phalanx, run_id = Path(sys.executable).parent / "phalanx", secrets.token_hex(4)
+    procs = [cluster.hosts[i].popen(
+        ["timeout", "600", phalanx, "run", "--nnodes", hosts, "--nproc-per-node", per_host,
+         "--rdzv-endpoint", "h0:29700", "--rdzv-id", run_id, __file__, "--worker",
+         "--case", case, "--per-host", per_host, "--width", args.width, "--batch", args.batch,
+         "--bucket-mb", args.bucket_mb, "--repeats", args.repeats],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=HERE.parent)
+        for i in range(hosts)]
+    outs = [p.communicate()[0] for p in procs]
+    records = [json.loads(line[line.index("{"):]) for out in outs for line in out.splitlines()
+               if "{" in line and '"case"' in line]
+    if any(p.returncode for p in procs) or not records:
+        raise RuntimeError(f"{case} failed:\n" + "\n".join(o[-2000:] for o in outs))
     return records[0]
 
 
@@ -131,6 +156,8 @@ def main(argv=None):
     p.add_argument("--bucket-mb", type=float, default=1.0)
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--out", default="multinode_step.json")
+    p.add_argument("--transports", nargs="+", default=["mpi", "zmq"],
+                   help="mpi: mpiexec across the hosts; zmq: phalanx run on every host")
     args = p.parse_args(argv)
     if args.worker:
         return worker(args)
@@ -140,17 +167,18 @@ def main(argv=None):
     import scaling_model
     records = []
     with cluster_tool.Cluster(max(args.hosts), name="pxb", subnet="10.213.9") as cluster:
-        for rate in args.rates:
-            for hosts in args.hosts:
-                r = run_case(cluster_tool, cluster, hosts, args.per_host, rate, args)
-                records.append(r)
-                hidden = 1 - (r["overlapped"] - (r["serial"] - r["allreduce"])) / r["allreduce"]
-                print(f"{r['case']}: step {r['overlapped'] * 1e3:.1f} ms overlapped, "
-                      f"{r['serial'] * 1e3:.1f} ms serial; all-reduce alone "
-                      f"{r['allreduce'] * 1e3:.1f} ms, {hidden:.0%} of it hidden; "
-                      f"{r['launched_in_backward']}/{r['buckets']} buckets launched in backward; "
-                      f"link alpha {r['inter'][0] * 1e6:.0f} us, beta "
-                      f"{r['inter'][1] / 1e6:.0f} MB/s", flush=True)
+        cases = [(r, h, t) for r in args.rates for h in args.hosts for t in args.transports]
+        for rate, hosts, transport in cases:
+            run = run_case if transport == "mpi" else run_case_launcher
+            r = run(cluster_tool, cluster, hosts, args.per_host, rate, args)
+            records.append(r)
+            hidden = 1 - (r["overlapped"] - (r["serial"] - r["allreduce"])) / r["allreduce"]
+            print(f"{r['case']}: step {r['overlapped'] * 1e3:.1f} ms overlapped, "
+                  f"{r['serial'] * 1e3:.1f} ms serial; all-reduce alone "
+                  f"{r['allreduce'] * 1e3:.1f} ms, {hidden:.0%} of it hidden; "
+                  f"{r['launched_in_backward']}/{r['buckets']} buckets launched in backward; "
+                  f"link alpha {r['inter'][0] * 1e6:.0f} us, beta "
+                  f"{r['inter'][1] / 1e6:.0f} MB/s", flush=True)
     for r in records:        # the model predicts both steps from the measured profile
         records_for_model = []
         for overlap, key in ((True, "overlapped"), (False, "serial")):

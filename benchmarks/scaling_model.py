@@ -318,27 +318,48 @@ REFERENCE = Topology("reference: 8 GPUs per node (NVLink, 150 GB/s), 100 Gbit/s 
 WORKERS = (1, 2, 8, 16, 64, 128, 256, 512, 1024)
 
 
+def _example(name):
+    """The module examples/<name>.py (the examples folder is not a package)."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    sys.path.insert(0, str(path.parent))          # examples import their shared helpers
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def example_profiles(speedup=1.0):
-    """Profiles of the examples' models measured here with Phalanx on the CPU, with compute
-    divided by `speedup` (the reference GPU's speed over this CPU's)."""
+    """Profiles of the examples' models at their default per-rank batch, measured here with
+    Phalanx on the CPU, compute divided by `speedup` (the reference GPU's speed over this
+    CPU's), plus a larger MLP for contrast."""
     import phalanx as px
     from phalanx import nn
     from phalanx.nn import functional as F
     px.manual_seed(0)
-    models = {
-        "digits MLP (batch 64)": (nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256),
-                                                nn.ReLU(), nn.Linear(256, 10)), px.randn(64, 64)),
-        "large MLP (batch 256)": (nn.Sequential(nn.Linear(1024, 4096), nn.ReLU(),
-                                                nn.Linear(4096, 4096), nn.ReLU(),
-                                                nn.Linear(4096, 1000)), px.randn(256, 1024)),
-        "digits CNN (batch 64)": (nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 16, 128), nn.ReLU(), nn.Linear(128, 10)),
-            px.randn(64, 1, 8, 8)),
-    }
+
+    def classify(classes):
+        return lambda y: F.cross_entropy(y.reshape(-1, classes),
+                                         px.zeros(y.numel() // classes, dtype=px.int64))
+
+    gpt = _example("transformer_lm").GPT(vocab_size=80, block=64, dim=96, layers=3, heads=4)
+    models = [
+        ("digits CNN (ddp_digits, batch 32)", _example("ddp_digits").build_model(),
+         px.randn(32, 1, 8, 8), classify(10)),
+        ("ResNet (resnet_mnist, batch 32)", _example("resnet_mnist").ResNet(8),
+         px.randn(32, 1, 28, 28), classify(10)),
+        ("char GPT (transformer_lm, batch 32)", gpt, px.randint(0, 80, (32, 64)), classify(80)),
+        ("VAE (vae_digits, batch 64)", _example("vae_digits").VAE(),
+         px.randn(64, 1, 8, 8), lambda out: sum(o.square().mean() for o in out
+                                                 if isinstance(o, px.Tensor))),
+        ("MLP 1024-4096-4096-1000 (batch 256)",
+         nn.Sequential(nn.Linear(1024, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(),
+                       nn.Linear(4096, 1000)), px.randn(256, 1024), classify(1000)),
+    ]
     out = []
-    for name, (model, x) in models.items():
-        prof = measure(model, x, lambda y: F.cross_entropy(y, px.zeros(y.shape[0], dtype=px.int64)))
+    for name, model, x, loss in models:
+        prof = measure(model, x, loss)
         prof.name = name
         prof.forward, prof.backward, prof.optimizer = (prof.forward / speedup,
                                                        prof.backward / speedup,
@@ -358,7 +379,7 @@ def efficiency_table(profiles, topo=REFERENCE, workers=WORKERS):
     return "\n".join(rows)
 
 
-def plot(profiles, path, topo=REFERENCE, workers=WORKERS):
+def plot(profiles, path, topo=REFERENCE, workers=WORKERS, note=""):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -372,7 +393,7 @@ def plot(profiles, path, topo=REFERENCE, workers=WORKERS):
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("workers")
     ax.set_ylabel("scaling efficiency (weak scaling)")
-    ax.set_title(topo.name, fontsize=9)
+    ax.set_title(topo.name + note, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -422,7 +443,8 @@ def main(argv=None):
         profiles = example_profiles(args.speedup)
         print(efficiency_table(profiles))
         if args.plot:
-            plot(profiles, args.plot)
+            plot(profiles, args.plot,
+                 note=f"\ncompute: Phalanx on a 2-vCPU EPYC, divided by {args.speedup:g}")
             print(f"wrote {args.plot}")
     return 0
 

@@ -13,6 +13,7 @@ from .memory import (empty_cache, max_memory_allocated, max_memory_reserved, mem
 from .random import (get_rng_state, get_rng_state_all, initial_seed, manual_seed,
                      manual_seed_all, seed, seed_all, set_rng_state, set_rng_state_all)
 from .streams import Event, Stream, StreamContext, current_stream, default_stream, stream
+from . import amp  # noqa: F401  (phalanx.cuda.amp.autocast / GradScaler, legacy spellings)
 
 
 def is_initialized():
@@ -63,7 +64,7 @@ def get_device_properties(device=None):
 
 
 def is_bf16_supported(including_emulation=True):
-    # Phalanx has no bfloat16 dtype on any device
+    # CuPy has no bfloat16 arrays: phalanx.bfloat16 lives on the CPU only
     return False
 
 

@@ -9,9 +9,12 @@ import multiprocessing
 import pickle
 import queue
 import time
+import warnings
 
+from ..cuda_api import is_available as _cuda_available
 from ..profiler.recorder import traced
 from .collate import default_collate, default_convert
+from .pin_memory import pin_memory as _pin
 from .dataset import IterableDataset
 from .sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler, draw_seed
 from . import worker as _worker
@@ -31,7 +34,9 @@ class DataLoader:
     `shuffle=True` draws a permutation from `generator` (default: a seed from the global
     generator each epoch). Worker `i` is seeded with `base_seed + i`, where `base_seed` is drawn
     per epoch from the same generator; `get_worker_info()` tells a worker who it is.
-    `pin_memory` is accepted for compatibility and does nothing.
+    `pin_memory=True` returns batches in pinned host memory when a GPU is usable, so that
+    `x.to("cuda", non_blocking=True)` copies asynchronously; without one it warns once and
+    does nothing, as in PyTorch.
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=None, sampler=None, batch_sampler=None,
@@ -99,6 +104,14 @@ class DataLoader:
                                          else default_convert)
         self.pin_memory = pin_memory
         self.pin_memory_device = pin_memory_device
+        if pin_memory_device not in ("", "cuda") and not str(pin_memory_device).startswith(
+                "cuda:"):
+            raise NotImplementedError(f"DataLoader(pin_memory_device={pin_memory_device!r}): "
+                                      f"Phalanx pins memory for CUDA only")
+        self._pins = bool(pin_memory) and _cuda_available()
+        if pin_memory and not self._pins:
+            warnings.warn("'pin_memory' argument is set as true but no accelerator is found, "
+                          "then device pinned memory won't be used.", stacklevel=2)
         self.timeout = timeout
         self.worker_init_fn = worker_init_fn
         if isinstance(multiprocessing_context, str):
@@ -161,7 +174,8 @@ class _SingleProcessIter(_BaseIter):
 
     @traced("dataloader")  # the wait for a batch, on the profiler's timeline
     def __next__(self):
-        return self._fetcher.fetch(next(self._sampler_iter))
+        data = self._fetcher.fetch(next(self._sampler_iter))
+        return _pin(data) if self._loader._pins else data
 
 
 class _MultiProcessIter(_BaseIter):
@@ -279,7 +293,7 @@ class _MultiProcessIter(_BaseIter):
             if isinstance(data, _worker.ExceptionWrapper):
                 self._shutdown()
                 data.reraise()
-            return data
+            return _pin(data) if self._loader._pins else data
 
     def _shutdown(self):
         if self._closed:

@@ -17,6 +17,9 @@ import contextlib
 
 from ..autograd import is_grad_enabled
 from ..nn.modules.module import Module
+from ..tensor import Tensor
+from ..tensor.backend import Device
+from ..tensor.tensor import as_device
 from .comm_queue import blocking
 from .reducer import GradBucket, Reducer  # noqa: F401  (GradBucket is public)
 from .world import resolve
@@ -28,10 +31,13 @@ class DistributedDataParallel(Module):
     """Wrap `module` (the same model on every rank of `process_group`, default the world).
 
     `bucket_cap_mb` (default 25) caps a gradient bucket; `broadcast_buffers` copies rank 0's
-    buffers before each forward. `device_ids`, `output_device`, `dim`,
-    `find_unused_parameters`, `check_reduction`, `gradient_as_bucket_view` and `static_graph`
-    are PyTorch's; they are accepted so PyTorch scripts run, and change nothing here (one
-    device per process; unused parameters found automatically; `.grad` always a bucket view).
+    buffers before each forward. `device_ids` and `output_device` have PyTorch's meaning for a
+    module on one GPU: `device_ids=[i]` (the module's GPU) moves the forward's input tensors
+    there, and the outputs go to `output_device` (default: that GPU); they must be None for a
+    CPU module, and more than one device per process raises NotImplementedError.
+    `dim`, `find_unused_parameters`, `check_reduction`, `gradient_as_bucket_view` and
+    `static_graph` are PyTorch's and change nothing here (unused parameters are found
+    automatically; `.grad` is always a bucket view).
     """
 
     def __init__(self, module, device_ids=None, output_device=None, dim=0,
@@ -50,6 +56,7 @@ class DistributedDataParallel(Module):
         self.process_group = group
         self.broadcast_buffers = broadcast_buffers
         self.device_ids, self.output_device, self.dim = device_ids, output_device, dim
+        self._input_device, self._output_device = _placement(module, device_ids, output_device)
         self.bucket_cap_mb = 25 if bucket_cap_mb is None else bucket_cap_mb
         self._sync_gradients = True
         params = [p for p in _unique(module.parameters()) if p.requires_grad]
@@ -71,7 +78,11 @@ class DistributedDataParallel(Module):
                 _broadcast_coalesced(self.process_group, [b._data for b in buffers], src=0)
                 for b in buffers:
                     b._version[0] += 1
+        if self._input_device is not None:
+            inputs, kwargs = _move(inputs, self._input_device), _move(kwargs, self._input_device)
         out = self.module(*inputs, **kwargs)
+        if self._output_device is not None:
+            out = _move(out, self._output_device)
         if is_grad_enabled() and self._sync_gradients:
             self.reducer.arm()
         return out
@@ -119,6 +130,51 @@ class DistributedDataParallel(Module):
     def extra_repr(self):
         return (f"world_size={self.process_group.size}, bucket_cap_mb={self.bucket_cap_mb}, "
                 f"buckets={len(self.reducer.buckets)}")
+
+
+def _placement(module, device_ids, output_device):
+    """(device the inputs go to, device the outputs go to), each None for "leave them", from
+    PyTorch's `device_ids` / `output_device` for a module that lives on one device."""
+    devices = {str(t.device) for t in list(module.parameters()) + list(module.buffers())}
+    if device_ids is None:
+        if output_device is not None and len(devices) == 1 and devices != {"cpu"}:
+            return None, Device(as_device(output_device))
+        if output_device is not None:
+            raise ValueError(f"DistributedDataParallel: output_device must be None for a CPU "
+                             f"or multi-device module (parameters on {sorted(devices)}), got "
+                             f"{output_device!r}")
+        return None, None
+    ids = list(device_ids)
+    if len(ids) > 1:
+        raise NotImplementedError(f"DistributedDataParallel(device_ids={ids!r}): one device "
+                                  f"per process only; start one rank per GPU and pass "
+                                  f"device_ids=[local_rank]")
+    if devices == {"cpu"} or len(devices) != 1:
+        raise ValueError(f"DistributedDataParallel device_ids and output_device arguments only "
+                         f"work with single-device GPU modules, but got device_ids={ids!r}, "
+                         f"output_device={output_device!r}, and module parameters on "
+                         f"{sorted(devices)}; move the module first (module.to(device)) or "
+                         f"pass device_ids=None")
+    target = Device(as_device(ids[0])) if ids else None
+    if target is not None and str(target) not in devices:
+        raise ValueError(f"DistributedDataParallel: device_ids={ids!r} names {target}, but the "
+                         f"module lives on {devices.pop()}; move it there first "
+                         f"(module.to('{target}'))")
+    out = target if output_device is None else Device(as_device(output_device))
+    return target, out
+
+
+def _move(obj, device):
+    """Tensors anywhere in `obj` (tuples, lists, dicts) moved to `device`."""
+    if isinstance(obj, Tensor):
+        return obj if obj.device == device else obj.to(device, non_blocking=True)
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*(_move(o, device) for o in obj))
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_move(o, device) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _move(v, device) for k, v in obj.items()}
+    return obj
 
 
 def _unique(tensors):

@@ -19,7 +19,8 @@ class Environment:
     world_size: int = 1
     local_rank: int = 0
     local_world_size: int = 1
-    source: str = "none"          # phalanx | openmpi | mpich | slurm | none
+    source: str = "none"          # phalanx | openmpi | mpich | slurm | none, or standalone |
+    #                               store: no launcher, PyTorch's rendezvous (standalone.py)
     under_mpi: bool = False       # started by mpirun/mpiexec/srun with an MPI process manager
     store_endpoint: str = None    # set by `phalanx run`: the rendezvous store
 

@@ -1,7 +1,9 @@
 """The `mpi` backend: every ProcessGroup verb over mpi4py.
 
-Contiguous NumPy arrays go to MPI as they are (zero-copy, in place where the verb is); device
-arrays are staged through host memory (a CUDA-aware path belongs to the NCCL backend).
+Contiguous NumPy arrays go to MPI as they are (zero-copy, in place where the verb is). CuPy
+arrays go to MPI as they are too when the MPI library is CUDA-aware (`cuda_aware()`), otherwise
+through pinned host copies; either way the stream that produced them is waited for first (an
+event recorded when the verb is called), since MPI knows nothing of CUDA streams.
 Collectives run in issue order through the group's `CommQueue`, on its communication thread
 when asynchronous; point-to-point verbs are MPI's own non-blocking requests, so a
 send/recv exchange can never deadlock behind a queued collective. MPI is asked for
@@ -38,30 +40,97 @@ def mpi():
 _GROUPS = weakref.WeakSet()     # groups with a status channel, for departure notices
 
 
-def _host(array):
-    """(host array, write-back) for an array on any device."""
-    if array is None or type(array) is np.ndarray:
-        return array, None
-    host = array.get()  # a CuPy array: stage through host memory
-    return host, lambda: array.set(host)
+CUDA_AWARE_ENV = "PHALANX_MPI_CUDA_AWARE"   # 1/0: override what the MPI library reports
+_cuda_aware = None
 
 
-def _on_host(fn, arrays):
-    """fn(*arrays) with every device array replaced by a host copy, written back after."""
-    pairs = [_host(a) for a in arrays]
-    result = fn(*[h for h, _ in pairs])
-    for _, back in pairs:
-        if back is not None:
-            back()
+def cuda_aware():
+    """Whether MPI can read and write device memory: $PHALANX_MPI_CUDA_AWARE if set, else
+    Open MPI's MPIX_Query_cuda_support() (other MPIs: assume not, and stage)."""
+    global _cuda_aware
+    if _cuda_aware is None:
+        text = os.environ.get(CUDA_AWARE_ENV, "")
+        if text in ("0", "1"):
+            _cuda_aware = text == "1"
+        else:
+            _cuda_aware = _query_cuda_support()
+    return _cuda_aware
+
+
+def _query_cuda_support():
+    import ctypes
+    MPI = mpi()
+    try:   # the extension lives in libmpi, a dependency of mpi4py's module: dlsym finds it
+        query = ctypes.CDLL(MPI.__file__).MPIX_Query_cuda_support
+    except (OSError, AttributeError):
+        return False
+    query.restype = ctypes.c_int
+    return bool(query())
+
+
+def _is_device(array):
+    return array is not None and type(array) is not np.ndarray
+
+
+def _producer_done(arrays):
+    """An event on the calling thread's current stream, which produced `arrays`: MPI may read
+    them once it has passed (the job runs on another thread, with another current stream)."""
+    import cupy
+    event = cupy.cuda.Event(disable_timing=True)
+    event.record()
+    return event
+
+
+def _pinned(array):
+    """A pinned host copy of a device array (pinned: the copies run at full bus speed)."""
+    import cupyx
+    host = cupyx.empty_pinned(array.shape, array.dtype)
+    with array.device:   # this (communication) thread's current device may be another
+        array.get(out=host)
+    return host
+
+
+def _staged(fn, arrays):
+    """fn(*arrays) with every device array replaced by a pinned host copy, written back
+    after (and the write-back finished before the job is)."""
+    hosts = [_pinned(a) if _is_device(a) else a for a in arrays]
+    result = fn(*hosts)
+    for a, host in zip(arrays, hosts):
+        if _is_device(a):
+            _write_back(a, host)
     return result
 
 
+def _write_back(array, host):
+    """Copy `host` into the device array and wait for it: the caller reads `array` as soon
+    as the Work completes, on a stream that knows nothing of this thread's copy."""
+    import cupy
+    with array.device:   # this (communication) thread's current device may be another
+        array.set(host)
+        cupy.cuda.get_current_stream().synchronize()
+
+
 def _bound(fn, arrays):
-    """A job calling fn(*arrays): directly for NumPy arrays, through host copies otherwise."""
-    for a in arrays:
-        if a is not None and type(a) is not np.ndarray:
-            return lambda: _on_host(fn, arrays)
-    return lambda: fn(*arrays)
+    """A job calling fn(*arrays): directly for NumPy arrays; for device arrays after their
+    producing stream, directly (CUDA-aware MPI) or through pinned host copies."""
+    if not any(_is_device(a) for a in arrays):
+        return lambda: fn(*arrays)
+    ready = _producer_done(arrays)
+    if cuda_aware():
+        return lambda: ready.synchronize() or fn(*arrays)
+    return lambda: ready.synchronize() or _staged(fn, arrays)
+
+
+def _p2p_buffer(array, receiving):
+    """(buffer MPI uses, write-back or None) for a send or receive, after the producing
+    stream has finished with `array`."""
+    if not _is_device(array):
+        return array, None
+    _producer_done([array]).synchronize()
+    if cuda_aware():
+        return array, None
+    host = _pinned(array)
+    return host, (lambda: _write_back(array, host)) if receiving else None
 
 
 _BOOL = np.dtype(np.bool_)
@@ -311,7 +380,7 @@ class MpiProcessGroup(ProcessGroup):
 
     # --- collectives ------------------------------------------------------------------------
     def allreduce(self, array, op=ReduceOp.SUM):
-        shared = self._shared.find(array)
+        shared = self.shared_buffer(array)
         if shared is not None:      # a comm_buffer: a pass over memory this host's ranks share
             return self._post("all_reduce", lambda a: shared.allreduce(a, op), array)
         mop = self._op(op, array.dtype)
@@ -383,14 +452,14 @@ class MpiProcessGroup(ProcessGroup):
 
     # --- point to point ----------------------------------------------------------------------
     def send(self, array, dst, tag=0):
-        host, _ = _host(array)
+        host, _ = _p2p_buffer(array, receiving=False)
         with self._p2p_turn:
             request = self.comm.Isend(self._buf(host), dst, tag)
         return _Request(request, keep=host)
 
     def recv(self, array, src, tag=0):
         MPI = mpi()
-        host, back = _host(array)
+        host, back = _p2p_buffer(array, receiving=True)
         with self._p2p_turn:
             request = self.comm.Irecv(self._buf(host), MPI.ANY_SOURCE if src is None else src,
                                       MPI.ANY_TAG if tag is None else tag)

@@ -68,6 +68,7 @@ class ProcessGroup:
     """
 
     backend = "abstract"
+    shares_host_memory = True   # False for backends whose buffers live on a device (nccl)
 
     def __init__(self, rank, size, ranks=None):
         self.rank = rank
@@ -80,19 +81,29 @@ class ProcessGroup:
         this group all-reduces fastest, for buffers reduced over and over (DDP's buckets).
         Collective. It lies in memory that the group's ranks on one host map together, and
         `allreduce` on it is a pass over that memory (across hosts: per host, see
-        shared_memory.py); backends check `_shared.find(array)` and call its `allreduce`."""
-        if xp is np and self.size > 1 and count > 0 and shared_memory.enabled():
+        shared_memory.py); backends ask `shared_buffer(array)` and call its `allreduce`.
+        This is the one place that decides: host (NumPy) buffers of host-memory backends
+        only; device arrays never take this path."""
+        if xp is np and self.shares_host_memory and self.size > 1 and count > 0 \
+                and shared_memory.enabled():
             made = shared_memory.create(self, count, dtype)
             if made is not None:
                 self._shared.add(*made)
                 return made[0]
         return xp.zeros(count, dtype=dtype)
 
+    def shared_buffer(self, array):
+        """The shared-memory segment behind `array` when it is one of this group's host
+        comm_buffers, else None (always None for device arrays)."""
+        if type(array) is not np.ndarray:
+            return None
+        return self._shared.find(array)
+
     def reduces_locally(self, array):
         """Whether all-reducing `array` (a comm_buffer) is this rank's own computation over
         shared memory, with no transport to wait on: overlapping it with computation gains
         nothing."""
-        shared = self._shared.find(array)
+        shared = self.shared_buffer(array)
         return shared is not None and shared.across is None
 
     def allreduce(self, array, op=ReduceOp.SUM) -> Work:

@@ -32,7 +32,7 @@ import weakref
 from ..autograd import engine
 from ..profiler import recorder as _profiler
 from ..tensor import Tensor
-from ..tensor.backend import array_module
+from ..tensor.backend import array_module, to_host
 from . import debug
 from .comm_queue import CALLER_WAITS, blocking
 from .process_group import ReduceOp
@@ -140,9 +140,13 @@ class Reducer:
         self._used = used
         for b in self.buckets:
             b.pending, b.work = len(b.params), None
-        for p, u in zip(self.params, used):
-            b, slot = self._where[id(p)]
-            b.used[slot] = u
+        if all(used):                     # the usual step: one fill per bucket
+            for b in self.buckets:
+                b.used[...] = 1
+        else:
+            for p, u in zip(self.params, used):
+                b, slot = self._where[id(p)]
+                b.used[slot] = u
         engine.queue_callback(self._finish)
         for p, u in zip(self.params, used):
             if not u:
@@ -215,14 +219,19 @@ class Reducer:
         _advance_heartbeat()
 
     def _used_anywhere(self):
-        """Per parameter: whether some rank's pass used it (read from the reduced flags)."""
+        """Per parameter: whether some rank's pass used it (read from the reduced flags).
+
+        When this rank used them all, so did "some rank": the flags are not read, which on a
+        GPU would wait for the all-reduce (the usual step makes no host synchronisation)."""
+        if all(self._used):
+            return self._used
         if self.comm_hook is not None:      # the hook reduced only the gradients
             flags = array_module(self.buckets[0].flat).asarray(self._used, dtype="int32")
             blocking(self.group.allreduce, flags, ReduceOp.SUM)
-            return flags.tolist()
+            return to_host(flags).tolist()
         flags = {}
         for b in self.buckets:
-            for p, f in zip(b.params, b.used.tolist()):
+            for p, f in zip(b.params, to_host(b.used).tolist()):
                 flags[id(p)] = f != 0
         return [flags[id(p)] for p in self.params]
 

@@ -6,15 +6,26 @@ the concatenated batch, and the running statistics (unbiased variance over the g
 agree on every rank. Backward all-reduces the two per-channel sums the input gradient needs.
 In eval mode, or in a world of one, it is the ordinary BatchNorm.
 
+The statistics are exchanged in float32 (float64 for float64 inputs), whatever the input's
+precision: a float16 count is wrong past 2048 and overflows past 65504. The global count stays
+on the device, so a training step on a GPU never waits for it on the host.
+
     model = SyncBatchNorm.convert_sync_batchnorm(model)   # every BatchNorm*d, in place
 """
+import numpy as np
+
 from ..autograd import Function, once_differentiable
 from ..nn.modules.batchnorm import _BatchNorm
 from ..tensor import Tensor
-from ..tensor.backend import array_module
+from ..tensor.backend import array_module, can_check, host_scalar
 from .comm_queue import blocking
 from .process_group import ReduceOp
 from .world import is_initialized, resolve
+
+
+def _stats_dtype(dtype):
+    """float64 for float64 data, else float32: the precision statistics are kept in."""
+    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
 
 
 class _SyncBatchNormFunction(Function):
@@ -26,19 +37,21 @@ class _SyncBatchNormFunction(Function):
         axes = (0,) + tuple(range(2, x.ndim))
         shape = (1, c) + (1,) * (x.ndim - 2)
         n = x.size // c
-        mean_local = x.mean(axis=axes) if n else xp.zeros(c, dtype=x.dtype)
-        local = xp.empty(2 * c + 1, dtype=x.dtype)      # count, mean, centred sum of squares
+        acc = _stats_dtype(x.dtype)
+        xa = x.astype(acc, copy=False)
+        mean_local = xa.mean(axis=axes) if n else xp.zeros(c, dtype=acc)
+        local = xp.empty(2 * c + 1, dtype=acc)          # count, mean, centred sum of squares
         local[0] = n
         local[1:c + 1] = mean_local
-        local[c + 1:] = ((x - mean_local.reshape(shape)) ** 2).sum(axis=axes)
-        every = xp.empty((group.size, 2 * c + 1), dtype=x.dtype)
+        local[c + 1:] = ((xa - mean_local.reshape(shape)) ** 2).sum(axis=axes)
+        every = xp.empty((group.size, 2 * c + 1), dtype=acc)
         blocking(group.allgather, every, local)
         counts, means, m2s = every[:, :1], every[:, 1:c + 1], every[:, c + 1:]
-        count = float(counts.sum())
+        count = xp.asarray(counts.sum())                # a device scalar: never read here
         mean = (counts * means).sum(axis=0) / count     # Chan et al.: stable pairwise merge
         var = (m2s + counts * (means - mean) ** 2).sum(axis=0) / count
         invstd = 1.0 / xp.sqrt(var + eps)
-        xhat = (x - mean.reshape(shape)) * invstd.reshape(shape)
+        xhat = ((xa - mean.reshape(shape)) * invstd.reshape(shape)).astype(x.dtype, copy=False)
         y = xhat
         if weight is not None:
             y = y * weight._data.reshape(shape)
@@ -57,11 +70,11 @@ class _SyncBatchNormFunction(Function):
         dy = grad_out._data
         xp = array_module(dy)
         xhat, axes, shape, c = ctx.xhat, ctx.axes, ctx.shape, dy.shape[1]
-        sums = xp.empty(2 * c, dtype=dy.dtype)
-        sums[:c] = dy.sum(axis=axes)              # local: d bias
-        sums[c:] = (dy * xhat).sum(axis=axes)     # local: d weight
-        grad_weight = Tensor._make(sums[c:].copy()) if weight is not None else None
-        grad_bias = Tensor._make(sums[:c].copy())
+        sums = xp.empty(2 * c, dtype=_stats_dtype(dy.dtype))
+        sums[:c] = dy.sum(axis=axes, dtype=sums.dtype)               # local: d bias
+        sums[c:] = (dy * xhat).sum(axis=axes, dtype=sums.dtype)      # local: d weight
+        grad_weight = Tensor._make(sums[c:].astype(dy.dtype)) if weight is not None else None
+        grad_bias = Tensor._make(sums[:c].astype(dy.dtype))
         grad_input = None
         if ctx.needs_input_grad[0]:
             blocking(ctx.group.allreduce, sums, ReduceOp.SUM)   # sums over the global batch
@@ -106,11 +119,13 @@ class SyncBatchNorm(_BatchNorm):
             n = self.num_batches_tracked
             n._data += 1
             n._version[0] += 1
-            factor = 1.0 / float(n.item()) if self.momentum is None else self.momentum
+            # momentum=None (a cumulative average) reads the step count, as PyTorch does
+            factor = 1.0 / host_scalar(n._data) if self.momentum is None else self.momentum
             count = stats["count"]
-            if count <= 1:
+            if can_check(count) and host_scalar(count) <= 1:
                 raise ValueError(f"Expected more than 1 value per channel when training, got "
-                                 f"{count:g} over all ranks (input {list(input.shape)})")
+                                 f"{host_scalar(count):g} over all ranks (input "
+                                 f"{list(input.shape)})")
             for running, batch in ((self.running_mean, stats["mean"]),
                                    (self.running_var, stats["var"] * (count / (count - 1)))):
                 running._data *= 1 - factor

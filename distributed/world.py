@@ -1,13 +1,15 @@
 """The default process group: `init_process_group`, ranks, subgroups, teardown.
 
 `init_process_group()` reads the environment (see `env.py`) and picks a backend:
+`nccl` when this process already works on a GPU and NCCL is there (see `_gpu_in_use`), else
 `mpi` when started under MPI, `zmq` under `phalanx run` without MPI, `local` for a world of
-one; `nccl` (GPU runs) comes with the NCCL backend. Backends are found by name in `BACKENDS`,
+one. Backends are found by name in `BACKENDS`,
 where `register_backend` puts them. Every other function here follows
 `torch.distributed`'s name and meaning.
 """
 import datetime
-import importlib
+import importlib.util
+import os
 
 from . import debug, threads
 from .comm_queue import default_collective_timeout
@@ -33,6 +35,7 @@ class _State:
     world = None          # the default ProcessGroup
     env = None            # the Environment it was built from
     groups = []           # every group new_group() made, destroyed with the world
+    rendezvous = None     # the launcher-less rendezvous (standalone.py), closed with the world
 
 
 _state = _State()
@@ -93,17 +96,30 @@ def _zmq_group(environment, timeout):
 
 @register_backend("nccl")
 def _nccl_group(environment, timeout):
+    from .nccl_backend import NcclProcessGroup
+    return NcclProcessGroup.create(environment, timeout)
+
+
+def _gpu_in_use(environment):
+    """NCCL is the automatic choice for a job of several ranks when this process already works
+    on a GPU (Phalanx loaded CuPy for a CUDA tensor or `px.cuda.set_device`), CuPy finds NCCL,
+    and every rank of this node can have a GPU of its own (NCCL refuses two ranks on one GPU;
+    MPI moves CuPy arrays then). A world of one stays `local`: its collectives are no-ops."""
+    from ..tensor import backend as array_backend
+    if array_backend._cupy is None or environment.world_size == 1:
+        return False
     try:
-        nccl = importlib.import_module(".nccl_backend", __package__)
-    except ImportError:
-        raise RuntimeError(
-            "backend 'nccl' is not available in this build of Phalanx (it arrives with the "
-            "GPU/NCCL issue). Use backend='mpi' (CuPy arrays are staged through host memory) "
-            "or leave backend=None to pick the CPU backend for this launcher.") from None
-    return nccl.NcclProcessGroup.create(environment, timeout)
+        from cupy.cuda import nccl
+        count = array_backend._cupy.cuda.runtime.getDeviceCount()
+    except Exception:
+        return False
+    return bool(getattr(nccl, "available", False)) and environment.local_world_size <= count
 
 
 def _choose(backend, environment):
+    if backend is None and (environment.under_mpi or environment.store_endpoint) and \
+            _gpu_in_use(environment):
+        return "nccl"
     if backend in (None, "gloo"):   # gloo: what PyTorch CPU scripts ask for; we pick ours
         if environment.under_mpi:
             return "mpi"
@@ -114,7 +130,8 @@ def _choose(backend, environment):
                 f"RANK={environment.rank} and WORLD_SIZE={environment.world_size} are set, but "
                 f"neither MPI nor a Phalanx store is there to connect the ranks. Start the job "
                 f"with `phalanx run --nproc-per-node N script.py` or `mpirun -n N python "
-                f"script.py`.")
+                f"script.py`, or set MASTER_ADDR and MASTER_PORT (PyTorch's env:// "
+                f"rendezvous, rank 0 serving the store).")
         return "local"
     backend = str(backend).lower()
     if backend not in BACKENDS:
@@ -127,10 +144,12 @@ def init_process_group(backend=None, timeout=None, **kwargs):
     """Create the default group. Works with and without a launcher (then: world of one).
 
     `backend`: None (pick from the environment), 'mpi', 'zmq', 'local' or 'nccl'; 'gloo' is
-    taken as None. `timeout` (seconds or timedelta): a collective that runs longer aborts the
-    job with a message instead of hanging. For PyTorch scripts, `init_method='env://'` is
-    accepted, and `rank`/`world_size` when they agree with the launcher's environment: ranks
-    always come from the environment.
+    taken as None (the zmq backend on CPUs). `timeout` (seconds or timedelta): a collective
+    that runs longer aborts the job with a message instead of hanging. Under a launcher, ranks
+    come from its environment (`rank`/`world_size` must agree with it). Without one, PyTorch's
+    rendezvous works too: `init_method='env://'` with MASTER_ADDR/MASTER_PORT set,
+    `init_method='tcp://host:port'`, or `store=`, with `rank` and `world_size` given (or RANK
+    and WORLD_SIZE set); see `standalone.py` for how the ranks share their token.
     """
     if _state.world is not None:
         raise RuntimeError("init_process_group() was already called in this process; call "
@@ -140,25 +159,57 @@ def init_process_group(backend=None, timeout=None, **kwargs):
                              "pg_options", "device_id"}
     if unknown:
         raise TypeError(f"init_process_group() got unexpected arguments {sorted(unknown)}")
-    init_method = kwargs.get("init_method")
-    if init_method not in (None, "env://"):
-        raise ValueError(f"init_method={init_method!r} is not supported: Phalanx finds the "
-                         f"ranks in the environment of its launcher (mpirun, phalanx run); drop "
-                         f"init_method or pass 'env://'")
-    for name, value in (("rank", environment.rank), ("world_size", environment.world_size)):
-        given = kwargs.get(name, -1)
-        if given not in (-1, None) and given != value:
-            raise ValueError(f"init_process_group({name}={given}) disagrees with the launcher's "
-                             f"{name}={value}; drop the argument and let the launcher decide")
+    if kwargs.get("pg_options") is not None:
+        raise NotImplementedError("init_process_group(pg_options=...) is not supported; leave "
+                                  "it None")
+    rendezvous = _rendezvous_without_launcher(backend, environment, kwargs, _seconds(timeout))
+    if rendezvous is not None:
+        environment = rendezvous.environment
+    else:
+        init_method = kwargs.get("init_method")
+        if init_method not in (None, "env://"):
+            raise ValueError(f"init_method={init_method!r} is not supported under a launcher: "
+                             f"Phalanx finds the ranks in the environment of its launcher "
+                             f"(mpirun, phalanx run); drop init_method or pass 'env://'")
+        for name, value in (("rank", environment.rank),
+                            ("world_size", environment.world_size)):
+            given = kwargs.get(name, -1)
+            if given not in (-1, None) and given != value:
+                raise ValueError(f"init_process_group({name}={given}) disagrees with the "
+                                 f"launcher's {name}={value}; drop the argument and let the "
+                                 f"launcher decide")
     name = _choose(backend, environment)
     debug.configure_from_env()
     threads.share_cores(environment.local_world_size, announce=environment.local_rank == 0)
-    world = BACKENDS[name](environment, _seconds(timeout))
+    try:
+        world = BACKENDS[name](environment, _seconds(timeout))
+    except BaseException:
+        if rendezvous is not None:
+            rendezvous.close()
+        raise
     _state.world, _state.env, _state.groups = world, environment, []
-    if name == "mpi" and world.size > 1:
+    _state.rendezvous = rendezvous
+    if name in ("mpi", "nccl") and world.size > 1:
         from . import abort
         abort.install(world)
     return None
+
+
+def _rendezvous_without_launcher(backend, environment, kwargs, timeout):
+    """PyTorch's own rendezvous (see `standalone.py`) when no launcher connects the ranks:
+    a `store=`, `init_method='tcp://...'`, or env:// with MASTER_ADDR/MASTER_PORT set. None
+    under mpirun or `phalanx run`, and for an MPI backend (MPI connects its ranks itself)."""
+    from . import standalone     # imports the store (pyzmq): only when it may be needed
+    if environment.under_mpi or environment.store_endpoint or \
+            str(backend).lower() == "mpi":
+        return None
+    if kwargs.get("store") is not None:
+        return standalone.from_store(kwargs["store"], kwargs.get("rank"),
+                                     kwargs.get("world_size"), timeout)
+    if standalone.master_from(kwargs.get("init_method"), os.environ) is None:
+        return None
+    return standalone.start(kwargs.get("init_method"), kwargs.get("rank"),
+                            kwargs.get("world_size"), timeout)
 
 
 def is_initialized():
@@ -251,9 +302,57 @@ def destroy_process_group(group=None):
         for pg in groups + ([world] if world is not None else []):
             pg.shutdown()
         _state.world, _state.env, _state.groups = None, None, []
+        if _state.rendezvous is not None:
+            _state.rendezvous.close()
+            _state.rendezvous = None
         from . import abort
         abort.uninstall()
     elif group is not GroupMember.NON_GROUP_MEMBER:
         group.shutdown()
         if group in _state.groups:
             _state.groups.remove(group)
+
+
+def is_mpi_available():
+    """Whether the MPI backend can be used: mpi4py is installed (it is imported only when a
+    group is made)."""
+    return importlib.util.find_spec("mpi4py") is not None
+
+
+def is_nccl_available():
+    """Whether CuPy with NCCL is there (this imports CuPy when it is installed)."""
+    if importlib.util.find_spec("cupy") is None:
+        return False
+    try:
+        from cupy.cuda import nccl
+    except Exception:
+        return False
+    return bool(getattr(nccl, "available", False))
+
+
+def is_gloo_available():
+    """'gloo' names the CPU backend over ZeroMQ here; it is there when pyzmq is."""
+    return importlib.util.find_spec("zmq") is not None
+
+
+def is_backend_available(backend):
+    name = str(backend).lower()
+    checks = {"mpi": is_mpi_available, "nccl": is_nccl_available, "gloo": is_gloo_available,
+              "zmq": is_gloo_available}
+    return checks[name]() if name in checks else name in BACKENDS
+
+
+def is_torchelastic_launched():
+    """True in a process started by an elastic launcher (`phalanx run`, or torchrun's
+    variable), as PyTorch's check of TORCHELASTIC_RUN_ID."""
+    return bool(os.environ.get("PHALANX_RUN_ID") or os.environ.get("TORCHELASTIC_RUN_ID"))
+
+
+def get_node_local_rank(fallback_rank=None):
+    """LOCAL_RANK from the launcher's environment, else `fallback_rank`, as in PyTorch."""
+    if "LOCAL_RANK" in os.environ:
+        return int(os.environ["LOCAL_RANK"])
+    if fallback_rank is not None:
+        return int(fallback_rank)
+    raise RuntimeError("LOCAL_RANK is not in the environment; pass fallback_rank= or start "
+                       "the job with `phalanx run` (or torchrun), which sets it")

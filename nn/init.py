@@ -1,7 +1,7 @@
 """Weight initialisation, in place and outside the graph (PyTorch's `torch.nn.init`).
 
-Values are drawn on the host from the given generator (default: the one `phalanx.manual_seed`
-seeds) and written into the tensor on its device.
+Values are drawn on the tensor's device from the given generator (default: that device's,
+which `phalanx.manual_seed` seeds) and written into the tensor there.
 """
 import math
 import warnings
@@ -13,8 +13,12 @@ from ..tensor.random import _gen
 
 
 def _write(tensor, values):
-    tensor._data[...] = backend.to_device(np.asarray(values, dtype=tensor._data.dtype),
-                                          tensor.device)
+    """Write `values` into `tensor`: draws are on its device already; host constants (eye_,
+    dirac_) move there."""
+    if isinstance(values, np.generic):
+        values = np.asarray(values)
+    values = backend.to_device(values, tensor.device)
+    tensor._data[...] = values.astype(tensor._data.dtype, copy=False)
     tensor._version[0] += 1
     return tensor
 
@@ -60,23 +64,23 @@ def _calculate_correct_fan(tensor, mode):
 
 
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
-    return _write(tensor, _gen(generator).uniform(a, b, tensor.shape))
+    return _write(tensor, _gen(generator, tensor.device).uniform(a, b, tuple(tensor.shape)))
 
 
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
-    return _write(tensor, _gen(generator).normal(mean, std, tensor.shape))
+    return _write(tensor, _gen(generator, tensor.device).normal(mean, std,
+                                                                tuple(tensor.shape)))
 
 
 def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
     """Normal(mean, std) truncated to [a, b] (inverse-CDF sampling, as PyTorch does)."""
-    from scipy.special import erfinv
-
     def cdf(x):
         return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
     lo, hi = cdf((a - mean) / std), cdf((b - mean) / std)
-    u = _gen(generator).uniform(2 * lo - 1, 2 * hi - 1, tensor.shape)
-    vals = erfinv(u) * std * math.sqrt(2.0) + mean
-    return _write(tensor, np.clip(vals, a, b))
+    u = _gen(generator, tensor.device).uniform(2 * lo - 1, 2 * hi - 1, tuple(tensor.shape))
+    xp = backend.array_module(u)
+    vals = backend.special(xp).erfinv(u) * std * math.sqrt(2.0) + mean
+    return _write(tensor, xp.clip(vals, a, b))
 
 
 def constant_(tensor, val):
@@ -161,11 +165,12 @@ def orthogonal_(tensor, gain=1, generator=None):
         return tensor
     rows = tensor.shape[0]
     cols = tensor.numel() // rows
-    flat = _gen(generator).standard_normal((rows, cols))
+    flat = _gen(generator, tensor.device).standard_normal((rows, cols))
+    xp = backend.array_module(flat)
     if rows < cols:
         flat = flat.T
-    q, r = np.linalg.qr(flat)
-    q *= np.sign(np.diag(r))  # makes the distribution uniform (Haar)
+    q, r = xp.linalg.qr(flat)
+    q *= xp.sign(xp.diag(r))  # makes the distribution uniform (Haar)
     if rows < cols:
         q = q.T
     return _write(tensor, (gain * q).reshape(tensor.shape))
@@ -175,9 +180,37 @@ def sparse_(tensor, sparsity, std=0.01, generator=None):
     if tensor.ndim != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
     rows, cols = tensor.shape
-    rng = _gen(generator)
+    rng = _gen(generator, tensor.device)
     w = rng.normal(0, std, (rows, cols))
     zeros = int(math.ceil(sparsity * rows))
     for c in range(cols):
         w[rng.permutation(rows)[:zeros], c] = 0
     return _write(tensor, w)
+
+
+def _old_spelling(init):
+    """PyTorch's pre-0.4 name for `init` (without the trailing underscore): same effect, with
+    PyTorch's FutureWarning."""
+    new_name = init.__name__
+    old_name = new_name[:-1]
+
+    def old(*args, **kwargs):
+        warnings.warn(f"`nn.init.{old_name}` is now deprecated in favor of "
+                      f"`nn.init.{new_name}`.", FutureWarning, stacklevel=2)
+        return init(*args, **kwargs)
+    old.__name__ = old.__qualname__ = old_name
+    old.__doc__ = f"Deprecated spelling of `{new_name}`."
+    return old
+
+
+uniform = _old_spelling(uniform_)
+normal = _old_spelling(normal_)
+constant = _old_spelling(constant_)
+eye = _old_spelling(eye_)
+dirac = _old_spelling(dirac_)
+xavier_uniform = _old_spelling(xavier_uniform_)
+xavier_normal = _old_spelling(xavier_normal_)
+kaiming_uniform = _old_spelling(kaiming_uniform_)
+kaiming_normal = _old_spelling(kaiming_normal_)
+orthogonal = _old_spelling(orthogonal_)
+sparse = _old_spelling(sparse_)

@@ -48,3 +48,11 @@ class Buffer(Tensor):
     def __init__(self, data, persistent=True):
         self._init(data._data if isinstance(data, Tensor) else np.asarray(data))
         self.persistent = persistent
+
+
+def __getattr__(name):
+    # torch.nn.parameter's lazy-parameter names; they live with the lazy layers that use them
+    if name in ("UninitializedParameter", "UninitializedBuffer", "UninitializedTensorMixin"):
+        from .modules import lazy
+        return getattr(lazy, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,6 @@
 """Adam and AdamW (Adam with decoupled weight decay), optionally AMSGrad."""
 from ..tensor.backend import array_module
+from . import fused
 from ._array_ops import effective_grad, lerp_
 from .optimizer import Optimizer, implementation_options, step_tensor, zeros_state
 
@@ -60,6 +61,10 @@ class AdamW(Adam):
 def adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *, amsgrad, beta1, beta2,
          lr, weight_decay, eps, maximize, decoupled_weight_decay):
     """Adam on lists of arrays, in place; `steps` are float32 scalar arrays, counted up here."""
+    if fused.adam_step(params, grads, exp_avgs, exp_avg_sqs, steps, amsgrad=amsgrad,
+                       beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay, eps=eps,
+                       maximize=maximize, decoupled_weight_decay=decoupled_weight_decay):
+        return                              # on a GPU: the whole group in one launch
     for i, p in enumerate(params):
         xp = array_module(p)
         steps[i] += 1

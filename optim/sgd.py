@@ -1,6 +1,7 @@
 """Stochastic gradient descent, with momentum (heavy-ball or Nesterov), dampening and L2 decay."""
 from ..tensor.backend import array_module
 from ..tensor.tensor import Tensor
+from . import fused
 from ._array_ops import add_scaled_, effective_grad
 from .optimizer import Optimizer, implementation_options
 
@@ -41,6 +42,10 @@ def sgd(params, grads, momentum_buffers, *, lr, momentum, dampening, nesterov, w
         maximize):
     """SGD on lists of arrays, in place. `momentum_buffers[i]` is None until the first step,
     which fills it with that step's gradient (as PyTorch does)."""
+    if fused.sgd_step(params, grads, momentum_buffers, lr=lr, momentum=momentum,
+                      dampening=dampening, nesterov=nesterov, weight_decay=weight_decay,
+                      maximize=maximize):   # on a GPU: the whole group in one launch
+        return
     for i, (p, g) in enumerate(zip(params, grads)):
         g = effective_grad(p, g, weight_decay, maximize)
         if momentum != 0:

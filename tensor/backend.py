@@ -3,11 +3,14 @@
 Ops call `array_module(arr)`; nothing else in the tensor library asks which device it runs on.
 CuPy is imported only when a CUDA device is first asked for.
 """
+import contextlib
 import ctypes
 import os
 import sys
 
 import numpy as np
+
+from ..autograd import function as _function
 
 _cupy = None
 
@@ -57,7 +60,20 @@ def cupy():
             raise RuntimeError("a CUDA device was requested but no GPU is visible "
                                "(CUDA_VISIBLE_DEVICES?)")
         _cupy = cp
+        _function.gpu_guard = _gpu_guard
     return _cupy
+
+
+def _gpu_guard(args):
+    """`cupy.cuda.Device(i)` when the first CuPy array among the tensors `args` lives on GPU i
+    and another GPU is current, else None (see autograd.function.gpu_guard)."""
+    cp = _cupy
+    for a in args:
+        d = getattr(a, "_data", None)
+        if d is not None and type(d) is cp.ndarray:
+            idx = d.device.id
+            return None if idx == cp.cuda.runtime.getDevice() else cp.cuda.Device(idx)
+    return None
 
 
 def array_module(arr):
@@ -71,14 +87,92 @@ def is_cupy_array(arr):
     return _cupy is not None and isinstance(arr, _cupy.ndarray)
 
 
+def writeable(arr):
+    """Whether `arr` may be written in place. NumPy marks broadcast views and foreign buffers
+    read-only; CuPy keeps no such flag, so there a view with a zero stride over a dimension
+    longer than one (several elements on one memory location) counts as read-only."""
+    flags = arr.flags
+    if hasattr(flags, "writeable"):
+        return flags.writeable
+    return all(st != 0 or n <= 1 for st, n in zip(arr.strides, arr.shape))
+
+
+# ---- device -> host: the one door ----------------------------------------------------------
+# Reading a GPU array's values on the host waits for every kernel queued before it; in the
+# training step that stall is the cost to avoid. Every such read in Phalanx goes through
+# `to_host` / `host_scalar`, which count them per device, so a test can assert that the
+# steady-state step makes none (`transfer_counts`, `reset_transfer_counts`).
+transfer_counts = {}
+
+
+def on_host(arr):
+    """True for a plain NumPy array or scalar: its values are read without waiting for a
+    device."""
+    return type(arr) is np.ndarray or isinstance(arr, (np.generic, int, float, complex))
+
+
+def to_host(arr):
+    """A NumPy array with the values of `arr` (itself when it is one already)."""
+    if type(arr) is np.ndarray:
+        return arr
+    if isinstance(arr, np.generic):
+        return np.asarray(arr)
+    key = str(device_of(arr)) if is_cupy_array(arr) else type(arr).__name__
+    transfer_counts[key] = transfer_counts.get(key, 0) + 1
+    if is_cupy_array(arr):
+        return arr.get()
+    if isinstance(arr, np.ndarray):          # an ndarray subclass standing in for a device
+        return arr.view(np.ndarray)
+    return np.asarray(arr)
+
+
+def host_scalar(arr):
+    """The Python number held by the one-element array `arr` (a transfer when on a device)."""
+    if isinstance(arr, (int, float, bool, complex)):
+        return arr
+    return to_host(arr).reshape(()).item()
+
+
+def reset_transfer_counts():
+    transfer_counts.clear()
+
+
+# Checks that read values of device arrays (a target out of range, a NaN, a malformed mask)
+# would synchronise every step, so on a GPU they run only in debug mode, as PyTorch's
+# device-side asserts do; on the CPU the values are at hand and the checks always run.
+_debug_checks = os.environ.get("PHALANX_DEBUG", "0").lower() not in (
+    "", "0", "false", "no", "off")
+
+
+def set_debug_checks(flag=True):
+    """Run value checks on device arrays too (PHALANX_DEBUG=1 switches this on at start)."""
+    global _debug_checks
+    _debug_checks = bool(flag)
+
+
+def debug_checks():
+    return _debug_checks
+
+
+def can_check(arr):
+    """Whether a check that reads `arr`'s values may run now: always on the host, only in
+    debug mode on a device (where reading values waits for the GPU)."""
+    return _debug_checks or on_host(arr)
+
+
 class Device:
-    """`cpu` or `cuda:N`. Compares equal to its string form, like torch.device."""
+    """`cpu` or `cuda:N`. Compares equal to its string form, like torch.device. A bare "cuda"
+    means the current GPU (`phalanx.cuda.set_device`), as in PyTorch."""
 
     __slots__ = ("type", "index")
 
     def __init__(self, type_or_str="cpu", index=None):
         if isinstance(type_or_str, Device):
             type_or_str, index = type_or_str.type, type_or_str.index
+        elif isinstance(type_or_str, int) and not isinstance(type_or_str, bool):
+            if type_or_str < 0:  # an ordinal names a GPU, as in torch.device(0)
+                raise RuntimeError(f"Device index must not be negative (got {type_or_str})")
+            type_or_str, index = "cuda", type_or_str
         s = str(type_or_str)
         if ":" in s:
             s, idx = s.split(":", 1)
@@ -86,7 +180,7 @@ class Device:
         if s not in ("cpu", "cuda"):
             raise ValueError(f"unknown device type {s!r}; expected 'cpu', 'cuda' or 'cuda:N'")
         if s == "cuda" and index is None:
-            index = 0
+            index = 0 if _cupy is None else _cupy.cuda.runtime.getDevice()
         self.type = s
         self.index = index if s == "cuda" else None
 
@@ -121,15 +215,14 @@ def device_of(arr):
     return CPU
 
 
-def to_device(arr, device):
-    """Move (or keep) an array on `device`; copies only when the device changes."""
+def to_device(arr, device, non_blocking=False):
+    """Move (or keep) an array on `device`; copies only when the device changes.
+
+    `non_blocking=True` copies a pinned host array (see `pin`) to a GPU asynchronously on the
+    current stream, as PyTorch does; any other copy completes before this returns."""
     device = Device(device)
     if device.type == "cpu":
-        if type(arr) is np.ndarray:
-            return arr
-        if is_cupy_array(arr):
-            return arr.get()
-        return np.asarray(arr)
+        return to_host(arr)
     cp = cupy()
     if device.index >= cp.cuda.runtime.getDeviceCount():
         raise RuntimeError(f"device {device} requested but only "
@@ -137,11 +230,59 @@ def to_device(arr, device):
     with cp.cuda.Device(device.index):
         if isinstance(arr, cp.ndarray) and arr.device.id == device.index:
             return arr
+        if non_blocking and isinstance(arr, np.ndarray) and is_pinned(arr) \
+                and arr.flags.c_contiguous:
+            out = cp.empty(arr.shape, arr.dtype)
+            stream = cp.cuda.get_current_stream()
+            out.set(arr, stream=stream)
+            _keep_until_copied(arr, stream)
+            return out
         return cp.asarray(arr)
+
+
+_in_flight = []   # [(event, host array)]: pinned sources of asynchronous copies still running
+
+
+def _keep_until_copied(host_arr, stream):
+    """Hold `host_arr` until the copy queued on `stream` has read it: the pinned pool could
+    otherwise hand its memory to the next batch while the GPU still reads it."""
+    _in_flight[:] = [(e, a) for e, a in _in_flight if not e.done]  # a query, not a wait
+    _in_flight.append((stream.record(), host_arr))
+
+
+def is_pinned(arr):
+    """Whether the host array `arr` lives in page-locked memory made by CuPy (`pin`)."""
+    if _cupy is None or not isinstance(arr, np.ndarray):
+        return False
+    base = arr
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return isinstance(base, _cupy.cuda.PinnedMemoryPointer)
+
+
+def pin(arr):
+    """A copy of the host array `arr` in page-locked memory, from which a GPU copies
+    asynchronously (PyTorch's `pin_memory()`); needs a GPU."""
+    if is_pinned(arr):
+        return arr
+    import cupyx
+    cupy()
+    out = cupyx.empty_pinned(arr.shape, arr.dtype)
+    out[...] = arr
+    return out
 
 
 def module_for_device(device):
     return np if Device(device).type == "cpu" else cupy()
+
+
+def placed_on(device):
+    """(array module, context) for making arrays on `device` (None: the CPU): inside the
+    context a GPU's allocations land on that GPU directly, not on the current one."""
+    if device is None or Device(device).type == "cpu":
+        return np, contextlib.nullcontext()
+    cp = cupy()
+    return cp, cp.cuda.Device(Device(device).index)
 
 
 def cupy_loaded():

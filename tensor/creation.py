@@ -11,6 +11,8 @@ def _infer_np_dtype(data, arr):
     NumPy scalars, arrays and tensors inside lists keep their dtypes (torch.tensor([np.float64
     (.5)]) is float64), promoted with the rest by PyTorch's rule."""
     if isinstance(data, (np.ndarray, np.generic)) or backend.is_cupy_array(data):
+        if arr.dtype == dtypes.BF16_NP:
+            dtypes.from_numpy_dtype(arr.dtype)   # the first bfloat16 turns on its compute
         return arr.dtype
     if isinstance(data, (list, tuple)):
         typed = _leaf_dtypes(data)
@@ -135,13 +137,11 @@ def from_dlpack(ext):
 
 def _factory(name):
     def make(*size, dtype=None, device=None, requires_grad=False):
-        device = as_device(device)
-        xp = backend.module_for_device(device or "cpu")
+        xp, place = backend.placed_on(as_device(device))
         np_dtype = dtypes.to_numpy_dtype(dtype) if dtype is not None \
             else dtypes.get_default_dtype().np
-        arr = getattr(xp, name)(_size(size), np_dtype)
-        if device is not None and xp is not np:
-            arr = backend.to_device(arr, device)
+        with place:
+            arr = getattr(xp, name)(_size(size), np_dtype)
         return Tensor._make(arr, requires_grad)
     make.__name__ = name
     make.__doc__ = f"A tensor of the given size filled by numpy/cupy `{name}`."
@@ -158,9 +158,10 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False):
     if dtype is None:
         dtype = (dtypes.bool_ if isinstance(fill_value, bool) else
                  dtypes.int64 if isinstance(fill_value, int) else dtypes.get_default_dtype())
-    xp = backend.module_for_device(device or "cpu")
-    return Tensor._make(xp.full(_size((size,)), fill_value, dtypes.to_numpy_dtype(dtype)),
-                        requires_grad)
+    xp, place = backend.placed_on(device)
+    with place:
+        arr = xp.full(_size((size,)), fill_value, dtypes.to_numpy_dtype(dtype))
+    return Tensor._make(arr, requires_grad)
 
 
 def _like(fn):
@@ -188,20 +189,25 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
     if dtype is None:
         is_int = all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end, step))
         dtype = dtypes.int64 if is_int else dtypes.get_default_dtype()
-    xp = backend.module_for_device(device or "cpu")
-    return Tensor._make(xp.arange(start, end, step).astype(dtypes.to_numpy_dtype(dtype)),
-                        requires_grad)
+    xp, place = backend.placed_on(device)
+    with place:
+        arr = xp.arange(start, end, step).astype(dtypes.to_numpy_dtype(dtype))
+    return Tensor._make(arr, requires_grad)
 
 
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
     device = as_device(device)
-    xp = backend.module_for_device(device or "cpu")
+    xp, place = backend.placed_on(device)
     np_dtype = dtypes.to_numpy_dtype(dtype or dtypes.get_default_dtype())
-    return Tensor._make(xp.linspace(start, end, steps).astype(np_dtype), requires_grad)
+    with place:
+        arr = xp.linspace(start, end, steps).astype(np_dtype)
+    return Tensor._make(arr, requires_grad)
 
 
 def eye(n, m=None, dtype=None, device=None, requires_grad=False):
     device = as_device(device)
-    xp = backend.module_for_device(device or "cpu")
+    xp, place = backend.placed_on(device)
     np_dtype = dtypes.to_numpy_dtype(dtype or dtypes.get_default_dtype())
-    return Tensor._make(xp.eye(n, m, dtype=np_dtype), requires_grad)
+    with place:
+        arr = xp.eye(n, m, dtype=np_dtype)
+    return Tensor._make(arr, requires_grad)

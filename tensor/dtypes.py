@@ -1,4 +1,10 @@
-"""dtypes and PyTorch's type-promotion rules (including Python scalars and 0-d tensors)."""
+"""dtypes and PyTorch's type-promotion rules (including Python scalars and 0-d tensors).
+
+NumPy has no bfloat16: `ml_dtypes` supplies one as a NumPy dtype (kind 'V', not 'f', so code
+that asks "is this floating?" goes through `is_floating_np`). Ops that cannot compute in it
+compute in float32 and round back (tensor/bf16_compute.py).
+"""
+import ml_dtypes
 import numpy as np
 
 
@@ -10,7 +16,7 @@ class dtype:
         self.np = np.dtype(np_dtype)
         self._cat = category  # 0 bool, 1 integer, 2 floating
         self.is_floating_point = category == 2
-        self.is_signed = self.np.kind in "if"
+        self.is_signed = category == 2 or self.np.kind == "i"
         self.itemsize = self.np.itemsize
 
     def __repr__(self):
@@ -29,13 +35,22 @@ int64 = dtype("int64", np.int64, 1)
 float16 = dtype("float16", np.float16, 2)
 float32 = dtype("float32", np.float32, 2)
 float64 = dtype("float64", np.float64, 2)
+bfloat16 = dtype("bfloat16", ml_dtypes.bfloat16, 2)
 
 half, float, double = float16, float32, float64
 short, int, long = int16, int32, int64
 
-ALL = (bool_, uint8, int8, int16, int32, int64, float16, float32, float64)
+ALL = (bool_, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64)
 _from_np = {d.np: d for d in ALL}
 _names = {d.name: d for d in ALL}
+
+
+BF16_NP = bfloat16.np
+
+
+def is_floating_np(np_dtype):
+    """True for NumPy/CuPy floating dtypes, bfloat16 (kind 'V') included."""
+    return np_dtype.kind in "fc" or np_dtype == BF16_NP
 
 
 def _by_name(name):
@@ -44,7 +59,9 @@ def _by_name(name):
 
 def from_numpy_dtype(np_dtype):
     d = _from_np.get(np_dtype)
-    if d is None:
+    if d is bfloat16:
+        _bfloat16_in_use()
+    elif d is None:
         d = _from_np.get(np.dtype(np_dtype))
         if d is None:
             raise TypeError(f"unsupported array dtype {np_dtype}; Phalanx supports "
@@ -55,6 +72,8 @@ def from_numpy_dtype(np_dtype):
 def to_numpy_dtype(d):
     """Accept a phalanx dtype, a NumPy dtype, a Python type or a name."""
     if isinstance(d, dtype):
+        if d is bfloat16:
+            _bfloat16_in_use()
         return d.np
     if d is None:
         return None
@@ -65,8 +84,20 @@ def to_numpy_dtype(d):
     if d is builtins_int:
         return np.dtype(np.int64)
     if isinstance(d, str) and d in _names:
-        return _names[d].np
+        return to_numpy_dtype(_names[d])
     return from_numpy_dtype(np.dtype(d)).np
+
+
+def _bfloat16_in_use():
+    """The first bfloat16 tensor turns on float32 compute for ops that cannot compute in
+    bfloat16 (one interceptor at the dispatch point, innermost); until then nothing is paid."""
+    if not _bf16_compute_on:
+        from . import bf16_compute  # imports the op library, which imports this module
+        bf16_compute.install()
+        _bf16_compute_on.append(True)
+
+
+_bf16_compute_on = []
 
 
 import builtins as _b  # noqa: E402
@@ -100,11 +131,16 @@ def _promote(a, b):
     key = (a, b)
     r = _promote_cache.get(key)
     if r is None:
-        fa, fb = a.kind == "f", b.kind == "f"
+        fa, fb = is_floating_np(a), is_floating_np(b)
         if a == b or b.kind == "b" or (fa and not fb):
             r = a
         elif a.kind == "b" or (fb and not fa):
             r = b
+        elif fa and (a == BF16_NP or b == BF16_NP):
+            # bfloat16 with float16 -> float32 (neither holds the other); with a wider float,
+            # that float
+            other = b if a == BF16_NP else a
+            r = np.dtype(np.float32) if other.itemsize <= 2 else other
         else:
             r = np.promote_types(a, b)
         _promote_cache[key] = r
@@ -137,7 +173,7 @@ def result_type(*operands):
                 scal_c = max(scal_c, _scalar_category(o))
             continue
         dt = arr.dtype
-        c = 2 if dt.kind in "fc" else (0 if dt.kind == "b" else 1)
+        c = 2 if is_floating_np(dt) else (0 if dt.kind == "b" else 1)
         if arr.ndim:
             dim_t = dt if dim_t is None else _promote(dim_t, dt)
             dim_c = max(dim_c, c)
@@ -158,3 +194,45 @@ def result_type(*operands):
         if best_c == 1 and scal_c == 2 or best_c == 0 and scal_c == 2:
             best = get_default_dtype().np
     return best
+
+
+class finfo:
+    """Machine limits of a floating dtype, as `torch.finfo`: bits, eps, max, min, tiny
+    (= smallest_normal), resolution, dtype. `finfo()` describes the default dtype."""
+
+    def __init__(self, type=None):
+        d = get_default_dtype() if type is None else from_numpy_dtype(to_numpy_dtype(type))
+        if not d.is_floating_point:
+            raise TypeError(f"finfo needs a floating point dtype, got {d}; use "
+                            f"phalanx.iinfo for integer dtypes")
+        info = ml_dtypes.finfo(d.np) if d is bfloat16 else np.finfo(d.np)
+        self.bits = d.itemsize * 8
+        self.eps = _b.float(info.eps)
+        self.max = _b.float(info.max)
+        self.min = _b.float(info.min)
+        self.tiny = self.smallest_normal = _b.float(info.smallest_normal)
+        self.resolution = 10.0 ** -info.precision  # exact, not rounded to the dtype
+        self.dtype = d.name
+
+    def __repr__(self):
+        return (f"finfo(resolution={self.resolution:g}, min={self.min:g}, max={self.max:g}, "
+                f"eps={self.eps:g}, smallest_normal={self.smallest_normal:g}, "
+                f"tiny={self.tiny:g}, dtype={self.dtype})")
+
+
+class iinfo:
+    """Limits of an integer dtype, as `torch.iinfo`: bits, max, min, dtype."""
+
+    def __init__(self, type):
+        d = from_numpy_dtype(to_numpy_dtype(type))
+        if d.is_floating_point or d is bool_:
+            raise TypeError(f"iinfo needs an integer dtype, got {d}; use phalanx.finfo for "
+                            f"floating point dtypes")
+        info = np.iinfo(d.np)
+        self.bits = d.itemsize * 8
+        self.max = _b.int(info.max)
+        self.min = _b.int(info.min)
+        self.dtype = d.name
+
+    def __repr__(self):
+        return f"iinfo(min={self.min}, max={self.max}, dtype={self.dtype})"

@@ -11,7 +11,7 @@ from . import random as _random
 from .ops import conversion, elementwise as ew, indexing, linalg, reduction as red, shape
 from .ops._util import normalize_dim
 from .ops.indexing import Overwrite, normalize_index
-from .backend import array_module
+from .backend import array_module, writeable
 from .tensor import Tensor
 
 _methods = {
@@ -94,7 +94,7 @@ def _inplace_apply(self, compute, *others):
     recording = is_grad_enabled() and (self.requires_grad or any(
         isinstance(o, Tensor) and o.requires_grad for o in others))
     d = self._data
-    if not d.flags.writeable:
+    if not writeable(d):
         raise RuntimeError(f"unsupported operation: more than one element of the written-to "
                            f"tensor (shape {list(d.shape)}) refers to a single memory location "
                            f"(an expanded tensor?). Call .clone() before the in-place op.")
@@ -230,3 +230,183 @@ def _bind():
 
 
 _bind()
+
+
+# ---- more of torch.Tensor's surface (ops in mathfuncs, sorting, products, placement, linalg) --
+def _bind_more():
+    from . import dtypes, linalg as la
+    from .ops import mathfuncs as mf, placement as pl, products as pr, sorting as so
+    from .ops.scatter_reduce import scatter_reduce
+    more = {name: getattr(mf, name) for name in (
+        "acos", "acosh", "angle", "arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctan2",
+        "arctanh", "asin", "asinh", "atan", "atan2", "atanh", "bitwise_left_shift",
+        "bitwise_right_shift", "clamp_max", "clamp_min", "copysign", "cosh", "deg2rad",
+        "digamma", "erfc", "erfinv", "exp2", "fix", "float_power", "fmax", "fmin", "frac",
+        "frexp", "gcd", "greater", "greater_equal", "heaviside", "hypot", "i0", "isneginf",
+        "isposinf", "isreal", "lcm", "ldexp", "less", "less_equal", "lgamma", "logaddexp",
+        "logaddexp2", "logit", "nan_to_num", "nextafter", "not_equal", "positive", "rad2deg",
+        "sgn", "signbit", "sinc", "sinh", "xlogy", "mvlgamma", "igamma", "igammac")}
+    more.update({name: getattr(so, name) for name in (
+        "aminmax", "argsort", "bincount", "cummax", "cummin", "cumprod", "diff", "histc",
+        "kthvalue", "logcumsumexp", "median", "mode", "msort", "nanmean", "nanmedian",
+        "nanquantile", "nansum", "quantile", "sort", "topk", "unique", "unique_consecutive",
+        "histogram", "nonzero_static")})
+    more.update({name: getattr(pr, name) for name in (
+        "addbmm", "addmm", "addmv", "addr", "baddbmm", "corrcoef", "cov", "cross", "diag",
+        "diag_embed", "diagflat", "diagonal", "dist", "ger", "inner", "kron", "matrix_power",
+        "mv", "trace", "vdot")})
+    more.update({name: getattr(pl, name) for name in (
+        "dsplit", "fliplr", "flipud", "hsplit", "index_add", "index_copy", "index_fill",
+        "index_put", "masked_scatter", "moveaxis", "put", "ravel", "rot90", "select",
+        "select_scatter", "slice_scatter", "split_with_sizes", "swapdims", "take",
+        "tensor_split", "vsplit")})
+    more.update({"det": la.det, "logdet": la.logdet, "slogdet": la.slogdet,
+                 "inverse": la.inverse, "pinverse": la.pinverse, "cholesky": la.legacy_cholesky,
+                 "qr": la.legacy_qr, "svd": la.legacy_svd,
+                 "polygamma": lambda self, n: mf.polygamma(n, self),
+                 "where": lambda self, condition, other: ew.where(condition, self, other),
+                 "bitwise_and": ew.bitwise_and, "bitwise_or": ew.bitwise_or,
+                 "bitwise_xor": ew.bitwise_xor, "bitwise_not": ew.bitwise_not,
+                 "ndimension": lambda self: self.ndim,
+                 "is_complex": lambda self: self._data.dtype.kind == "c",
+                 "is_signed": lambda self: self._data.dtype.kind in "fic",
+                 "is_same_size": lambda self, other: tuple(self.shape) == tuple(other.shape),
+                 "is_nonzero": _is_nonzero, "get_device": _get_device,
+                 "apply_": _apply_, "map_": _map_})
+    more.update({name: getattr(pl, name) for name in (
+        "unfold", "sum_to_size", "diagonal_scatter", "fill_diagonal")})
+    more.update({"scatter_reduce": scatter_reduce, "renorm": pr.renorm,
+                 "matrix_exp": la.matrix_exp, "argwhere": indexing.argwhere,
+                 "cholesky_solve": la.cholesky_solve,
+                 "cholesky_inverse": la.cholesky_inverse,
+                 "unsafe_chunk": shape.chunk, "unsafe_split": shape.split,
+                 "unsafe_split_with_sizes": pl.split_with_sizes,
+                 "narrow_copy": lambda self, dim, start, length:
+                     narrow(self, dim, start, length).clone(),
+                 "char": lambda self: self.to(dtypes.int8),
+                 "bernoulli": _random.bernoulli,
+                 "triangular_solve": la.triangular_solve,
+                 "output_nr": property(lambda self: self._output_nr),
+                 "data_ptr": _data_ptr,
+                 # real tensors: conjugation is the identity, as in PyTorch
+                 "conj": _identity, "conj_physical": _identity, "resolve_conj": _identity,
+                 "resolve_neg": _identity, "real": property(_identity_property),
+                 "is_conj": _false, "is_neg": _false, "is_inference": _is_inference,
+                 "adjoint": lambda self: shape.transpose(self, -2, -1),
+                 "mH": property(lambda self: shape.transpose(self, -2, -1)),
+                 "H": property(_matrix_transpose)})
+    for name, fn in more.items():
+        setattr(Tensor, name, fn)
+    _methods.update(more)
+    inplace = [
+        "acos", "acosh", "arccos", "arccosh", "arcsin", "arcsinh", "arctan", "arctan2",
+        "arctanh", "asin", "asinh", "atan", "atan2", "atanh", "clamp_max", "clamp_min",
+        "copysign", "cosh", "cumprod", "cumsum", "deg2rad", "digamma", "erfc", "erfinv", "exp2",
+        "fix", "float_power", "frac", "gcd", "heaviside", "hypot", "i0", "lcm", "ldexp",
+        "lgamma", "logit", "nan_to_num", "nextafter", "rad2deg", "sgn", "sinc", "sinh",
+        "xlogy", "index_add", "index_copy", "index_fill", "index_put", "masked_scatter", "put",
+        "polygamma", "eq", "ne", "lt", "le", "gt", "ge", "greater", "greater_equal", "less",
+        "less_equal", "not_equal", "logical_and", "logical_or", "logical_xor", "logical_not",
+        "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "subtract", "multiply",
+        "divide", "true_divide", "floor_divide", "negative", "log2", "log10", "tan", "erf",
+        "absolute", "bitwise_left_shift", "bitwise_right_shift", "addmm", "addmv", "addr",
+        "addbmm", "baddbmm", "scatter_reduce", "renorm", "fill_diagonal", "arctan2",
+        "mvlgamma", "igamma", "igammac"]
+    for name in inplace:
+        setattr(Tensor, name + "_", _make_inplace(_methods[name]))
+    for name, fn in (("t", shape.t), ("transpose", shape.transpose),
+                     ("swapaxes", shape.transpose), ("swapdims", shape.transpose),
+                     ("squeeze", shape.squeeze), ("unsqueeze", shape.unsqueeze)):
+        setattr(Tensor, name + "_", _reshape_inplace(fn, name + "_"))
+
+
+def _identity(self):
+    return self
+
+
+def _identity_property(self):
+    if self._data.dtype.kind == "c":
+        raise NotImplementedError("complex tensors are not supported")
+    return self
+
+
+def _data_ptr(self):
+    """The address of the first element (host or device memory)."""
+    d = self._data
+    interface = getattr(d, "__cuda_array_interface__", None) or d.__array_interface__
+    return interface["data"][0]
+
+
+def _false(self):
+    return False
+
+
+def _is_inference(self):
+    from ..autograd.grad_mode import is_inference_mode_enabled
+    return bool(is_inference_mode_enabled()) and not self.requires_grad
+
+
+def _matrix_transpose(self):
+    if self.ndim not in (0, 2):
+        raise RuntimeError(f"tensor.H is only supported on matrices (2-D tensors). Got "
+                           f"{self.ndim}-D tensor.")
+    return shape.t(self)
+
+
+def _reshape_inplace(fn, name):
+    """t_, transpose_, squeeze_, unsqueeze_, ...: the tensor takes the new shape itself (its
+    values and memory stay); under autograd it moves to the op's node, as in PyTorch."""
+    def op(self, *args, **kwargs):
+        recording = is_grad_enabled() and self.requires_grad
+        if recording:
+            _check_not_leaf(self)
+            if self._view is not None:
+                raise NotImplementedError(f"{name} on a view of another tensor that requires "
+                                          f"grad is not supported; use the out-of-place "
+                                          f"{name[:-1]}")
+        out = fn(_alias(self) if recording else self, *args, **kwargs)
+        self._data = out._data
+        if recording:
+            self.grad_fn, self._output_nr = out.grad_fn, out._output_nr
+        return self
+    op.__name__ = name
+    return op
+
+
+def _is_nonzero(self):
+    if self.numel() != 1:
+        what = "no values" if self.numel() == 0 else "more than one value"
+        raise RuntimeError(f"Boolean value of Tensor with {what} is ambiguous")
+    return bool(self._data.reshape(()) != 0)
+
+
+def _get_device(self):
+    """-1 for a CPU tensor, the GPU index otherwise."""
+    dev = self.device
+    return -1 if dev.type == "cpu" else dev.index
+
+
+def _apply_(self, callable):
+    """Apply a Python function to every element in place (CPU tensors only, as in PyTorch)."""
+    if self.device.type != "cpu":
+        raise TypeError("apply_ is only implemented on CPU tensors")
+    flat = self._data.reshape(-1)
+    for i in range(flat.size):
+        flat[i] = callable(flat[i].item())
+    self._version[0] += 1
+    return self
+
+
+def _map_(self, tensor, callable):
+    """self[i] = callable(self[i], tensor[i]) with `tensor` broadcast to self (CPU only)."""
+    if self.device.type != "cpu":
+        raise TypeError("map_ is only implemented on CPU tensors")
+    other = np.broadcast_to(tensor._data, self._data.shape).reshape(-1)
+    flat = self._data.reshape(-1)
+    for i in range(flat.size):
+        flat[i] = callable(flat[i].item(), other[i].item())
+    self._version[0] += 1
+    return self
+
+
+_bind_more()

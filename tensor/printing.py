@@ -31,7 +31,8 @@ def _body(a):
 
 def tensor_repr(t):
     a = backend.to_device(t._data, "cpu")
-    parts = [_body(a)]
+    # bfloat16 prints through float32 (exact: every bfloat16 is a float32), as in PyTorch
+    parts = [_body(a.astype(np.float32) if a.dtype == dtypes.BF16_NP else a)]
     if t.device.type != "cpu":
         parts.append(f"device='{t.device}'")
     d = dtypes.from_numpy_dtype(a.dtype)

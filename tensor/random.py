@@ -1,16 +1,100 @@
 """Seeded random numbers: `Generator`, `manual_seed`, and the random creation functions.
 
-Numbers are drawn on the host from a PCG64 stream and moved to the tensor's device, so a seed
-gives the same values on every device and platform.
+Numbers are made where the tensor lives: on the CPU by NumPy's PCG64, on a GPU by cuRAND's
+counter-based Philox generator of that GPU (`_CudaStream`), never drawn on the host and
+copied. A seed reproduces a run on the same device; the CPU and a GPU give different numbers,
+as in PyTorch.
 """
+import math
+
 import numpy as np
 
 from . import backend, dtypes
 from .tensor import Tensor, _size, as_device
 
 
+class _CudaStream:
+    """Random arrays made on GPU `index` by cuRAND's Philox generator, with the subset of
+    NumPy's Generator methods Phalanx draws with (random, standard_normal, integers, uniform,
+    normal, exponential, standard_exponential, permutation).
+
+    Its state is (seed, offset): every draw starts at `offset` and moves it past the numbers
+    it used, so a saved state replays exactly and no draw waits for the GPU."""
+
+    def __init__(self, index, seed):
+        self.index, self.seed, self.offset = index, seed, 0
+        self._curand = None        # CuPy's RandomState over a cuRAND generator, made on use
+        self._seeded_with = None
+
+    def _fill(self, kind, shape, dtype):
+        """An array of `shape` from cuRAND: kind "uniform" in (0, 1], "normal" N(0, 1)."""
+        cp = backend.cupy()
+        from cupy_backends.cuda.libs import curand
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            dtype = np.dtype(np.float64)
+        n = math.prod(shape)
+        with cp.cuda.Device(self.index):
+            if self._curand is None:
+                self._curand = cp.random.RandomState(
+                    self.seed, method=curand.CURAND_RNG_PSEUDO_PHILOX4_32_10)
+                self._seeded_with = self.seed
+            rs = self._curand
+            if self._seeded_with != self.seed:
+                rs.seed(self.seed)
+                self._seeded_with = self.seed
+            out = cp.empty(n + (n & 1), dtype)  # cuRAND's normals come in pairs
+            if out.size:
+                double = dtype == np.float64
+                fn = {("uniform", False): curand.generateUniform,
+                      ("uniform", True): curand.generateUniformDouble,
+                      ("normal", False): curand.generateNormal,
+                      ("normal", True): curand.generateNormalDouble}[kind, double]
+                args = (0.0, 1.0) if kind == "normal" else ()
+                with rs._lock:
+                    curand.setGeneratorOffset(rs._generator, self.offset)
+                    fn(rs._generator, out.data.ptr, out.size, *args)
+                # skip whole Philox blocks (4 words), whatever unit cuRAND counts the offset in
+                words = out.size * (2 if double else 1)
+                self.offset += (words + 3) // 4 * 4
+            return out[:n].reshape(shape)
+
+    def random(self, size=(), dtype=np.float64):
+        u = self._fill("uniform", _shape(size), dtype)
+        return backend.cupy().where(u == 1, 0, u).astype(u.dtype, copy=False)  # [0, 1)
+
+    def standard_normal(self, size=(), dtype=np.float64):
+        return self._fill("normal", _shape(size), dtype)
+
+    def uniform(self, low=0.0, high=1.0, size=()):
+        return low + (high - low) * self.random(size)
+
+    def normal(self, loc=0.0, scale=1.0, size=()):
+        return loc + scale * self.standard_normal(size)
+
+    def standard_exponential(self, size=()):
+        return -backend.cupy().log1p(-self.random(size))
+
+    def exponential(self, scale=1.0, size=()):
+        return scale * self.standard_exponential(size)
+
+    def integers(self, low, high, size=()):
+        # float64 uniforms carry 53 bits: unbiased enough for any range a tensor indexes
+        span = high - low
+        k = backend.cupy().floor(self.random(size) * span).astype(np.int64)
+        return backend.cupy().minimum(k, span - 1) + low
+
+    def permutation(self, n):
+        return backend.cupy().argsort(self.random((int(n),)))
+
+
+def _shape(size):
+    return (int(size),) if isinstance(size, (int, np.integer)) else tuple(size)
+
+
 class Generator:
-    """A reproducible random stream (PCG64). `get_state()` is a uint8 tensor, as in PyTorch."""
+    """A reproducible random stream: PCG64 on the CPU, Philox on a GPU. `get_state()` is a
+    uint8 tensor, as in PyTorch."""
 
     def __init__(self, device="cpu"):
         self.device = backend.Device(device)
@@ -18,7 +102,10 @@ class Generator:
 
     def manual_seed(self, seed):
         self._seed = int(seed) & (2 ** 64 - 1)
-        self._rng = np.random.Generator(np.random.PCG64(self._seed))
+        if self.device.type == "cuda":
+            self._rng = _CudaStream(self.device.index, self._seed)
+        else:
+            self._rng = np.random.Generator(np.random.PCG64(self._seed))
         return self
 
     def seed(self):
@@ -31,6 +118,9 @@ class Generator:
         return self._seed
 
     def get_state(self):
+        if self.device.type == "cuda":  # (seed, offset), 16 bytes as PyTorch's CUDA state
+            raw = self._seed.to_bytes(8, "little") + self._rng.offset.to_bytes(8, "little")
+            return Tensor._make(np.frombuffer(raw, np.uint8).copy())
         st = self._rng.bit_generator.state
         raw = (st["state"]["state"].to_bytes(16, "little") +
                st["state"]["inc"].to_bytes(16, "little") +
@@ -42,6 +132,13 @@ class Generator:
     def set_state(self, state):
         raw = bytes(np.asarray(backend.to_device(state._data if isinstance(state, Tensor)
                                                  else state, "cpu"), np.uint8))
+        if self.device.type == "cuda":
+            if len(raw) != 16:
+                raise ValueError(f"invalid CUDA generator state: expected 16 bytes (seed, "
+                                 f"offset), got {len(raw)}")
+            self.manual_seed(int.from_bytes(raw[:8], "little"))
+            self._rng.offset = int.from_bytes(raw[8:], "little")
+            return self
         if len(raw) != 48:
             raise ValueError(f"invalid generator state: expected 48 bytes, got {len(raw)}")
         bg = np.random.PCG64()
@@ -57,6 +154,10 @@ class Generator:
     @property
     def numpy(self):
         """The underlying numpy Generator (for data pipelines that draw on the host)."""
+        if self.device.type == "cuda":
+            raise RuntimeError(f"a generator on {self.device} draws on its GPU and has no "
+                               f"NumPy stream; use a CPU generator (phalanx.Generator()) for "
+                               f"host-side data pipelines")
         return self._rng
 
 
@@ -101,31 +202,55 @@ def set_rng_state(state):
 
 
 def _gen(generator, device=None):
-    """The numpy stream to draw from: `generator`'s, else the default one of `device`."""
-    if generator is not None:
-        return generator._rng
+    """The stream to draw from, on `device` (default: the CPU): `generator`'s, else that
+    device's default one. A NumPy Generator on the CPU, a `_CudaStream` on a GPU; both make
+    arrays where they live."""
     if device is not None and not (isinstance(device, str) and device == "cpu"):
         device = as_device(device)
-        if device.type == "cuda":
-            return cuda_generator(device.index)._rng
+    else:
+        device = backend.CPU
+    if generator is not None:
+        if generator.device.type != device.type:
+            raise RuntimeError(f"Expected a '{device.type}' device type for generator but "
+                               f"found '{generator.device.type}' (drawing for a tensor on "
+                               f"{device}); pass a phalanx.Generator(device='{device}')")
+        return generator._rng
+    if device.type == "cuda":
+        return cuda_generator(device.index)._rng
     return default_generator._rng
+
+
+def _draw_dtype(rng, dtype):
+    """The float precision to draw in: float32 on a GPU when the result is float32 or less
+    (half the work), float64 otherwise (and always on the CPU, whose streams stay as seeded
+    runs expect them)."""
+    np_dtype = dtypes.to_numpy_dtype(dtype) if dtype is not None else \
+        dtypes.get_default_dtype().np
+    if isinstance(rng, _CudaStream) and np_dtype.kind == "f" and np_dtype.itemsize <= 4:
+        return np.float32
+    return np.float64
 
 
 def _finish(arr, dtype, device, requires_grad, default=None):
     np_dtype = dtypes.to_numpy_dtype(dtype) if dtype is not None else \
         (default or dtypes.get_default_dtype().np)
-    arr = np.asarray(arr).astype(np_dtype, copy=False)
-    if device is not None:
+    if isinstance(arr, np.generic):
+        arr = np.asarray(arr)
+    arr = arr.astype(np_dtype, copy=False)
+    if device is not None:  # the stream drew on `device` already: this moves nothing
         arr = backend.to_device(arr, as_device(device))
     return Tensor._make(arr, requires_grad)
 
 
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
-    return _finish(_gen(generator, device).random(_size(size)), dtype, device, requires_grad)
+    rng = _gen(generator, device)
+    return _finish(rng.random(_size(size), dtype=_draw_dtype(rng, dtype)), dtype, device,
+                   requires_grad)
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
-    return _finish(_gen(generator, device).standard_normal(_size(size)), dtype,
+    rng = _gen(generator, device)
+    return _finish(rng.standard_normal(_size(size), dtype=_draw_dtype(rng, dtype)), dtype,
                    device, requires_grad)
 
 
@@ -183,11 +308,10 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=N
     s = std._data if isinstance(std, Tensor) else std
     ref = mean if isinstance(mean, Tensor) else std if isinstance(std, Tensor) else None
     if ref is not None:
-        shape = np.broadcast_shapes(np.shape(backend.to_device(m, "cpu")),
-                                    np.shape(backend.to_device(s, "cpu")))
-        z = _gen(generator, ref.device).standard_normal(shape)
-        z = backend.to_device(z.astype(ref._data.dtype), ref.device)
-        return Tensor._make(m + s * z)
+        shape = np.broadcast_shapes(getattr(m, "shape", ()), getattr(s, "shape", ()))
+        rng = _gen(generator, ref.device)
+        z = rng.standard_normal(shape, dtype=_draw_dtype(rng, ref.dtype))
+        return Tensor._make(m + s * z.astype(ref._data.dtype, copy=False))
     if size is None:
         raise TypeError("normal() with float mean and std needs size=")
     return _finish(_gen(generator, device).normal(m, s, _size((size,))), dtype, device,
@@ -196,10 +320,10 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=N
 
 def bernoulli(input, p=None, *, generator=None):
     """Draw 0/1 with probability `input` (elementwise) or `p`."""
-    prob = backend.to_device(input._data, "cpu") if p is None else p
-    u = _gen(generator, input.device).random(input.shape)
-    out = (u < prob).astype(input._data.dtype)
-    return Tensor._make(backend.to_device(out, input.device))
+    prob = input._data if p is None else p
+    rng = _gen(generator, input.device)
+    u = rng.random(tuple(input.shape), dtype=_draw_dtype(rng, input.dtype))
+    return Tensor._make((u < prob).astype(input._data.dtype))
 
 
 def multinomial(input, num_samples, replacement=False, *, generator=None):
@@ -215,33 +339,40 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
     if num_samples <= 0:
         raise RuntimeError(f"multinomial: cannot sample num_samples <= 0 samples (got "
                            f"{num_samples})")
-    w = np.asarray(backend.to_device(input._data, "cpu"), np.float64)
+    xp = backend.array_module(input._data)
+    w = input._data.astype(np.float64)
     rows = w.reshape(-1, w.shape[-1])
     n_cat = rows.shape[1]
     if not replacement and num_samples > n_cat:
         raise RuntimeError(f"multinomial: cannot sample n_sample ({num_samples}) > "
                            f"prob_dist.size(-1) ({n_cat}) samples without replacement")
-    if not np.isfinite(rows).all() or (rows < 0).any():
-        raise RuntimeError("multinomial: probability tensor contains either `inf`, `nan` or "
-                           "element < 0")
     totals = rows.sum(axis=1)
-    if (totals <= 0).any():
-        raise RuntimeError("multinomial: invalid multinomial distribution (sum of "
-                           "probabilities <= 0) in a row of input")
+    if backend.can_check(rows):  # on a GPU in debug mode only: reading values waits for it
+        rows_h, totals_h = backend.to_host(rows), backend.to_host(totals)
+        if not np.isfinite(rows_h).all() or (rows_h < 0).any():
+            raise RuntimeError("multinomial: probability tensor contains either `inf`, `nan` "
+                               "or element < 0")
+        if (totals_h <= 0).any():
+            raise RuntimeError("multinomial: invalid multinomial distribution (sum of "
+                               "probabilities <= 0) in a row of input")
     rng = _gen(generator, input.device)
     if replacement:
-        cdf = np.cumsum(rows / totals[:, None], axis=1)
+        cdf = xp.cumsum(rows / totals[:, None], axis=1)
         u = rng.random((rows.shape[0], num_samples))
-        out = np.stack([np.searchsorted(c, r, side="right") for c, r in zip(cdf, u)])
-        out = np.minimum(out, n_cat - 1)  # u just below 1 against a cdf rounded below 1
+        if xp is np:
+            out = np.stack([np.searchsorted(c, r, side="right") for c, r in zip(cdf, u)])
+        else:  # the same count of cdf entries <= u, for all rows in one kernel
+            out = (cdf[:, None, :] <= u[:, :, None]).sum(axis=2)
+        out = xp.minimum(out, n_cat - 1)  # u just below 1 against a cdf rounded below 1
     else:
         # the k smallest of Exp(1) / w are a draw without replacement; zero weights come
         # last, once the others have run out (as in PyTorch)
         with np.errstate(divide="ignore"):
             keys = rng.standard_exponential(rows.shape) / rows
-        out = np.argsort(keys, axis=1, kind="stable")[:, :num_samples]
+        out = (np.argsort(keys, axis=1, kind="stable") if xp is np else
+               xp.argsort(keys, axis=1))[:, :num_samples]
     out = out.reshape(w.shape[:-1] + (num_samples,)).astype(np.int64)
-    return Tensor._make(backend.to_device(out, input.device))
+    return Tensor._make(out)
 
 
 def _like(fn):
@@ -266,7 +397,9 @@ def randint_like(input, low=0, high=None, *, generator=None, dtype=None, device=
 
 # ---- in-place fills (no graph: used by nn.init) -------------------------------------------
 def _fill(t, arr):
-    t._data[...] = backend.to_device(np.asarray(arr, dtype=t._data.dtype), t.device)
+    if isinstance(arr, np.generic):
+        arr = np.asarray(arr)
+    t._data[...] = backend.to_device(arr.astype(t._data.dtype, copy=False), t.device)
     t._version[0] += 1
     return t
 

@@ -124,7 +124,7 @@ class Tensor(TensorBase):
         return bool(self._data.flags.c_contiguous)
 
     def is_floating_point(self):
-        return self._data.dtype.kind == "f"
+        return dtypes.is_floating_np(self._data.dtype)
 
     @property
     def is_leaf(self):
@@ -149,7 +149,7 @@ class Tensor(TensorBase):
 
     # ---- autograd --------------------------------------------------------------------------
     def requires_grad_(self, requires_grad=True):
-        if requires_grad and self._data.dtype.kind not in "fc":
+        if requires_grad and not dtypes.is_floating_np(self._data.dtype):
             raise RuntimeError(f"only tensors of floating point dtype can require gradients "
                                f"(got {self.dtype}); convert first, e.g. x.float()")
         if not requires_grad and self.grad_fn is not None:
@@ -216,7 +216,7 @@ class Tensor(TensorBase):
             if not force:
                 raise TypeError(f"can't convert {self.device} tensor to numpy. Use "
                                 f"tensor.cpu() to copy the tensor to host memory first.")
-            return self._data.get()
+            return backend.to_host(self._data)
         return self._data
 
     def __array__(self, dtype=None, copy=None):
@@ -227,14 +227,16 @@ class Tensor(TensorBase):
         if self._data.size != 1:
             raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted "
                                f"to Scalar")
-        return self._data.reshape(()).item() if backend.is_cupy_array(self._data) else \
-            self._data.item()
+        return backend.host_scalar(self._data)
 
     def tolist(self):
         return backend.to_device(self._data, "cpu").tolist()
 
     def to(self, *args, dtype=None, device=None, copy=False, non_blocking=False):
-        """`to(device)`, `to(dtype)`, `to(device, dtype)` or `to(other_tensor)`."""
+        """`to(device)`, `to(dtype)`, `to(device, dtype)` or `to(other_tensor)`.
+
+        `non_blocking=True` copies from pinned host memory (`pin_memory()`) to a GPU
+        asynchronously on the current stream; other copies complete before it returns."""
         for a in args:
             if isinstance(a, Tensor):
                 dtype, device = a.dtype, a.device
@@ -245,7 +247,18 @@ class Tensor(TensorBase):
                 device = a
         device = as_device(device)
         from .ops.conversion import to_copy
-        return to_copy(self, dtype=dtype, device=device, copy=copy)
+        return to_copy(self, dtype=dtype, device=device, copy=copy,
+                       non_blocking=non_blocking)
+
+    def pin_memory(self, device=None):
+        """A copy in page-locked host memory (a GPU reads it asynchronously); needs a GPU."""
+        if self.is_cuda:
+            raise RuntimeError(f"cannot pin '{self.device}' memory: only CPU tensors can be "
+                               f"pinned")
+        return Tensor._make(backend.pin(self._data))
+
+    def is_pinned(self, device=None):
+        return backend.is_pinned(self._data)
 
     def cpu(self):
         return self.to("cpu")
@@ -283,6 +296,9 @@ class Tensor(TensorBase):
     def half(self):
         return self.to(dtypes.float16)
 
+    def bfloat16(self):
+        return self.to(dtypes.bfloat16)
+
     def int(self):
         return self.to(dtypes.int32)
 
@@ -305,18 +321,29 @@ class Tensor(TensorBase):
     def _np_dtype(self, dtype):
         return self._data.dtype if dtype is None else dtypes.to_numpy_dtype(dtype)
 
+    def _alloc(self, name, *args):
+        """xp.<name>(*args) on this tensor's device (on its GPU, not the current one)."""
+        d = self._data
+        if not backend.is_cupy_array(d):
+            return getattr(backend.array_module(d), name)(*args)
+        with d.device:
+            return getattr(backend.array_module(d), name)(*args)
+
     def new_zeros(self, *size, dtype=None, requires_grad=False):
-        return Tensor._make(self._xp().zeros(_size(size), self._np_dtype(dtype)), requires_grad)
+        return Tensor._make(self._alloc("zeros", _size(size), self._np_dtype(dtype)),
+                            requires_grad)
 
     def new_ones(self, *size, dtype=None, requires_grad=False):
-        return Tensor._make(self._xp().ones(_size(size), self._np_dtype(dtype)), requires_grad)
+        return Tensor._make(self._alloc("ones", _size(size), self._np_dtype(dtype)),
+                            requires_grad)
 
     def new_empty(self, *size, dtype=None, requires_grad=False):
-        return Tensor._make(self._xp().empty(_size(size), self._np_dtype(dtype)), requires_grad)
+        return Tensor._make(self._alloc("empty", _size(size), self._np_dtype(dtype)),
+                            requires_grad)
 
     def new_full(self, size, fill_value, dtype=None, requires_grad=False):
-        return Tensor._make(self._xp().full(_size((size,)), fill_value, self._np_dtype(dtype)),
-                            requires_grad)
+        return Tensor._make(self._alloc("full", _size((size,)), fill_value,
+                                        self._np_dtype(dtype)), requires_grad)
 
     def new_tensor(self, data, dtype=None, requires_grad=False):
         from .creation import tensor
@@ -389,7 +416,8 @@ class Tensor(TensorBase):
 
 
 _LEGACY_TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor",
-                      "float16": "HalfTensor", "uint8": "ByteTensor", "int8": "CharTensor",
+                      "float16": "HalfTensor", "bfloat16": "BFloat16Tensor",
+                      "uint8": "ByteTensor", "int8": "CharTensor",
                       "int16": "ShortTensor", "int32": "IntTensor", "int64": "LongTensor",
                       "bool": "BoolTensor"}
 _DTYPE_OF_TYPE_NAME = {v: k for k, v in _LEGACY_TYPE_NAMES.items()}

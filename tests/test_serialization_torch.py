@@ -194,9 +194,16 @@ def test_whole_torch_module_is_refused_with_the_state_dict_hint(tmp_path):
         px.save(px.nn.Linear(2, 3), tmp_path / "model.safetensors")
 
 
-def test_bfloat16_is_refused_with_the_fix(tmp_path):
-    with pytest.raises(pickle.UnpicklingError, match=r"BFloat16Storage.*\.float\(\)"):
-        px.load(_saved(tmp_path, {"w": torch.ones(2, dtype=torch.bfloat16)}))
+def test_bfloat16_loads_as_bfloat16(tmp_path, bf16_scope):
+    w = torch.randn(3, 2).to(torch.bfloat16).t()     # a strided view, too
+    loaded = px.load(_saved(tmp_path, {"w": w}))["w"]
+    assert loaded.dtype == px.bfloat16
+    assert np.array_equal(loaded.float().numpy(), w.float().numpy())
+
+
+def test_complex_is_refused_with_the_fix(tmp_path):
+    with pytest.raises(pickle.UnpicklingError, match=r"Complex.*\.float\(\)"):
+        px.load(_saved(tmp_path, {"w": torch.ones(2, dtype=torch.complex64)}))
 
 
 def test_geometry_past_the_storage_is_refused(tmp_path):
@@ -245,3 +252,11 @@ def test_tensors_saved_on_a_gpu(tmp_path):
     else:
         with pytest.raises(RuntimeError, match="saved on cuda:0.*map_location='cpu'"):
             px.load(path)
+
+
+@pytest.fixture
+def bf16_scope():
+    """Loading bfloat16 installs an interceptor for the process; take it out after the test."""
+    from phalanx.tensor import bf16_compute
+    yield
+    bf16_compute.uninstall()

@@ -5,6 +5,7 @@ import numpy as np
 
 from ...tensor import Tensor, backend
 from ...tensor.random import _gen
+from . import fused_activation
 from ...tensor import gelu as _gelu, log_softmax as _log_softmax, relu as _relu, \
     sigmoid as _sigmoid, silu as _silu, softmax as _softmax, softplus as _softplus, \
     tanh as _tanh, where
@@ -38,7 +39,8 @@ def elu(input, alpha=1.0, inplace=False):
 
 
 def gelu(input, approximate="none"):
-    return _gelu(input, approximate=approximate)
+    fused = fused_activation.gelu(input, approximate)     # on a GPU: one kernel each way
+    return fused if fused is not None else _gelu(input, approximate=approximate)
 
 
 def silu(input, inplace=False):
@@ -199,8 +201,7 @@ def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
     if not training:
         return leaky_relu(input, (lower + upper) / 2, inplace)
     u = _gen(None, input.device).random(tuple(input.shape))
-    slope = (lower + (upper - lower) * u).astype(input._data.dtype)
-    slope = Tensor._make(backend.to_device(slope, input.device))
+    slope = Tensor._make((lower + (upper - lower) * u).astype(input._data.dtype))
     return _inplace(input, where(input >= 0, input, input * slope), inplace)
 
 
@@ -210,8 +211,7 @@ def gumbel_softmax(logits, tau=1.0, hard=False, eps=1e-10, dim=-1):
     if eps != 1e-10:
         warnings.warn("`eps` parameter is deprecated and has no effect.", stacklevel=2)
     u = _gen(None, logits.device).exponential(size=tuple(logits.shape))
-    gumbels = -Tensor._make(backend.to_device(np.log(u).astype(logits._data.dtype),
-                                              logits.device))
+    gumbels = -Tensor._make(backend.array_module(u).log(u).astype(logits._data.dtype))
     y_soft = softmax((logits + gumbels) / tau, dim)
     if not hard:
         return y_soft

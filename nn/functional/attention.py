@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ...tensor import Tensor
-from ...tensor.backend import array_module
+from ...tensor.backend import array_module, on_host
 from ...tensor.ops.shape import cat, pad
 from .dropout import dropout
 from .linear import linear as _linear
@@ -39,10 +39,12 @@ def _float_mask(mask, dtype, name, masked_value):
 
 
 def _dead_rows(mask):
-    """Bool array (..., L, 1): query rows whose every key is masked out, or None if none is."""
+    """Bool array (..., L, 1): query rows whose every key is masked out, or None if none is.
+    On a GPU the array is returned without asking whether any row is dead (that would wait
+    for the GPU); masking by an all-False array changes nothing."""
     d = mask._data
     dead = (d == -np.inf).all(axis=-1, keepdims=True)
-    return dead if bool(dead.any()) else None
+    return dead if not on_host(dead) or bool(dead.any()) else None
 
 
 def _attend(q, k, v, mask, dropout_p, scale):

@@ -9,6 +9,10 @@ order come for free:
 
 d conv / dx = conv^T, d conv^T / dy = conv, and both are bilinear with the weight gradient.
 1-D convolutions run as 2-D ones with a height of 1.
+
+Columns are channel-major. Their other axis runs over (N, OH, OW), or over (OH, OW, N) when
+the output map is small (`ConvGeometry.batch_last`): on small maps the strided copies of
+im2col and col2im then move runs of N contiguous numbers instead of a few pixels each.
 """
 from typing import NamedTuple
 
@@ -28,6 +32,12 @@ class ConvGeometry(NamedTuple):
     groups: int
     in_hw: tuple        # (H, W)
     out_hw: tuple       # (OH, OW)
+
+    @property
+    def batch_last(self):
+        """Whether columns run over (OH, OW, N) rather than (N, OH, OW): on maps of up to 8x8
+        outputs, where a row of pixels is too short to copy efficiently."""
+        return self.out_hw[0] * self.out_hw[1] <= 64
 
     @property
     def padded_hw(self):
@@ -67,32 +77,76 @@ def padded(d, pad, value=0.0):
 
 
 def im2col(d, g):
-    """(N, C, H, W) -> contiguous columns (groups, C/groups * kh * kw, N * OH * OW).
+    """(N, C, H, W) -> contiguous columns (groups, C/groups * kh * kw, N * OH * OW), the
+    second axis in (N, OH, OW) or, if `g.batch_last`, (OH, OW, N) order.
 
     Channel-major columns make every product below one plain 2-D matmul per group (NumPy's
     stacked matmul does not reach BLAS)."""
     xp = array_module(d)
-    p = padded(d, g.pad)
     n, c = d.shape[:2]
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = g.kernel, g.stride, g.dilation, g.out_hw
-    s_n, s_c, s_h, s_w = p.strides
-    win = xp.lib.stride_tricks.as_strided(
-        p, (c, kh, kw, n, oh, ow), (s_c, s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw))
+    if g.batch_last:
+        p = _padded_batch_last(d, g.pad)
+        s_c, s_h, s_w, s_n = p.strides
+        shape = (c, kh, kw, oh, ow, n)
+        strides = (s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw, s_n)
+    else:
+        p = padded(d, g.pad)
+        s_n, s_c, s_h, s_w = p.strides
+        shape = (c, kh, kw, n, oh, ow)
+        strides = (s_c, s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw)
+    win = xp.lib.stride_tricks.as_strided(p, shape, strides)
     return xp.ascontiguousarray(win).reshape(g.groups, (c // g.groups) * kh * kw, n * oh * ow)
+
+
+def _padded_batch_last(d, pad):
+    """(N, C, H, W) as (C, H + top + bottom, W + left + right, N), zero borders."""
+    t, b, l, r = pad
+    v = _batch_last(d)
+    if not (t or b or l or r):
+        return v
+    n, c, h, w = d.shape
+    out = array_module(d).zeros((c, h + t + b, w + l + r, n), d.dtype)
+    out[:, t:t + h, l:l + w] = v
+    return out
+
+
+def _batch_last(d):
+    """(N, C, H, W) -> contiguous (C, H, W, N) in two copies that each move contiguous runs
+    (channels first, then a small transpose per channel): the one-step transpose strides
+    through memory by whole images and runs several times slower."""
+    xp = array_module(d)
+    n, c = d.shape[:2]
+    per_channel = xp.ascontiguousarray(d.swapaxes(0, 1)).reshape(c, n, -1)
+    return xp.ascontiguousarray(per_channel.transpose(0, 2, 1)).reshape(c, *d.shape[2:], n)
 
 
 def col2im(cols, g, n, channels):
     """The adjoint of im2col: add every column entry back onto the pixel it came from."""
     xp = array_module(cols)
     (kh, kw), (oh, ow) = g.kernel, g.out_hw
-    cols = cols.reshape(channels, kh, kw, n, oh, ow)
     hp, wp = g.padded_hw
-    out = xp.zeros((channels, n, hp, wp), cols.dtype)
+    batch_last = g.batch_last
+    if (oh, ow) == (1, 1) and (hp, wp) == (kh, kw) == g.in_hw and g.dilation == (1, 1):
+        # one window covering the whole map (DCGAN's first and last layers): no overlaps
+        return xp.ascontiguousarray(cols.reshape(channels, kh, kw, n).transpose(3, 0, 1, 2))
+    if batch_last:
+        cols = cols.reshape(channels, kh, kw, oh, ow, n)
+        out = xp.zeros((channels, hp, wp, n), cols.dtype)
+    else:
+        cols = cols.reshape(channels, kh, kw, n, oh, ow)
+        out = xp.zeros((channels, n, hp, wp), cols.dtype)
     for i in range(kh):
         for j in range(kw):
-            out[g.window(i, j)] += cols[:, i, j]
+            rows, columns = g.window(i, j)[1:]
+            if batch_last:
+                out[:, rows, columns] += cols[:, i, j]
+            else:
+                out[:, :, rows, columns] += cols[:, i, j]
     t, _, l, _ = g.pad
     h, w = g.in_hw
+    if batch_last:
+        return xp.ascontiguousarray(out[:, t:t + h, l:l + w].transpose(3, 0, 1, 2))
     return xp.ascontiguousarray(out[:, :, t:t + h, l:l + w].transpose(1, 0, 2, 3))
 
 
@@ -103,16 +157,21 @@ def per_group(a, b, groups):
     return array_module(a).stack([a[k] @ b[k] for k in range(groups)])
 
 
-def channel_major(d, groups):
-    """(N, O, OH, OW) -> (groups, O/groups, N * OH * OW)."""
-    n, o = d.shape[:2]
-    return array_module(d).ascontiguousarray(d.swapaxes(0, 1)).reshape(groups, o // groups, -1)
+def channel_major(d, g):
+    """(N, O, OH, OW) -> (groups, O/groups, N * OH * OW), in the column order of `g`."""
+    o = d.shape[1]
+    d = _batch_last(d) if g.batch_last else array_module(d).ascontiguousarray(d.swapaxes(0, 1))
+    return d.reshape(g.groups, o // g.groups, -1)
 
 
-def batch_major(d, n, out_hw, bias):
-    """(groups, O/groups, N * OH * OW) -> (N, O, OH, OW), adding the bias on the way."""
+def batch_major(d, n, g, bias):
+    """(groups, O/groups, N * OH * OW) in the column order of `g` -> (N, O, OH, OW), adding
+    the bias on the way."""
     xp = array_module(d)
-    d = d.reshape(-1, n, *out_hw).swapaxes(0, 1)
+    if g.batch_last:
+        d = d.reshape(-1, *g.out_hw, n).transpose(3, 0, 1, 2)
+    else:
+        d = d.reshape(-1, n, *g.out_hw).swapaxes(0, 1)
     out = xp.empty(d.shape, d.dtype)
     if bias is None:
         out[...] = d
@@ -142,7 +201,7 @@ class _Conv(Function):
     def forward(ctx, x, w, b, g):
         cols = im2col(x._data, g)
         y = per_group(_grouped(w._data, g.groups), cols, g.groups)   # (g, O/g, N*L)
-        y = batch_major(y, x.shape[0], g.out_hw, b)
+        y = batch_major(y, x.shape[0], g, b)
         ctx.save_for_backward(x, w)
         ctx.g, ctx.cols = g, cols  # the columns are reused by the weight gradient
         return make(y)
@@ -163,7 +222,7 @@ class _ConvT(Function):
     @staticmethod
     def forward(ctx, y, w, b, g):
         wt = _grouped(w._data, g.groups).swapaxes(-1, -2)
-        cols = per_group(wt, channel_major(y._data, g.groups), g.groups)  # (g, C/g*k*k, N*L)
+        cols = per_group(wt, channel_major(y._data, g), g.groups)  # (g, C/g*k*k, N*L)
         x = col2im(cols, g, y.shape[0], w.shape[1] * g.groups)
         if b is not None:
             x += b._data.reshape(1, -1, 1, 1)
@@ -189,7 +248,7 @@ class _ConvWeight(Function):
         if cols is None:
             cols = im2col(x._data, g)
         # (cols @ y^T)^T: BLAS runs faster with the long axis leading in both operands
-        gw = per_group(cols, channel_major(y._data, g.groups).swapaxes(-1, -2), g.groups)
+        gw = per_group(cols, channel_major(y._data, g).swapaxes(-1, -2), g.groups)
         gw = gw.swapaxes(-1, -2)
         ctx.save_for_backward(x, y)
         ctx.g = g

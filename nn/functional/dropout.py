@@ -1,13 +1,13 @@
 """Dropout: zero elements (or whole channels) with probability p and scale the rest by 1/(1-p).
 
-The mask is drawn from the given generator (default: the one `phalanx.manual_seed` seeds), so
-a seed reproduces it on every device.
+The mask is drawn where the input lives, from the given generator (default: that device's, which
+`phalanx.manual_seed` seeds), so a seed reproduces it on the same device.
 """
 import warnings
 
 import numpy as np
 
-from ...tensor import Tensor, backend
+from ...tensor import Tensor
 from ...tensor.random import _gen
 
 
@@ -19,10 +19,11 @@ def _check_p(p):
 def _mask(input, shape, p, generator):
     dtype = input._data.dtype
     # draw in the input's precision (float32 draws are half the work of float64 ones)
-    u = _gen(generator).random(shape, dtype=np.float32 if dtype == np.float32 else np.float64)
+    u = _gen(generator, input.device).random(shape, dtype=np.float32 if dtype == np.float32
+                                             else np.float64)
     scale = (u >= p).astype(dtype)
     scale *= 1.0 / (1.0 - p)
-    return Tensor._make(backend.to_device(scale, input.device))
+    return Tensor._make(scale)
 
 
 def _apply_mask(input, mask_shape, p, training, inplace, generator):
@@ -106,14 +107,13 @@ def _alpha_mask(input, p, training, inplace, generator, mask_shape):
     if p == 1.0:
         return input.copy_(input * 0.0) if inplace else input * 0.0
     dtype = input._data.dtype
-    u = _gen(generator).random(mask_shape, dtype=np.float32 if dtype == np.float32 else
-                               np.float64)
+    u = _gen(generator, input.device).random(mask_shape, dtype=np.float32
+                                             if dtype == np.float32 else np.float64)
     keep = (u >= p).astype(dtype)
     a = ((1 - p) * (1 + p * _ALPHA_PRIME ** 2)) ** -0.5
     b = -a * _ALPHA_PRIME * p
-    scale = Tensor._make(backend.to_device(a * keep, input.device))
-    shift = Tensor._make(backend.to_device((a * _ALPHA_PRIME * (1 - keep) + b).astype(dtype),
-                                           input.device))
+    scale = Tensor._make(a * keep)
+    shift = Tensor._make((a * _ALPHA_PRIME * (1 - keep) + b).astype(dtype))
     out = input * scale + shift
     return input.copy_(out) if inplace else out
 

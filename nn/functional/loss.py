@@ -7,8 +7,9 @@ import numpy as np
 
 from ...autograd import Function
 from ...tensor import Tensor, softplus, where
-from ...tensor.backend import array_module
+from ...tensor.backend import array_module, can_check
 from .activation import log_softmax, pairwise_distance
+from . import cuda_kernels, fused_loss
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -86,7 +87,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_same_size(input, target, "binary_cross_entropy")
     d = input._data
-    if d.size and (float(d.min()) < 0 or float(d.max()) > 1):
+    if d.size and can_check(d) and (float(d.min()) < 0 or float(d.max()) > 1):
         raise RuntimeError("binary_cross_entropy: all elements of input should be between 0 "
                            "and 1 (did you mean binary_cross_entropy_with_logits?)")
     loss = BinaryCrossEntropy.apply(input, target)
@@ -249,7 +250,7 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
         if var < 0:
             raise ValueError("var has negative entry/entries")
         var = input.detach() * 0 + float(var)
-    elif bool((var < 0).any()):
+    elif can_check(var._data) and bool((var < 0).any()):
         raise ValueError("var has negative entry/entries")
     if tuple(var.shape) != tuple(input.shape):
         if tuple(input.shape[:-1]) == tuple(var.shape):
@@ -340,7 +341,8 @@ def _expected_target(input):
 
 
 def _check_range(t, c):
-    if t.size and (int(t.min()) < 0 or int(t.max()) >= c):
+    """Class indices in [0, c); on a GPU in debug mode only (reading them waits for it)."""
+    if t.size and can_check(t) and (int(t.min()) < 0 or int(t.max()) >= c):
         bad = int(t.max()) if int(t.max()) >= c else int(t.min())
         raise IndexError(f"Target {bad} is out of bounds: class indices must be in [0, {c}) "
                          f"(or equal to ignore_index)")
@@ -381,11 +383,16 @@ class CrossEntropy(Function):
         xp = array_module(x)
         c = x.shape[0] if x.ndim == 1 else x.shape[1]
         z = _to_rows(x, x.ndim)
-        z = z - z.max(axis=1, keepdims=True)
-        e = xp.exp(z)
-        se = e.sum(axis=1, keepdims=True)
-        lsm = z - xp.log(se)
-        e /= se  # the softmax, kept for backward
+        fused = fused_loss.kernels_for(xp)
+        if fused is not None and cuda_kernels.fusable(z):   # on a GPU: one pass per row
+            lsm = fused.softmax(z, log=True)
+            e = xp.exp(lsm)  # the softmax, kept for backward
+        else:
+            z = z - z.max(axis=1, keepdims=True)
+            e = xp.exp(z)
+            se = e.sum(axis=1, keepdims=True)
+            lsm = z - xp.log(se)
+            e /= se  # the softmax, kept for backward
         st = _CrossEntropyState()
         st.p, st.layout, st.eps = e, x.shape, label_smoothing
         w = None if weight is None else weight._data
@@ -572,7 +579,19 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         _check_class_target(input, target, "cross_entropy")
     if weight is not None and weight._data.dtype != input._data.dtype:
         weight = weight.to(input.dtype)
+    fused = fused_loss.cross_entropy(     # on a GPU: one kernel each way
+        input, target, weight, ignore_index, reduction, label_smoothing,
+        lambda i, t, w: CrossEntropy.apply(i, t, w, ignore_index, reduction, 0.0))
+    if fused is not None:
+        _check_class_range(target._data, c, ignore_index)
+        return fused
     return CrossEntropy.apply(input, target, weight, ignore_index, reduction, label_smoothing)
+
+
+def _check_class_range(t, c, ignore_index):
+    """`_check_range` of class targets, ignored ones left out (on a GPU in debug mode only)."""
+    if can_check(t):
+        _check_range(array_module(t).where(t != ignore_index, t, 0), c)
 
 
 def cross_entropy_composed(input, target, weight=None, ignore_index=-100, reduction="mean"):

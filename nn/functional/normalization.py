@@ -5,14 +5,22 @@ All three standardise over some axes with one fused Function, `_Standardize`, th
 per-channel affine transform with ordinary tensor ops. `_Standardize` returns the standardised
 input and 1/std as two outputs; its backward is written in terms of those outputs, so gradients
 of any order flow through it like through any other op.
+
+Batch norm in training runs as one Function, `_BatchNormTrain` (statistics, standardisation
+and the affine transform forward; all three gradients backward, on arrays). When a
+higher-order gradient is asked for, its backward differentiates the composed form above; while
+an observer is on the dispatch point (autocast, the profiler, ONNX export), batch norm runs the
+composed form, whose ops each of them knows.
 """
-from ...autograd import Function
-from ...autograd.grad_mode import no_grad
+from ...autograd import Function, dispatch
+from ...autograd import grad as autograd_grad
+from ...autograd.grad_mode import enable_grad, is_grad_enabled, no_grad
 import numpy as np
 
 from ...tensor import Tensor
 from ...tensor.backend import array_module
 from ...tensor.ops.shape import pad
+from . import fused_normalization
 
 make = Tensor._make
 
@@ -52,6 +60,83 @@ class _Standardize(Function):
             gi = g_invstd * invstd * invstd * xhat * (-1.0 / ctx.count)
             gx = gi if gx is None else gx + gi
         return gx, None, None, None
+
+
+class _BatchNormTrain(Function):
+    """y = (x - mean) / sqrt(var + eps) * weight + bias, with the batch statistics over every
+    dim but the channels (dim 1); puts mean and var in `stats` when asked."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps, stats=None):
+        d = x._data
+        xp = array_module(d)
+        shape = (1, d.shape[1]) + (1,) * (d.ndim - 2)
+        count = d.size // d.shape[1]
+        mean = _channel_sum(d).reshape(shape) / count
+        xhat = d - mean
+        var = _channel_dot(xhat, xhat).reshape(shape) / count
+        invstd = 1.0 / xp.sqrt(var + eps)
+        xhat *= invstd
+        if weight is not None:
+            y = xhat * weight._data.reshape(shape)
+        else:
+            y = xhat.copy()
+        if bias is not None:
+            y += bias._data.reshape(shape)
+        if stats is not None:
+            stats["mean"], stats["var"] = mean, var
+        ctx.save_for_backward(x, weight, bias)
+        ctx.xhat, ctx.invstd, ctx.eps = xhat, invstd.astype(d.dtype, copy=False), eps
+        return Tensor._make(y)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight, bias = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        if is_grad_enabled():   # create_graph: differentiate the composed form instead
+            return _batch_norm_composed_grads(ctx, x, weight, bias, g)
+        gd, xhat = g._data, ctx.xhat
+        xp = array_module(gd)
+        shape = (1, gd.shape[1]) + (1,) * (gd.ndim - 2)
+        count = gd.size // gd.shape[1]
+        g_bias = _channel_sum(gd)
+        g_weight = _channel_dot(gd, xhat)
+        gx = None
+        if need_x:
+            # gx = weight * invstd * (g - mean(g) - xhat * mean(g * xhat))
+            gx = xhat * (g_weight / count).reshape(shape)
+            xp.subtract(gd, gx, out=gx)
+            gx -= (g_bias / count).reshape(shape)
+            scale = ctx.invstd if weight is None else ctx.invstd * weight._data.reshape(shape)
+            gx *= scale
+            gx = Tensor._make(gx)
+        return (gx, Tensor._make(g_weight) if need_w else None,
+                Tensor._make(g_bias) if need_b else None, None, None)
+
+
+def _channel_sum(a):
+    """Sum over every dim but dim 1, as (C,). einsum does it in one pass; a sum over the
+    axes (0, 2, 3) of a small map walks the array several times slower."""
+    n, c = a.shape[:2]
+    return array_module(a).einsum("ncl->c", a.reshape(n, c, -1))
+
+
+def _channel_dot(a, b):
+    """sum(a * b) over every dim but dim 1, without the product as a temporary."""
+    n, c = a.shape[:2]
+    return array_module(a).einsum("ncl,ncl->c", a.reshape(n, c, -1), b.reshape(n, c, -1))
+
+
+def _batch_norm_composed_grads(ctx, x, weight, bias, g):
+    inputs = (x, weight, bias)
+    needs = ctx.needs_input_grad[:3]
+    wanted = [t for t, need in zip(inputs, needs) if need]
+    with enable_grad():
+        axes = (0,) + tuple(range(2, x.ndim))
+        y, _ = _Standardize.apply(x, axes, ctx.eps)
+        y = _affine(y, weight, bias, (1, x.shape[1]) + (1,) * (x.ndim - 2))
+    res = iter(autograd_grad([y], wanted, [g], create_graph=True, allow_unused=True))
+    return tuple(next(res) if need else None for need in needs) + (None, None)
 
 
 def _affine(y, weight, bias, shape):
@@ -95,11 +180,15 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         raise ValueError(f"Expected more than 1 value per channel when training, got input "
                          f"size {list(input.shape)}")
     stats = {} if running_mean is not None or running_var is not None else None
-    y, _ = _Standardize.apply(input, axes, eps, stats)
+    if dispatch.interceptors:
+        y, _ = _Standardize.apply(input, axes, eps, stats)
+        y = _affine(y, weight, bias, shape)
+    else:
+        y = _BatchNormTrain.apply(input, weight, bias, eps, stats)
     if stats is not None:
         _update_running(running_mean, stats["mean"].reshape(c), momentum)
         _update_running(running_var, stats["var"].reshape(c) * (count / (count - 1)), momentum)
-    return _affine(y, weight, bias, shape)
+    return y
 
 
 def _update_running(running, batch, momentum):
@@ -124,7 +213,13 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
         if t is not None and tuple(t.shape) != shape:
             raise RuntimeError(f"layer_norm: {name} has shape {list(t.shape)}, expected "
                                f"{list(shape)} (the normalized_shape)")
-    axes = tuple(range(input.ndim - k, input.ndim))
+    fused = fused_normalization.layer_norm(input, shape, weight, bias, eps, _layer_norm)
+    return fused if fused is not None else _layer_norm(input, shape, weight, bias, eps)
+
+
+def _layer_norm(input, shape, weight, bias, eps):
+    """Layer norm composed of `_Standardize` and the affine ops (the CPU path)."""
+    axes = tuple(range(input.ndim - len(shape), input.ndim))
     y, _ = _Standardize.apply(input, axes, eps)
     return _affine(y, weight, bias, shape)
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ...autograd import Function
 from ...tensor import Tensor, stack
-from ...tensor.backend import array_module
+from ...tensor.backend import array_module, can_check, on_host
 from .conv import ntuple, padded
 
 make = Tensor._make
@@ -164,8 +164,9 @@ class _MaxPool(Function):
         for v in taps[1:]:
             xp.maximum(best, v, out=best)  # NaN propagates, as in PyTorch
         # which tap held the maximum: the first one that equals it (a NaN equals nothing,
-        # so NaNs are matched explicitly when there are any)
-        nan = bool(xp.isnan(best).any())
+        # so NaNs are matched explicitly: on the host when there are any; on a GPU always,
+        # since asking would wait for it, and matching NaNs where there are none is harmless)
+        nan = not on_host(best) or bool(xp.isnan(best).any())
         found = _hits(taps[0], best, nan)
         sel = xp.zeros(best.shape, np.uint8 if len(taps) < 256 else np.int32)
         for t, v in enumerate(taps[1:], 1):
@@ -360,8 +361,8 @@ def _unpool(input, indices, spatial_out, name):
     k = len(spatial_out)
     lead = tuple(input.shape[:-k])
     plane = int(np.prod(spatial_out))
-    if indices.numel() and (int(indices.max().item()) >= plane or
-                            int(indices.min().item()) < 0):
+    if indices.numel() and can_check(indices._data) and (
+            int(indices.max().item()) >= plane or int(indices.min().item()) < 0):
         raise RuntimeError(f"{name}: found an invalid max index {int(indices.max().item())} "
                            f"(output volumes are of size {'x'.join(map(str, spatial_out))})")
     out = input.new_zeros(*lead, plane).scatter(-1, indices.flatten(-k), input.flatten(-k))

@@ -5,7 +5,7 @@ import numpy as np
 
 from ...autograd import Function
 from ...tensor import Tensor, backend, stack, where, zeros
-from ...tensor.backend import array_module
+from ...tensor.backend import array_module, can_check
 from ...tensor.ops.indexing import IndexAdd, one_hot as _one_hot
 
 
@@ -17,7 +17,7 @@ class Embedding(Function):
             raise RuntimeError(f"embedding: indices must be an integer tensor (int64 or "
                                f"int32), got {index.dtype}; convert with .long()")
         n = w.shape[0]
-        if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= n):
+        if idx.size and can_check(idx) and (int(idx.min()) < 0 or int(idx.max()) >= n):
             raise IndexError(f"embedding: index out of range: indices span "
                              f"[{int(idx.min())}, {int(idx.max())}] but the table has {n} rows "
                              f"(num_embeddings={n})")

@@ -363,6 +363,9 @@ class Module:
     def half(self):
         return self._cast(dtypes.float16)
 
+    def bfloat16(self):
+        return self._cast(dtypes.bfloat16)
+
     def type(self, dst_type):
         return self._apply(lambda t: t.to(dst_type))
 

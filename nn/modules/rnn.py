@@ -2,10 +2,12 @@
 
 Parameter names, shapes and gate orders are PyTorch's (`weight_ih_l0`, `bias_hh_l1_reverse`,
 ...; LSTM gates i, f, g, o; GRU gates r, z, n), so state dicts move between the two directly.
-Each layer projects the whole input sequence in one matmul; only the recurrent part runs per
-time step. The steps are composed from tensor primitives and need no backward of their own.
-A `PackedSequence` runs the same steps on a batch that shrinks as sequences end (it is sorted
-longest first), so each sequence's final state is the one after its own last step.
+Each layer and direction runs as one fused Function (`nn/functional/rnn.py`): the input
+projection of all time steps is one matmul, and only the recurrent part runs per time step,
+forward and backward, on arrays. A cell is the same Function over one step.
+A `PackedSequence` runs on a batch that shrinks as sequences end (it is sorted longest first),
+so each sequence's final state is the one after its own last step: each run of steps with the
+same batch size is one fused call.
 """
 import math
 import numbers
@@ -14,6 +16,7 @@ from ...tensor import Tensor
 from ...tensor import empty, stack, cat, zeros
 from ...autograd.grad_mode import no_grad
 from ..functional.dropout import dropout
+from ..functional.rnn import GATES, recurrent_layer
 from ..parameter import Parameter
 from ..utils.rnn import PackedSequence
 from .module import Module
@@ -23,52 +26,16 @@ def _steps(x):
     return x.unbind(0)  # one backward for all steps (a stack), not one per slice
 
 
-# ---- one time step of each cell type: `xw` is the input's projection (x W_ih^T + b_ih) -----
-def _rnn_tanh_step(xw, h, w_hh, b_hh):
-    return (xw + _hidden(h, w_hh, b_hh)).tanh()
-
-
-def _rnn_relu_step(xw, h, w_hh, b_hh):
-    return (xw + _hidden(h, w_hh, b_hh)).relu()
-
-
-def _lstm_step(xw, h, c, w_hh, b_hh, w_hr=None):
-    gates = xw + _hidden(h, w_hh, b_hh)
-    n = c.shape[-1]
-    act = gates.sigmoid()
-    i, f, o = act[:, :n], act[:, n:2 * n], act[:, 3 * n:]
-    g = gates[:, 2 * n:3 * n].tanh()
-    c = f * c + i * g
-    h = o * c.tanh()
-    if w_hr is not None:
-        h = h @ w_hr.mT
-    return h, c
-
-
-def _gru_step(xw, h, w_hh, b_hh):
-    hw = _hidden(h, w_hh, b_hh)
-    n = h.shape[-1]
-    rz = (xw[:, :2 * n] + hw[:, :2 * n]).sigmoid()
-    r, z = rz[:, :n], rz[:, n:]
-    new = (xw[:, 2 * n:] + r * hw[:, 2 * n:]).tanh()
-    return new + z * (h - new)
-
-
-def _hidden(h, w_hh, b_hh):
-    hw = h @ w_hh.mT
-    return hw if b_hh is None else hw + b_hh
-
-
-def _project(x, w, b):
-    """x (..., I) @ w^T + b as one 2-D matmul."""
-    shape = x.shape
-    y = x.reshape(-1, shape[-1]) @ w.mT
-    if b is not None:
-        y = y + b
-    return y.reshape(*shape[:-1], w.shape[0])
-
-
-_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+def _runs(batch_sizes):
+    """(first row, steps, batch size) of each run of equal batch sizes in a packed batch."""
+    runs, start = [], 0
+    for n in batch_sizes:
+        if runs and runs[-1][2] == n:
+            runs[-1][1] += 1
+        else:
+            runs.append([start, 1, n])
+        start += n
+    return runs
 
 
 class RNNBase(Module):
@@ -78,7 +45,7 @@ class RNNBase(Module):
                  batch_first=False, dropout=0.0, bidirectional=False, proj_size=0,
                  device=None, dtype=None):
         super().__init__()
-        if mode not in _GATES:
+        if mode not in GATES:
             raise ValueError(f"Unrecognized RNN mode: {mode!r}")
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size),
                         ("num_layers", num_layers)):
@@ -106,7 +73,7 @@ class RNNBase(Module):
         self.bidirectional = bidirectional
         self.proj_size = proj_size
         num_directions = 2 if bidirectional else 1
-        gate_size = _GATES[mode] * hidden_size
+        gate_size = GATES[mode] * hidden_size
         real_hidden = proj_size or hidden_size
         self._flat_weights_names = []
         for layer in range(num_layers):
@@ -273,74 +240,55 @@ class RNNBase(Module):
                 x = dropout(x, self.dropout, training=True)
         return x, stack(h_n), (stack(c_n) if is_lstm else None)
 
-    def _step(self, xw_t, h, c, w_hh, b_hh, w_hr):
-        mode = self.mode
-        if mode == "LSTM":
-            return _lstm_step(xw_t, h, c, w_hh, b_hh, w_hr)
-        if mode == "GRU":
-            return _gru_step(xw_t, h, w_hh, b_hh), None
-        if mode == "RNN_TANH":
-            return _rnn_tanh_step(xw_t, h, w_hh, b_hh), None
-        return _rnn_relu_step(xw_t, h, w_hh, b_hh), None
-
-    def _projected_input(self, x, layer, direction):
-        """x W_ih^T (+ biases, folded where the cell allows) and the recurrent weights."""
-        w_ih, w_hh, b_ih, b_hh, w_hr = self._layer_params(layer, direction)
-        fold = b_ih is not None and self.mode != "GRU"  # GRU keeps b_hh inside r * (W h + b)
-        xw = _project(x, w_ih, (b_ih + b_hh) if fold else b_ih)
-        return xw, w_hh, (None if fold else b_hh), w_hr
-
     def _run_direction(self, x, layer, direction, h, c):
         """One layer in one direction over the sequence x (T, N, I): (out (T, N, H), h, c)."""
-        xw, w_hh, b_hh, w_hr = self._projected_input(x, layer, direction)
-        steps = _steps(xw)
-        if direction:
-            steps = steps[::-1]
-        hs = []
-        for xw_t in steps:
-            h, c = self._step(xw_t, h, c, w_hh, b_hh, w_hr)
-            hs.append(h)
-        if direction:
-            hs.reverse()
-        if not hs:
+        if x.shape[0] == 0:
             raise RuntimeError(f"{type(self).__name__}: input sequence is empty (length 0)")
-        return stack(hs), h, c
+        w_ih, w_hh, b_ih, b_hh, w_hr = self._layer_params(layer, direction)
+        return recurrent_layer(self.mode, x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr,
+                               reverse=bool(direction))
 
     def _run_direction_packed(self, x, batch_sizes, layer, direction, h0, c0):
         """One layer in one direction over packed rows x (sum(batch_sizes), I). Forward, the
         batch shrinks as sequences end, and each ended sequence keeps its last state; in
-        reverse it grows, and each sequence starts from its own initial state."""
-        xw, w_hh, b_hh, w_hr = self._projected_input(x, layer, direction)
-        steps = xw.split(batch_sizes)
+        reverse it grows, and each sequence starts from its own initial state. Each run of
+        steps with the same batch size is one fused call over a (steps, batch) block."""
+        params = self._layer_params(layer, direction)
+        runs = _runs(batch_sizes)
         outs = []
         if not direction:
             h, c = h0, c0
             ended_h, ended_c = [], []
-            for xw_t in steps:
-                n = xw_t.shape[0]
+            for start, steps, n in runs:
                 if n < h.shape[0]:
                     ended_h.append(h[n:])
                     h = h[:n]
                     if c is not None:
                         ended_c.append(c[n:])
                         c = c[:n]
-                h, c = self._step(xw_t, h, c, w_hh, b_hh, w_hr)
-                outs.append(h)
+                out, h, c = self._run_block(x, start, steps, n, h, c, params, False)
+                outs.append(out)
             h = cat([h] + ended_h[::-1]) if ended_h else h
             c = cat([c] + ended_c[::-1]) if ended_c else c
         else:
             n_last = batch_sizes[-1]
             h = h0[:n_last]
             c = c0[:n_last] if c0 is not None else None
-            for xw_t in reversed(steps):
-                n, m = xw_t.shape[0], h.shape[0]
+            for start, steps, n in reversed(runs):
+                m = h.shape[0]
                 if n > m:
                     h = cat([h, h0[m:n]])
                     c = cat([c, c0[m:n]]) if c is not None else None
-                h, c = self._step(xw_t, h, c, w_hh, b_hh, w_hr)
-                outs.append(h)
+                out, h, c = self._run_block(x, start, steps, n, h, c, params, True)
+                outs.append(out)
             outs.reverse()
-        return cat(outs), h, c
+        return (cat(outs) if len(outs) > 1 else outs[0]), h, c
+
+    def _run_block(self, x, start, steps, n, h, c, params, reverse):
+        """The fused layer over packed rows start ... start + steps * n (steps of n rows)."""
+        block = x[start:start + steps * n].reshape(steps, n, x.shape[-1])
+        out, h, c = recurrent_layer(self.mode, block, h, c, *params, reverse=reverse)
+        return out.reshape(steps * n, out.shape[-1]), h, c
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"
@@ -455,9 +403,11 @@ class RNNCellBase(Module):
                 states = [s.unsqueeze(0) for s in states]
         return input, states, batched
 
-    def _xw(self, input):
-        xw = input @ self.weight_ih.mT
-        return xw if self.bias_ih is None else xw + self.bias_ih
+    def _run(self, mode, x, h, c=None):
+        """One fused step: (h, c), c None unless LSTM."""
+        _, h, c = recurrent_layer(mode, x, h, c, self.weight_ih, self.weight_hh, self.bias_ih,
+                                  self.bias_hh)
+        return h, c
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"
@@ -479,8 +429,7 @@ class RNNCell(RNNCellBase):
 
     def forward(self, input, hx=None):
         x, (h,), batched = self._prepare(input, hx)
-        step = _rnn_tanh_step if self.nonlinearity == "tanh" else _rnn_relu_step
-        h = step(self._xw(x), h, self.weight_hh, self.bias_hh)
+        h, _ = self._run("RNN_TANH" if self.nonlinearity == "tanh" else "RNN_RELU", x, h)
         return h if batched else h.squeeze(0)
 
 
@@ -490,7 +439,7 @@ class LSTMCell(RNNCellBase):
 
     def forward(self, input, hx=None):
         x, (h, c), batched = self._prepare(input, hx, 2)
-        h, c = _lstm_step(self._xw(x), h, c, self.weight_hh, self.bias_hh)
+        h, c = self._run("LSTM", x, h, c)
         return (h, c) if batched else (h.squeeze(0), c.squeeze(0))
 
 
@@ -500,5 +449,5 @@ class GRUCell(RNNCellBase):
 
     def forward(self, input, hx=None):
         x, (h,), batched = self._prepare(input, hx)
-        h = _gru_step(self._xw(x), h, self.weight_hh, self.bias_hh)
+        h, _ = self._run("GRU", x, h)
         return h if batched else h.squeeze(0)

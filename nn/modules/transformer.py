@@ -7,7 +7,7 @@ import copy
 
 import numpy as np
 
-from ...tensor import full, triu
+from ...tensor import backend, full, triu
 from ...autograd.grad_mode import no_grad
 from .. import functional as F, init
 from .attention import MultiheadAttention
@@ -34,11 +34,14 @@ def _generate_square_subsequent_mask(sz, device=None, dtype=None):
 
 
 def _detect_is_causal_mask(mask, is_causal=None, size=None):
-    """is_causal when given; otherwise whether `mask` is exactly the square causal mask."""
+    """is_causal when given; otherwise whether `mask` is exactly the square causal mask.
+
+    The answer is only a hint (the mask is applied either way), so a mask on a GPU is not
+    compared: reading the comparison would wait for the GPU every step."""
     if is_causal is not None or mask is None:
         return bool(is_causal)
     sz = size if size is not None else mask.shape[-2]
-    if tuple(mask.shape) != (sz, sz):
+    if tuple(mask.shape) != (sz, sz) or not backend.on_host(mask._data):
         return False
     causal = _generate_square_subsequent_mask(sz, device=mask.device)._data
     d = mask._data

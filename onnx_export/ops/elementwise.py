@@ -112,7 +112,7 @@ def where(b, op, cond, a, other):
 
 
 @emits(conv_ops.ToCopy)
-def to_copy(b, op, x, np_dtype, device):
+def to_copy(b, op, x, np_dtype, device, non_blocking=False):
     b.cast(b.use(x), x.dtype, op.outputs[0].dtype, op.out())
 
 

@@ -25,7 +25,10 @@ def binary_operands(a, b, float_result=False):
     makes integer results floating (true division)."""
     if isinstance(a, Tensor) and isinstance(b, Tensor):
         x, y = a._data, b._data
-        if type(x) is not type(y):
+        # NumPy with NumPy passes at once; CuPy arrays may sit on different GPUs, and an
+        # ndarray subclass (np.memmap) is still on the CPU
+        if (type(x) is not type(y) or type(x) is not np.ndarray) and \
+                device_of(x) != device_of(y):
             raise devices_error(x, y)
         if x.dtype == y.dtype and (not float_result or x.dtype.kind == "f"):
             return x, y  # the common case: nothing to convert

@@ -7,12 +7,12 @@ from ._util import make
 
 class ToCopy(Function):
     @staticmethod
-    def forward(ctx, x, np_dtype, device):
+    def forward(ctx, x, np_dtype, device, non_blocking=False):
         d = x._data
         ctx.src_dtype, ctx.src_device = d.dtype, backend.device_of(d)
         out = d
         if device is not None:
-            out = backend.to_device(out, device)
+            out = backend.to_device(out, device, non_blocking)
         if np_dtype is not None and out.dtype != np_dtype:
             out = out.astype(np_dtype)
         if out is d:
@@ -21,10 +21,10 @@ class ToCopy(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return to_copy(g, dtype=ctx.src_dtype, device=ctx.src_device), None, None
+        return to_copy(g, dtype=ctx.src_dtype, device=ctx.src_device), None, None, None
 
 
-def to_copy(x, dtype=None, device=None, copy=False):
+def to_copy(x, dtype=None, device=None, copy=False, non_blocking=False):
     np_dtype = dtypes.to_numpy_dtype(dtype) if dtype is not None else None
     if device is not None:
         device = backend.Device(device)
@@ -32,7 +32,7 @@ def to_copy(x, dtype=None, device=None, copy=False):
     same_device = device is None or device == backend.device_of(x._data)
     if same_dtype and same_device and not copy:
         return x
-    return ToCopy.apply(x, np_dtype, device)
+    return ToCopy.apply(x, np_dtype, device, non_blocking)
 
 
 class Clone(Function):

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from ...autograd import Function
-from ..backend import array_module, special
+from ..backend import array_module, can_check, special
 from ..tensor import Tensor
 from ..dtypes import result_type
 from ._util import arr, binary_operands, make, shape_of, unbroadcast
@@ -104,7 +104,7 @@ class Pow(Function):
     @staticmethod
     def forward(ctx, a, b):
         x, y = binary_operands(a, b)
-        if x.dtype.kind in "iu" and bool((y < 0).any()):
+        if x.dtype.kind in "iu" and can_check(y) and bool((y < 0).any()):
             raise RuntimeError("Integers to negative integer powers are not allowed.")
         out = make(x ** y)
         ctx.save_for_backward(a if isinstance(a, Tensor) else None,
@@ -356,7 +356,12 @@ class Where(Function):
 class Sign(Function):
     @staticmethod
     def forward(ctx, x):
-        return make(array_module(x._data).sign(x._data))
+        d = x._data
+        xp = array_module(d)
+        out = xp.sign(d)
+        if d.dtype.kind == "f":
+            out = xp.where(out != out, out.dtype.type(0), out)  # sign(NaN) is 0, as in PyTorch
+        return make(out)
 
     @staticmethod
     def backward(ctx, g):
@@ -575,40 +580,95 @@ def _dtype_name(x):
 floor = _no_grad_unary(lambda xp, x: xp.floor(x))
 ceil = _no_grad_unary(lambda xp, x: xp.ceil(x))
 trunc = _no_grad_unary(lambda xp, x: xp.trunc(x))
-isnan = _no_grad_unary(lambda xp, x: xp.isnan(x))
-isinf = _no_grad_unary(lambda xp, x: xp.isinf(x))
-isfinite = _no_grad_unary(lambda xp, x: xp.isfinite(x))
-logical_not = _no_grad_unary(lambda xp, x: xp.logical_not(x))
 
 
 def round(input, decimals=0):
     return make(array_module(input._data).round(input._data, decimals))
 
 
-def _compare(np_name):
-    def op(input, other):
-        x, y = binary_operands(input, other)
+# ---- comparisons, logical and bitwise ops --------------------------------------------------
+# Functions (so autocast, the profiler and ONNX export see them at the dispatch point) whose
+# outputs are boolean or integer, hence never differentiable: backward is never called.
+class _NoGradient(Function):
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError(f"{ctx.fn.__name__} has no gradient (its output is not floating)")
+
+
+def _binary_function(name, np_name):
+    def forward(ctx, a, b):
+        x, y = binary_operands(a, b)
         return make(getattr(array_module(x), np_name)(x, y))
-    op.__name__ = np_name
+    return type(name, (_NoGradient,), {"forward": staticmethod(forward)})
+
+
+def _unary_function(name, np_name):
+    def forward(ctx, x):
+        d = x._data
+        return make(getattr(array_module(d), np_name)(d))
+    return type(name, (_NoGradient,), {"forward": staticmethod(forward)})
+
+
+Eq = _binary_function("Eq", "equal")
+Ne = _binary_function("Ne", "not_equal")
+Lt = _binary_function("Lt", "less")
+Le = _binary_function("Le", "less_equal")
+Gt = _binary_function("Gt", "greater")
+Ge = _binary_function("Ge", "greater_equal")
+LogicalAnd = _binary_function("LogicalAnd", "logical_and")
+LogicalOr = _binary_function("LogicalOr", "logical_or")
+LogicalXor = _binary_function("LogicalXor", "logical_xor")
+BitwiseAnd = _binary_function("BitwiseAnd", "bitwise_and")
+BitwiseOr = _binary_function("BitwiseOr", "bitwise_or")
+BitwiseXor = _binary_function("BitwiseXor", "bitwise_xor")
+LogicalNot = _unary_function("LogicalNot", "logical_not")
+BitwiseNot = _unary_function("BitwiseNot", "invert")
+IsNan = _unary_function("IsNan", "isnan")
+IsInf = _unary_function("IsInf", "isinf")
+IsFinite = _unary_function("IsFinite", "isfinite")
+
+
+def _applier(cls, name):
+    apply = cls.apply
+
+    def op(input, other):
+        return apply(input, other)
+    op.__name__ = name
     return op
 
 
-eq = _compare("equal")
-ne = _compare("not_equal")
-lt = _compare("less")
-le = _compare("less_equal")
-gt = _compare("greater")
-ge = _compare("greater_equal")
-logical_and = _compare("logical_and")
-logical_or = _compare("logical_or")
-logical_xor = _compare("logical_xor")
-bitwise_and = _compare("bitwise_and")
-bitwise_or = _compare("bitwise_or")
-bitwise_xor = _compare("bitwise_xor")
+eq = _applier(Eq, "eq")
+ne = _applier(Ne, "ne")
+lt = _applier(Lt, "lt")
+le = _applier(Le, "le")
+gt = _applier(Gt, "gt")
+ge = _applier(Ge, "ge")
+logical_and = _applier(LogicalAnd, "logical_and")
+logical_or = _applier(LogicalOr, "logical_or")
+logical_xor = _applier(LogicalXor, "logical_xor")
+bitwise_and = _applier(BitwiseAnd, "bitwise_and")
+bitwise_or = _applier(BitwiseOr, "bitwise_or")
+bitwise_xor = _applier(BitwiseXor, "bitwise_xor")
+
+
+def logical_not(input):
+    return LogicalNot.apply(input)
 
 
 def bitwise_not(input):
-    return make(array_module(input._data).invert(input._data))
+    return BitwiseNot.apply(input)
+
+
+def isnan(input):
+    return IsNan.apply(input)
+
+
+def isinf(input):
+    return IsInf.apply(input)
+
+
+def isfinite(input):
+    return IsFinite.apply(input)
 
 
 def equal(input, other):

@@ -3,7 +3,7 @@ index_select, masked_fill. Gradients through repeated indices accumulate."""
 import numpy as np
 
 from ...autograd import Function
-from ..backend import add_at, array_module
+from ..backend import add_at, array_module, can_check
 from ..tensor import Tensor
 from ._util import arr, make, normalize_dim, unbroadcast
 
@@ -39,7 +39,7 @@ def normalize_index(idx, xp):
         i = _one(i, xp)
         if not isinstance(i, _BASIC) or isinstance(i, bool):
             basic = False
-            if hasattr(i, "dtype") and i.dtype.kind == "b":
+            if hasattr(i, "dtype") and i.dtype.kind == "b" and i.ndim:
                 out.extend(i.nonzero())
                 continue
         out.append(i)
@@ -119,7 +119,9 @@ class Overwrite(Function):
 def _along_dim_index(idx, dim):
     """Full advanced-index tuple addressing positions idx along dim (for add_at)."""
     xp = array_module(idx)
-    grids = list(xp.indices(idx.shape, sparse=True))
+    nd = idx.ndim  # open grids built by hand: CuPy's `indices` has no `sparse=`
+    grids = [xp.arange(n).reshape((1,) * i + (n,) + (1,) * (nd - i - 1))
+             for i, n in enumerate(idx.shape)]
     grids[dim] = idx
     return tuple(grids)
 
@@ -141,7 +143,8 @@ class Gather(Function):
         idx = index._data
         sl = tuple(slice(0, idx.shape[i]) if i != dim else slice(None) for i in range(d.ndim))
         xp = array_module(d)
-        if idx.size and (int(idx.max()) >= d.shape[dim] or int(idx.min()) < -d.shape[dim]):
+        if idx.size and can_check(idx) and (int(idx.max()) >= d.shape[dim] or
+                                            int(idx.min()) < -d.shape[dim]):
             raise IndexError(f"gather(): index {int(idx.max())} is out of bounds for dimension "
                              f"{dim} with size {d.shape[dim]}")
         ctx.shape, ctx.dim, ctx.index = d.shape, dim, index
@@ -258,7 +261,7 @@ def one_hot(tensor, num_classes=-1):
         raise RuntimeError(f"one_hot is only applicable to index tensor (got {tensor.dtype})")
     xp = array_module(d)
     n = int(d.max()) + 1 if num_classes < 0 else num_classes
-    if d.size and (int(d.min()) < 0 or int(d.max()) >= n):
+    if d.size and can_check(d) and (int(d.min()) < 0 or int(d.max()) >= n):
         raise RuntimeError(f"one_hot: class values must be in [0, {n}); got min {int(d.min())}"
                            f", max {int(d.max())}")
     return make((d[..., None] == xp.arange(n)).astype(np.int64))

@@ -6,8 +6,8 @@ import collections
 import numpy as np
 
 from ...autograd import Function
-from ..backend import array_module
-from ..dtypes import get_default_dtype, to_numpy_dtype
+from ..backend import array_module, on_host
+from ..dtypes import get_default_dtype, is_floating_np, to_numpy_dtype
 from ._util import make, normalize_dim
 
 ValuesIndices = collections.namedtuple("ValuesIndices", ["values", "indices"])
@@ -82,7 +82,7 @@ class Prod(Function):
         shape = x.shape
         gk = _expand_back(g, shape, ctx.axes, ctx.keepdim)
         d = x._data
-        if bool((d != 0).all()):
+        if on_host(d) and bool((d != 0).all()):  # on a GPU: the general path, no read
             return gk * _expand_back(out, shape, ctx.axes, ctx.keepdim) / x
         # with zeros: product of all other elements, from exclusive cumulative products
         xp = array_module(d)
@@ -111,16 +111,16 @@ class Amax(Function):
                              "== 0. Specify the reduction dim with the 'dim' argument.")
         axes = _axes(dim, d.ndim)
         r = d.max(axis=axes, keepdims=True) if largest else d.min(axis=axes, keepdims=True)
-        mask = d == r
-        ctx.weights = mask / mask.sum(axis=axes, keepdims=True)
+        ctx.ties = d == r  # weights made in backward, in the gradient's dtype (not float64)
         ctx.shape, ctx.axes, ctx.keepdim = d.shape, axes, keepdim
         return make(r if keepdim else r.reshape(
             tuple(s for i, s in enumerate(d.shape) if axes is not None and i not in axes)))
 
     @staticmethod
     def backward(ctx, g):
-        w = make(ctx.weights.astype(g._data.dtype))
-        return _expand_back(g, ctx.shape, ctx.axes, ctx.keepdim) * w
+        w = ctx.ties.astype(g._data.dtype)
+        w /= w.sum(axis=ctx.axes, keepdims=True)
+        return _expand_back(g, ctx.shape, ctx.axes, ctx.keepdim) * make(w)
 
 
 class MaxDim(Function):
@@ -160,7 +160,8 @@ class Logsumexp(Function):
         d = x._data
         xp = array_module(d)
         axes = _axes(dim, d.ndim)
-        m = d.max(axis=axes, keepdims=True) if d.size else xp.zeros(_keep_shape(d.shape, axes))
+        m = d.max(axis=axes, keepdims=True) if d.size else \
+            xp.zeros(_keep_shape(d.shape, axes), d.dtype)
         m = xp.where(xp.isfinite(m), m, 0)
         out = xp.log(xp.exp(d - m).sum(axis=axes, keepdims=True)) + m
         res = make(out if keepdim else out.reshape(
@@ -367,23 +368,35 @@ def min(input, dim=None, keepdim=False, *, other=None):
     return _max_min(input, dim, keepdim, other, False)
 
 
-def _arg(fn_name):
-    def op(input, dim=None, keepdim=False):
-        d = input._data
+class Argmax(Function):
+    """Index of the largest value (`Argmin`: smallest); an integer output has no gradient.
+    A Function so that ONNX export and the profiler see it at the dispatch point."""
+    method = "argmax"
+
+    @classmethod
+    def forward(cls, ctx, x, dim=None, keepdim=False):
+        d = x._data
         xp = array_module(d)
         if dim is None:
-            r = getattr(d.reshape(-1), fn_name)()
+            r = getattr(d.reshape(-1), cls.method)()
             out = xp.asarray(r).reshape((1,) * d.ndim if keepdim else ())
         else:
             dim = normalize_dim(dim, d.ndim)
-            out = getattr(d, fn_name)(axis=dim, keepdims=keepdim) if d.ndim else xp.asarray(0)
+            out = getattr(d, cls.method)(axis=dim, keepdims=keepdim) if d.ndim else \
+                xp.asarray(0)
         return make(xp.asarray(out).astype(np.int64))
-    op.__name__ = fn_name
-    return op
 
 
-argmax = _arg("argmax")
-argmin = _arg("argmin")
+class Argmin(Argmax):
+    method = "argmin"
+
+
+def argmax(input, dim=None, keepdim=False):
+    return Argmax.apply(input, dim, keepdim)
+
+
+def argmin(input, dim=None, keepdim=False):
+    return Argmin.apply(input, dim, keepdim)
 
 
 def logsumexp(input, dim, keepdim=False):
@@ -393,7 +406,7 @@ def logsumexp(input, dim, keepdim=False):
 def _cast_for(input, dtype):
     if dtype is not None:
         return input.to(dtype)
-    if input._data.dtype.kind != "f":
+    if not is_floating_np(input._data.dtype):   # bfloat16 has kind 'V'
         return input.to(get_default_dtype())
     return input
 

@@ -216,3 +216,38 @@ def test_default_init_matches_torch_distribution(cls, args):
         assert np.abs(a).max() <= bound + 1e-7
         assert np.abs(a).max() > 0.5 * bound  # really uniform over the range, not zeros
     assert "kernel_size=" in repr(m)
+
+
+# ---- both column layouts, and the whole-map window (DCGAN's first and last layers) ---------
+# (N, C, H, W, out, kernel, stride, padding, dilation, groups), transposed or not
+LAYOUT_CASES = [
+    (False, (3, 4, 6, 5, 6, 3, 1, 1, 1, 2)),
+    (False, (2, 3, 12, 11, 4, 3, 2, 1, 2, 1)),
+    (False, (4, 5, 4, 4, 3, 4, 1, 0, 1, 1)),          # one window covers the map
+    (True, (4, 5, 1, 1, 6, 4, 1, 0, 1, 1)),           # 1x1 latent -> 4x4
+    (True, (3, 4, 4, 4, 2, 4, 2, 1, 1, 2)),
+    (True, (2, 2, 9, 8, 3, 3, 2, 1, 2, 1)),
+]
+
+
+@pytest.mark.parametrize("batch_last", [False, True])
+@pytest.mark.parametrize("transposed,case", LAYOUT_CASES)
+def test_both_column_layouts_match_torch(transposed, case, batch_last, monkeypatch):
+    from phalanx.nn.functional.conv import ConvGeometry
+    monkeypatch.setattr(ConvGeometry, "batch_last", property(lambda self: batch_last))
+    n, c, h, w, o, k, s, p, d, g = case
+    if transposed:
+        _compare(lambda x, wt, b: F.conv_transpose2d(x, wt, b, s, p, 0, g, d),
+                 lambda x, wt, b: TF.conv_transpose2d(x, wt, b, s, p, 0, g, d),
+                 [(n, c, h, w), (c, o // g, k, k), (o,)])
+    else:
+        _compare(lambda x, wt, b: F.conv2d(x, wt, b, s, p, d, g),
+                 lambda x, wt, b: TF.conv2d(x, wt, b, s, p, d, g),
+                 [(n, c, h, w), (o, c // g, k, k), (o,)])
+
+
+def test_small_map_second_derivatives():
+    x, w = _inputs((3, 2, 1, 1), (2, 3, 3, 3))    # transposed conv from a 1x1 map
+    assert gradgradcheck(lambda x, w: F.conv_transpose2d(x, w), (x, w))
+    x, w = _inputs((3, 2, 3, 3), (4, 2, 3, 3))    # conv down to a 1x1 map
+    assert gradgradcheck(lambda x, w: F.conv2d(x, w), (x, w))

@@ -249,6 +249,8 @@ def test_moves_keep_parameter_identity():
     assert net.block.steps.dtype == px.int64  # integer buffers are not cast
     net.half()
     assert w.dtype == px.float16
+    net.bfloat16()
+    assert w.dtype == px.bfloat16 and net.block.steps.dtype == px.int64
     net.to(px.float32)
     assert w.dtype == px.float32 and isinstance(w, nn.Parameter)
     net.to("cpu").cpu()

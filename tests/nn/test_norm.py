@@ -58,6 +58,27 @@ def test_batch_norm_functional_matches_torch(shape, training):
     np.testing.assert_allclose(rv.numpy(), rvt.numpy(), atol=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(7, 3), (4, 3, 9), (5, 3, 4, 4), (2, 3, 2, 3, 2)])
+@pytest.mark.parametrize("affine", ["both", "weight", "none"])
+def test_fused_training_batch_norm_matches_torch(shape, affine):
+    """The fused training Function: every gradient, each affine variant, any rank."""
+    ours, theirs = _arrays(shape, (3,), (3,))
+    w, wt = (ours[1], theirs[1]) if affine != "none" else (None, None)
+    b, bt = (ours[2], theirs[2]) if affine == "both" else (None, None)
+    y = F.batch_norm(ours[0], None, None, w, b, True, 0.1, 1e-3)
+    yt = TF.batch_norm(theirs[0], None, None, wt, bt, True, 0.1, 1e-3)
+    used = 1 + (w is not None) + (b is not None)
+    _check_grads(y, yt, ours[:used], theirs[:used])
+
+
+def test_fused_batch_norm_gradient_of_a_transposed_view():
+    """A non-contiguous incoming gradient (the output used through a transpose)."""
+    ours, theirs = _arrays((4, 3, 5), (3,), (3,))
+    y = F.batch_norm(ours[0], None, None, ours[1], ours[2], True).transpose(0, 2)
+    yt = TF.batch_norm(theirs[0], None, None, theirs[1], theirs[2], True).transpose(0, 2)
+    _check_grads(y, yt, ours, theirs)
+
+
 @pytest.mark.parametrize("cls,shape", [("BatchNorm1d", (8, 4)), ("BatchNorm1d", (8, 4, 5)),
                                        ("BatchNorm2d", (6, 4, 3, 5))])
 @pytest.mark.parametrize("momentum", [0.1, None])

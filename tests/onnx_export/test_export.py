@@ -365,7 +365,7 @@ def test_an_op_without_translation_raises_an_error_naming_it():
 def test_a_tensor_computed_outside_the_traced_ops_from_the_input_is_refused():
     class Mask(nn.Module):
         def forward(self, x):
-            keep = x > 0  # a comparison: no Function, so the graph cannot compute it
+            keep = px.tensor(x.numpy() > 0)  # NumPy's comparison: the graph cannot compute it
             return px.where(keep, x, x * 0.1)
 
     with pytest.raises(px.onnx.OnnxExporterError, match="outside the traced ops"):

@@ -68,15 +68,27 @@ def _outputs(out):
     return list(out) if isinstance(out, (tuple, list)) else [out]
 
 
-def _run(case, arrays, requires_grad):
-    pxs = [px.tensor(a, requires_grad=requires_grad) for a in arrays]
+def _on(device):
+    """PX, with the tensors a case makes itself (constants, ranges) made on `device`."""
+    if device == "cpu":
+        return PX
+    ns = types.SimpleNamespace(**PX.__dict__)
+    ns.tensor = lambda *a, **k: px.tensor(*a, **{"device": device, **k})
+    ns.arange = lambda *a, **k: px.arange(*a, **{"device": device, **k})
+    return ns
+
+
+def _run(case, arrays, requires_grad, device="cpu"):
+    pxs = [px.tensor(a, requires_grad=requires_grad, device=device) for a in arrays]
     ths = [torch.tensor(a, requires_grad=requires_grad) for a in arrays]
-    return pxs, _outputs(case.f(PX, *pxs)), ths, _outputs(case.f(TORCH, *ths))
+    return pxs, _outputs(case.f(_on(device), *pxs)), ths, _outputs(case.f(TORCH, *ths))
 
 
-def _tol(dtype, case):
+def _tol(dtype, case, device="cpu"):
     if case.tol:
         return case.tol
+    if device != "cpu":  # a GPU's kernels round differently (fused multiply-add, sum order)
+        return dict(rtol=2e-4, atol=2e-5) if dtype == "float32" else dict(rtol=1e-6, atol=1e-8)
     return dict(rtol=1e-4, atol=1e-5) if dtype == "float32" else dict(rtol=1e-7, atol=1e-9)
 
 
@@ -84,7 +96,7 @@ def assert_same(p, t, **tol):
     """A phalanx tensor equals a torch tensor: shape, dtype and values."""
     assert tuple(p.shape) == tuple(t.shape), (p.shape, t.shape)
     assert p.dtype.name == str(t.dtype).replace("torch.", ""), (p.dtype, t.dtype)
-    np.testing.assert_allclose(p.detach().numpy(), t.detach().numpy(), **tol)
+    np.testing.assert_allclose(p.detach().cpu().numpy(), t.detach().numpy(), **tol)
 
 
 U = [(), (0,), (3,), (2, 3)]
@@ -404,13 +416,13 @@ def _differentiable(dtype, case):
 
 
 @pytest.mark.parametrize("case,dtype,shapes", _expand(ALL))
-def test_forward_and_grad_match_torch(case, dtype, shapes):
+def test_forward_and_grad_match_torch(case, dtype, shapes, device):
     c = Case(case.name, case.f, shapes, case.domain, case.grad, tol=case.tol)
     arrays = _inputs(c, dtype)
     grad = _differentiable(dtype, case)
-    pxs, pouts, ths, touts = _run(c, arrays, grad)
+    pxs, pouts, ths, touts = _run(c, arrays, grad, device)
     assert len(pouts) == len(touts)
-    tol = _tol(dtype, case) if np.dtype(dtype).kind == "f" else {}
+    tol = _tol(dtype, case, device) if np.dtype(dtype).kind == "f" else {}
     for p, t in zip(pouts, touts):
         assert_same(p, t, **tol)
     if not grad:
@@ -421,7 +433,7 @@ def test_forward_and_grad_match_torch(case, dtype, shapes):
         if t.requires_grad:
             assert p.requires_grad and p.grad_fn is not None
             w = rng.standard_normal(tuple(t.shape)).astype(t.detach().numpy().dtype)
-            p_roots.append((p * px.tensor(w)).sum())
+            p_roots.append((p * px.tensor(w, device=device)).sum())
             t_roots.append((t * torch.tensor(w)).sum())
         else:
             assert not p.requires_grad
@@ -431,7 +443,7 @@ def test_forward_and_grad_match_torch(case, dtype, shapes):
     torch.autograd.backward(t_roots)
     for p, t in zip(pxs, ths):
         if t.grad is None:
-            assert p.grad is None or not np.any(p.grad.numpy())
+            assert p.grad is None or not np.any(p.grad.cpu().numpy())
         else:
             assert p.grad is not None, "phalanx produced no gradient where torch did"
             assert_same(p.grad, t.grad, **tol)
