@@ -132,6 +132,7 @@ def main(argv=None):
             best_loss, best_epoch = val_loss, done
             best_weights = copy.deepcopy(model.state_dict())
         if done % args.report_every == 0:
+            run.log(done, validation_loss=val_loss, validation_accuracy=val_accuracy)
             run.print(f"epoch {done}: validation loss {val_loss:.4f}, accuracy "
                       f"{val_accuracy:.2%} (best loss {best_loss:.4f} at epoch {best_epoch}; "
                       f"{run.elapsed():.1f} s)")

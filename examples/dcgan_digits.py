@@ -145,6 +145,8 @@ def main(argv=None):
         if run.rank == 0:
             confidence, classes, score = digit_score(
                 classifier, samples(generator.module, 500, seed=args.seed))
+            run.log(epoch + 1, discriminator_loss=d_total / len(loader),
+                    generator_loss=g_total / len(loader), sample_score=score)
             run.print(f"epoch {epoch + 1}: discriminator loss {d_total / len(loader):.3f}, "
                       f"generator loss {g_total / len(loader):.3f}; samples: confidence "
                       f"{confidence:.0%}, {classes} classes, score {score:.2f} "

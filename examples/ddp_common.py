@@ -34,7 +34,25 @@ def parser(description, checkpoint):
     p.add_argument("--stop-after", type=int, default=None, metavar="EPOCH",
                    help="stop once epoch EPOCH is saved, as if interrupted (then --resume)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="TensorBoard log folder (rank 0 writes it when the tensorboard package "
+                        "is installed; default: runs/ beside --checkpoint; '' for none)")
     return p
+
+
+def _summary_writer(args):
+    """Rank 0's SummaryWriter, or None without the tensorboard package or with --tensorboard ''."""
+    folder = args.tensorboard
+    if folder is None:
+        name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+        folder = os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "runs", name)
+    if not folder:
+        return None
+    try:
+        from phalanx.utils.tensorboard import SummaryWriter
+        return SummaryWriter(folder)
+    except ImportError:
+        return None
 
 
 class Run:
@@ -46,12 +64,20 @@ class Run:
         self.args = args
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.start = time.perf_counter()
+        self.writer = _summary_writer(args) if self.rank == 0 else None
         self.print(f"{self.world} rank(s), backend {dist.get_backend()}")
 
     def print(self, *values):
         if self.rank == 0:
             tqdm.write(" ".join(str(v) for v in values))   # clears rank 0's bar first
             sys.stdout.flush()
+
+    def log(self, step, **scalars):
+        """Rank 0 logs `scalars` (name=value) at `step` to TensorBoard, when it writes a log."""
+        if self.writer is not None:
+            for name, value in scalars.items():
+                self.writer.add_scalar(name, float(value), step)
+            self.writer.flush()
 
     def elapsed(self):
         return time.perf_counter() - self.start
@@ -113,4 +139,6 @@ class Run:
         self.print(f"weights identical on all {self.world} rank(s) (sha256 {digests[0][:16]})")
 
     def finish(self):
+        if self.writer is not None:
+            self.writer.close()
         dist.destroy_process_group()

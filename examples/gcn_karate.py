@@ -144,6 +144,7 @@ def main(argv=None):
         loss.backward()
         optimizer.step()
         if (epoch + 1) % args.report_every == 0 or epoch + 1 == args.epochs:
+            run.log(epoch + 1, loss=loss.item(), test_accuracy=test_accuracy())
             run.print(f"epoch {epoch + 1}: loss {loss.item():.4f}, test accuracy "
                       f"{test_accuracy():.2%} ({run.elapsed():.1f} s)")
             if run.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),

@@ -174,6 +174,7 @@ def main(argv=None):
         total, count = run.sum(sum(float(r.sum()) for _, _, r in played), len(played))
         recent.append(total / count)
         if (epoch + 1) % args.report_every == 0 or epoch + 1 == args.epochs:
+            run.log(epoch + 1, mean_return=np.mean(recent))
             run.print(f"epoch {epoch + 1}: mean return {np.mean(recent):.1f} over the last "
                       f"{len(recent) * count:.0f} episodes ({run.elapsed():.1f} s)")
             recent = []

@@ -195,6 +195,7 @@ def main(argv=None):
             total_loss += loss.item()
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         accuracy = evaluate(run, model.module, test_set)
+        run.log(epoch + 1, loss=total_loss / len(loader), test_accuracy=accuracy)
         run.print(f"epoch {epoch + 1}: loss {total_loss / len(loader):.4f}, test accuracy "
                   f"{accuracy:.2%} ({run.elapsed():.1f} s)")
         if run.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),

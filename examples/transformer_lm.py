@@ -255,6 +255,7 @@ def main(argv=None):
             total_loss += loss.item()
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
         val_loss = validation_loss(run, model.module, val_set)
+        run.log(epoch + 1, train_loss=total_loss / args.epoch_steps, validation_loss=val_loss)
         run.print(f"epoch {epoch + 1}: train loss {total_loss / args.epoch_steps:.4f}, "
                   f"validation loss {val_loss:.4f}, perplexity {math.exp(val_loss):.2f} "
                   f"({run.elapsed():.1f} s)")

@@ -139,6 +139,7 @@ def main(argv=None):
             total, seen = total + batch_loss.item(), seen + len(x)
         schedule.step()
         loss = test_loss(run, model.module, test_set)
+        run.log(epoch + 1, train_loss=total / seen, test_loss=loss)
         run.print(f"epoch {epoch + 1}: train loss {total / seen:.2f}, test loss {loss:.2f} "
                   f"nats per image ({run.elapsed():.1f} s)")
         if run.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),

@@ -6,6 +6,7 @@ import numpy as np
 from ...tensor import Tensor, backend
 from ...tensor.random import _gen
 from . import fused_activation
+from ...tensor.ops.elementwise import leaky_relu as _leaky_relu
 from ...tensor import gelu as _gelu, log_softmax as _log_softmax, relu as _relu, \
     sigmoid as _sigmoid, silu as _silu, softmax as _softmax, softplus as _softplus, \
     tanh as _tanh, where
@@ -29,7 +30,7 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
-    return _inplace(input, where(input > 0, input, input * negative_slope), inplace)
+    return _inplace(input, _leaky_relu(input, negative_slope), inplace)
 
 
 def elu(input, alpha=1.0, inplace=False):

@@ -60,6 +60,12 @@ def composite_unary(b, op, x):
         b.node("Mul", [x, b.node("Sigmoid", [x])], op.out())
 
 
+@emits(ew.LeakyRelu)
+def leaky_relu(b, op, x, negative_slope=0.01):
+    b.node("LeakyRelu", [operand(b, x, op.outputs[0].dtype)], op.out(),
+           alpha=float(negative_slope))
+
+
 @emits(ew.Gelu)
 def gelu(b, op, x, approximate="none"):
     dt = op.outputs[0].dtype

@@ -233,6 +233,31 @@ class Relu(Function):
         return g * make((out._data > 0).astype(g._data.dtype))
 
 
+class LeakyRelu(Function):
+    """max(x, slope*x) for slopes up to 1 (min above): one pass, where `where` costs several."""
+
+    @staticmethod
+    def forward(ctx, x, negative_slope=0.01):
+        d = x._data
+        xp = array_module(d)
+        scaled = d * d.dtype.type(negative_slope)
+        out = make(xp.maximum(d, scaled) if negative_slope <= 1 else xp.minimum(d, scaled))
+        # with a slope >= 0 the output is positive exactly where the input is: saving it
+        # lets leaky_relu_ overwrite the input (a negative slope cannot, as in PyTorch)
+        ctx.save_for_backward(out if negative_slope >= 0 else x)
+        ctx.negative_slope = negative_slope
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        saved, = ctx.saved_tensors
+        d, slope = saved._data, ctx.negative_slope
+        # 1 where x > 0, the slope elsewhere: slope + (1 - slope) * (x > 0), in g's dtype
+        dtype = g._data.dtype
+        factor = (d > 0).astype(dtype) * dtype.type(1 - slope) + dtype.type(slope)
+        return g * make(factor), None
+
+
 class Gelu(Function):
     @staticmethod
     def forward(ctx, x, approximate="none"):
@@ -503,6 +528,10 @@ def sigmoid(input):
 
 def relu(input):
     return Relu.apply(input)
+
+
+def leaky_relu(input, negative_slope=0.01):
+    return LeakyRelu.apply(input, float(negative_slope))
 
 
 def gelu(input, approximate="none"):

@@ -38,6 +38,17 @@ def test_default_collective_timeout(monkeypatch):
         comm_queue.default_collective_timeout()
 
 
+def test_init_process_group_without_a_timeout_takes_the_default(monkeypatch):
+    """What every backend is built with when init_process_group() gets no timeout."""
+    import datetime
+    from phalanx.distributed import world, zmq_backend
+    monkeypatch.delenv(comm_queue.COLLECTIVE_TIMEOUT_ENV, raising=False)
+    assert world._seconds(None) == 600.0 == zmq_backend.DEFAULT_TIMEOUT
+    monkeypatch.setenv(comm_queue.COLLECTIVE_TIMEOUT_ENV, "7")
+    assert world._seconds(None) == 7.0
+    assert world._seconds(datetime.timedelta(minutes=2)) == 120.0
+
+
 @pytest.mark.skipif(not os.access(MPIEXEC, os.X_OK), reason="no mpiexec next to Python")
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("how,why", [

@@ -47,3 +47,11 @@ def test_two_ranks_train_data_parallel_under_mpi_and_resume_exactly(examples):
     for out in (first, second):
         assert "2 rank(s), backend mpi" in out and "weights identical on all 2 rank(s)" in out
     assert "epoch 10:" not in second and "epoch 20: loss" in second, second
+    # rank 0 alone logged each of the three runs to TensorBoard, beside the checkpoints
+    ea = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    logs = examples.folder / "runs" / "gcn_karate"
+    assert len(list(logs.glob("events.out.tfevents.*"))) == 3
+    acc = ea.EventAccumulator(str(logs))
+    acc.Reload()
+    assert {"loss", "test_accuracy"} <= set(acc.Tags()["scalars"])
+    assert max(e.step for e in acc.Scalars("test_accuracy")) == 20

@@ -60,6 +60,12 @@ def test_ddp_across_two_hosts_equals_one_process(job, tmp_path, endpoint):
         assert sorted((l[2], l[3]) for l in lines) == [
             ("h0", "hierarchical")] * 2 + [("h1", "hierarchical")] * 2, results
         np.testing.assert_allclose(np.load(out), expected, rtol=0, atol=1e-9)
+        # the ranks' transport listens only on the interface that reaches the rendezvous
+        listen = [l.split("]: ")[-1].split() for _, log in results for l in log.splitlines()
+                  if "]: listen " in l]
+        addresses = {h.name: h.address for h in job.cluster.hosts}
+        assert len(listen) == 4 and all(ips == addresses[host] for _, _, host, ips in listen), \
+            listen
 
 
 def test_agent_says_when_nobody_serves_the_store_and_exits_on_sigterm(job):

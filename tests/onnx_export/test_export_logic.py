@@ -87,8 +87,10 @@ def test_comparisons_are_seen_at_the_dispatch_point():
     x = px.randn(3, requires_grad=True)
     with dispatch.intercept(record):
         mask = x > 0
-        _ = (mask & (x < 1), ~mask, x.argmax(), px.isnan(x), x == 1, F.leaky_relu(x))
-    for name in ("Gt", "Lt", "LogicalAnd", "BitwiseNot", "Argmax", "IsNan", "Eq", "Where"):
+        _ = (mask & (x < 1), ~mask, x.argmax(), px.isnan(x), x == 1, px.where(mask, x, -x),
+             F.leaky_relu(x))
+    for name in ("Gt", "Lt", "LogicalAnd", "BitwiseNot", "Argmax", "IsNan", "Eq", "Where",
+                 "LeakyRelu"):
         assert name in seen, (name, seen)
     assert not mask.requires_grad and mask.grad_fn is None
 

@@ -3,7 +3,8 @@
 Each rank trains the same seeded MLP on its contiguous shard of one fixed batch for --steps SGD
 steps; DDP averages the gradients. Rank 0 writes the final parameters (flattened) to --out, and
 every rank prints one line saying which all-reduce path its buckets took:
-`path <rank> <hostname> hierarchical|flat|backend`. `--fail-rank R --fail-mode raise|exit`
+`path <rank> <hostname> hierarchical|flat|backend`, and the addresses its sockets listen on:
+`listen <rank> <hostname> <ip,...>`. `--fail-rank R --fail-mode raise|exit`
 makes rank R fail after its first step (an exception, or `sys.exit(3)`), while the others go on
 into the next step's all-reduce, where only an abort can release them.
 """
@@ -12,6 +13,7 @@ import socket
 import sys
 
 import numpy as np
+import psutil
 
 import phalanx as px
 import phalanx.distributed as dist
@@ -60,6 +62,9 @@ for step in range(args.steps):
 shared = resolve(None)._shared.find(net.reducer.buckets[0].flat)
 path = "backend" if shared is None else ("hierarchical" if shared.across is not None else "flat")
 print(f"path {rank} {socket.gethostname()} {path}", flush=True)
+listening = sorted({c.laddr.ip for c in psutil.Process().net_connections("tcp")
+                    if c.status == psutil.CONN_LISTEN})
+print(f"listen {rank} {socket.gethostname()} {','.join(listening) or '-'}", flush=True)
 if rank == 0:
     np.save(args.out, np.concatenate([p.detach().numpy().ravel() for p in net.parameters()]))
 dist.destroy_process_group()
