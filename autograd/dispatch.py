@@ -22,6 +22,14 @@ def intercept(interceptor):
         interceptors.remove(interceptor)
 
 
+def watching():
+    """Whether an interceptor that must see every primitive op (the profiler, ONNX export,
+    autocast) is active: fused Functions then run as their composition, so that it sees the
+    ops it knows. Interceptors marked `transparent` (bfloat16 compute, which works on any
+    Function) do not count."""
+    return any(not getattr(i, "transparent", False) for i in interceptors)
+
+
 def call_intercepted(cls, args, kwargs, run):
     """Run `run(cls, args, kwargs)` through every active interceptor, innermost last."""
     chain = tuple(interceptors)

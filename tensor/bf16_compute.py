@@ -75,6 +75,9 @@ def _round_back(t):
     return t
 
 
+compute_in_float32.transparent = True    # fused Functions need not fall back for it
+
+
 def install():
     """Make `compute_in_float32` the innermost interceptor, for the rest of the process."""
     if compute_in_float32 not in dispatch.interceptors:

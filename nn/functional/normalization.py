@@ -180,7 +180,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         raise ValueError(f"Expected more than 1 value per channel when training, got input "
                          f"size {list(input.shape)}")
     stats = {} if running_mean is not None or running_var is not None else None
-    if dispatch.interceptors:
+    if dispatch.watching():
         y, _ = _Standardize.apply(input, axes, eps, stats)
         y = _affine(y, weight, bias, shape)
     else:

@@ -431,7 +431,7 @@ def _composed_grads(ctx, inputs, needs, grads):
 def recurrent_layer(mode, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None,
                     reverse=False):
     """(out (T, N, H), h_n, c_n) of one layer over x (T, N, I); c_n is None unless LSTM."""
-    if dispatch.interceptors:
+    if dispatch.watching():
         return composed_layer(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, reverse)
     outs = RecurrentLayer.apply(mode, reverse, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
     return outs if mode == "LSTM" else (outs[0], outs[1], None)

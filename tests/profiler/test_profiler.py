@@ -27,7 +27,7 @@ def _step(model, opt, x):
 
 
 def _nothing_attached():
-    return (not recorder.enabled and not recorder.recording and not dispatch.interceptors
+    return (not recorder.enabled and not recorder.recording and not dispatch.watching()
             and not engine._node_observers and profiler.session._attached is None)
 
 

@@ -2,7 +2,8 @@
 committing after every step through `elastic.State` (rank 0 writes the checkpoint to a
 directory every host sees).
 
-Rank 0 prints `commit <step> <digest>` after each commit, and every attempt starts by printing
+Every rank prints `commit <step> <digest>` as it commits a step (the ranks hold the same state,
+so the line outlives any one host), and every attempt starts by printing
 `resume <round> <world size> <step> <digest>`, where the digest is a SHA-256 of the parameters
 and optimizer state it restored: the test compares the two across a restart. Each step sleeps
 --step-time seconds, so a test has time to take a host away mid-run.
@@ -58,9 +59,9 @@ def train(state):
         loss.backward()
         optimizer.step()
         state.step += 1
+        # every rank, before committing: the line survives whichever host dies during commit
+        print(f"commit {state.step} {digest()}", flush=True)
         state.commit()
-        if rank == 0:
-            print(f"commit {state.step} {digest()}", flush=True)
         time.sleep(args.step_time)
 
 
