@@ -61,14 +61,22 @@ def _start(script, args, cwd):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _finish(process, what):
+# PyTorch's gloo sometimes aborts a process after the tutorial has finished ("terminate called
+# without an active exception" while its threads shut down): the oracle's losses are complete
+# then, so that exit alone does not fail the comparison.
+_ORACLE_TEARDOWN_ABORT = "terminate called without an active exception"
+
+
+def _finish(process, what, oracle=False):
     try:
         out, _ = process.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
         process.kill()
         out, _ = process.communicate()
         pytest.fail(f"{what} ran past {TIMEOUT} s:\n{out[-3000:]}")
-    assert process.returncode == 0, f"{what} failed (exit {process.returncode}):\n{out[-4000:]}"
+    finished = oracle and _ORACLE_TEARDOWN_ABORT in out and out.count("Finished running") == 2
+    assert process.returncode == 0 or finished, \
+        f"{what} failed (exit {process.returncode}):\n{out[-4000:]}"
     losses = [float(v) for v in _LOSS.findall(out)]
     assert len(losses) >= 2, f"{what} printed {len(losses)} loss lines:\n{out[-2000:]}"
     return losses
@@ -96,7 +104,7 @@ def test_port_trains_like_pytorch(name, tmp_path):
         ported.write_text(port.port(f.read()))
     runs = {"pytorch": _start(original, args, tmp_path),
             "phalanx": _start(str(ported), args, tmp_path)}
-    losses = {k: _finish(p, f"{name} under {k}") for k, p in runs.items()}
+    losses = {k: _finish(p, f"{name} under {k}", oracle=k == "pytorch") for k, p in runs.items()}
     fall_torch, fall_phalanx = (_fall(losses[k], how) for k in ("pytorch", "phalanx"))
     assert fall_torch > 0, f"the PyTorch original did not learn: {losses['pytorch']}"
     # RL: the running reward must rise by 10 (a random policy stays near 20) or keep pace
