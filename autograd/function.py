@@ -145,7 +145,9 @@ class Function:
     def apply(cls, *args, **kwargs):
         if _interceptors:  # autocast, profiler, ONNX export (autograd/dispatch.py)
             return call_intercepted(cls, args, kwargs, _call)
-        return _call(cls, args, kwargs)
+        if gpu_guard is not None:
+            return _call(cls, args, kwargs)
+        return _run(cls, args, kwargs)
 
 
 # Set by the array backend once CuPy is in use: `gpu_guard(args)` gives the context that makes
@@ -156,6 +158,7 @@ gpu_guard = None
 
 
 def _call(cls, args, kwargs):
+    """Run one op on its inputs' GPU."""
     guard = gpu_guard
     if guard is not None:
         place = guard(args)
