@@ -67,8 +67,13 @@ def worker(args):
     beta = (ring / size) * large.nbytes / max(t_large - ring * alpha, 1e-9)
 
     with ddp.no_sync():
+        cpu0, wall0 = time.process_time(), time.perf_counter()
         prof = scaling_model.measure(model, x, lambda out: F.cross_entropy(out, y),
                                      repeats=args.repeats)
+        # the share of a core the computation got (every host runs on this machine's cores,
+        # with whatever else runs here) and the CPU seconds a step's computation takes
+        share = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+        compute_cpu = share * prof.compute
 
     def ddp_step():
         opt.zero_grad()
@@ -80,12 +85,15 @@ def worker(args):
         with ddp.no_sync():
             F.cross_entropy(ddp(x), y).backward()
         flat = px.cat([p.grad.reshape(-1) for p in ddp.parameters()])
-        dist.all_reduce(flat, op=dist.ReduceOp.AVG)
+        dist.all_reduce(flat, op=dist.ReduceOp.AVG, async_op=True).wait()   # as DDP's buckets
         opt.step()
 
     overlapped, serial = timed(ddp_step), timed(serial_step)
-    allreduce_alone = timed(lambda: dist.all_reduce(
-        px.cat([p.detach().reshape(-1) for p in ddp.parameters()])))
+    flat = px.cat([p.detach().reshape(-1) for p in ddp.parameters()])
+    cpu0 = time.process_time()
+    allreduce_alone = timed(lambda: dist.all_reduce(flat, async_op=True).wait())
+    # the CPU the transport itself spends per gradient byte (kernel TCP copies, MPI's polling)
+    comm_cpu = (time.process_time() - cpu0) / (args.repeats + 2) / flat.nbytes
     if rank == 0:
         print(json.dumps({
             "case": f"{args.case}", "model": f"MLP {width}x4", "workers": size,
@@ -94,7 +102,9 @@ def worker(args):
             "intra": [1e-6, 5e9], "inter": [alpha, beta], "overlapped": overlapped,
             "serial": serial, "allreduce": allreduce_alone,
             "buckets": len(ddp.reducer.buckets), "launched_in_backward": ddp.reducer.overlapped,
-            "cap": int(args.bucket_mb * (1 << 20))}), flush=True)
+            "cap": int(args.bucket_mb * (1 << 20)),
+            "cpu": {"cores_per_worker": min((os.cpu_count() or 1) / size, share),
+                    "compute": compute_cpu, "comm_per_byte": comm_cpu}}), flush=True)
     dist.destroy_process_group()
 
 

@@ -20,7 +20,10 @@ alpha and bandwidth beta:
                    once, each over n/L bytes, sharing the node's network link
 
 plus a fixed cost per bucket (the framework launching it); `best` takes the cheapest
-algorithm, as NCCL's tuner would.
+algorithm, as NCCL's tuner would. Where the workers' transport runs on their own cores (CPU
+workers over TCP or MPI, `Cpu`), the step also takes at least the CPU time of its computation
+and its communication over the cores each worker has: overlap hides only the communication
+that waits on the wire, not the part that keeps a core busy.
 Scaling efficiency is the one-worker step (no communication) over the P-worker step, for the
 same per-worker batch (weak scaling, as both papers report it).
 
@@ -60,6 +63,16 @@ class Topology:
 def gbit(g, efficiency=0.8):
     """A network link of `g` Gbit/s, of which TCP/RDMA achieves `efficiency`."""
     return g * 1e9 / 8 * efficiency
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """The workers' own cores, where they bound the step: a CPU worker's computation and its
+    transport's work (kernel TCP copies, MPI polling) share `cores_per_worker`, so overlap
+    cannot hide communication that costs CPU. (GPU workers over NCCL/RDMA: leave it out.)"""
+    cores_per_worker: float
+    compute: float          # CPU seconds of one step's forward, backward and optimizer
+    comm_per_byte: float    # CPU seconds the transport spends per gradient byte all-reduced
 
 
 # --- profiles ---------------------------------------------------------------------------
@@ -179,8 +192,10 @@ def buckets(profile, cap=DDP_BUCKET, first_cap=DDP_FIRST_BUCKET):
 
 
 def step_time(profile, workers, topo, algo="hierarchical", cap=DDP_BUCKET, overlap=True,
-              per_bucket=LAUNCH):
-    """Predicted seconds per step on `workers` workers, and the all-reduce seconds in it."""
+              per_bucket=LAUNCH, cpu=None):
+    """Predicted seconds per step on `workers` workers, and the all-reduce seconds in it.
+    With `cpu`, the step takes at least the CPU its computation and communication need over
+    the cores each worker has."""
     comm_end, total = 0.0, 0.0
     for nbytes, ready in buckets(profile, cap):
         start = max(ready if overlap else profile.backward, comm_end)
@@ -188,7 +203,11 @@ def step_time(profile, workers, topo, algo="hierarchical", cap=DDP_BUCKET, overl
         comm_end, total = start + cost, total + cost
     if workers == 1:
         comm_end = total = 0.0
-    return profile.forward + max(profile.backward, comm_end) + profile.optimizer, total
+    step = profile.forward + max(profile.backward, comm_end) + profile.optimizer
+    if cpu is not None and workers > 1:
+        busy = cpu.compute + cpu.comm_per_byte * profile.nbytes
+        step = max(step, busy / cpu.cores_per_worker)
+    return step, total
 
 
 def efficiency(profile, workers, topo, **kw):
@@ -411,7 +430,8 @@ def validate(path):
         prof = Profile(r["model"], r["forward"], r["backward"], r["optimizer"],
                        [tuple(g) for g in r["grads"]])
         topo = Topology(r["topology"], r["per_node"], Link(*r["intra"]), Link(*r["inter"]))
-        pred, _ = step_time(prof, r["workers"], topo, r["algo"], r["cap"], r["overlap"])
+        cpu = Cpu(**r["cpu"]) if "cpu" in r else None
+        pred, _ = step_time(prof, r["workers"], topo, r["algo"], r["cap"], r["overlap"], cpu=cpu)
         err = pred / r["measured"] - 1
         worst = max(worst, abs(err))
         rows.append(f"| {r['case']} | {r['workers']} | {r['measured'] * 1e3:.1f} ms | "

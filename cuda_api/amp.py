@@ -1,30 +1,12 @@
-"""`phalanx.cuda.amp`: PyTorch's legacy spellings of `phalanx.amp` for CUDA; each warns, as
-PyTorch's do, and names the current form."""
+"""`phalanx.cuda.amp`: PyTorch's legacy spellings of `phalanx.amp` for CUDA."""
 import warnings
 
 from ..amp import autocast_mode as _amp
-from ..amp.autocast_mode import autocast as _base_autocast
-from ..amp.grad_scaler import GradScaler as _BaseGradScaler
+from ..amp.legacy import spellings
 from ..tensor import dtypes
 
 
-class autocast(_base_autocast):
-    def __init__(self, enabled=True, dtype=dtypes.float16, cache_enabled=True):
-        warnings.warn("`phalanx.cuda.amp.autocast(args...)` is deprecated. Please use "
-                      "`phalanx.amp.autocast('cuda', args...)` instead.", FutureWarning,
-                      stacklevel=2)
-        super().__init__("cuda", dtype=dtype, enabled=enabled, cache_enabled=cache_enabled)
-
-
-class GradScaler(_BaseGradScaler):
-    def __init__(self, init_scale=2.0 ** 16, growth_factor=2.0, backoff_factor=0.5,
-                 growth_interval=2000, enabled=True):
-        warnings.warn("`phalanx.cuda.amp.GradScaler(args...)` is deprecated. Please use "
-                      "`phalanx.amp.GradScaler('cuda', args...)` instead.", FutureWarning,
-                      stacklevel=2)
-        super().__init__("cuda", init_scale=init_scale, growth_factor=growth_factor,
-                         backoff_factor=backoff_factor, growth_interval=growth_interval,
-                         enabled=enabled)
+autocast, GradScaler = spellings("cuda", dtypes.float16)
 
 
 def custom_fwd(fwd=None, *, cast_inputs=None):

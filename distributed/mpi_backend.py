@@ -110,6 +110,24 @@ def _write_back(array, host):
         cupy.cuda.get_current_stream().synchronize()
 
 
+# An asynchronous all-reduce (DDP's buckets during backward) is MPI's non-blocking one, waited
+# for politely: MPI's blocking calls spin for their whole length, and a spinning thread takes
+# the core backward needs whenever a rank has none to spare (ranks = cores), so overlap would
+# hide nothing. "spin" (the same on every rank) keeps the blocking call, for ranks that own
+# two cores each.
+WAIT_ENV = "PHALANX_MPI_WAIT"
+
+
+def _wait_politely(request, spins=100, nap=50e-6):
+    """Drive `request` to completion: a few tight tests (a short wait costs no sleep), then
+    tests between naps that give the core back."""
+    while not request.Test():
+        if spins:
+            spins -= 1
+        else:
+            time.sleep(nap)
+
+
 def _bound(fn, arrays):
     """A job calling fn(*arrays): directly for NumPy arrays; for device arrays after their
     producing stream, directly (CUDA-aware MPI) or through pinned host copies."""
@@ -221,17 +239,17 @@ class MpiProcessGroup(ProcessGroup):
         """
         job = _bound(fn, arrays)
         desc = (verb, arrays[-1] if arrays else None)
-        if CALLER_WAITS.active or self.size == 1 or self._queue.inside():
+        if not self._asynchronous():
             return self._queue.post(job, desc)
         return self._queue.post(lambda: self._arrive() or job(), desc)
 
-    def _arrive(self, spins=100, nap=50e-6):
-        request = self.comm.Ibarrier()
-        while not request.Test():
-            if spins:
-                spins -= 1
-            else:
-                time.sleep(nap)
+    def _asynchronous(self):
+        """Whether a collective issued now runs beside the caller's computation. Every rank
+        decides the same, as MPI's blocking and non-blocking collectives do not match."""
+        return not (CALLER_WAITS.active or self.size == 1 or self._queue.inside())
+
+    def _arrive(self):
+        _wait_politely(self.comm.Ibarrier())
 
     def _buf(self, a):
         return [a, self._bool] if a.dtype is _BOOL else a
@@ -385,8 +403,13 @@ class MpiProcessGroup(ProcessGroup):
             return self._post("all_reduce", lambda a: shared.allreduce(a, op), array)
         mop = self._op(op, array.dtype)
 
+        polite = self._asynchronous() and os.environ.get(WAIT_ENV) != "spin"
+
         def run(a):
-            self.comm.Allreduce(self._in_place, self._buf(a), mop)
+            if polite:
+                _wait_politely(self.comm.Iallreduce(self._in_place, self._buf(a), mop))
+            else:
+                self.comm.Allreduce(self._in_place, self._buf(a), mop)
             if op is ReduceOp.AVG:
                 self._average(a)
         return self._post("all_reduce", run, array)

@@ -3,11 +3,13 @@
 A buffer's file lives only from its creation until every rank of the host has mapped it (see
 `shared_memory.py`); a rank killed in between leaves it behind. The name says who made it —
 `phalanx-<pid>-<run id>-<random>` — so the launcher can remove the files of its ranks once they
-are gone. Standard library only: the launcher imports it.
+are gone. The launcher imports it: nothing here imports the engine.
 """
 import os
 import re
 import secrets
+
+import psutil
 
 DIRECTORY = "/dev/shm"
 PREFIX = "phalanx-"
@@ -52,7 +54,7 @@ def remove_orphans(run_id, pids=None, directory=DIRECTORY):
         who = owner(name)
         if who is None or who[1] != run_id:
             continue
-        if (who[0] not in pids) if pids is not None else _alive(who[0]):
+        if (who[0] not in pids) if pids is not None else psutil.pid_exists(who[0]):
             continue
         path = os.path.join(directory, name)
         try:
@@ -61,16 +63,6 @@ def remove_orphans(run_id, pids=None, directory=DIRECTORY):
         except OSError:
             pass
     return removed
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def remove_mpich_leftovers(since, directory=DIRECTORY):

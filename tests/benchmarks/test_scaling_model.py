@@ -60,6 +60,24 @@ def test_overlap_timeline():
     assert sm.step_time(prof, 1, TOPO)[0] == pytest.approx(prof.compute)
 
 
+def test_cpu_bound_step():
+    """Communication that keeps a core busy cannot be hidden where the worker has no core to
+    spare: the step is at least the computation's CPU plus the transport's, over the cores."""
+    prof = sm.Profile("m", forward=0.002, backward=0.010, optimizer=0.001,
+                      grads=[(4e6, 0.005), (4e6, 0.010)])
+    topo = sm.Topology("t", 1, sm.Link(1e-6, 1e10), sm.Link(1e-5, 1e9))
+    free, _ = sm.step_time(prof, 2, topo, cap=4e6)
+    spare = sm.Cpu(cores_per_worker=2, compute=0.013, comm_per_byte=1e-9)
+    assert sm.step_time(prof, 2, topo, cap=4e6, cpu=spare)[0] == free
+    # one core each, the transport busy 1 ns per byte: 13 ms + 8 ms, nothing hidden
+    busy = sm.Cpu(cores_per_worker=1, compute=0.013, comm_per_byte=1e-9)
+    assert sm.step_time(prof, 2, topo, cap=4e6, cpu=busy)[0] == pytest.approx(0.021)
+    # two thirds of a core each (3 workers on 2 cores): everything 1.5x
+    shared = sm.Cpu(cores_per_worker=2 / 3, compute=0.013, comm_per_byte=1e-9)
+    assert sm.step_time(prof, 2, topo, cap=4e6, cpu=shared)[0] == pytest.approx(0.0315)
+    assert sm.step_time(prof, 1, topo, cpu=busy)[0] == pytest.approx(prof.compute)
+
+
 def test_published_horovod_results_within_ten_points():
     for prof, topo, algo, cap, workers, reported, _ in sm.PUBLISHED:
         if reported is not None:

@@ -81,6 +81,31 @@ def test_all_reduce_async_and_non_contiguous(world):
         w.wait()
 
 
+@pytest.mark.parametrize("wait", ["poll", "spin"])
+def test_async_all_reduce_waits_politely_or_spins(world, wait, monkeypatch):
+    """On the communication thread the all-reduce is MPI's non-blocking one driven by tests
+    between naps (the core stays free for backward), or MPI's blocking one with
+    PHALANX_MPI_WAIT=spin; both give every op's exact result, bool and large arrays too."""
+    from phalanx.distributed import mpi_backend
+    monkeypatch.setenv(mpi_backend.WAIT_ENV, wait)
+    rank, size = world
+    seen = []
+    real = mpi_backend._wait_politely
+    monkeypatch.setattr(mpi_backend, "_wait_politely",
+                        lambda request: seen.append(type(request).__name__) or real(request))
+    big = T(np.arange(1 << 20, dtype=np.float32) * (rank + 1))
+    flags = T(np.array([rank == 0, True, False]))
+    works = [dist.all_reduce(big, async_op=True),
+             dist.all_reduce(flags, op=ReduceOp.MAX, async_op=True)]
+    for w in works:
+        w.wait()
+    np.testing.assert_array_equal(
+        A(big), np.arange(1 << 20, dtype=np.float32) * (size * (size + 1) // 2))
+    assert A(flags).tolist() == [True, True, False]
+    # the arrival barrier always waits politely; the all-reduces only when polling
+    assert len(seen) == (4 if wait == "poll" else 2), seen
+
+
 def test_broadcast_reduce(world):
     rank, size = world
     for src in range(size):
