@@ -16,16 +16,17 @@ from .tensor import Tensor, tensor  # noqa: F811  (rebinds `tensor`: the functio
 from .autograd import (enable_grad, inference_mode, is_grad_enabled,
                        is_inference_mode_enabled, no_grad, set_grad_enabled)
 from . import autograd
+from .compile_api import compile  # noqa: A004  (torch.compile: the eager program)
 
 __version__ = "0.1.0"
 
 _LAZY_SUBMODULES = {"nn", "optim", "data", "distributed", "launcher", "serialization", "utils",
                     "cuda", "accelerator", "backends", "distributions", "profiler",
-                    "onnx", "multiprocessing", "amp", "cpu"}
+                    "onnx", "multiprocessing", "amp", "cpu", "fft", "func", "testing"}
 _FROM_SERIALIZATION = {"save", "load"}
-_FROM_AMP = {"autocast", "is_autocast_enabled", "get_autocast_dtype", "set_autocast_enabled",
-             "set_autocast_dtype", "is_autocast_available", "is_autocast_cache_enabled",
-             "set_autocast_cache_enabled", "clear_autocast_cache"}
+_FROM_AMP = {"GradScaler", "autocast", "is_autocast_enabled", "get_autocast_dtype",
+             "set_autocast_enabled", "set_autocast_dtype", "is_autocast_available",
+             "is_autocast_cache_enabled", "set_autocast_cache_enabled", "clear_autocast_cache"}
 
 
 def __getattr__(name):
@@ -35,14 +36,22 @@ def __getattr__(name):
         value = getattr(importlib.import_module(f"{__name__}.serialization"), name)
     elif name in _FROM_AMP:
         value = getattr(importlib.import_module(f"{__name__}.amp"), name)
+    elif not name.startswith("_") and name in _functional_aliases().__all__:
+        value = getattr(_functional_aliases(), name)
     else:
         raise AttributeError(f"module 'phalanx' has no attribute {name!r}")
     globals()[name] = value
     return value
 
 
+def _functional_aliases():
+    """torch.conv2d, torch.dropout, ...: they need nn, so they load on first use."""
+    return importlib.import_module(f"{__name__}.functional_aliases")
+
+
 def __dir__():
-    return sorted(set(globals()) | _LAZY_SUBMODULES | _FROM_SERIALIZATION | _FROM_AMP)
+    return sorted(set(globals()) | _LAZY_SUBMODULES | _FROM_SERIALIZATION | _FROM_AMP |
+                  set(_functional_aliases().__all__))
 
 
 if _os.environ.get("PHALANX_PROFILE"):  # `phalanx run --profile DIR`: this rank records its run

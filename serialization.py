@@ -16,6 +16,7 @@ import socket
 import tempfile
 
 import numpy as np
+import psutil
 
 from . import serialization_torch
 from .tensor import Tensor, backend, dtypes
@@ -40,8 +41,15 @@ class _Encoder:
         if isinstance(obj, float):
             return obj if np.isfinite(obj) else {"float": repr(obj)}
         if isinstance(obj, Tensor):
-            return {"tensor": self._store(obj, backend.to_device(obj.detach()._data, "cpu")),
-                    "device": str(obj.device), "requires_grad": obj.requires_grad}
+            arr = backend.to_device(obj.detach()._data, "cpu")
+            pairs = arr.dtype == np.complex128  # safetensors has no complex128: (re, im) pairs
+            if pairs:
+                arr = np.ascontiguousarray(arr).view(np.float64).reshape(arr.shape + (2,))
+            node = {"tensor": self._store(obj, arr), "device": str(obj.device),
+                    "requires_grad": obj.requires_grad}
+            if pairs:
+                node["complex128"] = True
+            return node
         if isinstance(obj, np.ndarray):
             self._check_array(obj, where)
             return {"ndarray": self._store(obj, obj)}
@@ -157,6 +165,11 @@ class _Decoder:
 
     def _tensor(self, arr, node):
         saved = node["device"]
+        if node.get("complex128") is True:
+            if arr.dtype != np.float64 or arr.ndim == 0 or arr.shape[-1] != 2:
+                raise self._corrupt(f"a complex128 tensor stored as {arr.dtype} of shape "
+                                    f"{list(arr.shape)}, not as float64 (re, im) pairs")
+            arr = np.ascontiguousarray(arr).view(np.complex128)[..., 0]
         if arr.dtype not in dtypes._from_np:
             raise ValueError(f"{self.path}: a tensor has dtype {arr.dtype}, which Phalanx "
                              f"tensors do not support ({', '.join(d.name for d in dtypes.ALL)})")
@@ -219,22 +232,12 @@ def _remove_stale_temporaries(path):
             continue
         parts = name[len(head):-len(".tmp")].rsplit(".", 2)
         if len(parts) != 3 or parts[0] != host or not parts[1].isdigit() \
-                or _process_alive(int(parts[1])):
+                or psutil.pid_exists(int(parts[1])):
             continue
         try:
             os.unlink(os.path.join(directory, name))
         except OSError:
             pass
-
-
-def _process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid != 0
 
 
 def _atomic_write(path, data):
@@ -341,7 +344,7 @@ def load(f, map_location=None, *, upcast_bfloat16=False):
 _ST_DTYPES = {"BOOL": np.bool_, "U8": np.uint8, "I8": np.int8, "I16": np.int16,
               "U16": np.uint16, "I32": np.int32, "U32": np.uint32, "I64": np.int64,
               "U64": np.uint64, "F16": np.float16, "F32": np.float32, "F64": np.float64,
-              "BF16": np.uint16}
+              "BF16": np.uint16, "C64": np.complex64}
 MAX_DIMS = 64
 
 

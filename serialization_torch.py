@@ -22,20 +22,22 @@ from .tensor import Size, Tensor, backend, dtypes
 
 ZIP_MAGIC = b"PK\x03\x04"
 
-# storage class name -> NumPy dtype (complex and quantized storages are not listed: Phalanx
+# storage class name -> NumPy dtype (complex32 and quantized storages are not listed: Phalanx
 # has no such dtypes)
 _STORAGES = {
     "DoubleStorage": np.float64, "FloatStorage": np.float32, "HalfStorage": np.float16,
     "BFloat16Storage": dtypes.bfloat16.np,
     "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
     "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+    "ComplexFloatStorage": np.complex64, "ComplexDoubleStorage": np.complex128,
 }
 _DTYPES = {"float64": "float64", "double": "float64", "float32": "float32", "float": "float32",
            "float16": "float16", "half": "float16", "int64": "int64", "long": "int64",
            "int32": "int32", "int": "int32", "int16": "int16", "short": "int16",
-           "int8": "int8", "uint8": "uint8", "bool": "bool", "bfloat16": "bfloat16"}
-_UNSUPPORTED_DTYPES = {"complex64", "complex128", "cfloat", "cdouble",
-                       "ComplexFloatStorage", "ComplexDoubleStorage"}
+           "int8": "int8", "uint8": "uint8", "bool": "bool", "bfloat16": "bfloat16",
+           "complex64": "complex64", "cfloat": "complex64", "complex128": "complex128",
+           "cdouble": "complex128"}
+_UNSUPPORTED_DTYPES = {"complex32", "chalf", "ComplexHalfStorage"}
 
 
 def is_torch_zip(data):
@@ -114,7 +116,8 @@ class _Loader:
         if module == "torch" and name in _UNSUPPORTED_DTYPES:
             raise WeightsOnlyUnpicklingError(
                 f"{self.path} holds torch.{name} data, which Phalanx has no dtype for; "
-                f"convert those tensors in PyTorch (e.g. .float()) and save again")
+                f"convert those tensors in PyTorch (e.g. .cfloat() for complex32) and save "
+                f"again")
         return None
 
     def refusal(self, what):

@@ -205,7 +205,9 @@ def _intercept(cls, args, kwargs, proceed):
 
 
 def _floating(a):
-    return isinstance(a, Tensor) and dtypes.is_floating_np(a._data.dtype)
+    # complex tensors are never cast (as in PyTorch): a float16 copy would drop the imaginary part
+    return isinstance(a, Tensor) and dtypes.is_floating_np(a._data.dtype) and \
+        a._data.dtype.kind != "c"
 
 
 def _cast(a, target, policy, device_type):
@@ -277,7 +279,7 @@ def _cast_input(value, target, device_type):
     if isinstance(value, Tensor):
         on = "cuda" if backend.is_cupy_array(value._data) else "cpu"
         if on == device_type and dtypes.is_floating_np(value._data.dtype) and \
-                value._data.dtype != _F64:
+                value._data.dtype != _F64 and value._data.dtype.kind != "c":
             return to_copy(value, target)
         return value
     if isinstance(value, (list, tuple)):

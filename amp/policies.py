@@ -32,7 +32,7 @@ _CPU = {
     "fp32": [("nn.functional.loss", "CrossEntropy"),
              ("nn.functional.loss", "BinaryCrossEntropy"),
              ("tensor.ops.reduction", "Prod")],
-    "promote": [("tensor.ops.shape", "Cat")],
+    "promote": [("tensor.ops.shape", "Cat"), ("tensor.ops.shape", "Stack")],
 }
 
 _CUDA = {
@@ -43,7 +43,8 @@ _CUDA = {
             [("tensor.ops.reduction", n) for n in
              ("Logsumexp", "Softmax", "LogSoftmax", "Prod", "Cumsum", "VectorNorm")] +
             [("nn.functional.loss", "CrossEntropy")],
-    "promote": [("tensor.ops.shape", "Cat"), ("tensor.ops.mathfuncs", "Atan2")],
+    "promote": [("tensor.ops.shape", "Cat"), ("tensor.ops.shape", "Stack"),
+                ("tensor.ops.mathfuncs", "Atan2")],
     "banned": [("nn.functional.loss", "BinaryCrossEntropy")],
 }
 

@@ -10,6 +10,7 @@ from .grad_mode import (enable_grad, inference_mode, is_grad_enabled,
                         is_inference_mode_enabled, no_grad, set_grad_enabled)
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from . import graph
+from .variable import Variable
 
 
 def _as_list(x):
@@ -54,4 +55,5 @@ __all__ = ["Function", "Node", "backward", "grad", "no_grad", "enable_grad", "se
            "inference_mode", "is_grad_enabled", "is_inference_mode_enabled", "gradcheck",
            "gradgradcheck", "GradcheckError", "detect_anomaly", "set_detect_anomaly",
            "is_anomaly_enabled", "queue_callback", "register_backward_start_hook",
-           "once_differentiable", "graph", "RemovableHandle"]
+           "once_differentiable", "graph", "RemovableHandle", "Variable"]
+from . import functional  # noqa: E402  (jacobian, hessian, vjp, ...: built on grad above)

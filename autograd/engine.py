@@ -63,6 +63,10 @@ def _check_roots(tensors, grad_tensors):
                     f"grad can be implicitly created only for scalar outputs; got an output of "
                     f"shape {tuple(t.shape)}. Pass a gradient: out.backward(gradient) or "
                     f"reduce it first, e.g. out.sum().backward().")
+            if t._data.dtype.kind == "c":
+                raise RuntimeError(
+                    f"grad can be implicitly created only for real scalar outputs, got "
+                    f"{t.dtype}; reduce to a real loss first, e.g. out.abs() or out.real")
         elif tuple(g.shape) != tuple(t.shape):
             raise RuntimeError(f"Mismatch in shape: grad_output[{i}] has a shape of "
                                f"{tuple(g.shape)} and output[{i}] has a shape of "
@@ -351,6 +355,8 @@ def _accumulate(leaf, g, create_graph, owned, home=None):
         raise RuntimeError(f"gradient of shape {tuple(gd.shape)} does not match its leaf tensor "
                            f"of shape {tuple(ld.shape)} (an op's backward is wrong)")
     if gd.dtype != ld.dtype:
+        if gd.dtype.kind == "c" and ld.dtype.kind != "c":
+            g = g.real  # a real leaf keeps the real part of a complex gradient (as PyTorch)
         g = g.to(leaf.dtype)
         gd = g._data
     cur = leaf.grad

@@ -132,6 +132,9 @@ class Function:
     `backward` returns one gradient per `forward` argument (None where there is none). It is
     written with tensor ops, so that `create_graph=True` differentiates through it.
     """
+    # False for ops whose outputs are never floating (comparisons, logical and bitwise ops):
+    # they are never linked into the graph, whatever their inputs
+    differentiable = True
 
     @staticmethod
     def forward(ctx, *args, **kwargs):
@@ -176,10 +179,11 @@ def _run(cls, args, kwargs):
         if not state.enabled:
             return cls.forward(ctx, *args, **kwargs)
         record = False
-        for a in args:
-            if isinstance(a, TensorBase) and a.requires_grad:
-                record = True
-                break
+        if cls.differentiable:
+            for a in args:
+                if isinstance(a, TensorBase) and a.requires_grad:
+                    record = True
+                    break
         state.enabled = False  # the forward itself records nothing
         try:
             out = cls.forward(ctx, *args, **kwargs)

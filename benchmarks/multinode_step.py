@@ -58,22 +58,35 @@ def worker(args):
             times.append(time.perf_counter() - t0)
         return statistics.median(times)
 
-    # the link between two hosts (ranks 0 and the first rank of the next host)
-    small, large = np.zeros(1), np.zeros(1 << 20)            # 8 B, 8 MB
-    t_small = timed(lambda: dist.all_reduce(px.tensor(small)), 20)
-    t_large = timed(lambda: dist.all_reduce(px.tensor(large)), 5)
+    # the links, as DDP drives them: asynchronous all-reduces over every rank of 8 B, of a
+    # bucket and of 8 MB, and the ring's alpha and beta that fit them best (least squares)
     ring = 2 * (size - 1)
-    alpha = t_small / ring
-    beta = (ring / size) * large.nbytes / max(t_large - ring * alpha, 1e-9)
+    sizes = [8, int(args.bucket_mb * (1 << 20)), 8 << 20]
+    times = []
+    for n in sizes:
+        buf = px.tensor(np.zeros(n // 8))
+        times.append(timed(lambda: dist.all_reduce(buf, async_op=True).wait(),
+                           20 if n == 8 else args.repeats))
+    (alpha, inv_beta), *_ = np.linalg.lstsq(
+        np.array([[ring, ring / size * n] for n in sizes]), np.array(times), rcond=None)
+    alpha, beta = max(alpha, 0.0), 1 / max(inv_beta, 1e-15)
+
+    # Every host of the namespace cluster runs on this machine's cores: the CPU a phase takes
+    # is this machine's busy time over it (every process, the kernel's network work included)
+    # shared by the workers, as the step's CPU bound needs it.
+    def machine_cpu_per_worker(fn, runs):
+        dist.barrier(async_op=True).wait()
+        busy = machine_busy()
+        fn()
+        dist.barrier(async_op=True).wait()          # waits without spinning
+        return (machine_busy() - busy) / size / runs
 
     with ddp.no_sync():
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        prof = scaling_model.measure(model, x, lambda out: F.cross_entropy(out, y),
-                                     repeats=args.repeats)
-        # the share of a core the computation got (every host runs on this machine's cores,
-        # with whatever else runs here) and the CPU seconds a step's computation takes
-        share = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
-        compute_cpu = share * prof.compute
+        measured = []
+        compute_cpu = machine_cpu_per_worker(lambda: measured.append(scaling_model.measure(
+            model, x, lambda out: F.cross_entropy(out, y), repeats=args.repeats)),
+            args.repeats + 1)
+        prof = measured[0]
 
     def ddp_step():
         opt.zero_grad()
@@ -90,10 +103,13 @@ def worker(args):
 
     overlapped, serial = timed(ddp_step), timed(serial_step)
     flat = px.cat([p.detach().reshape(-1) for p in ddp.parameters()])
-    cpu0 = time.process_time()
     allreduce_alone = timed(lambda: dist.all_reduce(flat, async_op=True).wait())
-    # the CPU the transport itself spends per gradient byte (kernel TCP copies, MPI's polling)
-    comm_cpu = (time.process_time() - cpu0) / (args.repeats + 2) / flat.nbytes
+
+    def allreduces():
+        for _ in range(args.repeats):
+            dist.all_reduce(flat, async_op=True).wait()
+    # the CPU the transport spends per gradient byte (TCP in the kernel, MPI's polling)
+    comm_cpu = machine_cpu_per_worker(allreduces, args.repeats) / flat.nbytes
     if rank == 0:
         print(json.dumps({
             "case": f"{args.case}", "model": f"MLP {width}x4", "workers": size,
@@ -103,9 +119,17 @@ def worker(args):
             "serial": serial, "allreduce": allreduce_alone,
             "buckets": len(ddp.reducer.buckets), "launched_in_backward": ddp.reducer.overlapped,
             "cap": int(args.bucket_mb * (1 << 20)),
-            "cpu": {"cores_per_worker": min((os.cpu_count() or 1) / size, share),
+            "cpu": {"cores_per_worker": (os.cpu_count() or 1) / size,
                     "compute": compute_cpu, "comm_per_byte": comm_cpu}}), flush=True)
     dist.destroy_process_group()
+
+
+def machine_busy():
+    """Seconds this machine's cores have been busy, all processes and the kernel (/proc/stat:
+    everything but idle and iowait)."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def run_case(cluster_tool, cluster, hosts, per_host, rate, args):
@@ -164,7 +188,7 @@ def main(argv=None):
     p.add_argument("--width", type=int, default=512)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--bucket-mb", type=float, default=1.0)
-    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--out", default="multinode_step.json")
     p.add_argument("--transports", nargs="+", default=["mpi", "zmq"],
                    help="mpi: mpiexec across the hosts; zmq: phalanx run on every host")

@@ -51,6 +51,15 @@ def _np_relu(a, b, g=None):
     return y if g is None else (y, g * (y > 0))
 
 
+def _np_scale(a, b, g=None):
+    return a * 0.5 if g is None else (a * 0.5, g * 0.5)
+
+
+def _np_mask(a, b, g=None):
+    keep = a > 0.5
+    return a * keep if g is None else (a * keep, g * keep)
+
+
 def _np_exp(a, b, g=None):
     y = np.exp(a)
     return y if g is None else (y, g * y)
@@ -85,6 +94,8 @@ OPS = {
     "add": (lambda a, b: a + b, _np_add),
     "add_bias": (lambda a, b: a + b[0], _np_bias_add),
     "mul": (lambda a, b: a * b, _np_mul),
+    "scale": (lambda a, b: a * 0.5, _np_scale),              # a tensor times a Python number
+    "mask": (lambda a, b: a * (a > 0.5), _np_mask),          # a comparison, then a product
     "matmul": (lambda a, b: a @ b, _np_matmul),
     "relu": (lambda a, b: a.relu(), _np_relu),
     "exp": (lambda a, b: a.exp(), _np_exp),

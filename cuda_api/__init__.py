@@ -14,6 +14,7 @@ from .random import (get_rng_state, get_rng_state_all, initial_seed, manual_seed
                      manual_seed_all, seed, seed_all, set_rng_state, set_rng_state_all)
 from .streams import Event, Stream, StreamContext, current_stream, default_stream, stream
 from . import amp  # noqa: F401  (phalanx.cuda.amp.autocast / GradScaler, legacy spellings)
+from ..tensor.legacy_types import cuda as _legacy  # phalanx.cuda.FloatTensor, ... (legacy)
 
 
 def is_initialized():
@@ -107,3 +108,8 @@ __all__ = ["Event", "Stream", "StreamContext", "current_device", "current_stream
            "memory_reserved", "reset_max_memory_allocated", "reset_peak_memory_stats", "seed",
            "seed_all", "set_device", "set_rng_state", "set_rng_state_all", "stream",
            "synchronize"]
+
+_LEGACY_TYPES = ("BFloat16Tensor", "BoolTensor", "ByteTensor", "CharTensor", "DoubleTensor",
+                 "FloatTensor", "HalfTensor", "IntTensor", "LongTensor", "ShortTensor")
+globals().update({name: getattr(_legacy, name) for name in _LEGACY_TYPES})
+__all__ += list(_LEGACY_TYPES)

@@ -8,6 +8,7 @@ class Stream:
     def __init__(self, device=None, priority=0, _cupy_stream=None):
         cp = require("phalanx.cuda.Stream")
         self.device_index = device_index(device, "phalanx.cuda.Stream")
+        self._entered = []           # the GPU contexts entered by `with stream:`
         if _cupy_stream is not None:
             self.cupy_stream = _cupy_stream
         else:
@@ -21,7 +22,8 @@ class Stream:
         return self.cupy_stream.done
 
     def wait_event(self, event):
-        self.cupy_stream.wait_event(event.cupy_event)
+        if event.cupy_event is not None:     # an event never recorded: nothing to wait for
+            self.cupy_stream.wait_event(event.cupy_event)
 
     def wait_stream(self, stream):
         self.wait_event(stream.record_event())
@@ -32,11 +34,19 @@ class Stream:
         return event
 
     def __enter__(self):
+        # as in PyTorch, the stream's GPU becomes current too (CuPy refuses to make a stream
+        # of another GPU current)
+        gpu = require("phalanx.cuda.stream").cuda.Device(self.device_index)
+        gpu.__enter__()
+        self._entered.append(gpu)
         self.cupy_stream.__enter__()
         return self
 
     def __exit__(self, *exc):
-        return self.cupy_stream.__exit__(*exc)
+        try:
+            return self.cupy_stream.__exit__(*exc)
+        finally:
+            self._entered.pop().__exit__(*exc)
 
     def __eq__(self, other):
         return isinstance(other, Stream) and self.cupy_stream.ptr == other.cupy_stream.ptr
@@ -54,25 +64,41 @@ class Event:
     `elapsed_time(end)` (milliseconds, needs enable_timing=True)."""
 
     def __init__(self, enable_timing=False, blocking=False, interprocess=False):
-        cp = require("phalanx.cuda.Event")
+        require("phalanx.cuda.Event")
         if interprocess:
             raise NotImplementedError("phalanx.cuda.Event(interprocess=True)")
-        self.cupy_event = cp.cuda.Event(block=blocking, disable_timing=not enable_timing)
+        self._flags = {"block": blocking, "disable_timing": not enable_timing}
+        self.cupy_event = None       # made by the first record(), on the stream's GPU
 
     def record(self, stream=None):
-        self.cupy_event.record(None if stream is None else stream.cupy_stream)
+        """Record on `stream` (default: the current stream). As in PyTorch the CUDA event is
+        made on the GPU of the first stream it is recorded on: CUDA refuses to record an
+        event on a stream of another GPU."""
+        stream = stream or current_stream()
+        if self.cupy_event is None:
+            cp = require("phalanx.cuda.Event")
+            with cp.cuda.Device(stream.device_index):
+                self.cupy_event = cp.cuda.Event(**self._flags)
+        self.cupy_event.record(stream.cupy_stream)
 
     def wait(self, stream=None):
-        (stream or current_stream()).wait_event(self)
+        """Make `stream` (default: the current one) wait for the work recorded; an event
+        never recorded has nothing to wait for."""
+        if self.cupy_event is not None:
+            (stream or current_stream()).wait_event(self)
 
     def query(self):
-        return self.cupy_event.done
+        return self.cupy_event is None or self.cupy_event.done
 
     def synchronize(self):
-        self.cupy_event.synchronize()
+        if self.cupy_event is not None:
+            self.cupy_event.synchronize()
 
     def elapsed_time(self, end_event):
         cp = require("phalanx.cuda.Event.elapsed_time")
+        if self.cupy_event is None or end_event.cupy_event is None:
+            raise RuntimeError("elapsed_time: both events must be recorded first "
+                               "(event.record())")
         return cp.cuda.get_elapsed_time(self.cupy_event, end_event.cupy_event)
 
 

@@ -178,7 +178,7 @@ class NcclProcessGroup(ProcessGroup):
         else:
             raise RuntimeError(f"backend 'nccl' with {environment.world_size} ranks needs "
                                f"`phalanx run` (its store) or mpirun to share NCCL's unique id")
-        comm = nccl.NcclCommunicator(environment.world_size, tuple(uid), environment.rank)
+        comm = _communicator(nccl, environment.world_size, uid, environment.rank)
         return cls(comm, environment.rank, environment.world_size, nccl=nccl, cuda=cp.cuda,
                    xp=cp, timeout=timeout, store=store, prefix=_run_prefix(),
                    mpi_comm=mpi_comm)
@@ -435,7 +435,7 @@ class NcclProcessGroup(ProcessGroup):
         uid = self.broadcast_plain(None if uid is None else list(uid), root=ranks[0])
         if self.rank not in ranks:
             return None
-        comm = self._nccl.NcclCommunicator(len(ranks), tuple(uid), ranks.index(self.rank))
+        comm = _communicator(self._nccl, len(ranks), uid, ranks.index(self.rank))
         return NcclProcessGroup(comm, ranks.index(self.rank), len(ranks), nccl=self._nccl,
                                 cuda=self._cuda, xp=self._xp,
                                 ranks=[self.ranks[r] for r in ranks], timeout=self.timeout,
@@ -543,5 +543,15 @@ def _share_through_store(store, prefix, rank, nccl):
         uid = nccl.get_unique_id()
         store.set(key, bytes(b & 0xFF for b in uid))
         return uid
-    raw = store.get(key)
-    return tuple(b - 256 if b > 127 else b for b in raw)   # NCCL's id is signed chars
+    return store.get(key)
+
+
+def _communicator(nccl, size, uid, rank):
+    """`nccl.NcclCommunicator` of the unique id `uid` (its bytes, or ints as signed or
+    unsigned chars). CuPy 14 takes the id as bytes, as its get_unique_id returns it; CuPy 13
+    as a tuple of signed chars. Cython refuses the other type before NCCL is called."""
+    raw = bytes(b & 0xFF for b in uid)
+    try:
+        return nccl.NcclCommunicator(size, raw, rank)
+    except TypeError:
+        return nccl.NcclCommunicator(size, tuple(b - 256 if b > 127 else b for b in raw), rank)

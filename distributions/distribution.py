@@ -64,6 +64,16 @@ class Distribution:
     def expand(self, batch_shape, _instance=None):
         raise NotImplementedError(f"{type(self).__name__}.expand")
 
+    def _expand_params(self, cls, batch_shape, _instance, *names):
+        """`expand` of a distribution whose parameters `names` all have its batch shape."""
+        new = self._get_checked_instance(cls, _instance)
+        batch_shape = Size(batch_shape)
+        for name in names:
+            setattr(new, name, getattr(self, name).expand(batch_shape))
+        Distribution.__init__(new, batch_shape, Size(), validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
     def _get_checked_instance(self, cls, _instance=None):
         if _instance is None and type(self).__init__ != cls.__init__:
             raise NotImplementedError(f"Subclass {type(self).__name__} of {cls.__name__} that "

@@ -1,4 +1,4 @@
-"""Normal(loc, scale): reparameterised, with cdf."""
+"""Normal(loc, scale): reparameterised, with cdf and icdf."""
 import math
 
 from ..tensor import Size, randn
@@ -19,13 +19,7 @@ class Normal(Distribution):
         super().__init__(self.loc.shape, Size(), validate_args)
 
     def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(Normal, _instance)
-        batch_shape = Size(batch_shape)
-        new.loc = self.loc.expand(batch_shape)
-        new.scale = self.scale.expand(batch_shape)
-        Distribution.__init__(new, batch_shape, Size(), validate_args=False)
-        new._validate_args = self._validate_args
-        return new
+        return self._expand_params(Normal, batch_shape, _instance, "loc", "scale")
 
     @property
     def mean(self):
@@ -58,6 +52,9 @@ class Normal(Distribution):
         if self._validate_args:
             self._validate_sample(value)
         return 0.5 * (1 + ((value - self.loc) / (self.scale * math.sqrt(2))).erf())
+
+    def icdf(self, value):
+        return self.loc + self.scale * (2 * value - 1).erfinv() * math.sqrt(2)
 
     def entropy(self):
         return 0.5 + _HALF_LOG_2PI + self.scale.log()

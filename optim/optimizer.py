@@ -6,6 +6,7 @@ written once per algorithm next to its class. State dicts follow PyTorch's forma
 keyed by the parameter's index in the order of `param_groups`, and each group lists `params` as
 indices, so a PyTorch optimizer's state dict (with its tensors converted) loads here and back.
 """
+import contextlib
 import copy
 import functools
 import itertools
@@ -210,7 +211,8 @@ class Optimizer:
                 if not state:
                     state.update(self._init_state(p, group))
                 states.append(state)
-            self._update_group(group, params, [p.grad._data for p in params], states)
+            with _complex_as_real(params, states):
+                self._update_group(group, params, [p.grad._data for p in params], states)
             for p in params:
                 p._version[0] += 1
         return loss
@@ -314,6 +316,40 @@ class Optimizer:
         self.param_groups = saved_groups
         for hook in list(self._load_state_dict_post_hooks.values()):
             hook(self)
+
+
+@contextlib.contextmanager
+def _complex_as_real(params, states):
+    """While a group updates, complex parameters, their gradients and their complex states are
+    seen as (real, imaginary) pairs of reals, as PyTorch's optimizers see them: Adam's second
+    moment is then |re|^2 and |im|^2 apart, not the square of a complex number."""
+    if not any(p.dtype.is_complex for p in params):
+        yield
+        return
+    swapped = []
+    for p, state in zip(params, states):
+        if p.dtype.is_complex:
+            for t in [p, p.grad, *(v for v in state.values() if isinstance(v, Tensor))]:
+                if t._data.dtype.kind == "c":
+                    swapped.append((t, t._data))
+                    t._data = _real_pairs(t._data)
+    try:
+        yield
+    finally:
+        for t, data in swapped:
+            t._data = data
+        for p, state in zip(params, states):      # state made during the update, as pairs
+            for t in state.values():
+                if p.dtype.is_complex and isinstance(t, Tensor) and \
+                        t._data.dtype.kind == "f" and t.shape == (*p.shape, 2):
+                    t._data = t._data.view(p._data.dtype).reshape(p.shape)
+
+
+def _real_pairs(arr):
+    if arr.ndim and arr.strides[-1] != arr.itemsize:
+        raise NotImplementedError(f"an optimizer step on a complex parameter whose last "
+                                  f"dimension is strided ({arr.strides}): make it contiguous")
+    return arr.reshape(arr.shape + (1,)).view(arr.real.dtype)
 
 
 def _cast_state(param, name, value):

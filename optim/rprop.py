@@ -21,7 +21,9 @@ class Rprop(Optimizer):
 
     def _init_state(self, param, group):
         return {"step": step_tensor(), "prev": zeros_state(param),
-                "step_size": zeros_state(param, group["lr"])}
+                # a complex parameter steps its real and imaginary parts apart: both start at lr
+                "step_size": zeros_state(param, complex(group["lr"], group["lr"])
+                                         if param.dtype.is_complex else group["lr"])}
 
     def _update_group(self, group, params, grads, states):
         etaminus, etaplus = group["etas"]

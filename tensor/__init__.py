@@ -137,12 +137,12 @@ def is_neg(input):
     return False
 
 
-def conj(input):
-    """Real tensors only: conjugation is the identity (as in PyTorch, without a copy)."""
+def resolve_conj(input):
+    """Conjugation is eager here (never a lazy bit), so there is nothing to resolve."""
     return input
 
 
-conj_physical = resolve_conj = resolve_neg = conj
+resolve_neg = resolve_conj
 
 
 def adjoint(input):
@@ -196,3 +196,34 @@ from .windows import (bartlett_window, blackman_window, hamming_window,  # noqa:
 __all__ += ['bartlett_window', 'blackman_window', 'hamming_window', 'hann_window',
             'kaiser_window']
 __all__ += ['igamma', 'igammac', 'mvlgamma', 'triangular_solve']
+# ---- complex numbers (tensor/ops/complex.py); torch.fft is the module phalanx.fft ----------
+from .dtypes import cdouble, cfloat, complex64, complex128  # noqa: E402
+from .ops.complex import (complex, conj, conj_physical, imag, polar, real,  # noqa: E402
+                          view_as_complex, view_as_real)
+
+__all__ += ['cdouble', 'cfloat', 'complex', 'complex64', 'complex128', 'imag', 'polar', 'real',
+            'view_as_complex', 'view_as_real']
+
+# ---- more of torch's surface: legacy constructors and overloads, settings, transforms -------
+from .legacy_types import (BFloat16Tensor, BoolTensor, ByteTensor, CharTensor,  # noqa: E402
+                           DoubleTensor, FloatTensor, HalfTensor, IntTensor, LongTensor,
+                           ShortTensor)
+from .legacy_overloads import (add, addcdiv, addcmul, std, std_mean, sub,  # noqa: E402,F811
+                               var, var_mean)
+from .extra_methods import index_reduce, layout, strided  # noqa: E402
+from .memory_formats import (channels_last, channels_last_3d, contiguous_format,  # noqa: E402
+                             memory_format, preserve_format)
+from .more_creation import asarray, empty_strided, frombuffer, logspace  # noqa: E402
+from .random_counts import binomial, poisson  # noqa: E402
+from .finite_differences import gradient  # noqa: E402
+from .print_options import set_printoptions  # noqa: E402
+from .settings import *  # noqa: E402,F401,F403  (listed in its __all__)
+from .vmap import vmap  # noqa: E402
+from . import legacy_types as _legacy_types, settings as _settings, special  # noqa: E402
+from .more_creation import range  # noqa: E402,A004  (the builtin is shadowed from here on)
+
+__all__ += _legacy_types.__all__ + _settings.__all__ + [
+    'asarray', 'binomial', 'channels_last', 'channels_last_3d', 'contiguous_format',
+    'empty_strided', 'frombuffer', 'gradient',
+    'index_reduce', 'layout', 'logspace', 'memory_format', 'poisson', 'preserve_format', 'range',
+    'set_printoptions', 'special', 'strided', 'vmap']

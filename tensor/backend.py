@@ -300,8 +300,43 @@ def special(xp):
 
 def add_at(xp, target, index, values):
     """target[index] += values with repeated indices accumulated (unbuffered)."""
-    if xp is np:
-        np.add.at(target, index, values)
-    else:
-        import cupyx
-        cupyx.scatter_add(target, index, values)
+    ufunc_at(xp, "add", target, index, values)
+
+
+def ufunc_at(xp, name, target, index, values):
+    """`xp.<name>.at(target, index, values)`: target[index] = name(target[index], values) with
+    repeated indices combined (unbuffered), for the associative ufuncs add, multiply, maximum
+    and minimum. CuPy's `ufunc.at` runs on atomics that exist for some ops and dtypes only (no
+    multiply; maximum/minimum not on float16; add not on 8/16-bit integers, bool or complex):
+    the others combine the repeats by a segmented scan instead."""
+    ufunc = getattr(xp, name)
+    try:
+        ufunc.at(target, index, values)
+    except (NotImplementedError, TypeError):  # CuPy refuses before any kernel runs
+        if xp is np:     # NumPy's ufunc.at takes every op and dtype: the error is the caller's
+            raise
+        scan_at(xp, ufunc, target, index, values)
+
+
+def scan_at(xp, ufunc, target, index, values):
+    """ufunc.at without atomics: sort the updates by the element they update, combine each
+    run of equal elements by a segmented inclusive scan (log2(n) whole-array steps, no host
+    synchronisation), then apply each run's total to its element once."""
+    element = xp.arange(target.size).reshape(target.shape)[index]   # what each update hits
+    vals = xp.broadcast_to(xp.asarray(values, dtype=target.dtype), element.shape).reshape(-1)
+    element = element.reshape(-1)
+    n = element.size
+    if n == 0:
+        return
+    order = xp.argsort(element, kind="stable")
+    element, vals = element[order], vals[order]
+    step = 1
+    while step < n:   # vals[i] becomes the combination of its run from the run's start to i
+        same = element[step:] == element[:-step]
+        combined = vals.copy()
+        combined[step:] = xp.where(same, ufunc(vals[:-step], vals[step:]), vals[step:])
+        vals, step = combined, step * 2
+    last = xp.ones(n, dtype=bool)
+    last[:-1] = element[1:] != element[:-1]
+    at = xp.unravel_index(element[last], target.shape)
+    target[at] = ufunc(target[at], vals[last])

@@ -3,6 +3,7 @@ arange, linspace, eye (and *_like)."""
 import numpy as np
 
 from . import backend, dtypes
+from .memory_formats import check_memory_format
 from .tensor import Tensor, _size, as_device
 
 
@@ -28,11 +29,13 @@ def _infer_np_dtype(data, arr):
         return np.dtype(np.int64)
     if k == "b":
         return np.dtype(np.bool_)
+    if k == "c":
+        return dtypes.get_default_complex_np()
     raise TypeError(f"can't build a tensor from data of type {type(data).__name__} "
                     f"(array dtype {arr.dtype}); pass numbers, nested lists or arrays")
 
 
-_PYTHON_SCALARS = {bool: "bool", int: "int", float: "float"}
+_PYTHON_SCALARS = {bool: "bool", int: "int", float: "float", complex: "complex"}
 
 
 def _leaf_dtypes(data):
@@ -56,7 +59,8 @@ def _leaf_dtypes(data):
     if not has_typed:
         return ()
     return [np.dtype(np.bool_) if d is bool else np.dtype(np.int64) if d is int else
-            dtypes.get_default_dtype().np if d is float else d for d in found]
+            dtypes.get_default_dtype().np if d is float else
+            dtypes.get_default_complex_np() if d is complex else d for d in found]
 
 
 def _dtype_of_leaf(x):
@@ -70,6 +74,8 @@ def _dtype_of_leaf(x):
         return int
     if isinstance(x, float):
         return float
+    if isinstance(x, complex):
+        return complex
     raise TypeError(f"can't build a tensor from an element of type {type(x).__name__}; pass "
                     f"numbers, nested lists, arrays or tensors")
 
@@ -165,7 +171,8 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False):
 
 
 def _like(fn):
-    def make(input, dtype=None, device=None, requires_grad=False, **kw):
+    def make(input, dtype=None, device=None, requires_grad=False, memory_format=None, **kw):
+        check_memory_format(memory_format, make.__name__)
         return fn(*input.shape, **kw, dtype=dtype or input.dtype,
                   device=input.device if device is None else device, requires_grad=requires_grad)
     make.__name__ = fn.__name__ + "_like"
@@ -177,7 +184,9 @@ ones_like = _like(ones)
 empty_like = _like(empty)
 
 
-def full_like(input, fill_value, dtype=None, device=None, requires_grad=False):
+def full_like(input, fill_value, dtype=None, device=None, requires_grad=False,
+              memory_format=None):
+    check_memory_format(memory_format, "full_like")
     return full(input.shape, fill_value, dtype=dtype or input.dtype,
                 device=input.device if device is None else device, requires_grad=requires_grad)
 

@@ -9,15 +9,28 @@ import numpy as np
 
 
 class dtype:
-    __slots__ = ("name", "np", "is_floating_point", "is_signed", "itemsize", "_cat")
+    __slots__ = ("name", "np", "is_floating_point", "is_complex", "is_signed", "itemsize",
+                 "_cat")
 
     def __init__(self, name, np_dtype, category):
         self.name = name
         self.np = np.dtype(np_dtype)
-        self._cat = category  # 0 bool, 1 integer, 2 floating
+        self._cat = category  # 0 bool, 1 integer, 2 floating, 3 complex
         self.is_floating_point = category == 2
-        self.is_signed = category == 2 or self.np.kind == "i"
+        self.is_complex = category == 3
+        self.is_signed = category >= 2 or self.np.kind == "i"
         self.itemsize = self.np.itemsize
+
+    def to_real(self):
+        """The dtype of a complex dtype's parts (complex64 -> float32); real dtypes unchanged."""
+        return _by_name(_REAL_OF.get(self.name, self.name))
+
+    def to_complex(self):
+        """The complex dtype whose parts are this floating dtype (float64 -> complex128)."""
+        name = _COMPLEX_OF.get(self.name, self.name if self.is_complex else None)
+        if name is None:
+            raise _no_complex_of(self.np)
+        return _by_name(name)
 
     def __repr__(self):
         return f"phalanx.{self.name}"
@@ -36,16 +49,44 @@ float16 = dtype("float16", np.float16, 2)
 float32 = dtype("float32", np.float32, 2)
 float64 = dtype("float64", np.float64, 2)
 bfloat16 = dtype("bfloat16", ml_dtypes.bfloat16, 2)
+complex64 = dtype("complex64", np.complex64, 3)
+complex128 = dtype("complex128", np.complex128, 3)
 
 half, float, double = float16, float32, float64
 short, int, long = int16, int32, int64
+cfloat, cdouble = complex64, complex128
 
-ALL = (bool_, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64)
+ALL = (bool_, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64,
+       complex64, complex128)
+_REAL_OF = {"complex64": "float32", "complex128": "float64"}
+_COMPLEX_OF = {"float32": "complex64", "float64": "complex128", "bfloat16": "complex64"}
+_COMPLEX_NP = {np.dtype(np.float32): np.dtype(np.complex64),
+               np.dtype(np.float64): np.dtype(np.complex128)}
 _from_np = {d.np: d for d in ALL}
 _names = {d.name: d for d in ALL}
 
 
 BF16_NP = bfloat16.np
+
+
+def _no_complex_of(np_dtype):
+    if np_dtype == np.float16:
+        return NotImplementedError("complex32 (ComplexHalf, the complex type of float16) is not "
+                                   "supported; convert to float32 first (x.float())")
+    return RuntimeError(f"no complex dtype has parts of dtype {np_dtype}; only float32, "
+                        f"float64 and bfloat16 have one")
+
+
+def complex_np(np_dtype):
+    """The NumPy complex dtype whose parts are floating `np_dtype` (bfloat16 -> complex64)."""
+    if np_dtype.kind == "c":
+        return np_dtype
+    if np_dtype == BF16_NP:
+        return np.dtype(np.complex64)
+    c = _COMPLEX_NP.get(np_dtype)
+    if c is None:
+        raise _no_complex_of(np_dtype)
+    return c
 
 
 def is_floating_np(np_dtype):
@@ -83,6 +124,8 @@ def to_numpy_dtype(d):
         return get_default_dtype().np
     if d is builtins_int:
         return np.dtype(np.int64)
+    if d is _b.complex:
+        return get_default_complex_np()
     if isinstance(d, str) and d in _names:
         return to_numpy_dtype(_names[d])
     return from_numpy_dtype(np.dtype(d)).np
@@ -132,7 +175,9 @@ def _promote(a, b):
     r = _promote_cache.get(key)
     if r is None:
         fa, fb = is_floating_np(a), is_floating_np(b)
-        if a == b or b.kind == "b" or (fa and not fb):
+        if a.kind == "c" or b.kind == "c":
+            r = _promote_complex(a, b)
+        elif a == b or b.kind == "b" or (fa and not fb):
             r = a
         elif a.kind == "b" or (fb and not fa):
             r = b
@@ -147,6 +192,17 @@ def _promote(a, b):
     return r
 
 
+def _promote_complex(a, b):
+    """Complex beats every real type; a floating partner widens the parts (float64 with
+    complex64 -> complex128), float16 and bfloat16 do not (they fit in complex64)."""
+    if a.kind == "c" and b.kind == "c":
+        return a if a.itemsize >= b.itemsize else b
+    c, other = (a, b) if a.kind == "c" else (b, a)
+    if other == np.float64:
+        return np.dtype(np.complex128)
+    return c
+
+
 def promote_types(type1, type2):
     """The dtype PyTorch's promotion gives two dtypes: `px.promote_types(px.int8, px.uint8)`."""
     return from_numpy_dtype(_promote(to_numpy_dtype(type1), to_numpy_dtype(type2)))
@@ -157,7 +213,14 @@ def _scalar_category(x):
         return 0
     if isinstance(x, _b.int):
         return 1
+    if isinstance(x, _b.complex):
+        return 3
     return 2
+
+
+def get_default_complex_np():
+    """complex64 while the default dtype is float32 (or narrower), complex128 with float64."""
+    return np.dtype(np.complex128 if get_default_dtype() is float64 else np.complex64)
 
 
 def result_type(*operands):
@@ -167,13 +230,13 @@ def result_type(*operands):
     for o in operands:
         arr = getattr(o, "_data", None)
         if arr is None:
-            if isinstance(o, (_b.int, _b.float, bool)) or isinstance(o, np.generic):
+            if isinstance(o, (_b.int, _b.float, bool, _b.complex)) or isinstance(o, np.generic):
                 if isinstance(o, np.generic):
                     o = o.item()
                 scal_c = max(scal_c, _scalar_category(o))
             continue
         dt = arr.dtype
-        c = 2 if is_floating_np(dt) else (0 if dt.kind == "b" else 1)
+        c = (3 if dt.kind == "c" else 2) if is_floating_np(dt) else (0 if dt.kind == "b" else 1)
         if arr.ndim:
             dim_t = dt if dim_t is None else _promote(dim_t, dt)
             dim_c = max(dim_c, c)
@@ -188,6 +251,8 @@ def result_type(*operands):
         pass  # same category: dimensioned tensors decide
     elif best is None:
         best, best_c = zero_t, zero_c
+    if scal_c == 3 or best_c == 3 or zero_c == 3:
+        return _complex_result_type(dim_t, zero_t, scal_c)
     if scal_c > best_c:
         best = (np.dtype(np.bool_) if scal_c == 0 else
                 np.dtype(np.int64) if scal_c == 1 else get_default_dtype().np)
@@ -196,12 +261,38 @@ def result_type(*operands):
     return best
 
 
+def _complex_result_type(dim_t, zero_t, scal_c):
+    """PyTorch's rule when a complex operand takes part: the groups (dimensioned tensors, 0-d
+    tensors, Python numbers) are combined in that order of priority; a complex group beats a
+    real one, but a floating group of higher priority keeps its precision (float64 tensor *
+    complex64 0-d tensor -> complex128, float32 tensor * 1j -> complex64)."""
+    wrapped = None if scal_c < 0 else (
+        np.dtype(np.bool_) if scal_c == 0 else np.dtype(np.int64) if scal_c == 1 else
+        get_default_dtype().np if scal_c == 2 else get_default_complex_np())
+    return _combine_categories(dim_t, _combine_categories(zero_t, wrapped))
+
+
+def _combine_categories(higher, lower):
+    if higher is None:
+        return lower
+    if lower is None or higher.kind == "c":
+        return higher
+    if lower.kind == "c":
+        return complex_np(higher) if is_floating_np(higher) else lower
+    if is_floating_np(higher):
+        return higher
+    if higher.kind == "b" or is_floating_np(lower):
+        return _promote(higher, lower)
+    return higher
+
+
 class finfo:
     """Machine limits of a floating dtype, as `torch.finfo`: bits, eps, max, min, tiny
     (= smallest_normal), resolution, dtype. `finfo()` describes the default dtype."""
 
     def __init__(self, type=None):
         d = get_default_dtype() if type is None else from_numpy_dtype(to_numpy_dtype(type))
+        d = d.to_real()  # a complex dtype is described by its parts' (as in PyTorch)
         if not d.is_floating_point:
             raise TypeError(f"finfo needs a floating point dtype, got {d}; use "
                             f"phalanx.iinfo for integer dtypes")

@@ -26,6 +26,11 @@ from .ops.products import cross as _cross, diagonal as _diagonal, matrix_power, 
 from .ops.linalg import matmul as _matmul
 from .ops.shape import cat
 
+class LinAlgError(RuntimeError):
+    """A matrix that the factorisation or solve cannot handle (singular, not positive-
+    definite); a RuntimeError, as PyTorch's torch.linalg.LinAlgError is."""
+
+
 SlogdetResult = namedtuple("slogdet", ["sign", "logabsdet"])
 EighResult = namedtuple("eigh", ["eigenvalues", "eigenvectors"])
 SvdResult = namedtuple("svd", ["U", "S", "Vh"])
@@ -57,7 +62,7 @@ class Inv(Function):
         try:
             out = make(_xp_linalg(d).inv(d))
         except np.linalg.LinAlgError:
-            raise RuntimeError(f"linalg.inv: The diagonal element of the LU factorisation is "
+            raise LinAlgError(f"linalg.inv: The diagonal element of the LU factorisation is "
                                f"zero: the input (shape {list(a.shape)}) is singular; use "
                                f"linalg.pinv for a least-squares inverse") from None
         ctx.save_for_backward(out)
@@ -111,7 +116,7 @@ class Solve(Function):
         try:
             out = make(_xp_linalg(da).solve(da.astype(dt, copy=False), db.astype(dt, copy=False)))
         except np.linalg.LinAlgError:
-            raise RuntimeError(f"linalg.solve: The solver failed because the input matrix "
+            raise LinAlgError(f"linalg.solve: The solver failed because the input matrix "
                                f"(shape {list(a.shape)}) is singular.") from None
         ctx.save_for_backward(a, out)
         ctx.shapes = (da.shape, db.shape)
@@ -134,7 +139,7 @@ class Cholesky(Function):
         try:
             out = make(_xp_linalg(d).cholesky(d))
         except np.linalg.LinAlgError:
-            raise RuntimeError(f"linalg.cholesky: The factorization could not be completed "
+            raise LinAlgError(f"linalg.cholesky: The factorization could not be completed "
                                f"because the input (shape {list(a.shape)}) is not positive-"
                                f"definite.") from None
         ctx.save_for_backward(out)
@@ -348,7 +353,7 @@ def matrix_rank(A, *, atol=None, rtol=None, hermitian=False):
 def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):
     if dtype is not None:
         x = x.to(dtype)
-    if not x.is_floating_point():
+    if not (x.is_floating_point() or x.is_complex()):
         raise RuntimeError(f"linalg.vector_norm: Expected a floating point or complex tensor "
                            f"as input. Got {x.dtype}")
     if dim is None and not keepdim:
@@ -552,3 +557,4 @@ def triangular_solve(b, A, upper=True, transpose=False, unitriangular=False):
     tri = _mT(A) if transpose else A
     x = solve_triangular(tri, b, upper=upper != transpose, unitriangular=unitriangular)
     return namedtuple("triangular_solve", ["solution", "cloned_coefficient"])(x, A.clone())
+from .linalg_more import tensorinv, tensorsolve, vander  # noqa: E402  (composites of the above)

@@ -9,6 +9,7 @@ import numpy as np
 from ..autograd.grad_mode import is_grad_enabled
 from . import random as _random
 from .ops import conversion, elementwise as ew, indexing, linalg, reduction as red, shape
+from .ops import complex as cx
 from .ops._util import normalize_dim
 from .ops.indexing import Overwrite, normalize_index
 from .backend import array_module, writeable
@@ -148,6 +149,8 @@ def _rebase(t, new):
             new_base = Overwrite.apply(_alias(base), new, arg)
         elif kind == "reshape":
             new_base = new.reshape(base.shape)
+        elif kind == "rebuild":  # arg(base, new) gives it (complex parts: tensor/ops/complex.py)
+            new_base = arg(_alias(base), new)
         else:  # permute: arg is the inverse permutation
             new_base = new.permute(arg)
         _rebase(base, new_base)
@@ -288,12 +291,14 @@ def _bind_more():
                  "triangular_solve": la.triangular_solve,
                  "output_nr": property(lambda self: self._output_nr),
                  "data_ptr": _data_ptr,
-                 # real tensors: conjugation is the identity, as in PyTorch
-                 "conj": _identity, "conj_physical": _identity, "resolve_conj": _identity,
-                 "resolve_neg": _identity, "real": property(_identity_property),
+                 # conjugation is the identity on real tensors, as in PyTorch; complex ones
+                 # are conjugated eagerly, so there is never a conjugate bit to resolve
+                 "conj": cx.conj, "conj_physical": cx.conj, "resolve_conj": _identity,
+                 "resolve_neg": _identity, "real": property(cx.real),
+                 "imag": property(cx.imag),
                  "is_conj": _false, "is_neg": _false, "is_inference": _is_inference,
-                 "adjoint": lambda self: shape.transpose(self, -2, -1),
-                 "mH": property(lambda self: shape.transpose(self, -2, -1)),
+                 "adjoint": lambda self: cx.conj(shape.transpose(self, -2, -1)),
+                 "mH": property(lambda self: cx.conj(shape.transpose(self, -2, -1))),
                  "H": property(_matrix_transpose)})
     for name, fn in more.items():
         setattr(Tensor, name, fn)
@@ -324,12 +329,6 @@ def _identity(self):
     return self
 
 
-def _identity_property(self):
-    if self._data.dtype.kind == "c":
-        raise NotImplementedError("complex tensors are not supported")
-    return self
-
-
 def _data_ptr(self):
     """The address of the first element (host or device memory)."""
     d = self._data
@@ -350,7 +349,7 @@ def _matrix_transpose(self):
     if self.ndim not in (0, 2):
         raise RuntimeError(f"tensor.H is only supported on matrices (2-D tensors). Got "
                            f"{self.ndim}-D tensor.")
-    return shape.t(self)
+    return cx.conj(shape.t(self))
 
 
 def _reshape_inplace(fn, name):
@@ -410,3 +409,28 @@ def _map_(self, tensor, callable):
 
 
 _bind_more()
+
+
+def _bind_legacy():
+    from .legacy_types import new
+    Tensor.new = new
+
+
+_bind_legacy()
+from . import extra_methods as _extra_methods  # noqa: E402  (binds its methods)
+
+Tensor.index_reduce_ = _make_inplace(_extra_methods.index_reduce)
+
+
+def _bind_legacy_overloads():
+    """add(value, other), addcmul(value, t1, t2), var(dim, unbiased, keepdim), ... (see
+    legacy_overloads): the methods and their in-place forms take the old spellings too."""
+    from .legacy_overloads import METHODS
+    for name, fn in METHODS.items():
+        setattr(Tensor, name, fn)
+        _methods[name] = fn
+    for name in ("add", "sub", "subtract", "addcmul", "addcdiv"):
+        setattr(Tensor, name + "_", _make_inplace(METHODS[name]))
+
+
+_bind_legacy_overloads()

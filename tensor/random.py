@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from . import backend, dtypes
+from .memory_formats import check_memory_format
 from .tensor import Tensor, _size, as_device
 
 
@@ -250,6 +251,10 @@ def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
     rng = _gen(generator, device)
+    if dtype is not None and dtypes.to_numpy_dtype(dtype).kind == "c":
+        # complex normal: real and imaginary parts each of variance 1/2 (as PyTorch)
+        parts = rng.standard_normal(_size(size) + (2,), dtype=np.float64) * np.sqrt(0.5)
+        return _finish(parts[..., 0] + 1j * parts[..., 1], dtype, device, requires_grad)
     return _finish(rng.standard_normal(_size(size), dtype=_draw_dtype(rng, dtype)), dtype,
                    device, requires_grad)
 
@@ -376,7 +381,9 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
 
 
 def _like(fn):
-    def make(input, *, generator=None, dtype=None, device=None, requires_grad=False):
+    def make(input, *, generator=None, dtype=None, device=None, requires_grad=False,
+             memory_format=None):
+        check_memory_format(memory_format, make.__name__)
         return fn(*input.shape, generator=generator, dtype=dtype or input.dtype,
                   device=input.device if device is None else device, requires_grad=requires_grad)
     make.__name__ = fn.__name__ + "_like"
@@ -387,8 +394,13 @@ rand_like = _like(rand)
 randn_like = _like(randn)
 
 
-def randint_like(input, low=0, high=None, *, generator=None, dtype=None, device=None):
+def randint_like(input, low=0, high=None, *, generator=None, dtype=None, device=None,
+                 requires_grad=False, memory_format=None):
     """randint_like(input, high) or randint_like(input, low, high)."""
+    check_memory_format(memory_format, "randint_like")
+    if requires_grad:
+        raise RuntimeError("Only Tensors of floating point and complex dtype can require "
+                           "gradients (randint_like makes integers)")
     if high is None:
         low, high = 0, low
     return randint(low, high, tuple(input.shape), generator=generator,

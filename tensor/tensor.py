@@ -19,9 +19,11 @@ class Tensor(TensorBase):
     __slots__ = ("_data", "_view")
 
     # ---- construction ----------------------------------------------------------------------
-    def __init__(self, data, dtype=None, device=None, requires_grad=False):
-        from .creation import _to_array
-        self._init(_to_array(data, dtype, device), requires_grad)
+    def __init__(self, *args, device=None):
+        """PyTorch's legacy constructor: `Tensor(2, 3)` is uninitialised, `Tensor([1, 2])`
+        copies data into the default dtype (see legacy_types); `phalanx.tensor` infers it."""
+        from .legacy_types import tensor_init
+        tensor_init(self, args, device)
 
     def _init(self, arr, requires_grad=False):
         self._data = arr
@@ -124,7 +126,8 @@ class Tensor(TensorBase):
         return bool(self._data.flags.c_contiguous)
 
     def is_floating_point(self):
-        return dtypes.is_floating_np(self._data.dtype)
+        dt = self._data.dtype
+        return dtypes.is_floating_np(dt) and dt.kind != "c"  # complex is not (PyTorch)
 
     @property
     def is_leaf(self):
@@ -188,6 +191,10 @@ class Tensor(TensorBase):
     def retain_grad(self):
         if self.grad_fn is None:
             return
+        retained = self.grad_fn.__dict__.setdefault("retained_outputs", set())
+        if self._output_nr in retained:
+            return   # a second call changes nothing, as in PyTorch (`retains_grad` reads this)
+        retained.add(self._output_nr)
         import weakref
         ref = weakref.ref(self)
 
@@ -232,7 +239,8 @@ class Tensor(TensorBase):
     def tolist(self):
         return backend.to_device(self._data, "cpu").tolist()
 
-    def to(self, *args, dtype=None, device=None, copy=False, non_blocking=False):
+    def to(self, *args, dtype=None, device=None, copy=False, non_blocking=False,
+           memory_format=None):
         """`to(device)`, `to(dtype)`, `to(device, dtype)` or `to(other_tensor)`.
 
         `non_blocking=True` copies from pinned host memory (`pin_memory()`) to a GPU
@@ -247,6 +255,8 @@ class Tensor(TensorBase):
                 device = a
         device = as_device(device)
         from .ops.conversion import to_copy
+        from .memory_formats import check_memory_format
+        check_memory_format(memory_format, "to")
         return to_copy(self, dtype=dtype, device=device, copy=copy,
                        non_blocking=non_blocking)
 
@@ -275,6 +285,8 @@ class Tensor(TensorBase):
         if dtype is None:
             prefix = "phalanx.cuda." if self.is_cuda else "phalanx."
             return prefix + _LEGACY_TYPE_NAMES[self.dtype.name]
+        if isinstance(dtype, type) and hasattr(dtype, "_legacy_type_name"):
+            dtype = dtype._legacy_type_name   # t.type(phalanx.LongTensor), (phalanx.cuda.X)
         if isinstance(dtype, str):
             target, on_gpu = _parse_type_name(dtype)
             if on_gpu and not self.is_cuda:
@@ -292,6 +304,12 @@ class Tensor(TensorBase):
 
     def double(self):
         return self.to(dtypes.float64)
+
+    def cfloat(self):
+        return self.to(dtypes.complex64)
+
+    def cdouble(self):
+        return self.to(dtypes.complex128)
 
     def half(self):
         return self.to(dtypes.float16)
@@ -383,6 +401,9 @@ class Tensor(TensorBase):
     def __int__(self):
         return int(self.item())
 
+    def __complex__(self):
+        return complex(self.item())
+
     def __index__(self):
         if self._data.dtype.kind not in "iu" or self._data.size != 1:
             raise TypeError("only integer tensors of a single element can be converted to an "
@@ -419,7 +440,8 @@ _LEGACY_TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor",
                       "float16": "HalfTensor", "bfloat16": "BFloat16Tensor",
                       "uint8": "ByteTensor", "int8": "CharTensor",
                       "int16": "ShortTensor", "int32": "IntTensor", "int64": "LongTensor",
-                      "bool": "BoolTensor"}
+                      "bool": "BoolTensor", "complex64": "ComplexFloatTensor",
+                      "complex128": "ComplexDoubleTensor"}
 _DTYPE_OF_TYPE_NAME = {v: k for k, v in _LEGACY_TYPE_NAMES.items()}
 
 

@@ -8,9 +8,13 @@ from .activation import (celu, celu_, cosine_similarity, elu, elu_, gelu, glu,
                          softshrink, softsign, tanh, tanhshrink, threshold, threshold_)
 from .attention import multi_head_attention_forward, scaled_dot_product_attention
 from .conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
+from .volume_conv import conv3d, conv_transpose3d
+from .conv_tbc import conv_tbc
 from .dropout import (alpha_dropout, dropout, dropout1d, dropout2d, dropout3d,
                       feature_alpha_dropout)
 from .fold import fold, unfold
+from .fractional_pooling import (fractional_max_pool2d, fractional_max_pool2d_with_indices,
+                                 fractional_max_pool3d, fractional_max_pool3d_with_indices)
 from .interpolate import interpolate, upsample, upsample_bilinear, upsample_nearest
 from .linear import bilinear, linear
 from .loss import (binary_cross_entropy, binary_cross_entropy_with_logits,
@@ -18,9 +22,12 @@ from .loss import (binary_cross_entropy, binary_cross_entropy_with_logits,
                    huber_loss, kl_div, l1_loss, margin_ranking_loss, mse_loss, multi_margin_loss,
                    multilabel_soft_margin_loss, nll_loss, poisson_nll_loss, smooth_l1_loss,
                    soft_margin_loss, triplet_margin_loss)
+from .sequence_losses import (ctc_loss, multilabel_margin_loss,
+                              triplet_margin_with_distance_loss)
 from .normalization import (batch_norm, group_norm, instance_norm, layer_norm,
                             local_response_norm, rms_norm)
 from .pooling import *  # noqa: F401,F403  (max/avg/adaptive pooling, listed in its __all__)
+from .pooling3d import *  # noqa: F401,F403  (their 3-D forms)
 from .shuffle import channel_shuffle, native_channel_shuffle, pixel_shuffle, pixel_unshuffle
 from .sparse import embedding, embedding_bag, one_hot
 from .vision import affine_grid, grid_sample

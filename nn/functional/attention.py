@@ -1,5 +1,9 @@
 """Attention, composed from tensor primitives (matmul, softmax, dropout): it needs no backward
-of its own.
+of its own. The one exception is multi-head *self*-attention without attention weights asked
+for (what transformer layers run): there the heads' attention is one Function,
+`_SelfAttention`, because composed it pays the per-op overhead some fifty times per call on
+what are usually small arrays. While an observer watches the dispatch point (autocast, the
+profiler, ONNX export) it runs composed, so that they see the ops they know.
 
 `scaled_dot_product_attention` follows torch's conventions: a bool mask marks the positions
 that *take part* in attention, a float mask is added to the scores, and a query row whose keys
@@ -11,10 +15,12 @@ import math
 
 import numpy as np
 
+from ...autograd import Function, dispatch, is_grad_enabled
 from ...tensor import Tensor
 from ...tensor.backend import array_module, on_host
 from ...tensor.ops.shape import cat, pad
-from .dropout import dropout
+from . import cuda_kernels
+from .dropout import _check_p, _mask as _dropout_mask, dropout
 from .linear import linear as _linear
 
 
@@ -47,10 +53,11 @@ def _dead_rows(mask):
     return dead if not on_host(dead) or bool(dead.any()) else None
 
 
-def _attend(q, k, v, mask, dropout_p, scale):
+def _attend(q, k, v, mask, dropout_p, scale, keep=None):
     """softmax(q k^T * scale + mask) (dropped out) @ v; returns (output, attention weights).
 
-    `mask` is None or an additive float mask broadcastable to (..., L, S).
+    `mask` is None or an additive float mask broadcastable to (..., L, S). `keep`, when given,
+    is the dropout's scaled keep-mask to use instead of drawing one.
     """
     attn = (q * scale) @ k.mT  # scaling q (L x E) is cheaper than scaling the scores (L x S)
     dead = None
@@ -63,7 +70,9 @@ def _attend(q, k, v, mask, dropout_p, scale):
     attn = attn.softmax(-1)
     if dead is not None:
         attn = attn.masked_fill(Tensor._make(dead), 0.0)
-    if dropout_p > 0.0:
+    if keep is not None:
+        attn = attn * keep
+    elif dropout_p > 0.0:
         attn = dropout(attn, dropout_p, training=True)
     return attn @ v, attn
 
@@ -164,6 +173,15 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
     D = E // H
     N = query.shape[1 - seq_dim]
     L = query.shape[seq_dim]
+    if same_qkv and not (use_separate_proj_weight or need_weights or add_zero_attn or
+                         bias_k is not None or bias_v is not None or static_k is not None or
+                         static_v is not None or query._data.size == 0 or
+                         dispatch.watching()):
+        out = _fused_self_attention(query, in_proj_weight, in_proj_bias, out_proj_weight,
+                                    out_proj_bias, attn_mask, key_padding_mask,
+                                    dropout_p if training else 0.0, (L, N, H, D, batch_first))
+        if out is not None:
+            return (out if batched else out.squeeze(1)), None
 
     # input projections, split into heads (N, H, L, D): one matmul for self-attention,
     # two when key is value
@@ -194,17 +212,8 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
     if static_v is not None:
         v = _static(static_v, N, H, D, "static_v")
 
-    dtype = q._data.dtype
-    attn_mask = _float_mask(attn_mask, dtype, "attn_mask", True)
-    key_padding_mask = _float_mask(key_padding_mask, dtype, "key_padding_mask", True)
-    if attn_mask is not None:
-        S = key.shape[seq_dim]
-        want = [L, S] if attn_mask.ndim == 2 else [N * H, L, S]
-        if _shape(attn_mask) != want:
-            raise RuntimeError(f"The shape of the {attn_mask.ndim}D attn_mask is "
-                               f"{_shape(attn_mask)}, but should be {want}")
-        if attn_mask.ndim == 3:
-            attn_mask = attn_mask.reshape(N, H, L, S)
+    attn_mask, key_padding_mask = _float_masks(attn_mask, key_padding_mask, q._data.dtype,
+                                               N, H, L, key.shape[seq_dim])
 
     extra = []  # one learned (bias_k/v) and/or one all-zero key/value position
     if bias_k is not None and bias_v is not None:
@@ -220,15 +229,7 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
         attn_mask = _pad_last(attn_mask)
         key_padding_mask = _pad_last(key_padding_mask)
 
-    mask = attn_mask
-    if key_padding_mask is not None:
-        S = k.shape[-2]
-        if tuple(key_padding_mask.shape) != (N, S):
-            raise RuntimeError(f"key_padding_mask should have shape {[N, S]} (batch, source "
-                               f"length), got {_shape(key_padding_mask)}")
-        kpm = key_padding_mask.reshape(N, 1, 1, S)
-        mask = kpm if mask is None else mask + kpm
-
+    mask = _combined_mask(attn_mask, key_padding_mask, N, k.shape[-2])
     out, weights = _attend(q, k, v, mask, dropout_p if training else 0.0, 1.0 / math.sqrt(D))
     # (N, H, L, D) -> (L, N, E) or (N, L, E)
     out = out.permute(0, 2, 1, 3) if batch_first else out.permute(2, 0, 1, 3)
@@ -242,6 +243,147 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
         if weights is not None:
             weights = weights.squeeze(0)
     return out, weights
+
+
+def _float_masks(attn_mask, key_padding_mask, dtype, N, H, L, S):
+    """Both masks as additive float masks, attn_mask checked and shaped (L, S) or (N, H, L, S)."""
+    attn_mask = _float_mask(attn_mask, dtype, "attn_mask", True)
+    key_padding_mask = _float_mask(key_padding_mask, dtype, "key_padding_mask", True)
+    if attn_mask is not None:
+        want = [L, S] if attn_mask.ndim == 2 else [N * H, L, S]
+        if _shape(attn_mask) != want:
+            raise RuntimeError(f"The shape of the {attn_mask.ndim}D attn_mask is "
+                               f"{_shape(attn_mask)}, but should be {want}")
+        if attn_mask.ndim == 3:
+            attn_mask = attn_mask.reshape(N, H, L, S)
+    return attn_mask, key_padding_mask
+
+
+def _combined_mask(attn_mask, key_padding_mask, N, S):
+    """One additive mask broadcastable to (N, H, L, S), or None."""
+    if key_padding_mask is None:
+        return attn_mask
+    if tuple(key_padding_mask.shape) != (N, S):
+        raise RuntimeError(f"key_padding_mask should have shape {[N, S]} (batch, source "
+                           f"length), got {_shape(key_padding_mask)}")
+    kpm = key_padding_mask.reshape(N, 1, 1, S)
+    return kpm if attn_mask is None else attn_mask + kpm
+
+
+# ---- fused self-attention -------------------------------------------------------------------
+def _fused_self_attention(x, in_w, in_b, out_w, out_b, attn_mask, key_padding_mask, dropout_p,
+                          geom):
+    """Self-attention of x (L, N, E) (or (N, L, E) with batch_first) as three Functions: the
+    input projection, `_SelfAttention` and the output projection. None where a mask wants a
+    gradient (the composed form gives it)."""
+    L, N, H = geom[:3]
+    mask = _combined_mask(*_float_masks(attn_mask, key_padding_mask, x._data.dtype, N, H, L,
+                                        L), N, L)
+    if mask is not None and mask.requires_grad:
+        return None
+    _check_p(dropout_p)
+    proj = _linear(x, in_w, in_b)                                  # (L, N, 3E) or (N, L, 3E)
+    return _linear(_SelfAttention.apply(proj, mask, geom, dropout_p), out_w, out_b)
+
+
+def _split_heads(proj, geom):
+    """(L, N, 3E) or (N, L, 3E) -> q, k, v views (N, H, L, D)."""
+    L, N, H, D, batch_first = geom
+    if batch_first:
+        return proj.reshape(N, L, 3, H, D).transpose(2, 0, 3, 1, 4)
+    return proj.reshape(L, N, 3, H, D).transpose(2, 1, 3, 0, 4)
+
+
+def _merge_heads(out, geom):
+    """(N, H, L, D) -> (L, N, E) or (N, L, E)."""
+    L, N, H, D, batch_first = geom
+    out = out.transpose((0, 2, 1, 3) if batch_first else (2, 0, 1, 3))
+    return out.reshape(out.shape[:2] + (H * D,))
+
+
+class _SelfAttention(Function):
+    """softmax(q k^T / sqrt(D) + mask), dropped out, times v, for every head at once: from the
+    packed input projection `proj` (L, N, 3E) to the heads' concatenated output (L, N, E)
+    ((N, L, ...) with batch_first). Composed, this is a dozen ops forward and three dozen
+    backward (head splits, transposes, two matmuls and their gradients, softmax, dropout),
+    each paying the per-op overhead on small arrays; here forward and backward are array
+    code. `mask` is an additive float mask (no gradient) broadcastable to (N, H, L, L); query
+    rows with every key masked give zeros, as in `_attend`. Under create_graph the backward
+    differentiates the composed form with the same dropout mask."""
+
+    @staticmethod
+    def forward(ctx, proj, mask, geom, dropout_p):
+        d = proj._data
+        xp = array_module(d)
+        q, k, v = _split_heads(d, geom)
+        qs = q * (1.0 / math.sqrt(geom[3]))
+        p = qs @ k.swapaxes(-1, -2)                     # scores, then weights, in place
+        dead = None
+        if mask is not None:
+            m = mask._data
+            dead = _dead_rows(mask)
+            p += m if dead is None else xp.where(dead, 0, m)
+        p -= p.max(axis=-1, keepdims=True)
+        xp.exp(p, out=p)
+        p /= p.sum(axis=-1, keepdims=True)
+        if dead is not None:
+            p *= ~dead
+        keep = None
+        if dropout_p > 0.0:     # drawn as `dropout` draws it, so the composed form agrees
+            keep = _keep_mask(proj, p.shape, dropout_p)
+        pk = p if keep is None else p * keep
+        ctx.save_for_backward(proj, mask)
+        ctx.geom, ctx.qs, ctx.p, ctx.pk, ctx.keep = geom, qs, p, pk, keep
+        return Tensor._make(_merge_heads(pk @ v, geom))
+
+    @staticmethod
+    def backward(ctx, g):
+        proj, mask = ctx.saved_tensors
+        geom = ctx.geom
+        if is_grad_enabled():   # create_graph: differentiate the composed form instead
+            keep = None if ctx.keep is None else Tensor._make(ctx.keep)
+            return cuda_kernels.differentiate(
+                lambda pr: _self_attention_composed(pr, mask, geom, keep), (proj,),
+                ctx.needs_input_grad[:1], g) + (None, None, None)
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None
+        L, N, H, D, batch_first = geom
+        d = proj._data
+        xp = array_module(d)
+        _, k, v = _split_heads(d, geom)
+        p, keep = ctx.p, ctx.keep
+        go = g._data.reshape((N, L, H, D) if batch_first else (L, N, H, D))
+        go = go.transpose((0, 2, 1, 3) if batch_first else (1, 2, 0, 3))     # (N, H, L, D)
+        grads = xp.empty((N, L, 3, H, D) if batch_first else (L, N, 3, H, D), dtype=d.dtype)
+        gq, gk, gv = _split_heads(grads, geom)      # views into the packed gradient
+        gv[...] = ctx.pk.swapaxes(-1, -2) @ go
+        gp = go @ v.swapaxes(-1, -2)
+        if keep is not None:
+            gp *= keep
+        # softmax: gs = p * (gp - sum(gp * p)); rows zeroed by a dead mask stay 0 through p
+        gp -= (gp * p).sum(axis=-1, keepdims=True)
+        gp *= p
+        gq[...] = gp @ k
+        gq *= 1.0 / math.sqrt(D)
+        gk[...] = gp.swapaxes(-1, -2) @ ctx.qs
+        return Tensor._make(grads.reshape(d.shape)), None, None, None
+
+
+def _keep_mask(proj, shape, dropout_p):
+    """dropout's scaled keep-mask for the attention weights (none drawn when p is 1)."""
+    if dropout_p >= 1.0:
+        return array_module(proj._data).zeros(shape, dtype=proj._data.dtype)
+    return _dropout_mask(proj, shape, dropout_p, None)._data
+
+
+def _self_attention_composed(proj, mask, geom, keep):
+    """`_SelfAttention` composed of primitives (the dropout mask `keep` given)."""
+    L, N, H, D, batch_first = geom
+    seq_dim = 1 if batch_first else 0
+    q, k, v = _heads(proj, 3, H, D, seq_dim)
+    out = _attend(q, k, v, mask, 0.0, 1.0 / math.sqrt(D), keep)[0]
+    out = out.permute(0, 2, 1, 3) if batch_first else out.permute(2, 0, 1, 3)
+    return out.reshape(proj.shape[:2] + (H * D,))
 
 
 def _heads(x, n, H, D, seq_dim):

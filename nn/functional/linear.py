@@ -1,13 +1,15 @@
 """linear (one fused Function) and bilinear (einsum: its backward comes from the primitives)."""
-from ...autograd import Function
+from ...autograd import Function, dispatch, is_grad_enabled
 from ...tensor import Tensor, einsum
 from ...tensor.backend import array_module
 
 
 class Linear(Function):
-    """y = x @ W.T + b for 2-D x, fused: the bias is added in place, and the weight gradient
-    comes out as one C-ordered GEMM (the composite's went through a transpose, and storing
-    that Fortran-ordered array into .grad cost a strided copy as long as the GEMM itself)."""
+    """y = x @ W.T + b, fused, for x (..., in_features) of any rank: the leading dims fold
+    into one GEMM inside the op (two reshapes fewer each way than folding around it), the bias
+    is added in place, and the weight gradient comes out as one C-ordered GEMM (the
+    composite's went through a transpose, and storing that Fortran-ordered array into .grad
+    cost a strided copy as long as the GEMM itself)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
@@ -17,25 +19,51 @@ class Linear(Function):
                 f"linear: input ({x.dtype}), weight ({weight.dtype})"
                 + (f" and bias ({bias.dtype})" if bias is not None else "")
                 + " must have the same dtype; convert the input, e.g. x.to(weight.dtype)")
-        out = xd @ wd.T
+        out = _rows(xd) @ wd.T
         if bias is not None:
             out += bias._data
         ctx.save_for_backward(x, weight)
-        return Tensor._make(out)
+        return Tensor._make(out if xd.ndim == 2 else out.reshape(xd.shape[:-1] + wd.shape[:1]))
 
     @staticmethod
     def backward(ctx, g):
         x, weight = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad + (False,) * (3 - len(ctx.needs_input_grad))
-        gw = gb = None
+        if not is_grad_enabled():   # nothing to record: three GEMM/sum calls on arrays
+            return _array_grads(ctx, g._data, x._data, weight._data, need_x, need_w, need_b)
+        g2, x2 = (g, x) if x.ndim == 2 else (g.reshape(-1, g.shape[-1]),
+                                             x.reshape(-1, x.shape[-1]))
+        gx = gw = gb = None
         if need_w:       # straight into the weight's gradient home (a DDP bucket) if it has one
             home = ctx.gradient_buffer(1)
-            gw = g.mT @ x if home is None else \
-                Tensor._make(array_module(home).matmul(g._data.T, x._data, out=home))
+            gw = g2.mT @ x2 if home is None else \
+                Tensor._make(array_module(home).matmul(g2._data.T, x2._data, out=home))
         if need_b:
             home = ctx.gradient_buffer(2)
-            gb = g.sum(0) if home is None else Tensor._make(g._data.sum(0, out=home))
-        return (g @ weight if need_x else None), gw, gb
+            gb = g2.sum(0) if home is None else Tensor._make(g2._data.sum(0, out=home))
+        if need_x:
+            gx = g2 @ weight
+            gx = gx if x.ndim == 2 else gx.reshape(x.shape)
+        return gx, gw, gb
+
+
+def _rows(a):
+    """(..., n) -> (rows, n)."""
+    return a if a.ndim == 2 else a.reshape(-1, a.shape[-1])
+
+
+def _array_grads(ctx, gd, xd, wd, need_x, need_w, need_b):
+    """Linear's gradients as plain arrays (written into their gradient homes where offered)."""
+    xp = array_module(gd)
+    g2 = _rows(gd)
+    gx = gw = gb = None
+    if need_w:
+        gw = Tensor._make(xp.matmul(g2.T, _rows(xd), out=ctx.gradient_buffer(1)))
+    if need_b:
+        gb = Tensor._make(g2.sum(0, out=ctx.gradient_buffer(2)))
+    if need_x:
+        gx = Tensor._make((g2 @ wd).reshape(xd.shape))
+    return gx, gw, gb
 
 
 def linear(input, weight, bias=None):
@@ -47,9 +75,9 @@ def linear(input, weight, bias=None):
     if weight.ndim != 2:
         out = input.matmul(weight)
         return out if bias is None else out + bias
-    if input.ndim == 2:
+    if input.ndim == 2 or not dispatch.watching():
         return Linear.apply(input, weight, bias)
-    # any other rank: fold to 2-D (one GEMM, one 2-D weight gradient) and unfold
+    # an observer sees Linear on 2-D inputs only (ONNX export's Gemm): fold around it
     lead = tuple(input.shape[:-1])
     out = Linear.apply(input.reshape(-1, input.shape[-1]), weight, bias)
     return out.reshape(lead + (weight.shape[0],))

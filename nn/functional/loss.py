@@ -1,11 +1,12 @@
 """Loss functions. `cross_entropy` is one fused Function (log-softmax and NLL in one pass over
-the logits, and a backward that needs no second softmax); the others are composites."""
+the logits, and a backward that needs no second softmax), and `nll_loss` is one Function
+(composed while an observer watches the dispatch point); the others are composites."""
 import math
 import warnings
 
 import numpy as np
 
-from ...autograd import Function
+from ...autograd import Function, dispatch
 from ...tensor import Tensor, softplus, where
 from ...tensor.backend import array_module, can_check
 from .activation import log_softmax, pairwise_distance
@@ -305,6 +306,14 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     _check_reduction(reduction)
     _check_class_target(input, target, "nll_loss")
     c = input.shape[0] if input.ndim == 1 else input.shape[1]
+    if weight is not None and tuple(weight.shape) != (c,):
+        raise RuntimeError(f"nll_loss: weight tensor should be defined either for all {c} "
+                           f"classes or no classes but got weight tensor of shape: "
+                           f"{list(weight.shape)}")
+    # one Function unless an observer must see the primitives (or weight wants a gradient,
+    # which only the composed form gives)
+    if not dispatch.watching() and (weight is None or not weight.requires_grad):
+        return NLLLoss.apply(input, target, weight, ignore_index, reduction)
     valid = target != ignore_index
     safe = where(valid, target, 0)
     _check_range(safe._data, c)
@@ -323,6 +332,96 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     # 0 / 0, as in PyTorch); a kept target of weight 0 among only such gets 0 / 0 = nan
     coef = where(valid, w / w.sum(), 0.0)
     return (picked * coef).sum() + where(valid.any(), 0.0, math.nan)
+
+
+class _NLLRows:
+    """What the fused NLL loss keeps: over the rows (N*d..., C) of the input, the target class
+    of each row (0 where ignored), which rows count, and each row's coefficient, so that
+    loss = sum over rows of -coef * input[row, target] (per row for reduction='none')."""
+    __slots__ = ("rows", "target", "valid", "coef", "layout", "out_shape")
+
+
+class NLLLoss(Function):
+    """nll_loss in one pass over the picked entries (the composed form took a dozen ops to
+    gather one value per row). `_NLLScatter` is its gradient and `_NLLPick` the gradient of
+    that: each is linear, and each is the other's derivative, so every order is available."""
+
+    @staticmethod
+    def forward(ctx, input, target, weight, ignore_index, reduction):
+        x = input._data
+        xp = array_module(x)
+        c = x.shape[0] if x.ndim == 1 else x.shape[1]
+        t = target._data.reshape(-1)
+        st = _NLLRows()
+        st.valid = t != ignore_index
+        st.target = xp.where(st.valid, t, 0)
+        _check_range(st.target, c)
+        st.rows = xp.arange(t.size)
+        st.layout, st.out_shape = x.shape, tuple(target.shape) if reduction == "none" else None
+        w_t = st.valid.astype(x.dtype) if weight is None else \
+            xp.where(st.valid, weight._data[st.target], 0).astype(x.dtype, copy=False)
+        empty = None
+        if reduction == "mean":
+            # over the summed weights of the kept rows; ignored rows get coefficient 0 even
+            # when nothing is kept (the loss is then nan, 0 / 0, as in PyTorch)
+            denom = w_t.sum()
+            with np.errstate(divide="ignore", invalid="ignore"):
+                st.coef = xp.where(st.valid, w_t / denom, 0).astype(x.dtype, copy=False)
+            empty = denom == 0
+        else:
+            st.coef = w_t
+        ctx.state = st
+        out = _pick(x, st)
+        if empty is not None:
+            out = xp.where(empty, xp.nan, out).astype(x.dtype, copy=False)
+        return Tensor._make(out)
+
+    @staticmethod
+    def backward(ctx, g):
+        gx = _NLLScatter.apply(g, ctx.state) if ctx.needs_input_grad[0] else None
+        return gx, None, None, None, None
+
+
+class _NLLPick(Function):
+    """x -> sum over rows of -coef * x[row, target] (per row for reduction='none')."""
+
+    @staticmethod
+    def forward(ctx, x, st):
+        ctx.state = st
+        return Tensor._make(_pick(x._data, st))
+
+    @staticmethod
+    def backward(ctx, g):
+        return _NLLScatter.apply(g, ctx.state), None
+
+
+class _NLLScatter(Function):
+    """g -> an input-shaped gradient, -coef * g at each row's target and 0 elsewhere."""
+
+    @staticmethod
+    def forward(ctx, g, st):
+        ctx.state = st
+        gd = g._data
+        xp = array_module(gd)
+        s = gd if st.out_shape is None else gd.reshape(-1)
+        c = st.layout[0] if len(st.layout) == 1 else st.layout[1]
+        gx = xp.zeros((st.rows.size, c), dtype=gd.dtype)
+        gx[st.rows, st.target] = -(st.coef * s)
+        return Tensor._make(_from_rows(gx, st.layout))
+
+    @staticmethod
+    def backward(ctx, gg):
+        return _NLLPick.apply(gg, ctx.state), None
+
+
+def _pick(x, st):
+    """sum over rows of -coef * x[row, target] (per row, in the target's shape, when
+    `st.out_shape` is set: reduction='none')."""
+    xp = array_module(x)
+    # ignored rows are left out, not multiplied by 0 (their entry may be -inf)
+    picked = xp.where(st.valid, _to_rows(x, x.ndim)[st.rows, st.target], 0)
+    per_row = (-st.coef * picked).astype(x.dtype, copy=False)
+    return per_row.sum() if st.out_shape is None else per_row.reshape(st.out_shape)
 
 
 def _check_class_target(input, target, name):

@@ -7,9 +7,10 @@ input and 1/std as two outputs; its backward is written in terms of those output
 of any order flow through it like through any other op.
 
 Batch norm in training runs as one Function, `_BatchNormTrain` (statistics, standardisation
-and the affine transform forward; all three gradients backward, on arrays). When a
-higher-order gradient is asked for, its backward differentiates the composed form above; while
-an observer is on the dispatch point (autocast, the profiler, ONNX export), batch norm runs the
+and the affine transform forward; all three gradients backward, on arrays), and so does layer
+norm, `_LayerNorm` (float32/float64; on a GPU the fused kernel of fused_normalization). When a
+higher-order gradient is asked for, their backward differentiates the composed form above;
+while an observer is on the dispatch point (autocast, the profiler, ONNX export), they run the
 composed form, whose ops each of them knows.
 """
 from ...autograd import Function, dispatch
@@ -20,7 +21,7 @@ import numpy as np
 from ...tensor import Tensor
 from ...tensor.backend import array_module
 from ...tensor.ops.shape import pad
-from . import fused_normalization
+from . import cuda_kernels, fused_normalization
 
 make = Tensor._make
 
@@ -34,14 +35,16 @@ class _Standardize(Function):
     def forward(ctx, x, axes, eps, stats=None):
         d = x._data
         xp = array_module(d)
-        mean = d.mean(axis=axes, keepdims=True)
-        xc = d - mean
+        # float16: statistics in float32, as PyTorch's kernels (squares overflow float16)
+        work = d if d.dtype.itemsize >= 4 else d.astype(np.float32)
+        mean = work.mean(axis=axes, keepdims=True)
+        xc = work - mean
         var = (xc * xc).mean(axis=axes, keepdims=True)
         invstd = 1.0 / xp.sqrt(var + eps)
         xc *= invstd
         if stats is not None:
             stats["mean"], stats["var"] = mean, var
-        xhat, inv = make(xc), make(invstd.astype(d.dtype, copy=False))
+        xhat, inv = make(xc.astype(d.dtype, copy=False)), make(invstd.astype(d.dtype, copy=False))
         ctx.save_for_backward(xhat, inv)
         ctx.axes, ctx.count = axes, d.size // invstd.size
         ctx.set_materialize_grads(False)
@@ -213,8 +216,76 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
         if t is not None and tuple(t.shape) != shape:
             raise RuntimeError(f"layer_norm: {name} has shape {list(t.shape)}, expected "
                                f"{list(shape)} (the normalized_shape)")
+    if dispatch.watching() or input.numel() == 0:   # observers see the primitives
+        return _layer_norm(input, shape, weight, bias, eps)
     fused = fused_normalization.layer_norm(input, shape, weight, bias, eps, _layer_norm)
-    return fused if fused is not None else _layer_norm(input, shape, weight, bias, eps)
+    if fused is not None:
+        return fused
+    if cuda_kernels.fusable(*(t._data for t in (input, weight, bias) if t is not None)):
+        return _LayerNorm.apply(input, weight, bias, shape, eps)
+    return _layer_norm(input, shape, weight, bias, eps)  # float16: statistics in float32
+
+
+class _LayerNorm(Function):
+    """Layer norm over the trailing dims with its affine transform, forward and all three
+    gradients on arrays (the composed form is five ops forward and more backward, each paying
+    the per-op overhead on what are usually small rows), for float32/float64 with one dtype.
+    Row statistics are matrix-vector products: a BLAS gemv beats a reduction over a short last
+    axis. Under create_graph the backward differentiates the composed form instead."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, shape, eps):
+        d = x._data
+        xp = array_module(d)
+        width = _prod(shape)
+        rows = d.reshape(-1, width)
+        averager = xp.full(width, 1.0 / width, dtype=d.dtype)
+        xhat = rows - (rows @ averager)[:, None]
+        rstd = (xhat * xhat) @ averager
+        rstd += eps
+        xp.sqrt(rstd, out=rstd)
+        xp.reciprocal(rstd, out=rstd)
+        xhat *= rstd[:, None]
+        y = xhat.copy() if weight is None else xhat * weight._data.reshape(width)
+        if bias is not None:
+            y += bias._data.reshape(width)
+        ctx.save_for_backward(x, weight, bias)
+        ctx.xhat, ctx.rstd, ctx.averager = xhat, rstd, averager
+        ctx.shape, ctx.eps = shape, eps
+        return Tensor._make(y.reshape(d.shape))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight, bias = ctx.saved_tensors
+        needs = ctx.needs_input_grad[:3]
+        if is_grad_enabled():   # create_graph: differentiate the composed form instead
+            return cuda_kernels.differentiate(
+                lambda a, w, b: _layer_norm(a, ctx.shape, w, b, ctx.eps), (x, weight, bias),
+                needs, g) + (None, None)
+        xhat, rstd, averager = ctx.xhat, ctx.rstd, ctx.averager
+        xp = array_module(xhat)
+        gy = g._data.reshape(xhat.shape)
+        gx = gw = gb = None
+        if needs[1]:
+            gw = Tensor._make(xp.einsum("ij,ij->j", gy, xhat).reshape(weight.shape))
+        if bias is not None and needs[2]:
+            gb = Tensor._make(gy.sum(0).reshape(bias.shape))
+        if needs[0]:
+            # gx = rstd * (h - mean(h) - xhat * mean(h * xhat)), h = gy * weight
+            h = gy if weight is None else gy * weight._data.reshape(-1)
+            gxd = xhat * (xp.einsum("ij,ij->i", h, xhat) / averager.size)[:, None]
+            xp.subtract(h, gxd, out=gxd)
+            gxd -= (h @ averager)[:, None]
+            gxd *= rstd[:, None]
+            gx = Tensor._make(gxd.reshape(x.shape))
+        return gx, gw, gb, None, None
+
+
+def _prod(shape):
+    n = 1
+    for s in shape:
+        n *= s
+    return n
 
 
 def _layer_norm(input, shape, weight, bias, eps):

@@ -1,11 +1,12 @@
-"""Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d: PyTorch's parameter layouts, defaults and
-padding modes, so PyTorch state dicts load directly."""
+"""Conv1d/2d/3d, ConvTranspose1d/2d/3d: PyTorch's parameter layouts, defaults and padding
+modes, so PyTorch state dicts load directly."""
 import math
 
 from ...tensor import empty
 from ...tensor.ops.shape import pad
 from .. import init
 from ..functional import conv as C
+from ..functional import volume_conv as C3
 from ..parameter import Parameter
 from ..functional.conv import ntuple
 from .module import Module
@@ -190,4 +191,23 @@ class ConvTranspose2d(_ConvTransposeNd):
                  output_padding=0, groups=1, bias=True, dilation=1, padding_mode="zeros",
                  device=None, dtype=None):
         super().__init__(2, in_channels, out_channels, kernel_size, stride, padding,
+                         output_padding, groups, bias, dilation, padding_mode, device, dtype)
+
+
+class Conv3d(_Conv):
+    _fn = staticmethod(C3.conv3d)
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None):
+        super().__init__(3, in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         False, 0, groups, bias, padding_mode, device, dtype)
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    _fn = staticmethod(C3.conv_transpose3d)
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups=1, bias=True, dilation=1, padding_mode="zeros",
+                 device=None, dtype=None):
+        super().__init__(3, in_channels, out_channels, kernel_size, stride, padding,
                          output_padding, groups, bias, dilation, padding_mode, device, dtype)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ...autograd import RemovableHandle, no_grad
 from ...tensor import Tensor, backend, dtypes
+from ...tensor.memory_formats import check_memory_format
 from ..parameter import Buffer, Parameter
 
 
@@ -35,6 +36,7 @@ def _parse_to(args, kwargs):
     unknown = set(kwargs) - {"device", "dtype", "non_blocking", "memory_format"}
     if unknown:
         raise TypeError(f"to() got unexpected keyword arguments {sorted(unknown)}")
+    check_memory_format(kwargs.get("memory_format"), "Module.to")
     for a in args:
         if isinstance(a, Tensor):
             device, dtype = a.device, a.dtype
@@ -340,9 +342,11 @@ class Module:
         """`to(device)`, `to(dtype)` (floating tensors only), `to(device, dtype)`,
         `to(tensor)`; in place, returns self."""
         device, dtype = _parse_to(args, kwargs)
+        non_blocking = kwargs.get("non_blocking", False)
 
         def move(t):
-            return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
+            return t.to(device=device, dtype=dtype if t.is_floating_point() else None,
+                        non_blocking=non_blocking)
         return self._apply(move)
 
     def cpu(self):

@@ -1,5 +1,9 @@
-"""MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d (no parameters; PyTorch's arguments)."""
+"""MaxPool1d/2d/3d, AvgPool1d/2d/3d, AdaptiveAvg/MaxPool1d/2d/3d, MaxUnpool, LPPool (no
+parameters; PyTorch's arguments)."""
 from ..functional import pooling as P
+from ..functional import pooling3d as P3
+from ..functional import fractional_pooling as FP
+from ..functional.conv import ntuple
 from .module import Module
 
 
@@ -144,3 +148,70 @@ class LPPool2d(_LPPoolNd):
         return P.lp_pool2d(input, float(self.norm_type), self.kernel_size, self.stride,
                            self.ceil_mode)
 
+
+class MaxPool3d(_MaxPoolNd):
+    _fn = staticmethod(P3.max_pool3d)
+
+
+class AvgPool3d(AvgPool2d):
+    def forward(self, input):
+        return P3.avg_pool3d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                             self.count_include_pad, self.divisor_override)
+
+
+class AdaptiveAvgPool3d(AdaptiveAvgPool1d):
+    def forward(self, input):
+        return P3.adaptive_avg_pool3d(input, self.output_size)
+
+
+class AdaptiveMaxPool3d(AdaptiveMaxPool1d):
+    def forward(self, input):
+        return P3.adaptive_max_pool3d(input, self.output_size, self.return_indices)
+
+
+class MaxUnpool3d(_MaxUnpoolNd):
+    def forward(self, input, indices, output_size=None):
+        return P3.max_unpool3d(input, indices, self.kernel_size, self.stride, self.padding,
+                               output_size)
+
+
+class LPPool3d(_LPPoolNd):
+    def forward(self, input):
+        return P3.lp_pool3d(input, float(self.norm_type), self.kernel_size, self.stride,
+                            self.ceil_mode)
+
+
+class _FractionalMaxPoolNd(Module):
+    _dims, _fn = None, None
+
+    def __init__(self, kernel_size, output_size=None, output_ratio=None, return_indices=False,
+                 _random_samples=None):
+        super().__init__()
+        name, n = type(self).__name__, self._dims
+        if output_size is None and output_ratio is None:
+            raise ValueError(f"{name} requires specifying either an output size, or a pooling "
+                             f"ratio")
+        if output_size is not None and output_ratio is not None:
+            raise ValueError("only one of output_size and output_ratio may be specified")
+        self.kernel_size = ntuple(kernel_size, n, "kernel_size")
+        self.output_size = None if output_size is None else ntuple(output_size, n,
+                                                                   "output_size")
+        self.output_ratio = None if output_ratio is None else (
+            tuple(output_ratio) if isinstance(output_ratio, (tuple, list))
+            else (output_ratio,) * n)
+        if self.output_ratio is not None and not all(0 < r < 1 for r in self.output_ratio):
+            raise ValueError(f"output_ratio must be between 0 and 1 (got {output_ratio})")
+        self.return_indices = return_indices
+        self.register_buffer("_random_samples", _random_samples)
+
+    def forward(self, input):
+        return type(self)._fn(input, self.kernel_size, self.output_size, self.output_ratio,
+                              self.return_indices, _random_samples=self._random_samples)
+
+
+class FractionalMaxPool2d(_FractionalMaxPoolNd):
+    _dims, _fn = 2, staticmethod(FP.fractional_max_pool2d)
+
+
+class FractionalMaxPool3d(_FractionalMaxPoolNd):
+    _dims, _fn = 3, staticmethod(FP.fractional_max_pool3d)

@@ -22,6 +22,9 @@ from ..utils.rnn import PackedSequence
 from .module import Module
 
 
+_ABSENT = object()
+
+
 def _steps(x):
     return x.unbind(0)  # one backward for all steps (a stack), not one per slice
 
@@ -118,9 +121,16 @@ class RNNBase(Module):
 
     def _layer_params(self, layer, direction):
         sfx = f"_l{layer}" + ("_reverse" if direction else "")
-        get = lambda n: getattr(self, n + sfx, None)  # noqa: E731
+        plain, params = self.__dict__, self._parameters
+
+        def get(name):
+            # what getattr finds, without Module.__getattr__'s cost in the common cases: a
+            # plain attribute (a weight that weight_norm computes) first, then a parameter
+            name += sfx
+            found = plain.get(name, params.get(name, _ABSENT))
+            return getattr(self, name, None) if found is _ABSENT else found
         return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), \
-            get("weight_hr")
+            (get("weight_hr") if self.proj_size else None)
 
     # ---- checks ------------------------------------------------------------------------
     def _check_input(self, input):
@@ -158,7 +168,10 @@ class RNNBase(Module):
             input = input.unsqueeze(1)
         elif self.batch_first:
             input = input.transpose(0, 1)
-        h0, c0 = self._initial_states(hx, input, input.shape[1], batched)
+        if hx is None:   # zeros, without building and splitting a stacked tensor
+            h0, c0 = self._zero_states(input, input.shape[1])
+        else:
+            h0, c0 = self._initial_states(hx, input, input.shape[1], batched)
         output, h_n, c_n = self._run_layers(
             input, h0, c0, lambda x, layer, d, h, c: self._run_direction(x, layer, d, h, c))
         if not batched:
@@ -220,11 +233,24 @@ class RNNBase(Module):
             c0 = c0.unsqueeze(1) if is_lstm else None
         return h0, c0
 
+    def _zero_states(self, input, batch):
+        """hx=None: the initial (h, c) of every layer and direction as lists, all the same
+        zero tensors (the layers only read them); c is None unless LSTM."""
+        n_states = self.num_layers * self._num_directions
+        h = zeros(batch, self.proj_size or self.hidden_size, dtype=input.dtype,
+                  device=input.device)
+        if self.mode != "LSTM":
+            return [h] * n_states, None
+        c = zeros(batch, self.hidden_size, dtype=input.dtype, device=input.device)
+        return [h] * n_states, [c] * n_states
+
     def _run_layers(self, x, h0, c0, run_direction):
-        """Every layer and direction in turn: (output, h_n, c_n); dropout between layers."""
+        """Every layer and direction in turn: (output, h_n, c_n); dropout between layers.
+        h0 and c0 are (num_layers * num_directions, batch, size) tensors or lists of the
+        (batch, size) states."""
         is_lstm = self.mode == "LSTM"
-        h_init = _steps(h0)
-        c_init = _steps(c0) if is_lstm else None
+        h_init = h0 if isinstance(h0, list) else _steps(h0)
+        c_init = c0 if c0 is None or isinstance(c0, list) else _steps(c0)
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             outs = []

@@ -41,12 +41,14 @@ def _detect_is_causal_mask(mask, is_causal=None, size=None):
     if is_causal is not None or mask is None:
         return bool(is_causal)
     sz = size if size is not None else mask.shape[-2]
-    if tuple(mask.shape) != (sz, sz) or not backend.on_host(mask._data):
-        return False
-    causal = _generate_square_subsequent_mask(sz, device=mask.device)._data
     d = mask._data
-    want = causal == -np.inf if d.dtype.kind == "b" else causal.astype(d.dtype)
-    return bool((d == want).all())
+    if tuple(d.shape) != (sz, sz) or not backend.on_host(d):
+        return False
+    i = np.arange(sz)
+    above = i[None, :] > i[:, None]     # masked: -inf (True for a bool mask), else 0 (False)
+    if d.dtype.kind == "b":
+        return bool((d == above).all())
+    return bool(np.where(above, d == -np.inf, d == 0).all())
 
 
 def _clones(module, n):

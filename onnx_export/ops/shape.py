@@ -1,4 +1,4 @@
-"""Shape ops: reshape, permute, expand, cat, flip, roll, pad, tile, unbind, tril/triu."""
+"""Shape ops: reshape, permute, expand, cat, stack, flip, roll, pad, tile, unbind, tril/triu."""
 import numpy as np
 
 from ...tensor.ops import shape
@@ -40,6 +40,13 @@ def cat(b, op, dim, *tensors):
     kept = [t for t in tensors if t.shape != (0,)] or list(tensors[:1])
     axis = dim % op.outputs[0].ndim
     b.node("Concat", [operand(b, t, dt) for t in kept], op.out(), axis=axis)
+
+
+@emits(shape.Stack)
+def stack(b, op, dim, *tensors):
+    dt = op.outputs[0].dtype
+    b.node("Concat", [b.unsqueeze(operand(b, t, dt), [dim]) for t in tensors], op.out(),
+           axis=dim)
 
 
 @emits(shape.Flip)

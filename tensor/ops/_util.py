@@ -30,16 +30,21 @@ def binary_operands(a, b, float_result=False):
         if (type(x) is not type(y) or type(x) is not np.ndarray) and \
                 device_of(x) != device_of(y):
             raise devices_error(x, y)
-        if x.dtype == y.dtype and (not float_result or x.dtype.kind == "f"):
+        if x.dtype == y.dtype and (not float_result or x.dtype.kind in "fc"):
             return x, y  # the common case: nothing to convert
+    elif type(b) in _REAL_NUMBERS and isinstance(a, Tensor) and a._data.dtype.kind == "f":
+        return a._data, _scalar(b, a._data.dtype)  # x * 0.5: a real number takes x's dtype
+    elif type(a) in _REAL_NUMBERS and isinstance(b, Tensor) and b._data.dtype.kind == "f":
+        return _scalar(a, b._data.dtype), b._data
     a, b = _operand(a), _operand(b)
     dt = result_type(a, b)
-    if float_result and dt.kind != "f":
+    if float_result and dt.kind not in "fc":
         dt = get_default_dtype().np
     return _cast(a, dt), _cast(b, dt)
 
 
-_OPERAND_TYPES = (Tensor, int, float, np.generic)  # bool is an int
+_OPERAND_TYPES = (Tensor, int, float, complex, np.generic)  # bool is an int
+_REAL_NUMBERS = frozenset({int, float, bool})
 
 
 def _operand(v):

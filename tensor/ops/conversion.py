@@ -2,7 +2,9 @@
 from ...autograd import Function
 from .. import backend, dtypes
 from ..backend import array_module
+from ..memory_formats import check_memory_format
 from ._util import make
+from .complex import real
 
 
 class ToCopy(Function):
@@ -21,6 +23,8 @@ class ToCopy(Function):
 
     @staticmethod
     def backward(ctx, g):
+        if g._data.dtype.kind == "c" and ctx.src_dtype.kind != "c":
+            g = real(g)  # real -> complex cast: the source gets the real part (as PyTorch)
         return to_copy(g, dtype=ctx.src_dtype, device=ctx.src_device), None, None, None
 
 
@@ -47,8 +51,10 @@ class Clone(Function):
 
 
 def clone(input, *, memory_format=None):
+    check_memory_format(memory_format, "clone")
     return Clone.apply(input)
 
 
 def contiguous(input, memory_format=None):
+    check_memory_format(memory_format, "contiguous", allow_preserve=False)
     return input if input._data.flags.c_contiguous else Clone.apply(input)

@@ -12,6 +12,7 @@ from ..backend import array_module, can_check, special
 from ..tensor import Tensor
 from ..dtypes import result_type
 from ._util import arr, binary_operands, make, shape_of, unbroadcast
+from .complex import complex_abs, conj_grad, keep_real, real_operands, reject_complex
 
 
 # ---- binary arithmetic ----------------------------------------------------------------------
@@ -21,6 +22,8 @@ class Add(Function):
         x, y = binary_operands(a, b)
         ctx.shapes = (shape_of(a), shape_of(b))
         ctx.alpha = alpha
+        if x.dtype.kind == "c":
+            ctx.real_in = real_operands(a, b)
         return make(x + y if alpha == 1 else x + alpha * y)
 
     @staticmethod
@@ -29,8 +32,11 @@ class Add(Function):
         na, nb = ctx.needs_input_grad[:2]
         gb = None
         if nb:
-            gb = unbroadcast(g if ctx.alpha == 1 else g * ctx.alpha, sb)
-        return (unbroadcast(g, sa) if na else None), gb
+            gb = unbroadcast(g if ctx.alpha == 1 else g * conj_grad(ctx.alpha), sb)
+        ga = unbroadcast(g, sa) if na else None
+        if g._data.dtype.kind == "c":
+            return _keep_real_parts(ctx, ga, gb)
+        return ga, gb
 
 
 class Sub(Function):
@@ -39,14 +45,26 @@ class Sub(Function):
         x, y = binary_operands(a, b)
         ctx.shapes = (shape_of(a), shape_of(b))
         ctx.alpha = alpha
+        if x.dtype.kind == "c":
+            ctx.real_in = real_operands(a, b)
         return make(x - y if alpha == 1 else x - alpha * y)
 
     @staticmethod
     def backward(ctx, g):
         sa, sb = ctx.shapes
         na, nb = ctx.needs_input_grad[:2]
-        return (unbroadcast(g, sa) if na else None,
-                unbroadcast(-g if ctx.alpha == 1 else g * -ctx.alpha, sb) if nb else None)
+        ga = unbroadcast(g, sa) if na else None
+        gb = unbroadcast(-g if ctx.alpha == 1 else g * -conj_grad(ctx.alpha), sb) if nb \
+            else None
+        if g._data.dtype.kind == "c":
+            return _keep_real_parts(ctx, ga, gb)
+        return ga, gb
+
+
+def _keep_real_parts(ctx, ga, gb):
+    """A complex gradient of a binary op: its real inputs get the real part only."""
+    real_a, real_b = getattr(ctx, "real_in", (False, False))
+    return keep_real(ga, real_a), keep_real(gb, real_b)
 
 
 def _requires_grad(x):
@@ -64,6 +82,8 @@ class Mul(Function):
                               b if tb and _requires_grad(a) else None)
         ctx.scalars = (None if ta else a, None if tb else b)
         ctx.shapes = (shape_of(a), shape_of(b))
+        if x.dtype.kind == "c":
+            ctx.real_in = real_operands(a, b)
         return make(x * y)
 
     @staticmethod
@@ -72,6 +92,10 @@ class Mul(Function):
         sa, sb = ctx.shapes
         ca, cb = ctx.scalars
         na, nb = ctx.needs_input_grad
+        if g._data.dtype.kind == "c":  # complex: g * conj(other factor)
+            ga = unbroadcast(g * conj_grad(b if b is not None else cb), sa) if na else None
+            gb = unbroadcast(g * conj_grad(a if a is not None else ca), sb) if nb else None
+            return _keep_real_parts(ctx, ga, gb)
         ga = unbroadcast(g * (b if b is not None else cb), sa) if na else None
         gb = unbroadcast(g * (a if a is not None else ca), sb) if nb else None
         return ga, gb
@@ -84,6 +108,8 @@ class Div(Function):
         ctx.save_for_backward(a if isinstance(a, Tensor) else None,
                               b if isinstance(b, Tensor) else None)
         ctx.scalars = (None if isinstance(a, Tensor) else a, None if isinstance(b, Tensor) else b)
+        if x.dtype.kind == "c":
+            ctx.real_in = real_operands(a, b)
         return make(x / y)
 
     @staticmethod
@@ -91,6 +117,14 @@ class Div(Function):
         a, b = ctx.saved_tensors
         sa, sb = ctx.scalars
         na, nb = ctx.needs_input_grad
+        if g._data.dtype.kind == "c":  # complex: g / conj(b), -g * conj(a / b**2)
+            den = conj_grad(b if b is not None else sb)
+            ga = unbroadcast(g / den, a.shape) if na else None
+            gb = None
+            if nb:
+                num = conj_grad(a if a is not None else sa)
+                gb = unbroadcast(-g * num / (den * den), b.shape)
+            return _keep_real_parts(ctx, ga, gb)
         den = b if b is not None else sb
         ga = unbroadcast(g / den, a.shape) if na else None
         gb = None
@@ -107,6 +141,8 @@ class Pow(Function):
         if x.dtype.kind in "iu" and can_check(y) and bool((y < 0).any()):
             raise RuntimeError("Integers to negative integer powers are not allowed.")
         out = make(x ** y)
+        if x.dtype.kind == "c":
+            ctx.real_in = real_operands(a, b)
         ctx.save_for_backward(a if isinstance(a, Tensor) else None,
                               b if isinstance(b, Tensor) else None, out)
         ctx.scalars = (None if isinstance(a, Tensor) else a, None if isinstance(b, Tensor) else b)
@@ -116,6 +152,15 @@ class Pow(Function):
     def backward(ctx, g):
         a, b, out = ctx.saved_tensors
         sa, sb = ctx.scalars
+        if g._data.dtype.kind == "c":
+            # the derivatives are holomorphic in a and b: at the conjugates they are the
+            # conjugate derivatives PyTorch's convention asks for
+            a, b, out, sa, sb = map(conj_grad, (a, b, out, sa, sb))
+            return _keep_real_parts(ctx, *Pow._gradients(ctx, g, a, b, out, sa, sb))
+        return Pow._gradients(ctx, g, a, b, out, sa, sb)
+
+    @staticmethod
+    def _gradients(ctx, g, a, b, out, sa, sb):
         na, nb = ctx.needs_input_grad
         ga = gb = None
         if na:
@@ -136,6 +181,8 @@ class Maximum(Function):
     @staticmethod
     def forward(ctx, a, b):
         x, y = binary_operands(a, b)
+        if x.dtype.kind == "c":
+            reject_complex("maximum", a, b)
         xp = array_module(x)
         ctx.mask = (x > y) + 0.5 * (x == y)  # ties split the gradient, as in PyTorch
         ctx.shapes = (shape_of(a), shape_of(b))
@@ -154,6 +201,8 @@ class Minimum(Function):
     @staticmethod
     def forward(ctx, a, b):
         x, y = binary_operands(a, b)
+        if x.dtype.kind == "c":
+            reject_complex("minimum", a, b)
         xp = array_module(x)
         ctx.mask = (x < y) + 0.5 * (x == y)
         ctx.shapes = (shape_of(a), shape_of(b))
@@ -165,7 +214,7 @@ class Minimum(Function):
 # ---- unary math -----------------------------------------------------------------------------
 def _float_input(x):
     d = x._data
-    if d.dtype.kind != "f":
+    if d.dtype.kind not in "fc":
         from ..dtypes import get_default_dtype
         d = d.astype(get_default_dtype().np)
     return d
@@ -184,6 +233,9 @@ def _unary(name, fwd, grad, save_out=False, keeps_dtype=False):
 
     def backward(ctx, g):
         saved, = ctx.saved_tensors
+        if saved._data.dtype.kind == "c":
+            # PyTorch's convention: g * conj(f'(z)), which is g * f'(conj z) for these f
+            saved = conj_grad(saved)
         return grad(None, saved, g) if save_out else grad(saved, None, g)
 
     return type(name, (Function,), {"forward": staticmethod(forward),
@@ -209,6 +261,8 @@ Abs = _unary("Abs", lambda xp, x: xp.abs(x), lambda x, o, g: g * sign(x), keeps_
 
 
 def _sigmoid(xp, x):
+    if x.dtype.kind == "c":  # no order to branch on: the definition
+        return 1 / (1 + xp.exp(-x))
     # exp of a non-positive number only: no overflow warnings for large |x|
     e = xp.exp(-xp.abs(x))
     return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
@@ -223,6 +277,8 @@ class Relu(Function):
     @staticmethod
     def forward(ctx, x):
         d = x._data
+        if d.dtype.kind == "c":
+            reject_complex("relu", x)
         out = make(array_module(d).maximum(d, 0))
         ctx.save_for_backward(out)
         return out
@@ -317,6 +373,8 @@ class Clamp(Function):
         if min is None and max is None:
             raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None")
         dt = result_type(*(v for v in (x, min, max) if v is not None))
+        if dt.kind == "c":
+            reject_complex("clamp", x, min, max)
         d = x._data if x._data.dtype == dt else x._data.astype(dt)
         xp = array_module(d)
         out, keep = d, True
@@ -382,6 +440,9 @@ class Sign(Function):
     @staticmethod
     def forward(ctx, x):
         d = x._data
+        if d.dtype.kind == "c":
+            raise NotImplementedError("Unlike NumPy, sign is not intended to support complex "
+                                      "numbers. Please use sgn instead.")
         xp = array_module(d)
         out = xp.sign(d)
         if d.dtype.kind == "f":
@@ -393,9 +454,13 @@ class Sign(Function):
         return g * 0
 
 
-def _no_grad_unary(fn):
+def _no_grad_unary(fn, name):
     def op(input):
+        if input._data.dtype.kind == "c":
+            raise NotImplementedError(f"{name} is not supported for complex inputs (got "
+                                      f"{input.dtype})")
         return make(fn(array_module(input._data), input._data))
+    op.__name__ = name
     return op
 
 
@@ -551,6 +616,8 @@ def softplus(input, beta=1.0, threshold=20.0):
 
 
 def abs(input):
+    if input._data.dtype.kind == "c":
+        return complex_abs(input)
     return Abs.apply(input)
 
 
@@ -606,9 +673,9 @@ def _dtype_name(x):
     return str(x.dtype) if isinstance(x, Tensor) else type(x).__name__
 
 
-floor = _no_grad_unary(lambda xp, x: xp.floor(x))
-ceil = _no_grad_unary(lambda xp, x: xp.ceil(x))
-trunc = _no_grad_unary(lambda xp, x: xp.trunc(x))
+floor = _no_grad_unary(lambda xp, x: xp.floor(x), "floor")
+ceil = _no_grad_unary(lambda xp, x: xp.ceil(x), "ceil")
+trunc = _no_grad_unary(lambda xp, x: xp.trunc(x), "trunc")
 
 
 def round(input, decimals=0):
@@ -619,14 +686,18 @@ def round(input, decimals=0):
 # Functions (so autocast, the profiler and ONNX export see them at the dispatch point) whose
 # outputs are boolean or integer, hence never differentiable: backward is never called.
 class _NoGradient(Function):
+    differentiable = False
+
     @staticmethod
     def backward(ctx, *grads):
         raise RuntimeError(f"{ctx.fn.__name__} has no gradient (its output is not floating)")
 
 
-def _binary_function(name, np_name):
+def _binary_function(name, np_name, ordered=False):
     def forward(ctx, a, b):
         x, y = binary_operands(a, b)
+        if ordered and x.dtype.kind == "c":
+            reject_complex(np_name, a, b)
         return make(getattr(array_module(x), np_name)(x, y))
     return type(name, (_NoGradient,), {"forward": staticmethod(forward)})
 
@@ -640,10 +711,10 @@ def _unary_function(name, np_name):
 
 Eq = _binary_function("Eq", "equal")
 Ne = _binary_function("Ne", "not_equal")
-Lt = _binary_function("Lt", "less")
-Le = _binary_function("Le", "less_equal")
-Gt = _binary_function("Gt", "greater")
-Ge = _binary_function("Ge", "greater_equal")
+Lt = _binary_function("Lt", "less", ordered=True)
+Le = _binary_function("Le", "less_equal", ordered=True)
+Gt = _binary_function("Gt", "greater", ordered=True)
+Ge = _binary_function("Ge", "greater_equal", ordered=True)
 LogicalAnd = _binary_function("LogicalAnd", "logical_and")
 LogicalOr = _binary_function("LogicalOr", "logical_or")
 LogicalXor = _binary_function("LogicalXor", "logical_xor")

@@ -2,6 +2,7 @@
 from ...autograd import Function
 from ..backend import array_module
 from ._util import binary_operands, make, unbroadcast
+from .complex import conj_grad, keep_real, real_operands
 
 
 class Matmul(Function):
@@ -17,6 +18,8 @@ class Matmul(Function):
             raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({_fmt(x.shape)} and "
                                f"{_fmt(y.shape)}): inner dimensions {kx} and {ky} differ")
         ctx.save_for_backward(a, b)
+        if x.dtype.kind == "c":
+            ctx.real_in = real_operands(a, b)
         if x.ndim > 2 and y.ndim == 2:
             # a stack of rows times one matrix is one 2-D GEMM (NumPy would loop the stack)
             return make((x.reshape(-1, kx) @ y).reshape(x.shape[:-1] + y.shape[-1:]))
@@ -26,6 +29,14 @@ class Matmul(Function):
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         na, nb = ctx.needs_input_grad
+        if g._data.dtype.kind == "c":  # complex: g @ b^H and a^H @ g, real inputs keep Re
+            real_a, real_b = getattr(ctx, "real_in", (False, False))
+            ga, gb = Matmul._backward(a.conj(), b.conj(), g, na, nb)
+            return keep_real(ga, real_a), keep_real(gb, real_b)
+        return Matmul._backward(a, b, g, na, nb)
+
+    @staticmethod
+    def _backward(a, b, g, na, nb):
         a2 = a.unsqueeze(0) if a.ndim == 1 else a
         b2 = b.unsqueeze(-1) if b.ndim == 1 else b
         g2 = g  # the gradient of a2 @ b2
@@ -85,7 +96,7 @@ class Einsum(Function):
             if not ctx.needs_input_grad[i + 1]:
                 grads.append(None)
                 continue
-            others = [o for j, o in enumerate(ops) if j != i]
+            others = [conj_grad(o) for j, o in enumerate(ops) if j != i]  # complex: conj
             other_specs = [s for j, s in enumerate(ins) if j != i]
             # labels of this operand that appear nowhere else are summed out in forward:
             # they come back by broadcasting (expand) after the einsum below

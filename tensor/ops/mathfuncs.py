@@ -16,6 +16,7 @@ from ..tensor import Tensor
 from . import elementwise as ew
 from ._util import binary_operands, make, shape_of, unbroadcast
 from .elementwise import _unary
+from . import complex as cx
 
 # ---- unary Functions (forward with xp, backward with tensor ops) ---------------------------
 Asin = _unary("Asin", lambda xp, x: xp.arcsin(x), lambda x, o, g: g * ew.rsqrt(1 - x * x))
@@ -176,6 +177,9 @@ def logit(input, eps=None):
 
 
 def sgn(input):
+    """sign for real tensors, z / |z| (0 at 0) for complex ones."""
+    if input._data.dtype.kind == "c":
+        return cx.sgn(input)
     return ew.sign(input)
 
 
@@ -346,7 +350,9 @@ def isin(elements, test_elements, *, assume_unique=False, invert=False):
 
 def angle(input):
     """The argument of a real number: 0 for x >= 0, pi for x < 0 (NaN stays NaN); its
-    gradient is 0, as in PyTorch."""
+    gradient is 0, as in PyTorch. For complex numbers, atan2(imag, real)."""
+    if input._data.dtype.kind == "c":
+        return cx.complex_angle(input)
     return Angle.apply(input)
 
 

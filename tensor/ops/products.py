@@ -10,6 +10,7 @@ from .. import dtypes
 from ..tensor import Tensor
 from . import elementwise as ew, reduction as red, shape
 from ._util import make, normalize_dim
+from .complex import conj
 from .linalg import matmul
 
 
@@ -81,7 +82,7 @@ def inner(input, other):
 def vdot(input, other):
     _check_ndim("vdot", input, 1, "input")
     _check_ndim("vdot", other, 1, "other")
-    return (input * other).sum()
+    return (conj(input) * other).sum()  # the first vector conjugated, as PyTorch's
 
 
 def kron(input, other):

@@ -9,6 +9,7 @@ from ...autograd import Function
 from ..backend import array_module, on_host
 from ..dtypes import get_default_dtype, is_floating_np, to_numpy_dtype
 from ._util import make, normalize_dim
+from .complex import conj_grad, reject_complex
 
 ValuesIndices = collections.namedtuple("ValuesIndices", ["values", "indices"])
 
@@ -53,7 +54,7 @@ class Mean(Function):
     @staticmethod
     def forward(ctx, x, dim=None, keepdim=False, dtype=None):
         d = x._data
-        if d.dtype.kind != "f" and dtype is None:
+        if d.dtype.kind not in "fc" and dtype is None:
             raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be "
                                f"floating point, but got {x.dtype}; use x.float().mean()")
         axes = _axes(dim, d.ndim)
@@ -83,7 +84,7 @@ class Prod(Function):
         gk = _expand_back(g, shape, ctx.axes, ctx.keepdim)
         d = x._data
         if on_host(d) and bool((d != 0).all()):  # on a GPU: the general path, no read
-            return gk * _expand_back(out, shape, ctx.axes, ctx.keepdim) / x
+            return gk * conj_grad(_expand_back(out, shape, ctx.axes, ctx.keepdim) / x)
         # with zeros: product of all other elements, from exclusive cumulative products
         xp = array_module(d)
         axis = ctx.axes[0] if ctx.axes is not None else None
@@ -97,7 +98,7 @@ class Prod(Function):
             [ones, xp.take(rev, range(rev.shape[ax] - 1), axis=ax)], axis=ax), axis=ax),
             axis=ax)
         others = (left * right).reshape(d.shape)
-        return gk * make(others)
+        return gk * conj_grad(make(others))  # complex: g * conj(d prod / d x)
 
 
 class Amax(Function):
@@ -234,30 +235,40 @@ class LogSoftmax(Function):
         d = x._data
         xp = array_module(d)
         dim = normalize_dim(dim, d.ndim)
+        p = None
         if d.size:
             z = d - d.max(axis=dim, keepdims=True)
-            z -= xp.log(xp.exp(z).sum(axis=dim, keepdims=True))
+            e = xp.exp(z)
+            s = e.sum(axis=dim, keepdims=True)
+            z -= xp.log(s)
+            if x.requires_grad:  # backward needs the softmax: this is cheaper than exp(y)
+                e *= 1 / s
+                p = e
         else:
             z = d.copy()
         out = make(z)
         ctx.save_for_backward(out)
-        ctx.dim = dim
+        ctx.dim, ctx.softmax = dim, p
         return out
 
     @staticmethod
     def backward(ctx, g):
         y, = ctx.saved_tensors
-        return LogSoftmaxBackward.apply(g, y, ctx.dim)
+        return LogSoftmaxBackward.apply(g, y, ctx.dim, ctx.softmax)
 
 
 class LogSoftmaxBackward(Function):
-    """g - exp(y) * sum(g) in one pass over arrays; differentiable itself."""
+    """g - exp(y) * sum(g) in one pass over arrays; differentiable itself. `softmax`, when
+    given, is exp(y) as the forward computed it."""
 
     @staticmethod
-    def forward(ctx, g, y, dim):
-        xp = array_module(y._data)
-        p = xp.exp(y._data)
-        p *= g._data.sum(axis=dim, keepdims=True)
+    def forward(ctx, g, y, dim, softmax=None):
+        g_sum = g._data.sum(axis=dim, keepdims=True)
+        if softmax is None:
+            p = array_module(y._data).exp(y._data)
+            p *= g_sum
+        else:
+            p = softmax * g_sum
         ctx.save_for_backward(g, y)
         ctx.dim = dim
         return make(g._data - p)
@@ -271,7 +282,7 @@ class LogSoftmaxBackward(Function):
         # out_i = g_i - p_i S, S = sum_j g_j
         dg = gg - (gg * p).sum(dim, keepdim=True) if need_g else None
         dy = -gg * p * g.sum(dim, keepdim=True) if need_y else None
-        return dg, dy, None
+        return dg, dy, None, None
 
 
 class Cumsum(Function):
@@ -341,15 +352,18 @@ def prod(input, dim=None, keepdim=False):
 
 
 def amax(input, dim=(), keepdim=False):
+    reject_complex("amax", input)
     return Amax.apply(input, dim, keepdim, True)
 
 
 def amin(input, dim=(), keepdim=False):
+    reject_complex("amin", input)
     return Amax.apply(input, dim, keepdim, False)
 
 
 def _max_min(input, dim, keepdim, other, largest):
     from ..tensor import Tensor
+    reject_complex("max" if largest else "min", input)
     if isinstance(dim, Tensor):  # max(a, b): elementwise
         other, dim = dim, None
     if other is not None:
@@ -392,10 +406,12 @@ class Argmin(Argmax):
 
 
 def argmax(input, dim=None, keepdim=False):
+    reject_complex("argmax", input)
     return Argmax.apply(input, dim, keepdim)
 
 
 def argmin(input, dim=None, keepdim=False):
+    reject_complex("argmin", input)
     return Argmin.apply(input, dim, keepdim)
 
 
@@ -432,7 +448,11 @@ def var(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
     axes = _axes(dim, d.ndim)
     n = d.size if axes is None else int(np.prod([d.shape[a] for a in axes]))
     centered = input - input.mean(dim=axes, keepdim=True)
-    return (centered * centered).sum(dim=axes, keepdim=keepdim) / _b.max(0, n - correction)
+    if d.dtype.kind == "c":  # |z - mean|^2: a real variance, as in PyTorch
+        squares = centered.real * centered.real + centered.imag * centered.imag
+    else:
+        squares = centered * centered
+    return squares.sum(dim=axes, keepdim=keepdim) / _b.max(0, n - correction)
 
 
 def std(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
@@ -453,6 +473,8 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     """Vector p-norm (p=2 / 'fro' by default; inf and -inf too) over `dim`."""
     if dtype is not None:
         input = input.to(dtype)
+    if input._data.dtype.kind == "c":  # the norm of complex numbers is that of their moduli
+        input = input.abs()
     if p == "fro" or p is None:
         p = 2
     if p == float("inf"):

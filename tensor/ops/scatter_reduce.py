@@ -5,7 +5,7 @@ product of the others (zeros included)."""
 import numpy as np
 
 from ...autograd import Function
-from ..backend import array_module
+from ..backend import add_at, array_module, ufunc_at
 from ..tensor import Tensor
 from ._util import make, normalize_dim
 from .elementwise import where
@@ -42,11 +42,11 @@ class ScatterReduce(Function):
         out = d.copy()
         if not include_self:
             out[full] = _identity(reduce, d.dtype)
-        getattr(xp, _UFUNC[reduce]).at(out, full, s)
+        ufunc_at(xp, _UFUNC[reduce], out, full, s)
         counts = None
         if reduce == "mean":
             counts = xp.zeros(d.shape, np.int64 if d.dtype.kind != "f" else d.dtype)
-            xp.add.at(counts, full, 1)
+            add_at(xp, counts, full, 1)
             if include_self:
                 counts = counts + 1
             counts = xp.maximum(counts, 1)

@@ -14,6 +14,7 @@ from .. import dtypes
 from ..tensor import Tensor
 from . import elementwise as ew, reduction as red, shape
 from ._util import make, normalize_dim
+from .complex import reject_complex
 from .indexing import gather
 
 SortResult = namedtuple("sort", ["values", "indices"])
@@ -39,6 +40,7 @@ def _argsort(d, axis, descending):
 
 
 def sort(input, dim=-1, descending=False, stable=False):
+    reject_complex("sort", input)
     dim = normalize_dim(dim, input.ndim)
     if input.ndim == 0:
         return SortResult(input.clone(), make(array_module(input._data).zeros((), np.int64)))
@@ -55,6 +57,7 @@ def msort(input):
 
 
 def topk(input, k, dim=-1, largest=True, sorted=True):
+    reject_complex("topk", input)
     dim = normalize_dim(dim, input.ndim)
     n = input.shape[dim] if input.ndim else 1
     if not 0 <= k <= n:
@@ -66,6 +69,7 @@ def topk(input, k, dim=-1, largest=True, sorted=True):
 
 
 def kthvalue(input, k, dim=-1, keepdim=False):
+    reject_complex("kthvalue", input)
     dim = normalize_dim(dim, input.ndim)
     n = input.shape[dim] if input.ndim else 1
     if not 1 <= k <= n:
@@ -87,6 +91,7 @@ def _select_rank(input, dim, r, keepdim, result):
 
 def median(input, dim=None, keepdim=False):
     """The lower median; NaN if the slice holds a NaN (as in PyTorch)."""
+    reject_complex("median", input)
     if dim is None:
         flat = input.reshape(-1)
         if flat.shape[0] == 0:
@@ -257,10 +262,12 @@ def _cum_extreme(input, dim, largest, name):
 
 
 def cummax(input, dim):
+    reject_complex("cummax", input)
     return _cum_extreme(input, dim, True, "cummax")
 
 
 def cummin(input, dim):
+    reject_complex("cummin", input)
     return _cum_extreme(input, dim, False, "cummin")
 
 

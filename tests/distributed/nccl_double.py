@@ -35,8 +35,10 @@ class _World:
             return self.mail.setdefault((src, dst), queue.Queue())
 
 
-def make_nccl(version=21800, log=None):
-    """A module object with NCCL's constants, get_unique_id, group calls and communicator."""
+def make_nccl(version=21800, log=None, id_type=bytes):
+    """A module object with NCCL's constants, get_unique_id, group calls and communicator.
+    The unique id is bytes, as in CuPy 14; `id_type=tuple`: signed chars, as in CuPy 13 (the
+    communicator refuses the other type, as Cython's typed argument does)."""
     worlds, lock = {}, threading.Lock()
     counter = itertools.count(1)
     log = [] if log is None else log
@@ -44,7 +46,8 @@ def make_nccl(version=21800, log=None):
 
     def get_unique_id():
         n = next(counter)
-        return tuple(((n * 7 + i) % 256) - 128 for i in range(128))
+        raw = bytes((n * 7 + i) % 256 for i in range(128))
+        return raw if id_type is bytes else tuple(b - 256 if b > 127 else b for b in raw)
 
     def groupStart():
         grouped.depth = getattr(grouped, "depth", 0) + 1
@@ -59,6 +62,9 @@ def make_nccl(version=21800, log=None):
 
     class NcclCommunicator:
         def __init__(self, ndev, commId, rank):
+            if type(commId) is not id_type:
+                raise TypeError(f"Argument 'commId' has incorrect type (expected "
+                                f"{id_type.__name__}, got {type(commId).__name__})")
             with lock:
                 self.world = worlds.setdefault(tuple(commId), _World(ndev))
             self.rank, self.ndev = rank, ndev

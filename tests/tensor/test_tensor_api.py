@@ -115,7 +115,7 @@ def test_from_numpy_shares_memory():
     with pytest.raises(TypeError, match="np.ndarray"):
         px.from_numpy([1, 2])
     with pytest.raises(TypeError, match="unsupported"):
-        px.from_numpy(np.zeros(2, dtype=np.complex64))
+        px.from_numpy(np.zeros(2, dtype=np.uint32))
 
 
 def test_dlpack_with_numpy():

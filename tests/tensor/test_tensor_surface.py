@@ -44,7 +44,7 @@ def test_type_names_and_casts(dtype, name):
 
 def test_type_rejects_unknown_names():
     with pytest.raises(ValueError, match="invalid type"):
-        px.ones(1).type("torch.ComplexFloatTensor")
+        px.ones(1).type("torch.ComplexHalfTensor")
 
 
 def test_narrow_matches_torch_and_is_a_view():

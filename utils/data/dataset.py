@@ -1,6 +1,6 @@
 """`torch.utils.data.dataset`'s names, from `phalanx.data`."""
-from ...data import (ChainDataset, ConcatDataset, Dataset, IterableDataset, Subset,
-                     TensorDataset, random_split)
+from ...data import (ChainDataset, ConcatDataset, Dataset, IterableDataset, StackDataset,
+                     Subset, TensorDataset, random_split)
 
 __all__ = ["Dataset", "IterableDataset", "TensorDataset", "ConcatDataset", "ChainDataset",
-           "Subset", "random_split"]
+           "StackDataset", "Subset", "random_split"]

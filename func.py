@@ -1,0 +1,173 @@
+"""`phalanx.func`: PyTorch's function transforms (torch.func) on Phalanx's eager autograd.
+
+    grad(f)(x)                 d f / d x of a scalar f, composable: grad(grad(f))
+    grad_and_value, vjp        the gradient with the value; a pull-back function
+    jacrev / jacfwd, hessian   Jacobians (both computed in reverse mode: same values)
+    vmap                       phalanx.vmap (a loop over the batch)
+    functional_call(m, p, x)   call module m with the tensors p in place of its own
+
+The transforms record the graph they differentiate (create_graph=True), so they nest; a
+result is detached when none of the arguments it came from required grad, as torch.func's
+results are outside an enclosing transform.
+"""
+from . import autograd
+from .autograd import functional as _functional
+from .nn.utils.stateless import _functional_call as _stateless_call
+from .tensor import Tensor, vmap
+
+__all__ = ["functional_call", "grad", "grad_and_value", "hessian", "jacfwd", "jacrev", "vjp",
+           "vmap"]
+
+
+def _argnums(argnums, nargs, name):
+    single = isinstance(argnums, int)
+    nums = (argnums,) if single else tuple(argnums)
+    if not nums:
+        raise RuntimeError(f"{name}(f, argnums): argnums must be non-empty")
+    for n in nums:
+        if not -nargs <= n < nargs:
+            raise RuntimeError(f"Got argnums={argnums} for a function called with {nargs} "
+                               f"positional arguments")
+    return single, tuple(n % nargs for n in nums)
+
+
+def _leaves(tree):
+    """The tensors of a pytree (tuples, lists, dicts) in a fixed order."""
+    if isinstance(tree, (tuple, list)):
+        return [leaf for item in tree for leaf in _leaves(item)]
+    if isinstance(tree, dict):
+        return [leaf for key in tree for leaf in _leaves(tree[key])]
+    return [tree]
+
+
+def _rebuild(tree, leaves):
+    """`tree` with its leaves replaced, in `_leaves` order, by those of the iterator."""
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_rebuild(item, leaves) for item in tree)
+    if isinstance(tree, dict):
+        return {key: _rebuild(tree[key], leaves) for key in tree}
+    return next(leaves)
+
+
+def _watched(args, nums):
+    """args with those at `nums` (tensors or pytrees of them) replaced by tensors that record
+    the graph from here on; also whether each replaced tensor required grad before."""
+    args = list(args)
+    outer = []
+    for n in nums:
+        leaves = _leaves(args[n])
+        for t in leaves:
+            if not isinstance(t, Tensor):
+                raise RuntimeError(f"argument {n} must be a tensor (or a tuple, list or dict "
+                                   f"of tensors) to differentiate with respect to it, got "
+                                   f"{type(t).__name__}")
+        outer.extend(t.requires_grad for t in leaves)
+        args[n] = _rebuild(args[n], iter([t.view_as(t) if t.requires_grad else
+                                          t.detach().requires_grad_(True) for t in leaves]))
+    return args, outer
+
+
+def _split_aux(out, has_aux, name):
+    if not has_aux:
+        return out, None
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise RuntimeError(f"{name}(f, ..., has_aux=True): f must return a (output, aux) "
+                           f"tuple")
+    return out
+
+
+def grad_and_value(func, argnums=0, has_aux=False):
+    def wrapper(*args, **kwargs):
+        single, nums = _argnums(argnums, len(args), "grad_and_value")
+        watched, outer = _watched(args, nums)
+        with autograd.enable_grad():
+            out, aux = _split_aux(func(*watched, **kwargs), has_aux, "grad_and_value")
+            if not isinstance(out, Tensor) or out.numel() != 1:
+                shape = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
+                raise RuntimeError(f"grad_and_value(f)(*args): Expected f(*args) to return a "
+                                   f"scalar Tensor, got {shape}")
+            leaves = [t for n in nums for t in _leaves(watched[n])]
+            grads = autograd.grad(out, leaves, create_graph=True, allow_unused=True)
+        grads = iter([(g if keep else g.detach()) if g is not None else t.new_zeros(*t.shape)
+                      for g, t, keep in zip(grads, leaves, outer)])
+        trees = tuple(_rebuild(watched[n], grads) for n in nums)
+        value = out if any(outer) else out.detach()
+        result = trees[0] if single else trees
+        return (result, (value, aux)) if has_aux else (result, value)
+    return wrapper
+
+
+def grad(func, argnums=0, has_aux=False):
+    """The gradient of scalar `func` with respect to argument(s) `argnums`."""
+    inner = grad_and_value(func, argnums, has_aux)
+
+    def wrapper(*args, **kwargs):
+        g, value = inner(*args, **kwargs)
+        return (g, value[1]) if has_aux else g
+    return wrapper
+
+
+def vjp(func, *primals, has_aux=False):
+    """(func(*primals), vjp_fn): vjp_fn(cotangents) gives the gradient for each primal."""
+    watched, outer = _watched(primals, range(len(primals)))
+    with autograd.enable_grad():
+        out, aux = _split_aux(func(*watched), has_aux, "vjp")
+    outs = out if isinstance(out, tuple) else (out,)
+
+    def vjp_fn(*cotangents):
+        cts = cotangents[0] if len(cotangents) == 1 and isinstance(out, tuple) else cotangents
+        grads = autograd.grad(outs, watched, cts, retain_graph=True, create_graph=True,
+                              allow_unused=True)
+        return tuple((g if keep else g.detach()) if g is not None else
+                     w.new_zeros(*w.shape) for g, w, keep in zip(grads, watched, outer))
+    value = out if any(outer) else (tuple(o.detach() for o in outs) if isinstance(out, tuple)
+                                    else out.detach())
+    return (value, vjp_fn, aux) if has_aux else (value, vjp_fn)
+
+
+def jacrev(func, argnums=0, *, has_aux=False, chunk_size=None):
+    """The Jacobian with respect to argument(s) `argnums`: output.shape + input.shape."""
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"jacrev: chunk_size should be a positive integer, got {chunk_size!r}")
+
+    def wrapper(*args):
+        single, nums = _argnums(argnums, len(args), "jacrev")
+        aux_box = []
+
+        def of_selected(*selected):
+            full = list(args)
+            for n, t in zip(nums, selected):
+                full[n] = t
+            out, aux = _split_aux(func(*full), has_aux, "jacrev")
+            aux_box.append(aux)
+            return out
+        keep = any(args[n].requires_grad for n in nums)
+        jac = _functional.jacobian(of_selected, tuple(args[n] for n in nums),
+                                   create_graph=keep)
+        if single:
+            jac = tuple(j[0] for j in jac) if isinstance(jac[0], tuple) else jac[0]
+        return (jac, aux_box[0]) if has_aux else jac
+    return wrapper
+
+
+def jacfwd(func, argnums=0, has_aux=False, *, randomness="error"):
+    """Forward-mode Jacobian in PyTorch; the same values, computed here in reverse mode."""
+    if randomness not in ("error", "different", "same"):
+        raise RuntimeError(f"jacfwd: randomness must be 'error', 'different' or 'same', got "
+                           f"{randomness!r}")
+    return jacrev(func, argnums, has_aux=has_aux)
+
+
+def hessian(func, argnums=0):
+    """The matrix of second derivatives of scalar `func`: jacfwd(jacrev(func))."""
+    return jacfwd(jacrev(func, argnums), argnums)
+
+
+def functional_call(module, parameter_and_buffer_dicts, args=None, kwargs=None, *,
+                    tie_weights=True, strict=False):
+    """module(*args, **kwargs) with the given tensors standing in for its parameters and
+    buffers (by their state-dict names; tied ones replaced together); the module itself is
+    left as it was. The stateless call of phalanx.nn.utils.stateless, without its
+    deprecation warning (as PyTorch's torch.func.functional_call)."""
+    return _stateless_call(module, parameter_and_buffer_dicts, args, kwargs,
+                           tie_weights=tie_weights, strict=strict)
