@@ -95,6 +95,13 @@ class Profile:
     def compute(self):
         return self.forward + self.backward + self.optimizer
 
+    def stretched(self, factor):
+        """This profile slowed down by `factor` (when > 1), as on a share of a core."""
+        if factor <= 1:
+            return self
+        return Profile(self.name, self.forward * factor, self.backward * factor,
+                       self.optimizer * factor, [(b, t * factor) for b, t in self.grads])
+
 
 def from_layers(name, layers, batch, flops_per_s=None, samples_per_s=None, bytes_per_param=4,
                 optimizer_bw=400e9):
@@ -194,8 +201,10 @@ def buckets(profile, cap=DDP_BUCKET, first_cap=DDP_FIRST_BUCKET):
 def step_time(profile, workers, topo, algo="hierarchical", cap=DDP_BUCKET, overlap=True,
               per_bucket=LAUNCH, cpu=None):
     """Predicted seconds per step on `workers` workers, and the all-reduce seconds in it.
-    With `cpu`, the step takes at least the CPU its computation and communication need over
-    the cores each worker has."""
+    With `cpu`, computation on less than a core each runs at that share, and the step takes at
+    least the CPU its computation and communication need over the cores each worker has."""
+    if cpu is not None and workers > 1 and cpu.cores_per_worker < 1:
+        profile = profile.stretched(cpu.compute / cpu.cores_per_worker / profile.compute)
     comm_end, total = 0.0, 0.0
     for nbytes, ready in buckets(profile, cap):
         start = max(ready if overlap else profile.backward, comm_end)

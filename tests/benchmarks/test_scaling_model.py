@@ -75,6 +75,11 @@ def test_cpu_bound_step():
     # two thirds of a core each (3 workers on 2 cores): everything 1.5x
     shared = sm.Cpu(cores_per_worker=2 / 3, compute=0.013, comm_per_byte=1e-9)
     assert sm.step_time(prof, 2, topo, cap=4e6, cpu=shared)[0] == pytest.approx(0.0315)
+    # ... and, with a transport that costs little CPU, the computation alone takes 1.5x, then
+    # the all-reduces follow it
+    light = sm.Cpu(cores_per_worker=2 / 3, compute=0.013, comm_per_byte=1e-12)
+    serial, comm = sm.step_time(prof, 2, topo, cap=4e6, cpu=light, overlap=False)
+    assert serial == pytest.approx(1.5 * prof.compute + comm)
     assert sm.step_time(prof, 1, topo, cpu=busy)[0] == pytest.approx(prof.compute)
 
 
