@@ -105,6 +105,18 @@ def worker(args):
     flat = px.cat([p.detach().reshape(-1) for p in ddp.parameters()])
     allreduce_alone = timed(lambda: dist.all_reduce(flat, async_op=True).wait())
 
+    # a bucket's all-reduce beside computation that holds the core, as in backward: how much
+    # longer it takes than alone (the transport progresses only when it gets the core)
+    bucket = px.tensor(np.zeros(int(args.bucket_mb * (1 << 20)) // 8))
+    a, b = px.randn(192, 192), px.randn(192, 192)
+
+    def beside():
+        work = dist.all_reduce(bucket, async_op=True)
+        while not work.is_completed():
+            a @ b
+        work.wait()
+    slowdown = timed(beside) / times[1]
+
     def allreduces():
         for _ in range(args.repeats):
             dist.all_reduce(flat, async_op=True).wait()
@@ -120,7 +132,8 @@ def worker(args):
             "buckets": len(ddp.reducer.buckets), "launched_in_backward": ddp.reducer.overlapped,
             "cap": int(args.bucket_mb * (1 << 20)),
             "cpu": {"cores_per_worker": (os.cpu_count() or 1) / size,
-                    "compute": compute_cpu, "comm_per_byte": comm_cpu}}), flush=True)
+                    "compute": compute_cpu, "comm_per_byte": comm_cpu,
+                    "beside": max(slowdown, 1.0)}}), flush=True)
     dist.destroy_process_group()
 
 

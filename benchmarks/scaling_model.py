@@ -21,9 +21,11 @@ alpha and bandwidth beta:
 
 plus a fixed cost per bucket (the framework launching it); `best` takes the cheapest
 algorithm, as NCCL's tuner would. Where the workers' transport runs on their own cores (CPU
-workers over TCP or MPI, `Cpu`), the step also takes at least the CPU time of its computation
-and its communication over the cores each worker has: overlap hides only the communication
-that waits on the wire, not the part that keeps a core busy.
+workers over TCP or MPI, `Cpu`), computation on less than a core each runs at that share, the
+step takes at least the CPU time of its computation and its communication over the cores each
+worker has (overlap hides only the communication that waits on the wire, not the part that
+keeps a core busy), and an all-reduce beside backward moves at the speed measured beside a
+computation that holds the core.
 Scaling efficiency is the one-worker step (no communication) over the P-worker step, for the
 same per-worker batch (weak scaling, as both papers report it).
 
@@ -73,6 +75,7 @@ class Cpu:
     cores_per_worker: float
     compute: float          # CPU seconds of one step's forward, backward and optimizer
     comm_per_byte: float    # CPU seconds the transport spends per gradient byte all-reduced
+    beside: float = 1.0     # how much longer an all-reduce takes while backward holds the core
 
 
 # --- profiles ---------------------------------------------------------------------------
@@ -205,11 +208,14 @@ def step_time(profile, workers, topo, algo="hierarchical", cap=DDP_BUCKET, overl
     least the CPU its computation and communication need over the cores each worker has."""
     if cpu is not None and workers > 1 and cpu.cores_per_worker < 1:
         profile = profile.stretched(cpu.compute / cpu.cores_per_worker / profile.compute)
+    slow = cpu.beside if cpu is not None else 1.0
     comm_end, total = 0.0, 0.0
     for nbytes, ready in buckets(profile, cap):
         start = max(ready if overlap else profile.backward, comm_end)
         cost = per_bucket + allreduce(nbytes, workers, topo, algo)
-        comm_end, total = start + cost, total + cost
+        # while backward runs, the transport moves at 1/slow of its speed alone
+        during = min(cost * slow, max(profile.backward - start, 0.0))
+        comm_end, total = start + during + cost - during / slow, total + cost
     if workers == 1:
         comm_end = total = 0.0
     step = profile.forward + max(profile.backward, comm_end) + profile.optimizer

@@ -83,6 +83,22 @@ def test_cpu_bound_step():
     assert sm.step_time(prof, 1, topo, cpu=busy)[0] == pytest.approx(prof.compute)
 
 
+def test_all_reduce_beside_backward_moves_at_the_measured_speed():
+    # one bucket ready at 5 ms of a 10 ms backward, 4 ms to all-reduce alone, twice as long
+    # beside backward: by 10 ms it has done 2.5 ms of its work, the last 1.5 ms run alone
+    prof = sm.Profile("m", forward=0.0, backward=0.010, optimizer=0.0, grads=[(4e6, 0.005)])
+    orig, sm.allreduce = sm.allreduce, lambda n, p, t, a: 0.004
+    try:
+        slow = sm.Cpu(cores_per_worker=1, compute=0.0, comm_per_byte=0.0, beside=2.0)
+        assert sm.step_time(prof, 2, TOPO, cap=4e6, per_bucket=0, cpu=slow)[0] == \
+            pytest.approx(0.0115)
+        # after backward (no overlap) it runs at full speed
+        assert sm.step_time(prof, 2, TOPO, cap=4e6, per_bucket=0, cpu=slow,
+                            overlap=False)[0] == pytest.approx(0.014)
+    finally:
+        sm.allreduce = orig
+
+
 def test_published_horovod_results_within_ten_points():
     for prof, topo, algo, cap, workers, reported, _ in sm.PUBLISHED:
         if reported is not None:
