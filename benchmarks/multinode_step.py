@@ -1,6 +1,6 @@
 """DDP's step across hosts whose links are rate-limited: where communication is the bottleneck.
 
-    python benchmarks/multinode_step.py [--rates 1gbit 10gbit] [--hosts 2 3] [--out FILE.json]
+    python benchmarks/multinode_step.py [--rates 1gbit 10gbit] [--hosts 2 3] [--trials 3]
 
 Needs root: it brings up a namespace cluster (benchmarks/cluster.py), limits every host's link
 with `tc tbf`, and for each rate and host count runs one MPI job (`mpiexec` with a host file,
@@ -137,6 +137,24 @@ def worker(args):
     dist.destroy_process_group()
 
 
+def median_record(trials):
+    """One record from several runs of a case: the median of each measured number (this
+    machine is shared and noisy), and the gradient timeline of the run with the median
+    backward."""
+    def median(values):
+        if isinstance(values[0], dict):
+            return {k: median([v[k] for v in values]) for k in values[0]}
+        if isinstance(values[0], list) and not isinstance(values[0][0], list):
+            return [median([v[i] for v in values]) for i in range(len(values[0]))]
+        if isinstance(values[0], float):
+            return statistics.median(values)
+        return values[0]
+    out = median(trials)
+    middle = sorted(trials, key=lambda r: r["backward"])[len(trials) // 2]
+    out["grads"] = middle["grads"]
+    return out
+
+
 def machine_busy():
     """Seconds this machine's cores have been busy, all processes and the kernel (/proc/stat:
     everything but idle and iowait)."""
@@ -202,6 +220,7 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--bucket-mb", type=float, default=1.0)
     p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--trials", type=int, default=3, help="runs of each case (median of each)")
     p.add_argument("--out", default="multinode_step.json")
     p.add_argument("--transports", nargs="+", default=["mpi", "zmq"],
                    help="mpi: mpiexec across the hosts; zmq: phalanx run on every host")
@@ -217,7 +236,8 @@ def main(argv=None):
         cases = [(r, h, t) for r in args.rates for h in args.hosts for t in args.transports]
         for rate, hosts, transport in cases:
             run = run_case if transport == "mpi" else run_case_launcher
-            r = run(cluster_tool, cluster, hosts, args.per_host, rate, args)
+            r = median_record([run(cluster_tool, cluster, hosts, args.per_host, rate, args)
+                               for _ in range(args.trials)])
             records.append(r)
             hidden = 1 - (r["overlapped"] - (r["serial"] - r["allreduce"])) / r["allreduce"]
             print(f"{r['case']}: step {r['overlapped'] * 1e3:.1f} ms overlapped, "
