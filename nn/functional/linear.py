@@ -72,8 +72,9 @@ def linear(input, weight, bias=None):
         raise RuntimeError(f"linear: input has {input.shape[-1]} features in its last "
                            f"dimension (shape {list(input.shape)}) but weight has shape "
                            f"{list(weight.shape)} (out_features, in_features={weight.shape[-1]})")
-    if weight.ndim != 2:
-        out = input.matmul(weight)
+    if weight.ndim != 2 or weight.dtype.is_complex or input.dtype.is_complex:
+        # complex: the composed ops conjugate in backward, as PyTorch's gradients do
+        out = input.matmul(weight if weight.ndim != 2 else weight.mT)
         return out if bias is None else out + bias
     if input.ndim == 2 or not dispatch.watching():
         return Linear.apply(input, weight, bias)
