@@ -172,6 +172,30 @@ def transformer_lm(lib):
 
 
 # ---- the inputs, losses and optimizers of each script --------------------------------------
+def siamese(lib):
+    """siamese.py's own SiameseNetwork (the script's source, ported for Phalanx by the compat
+    tests' import rewrite), given both images of each pair stacked in one input."""
+    import importlib.util
+    compat = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "compat")
+    spec = importlib.util.spec_from_file_location("port", os.path.join(compat, "port.py"))
+    port = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(port)
+    with open(os.path.join(compat, "originals", "siamese.py")) as f:
+        source = f.read()
+    script = {"__name__": f"siamese_{lib.__name__}"}
+    exec(compile(port.port(source) if lib is px else source, "siamese.py", "exec"), script)
+
+    class Pairs(lib.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = script["SiameseNetwork"]()
+
+        def forward(self, x):
+            return self.net(x[:, 0], x[:, 1])
+
+    return Pairs()
+
+
 def _data(name, rng):
     if name in ("mnist_rnn", "mnist_cnn"):
         return rng.random((64, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, 64)
@@ -183,6 +207,9 @@ def _data(name, rng):
             rng.standard_normal((64, 16, 1, 1)).astype(np.float32)
     if name == "vae":
         return rng.random((128, 64)).astype(np.float32), None
+    if name == "siamese":                         # 64 pairs of 8x8 digits, same or not
+        return rng.random((64, 2, 1, 8, 8)).astype(np.float32), \
+            rng.integers(0, 2, 64).astype(np.float32)
     tokens = rng.integers(0, 1000, (12, 8))       # word_lm: bptt 12, batch 8
     return tokens, rng.integers(0, 1000, 96)
 
@@ -207,6 +234,10 @@ def make_step(name, lib, model, x, y):
             loss.backward()
             return loss
         return lambda: opt.step(closure)
+    elif name == "siamese":
+        opt = optim.Adadelta(params, lr=1.0)
+        bce = lib.nn.BCELoss()
+        loss_fn = lambda: bce(model(x).squeeze(), y)  # noqa: E731
     elif name == "vae":
         opt = optim.Adam(params, lr=1e-2)
 
@@ -258,6 +289,7 @@ CASES = {  # name: (builder, kind of script)
     "dcgan": (dcgan, "goal"),
     "mnist_cnn": (mnist_cnn, "control"),
     "vae": (vae, "control"),
+    "siamese": (siamese, "control"),
     "lstm_lm": (word_lm("LSTM"), "control"),
     "gru_lm": (word_lm("GRU"), "control"),
     "transformer_lm": (transformer_lm, "control"),
