@@ -113,6 +113,12 @@ def assert_close(actual, expected, *, allow_subclasses=True, rtol=None, atol=Non
                                   "tensors do not promise PyTorch's strides)")
 
     def compare(a, e, path):
+        either_tensor = isinstance(a, Tensor) or isinstance(e, Tensor)
+        if not allow_subclasses and either_tensor and type(a) is not type(e):
+            # e.g. a Parameter against a plain tensor
+            where = f"\n\nThe failure occurred for item {path}" if path else ""
+            raise TypeError(f"No comparison pair was able to handle inputs of type {type(a)} "
+                            f"and {type(e)}.{where}")
         _compare(a, e, rtol, atol, equal_nan, check_device, check_dtype, msg, path)
     _walk(actual, expected, [], compare, msg)
 

@@ -38,6 +38,56 @@ def _zeros_for_unused(grads, like):
     return tuple(g if g is not None else t.new_zeros(*t.shape) for g, t in zip(grads, like))
 
 
+# strict=True: PyTorch's errors when a derivative does not depend on what it should
+_STRICT_NO_GRAD = {
+    "outputs": "Output {i} of the user-provided function does not require gradients. The "
+               "outputs must be computed in a differentiable manner from the input when "
+               "running in strict mode.",
+    "grad_inputs": "The gradient with respect to input {i} is independent of the inputs of the "
+                   "user-provided function. This is not allowed in strict mode.",
+    "jacobian": "While computing the hessian, found that the jacobian of the user-provided "
+                "function with respect to input {i} is independent of the input. This is not "
+                "allowed in strict mode. You should ensure that your function is twice "
+                "differentiable and that the jacobian depends on the inputs (this would be "
+                "violated by a linear function for example).",
+}
+_STRICT_UNUSED = {
+    "back": "The output of the user-provided function is independent of input {i}. This is "
+            "not allowed in strict mode.",
+    "back_trick": "The gradient with respect to the input is independent of entry {i} in the "
+                  "grad_outputs when using the double backward trick to compute forward mode "
+                  "gradients. This is not allowed in strict mode.",
+    "double_back": "The jacobian of the user-provided function is independent of input {i}. "
+                   "This is not allowed in strict mode.",
+}
+
+
+def _check_strict(tensors, kind, strict):
+    """Every tensor must exist and require grad (a None is an unreached input)."""
+    if not strict:
+        return
+    for i, t in enumerate(tensors):
+        if t is None:
+            raise RuntimeError(_STRICT_UNUSED["back"].format(i=i))
+        if not t.requires_grad:
+            raise RuntimeError(_STRICT_NO_GRAD[kind].format(i=i))
+
+
+def _strict_results(grads, strict, create_graph, stage):
+    """The final derivatives under strict=True: none missing, and connected to the inputs
+    when the caller asked for a graph."""
+    if not strict:
+        return
+    for i, g in enumerate(grads):
+        if g is None:
+            raise RuntimeError(_STRICT_UNUSED[stage].format(i=i))
+        if create_graph and not g.requires_grad:
+            what = "hessian" if stage == "double_back" else "jacobian"
+            raise RuntimeError(f"The {what} of the user-provided function is independent of "
+                               f"input {i}. This is not allowed in strict mode when "
+                               f"create_graph=True.")
+
+
 def _apply(func, inputs, fn_name):
     single, outputs = _as_tuple(func(*inputs), "outputs of the user-provided function",
                                 fn_name)
@@ -75,14 +125,17 @@ def jvp(func, inputs, v=None, create_graph=False, strict=False):
         _, v = _as_tuple(v, "v", "jvp")
     inputs = _prepare(inputs, create_graph)
     single_out, outputs = _apply(func, inputs, "jvp")
+    _check_strict(outputs, "outputs", strict)
     cotangents = tuple(o.new_zeros(*o.shape).requires_grad_(True) for o in outputs)
     grads = _grad(outputs, inputs, cotangents, create_graph=True, allow_unused=True)
+    _check_strict(grads, "grad_inputs", strict)
     used = [(g, vi) for g, vi in zip(grads, v) if g is not None]
     if not used:
         result = tuple(o.new_zeros(*o.shape) for o in outputs)
     else:
         result = _grad([g for g, _ in used], cotangents, [vi for _, vi in used],
                        create_graph=create_graph, allow_unused=True)
+        _strict_results(result, strict, create_graph, "back_trick")
         result = _zeros_for_unused(result, outputs)
     result = _finish(result, create_graph)
     outputs = _finish(outputs, create_graph)
@@ -151,6 +204,7 @@ def vhp(func, inputs, v=None, create_graph=False, strict=False):
     single_in, inputs = _as_tuple(inputs, "inputs", "vhp")
     inputs = _prepare(inputs, create_graph)
     _, outputs = _apply(func, inputs, "vhp")
+    _check_strict(outputs, "outputs", strict)
     if len(outputs) != 1 or outputs[0].numel() != 1:
         raise RuntimeError("The function given to vhp should return a single Tensor "
                            "containing a single element")
@@ -162,12 +216,14 @@ def vhp(func, inputs, v=None, create_graph=False, strict=False):
         v = (inputs[0].new_ones(*inputs[0].shape),)
     else:
         _, v = _as_tuple(v, "v", "vhp")
-    grads = _zeros_for_unused(_grad(outputs[0], inputs, create_graph=True, allow_unused=True),
-                              inputs)
+    grads = _grad(outputs[0], inputs, create_graph=True, allow_unused=True)
+    _check_strict(grads, "jacobian", strict)
+    grads = _zeros_for_unused(grads, inputs)
     used = [(g, vi) for g, vi in zip(grads, v) if g.requires_grad]
     result = _grad([g for g, _ in used], inputs, [vi for _, vi in used],
                    create_graph=create_graph, allow_unused=True) if used else \
         (None,) * len(inputs)
+    _strict_results(result, strict, create_graph, "double_back")
     result = _finish(_zeros_for_unused(result, inputs), create_graph)
     value = _finish(outputs, create_graph)[0]
     return value, (result[0] if single_in else result)

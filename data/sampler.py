@@ -3,6 +3,8 @@
 Random samplers draw from a `phalanx.Generator`; without one they draw a fresh seed from the
 global generator at every epoch, so `phalanx.manual_seed(s)` makes the whole run reproducible.
 """
+import warnings
+
 from ..tensor import Generator, randint, randperm
 
 
@@ -21,7 +23,10 @@ class Sampler:
     """Base class: `__iter__` yields dataset indices (or lists of them, for batch samplers)."""
 
     def __init__(self, data_source=None):
-        pass
+        # PyTorch dropped the argument (it never used it); older scripts still pass it
+        if data_source is not None:
+            warnings.warn("Sampler's `data_source` argument is not used (PyTorch 2.2 removed "
+                          "it); call `super().__init__()` without it")
 
     def __iter__(self):
         raise NotImplementedError

@@ -9,6 +9,7 @@ result is in place. Tensors written by a collective have their version counter b
 """
 import threading
 
+from ..cuda_api import current_device
 from . import debug
 from .comm_queue import CALLER_WAITS
 from .process_group import ReduceOp, Work
@@ -350,15 +351,40 @@ def _prod(xs):
 
 
 def barrier(group=None, async_op=False, device_ids=None):
-    """Return when every rank of the group has called barrier()."""
+    """Return when every rank of the group has called barrier(). `device_ids=[i]` names the
+    GPU of an NCCL barrier (this process's GPU); CPU backends ignore it, as PyTorch's do."""
     pg = resolve(group)
     if pg is None:
         return None
+    _check_barrier_device(pg, device_ids)
     _dbg(pg, "barrier")
     return _run(async_op, None, pg.barrier)
 
 
+def _check_barrier_device(pg, device_ids):
+    if device_ids is None:
+        return
+    if not isinstance(device_ids, list):
+        raise TypeError(f"Invalid function argument: device_ids type should be List[int], got "
+                        f"{device_ids!r}")
+    if pg.backend == "nccl":
+        if device_ids != [current_device()]:
+            raise NotImplementedError(
+                f"barrier(device_ids={device_ids}): an NCCL group's barrier runs on this "
+                f"process's GPU {current_device()}; pass device_ids=[{current_device()}] or "
+                f"None")
+
+
 def monitored_barrier(group=None, timeout=None, wait_all_ranks=False):
+    """A barrier; PyTorch's per-rank report of who missed it is not implemented, so a
+    timeout of its own and `wait_all_ranks` raise (the group's timeout still applies)."""
+    if timeout is not None:
+        raise NotImplementedError(
+            f"monitored_barrier(timeout={timeout!r}) is not supported: the barrier waits as "
+            f"long as the group's timeout (init_process_group(timeout=...)); pass timeout=None")
+    if wait_all_ranks:
+        raise NotImplementedError("monitored_barrier(wait_all_ranks=True) is not supported: "
+                                  "no per-rank report of the ranks that missed the barrier")
     return barrier(group)
 
 

@@ -14,6 +14,7 @@ reducer, which all-reduces gradient buckets as the following backward fills them
 parameters are found automatically on every pass.
 """
 import contextlib
+import warnings
 
 from ..autograd import is_grad_enabled
 from ..nn.modules.module import Module
@@ -35,9 +36,9 @@ class DistributedDataParallel(Module):
     module on one GPU: `device_ids=[i]` (the module's GPU) moves the forward's input tensors
     there, and the outputs go to `output_device` (default: that GPU); they must be None for a
     CPU module, and more than one device per process raises NotImplementedError.
-    `dim`, `find_unused_parameters`, `check_reduction`, `gradient_as_bucket_view` and
-    `static_graph` are PyTorch's and change nothing here (unused parameters are found
-    automatically; `.grad` is always a bucket view).
+    `dim`, `find_unused_parameters`, `gradient_as_bucket_view` and `static_graph` are
+    PyTorch's and change nothing here (unused parameters are found automatically; `.grad` is
+    always a bucket view); `check_reduction` is deprecated and warns, as in PyTorch.
     """
 
     def __init__(self, module, device_ids=None, output_device=None, dim=0,
@@ -52,6 +53,9 @@ class DistributedDataParallel(Module):
         if group is None:
             raise ValueError("DistributedDataParallel: this rank is not a member of "
                              "process_group; wrap the model only on the group's ranks")
+        if check_reduction:
+            warnings.warn("The `check_reduction` argument in `DistributedDataParallel` module "
+                          "is deprecated. Please avoid using it.", FutureWarning, stacklevel=2)
         self.module = module
         self.process_group = group
         self.broadcast_buffers = broadcast_buffers

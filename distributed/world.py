@@ -11,6 +11,8 @@ import datetime
 import importlib.util
 import os
 
+from ..cuda_api import device_count
+from ..tensor.backend import Device
 from . import debug, threads
 from .comm_queue import default_collective_timeout
 from . import env as _env_mod
@@ -162,6 +164,7 @@ def init_process_group(backend=None, timeout=None, **kwargs):
     if kwargs.get("pg_options") is not None:
         raise NotImplementedError("init_process_group(pg_options=...) is not supported; leave "
                                   "it None")
+    _check_device_id(kwargs.get("device_id"), environment)
     rendezvous = _rendezvous_without_launcher(backend, environment, kwargs, _seconds(timeout))
     if rendezvous is not None:
         environment = rendezvous.environment
@@ -193,6 +196,29 @@ def init_process_group(backend=None, timeout=None, **kwargs):
         from . import abort
         abort.install(world)
     return None
+
+
+def _check_device_id(device_id, environment):
+    """`init_process_group(device_id=...)` names this process's GPU. Phalanx's is fixed (local
+    rank modulo the GPU count, see nccl_backend.py): that one, or a CPU, is accepted; another
+    raises rather than being ignored."""
+    if device_id is None:
+        return
+    device = Device(f"cuda:{device_id}") if isinstance(device_id, int) else Device(device_id)
+    if device.type == "cpu":
+        return
+    count = device_count()
+    if count == 0:
+        raise ValueError(f"init_process_group(device_id={device_id!r}): no usable GPU here; "
+                         f"drop device_id or pass a CPU device")
+    if device.index is None:
+        raise ValueError("Please use a device_id with index.")
+    ours = environment.local_rank % count
+    if device.index != ours:
+        raise NotImplementedError(
+            f"init_process_group(device_id={device_id!r}): this rank (local rank "
+            f"{environment.local_rank}) works on cuda:{ours} (local rank modulo {count} "
+            f"GPUs); pass device_id={ours} or leave it None")
 
 
 def _rendezvous_without_launcher(backend, environment, kwargs, timeout):
@@ -279,10 +305,14 @@ def get_group_rank(group, global_rank):
         raise ValueError(f"rank {global_rank} is not in {pg!r} (ranks {pg.ranks})") from None
 
 
-def new_group(ranks=None, timeout=None, backend=None, **kwargs):
+def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
+              use_local_synchronization=False, group_desc=None, device_id=None):
     """A group of the given global ranks. Every rank of the world must call it, in the same
-    order; ranks outside `ranks` get `GroupMember.NON_GROUP_MEMBER`."""
+    order; ranks outside `ranks` get `GroupMember.NON_GROUP_MEMBER`. The group runs on the
+    world's backend with the world's timeout; other values of those PyTorch options raise."""
     world = _world()
+    _check_new_group_options(world, timeout, backend, pg_options, use_local_synchronization,
+                             device_id)
     ranks = list(range(world.size)) if ranks is None else sorted(int(r) for r in ranks)
     bad = [r for r in ranks if not 0 <= r < world.size]
     if bad or len(set(ranks)) != len(ranks):
@@ -291,8 +321,32 @@ def new_group(ranks=None, timeout=None, backend=None, **kwargs):
     pg = world.split(ranks)
     if pg is None:
         return GroupMember.NON_GROUP_MEMBER
+    pg.group_desc = "undefined" if group_desc is None else group_desc
     _state.groups.append(pg)
     return pg
+
+
+def _check_new_group_options(world, timeout, backend, pg_options, use_local_synchronization,
+                             device_id):
+    """new_group's PyTorch options that Phalanx's subgroups cannot honour raise, naming it."""
+    if backend is not None:
+        name = str(backend).lower()
+        cpu_world = world.backend in ("mpi", "zmq", "local")
+        if not (name == world.backend or (name == "gloo" and cpu_world)):
+            raise NotImplementedError(
+                f"new_group(backend={backend!r}): a subgroup runs on the world's backend "
+                f"{world.backend!r}; pass backend=None")
+    world_timeout = getattr(world, "timeout", None)   # None: a world of one never waits
+    if timeout is not None and world_timeout is not None and _seconds(timeout) != world_timeout:
+        raise NotImplementedError(
+            f"new_group(timeout={timeout!r}): a subgroup has the world's timeout "
+            f"({world_timeout} s, set by init_process_group(timeout=...)); pass timeout=None")
+    for name, value, default in (("pg_options", pg_options, None),
+                                 ("use_local_synchronization", use_local_synchronization, False),
+                                 ("device_id", device_id, None)):
+        if value != default:
+            raise NotImplementedError(f"new_group({name}={value!r}) is not supported; leave it "
+                                      f"{default!r}")
 
 
 def destroy_process_group(group=None):

@@ -130,11 +130,18 @@ def is_same_size(input, other):
 
 
 def is_conj(input):
-    return False
+    return _tensor_argument("is_conj", input).is_conj()
 
 
 def is_neg(input):
-    return False
+    return _tensor_argument("is_neg", input).is_neg()
+
+
+def _tensor_argument(name, input):
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{name}(): argument 'input' (position 1) must be Tensor, not "
+                        f"{type(input).__name__}")
+    return input
 
 
 def resolve_conj(input):

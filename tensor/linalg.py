@@ -41,6 +41,10 @@ def _mT(t):
     return t.transpose(-2, -1)
 
 
+def _mH(t):
+    return _mT(t).conj() if t.is_complex() else _mT(t)
+
+
 def _square(name, a):
     if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
         raise RuntimeError(f"linalg.{name}: A must be batches of square matrices, but they are "
@@ -327,8 +331,14 @@ def qr(A, mode="reduced"):
 
 
 def pinv(A, *, atol=None, rtol=None, hermitian=False):
-    """Pseudo-inverse through the SVD: singular values at or below the tolerance count as 0."""
-    U, S, Vh = svd(A, full_matrices=False)
+    """Pseudo-inverse through the SVD (through eigh with `hermitian=True`, which reads only
+    the lower triangle, as PyTorch does): singular values at or below the tolerance count as
+    0."""
+    if hermitian:
+        L, Q = eigh(A)
+        U, S, Vh = Q * L.sign().unsqueeze(-2), L.abs(), _mH(Q)
+    else:
+        U, S, Vh = svd(A, full_matrices=False)
     smax = S.amax(-1, keepdim=True).detach()
     if rtol is None:
         rtol = (max(A.shape[-2:]) * np.finfo(A._data.dtype).eps) if atol is None else 0.0
@@ -337,11 +347,12 @@ def pinv(A, *, atol=None, rtol=None, hermitian=False):
         tol = ew.maximum(tol, atol if isinstance(atol, Tensor) else smax * 0 + atol)
     keep = S > tol
     sinv = ew.where(keep, 1 / ew.where(keep, S, 1.0), 0.0)
-    return _mT(Vh) @ (sinv.unsqueeze(-1) * _mT(U))
+    return _mH(Vh) @ (sinv.unsqueeze(-1) * _mH(U))
 
 
 def matrix_rank(A, *, atol=None, rtol=None, hermitian=False):
-    S = svdvals(A).detach()
+    # a Hermitian matrix's singular values are its eigenvalues' magnitudes (lower triangle read)
+    S = eigvalsh(A).abs().detach() if hermitian else svdvals(A).detach()
     if rtol is None:
         rtol = (max(A.shape[-2:]) * np.finfo(A._data.dtype).eps) if atol is None else 0.0
     tol = S.amax(-1, keepdim=True) * rtol

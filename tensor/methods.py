@@ -173,7 +173,7 @@ _inplace_names = ["add", "sub", "mul", "div", "pow", "neg", "exp", "log", "sqrt"
 def _copy_(self, src, non_blocking=False):
     src_arr = src._data if isinstance(src, Tensor) else src
     if isinstance(src, Tensor) and type(src_arr) is not type(self._data):
-        src = src.to(self.device)
+        src = src.to(self.device, non_blocking=non_blocking)
     return _inplace_apply(self, lambda s: Overwrite.apply(s, src, (Ellipsis,)), src)
 
 

@@ -3,6 +3,8 @@
 Ops are defined in `tensor/ops/*` and bound as methods in `tensor/methods.py`; this file holds
 what a tensor *is*: its array, dtype, device, grad state, conversion and representation.
 """
+import warnings
+
 import numpy as np
 
 from ..autograd import engine
@@ -262,12 +264,14 @@ class Tensor(TensorBase):
 
     def pin_memory(self, device=None):
         """A copy in page-locked host memory (a GPU reads it asynchronously); needs a GPU."""
+        _warn_deprecated_device_argument("pin_memory", device)
         if self.is_cuda:
             raise RuntimeError(f"cannot pin '{self.device}' memory: only CPU tensors can be "
                                f"pinned")
         return Tensor._make(backend.pin(self._data))
 
     def is_pinned(self, device=None):
+        _warn_deprecated_device_argument("is_pinned", device)
         return backend.is_pinned(self._data)
 
     def cpu(self):
@@ -290,11 +294,11 @@ class Tensor(TensorBase):
         if isinstance(dtype, str):
             target, on_gpu = _parse_type_name(dtype)
             if on_gpu and not self.is_cuda:
-                return self.to("cuda", target)
+                return self.to("cuda", target, non_blocking=non_blocking)
             if not on_gpu and self.is_cuda:
-                return self.to("cpu", target)
-            return self.to(target)
-        return self.to(dtype)
+                return self.to("cpu", target, non_blocking=non_blocking)
+            return self.to(target, non_blocking=non_blocking)
+        return self.to(dtype, non_blocking=non_blocking)
 
     def type_as(self, other):
         return self.to(other.dtype)
@@ -443,6 +447,14 @@ _LEGACY_TYPE_NAMES = {"float32": "FloatTensor", "float64": "DoubleTensor",
                       "bool": "BoolTensor", "complex64": "ComplexFloatTensor",
                       "complex128": "ComplexDoubleTensor"}
 _DTYPE_OF_TYPE_NAME = {v: k for k, v in _LEGACY_TYPE_NAMES.items()}
+
+
+def _warn_deprecated_device_argument(method, device):
+    """PyTorch still accepts `pin_memory(device)`/`is_pinned(device)` but deprecates it: pinned
+    memory serves any GPU, so the device changes nothing, and it says so as PyTorch does."""
+    if device is not None:
+        warnings.warn(f"The argument 'device' of Tensor.{method}() is deprecated. Please do not "
+                      f"pass this argument.", DeprecationWarning, stacklevel=3)
 
 
 def _parse_type_name(name):

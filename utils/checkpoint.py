@@ -37,6 +37,12 @@ def checkpoint(function, *args, use_reentrant=None, context_fn=None,
                              "use_reentrant=False.")
         if kwargs:
             raise ValueError(f"Unexpected keyword arguments: {','.join(kwargs)}")
+    elif context_fn is not None:
+        # PyTorch runs the forward inside the first context and the recomputation inside the
+        # second; there is no recomputation here, so only the first is entered
+        forward_context, _ = context_fn()
+        with forward_context:
+            return function(*args, **kwargs)
     return function(*args, **kwargs)
 
 

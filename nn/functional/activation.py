@@ -80,26 +80,28 @@ def softsign(input):
     return input / (input.abs() + 1)
 
 
-def _softmax_dim(ndim, name):
+def _softmax_dim(ndim, name, stacklevel):
     warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call "
-                  f"to include dim=X as an argument.", stacklevel=3)
+                  f"to include dim=X as an argument.", stacklevel=stacklevel)
     return 0 if ndim in (0, 1, 3) else 1
 
 
 def softmax(input, dim=None, _stacklevel=3, dtype=None):
     if dim is None:
-        dim = _softmax_dim(input.ndim, "softmax")
+        dim = _softmax_dim(input.ndim, "softmax", _stacklevel)
     return _softmax(input, dim, dtype=dtype)
 
 
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     if dim is None:
-        dim = _softmax_dim(input.ndim, "log_softmax")
+        dim = _softmax_dim(input.ndim, "log_softmax", _stacklevel)
     return _log_softmax(input, dim, dtype=dtype)
 
 
 def softmin(input, dim=None, _stacklevel=3, dtype=None):
-    return softmax(-input, dim, dtype=dtype)
+    if dim is None:
+        dim = _softmax_dim(input.ndim, "softmin", _stacklevel)
+    return _softmax(-input, dim, dtype=dtype)
 
 
 def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):

@@ -10,9 +10,16 @@ order come for free:
 d conv / dx = conv^T, d conv^T / dy = conv, and both are bilinear with the weight gradient.
 1-D convolutions run as 2-D ones with a height of 1.
 
-Columns are channel-major. Their other axis runs over (N, OH, OW), or over (OH, OW, N) when
-the output map is small (`ConvGeometry.batch_last`): on small maps the strided copies of
-im2col and col2im then move runs of N contiguous numbers instead of a few pixels each.
+Every product is written on row matrices, one row per output position (N * OH * OW of them):
+the windows (kernel taps x channels) and the maps (channels). How they are stored depends on
+the geometry (`ConvGeometry.channels_last`):
+- channels-last, when a group has enough channels: rows are contiguous, read from an
+  (N, H, W, C) copy of the input, so im2col and col2im move runs of kw * C or C numbers, and
+  BLAS gets its long axis leading;
+- channel-major otherwise (one input channel, depthwise): the matrices are stored transposed,
+  (taps x channels, positions), their positions in (N, OH, OW) order, or (OH, OW, N) when the
+  output map is small (`ConvGeometry.batch_last`), so the strided copies move runs of OW or N
+  numbers instead of a channel or two.
 """
 from typing import NamedTuple
 
@@ -32,11 +39,18 @@ class ConvGeometry(NamedTuple):
     groups: int
     in_hw: tuple        # (H, W)
     out_hw: tuple       # (OH, OW)
+    channels: int       # C, the channels of the input side (the windowed one)
+
+    @property
+    def channels_last(self):
+        """Whether rows are stored as rows (see the module's docstring): from 8 channels per
+        group up, where a channel run is long enough to copy efficiently."""
+        return self.channels // self.groups >= 8
 
     @property
     def batch_last(self):
-        """Whether columns run over (OH, OW, N) rather than (N, OH, OW): on maps of up to 8x8
-        outputs, where a row of pixels is too short to copy efficiently."""
+        """Channel-major positions run over (OH, OW, N) rather than (N, OH, OW): on maps of up
+        to 8x8 outputs, where a row of pixels is too short to copy efficiently."""
         return self.out_hw[0] * self.out_hw[1] <= 64
 
     @property
@@ -45,9 +59,10 @@ class ConvGeometry(NamedTuple):
         return self.in_hw[0] + t + b, self.in_hw[1] + l + r
 
     def window(self, i, j):
-        """The index that picks kernel tap (i, j) of every output position from a padded map."""
+        """The (rows, columns) index that picks kernel tap (i, j) of every output position from
+        a padded map."""
         (sh, sw), (dh, dw), (oh, ow) = self.stride, self.dilation, self.out_hw
-        return (Ellipsis, slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
+        return (slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
                 slice(j * dw, j * dw + sw * (ow - 1) + 1, sw))
 
 
@@ -77,15 +92,17 @@ def padded(d, pad, value=0.0):
 
 
 def im2col(d, g):
-    """(N, C, H, W) -> contiguous columns (groups, C/groups * kh * kw, N * OH * OW), the
-    second axis in (N, OH, OW) or, if `g.batch_last`, (OH, OW, N) order.
-
-    Channel-major columns make every product below one plain 2-D matmul per group (NumPy's
-    stacked matmul does not reach BLAS)."""
+    """(N, C, H, W) -> the windows, (groups, positions, C/groups * kh * kw)."""
     xp = array_module(d)
     n, c = d.shape[:2]
+    cg = c // g.groups
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = g.kernel, g.stride, g.dilation, g.out_hw
-    if g.batch_last:
+    if g.channels_last:     # rows of (kh, kw, C/groups)
+        p = _padded_channels_last(d, g.pad)
+        s_n, s_h, s_w, s_c = p.strides
+        shape = (g.groups, n, oh, ow, kh, kw, cg)
+        strides = (s_c * cg, s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c)
+    elif g.batch_last:      # stored as columns of (C/groups, kh, kw)
         p = _padded_batch_last(d, g.pad)
         s_c, s_h, s_w, s_n = p.strides
         shape = (c, kh, kw, oh, ow, n)
@@ -95,8 +112,23 @@ def im2col(d, g):
         s_n, s_c, s_h, s_w = p.strides
         shape = (c, kh, kw, n, oh, ow)
         strides = (s_c, s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw)
-    win = xp.lib.stride_tricks.as_strided(p, shape, strides)
-    return xp.ascontiguousarray(win).reshape(g.groups, (c // g.groups) * kh * kw, n * oh * ow)
+    win = xp.ascontiguousarray(xp.lib.stride_tricks.as_strided(p, shape, strides))
+    if g.channels_last:
+        return win.reshape(g.groups, n * oh * ow, -1)
+    return win.reshape(g.groups, cg * kh * kw, n * oh * ow).swapaxes(-1, -2)
+
+
+def _padded_channels_last(d, pad):
+    """(N, C, H, W) as (N, H + top + bottom, W + left + right, C), zero borders."""
+    t, b, l, r = pad
+    xp = array_module(d)
+    v = d.transpose(0, 2, 3, 1)
+    if not (t or b or l or r):
+        return xp.ascontiguousarray(v)
+    n, c, h, w = d.shape
+    out = xp.zeros((n, h + t + b, w + l + r, c), d.dtype)
+    out[:, t:t + h, l:l + w] = v
+    return out
 
 
 def _padded_batch_last(d, pad):
@@ -121,57 +153,101 @@ def _batch_last(d):
     return xp.ascontiguousarray(per_channel.transpose(0, 2, 1)).reshape(c, *d.shape[2:], n)
 
 
-def col2im(cols, g, n, channels):
-    """The adjoint of im2col: add every column entry back onto the pixel it came from."""
+def col2im(cols, g, n):
+    """The adjoint of im2col, for channel-major windows: add every window entry back onto the
+    pixel it came from."""
     xp = array_module(cols)
-    (kh, kw), (oh, ow) = g.kernel, g.out_hw
-    hp, wp = g.padded_hw
-    batch_last = g.batch_last
-    if (oh, ow) == (1, 1) and (hp, wp) == (kh, kw) == g.in_hw and g.dilation == (1, 1):
-        # one window covering the whole map (DCGAN's first and last layers): no overlaps
-        return xp.ascontiguousarray(cols.reshape(channels, kh, kw, n).transpose(3, 0, 1, 2))
-    if batch_last:
-        cols = cols.reshape(channels, kh, kw, oh, ow, n)
-        out = xp.zeros((channels, hp, wp, n), cols.dtype)
-    else:
-        cols = cols.reshape(channels, kh, kw, n, oh, ow)
-        out = xp.zeros((channels, n, hp, wp), cols.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            rows, columns = g.window(i, j)[1:]
-            if batch_last:
-                out[:, rows, columns] += cols[:, i, j]
-            else:
-                out[:, :, rows, columns] += cols[:, i, j]
+    (kh, kw), (oh, ow), (hp, wp) = g.kernel, g.out_hw, g.padded_hw
     t, _, l, _ = g.pad
     h, w = g.in_hw
-    if batch_last:
+    c = g.channels
+    cols = xp.ascontiguousarray(cols.swapaxes(-1, -2))
+    if (oh, ow) == (1, 1) and (hp, wp) == (kh, kw) == g.in_hw and g.dilation == (1, 1):
+        # one window covering the whole map (DCGAN's first and last layers): no overlaps
+        return xp.ascontiguousarray(cols.reshape(c, kh, kw, n).transpose(3, 0, 1, 2))
+    if g.batch_last:
+        taps = cols.reshape(c, kh, kw, oh, ow, n)
+        out = xp.zeros((c, hp, wp, n), cols.dtype)
+    else:
+        taps = cols.reshape(c, kh, kw, n, oh, ow)
+        out = xp.zeros((c, n, hp, wp), cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            if g.batch_last:
+                out[:, g.window(i, j)[0], g.window(i, j)[1]] += taps[:, i, j]
+            else:
+                out[:, :, g.window(i, j)[0], g.window(i, j)[1]] += taps[:, i, j]
+    if g.batch_last:
         return xp.ascontiguousarray(out[:, t:t + h, l:l + w].transpose(3, 0, 1, 2))
     return xp.ascontiguousarray(out[:, :, t:t + h, l:l + w].transpose(1, 0, 2, 3))
 
 
-def per_group(a, b, groups):
-    """a[k] @ b[k] for each group k, as 2-D matmuls; a and b are (groups, ., .)-shaped."""
-    if groups == 1:
-        return (a[0] @ b[0])[None]
-    return array_module(a).stack([a[k] @ b[k] for k in range(groups)])
+def scatter_taps(r, w, g, n):
+    """conv^T of channels-last rows (groups, positions, O/groups): each kernel tap's product
+    (N, OH, OW, C/groups) is added onto the pixels it came from. A product per tap rather than
+    one im2col-shaped product lets the adds move whole rows of pixels instead of one pixel's
+    channels at a time."""
+    xp = array_module(r)
+    (kh, kw), (oh, ow), (hp, wp) = g.kernel, g.out_hw, g.padded_hw
+    t, _, l, _ = g.pad
+    h, wd = g.in_hw
+    o, cg = w.shape[:2]
+    taps = xp.ascontiguousarray(w.reshape(g.groups, o // g.groups, cg, kh, kw)
+                                .transpose(0, 3, 4, 1, 2))      # (groups, kh, kw, O/g, C/g)
+    out = xp.zeros((n, hp, wp, g.groups, cg), r.dtype)
+    for k in range(g.groups):
+        for i in range(kh):
+            for j in range(kw):
+                rows_at, columns_at = g.window(i, j)
+                out[:, rows_at, columns_at, k] += (r[k] @ taps[k, i, j]).reshape(n, oh, ow, cg)
+    out = out[:, t:t + h, l:l + wd].reshape(n, h, wd, g.channels)
+    return xp.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 
-def channel_major(d, g):
-    """(N, O, OH, OW) -> (groups, O/groups, N * OH * OW), in the column order of `g`."""
-    o = d.shape[1]
-    d = _batch_last(d) if g.batch_last else array_module(d).ascontiguousarray(d.swapaxes(0, 1))
-    return d.reshape(g.groups, o // g.groups, -1)
+def conv_transpose(y, w, g):
+    """conv^T(y, w) on arrays, in whichever of three ways suits the geometry."""
+    flipped = _flipped(g, y.shape[1])
+    if flipped is not None:     # a plain convolution: no scattered adds at all
+        wf = weight_rows(_flipped_weight(w, g.groups), flipped).swapaxes(-1, -2)
+        return unrows(per_group(im2col(y, flipped), wf, flipped), y.shape[0], flipped, None)
+    if g.channels_last:
+        return scatter_taps(rows(y, g), w, g, y.shape[0])
+    return col2im(per_group(rows(y, g), weight_rows(w, g), g), g, y.shape[0])
 
 
-def batch_major(d, n, g, bias):
-    """(groups, O/groups, N * OH * OW) in the column order of `g` -> (N, O, OH, OW), adding
-    the bias on the way."""
+def per_group(a, b, g):
+    """a[k] @ b[k] for each group k, as 2-D matmuls (NumPy's stacked matmul does not reach
+    BLAS); a and b are (groups, ., .)-shaped. Channel-major matrices are stored transposed, so
+    there the product runs as (b^T @ a^T)^T: BLAS reads each operand as it is stored and the
+    result is stored transposed too."""
+    xp = array_module(a)
+    if g.channels_last:
+        return xp.stack([a[k] @ b[k] for k in range(g.groups)])
+    return xp.stack([b[k].T @ a[k].T for k in range(g.groups)]).swapaxes(-1, -2)
+
+
+def rows(d, g):
+    """A map (N, O, OH, OW) -> (groups, positions, O/groups), stored as `g` stores rows."""
     xp = array_module(d)
-    if g.batch_last:
-        d = d.reshape(-1, *g.out_hw, n).transpose(3, 0, 1, 2)
+    o = d.shape[1]
+    if g.channels_last:
+        d = xp.ascontiguousarray(d.transpose(0, 2, 3, 1))
+        return d.reshape(-1, g.groups, o // g.groups).swapaxes(0, 1)
+    d = _batch_last(d) if g.batch_last else xp.ascontiguousarray(d.swapaxes(0, 1))
+    return d.reshape(g.groups, o // g.groups, -1).swapaxes(-1, -2)
+
+
+def unrows(r, n, g, bias):
+    """(groups, positions, O/groups) rows -> the map (N, O, OH, OW), adding the bias on the
+    way."""
+    xp = array_module(r)
+    oh, ow = g.out_hw
+    if g.channels_last:
+        d = r.swapaxes(0, 1).reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
+    elif g.batch_last:
+        d = r.swapaxes(-1, -2).reshape(-1, oh, ow, n).transpose(3, 0, 1, 2)
     else:
-        d = d.reshape(-1, n, *g.out_hw).swapaxes(0, 1)
+        d = r.swapaxes(-1, -2).reshape(-1, n, oh, ow).swapaxes(0, 1)
     out = xp.empty(d.shape, d.dtype)
     if bias is None:
         out[...] = d
@@ -180,9 +256,42 @@ def batch_major(d, n, g, bias):
     return out
 
 
-def _grouped(w, groups):
-    """(O, C/g, kh, kw) -> (g, O/g, C/g * kh * kw)."""
-    return w.reshape(groups, w.shape[0] // groups, -1)
+def weight_rows(w, g):
+    """(O, C/g, kh, kw) -> (groups, O/groups, window), the window in `g`'s order."""
+    if g.channels_last:
+        w = w.transpose(0, 2, 3, 1)
+    return w.reshape(g.groups, w.shape[0] // g.groups, -1)
+
+
+def weight_from_rows(m, g, w_shape):
+    """The inverse of `weight_rows`: a contiguous (O, C/g, kh, kw) weight."""
+    if g.channels_last:
+        o, cg, kh, kw = w_shape
+        return array_module(m).ascontiguousarray(m.reshape(o, kh, kw, cg).transpose(0, 3, 1, 2))
+    return m.reshape(w_shape)
+
+
+def _flipped(g, channels):
+    """The geometry of conv^T as a plain convolution of its `channels`-channel input with the
+    flipped kernel: possible at stride 1 when no border is wider than the dilated kernel, and
+    faster than scattering unless it gathers many more numbers than a scatter would add (more
+    input than output channels, or a small map padded all round, as from a 1x1 latent)."""
+    (kh, kw), (dh, dw) = g.kernel, g.dilation
+    reach = (dh * (kh - 1),) * 2 + (dw * (kw - 1),) * 2
+    pad = tuple(r - p for r, p in zip(reach, g.pad))
+    gathered = g.in_hw[0] * g.in_hw[1] * channels
+    scattered = g.out_hw[0] * g.out_hw[1] * g.channels
+    if g.stride != (1, 1) or min(pad) < 0 or gathered > 2 * scattered:
+        return None
+    return ConvGeometry(g.kernel, (1, 1), pad, g.dilation, g.groups, g.out_hw, g.in_hw, channels)
+
+
+def _flipped_weight(w, groups):
+    """(O, C/g, kh, kw) -> (C, O/g, kh, kw), each group's kernel transposed and turned by 180
+    degrees."""
+    o, cg, kh, kw = w.shape
+    w = w.reshape(groups, o // groups, cg, kh, kw).swapaxes(1, 2)[..., ::-1, ::-1]
+    return w.reshape(groups * cg, o // groups, kh, kw)
 
 
 def _check_dtypes(name, *tensors):
@@ -200,11 +309,10 @@ class _Conv(Function):
     @staticmethod
     def forward(ctx, x, w, b, g):
         cols = im2col(x._data, g)
-        y = per_group(_grouped(w._data, g.groups), cols, g.groups)   # (g, O/g, N*L)
-        y = batch_major(y, x.shape[0], g, b)
+        y = per_group(cols, weight_rows(w._data, g).swapaxes(-1, -2), g)
         ctx.save_for_backward(x, w)
-        ctx.g, ctx.cols = g, cols  # the columns are reused by the weight gradient
-        return make(y)
+        ctx.g, ctx.cols = g, cols  # the windows are reused by the weight gradient
+        return make(unrows(y, x.shape[0], g, b))
 
     @staticmethod
     def backward(ctx, gy):
@@ -221,9 +329,7 @@ class _ConvT(Function):
 
     @staticmethod
     def forward(ctx, y, w, b, g):
-        wt = _grouped(w._data, g.groups).swapaxes(-1, -2)
-        cols = per_group(wt, channel_major(y._data, g), g.groups)  # (g, C/g*k*k, N*L)
-        x = col2im(cols, g, y.shape[0], w.shape[1] * g.groups)
+        x = conv_transpose(y._data, w._data, g)
         if b is not None:
             x += b._data.reshape(1, -1, 1, 1)
         ctx.save_for_backward(y, w)
@@ -247,12 +353,10 @@ class _ConvWeight(Function):
     def forward(ctx, x, y, g, w_shape, cols=None):
         if cols is None:
             cols = im2col(x._data, g)
-        # (cols @ y^T)^T: BLAS runs faster with the long axis leading in both operands
-        gw = per_group(cols, channel_major(y._data, g).swapaxes(-1, -2), g.groups)
-        gw = gw.swapaxes(-1, -2)
+        gw = per_group(rows(y._data, g).swapaxes(-1, -2), cols, g)
         ctx.save_for_backward(x, y)
         ctx.g = g
-        return make(gw.reshape(w_shape))
+        return make(weight_from_rows(gw, g, w_shape))
 
     @staticmethod
     def backward(ctx, ggw):
@@ -341,7 +445,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         raise RuntimeError(f"conv2d: input spatial size ({h}, {w}) plus padding is smaller than "
                            f"the dilated kernel ({dilation[0] * (kernel[0] - 1) + 1}, "
                            f"{dilation[1] * (kernel[1] - 1) + 1})")
-    g = ConvGeometry(kernel, stride, pad, dilation, groups, (h, w), (oh, ow))
+    g = ConvGeometry(kernel, stride, pad, dilation, groups, (h, w), (oh, ow), x.shape[1])
     y = _Conv.apply(x, weight, bias, g)
     return y.squeeze(0) if squeeze else y
 
@@ -366,7 +470,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
         raise RuntimeError(f"conv_transpose2d: the output size ({h}, {w}) is too small; "
                            f"reduce padding {(ph, pw)}")
     g = ConvGeometry(kernel, stride, (ph, ph + oph, pw, pw + opw), dilation, groups, (h, w),
-                     (oh_in, ow_in))
+                     (oh_in, ow_in), weight.shape[1] * groups)
     x = _ConvT.apply(y, weight, bias, g)
     return x.squeeze(0) if squeeze else x
 

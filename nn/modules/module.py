@@ -4,6 +4,7 @@ Parameters, buffers and child modules are registered by attribute assignment (`_
 into three ordered dicts; every traversal, the state dict (keys are attribute paths) and every
 device/dtype move (one `_apply`) walk those dicts.
 """
+import warnings
 from collections import OrderedDict, namedtuple
 
 import numpy as np
@@ -421,7 +422,10 @@ class Module:
                     f"size mismatch for {key}: copying a param with shape {list(arr.shape)} "
                     f"from checkpoint, the shape in current model is {list(target.shape)}.")
                 continue
-            _copy_into(target, arr)
+            if local_metadata.get("assign_to_params_buffers", False):
+                _assign_from_state_dict(self, name, target, value, arr)
+            else:
+                _copy_into(target, arr)
         if strict:
             for key in state_dict:
                 if not key.startswith(prefix):
@@ -441,9 +445,11 @@ class Module:
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
         missing, unexpected, errors = [], [], []
 
+        metadata = {"assign_to_params_buffers": assign}
+
         def load(module, prefix):
-            module._load_from_state_dict(state_dict, prefix, {}, True, missing, unexpected,
-                                         errors)
+            module._load_from_state_dict(state_dict, prefix, dict(metadata), True, missing,
+                                         unexpected, errors)
             for name, child in module._modules.items():
                 if child is not None:
                     load(child, prefix + name + ".")
@@ -473,8 +479,9 @@ class Module:
     def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False,
                               always_call=False):
         """`hook(module, args, output)` (or `hook(module, args, kwargs, output)`) runs after
-        `forward`; a non-None result replaces the output."""
-        entry = (hook, with_kwargs)
+        `forward`; a non-None result replaces the output. With `always_call=True` it also runs
+        (with output None) when a pre-hook or `forward` raises, before the error propagates."""
+        entry = (hook, with_kwargs, always_call)
         hooks = self._forward_hooks
         hooks.insert(0, entry) if prepend else hooks.append(entry)
         return RemovableHandle(hooks, entry)
@@ -482,6 +489,19 @@ class Module:
     def __call__(self, *args, **kwargs):
         if not (self._forward_pre_hooks or self._forward_hooks):
             return self.forward(*args, **kwargs)
+        try:
+            args, kwargs = self._run_forward_pre_hooks(args, kwargs)
+            output = self.forward(*args, **kwargs)
+        except Exception:
+            self._run_always_called_hooks(args, kwargs)
+            raise
+        for hook, with_kwargs, _ in list(self._forward_hooks):
+            res = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
+            if res is not None:
+                output = res
+        return output
+
+    def _run_forward_pre_hooks(self, args, kwargs):
         for hook, with_kwargs in list(self._forward_pre_hooks):
             if with_kwargs:
                 res = hook(self, args, kwargs)
@@ -494,12 +514,19 @@ class Module:
                 res = hook(self, args)
                 if res is not None:
                     args = res if isinstance(res, tuple) else (res,)
-        output = self.forward(*args, **kwargs)
-        for hook, with_kwargs in list(self._forward_hooks):
-            res = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
-            if res is not None:
-                output = res
-        return output
+        return args, kwargs
+
+    def _run_always_called_hooks(self, args, kwargs):
+        """Forward hooks registered with `always_call=True`, after a pre-hook or `forward`
+        raised: their own errors are only warned about, so the original error propagates."""
+        for hook, with_kwargs, always_call in list(self._forward_hooks):
+            if not always_call:
+                continue
+            try:
+                hook(self, args, kwargs, None) if with_kwargs else hook(self, args, None)
+            except Exception as e:
+                warnings.warn(f"forward hook {hook} with always_call=True raised {e!r}, "
+                              f"silenced because forward itself raised")
 
     # ---- representation --------------------------------------------------------------------
     def extra_repr(self):
@@ -519,6 +546,19 @@ class Module:
         if len(lines) == 1 and not self._modules:
             return f"{self._get_name()}({lines[0]})"
         return self._get_name() + "(\n  " + "\n  ".join(lines) + "\n)"
+
+
+def _assign_from_state_dict(module, name, target, value, arr):
+    """`load_state_dict(assign=True)`: the module takes the state dict's tensor itself (its
+    memory, dtype and device) instead of copying into its own; a parameter keeps its
+    requires_grad, as in PyTorch."""
+    value = value if isinstance(value, Tensor) else Tensor._make(arr)
+    if isinstance(target, Parameter):
+        if isinstance(value, Parameter):
+            value.requires_grad_(target.requires_grad)
+        else:
+            value = Parameter(value, requires_grad=target.requires_grad)
+    setattr(module, name, value)
 
 
 def _copy_into(target, arr):

@@ -4,12 +4,15 @@
 Post-norm (norm_first=False, the default): x = norm(x + block(x)); pre-norm: x = x + block(norm(x)).
 """
 import copy
+import warnings
 
 import numpy as np
 
 from ...tensor import backend, full, triu
-from ...autograd.grad_mode import no_grad
+from ...amp.autocast_mode import is_autocast_enabled
+from ...autograd.grad_mode import is_grad_enabled, no_grad
 from .. import functional as F, init
+from .activation import GELU, ReLU
 from .attention import MultiheadAttention
 from .container import ModuleList
 from .dropout import Dropout
@@ -150,7 +153,14 @@ class TransformerDecoderLayer(Module):
 
 
 class TransformerEncoder(Module):
-    """`num_layers` deep copies of `encoder_layer`, then the optional `norm`."""
+    """`num_layers` deep copies of `encoder_layer`, then the optional `norm`.
+
+    `enable_nested_tensor=True` (the default) reproduces what PyTorch's nested-tensor path
+    returns: in inference (eval mode, no gradient needed) with a left-aligned
+    `src_key_padding_mask` and no `mask`, the padded positions come out as zeros (before
+    `norm`), not as the values the layers computed there. Valid positions are the same either
+    way: no valid position attends to a padded one.
+    """
 
     def __init__(self, encoder_layer, num_layers, norm=None, enable_nested_tensor=True,
                  mask_check=True):
@@ -161,7 +171,12 @@ class TransformerEncoder(Module):
         self.layers = _clones(encoder_layer, num_layers)
         self.num_layers = num_layers
         self.norm = norm
-        self.enable_nested_tensor = False  # nested tensors do not exist here
+        self.enable_nested_tensor = enable_nested_tensor
+        why_not = _why_not_nested(encoder_layer)
+        if enable_nested_tensor and why_not:
+            warnings.warn(f"enable_nested_tensor is True, but self.use_nested_tensor is False "
+                          f"because {why_not}", stacklevel=2)
+        self.use_nested_tensor = enable_nested_tensor and not why_not
         self.mask_check = mask_check
 
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
@@ -171,7 +186,34 @@ class TransformerEncoder(Module):
         for layer in self.layers:
             x = layer(x, src_mask=mask, is_causal=is_causal,
                       src_key_padding_mask=src_key_padding_mask)
+        if self._pads_with_zeros(src, mask, src_key_padding_mask):
+            x = x.masked_fill((src_key_padding_mask != 0).unsqueeze(-1), 0.0)
         return x if self.norm is None else self.norm(x)
+
+    def _pads_with_zeros(self, src, mask, src_key_padding_mask):
+        """Whether PyTorch would take its nested-tensor path for this call (its conditions;
+        the mask's alignment, which needs it on the host, last), which leaves zeros at the
+        padded positions."""
+        first = self.layers[0]
+        if not self.use_nested_tensor or first.training or src.ndim != 3 or \
+                src_key_padding_mask is None or mask is not None or is_autocast_enabled():
+            return False
+        attn = first.self_attn
+        weights = (src, attn.in_proj_weight, attn.in_proj_bias, attn.out_proj.weight,
+                   attn.out_proj.bias, first.norm1.weight, first.norm1.bias, first.norm2.weight,
+                   first.norm2.bias, first.linear1.weight, first.linear1.bias,
+                   first.linear2.weight, first.linear2.bias)
+        if is_grad_enabled() and any(t.requires_grad for t in weights):
+            return False
+        padded = backend.to_host((src_key_padding_mask != 0)._data)
+        if not (padded[:, :-1] & ~padded[:, 1:]).any():
+            return True      # left-aligned: each sequence's padding comes after its tokens
+        if self.mask_check:
+            return False
+        raise NotImplementedError(
+            "TransformerEncoder(mask_check=False) with a src_key_padding_mask that is not "
+            "left-aligned (a padded position before a valid one) is not supported: PyTorch's "
+            "nested-tensor path then reads the wrong positions; pass mask_check=True")
 
 
 class TransformerDecoder(Module):
@@ -197,6 +239,28 @@ class TransformerDecoder(Module):
                       memory_key_padding_mask=memory_key_padding_mask,
                       tgt_is_causal=tgt_is_causal, memory_is_causal=memory_is_causal)
         return x if self.norm is None else self.norm(x)
+
+
+def _why_not_nested(layer):
+    """Why PyTorch would not use nested tensors for stacks of `layer` ('' if it would)."""
+    if not isinstance(layer, TransformerEncoderLayer):
+        return "encoder_layer was not TransformerEncoderLayer"
+    attn = layer.self_attn
+    checks = (
+        (layer.norm_first, "encoder_layer.norm_first was True"),
+        (not attn.batch_first, "encoder_layer.self_attn.batch_first was not True(use "
+                               "batch_first for better inference performance)"),
+        (not attn._qkv_same_embed_dim,
+         "encoder_layer.self_attn._qkv_same_embed_dim was not True"),
+        (attn.in_proj_bias is None, "encoder_layer.self_attn was passed bias=False"),
+        (not (layer.activation in (F.relu, F.gelu)
+              or isinstance(layer.activation, (ReLU, GELU))),
+         "encoder_layer.activation_relu_or_gelu was not True"),
+        (layer.norm1.eps != layer.norm2.eps,
+         "encoder_layer.norm1.eps was not equal to encoder_layer.norm2.eps"),
+        (attn.num_heads % 2 == 1, "encoder_layer.self_attn.num_heads is odd"),
+    )
+    return next((why for failed, why in checks if failed), "")
 
 
 def _batch_first(layer):

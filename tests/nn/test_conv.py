@@ -218,7 +218,7 @@ def test_default_init_matches_torch_distribution(cls, args):
     assert "kernel_size=" in repr(m)
 
 
-# ---- both column layouts, and the whole-map window (DCGAN's first and last layers) ---------
+# ---- every layout of the windows, and the whole-map window (DCGAN's first and last layers) ---------
 # (N, C, H, W, out, kernel, stride, padding, dilation, groups), transposed or not
 LAYOUT_CASES = [
     (False, (3, 4, 6, 5, 6, 3, 1, 1, 1, 2)),
@@ -230,11 +230,19 @@ LAYOUT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("batch_last", [False, True])
+@pytest.mark.parametrize("scatter", [False, True])
+@pytest.mark.parametrize("layout", ["channels_last", "batch_last", "batch_first"])
 @pytest.mark.parametrize("transposed,case", LAYOUT_CASES)
-def test_both_column_layouts_match_torch(transposed, case, batch_last, monkeypatch):
-    from phalanx.nn.functional.conv import ConvGeometry
-    monkeypatch.setattr(ConvGeometry, "batch_last", property(lambda self: batch_last))
+def test_every_layout_matches_torch(transposed, case, layout, scatter, monkeypatch):
+    """Each layout of the windows; conv^T as a flipped convolution where the geometry allows
+    it, or always by scattering the windows back."""
+    from phalanx.nn.functional import conv
+    monkeypatch.setattr(conv.ConvGeometry, "channels_last",
+                        property(lambda self: layout == "channels_last"))
+    monkeypatch.setattr(conv.ConvGeometry, "batch_last",
+                        property(lambda self: layout == "batch_last"))
+    if scatter:
+        monkeypatch.setattr(conv, "_flipped", lambda g, channels: None)
     n, c, h, w, o, k, s, p, d, g = case
     if transposed:
         _compare(lambda x, wt, b: F.conv_transpose2d(x, wt, b, s, p, 0, g, d),
@@ -251,3 +259,28 @@ def test_small_map_second_derivatives():
     assert gradgradcheck(lambda x, w: F.conv_transpose2d(x, w), (x, w))
     x, w = _inputs((3, 2, 3, 3), (4, 2, 3, 3))    # conv down to a 1x1 map
     assert gradgradcheck(lambda x, w: F.conv2d(x, w), (x, w))
+
+
+def test_channels_last_layout_second_derivatives():
+    """Eight channels per group take the channels-last rows without any patching."""
+    x, w, b = _inputs((2, 16, 4, 3), (6, 8, 2, 3), (6,))
+    from phalanx.nn.functional.conv import ConvGeometry
+    g = ConvGeometry((2, 3), (1, 1), (1, 1, 1, 1), (1, 1), 2, (4, 3), (5, 3), 16)
+    assert g.channels_last
+    assert gradgradcheck(lambda x, w, b: F.conv2d(x, w, b, (2, 1), 1, (1, 2), 2), (x, w, b))
+    y, wt = _inputs((2, 8, 3, 3), (8, 4, 3, 2))
+    assert gradgradcheck(lambda y, w: F.conv_transpose2d(y, w, None, 2, 1, 1, 2), (y, wt))
+
+
+def test_conv_transpose_strategy():
+    """conv^T runs as a flipped convolution where that gathers no more than twice what a
+    scatter adds: a stride-1 3x3 'same' convolution's input gradient, not a 1x1 latent's
+    transposed convolution (all padding) nor any strided one."""
+    from phalanx.nn.functional.conv import ConvGeometry, _flipped
+    same = ConvGeometry((3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, (8, 8), (8, 8), 16)
+    assert _flipped(same, 16) == same
+    assert _flipped(same, 64) is None                           # 4x the channels to gather
+    latent = ConvGeometry((4, 4), (1, 1), (0, 0, 0, 0), (1, 1), 1, (4, 4), (1, 1), 512)
+    assert _flipped(latent, 100) is None
+    strided = ConvGeometry((3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1, (8, 8), (4, 4), 16)
+    assert _flipped(strided, 16) is None

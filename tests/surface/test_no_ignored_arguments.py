@@ -1,0 +1,197 @@
+"""No argument may be accepted and ignored (issue 10): every parameter of Phalanx's public,
+PyTorch-mirroring callables is read by its body (see `ignored_args_finder.py` for the walk),
+or is listed below with the reason it needs no reading.
+
+A new finding fails `test_every_ignored_parameter_is_honoured_or_allow_listed`: honour the
+argument as PyTorch does, or raise NotImplementedError naming it for a non-default value. An
+entry that no longer matches fails `test_every_allow_list_entry_still_matches`: delete it.
+`python tests/surface/ignored_args_finder.py` prints the findings.
+"""
+import ast
+import functools
+import importlib.util
+import os
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _finder():
+    spec = importlib.util.spec_from_file_location(
+        "ignored_args_finder", os.path.join(HERE, "ignored_args_finder.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+finder = _finder()
+
+# reason -> the unread parameters it covers ("module.qualname(parameter)")
+ALLOWED = {
+    "PyTorch ignores it too: the *_with_indices functions always return (output, indices)": [
+        "phalanx.nn.functional.fractional_pooling.fractional_max_pool2d_with_indices"
+        "(return_indices)",
+        "phalanx.nn.functional.fractional_pooling.fractional_max_pool3d_with_indices"
+        "(return_indices)",
+        "phalanx.nn.functional.pooling.adaptive_max_pool1d_with_indices(return_indices)",
+        "phalanx.nn.functional.pooling.adaptive_max_pool2d_with_indices(return_indices)",
+        "phalanx.nn.functional.pooling.max_pool1d_with_indices(return_indices)",
+        "phalanx.nn.functional.pooling.max_pool2d_with_indices(return_indices)",
+        "phalanx.nn.functional.pooling3d.adaptive_max_pool3d_with_indices(return_indices)",
+        "phalanx.nn.functional.pooling3d.max_pool3d_with_indices(return_indices)",
+    ],
+    "PyTorch ignores it too: nn.Identity documents its arguments as unused": [
+        "phalanx.nn.modules.linear.Identity.__init__(args)",
+        "phalanx.nn.modules.linear.Identity.__init__(kwargs)",
+    ],
+    "kernel choice only: PyTorch's foreach and per-tensor loops give the same values (both "
+    "run on CPU in 2.13)": [
+        "phalanx.nn.utils.clip_grad.clip_grad_norm(foreach)",
+        "phalanx.nn.utils.clip_grad.clip_grad_norm_(foreach)",
+        "phalanx.nn.utils.clip_grad.clip_grad_value_(foreach)",
+        "phalanx.nn.utils.clip_grad.clip_grads_with_norm_(foreach)",
+        "phalanx.nn.utils.clip_grad.get_total_norm(foreach)",
+    ],
+    "kernel choice only: cuDNN or the native kernel in PyTorch, the same values": [
+        "phalanx.functional_aliases.batch_norm(cudnn_enabled)",
+        "phalanx.functional_aliases.group_norm(cudnn_enabled)",
+        "phalanx.functional_aliases.instance_norm(cudnn_enabled)",
+        "phalanx.functional_aliases.layer_norm(cudnn_enable)",
+    ],
+    "the sort is always stable, which also meets stable=False (ties in any order)": [
+        "phalanx.tensor.ops.sorting.argsort(stable)",
+        "phalanx.tensor.ops.sorting.sort(stable)",
+    ],
+    "results come sorted, which also meets sorted=False (any order; PyTorch's CPU unique "
+    "sorts too)": [
+        "phalanx.tensor.ops.sorting.topk(sorted)",
+        "phalanx.tensor.ops.sorting.unique(sorted)",
+    ],
+    "compile returns the eager program: disable=True asks for exactly that, and fullgraph/"
+    "dynamic only steer graph capture, which never happens (no graph breaks, no shape "
+    "specialisation)": [
+        "phalanx.compile_api.compile(disable)",
+        "phalanx.compile_api.compile(dynamic)",
+        "phalanx.compile_api.compile(fullgraph)",
+    ],
+    "Phalanx has no bfloat16 on a GPU, native or emulated: False for either value": [
+        "phalanx.cuda.is_bf16_supported(including_emulation)",
+    ],
+    "Phalanx has no storage type (a tensor owns its array): no object is a storage": [
+        "phalanx.tensor.settings.is_storage(obj)",
+    ],
+    "Phalanx never uses cuDNN: no tensor is acceptable to it": [
+        "phalanx.backends.cudnn.is_acceptable(tensor)",
+    ],
+    "Phalanx has one layout (strided), so the layout check always passes": [
+        "phalanx.testing.assert_close(check_layout)",
+    ],
+    "Phalanx has no build-time accelerator apart from the one found at run time: both values "
+    "give that answer": [
+        "phalanx.accelerator.current_accelerator(check_available)",
+    ],
+    "PyTorch ignores it too: torch.cpu.synchronize documents `device` as ignored (one CPU)": [
+        "phalanx.cpu.synchronize(device)",
+    ],
+    "a public attribute (`event.id`) that the user reads, as in PyTorch's FunctionEvent": [
+        "phalanx.profiler.events.FunctionEvent.__init__(id)",
+    ],
+    "only steers checkpoint's recomputation, which Phalanx does not do (it keeps the "
+    "activations; values and gradients are the same)": [
+        "phalanx.utils.checkpoint.checkpoint(early_stop)",
+    ],
+    "staging device of the pickled bytes in PyTorch; the objects received are the same": [
+        "phalanx.distributed.collectives.broadcast_object_list(device)",
+    ],
+    "DDP's reducer learns each pass which parameters backward reaches, so every value gives "
+    "find_unused_parameters=True's gradients (with False PyTorch raises on such a model); "
+    "static_graph only lets PyTorch skip that search": [
+        "phalanx.distributed.ddp.DistributedDataParallel.__init__(find_unused_parameters)",
+        "phalanx.distributed.ddp.DistributedDataParallel.__init__(static_graph)",
+    ],
+    "memory layout only: gradients (DDP) and parameter shards (ZeRO) always live in flat "
+    "buckets here; the values are the same for either value": [
+        "phalanx.distributed.ddp.DistributedDataParallel.__init__(gradient_as_bucket_view)",
+        "phalanx.distributed.zero.ZeroRedundancyOptimizer.__init__(parameters_as_bucket_view)",
+    ],
+}
+ALLOWED_KEYS = {key for keys in ALLOWED.values() for key in keys}
+
+
+@functools.lru_cache(maxsize=None)
+def report():
+    return finder.scan()
+
+
+def test_every_ignored_parameter_is_honoured_or_allow_listed():
+    found = report()
+    new = sorted(set(found.findings) - ALLOWED_KEYS)
+    print(f"{found.callables} callables, {found.parameters} parameters scanned; "
+          f"{len(found.findings)} unread, {len(ALLOWED_KEYS)} allow-listed; "
+          f"{len(found.no_source)} public names without Python source (skipped): "
+          f"{sorted(found.no_source)}")
+    assert not new, (
+        "these parameters are accepted and never read: honour each as PyTorch does, or raise "
+        "NotImplementedError naming it for a non-default value (or, if PyTorch ignores it "
+        "too, allow-list it here with the reason):\n" +
+        "\n".join(f"  {key}  (public as {found.findings[key]})" for key in new))
+
+
+def test_every_allow_list_entry_still_matches():
+    stale = sorted(ALLOWED_KEYS - set(report().findings))
+    assert not stale, f"allow-list entries that match nothing any more, delete them: {stale}"
+
+
+def test_the_walk_covers_the_public_surface():
+    found = report()
+    assert found.callables > 1000 and found.parameters > 3000, (found.callables,
+                                                                 found.parameters)
+    scanned = {name for name, _ in finder._public_callables()}
+    for name in ("phalanx.zeros", "phalanx.Tensor.to", "phalanx.Tensor.copy_",
+                 "phalanx.nn.functional.conv2d", "phalanx.nn.Linear.__init__",
+                 "phalanx.nn.LSTM.forward", "phalanx.nn.Module.load_state_dict",
+                 "phalanx.optim.SGD.__init__", "phalanx.optim.lr_scheduler.StepLR.__init__",
+                 "phalanx.utils.data.DataLoader.__init__", "phalanx.distributed.barrier",
+                 "phalanx.nn.parallel.DistributedDataParallel.__init__",
+                 "phalanx.autograd.functional.jvp", "phalanx.distributions.Normal.log_prob",
+                 "phalanx.linalg.pinv", "phalanx.fft.fft", "phalanx.special.erf",
+                 "phalanx.cuda.set_device", "phalanx.GradScaler.__init__",
+                 "phalanx.save", "phalanx.load"):
+        assert name in scanned, f"{name} is not walked"
+
+
+# ---- the finder itself: it must see what it is meant to see -------------------------------
+def _verdict(source, tmp_path):
+    """The finder's verdict on the first function of `source`, loaded from a file as a module
+    whose name starts with 'phalanx' (so calls between its functions are followed)."""
+    path = tmp_path / "phalanx_finder_case.py"
+    path.write_text(source)
+    namespace = {"__name__": "phalanx_finder_case"}
+    exec(compile(source, str(path), "exec"), namespace)
+    fn = namespace[ast.parse(source).body[0].name]
+    params, unread = finder._unread_parameters(fn)
+    return unread + finder._lost_in_callees(fn, params, unread)
+
+
+@pytest.mark.parametrize("source, unread", [
+    ("def f(x, device=None):\n    return x\n", ["device"]),
+    ("def f(x, timeout=None):\n    del timeout\n    return x\n", ["timeout"]),
+    ("def f(x, flag=False):\n    _ = flag\n    return x\n", ["flag"]),
+    ("def f(x, device=None):\n    device = 'cpu'\n    return x.to(device)\n", ["device"]),
+    ("def f(x, **kwargs):\n    return x + kwargs.get('alpha', 1)\n", ["kwargs"]),
+    ("def f(x, **kwargs):\n    return g(x, **kwargs)\n", []),
+    ("def f(x, alpha=1):\n    return map(lambda v: v * alpha, x)\n", []),
+    ("def f(x, alpha=1):\n    def inner():\n        return x * alpha\n    return inner()\n", []),
+    ("def f(x, alpha=1):\n    return g(**locals())\n", []),
+    ("def f(self, x):\n    raise NotImplementedError\n", []),
+    ("def f(self, size, pin_memory=False):\n    self._pin_memory_never_read_anywhere = "
+     "pin_memory\n    return size\n", ["pin_memory"]),
+    # passed on to a helper that ignores it, or honours it
+    ("def f(x, stable=False):\n    return _g(x, stable)\n\n"
+     "def _g(x, stable):\n    return x\n", ["stable"]),
+    ("def f(x, stable=False):\n    return _g(x, stable=stable)\n\n"
+     "def _g(x, stable):\n    return sorted(x, reverse=stable)\n", []),
+])
+def test_the_finder_flags_unread_parameters(source, unread, tmp_path):
+    assert _verdict(source, tmp_path) == unread
