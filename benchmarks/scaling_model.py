@@ -76,6 +76,8 @@ class Cpu:
     compute: float          # CPU seconds of one step's forward, backward and optimizer
     comm_per_byte: float    # CPU seconds the transport spends per gradient byte all-reduced
     beside: float = 1.0     # how much longer an all-reduce takes while backward holds the core
+    comm_per_call: float = 0.0  # CPU seconds of one all-reduce, whatever its size (hand-offs
+    #                             between threads, messages): DDP pays it once per bucket
 
 
 # --- profiles ---------------------------------------------------------------------------
@@ -202,15 +204,18 @@ def buckets(profile, cap=DDP_BUCKET, first_cap=DDP_FIRST_BUCKET):
 
 
 def step_time(profile, workers, topo, algo="hierarchical", cap=DDP_BUCKET, overlap=True,
-              per_bucket=LAUNCH, cpu=None):
+              per_bucket=LAUNCH, cpu=None, first_cap=DDP_FIRST_BUCKET):
     """Predicted seconds per step on `workers` workers, and the all-reduce seconds in it.
     With `cpu`, computation on less than a core each runs at that share, and the step takes at
-    least the CPU its computation and communication need over the cores each worker has."""
+    least the CPU its computation and communication need over the cores each worker has.
+    `first_cap=cap` (with an unbounded cap: one all-reduce of everything) models buckets
+    without DDP's small first one."""
     if cpu is not None and workers > 1 and cpu.cores_per_worker < 1:
         profile = profile.stretched(cpu.compute / cpu.cores_per_worker / profile.compute)
     slow = cpu.beside if cpu is not None else 1.0
     comm_end, total = 0.0, 0.0
-    for nbytes, ready in buckets(profile, cap):
+    parts = buckets(profile, cap, first_cap)
+    for nbytes, ready in parts:
         start = max(ready if overlap else profile.backward, comm_end)
         cost = per_bucket + allreduce(nbytes, workers, topo, algo)
         # while backward runs, the transport moves at 1/slow of its speed alone
@@ -220,7 +225,7 @@ def step_time(profile, workers, topo, algo="hierarchical", cap=DDP_BUCKET, overl
         comm_end = total = 0.0
     step = profile.forward + max(profile.backward, comm_end) + profile.optimizer
     if cpu is not None and workers > 1:
-        busy = cpu.compute + cpu.comm_per_byte * profile.nbytes
+        busy = cpu.compute + cpu.comm_per_byte * profile.nbytes + cpu.comm_per_call * len(parts)
         step = max(step, busy / cpu.cores_per_worker)
     return step, total
 
@@ -446,7 +451,9 @@ def validate(path):
                        [tuple(g) for g in r["grads"]])
         topo = Topology(r["topology"], r["per_node"], Link(*r["intra"]), Link(*r["inter"]))
         cpu = Cpu(**r["cpu"]) if "cpu" in r else None
-        pred, _ = step_time(prof, r["workers"], topo, r["algo"], r["cap"], r["overlap"], cpu=cpu)
+        # DDP's buckets there are 1 MB, its first one too; after backward: one all-reduce
+        pred, _ = step_time(prof, r["workers"], topo, r["algo"], r["cap"], r["overlap"], cpu=cpu,
+                            first_cap=r["cap"])
         err = pred / r["measured"] - 1
         worst = max(worst, abs(err))
         rows.append(f"| {r['case']} | {r['workers']} | {r['measured'] * 1e3:.1f} ms | "

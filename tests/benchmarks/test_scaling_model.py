@@ -114,3 +114,15 @@ def test_measure_records_every_gradient_in_backward_order():
     assert prof.nbytes == 4 * sum(p.numel() for p in model.parameters())
     times = [t for _, t in prof.grads]
     assert times == sorted(times) and 0 < times[-1] <= prof.backward
+
+
+def test_every_all_reduce_costs_its_call_cpu():
+    """Where the step is CPU-bound, each bucket's all-reduce adds the CPU of one call: DDP's
+    two buckets cost one call more than a single all-reduce after backward."""
+    prof = sm.Profile("m", forward=0.002, backward=0.010, optimizer=0.001,
+                      grads=[(4e6, 0.005), (4e6, 0.010)])
+    topo = sm.Topology("t", 1, sm.Link(1e-6, 1e10), sm.Link(1e-5, 1e9))
+    cpu = sm.Cpu(cores_per_worker=1, compute=0.013, comm_per_byte=1e-9, comm_per_call=0.001)
+    assert sm.step_time(prof, 2, topo, cap=4e6, cpu=cpu)[0] == pytest.approx(0.023)
+    assert sm.step_time(prof, 2, topo, cap=1 << 60, overlap=False, cpu=cpu,
+                        first_cap=1 << 60)[0] == pytest.approx(0.022)
