@@ -220,10 +220,16 @@ def per_group(a, b, g):
     BLAS); a and b are (groups, ., .)-shaped. Channel-major matrices are stored transposed, so
     there the product runs as (b^T @ a^T)^T: BLAS reads each operand as it is stored and the
     result is stored transposed too."""
-    xp = array_module(a)
     if g.channels_last:
-        return xp.stack([a[k] @ b[k] for k in range(g.groups)])
-    return xp.stack([b[k].T @ a[k].T for k in range(g.groups)]).swapaxes(-1, -2)
+        return _stacked([a[k] @ b[k] for k in range(g.groups)])
+    return _stacked([b[k].T @ a[k].T for k in range(g.groups)]).swapaxes(-1, -2)
+
+
+def _stacked(products):
+    """(groups, ., .) from each group's product, without a copy for a single group."""
+    if len(products) == 1:
+        return products[0][None]
+    return array_module(products[0]).stack(products)
 
 
 def rows(d, g):
