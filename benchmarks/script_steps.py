@@ -9,7 +9,9 @@ and copied weight for weight into the same Phalanx model (the eval-mode outputs 
 printed as a sanity check). One step is what the script's training loop does per batch:
 zero_grad, forward, loss, backward, optimizer step (for time_sequence, one L-BFGS step with
 one closure evaluation, max_iter=1; for dcgan, the discriminator on real and fake images and
-the generator, with both Adam steps). The frameworks alternate step by step in
+the generator, with both Adam steps; for reinforce and actor_critic, one CartPole episode of
+50 actions, each a policy forward, a Categorical draw and its log_prob, then the script's
+finish_episode update). The frameworks alternate step by step in
 one process, and the table shows the median step time of each and the ratio Phalanx/PyTorch
 (1.0 = as fast; the goal is <= 1.2 on every row).
 
@@ -196,7 +198,42 @@ def siamese(lib):
     return Pairs()
 
 
+def reinforce(lib):
+    nn, F = lib.nn, lib.nn.functional
+
+    class Policy(nn.Module):       # reinforce.py: a softmax policy for CartPole
+        def __init__(self):
+            super().__init__()
+            self.affine1 = nn.Linear(4, 128)
+            self.dropout = nn.Dropout(p=0.6)
+            self.affine2 = nn.Linear(128, 2)
+
+        def forward(self, x):
+            return F.softmax(self.affine2(F.relu(self.dropout(self.affine1(x)))), dim=1)
+
+    return Policy()
+
+
+def actor_critic(lib):
+    nn, F = lib.nn, lib.nn.functional
+
+    class Policy(nn.Module):       # actor_critic.py: shared layer, action and value heads
+        def __init__(self):
+            super().__init__()
+            self.affine1 = nn.Linear(4, 128)
+            self.action_head = nn.Linear(128, 2)
+            self.value_head = nn.Linear(128, 1)
+
+        def forward(self, x):
+            x = F.relu(self.affine1(x))
+            return F.softmax(self.action_head(x), dim=-1), self.value_head(x)
+
+    return Policy()
+
+
 def _data(name, rng):
+    if name in ("reinforce", "actor_critic"):     # CartPole states, for the sanity check
+        return rng.standard_normal((8, 4)).astype(np.float32), None
     if name in ("mnist_rnn", "mnist_cnn"):
         return rng.random((64, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, 64)
     if name == "time_sequence":
@@ -247,6 +284,8 @@ def make_step(name, lib, model, x, y):
             return bce - 0.5 * lib.sum(1 + logvar - mu.pow(2) - logvar.exp())
     elif name == "dcgan":
         return _dcgan_step(lib, model, x, y)
+    elif name in ("reinforce", "actor_critic"):
+        return _episode_step(name, lib, model)
     else:                            # the language models: SGD with clipping, as word_lm.py
         opt = optim.SGD(params, lr=5)
 
@@ -260,6 +299,53 @@ def make_step(name, lib, model, x, y):
     def step():
         opt.zero_grad()
         loss_fn().backward()
+        opt.step()
+    return step
+
+
+def _episode_step(name, lib, model, decisions=50, gamma=0.99):
+    """One episode of CartPole as the script plays it, cut at `decisions` actions (a new
+    episode starts whenever the pole falls), then the script's finish_episode update."""
+    import gymnasium as gym
+    F = lib.nn.functional
+    env = gym.make("CartPole-v1")
+    state, _ = env.reset(seed=543)
+    opt = lib.optim.Adam(model.parameters(), lr=1e-2 if name == "reinforce" else 3e-2)
+    eps = np.finfo(np.float32).eps.item()
+
+    def step():
+        nonlocal state
+        saved, rewards = [], []
+        for _ in range(decisions):                       # select_action
+            x = lib.from_numpy(state).float()
+            if name == "reinforce":
+                probs, value = model(x.unsqueeze(0)), None
+            else:
+                probs, value = model(x)
+            m = lib.distributions.Categorical(probs)
+            action = m.sample()
+            saved.append((m.log_prob(action), value))
+            state, reward, done, _, _ = env.step(action.item())
+            rewards.append(reward)
+            if done:
+                state, _ = env.reset()
+        R, returns = 0, []                               # finish_episode
+        for r in rewards[::-1]:
+            R = r + gamma * R
+            returns.insert(0, R)
+        returns = lib.tensor(returns)
+        returns = (returns - returns.mean()) / (returns.std() + eps)
+        opt.zero_grad()
+        if name == "reinforce":
+            loss = lib.cat([-log_prob * R for (log_prob, _), R in zip(saved, returns)]).sum()
+        else:
+            policy_losses, value_losses = [], []
+            for (log_prob, value), R in zip(saved, returns):
+                advantage = R - value.item()
+                policy_losses.append(-log_prob * advantage)
+                value_losses.append(F.smooth_l1_loss(value, lib.tensor([R])))
+            loss = lib.stack(policy_losses).sum() + lib.stack(value_losses).sum()
+        loss.backward()
         opt.step()
     return step
 
@@ -293,6 +379,8 @@ CASES = {  # name: (builder, kind of script)
     "lstm_lm": (word_lm("LSTM"), "control"),
     "gru_lm": (word_lm("GRU"), "control"),
     "transformer_lm": (transformer_lm, "control"),
+    "reinforce": (reinforce, "control"),
+    "actor_critic": (actor_critic, "control"),
 }
 
 

@@ -61,6 +61,14 @@ class _Boolean(Constraint):
         return (value == 0) | (value == 1)
 
 
+def _integral(value, within):
+    """`within`, and `value` holds whole numbers (always so for an integer dtype: one op less
+    on every log_prob of a discrete distribution)."""
+    if isinstance(value, Tensor) and value._data.dtype.kind in "iub":
+        return within
+    return within & (value % 1 == 0)
+
+
 class _IntegerInterval(Constraint):
     is_discrete = True
 
@@ -68,7 +76,7 @@ class _IntegerInterval(Constraint):
         self.lower_bound, self.upper_bound = lower_bound, upper_bound
 
     def check(self, value):
-        return (value % 1 == 0) & (value >= self.lower_bound) & (value <= self.upper_bound)
+        return _integral(value, (value >= self.lower_bound) & (value <= self.upper_bound))
 
     def __repr__(self):
         return f"IntegerInterval(lower_bound={self.lower_bound}, upper_bound={self.upper_bound})"
@@ -81,7 +89,7 @@ class _IntegerGreaterThan(Constraint):
         self.lower_bound = lower_bound
 
     def check(self, value):
-        return (value % 1 == 0) & (value >= self.lower_bound)
+        return _integral(value, value >= self.lower_bound)
 
     def __repr__(self):
         return f"IntegerGreaterThan(lower_bound={self.lower_bound})"

@@ -40,8 +40,9 @@ class Distribution:
                                                          lazy_property):
                 continue  # probs vs logits: only the one given is checked
             value = getattr(self, param)
-            valid = constraint.check(value)
-            if not bool(valid.all()):
+            with no_grad():     # a check, never differentiated: no graph for it
+                valid = bool(constraint.check(value).all())
+            if not valid:
                 raise ValueError(
                     f"Expected parameter {param} (Tensor of shape {tuple(value.shape)}) of "
                     f"distribution {self!r} to satisfy the constraint {constraint!r}, but "
@@ -153,8 +154,9 @@ class Distribution:
                 raise ValueError(f"Value is not broadcastable with batch_shape+event_shape: "
                                  f"{actual_shape} vs {expected_shape}.")
         support = self.support
-        valid = support.check(value)
-        if not bool(valid.all()):
+        with no_grad():
+            valid = bool(support.check(value).all())
+        if not valid:
             raise ValueError(
                 f"Expected value argument (Tensor of shape {tuple(value.shape)}) to be within "
                 f"the support ({support!r}) of the distribution {self!r}, but found invalid "

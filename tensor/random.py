@@ -364,9 +364,9 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
     if replacement:
         cdf = xp.cumsum(rows / totals[:, None], axis=1)
         u = rng.random((rows.shape[0], num_samples))
-        if xp is np:
+        if xp is np and cdf.size * num_samples > 1 << 16:   # large: a binary search per row
             out = np.stack([np.searchsorted(c, r, side="right") for c, r in zip(cdf, u)])
-        else:  # the same count of cdf entries <= u, for all rows in one kernel
+        else:  # the count of cdf entries <= u, for all rows at once
             out = (cdf[:, None, :] <= u[:, :, None]).sum(axis=2)
         out = xp.minimum(out, n_cat - 1)  # u just below 1 against a cdf rounded below 1
     else:

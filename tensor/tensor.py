@@ -303,38 +303,45 @@ class Tensor(TensorBase):
     def type_as(self, other):
         return self.to(other.dtype)
 
+    def _cast(self, dtype):
+        """The dtype methods (`float()`, `long()`, ...): `self` when it has that dtype already,
+        without `to`'s argument parsing (scripts call them on every input)."""
+        if self._data.dtype == dtype.np and dtype is not dtypes.bfloat16:
+            return self
+        return self.to(dtype)
+
     def float(self):
-        return self.to(dtypes.float32)
+        return self._cast(dtypes.float32)
 
     def double(self):
-        return self.to(dtypes.float64)
+        return self._cast(dtypes.float64)
 
     def cfloat(self):
-        return self.to(dtypes.complex64)
+        return self._cast(dtypes.complex64)
 
     def cdouble(self):
-        return self.to(dtypes.complex128)
+        return self._cast(dtypes.complex128)
 
     def half(self):
-        return self.to(dtypes.float16)
+        return self._cast(dtypes.float16)
 
     def bfloat16(self):
-        return self.to(dtypes.bfloat16)
+        return self._cast(dtypes.bfloat16)
 
     def int(self):
-        return self.to(dtypes.int32)
+        return self._cast(dtypes.int32)
 
     def long(self):
-        return self.to(dtypes.int64)
+        return self._cast(dtypes.int64)
 
     def short(self):
-        return self.to(dtypes.int16)
+        return self._cast(dtypes.int16)
 
     def bool(self):
-        return self.to(dtypes.bool_)
+        return self._cast(dtypes.bool_)
 
     def byte(self):
-        return self.to(dtypes.uint8)
+        return self._cast(dtypes.uint8)
 
     # ---- new_* (same device, dtype unless given) -----------------------------------------
     def _xp(self):
@@ -391,7 +398,7 @@ class Tensor(TensorBase):
     def __iter__(self):
         if self._data.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
-        return (self[i] for i in range(self._data.shape[0]))
+        return iter(self.unbind(0))     # one op for all the rows, as PyTorch
 
     def __bool__(self):
         if self._data.size != 1:

@@ -71,15 +71,49 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
         raise ValueError(f"smooth_l1_loss does not support negative values for beta (got {beta})")
     if beta == 0.0:
         return l1_loss(input, target, reduction=reduction)
+    if not dispatch.watching():
+        _check_reduction(reduction)
+        return Huber.apply(input, target, beta, 1.0 / beta, reduction)
     d = (input - target).abs()
     return _reduce(where(d < beta, d * d * (0.5 / beta), d - 0.5 * beta), reduction)
 
 
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     _check_same_size(input, target, "huber_loss")
+    if weight is None and not dispatch.watching():
+        _check_reduction(reduction)
+        return Huber.apply(input, target, delta, 1.0, reduction)
     d = (input - target).abs()
     loss = where(d < delta, d * d * 0.5, (d - 0.5 * delta) * delta)
     return _reduce(loss if weight is None else loss * weight, reduction)
+
+
+class Huber(Function):
+    """scale * huber_delta(input - target), reduced, in one op (smooth L1 is the Huber loss
+    over beta: an RL script pays it once per action). Observers see the composed form.
+    Backward: scale * clamp(input - target, -delta, delta), in tensor ops."""
+
+    @staticmethod
+    def forward(ctx, x, t, delta, scale, reduction):
+        d = x._data - t._data
+        xp = array_module(d)
+        a = xp.abs(d)
+        loss = xp.where(a < delta, (0.5 * scale) * d * d, (scale * delta) * (a - 0.5 * delta))
+        ctx.save_for_backward(x, t)
+        ctx.delta, ctx.scale, ctx.reduction, ctx.count = delta, scale, reduction, d.size
+        if reduction == "mean":
+            loss = loss.mean()
+        elif reduction == "sum":
+            loss = loss.sum()
+        return Tensor._make(xp.asarray(loss, dtype=d.dtype))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, t = ctx.saved_tensors
+        scale = ctx.scale / ctx.count if ctx.reduction == "mean" else ctx.scale
+        gx = g * (x - t).clamp(-ctx.delta, ctx.delta) * scale
+        nx, nt = ctx.needs_input_grad[:2]
+        return (gx if nx else None), (-gx if nt else None), None, None, None
 
 
 # ---- binary ----------------------------------------------------------------------------

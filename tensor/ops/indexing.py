@@ -3,7 +3,7 @@ index_select, masked_fill. Gradients through repeated indices accumulate."""
 import numpy as np
 
 from ...autograd import Function
-from ..backend import add_at, array_module, can_check
+from ..backend import add_at, array_module, can_check, on_host
 from ..tensor import Tensor
 from ._util import arr, make, normalize_dim, unbroadcast
 
@@ -134,6 +134,13 @@ def _check_index_tensor(name, index, input_ndim):
                            f"as input tensor ({index.ndim} vs {input_ndim})")
 
 
+def _check_gather_bounds(idx, size, dim):
+    high, low = int(idx.max()), int(idx.min())
+    if high >= size or low < -size:
+        raise IndexError(f"gather(): index {high if high >= size else low} is out of bounds for "
+                         f"dimension {dim} with size {size}")
+
+
 class Gather(Function):
     @staticmethod
     def forward(ctx, x, dim, index):
@@ -143,12 +150,14 @@ class Gather(Function):
         idx = index._data
         sl = tuple(slice(0, idx.shape[i]) if i != dim else slice(None) for i in range(d.ndim))
         xp = array_module(d)
-        if idx.size and can_check(idx) and (int(idx.max()) >= d.shape[dim] or
-                                            int(idx.min()) < -d.shape[dim]):
-            raise IndexError(f"gather(): index {int(idx.max())} is out of bounds for dimension "
-                             f"{dim} with size {d.shape[dim]}")
+        if idx.size and can_check(idx) and not on_host(idx):    # a GPU does not check them
+            _check_gather_bounds(idx, d.shape[dim], dim)
         ctx.shape, ctx.dim, ctx.index = d.shape, dim, index
-        return make(xp.take_along_axis(d[sl], idx, axis=dim))
+        try:
+            return make(xp.take_along_axis(d[sl], idx, axis=dim))
+        except IndexError:      # NumPy's check: say it in PyTorch's words
+            _check_gather_bounds(idx, d.shape[dim], dim)
+            raise
 
     @staticmethod
     def backward(ctx, g):

@@ -2,10 +2,12 @@
 log_softmax, cumsum, norm; var/std and friends are composed from these."""
 import builtins as _b
 import collections
+import math
+import warnings
 
 import numpy as np
 
-from ...autograd import Function
+from ...autograd import Function, dispatch
 from ..backend import array_module, on_host
 from ..dtypes import get_default_dtype, is_floating_np, to_numpy_dtype
 from ._util import make, normalize_dim
@@ -447,12 +449,41 @@ def var(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
     d = input._data
     axes = _axes(dim, d.ndim)
     n = d.size if axes is None else int(np.prod([d.shape[a] for a in axes]))
+    if n - correction <= 0 and d.size:
+        warnings.warn("var(): degrees of freedom is <= 0. Correction should be strictly less "
+                      "than the reduction factor (input numel divided by output numel).",
+                      stacklevel=2)
+    if d.dtype.kind == "f" and not dispatch.watching():
+        return Var.apply(input, axes, _b.max(0, n - correction), keepdim)
     centered = input - input.mean(dim=axes, keepdim=True)
     if d.dtype.kind == "c":  # |z - mean|^2: a real variance, as in PyTorch
         squares = centered.real * centered.real + centered.imag * centered.imag
     else:
         squares = centered * centered
     return squares.sum(dim=axes, keepdim=keepdim) / _b.max(0, n - correction)
+
+
+class Var(Function):
+    """The variance of real floating input over `axes` in one op (what `var` composes from
+    mean, sub, mul, sum and div); backward 2 (x - mean) / denominator, in tensor ops."""
+
+    @staticmethod
+    def forward(ctx, x, axes, denominator, keepdim):
+        d = x._data
+        centered = d - d.mean(axis=axes, keepdims=True)
+        squares = (centered * centered).sum(axis=axes, keepdims=keepdim)
+        ctx.save_for_backward(x)
+        ctx.axes, ctx.denominator, ctx.keepdim = axes, denominator, keepdim
+        with np.errstate(divide="ignore", invalid="ignore"):    # no degrees of freedom: nan
+            return make(array_module(d).asarray(squares / d.dtype.type(denominator)))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        centered = x - x.mean(dim=ctx.axes, keepdim=True)
+        g = _expand_back(g, x.shape, ctx.axes, ctx.keepdim)
+        return g * centered * (2.0 / ctx.denominator if ctx.denominator else math.inf), \
+            None, None, None
 
 
 def std(input, dim=None, *, correction=1, keepdim=False, unbiased=None):

@@ -63,6 +63,8 @@ class Expand(Function):
                                    f"{i + lead}. Target sizes: {list(shape)}. Tensor sizes: "
                                    f"{list(d.shape)}")
         ctx.shape = d.shape
+        if full == d.shape:     # nothing to broadcast: a plain view, without NumPy's check
+            return x._view_of(d.view())
         return x._view_of(array_module(d).broadcast_to(d, full))
 
     @staticmethod
@@ -246,7 +248,8 @@ class Unbind(Function):
         d = x._data
         ctx.dim = dim
         idx = (slice(None),) * dim
-        return tuple(x._view_of(d[idx + (i,)]) for i in range(d.shape[dim]))
+        # `...` keeps a 1-D tensor's elements 0-d views, not scalars copied out of it
+        return tuple(x._view_of(d[idx + (i, Ellipsis)]) for i in range(d.shape[dim]))
 
     @staticmethod
     def backward(ctx, *grads):
@@ -261,10 +264,13 @@ class Stack(Function):
     @staticmethod
     def forward(ctx, dim, *tensors):
         from ..dtypes import result_type
-        dt = result_type(*tensors)
         ctx.dim = dim
         new_axis = (slice(None),) * dim + (None,)   # cheaper than xp.stack's own checks
-        arrays = [t._data.astype(dt, copy=False)[new_axis] for t in tensors]
+        if len({t._data.dtype for t in tensors}) == 1:
+            arrays = [t._data[new_axis] for t in tensors]
+        else:
+            dt = result_type(*tensors)
+            arrays = [t._data.astype(dt, copy=False)[new_axis] for t in tensors]
         return make(array_module(arrays[0]).concatenate(arrays, axis=dim))
 
     @staticmethod
@@ -363,7 +369,8 @@ def expand_as(input, other):
 
 
 def broadcast_tensors(*tensors):
-    shape = np.broadcast_shapes(*(tuple(t.shape) for t in tensors))
+    shapes = [tuple(t.shape) for t in tensors]
+    shape = shapes[0] if shapes.count(shapes[0]) == len(shapes) else np.broadcast_shapes(*shapes)
     return tuple(broadcast_to(t, shape) for t in tensors)
 
 
@@ -421,7 +428,7 @@ def stack(tensors, dim=0):
     tensors = list(tensors)
     if not tensors:
         raise RuntimeError("stack expects a non-empty TensorList")
-    shapes = {tuple(t.shape) for t in tensors}
+    shapes = {t._data.shape for t in tensors}
     if len(shapes) > 1:
         raise RuntimeError(f"stack expects each tensor to be equal size, but got "
                            f"{[list(t.shape) for t in tensors]}")

@@ -97,3 +97,19 @@ def test_view_sees_inplace_writes_and_version_is_shared():
     r = x.reshape(6)
     r[0] = 7
     assert x[0, 0].item() == 7
+
+
+def test_iteration_and_unbind_give_views_as_in_pytorch():
+    """Rows from iterating or unbinding share memory with the tensor, 0-d ones of a 1-D tensor
+    included: an in-place op on one shows in the tensor, as in PyTorch."""
+    import torch
+    for lib in (px, torch):
+        t = lib.tensor([1.0, 2.0, 3.0])
+        list(t)[0].add_(5)
+        t.unbind(0)[2].mul_(10)
+        m = lib.tensor([[1.0, 2.0], [3.0, 4.0]])
+        m.unbind(1)[1].sub_(1)
+        assert t.tolist() == [6.0, 2.0, 30.0] and m.tolist() == [[1.0, 1.0], [3.0, 3.0]]
+    r = px.tensor([1.0, 2.0], requires_grad=True)
+    sum(x * x for x in r).backward()
+    assert r.grad.tolist() == [2.0, 4.0]
