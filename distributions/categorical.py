@@ -1,7 +1,7 @@
 """Categorical(probs= | logits=) over {0, ..., K-1}, K the size of the last dimension."""
 import math
 
-from ..tensor import Size, arange, broadcast_tensors, full, multinomial
+from ..tensor import Size, Tensor, arange, broadcast_tensors, full, multinomial
 from . import constraints
 from .bernoulli import _probs_or_logits
 from .distribution import Distribution
@@ -80,13 +80,15 @@ class Categorical(Distribution):
             sample_shape = (int(sample_shape),)
         n = Size(sample_shape).numel()
         rows = self.probs.detach().reshape(-1, self._num_events)
-        draws = multinomial(rows, n, True).T  # (n, rows)
-        return draws.reshape(self._extended_shape(sample_shape))
+        draws = multinomial(rows, n, True)._data.T  # (n, rows); no graph to keep
+        return Tensor._make(draws.reshape(self._extended_shape(sample_shape)))
 
     def log_prob(self, value):
         if self._validate_args:
             self._validate_sample(value)
         value = value.long().unsqueeze(-1)
+        if value.shape[:-1] == self.logits.shape[:-1]:    # one value per row: no broadcast
+            return self.logits.gather(-1, value).squeeze(-1)
         value, log_pmf = broadcast_tensors(value, self.logits)
         return log_pmf.gather(-1, value[..., :1].contiguous()).squeeze(-1)
 

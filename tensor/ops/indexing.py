@@ -161,7 +161,9 @@ class Gather(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return g.new_zeros(ctx.shape).scatter_add(ctx.dim, ctx.index, g), None, None
+        # one index per row along dim (a log_prob's pick) cannot land twice: a plain scatter
+        scatter = "scatter" if ctx.index.shape[ctx.dim] == 1 else "scatter_add"
+        return getattr(g.new_zeros(ctx.shape), scatter)(ctx.dim, ctx.index, g), None, None
 
 
 class Scatter(Function):
