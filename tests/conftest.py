@@ -23,3 +23,31 @@ def device(request):
         if not px.cuda.is_available():
             pytest.skip(NO_GPU)
     return request.param
+
+
+LAUNCHER_VARS = ["RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "PMI_RANK", "PMI_SIZE",
+                 "PMIX_RANK", "MPI_LOCALRANKID", "MPI_LOCALNRANKS", "OMPI_COMM_WORLD_RANK",
+                 "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+                 "OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID",
+                 "PHALANX_STORE_ENDPOINT", "PHALANX_STORE_TOKEN", "PHALANX_DEBUG", "MASTER_ADDR",
+                 "MASTER_PORT"]
+
+
+@pytest.fixture
+def no_launcher(monkeypatch):
+    """This process as a script started without a launcher sees it: every launcher's
+    variables cleared, no process group."""
+    import phalanx.distributed as dist
+    for name in LAUNCHER_VARS:
+        monkeypatch.delenv(name, raising=False)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@pytest.fixture
+def world_of_one(no_launcher):
+    """A process group of this process alone, torn down afterwards."""
+    import phalanx.distributed as dist
+    dist.init_process_group()
+    yield
+    dist.destroy_process_group()

@@ -121,19 +121,6 @@ def test_optimizer_on_device_matches_cpu(name, device):
         np.testing.assert_allclose(got, want, **TOL)
 
 
-@pytest.fixture
-def world_of_one(monkeypatch):
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_RANK",
-                 "OMPI_COMM_WORLD_SIZE", "PMI_RANK", "PMI_SIZE", "SLURM_PROCID",
-                 "SLURM_NTASKS", "PHALANX_STORE_ENDPOINT", "PHALANX_DEBUG"):
-        monkeypatch.delenv(name, raising=False)
-    if dist.is_initialized():
-        dist.destroy_process_group()
-    dist.init_process_group()
-    yield
-    dist.destroy_process_group()
-
-
 def test_ddp_world_of_one_on_device_matches_plain_cpu_training(world_of_one, device):
     px.manual_seed(0)
     net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))

@@ -180,19 +180,6 @@ def test_transformer_encoder_step_makes_no_host_read():
         model(tokens, mask, padding).reshape(-1, vocab), target)), model)
 
 
-@pytest.fixture
-def world_of_one(monkeypatch):
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_RANK",
-                 "OMPI_COMM_WORLD_SIZE", "PMI_RANK", "PMI_SIZE", "SLURM_PROCID",
-                 "SLURM_NTASKS", "PHALANX_STORE_ENDPOINT", "PHALANX_DEBUG"):
-        monkeypatch.delenv(name, raising=False)
-    if dist.is_initialized():
-        dist.destroy_process_group()
-    dist.init_process_group()
-    yield
-    dist.destroy_process_group()
-
-
 def test_ddp_step_with_clipping_makes_no_host_read(world_of_one):
     px.manual_seed(0)
     net = nn.Sequential(nn.Linear(12, 24), nn.Tanh(), nn.Linear(24, 3))

@@ -15,23 +15,6 @@ from phalanx.distributed.env import detect
 
 pytestmark = [pytest.mark.mpi_skip, pytest.mark.timeout(60)]
 
-LAUNCHER_VARS = ["RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "PMI_RANK", "PMI_SIZE",
-                 "PMIX_RANK", "MPI_LOCALRANKID", "MPI_LOCALNRANKS", "OMPI_COMM_WORLD_RANK",
-                 "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
-                 "OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID",
-                 "PHALANX_STORE_ENDPOINT", "PHALANX_STORE_TOKEN", "PHALANX_DEBUG"]
-
-
-@pytest.fixture
-def alone(monkeypatch):
-    for name in LAUNCHER_VARS:
-        monkeypatch.delenv(name, raising=False)
-    if dist.is_initialized():
-        dist.destroy_process_group()
-    dist.init_process_group()
-    yield
-    dist.destroy_process_group()
-
 
 @pytest.mark.parametrize("environ, expected", [
     ({}, (0, 1, 0, 1, "none", False)),
@@ -60,11 +43,7 @@ def test_environment_errors_name_the_variable():
         detect({"PMI_RANK": "0", "PMI_SIZE": "two"})
 
 
-def test_backend_choice_errors(monkeypatch):
-    for name in LAUNCHER_VARS:
-        monkeypatch.delenv(name, raising=False)
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def test_backend_choice_errors(no_launcher, monkeypatch):
     with pytest.raises(RuntimeError, match="init_process_group"):
         dist.get_rank()
     with pytest.raises(RuntimeError, match="nccl"):
@@ -78,7 +57,7 @@ def test_backend_choice_errors(monkeypatch):
     assert not dist.is_initialized()
 
 
-def test_world_of_one_collectives_are_correct_no_ops(alone):
+def test_world_of_one_collectives_are_correct_no_ops(world_of_one):
     assert dist.get_backend() == "local"
     assert (dist.get_rank(), dist.get_world_size(), dist.get_local_rank()) == (0, 1, 0)
     t = px.tensor([1.0, 2.0])
@@ -116,7 +95,7 @@ def test_world_of_one_collectives_are_correct_no_ops(alone):
     assert dist.get_world_size(dist.new_group([0])) == 1
 
 
-def test_world_of_one_ddp_equals_plain_training(alone):
+def test_world_of_one_ddp_equals_plain_training(world_of_one):
     px.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2)).double()
     ref = copy.deepcopy(model)
@@ -136,11 +115,7 @@ def test_world_of_one_ddp_equals_plain_training(alone):
     assert list(ddp.state_dict()) == list(ref.state_dict())
 
 
-def test_debug_mode_is_read_from_the_environment_at_init(monkeypatch):
-    for name in LAUNCHER_VARS:
-        monkeypatch.delenv(name, raising=False)
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def test_debug_mode_is_read_from_the_environment_at_init(no_launcher, monkeypatch):
     monkeypatch.setenv("PHALANX_DEBUG", "1")
     dist.init_process_group()
     try:

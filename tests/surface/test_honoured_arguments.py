@@ -292,21 +292,8 @@ def test_checkpoint_runs_the_forward_inside_context_fn():
 
 
 # ---- distributed (a world of one) ----------------------------------------------------------
-@pytest.fixture
-def alone(monkeypatch):
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "PMI_RANK",
-                 "PMI_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "SLURM_PROCID",
-                 "SLURM_NTASKS", "PHALANX_STORE_ENDPOINT", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(name, raising=False)
-    if dist.is_initialized():
-        dist.destroy_process_group()
-    dist.init_process_group()
-    yield
-    dist.destroy_process_group()
-
-
 @pytest.mark.mpi_skip
-def test_new_group_options_are_honoured_or_refused(alone):
+def test_new_group_options_are_honoured_or_refused(world_of_one):
     group = dist.new_group([0], backend="gloo", group_desc="data parallel")
     assert group.group_desc == "data parallel"
     assert dist.new_group([0]).group_desc == "undefined"
@@ -319,7 +306,7 @@ def test_new_group_options_are_honoured_or_refused(alone):
 
 
 @pytest.mark.mpi_skip
-def test_barriers_check_their_options(alone):
+def test_barriers_check_their_options(world_of_one):
     dist.barrier(device_ids=[0])         # CPU backends ignore the GPU list, as PyTorch's do
     with pytest.raises(TypeError, match="List\\[int\\]"):
         dist.barrier(device_ids=0)
@@ -331,7 +318,7 @@ def test_barriers_check_their_options(alone):
 
 
 @pytest.mark.mpi_skip
-def test_ddp_check_reduction_is_deprecated_as_in_pytorch(alone):
+def test_ddp_check_reduction_is_deprecated_as_in_pytorch(world_of_one):
     with pytest.warns(FutureWarning, match="check_reduction"):
         dist.DistributedDataParallel(px.nn.Linear(2, 2), check_reduction=True)
     with warnings.catch_warnings():
@@ -340,7 +327,7 @@ def test_ddp_check_reduction_is_deprecated_as_in_pytorch(alone):
 
 
 @pytest.mark.mpi_skip
-def test_init_process_group_device_id_is_checked(alone):
+def test_init_process_group_device_id_is_checked(world_of_one):
     dist.destroy_process_group()
     dist.init_process_group(device_id="cpu")
     dist.destroy_process_group()
