@@ -1,5 +1,6 @@
 """Reductions: sum, mean, prod, amax/amin, max/min (values and indices), logsumexp, softmax,
-log_softmax, cumsum, norm; var/std and friends are composed from these."""
+log_softmax, cumsum, norm, var (one op for real floating input); std and friends are composed
+from these."""
 import builtins as _b
 import collections
 import math
@@ -470,12 +471,14 @@ class Var(Function):
     @staticmethod
     def forward(ctx, x, axes, denominator, keepdim):
         d = x._data
-        centered = d - d.mean(axis=axes, keepdims=True)
+        work = d if d.dtype.itemsize >= 4 else d.astype(np.float32)   # float16: sums in float32
+        centered = work - work.mean(axis=axes, keepdims=True)
         squares = (centered * centered).sum(axis=axes, keepdims=keepdim)
         ctx.save_for_backward(x)
         ctx.axes, ctx.denominator, ctx.keepdim = axes, denominator, keepdim
         with np.errstate(divide="ignore", invalid="ignore"):    # no degrees of freedom: nan
-            return make(array_module(d).asarray(squares / d.dtype.type(denominator)))
+            out = squares / work.dtype.type(denominator)
+        return make(array_module(d).asarray(out).astype(d.dtype, copy=False))
 
     @staticmethod
     def backward(ctx, g):

@@ -62,3 +62,9 @@ def test_var_without_degrees_of_freedom_warns_and_is_nan_as_in_torch():
     for lib in (px, torch):
         with pytest.warns(UserWarning, match="degrees of freedom is <= 0"):
             assert np.isnan(lib.tensor([2.0]).var().item())
+
+
+def test_float16_var_sums_in_float32_as_torch():
+    """A float16 variance over more than 65504 elements (float16's largest) is still right."""
+    x = rng.random(70000).astype(np.float16)
+    assert px.tensor(x).var().item() == torch.tensor(x).var().item()
