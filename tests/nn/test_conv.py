@@ -284,3 +284,26 @@ def test_conv_transpose_strategy():
     assert _flipped(latent, 100) is None
     strided = ConvGeometry((3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1, (8, 8), (4, 4), 16)
     assert _flipped(strided, 16) is None
+
+
+@pytest.mark.parametrize("scatter", [False, True])
+@pytest.mark.parametrize("layout", ["channels_last", "batch_last", "batch_first"])
+def test_every_layout_with_uneven_borders(layout, scatter, monkeypatch):
+    """Borders wider at the bottom/right: a transposed convolution's output_padding and an even
+    kernel's padding='same', in each layout and conv^T strategy."""
+    from phalanx.nn.functional import conv
+    monkeypatch.setattr(conv.ConvGeometry, "channels_last",
+                        property(lambda self: layout == "channels_last"))
+    monkeypatch.setattr(conv.ConvGeometry, "batch_last",
+                        property(lambda self: layout == "batch_last"))
+    if scatter:
+        monkeypatch.setattr(conv, "_flipped", lambda g, channels: None)
+    _compare(lambda x, wt, b: F.conv_transpose2d(x, wt, b, 2, 1, (1, 0), 2, 1),
+             lambda x, wt, b: TF.conv_transpose2d(x, wt, b, 2, 1, (1, 0), 2, 1),
+             [(2, 4, 3, 4), (4, 3, 3, 3), (6,)])
+    _compare(lambda x, wt, b: F.conv_transpose2d(x, wt, b, 1, 0, 0, 1, (2, 1)),
+             lambda x, wt, b: TF.conv_transpose2d(x, wt, b, 1, 0, 0, 1, (2, 1)),
+             [(2, 3, 4, 3), (3, 5, 2, 3), (5,)])
+    _compare(lambda x, wt, b: F.conv2d(x, wt, b, 1, "same", 1, 1),
+             lambda x, wt, b: TF.conv2d(x, wt, b, 1, "same", 1, 1),
+             [(2, 3, 5, 6), (4, 3, 4, 2), (4,)])
