@@ -25,6 +25,16 @@ def _as_tuple(x, what, fn_name):
     return single, items
 
 
+def _v_over_inputs(v, inputs, fn_name):
+    """The vector v of a product over the inputs; None only for one single-element input."""
+    if v is not None:
+        return _as_tuple(v, "v", fn_name)[1]
+    if len(inputs) != 1 or inputs[0].numel() != 1:
+        raise RuntimeError("The vector v can only be None if the input to the user-provided "
+                           "function is a single Tensor with a single element.")
+    return (inputs[0].new_ones(*inputs[0].shape),)
+
+
 def _prepare(inputs, create_graph):
     return tuple(t.view_as(t) if create_graph and t.requires_grad
                  else t.detach().requires_grad_(True) for t in inputs)
@@ -115,14 +125,7 @@ def vjp(func, inputs, v=None, create_graph=False, strict=False):
 def jvp(func, inputs, v=None, create_graph=False, strict=False):
     """(func(inputs), J v): the Jacobian-vector product, as d/du (u^T J) v."""
     single_in, inputs = _as_tuple(inputs, "inputs", "jvp")
-    if v is None:
-        if len(inputs) != 1 or inputs[0].numel() != 1:
-            raise RuntimeError("The vector v can only be None if the input to the "
-                               "user-provided function is a single Tensor with a single "
-                               "element.")
-        v = (inputs[0].new_ones(*inputs[0].shape),)
-    else:
-        _, v = _as_tuple(v, "v", "jvp")
+    v = _v_over_inputs(v, inputs, "jvp")
     inputs = _prepare(inputs, create_graph)
     single_out, outputs = _apply(func, inputs, "jvp")
     _check_strict(outputs, "outputs", strict)
@@ -208,14 +211,7 @@ def vhp(func, inputs, v=None, create_graph=False, strict=False):
     if len(outputs) != 1 or outputs[0].numel() != 1:
         raise RuntimeError("The function given to vhp should return a single Tensor "
                            "containing a single element")
-    if v is None:
-        if len(inputs) != 1 or inputs[0].numel() != 1:
-            raise RuntimeError("The vector v can only be None if the input to the "
-                               "user-provided function is a single Tensor with a single "
-                               "element.")
-        v = (inputs[0].new_ones(*inputs[0].shape),)
-    else:
-        _, v = _as_tuple(v, "v", "vhp")
+    v = _v_over_inputs(v, inputs, "vhp")
     grads = _grad(outputs[0], inputs, create_graph=True, allow_unused=True)
     _check_strict(grads, "jacobian", strict)
     grads = _zeros_for_unused(grads, inputs)

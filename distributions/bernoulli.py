@@ -12,12 +12,25 @@ def _probs_or_logits(probs, logits):
         raise ValueError("Either `probs` or `logits` must be specified, but not both.")
 
 
+class BinaryParameters:
+    """`probs` and `logits` of a two-outcome distribution: one is given, the other derived on
+    first use."""
+
+    @lazy_property
+    def logits(self):
+        return probs_to_logits(self.probs, is_binary=True)
+
+    @lazy_property
+    def probs(self):
+        return logits_to_probs(self.logits, is_binary=True)
+
+
 def softplus_exact(x):
     """log(1 + exp(x)) without softplus' linear cut-off (exact for every x)."""
     return softplus(x, 1.0, math.inf)
 
 
-class Bernoulli(Distribution):
+class Bernoulli(BinaryParameters, Distribution):
     arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
     support = constraints.boolean
     has_enumerate_support = True
@@ -43,14 +56,6 @@ class Bernoulli(Distribution):
         Distribution.__init__(new, batch_shape, Size(), validate_args=False)
         new._validate_args = self._validate_args
         return new
-
-    @lazy_property
-    def logits(self):
-        return probs_to_logits(self.probs, is_binary=True)
-
-    @lazy_property
-    def probs(self):
-        return logits_to_probs(self.logits, is_binary=True)
 
     @property
     def param_shape(self):

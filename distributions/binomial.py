@@ -1,12 +1,12 @@
 """Binomial(total_count, probs= | logits=): counts of successes (not reparameterisable)."""
 from ..tensor import Size, binomial
 from . import constraints
-from .bernoulli import _probs_or_logits, softplus_exact
+from .bernoulli import BinaryParameters, _probs_or_logits, softplus_exact
 from .distribution import Distribution
-from .utils import broadcast_all, lazy_property, logits_to_probs, probs_to_logits
+from .utils import broadcast_all
 
 
-class Binomial(Distribution):
+class Binomial(BinaryParameters, Distribution):
     arg_constraints = {"total_count": constraints.nonnegative_integer,
                        "probs": constraints.unit_interval, "logits": constraints.real}
 
@@ -38,14 +38,6 @@ class Binomial(Distribution):
     @constraints.dependent_property(is_discrete=True, event_dim=0)
     def support(self):
         return constraints.integer_interval(0, self.total_count)
-
-    @lazy_property
-    def logits(self):
-        return probs_to_logits(self.probs, is_binary=True)
-
-    @lazy_property
-    def probs(self):
-        return logits_to_probs(self.logits, is_binary=True)
 
     @property
     def param_shape(self):

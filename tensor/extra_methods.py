@@ -13,23 +13,15 @@ import numpy as np
 from . import backend, random as _random
 from .memory_formats import is_contiguous
 from .backend import array_module
+from .memory_formats import NamedConstant
 from .ops import elementwise as ew, shape
 from .ops._util import normalize_dim
 from .ops.scatter_reduce import scatter_reduce
 from .tensor import Tensor
 
 
-class layout:
+class layout(NamedConstant):
     """A tensor's memory layout (`phalanx.strided`: the only one Phalanx has)."""
-
-    def __init__(self, name):
-        self.name = name
-
-    def __repr__(self):
-        return f"phalanx.{self.name}"
-
-    def __reduce__(self):
-        return self.name
 
 
 strided = layout("strided")

@@ -8,7 +8,9 @@ refused with NotImplementedError rather than accepted and ignored.
 """
 
 
-class memory_format:
+class NamedConstant:
+    """A named singleton like `phalanx.channels_last`: prints and pickles as its name."""
+
     def __init__(self, name):
         self.name = name
 
@@ -17,6 +19,10 @@ class memory_format:
 
     def __reduce__(self):
         return self.name
+
+
+class memory_format(NamedConstant):
+    """A tensor's memory format (torch.memory_format)."""
 
 
 contiguous_format = memory_format("contiguous_format")

@@ -409,17 +409,25 @@ def _check_conv_args(name, x, w, b, groups, transposed):
                            f"move them to the same device")
 
 
+def string_padding(padding, stride, name):
+    """'valid' or 'same' for those strings (checked: 'same' needs stride 1), None for numbers."""
+    if not isinstance(padding, str):
+        return None
+    if padding not in ("valid", "same"):
+        raise ValueError(f"{name}: padding must be an int, a tuple, 'valid' or 'same', "
+                         f"got {padding!r}")
+    if padding == "same" and any(s != 1 for s in stride):
+        raise ValueError(f"{name}: padding='same' is not supported for strided "
+                         f"convolutions (stride={stride}); pad explicitly instead")
+    return padding
+
+
 def _pads(padding, kernel, dilation, stride, name):
     """(top, bottom, left, right) from an int, a pair, 'valid' or 'same'."""
-    if isinstance(padding, str):
-        if padding == "valid":
-            return (0, 0, 0, 0)
-        if padding != "same":
-            raise ValueError(f"{name}: padding must be an int, a tuple, 'valid' or 'same', "
-                             f"got {padding!r}")
-        if any(s != 1 for s in stride):
-            raise ValueError(f"{name}: padding='same' is not supported for strided "
-                             f"convolutions (stride={stride}); pad explicitly instead")
+    mode = string_padding(padding, stride, name)
+    if mode == "valid":
+        return (0, 0, 0, 0)
+    if mode == "same":
         out = []
         for k, d in zip(kernel, dilation):
             total = d * (k - 1)

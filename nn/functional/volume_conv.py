@@ -11,7 +11,7 @@ depth slice with kernel tap i lands at output depth `d * stride + i * dilation`.
 """
 from ...tensor import cat
 from ...tensor.ops.shape import pad as _pad
-from .conv import conv2d, conv_transpose2d, ntuple
+from .conv import conv2d, conv_transpose2d, ntuple, string_padding
 
 __all__ = ["conv3d", "conv_transpose3d"]
 
@@ -32,15 +32,10 @@ def _check_weight(name, weight):
 
 def _depth_pads(padding, kd, dd, stride, name):
     """(front, back) depth padding and the (H, W) padding conv2d takes for the rest."""
-    if isinstance(padding, str):
-        if padding == "valid":
-            return (0, 0), 0
-        if padding != "same":
-            raise ValueError(f"{name}: padding must be an int, a tuple, 'valid' or 'same', "
-                             f"got {padding!r}")
-        if any(s != 1 for s in stride):
-            raise ValueError(f"{name}: padding='same' is not supported for strided "
-                             f"convolutions (stride={stride}); pad explicitly instead")
+    mode = string_padding(padding, stride, name)
+    if mode == "valid":
+        return (0, 0), 0
+    if mode == "same":
         total = dd * (kd - 1)
         return (total // 2, total - total // 2), "same"   # the extra plane goes at the end
     pd, ph, pw = ntuple(padding, 3, "padding")

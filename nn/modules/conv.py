@@ -8,7 +8,7 @@ from .. import init
 from ..functional import conv as C
 from ..functional import volume_conv as C3
 from ..parameter import Parameter
-from ..functional.conv import ntuple
+from ..functional.conv import ntuple, string_padding
 from .module import Module
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -38,16 +38,8 @@ class _ConvNd(Module):
         self.kernel_size = ntuple(kernel_size, n, "kernel_size")
         self.stride = ntuple(stride, n, "stride")
         self.dilation = ntuple(dilation, n, "dilation")
-        if isinstance(padding, str):
-            if padding not in ("same", "valid"):
-                raise ValueError(f"{name}: padding must be an int, a tuple, 'valid' or 'same', "
-                                 f"got {padding!r}")
-            if padding == "same" and any(s != 1 for s in self.stride):
-                raise ValueError(f"{name}: padding='same' is not supported for strided "
-                                 f"convolutions (stride={self.stride})")
-            self.padding = padding
-        else:
-            self.padding = ntuple(padding, n, "padding")
+        self.padding = string_padding(padding, self.stride, name) or \
+            ntuple(padding, n, "padding")
         self.output_padding = ntuple(output_padding, n, "output_padding")
         self.transposed, self.padding_mode = transposed, padding_mode
         shape = ((in_channels, out_channels // groups) if transposed

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import phalanx as px
-import phalanx.distributed as dist
 import phalanx.nn as nn
 import phalanx.nn.functional as F
 

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 import phalanx as px
-import phalanx.distributed as dist
 import phalanx.nn as nn
 import phalanx.nn.functional as F
 from phalanx.tensor import backend

@@ -230,12 +230,9 @@ LAYOUT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("scatter", [False, True])
-@pytest.mark.parametrize("layout", ["channels_last", "batch_last", "batch_first"])
-@pytest.mark.parametrize("transposed,case", LAYOUT_CASES)
-def test_every_layout_matches_torch(transposed, case, layout, scatter, monkeypatch):
-    """Each layout of the windows; conv^T as a flipped convolution where the geometry allows
-    it, or always by scattering the windows back."""
+def _force(monkeypatch, layout, scatter):
+    """Windows in `layout` whatever the channels and map; with `scatter`, conv^T never runs as
+    a flipped convolution."""
     from phalanx.nn.functional import conv
     monkeypatch.setattr(conv.ConvGeometry, "channels_last",
                         property(lambda self: layout == "channels_last"))
@@ -243,6 +240,15 @@ def test_every_layout_matches_torch(transposed, case, layout, scatter, monkeypat
                         property(lambda self: layout == "batch_last"))
     if scatter:
         monkeypatch.setattr(conv, "_flipped", lambda g, channels: None)
+
+
+@pytest.mark.parametrize("scatter", [False, True])
+@pytest.mark.parametrize("layout", ["channels_last", "batch_last", "batch_first"])
+@pytest.mark.parametrize("transposed,case", LAYOUT_CASES)
+def test_every_layout_matches_torch(transposed, case, layout, scatter, monkeypatch):
+    """Each layout of the windows; conv^T as a flipped convolution where the geometry allows
+    it, or always by scattering the windows back."""
+    _force(monkeypatch, layout, scatter)
     n, c, h, w, o, k, s, p, d, g = case
     if transposed:
         _compare(lambda x, wt, b: F.conv_transpose2d(x, wt, b, s, p, 0, g, d),
@@ -291,13 +297,7 @@ def test_conv_transpose_strategy():
 def test_every_layout_with_uneven_borders(layout, scatter, monkeypatch):
     """Borders wider at the bottom/right: a transposed convolution's output_padding and an even
     kernel's padding='same', in each layout and conv^T strategy."""
-    from phalanx.nn.functional import conv
-    monkeypatch.setattr(conv.ConvGeometry, "channels_last",
-                        property(lambda self: layout == "channels_last"))
-    monkeypatch.setattr(conv.ConvGeometry, "batch_last",
-                        property(lambda self: layout == "batch_last"))
-    if scatter:
-        monkeypatch.setattr(conv, "_flipped", lambda g, channels: None)
+    _force(monkeypatch, layout, scatter)
     _compare(lambda x, wt, b: F.conv_transpose2d(x, wt, b, 2, 1, (1, 0), 2, 1),
              lambda x, wt, b: TF.conv_transpose2d(x, wt, b, 2, 1, (1, 0), 2, 1),
              [(2, 4, 3, 4), (4, 3, 3, 3), (6,)])
