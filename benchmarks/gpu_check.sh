@@ -10,11 +10,12 @@
 #   2. gpu tests    tests/gpu: fused kernels against their references on the GPU  (60 s)
 #   3. nccl         tests/gpu/test_nccl_gpu.py: the nccl backend, world size 1    (30 s)
 #   4. device tests the tests parametrized on device `cuda` (pytest -k cuda) in the op
-#                   table, tests/cuda (nn, optim, DDP) and tests/amp, against the CPU (150 s)
+#                   table, tests/gpu_path (nn, optim, DDP) and tests/amp, against the CPU (150 s)
 #   5. mpi ddp      mpirun -n 2 tests/gpu/mpi_ddp_cupy.py: 2-rank DDP on CuPy
 #                   arrays over MPI against one process on the whole batch        (45 s)
 #   6. bench        benchmarks/gpu_bench.py --quick: Phalanx vs PyTorch CUDA per-op and
-#                   training-step times (float32, float16 autocast), NCCL vs raw  (140 s)
+#                   training-step times (float32, float16 autocast), NCCL vs raw  (120 s)
+#   7. breakdown    benchmarks/gpu_breakdown.py: the transformer step taken apart  (45 s)
 # Logs go to $OUT (at most 8 files): setup.log, gpu_tests.log, nccl.log, device_tests.log,
 # mpi_ddp.log, bench.log, gpu_bench.md (the README table), summary.txt (one line per step).
 # The exit status is the number of failed steps.
@@ -42,9 +43,16 @@ SUMMARY="$OUT/summary.txt"
 FAILED=0
 START=$SECONDS
 
-# Phalanx is the repository root itself: import it through a folder named `phalanx`
+# Phalanx is the repository root itself: import it through a folder named `phalanx` laid out
+# as pip installs it (pyproject's package-dir: phalanx.cuda is cuda_api/, ...), no build needed
 PXROOT="$(mktemp -d)"
-ln -s "$REPO" "$PXROOT/phalanx"
+mkdir "$PXROOT/phalanx"
+ln -s "$REPO"/* "$PXROOT/phalanx/"
+for pair in $("$PY" -c 'import tomllib
+for name, folder in tomllib.load(open("pyproject.toml", "rb"))["tool"]["setuptools"]["package-dir"].items():
+    if "." in name: print(name.split(".", 1)[1] + ":" + folder)'); do
+    ln -s "$REPO/${pair##*:}" "$PXROOT/phalanx/${pair%%:*}"
+done
 SITE="$(mktemp -d)"
 export PYTHONPATH="$SITE:$PXROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
@@ -108,20 +116,21 @@ step setup 45 "$OUT/setup.log" bash -c setup
 step gpu_tests 60 "$OUT/gpu_tests.log" "${PYTEST[@]}" tests/gpu/test_fused_kernels.py
 step nccl 30 "$OUT/nccl.log" "${PYTEST[@]}" tests/gpu/test_nccl_gpu.py
 step device_tests 150 "$OUT/device_tests.log" "${PYTEST[@]}" --maxfail=30 -k cuda \
-    tests/tensor/test_ops.py tests/cuda tests/amp
+    tests/tensor/test_ops.py tests/gpu_path tests/amp
 MPIRUN="$(command -v mpirun || command -v mpiexec || command -v "$(dirname "$PY")/mpiexec")"
 if [ -n "$MPIRUN" ]; then
     MPIFLAGS=()        # Open MPI forwards only the variables named with -x; MPICH forwards all
     if "$MPIRUN" --version 2>&1 | grep -q "Open MPI"; then
         MPIFLAGS=(--oversubscribe -x PYTHONPATH -x PYTHONUNBUFFERED -x OPENBLAS_NUM_THREADS)
     fi
-    step mpi_ddp 45 "$OUT/mpi_ddp.log" "$MPIRUN" "${MPIFLAGS[@]}" -n 2 "$PY" \
-        tests/gpu/mpi_ddp_cupy.py
+    step mpi_ddp 45 "$OUT/mpi_ddp.log" "$MPIRUN" "${MPIFLAGS[@]}" -n 2 \
+        "$("$PY" -c 'import sys; print(sys.executable)')" tests/gpu/mpi_ddp_cupy.py
 else
     echo "mpi_ddp      FAILED   no mpirun/mpiexec on PATH" | tee -a "$SUMMARY"
     FAILED=$((FAILED + 1))
 fi
-step bench 140 "$OUT/bench.log" "$PY" benchmarks/gpu_bench.py --quick --out "$OUT"
+step bench 120 "$OUT/bench.log" "$PY" benchmarks/gpu_bench.py --quick --out "$OUT"
+step breakdown 45 "$OUT/bench.log" "$PY" benchmarks/gpu_breakdown.py
 rm -f "$OUT/gpu_bench.json"      # its numbers are in bench.log and gpu_bench.md: 8 files at most
 echo "total $((SECONDS - START)) s, $FAILED step(s) failed" | tee -a "$SUMMARY"
 rm -rf "$PXROOT" "$SITE"

@@ -11,7 +11,7 @@ import queue
 import time
 import warnings
 
-from ..cuda_api import is_available as _cuda_available
+from ..cuda import is_available as _cuda_available
 from ..profiler.recorder import traced
 from .collate import default_collate, default_convert
 from .pin_memory import pin_memory as _pin

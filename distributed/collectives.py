@@ -9,7 +9,7 @@ result is in place. Tensors written by a collective have their version counter b
 """
 import threading
 
-from ..cuda_api import current_device
+from ..cuda import current_device
 from . import debug
 from .comm_queue import CALLER_WAITS
 from .process_group import ReduceOp, Work

@@ -11,7 +11,7 @@ import datetime
 import importlib.util
 import os
 
-from ..cuda_api import device_count
+from ..cuda import device_count
 from ..tensor.backend import Device
 from . import debug, threads
 from .comm_queue import default_collective_timeout

@@ -77,9 +77,14 @@ def _gpu_guard(args):
 
 
 def array_module(arr):
-    """numpy or cupy: the module that owns `arr`."""
-    if type(arr) is np.ndarray or _cupy is None:
+    """numpy or cupy: the module that owns `arr` (a CuPy array made outside Phalanx, before
+    any device was asked for, loads CuPy here)."""
+    if type(arr) is np.ndarray:
         return np
+    if _cupy is None:
+        if not type(arr).__module__.startswith("cupy"):
+            return np
+        cupy()
     return _cupy.get_array_module(arr)
 
 

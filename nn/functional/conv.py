@@ -23,6 +23,7 @@ the geometry (`ConvGeometry.channels_last`):
 """
 from typing import NamedTuple
 
+from ...amp.autocast_mode import is_autocast_enabled
 from ...autograd import Function
 from ...tensor import Tensor
 from ...tensor.backend import array_module
@@ -403,7 +404,8 @@ def _check_conv_args(name, x, w, b, groups, transposed):
         out_ch = w.shape[0]
     if b is not None and tuple(b.shape) != (out_ch,):
         raise RuntimeError(f"{name}: expected bias of shape [{out_ch}], got {list(b.shape)}")
-    _check_dtypes(name, x, w, b)
+    if not is_autocast_enabled(x.device.type):  # else autocast casts them to one dtype
+        _check_dtypes(name, x, w, b)
     if type(x._data) is not type(w._data):
         raise RuntimeError(f"{name}: input is on {x.device} but weight is on {w.device}; "
                            f"move them to the same device")

@@ -96,6 +96,9 @@ MODELS = {
     "Conv2d": (lambda lib: lib.nn.Conv2d(3, 4, 3, padding=1), (2, 3, 6, 6)),
     "ConvTranspose2d": (lambda lib: lib.nn.ConvTranspose2d(3, 2, 3, stride=2), (1, 3, 4, 4)),
     "Conv1d": (lambda lib: lib.nn.Conv1d(3, 4, 3), (2, 3, 9)),
+    # the second convolution gets a low-precision input and a float32 weight
+    "Conv2d-ReLU-Conv2d": (lambda lib: lib.nn.Sequential(
+        lib.nn.Conv2d(3, 4, 3, padding=1), lib.nn.ReLU(), lib.nn.Conv2d(4, 2, 3)), (2, 3, 6, 6)),
     "MultiheadAttention": (lambda lib: lib.nn.MultiheadAttention(8, 2, batch_first=True),
                            (2, 5, 8)),
     "TransformerEncoderLayer": (lambda lib: lib.nn.TransformerEncoderLayer(

@@ -128,7 +128,8 @@ def test_fp16_gradients_are_refused_as_in_torch():
         scaler.unscale_(px.optim.SGD([p], lr=0.1))
 
 
-def test_disabled_scaler_is_transparent_and_cuda_without_gpu_disables():
+def test_disabled_scaler_is_transparent_and_cuda_without_gpu_disables(monkeypatch):
+    monkeypatch.setattr(px.cuda, "is_available", lambda: False)   # also on a GPU machine
     scaler = px.amp.GradScaler("cpu", enabled=False)
     p = px.nn.Parameter(px.ones(2))
     loss = p.sum()

@@ -102,7 +102,7 @@ def test_sampler_batch_sampler_and_collate_fn():
     assert _lists(DataLoader(data, batch_sampler=bs)) == [[0, 1, 2, 3], [4, 5, 6, 7]]
     assert len(DataLoader(data, batch_sampler=bs)) == 2
     assert list(DataLoader(data, batch_size=4, collate_fn=sum)) == [6, 22, 17]
-    with warnings.catch_warnings():  # without a GPU: warns and does nothing (tests/cuda)
+    with warnings.catch_warnings():  # without a GPU: warns and does nothing (tests/gpu_path)
         warnings.simplefilter("ignore")
         loader = DataLoader(data, batch_size=2, pin_memory=True)
     assert _lists(loader)[0] == [0, 1]

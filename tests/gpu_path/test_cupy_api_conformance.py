@@ -27,8 +27,7 @@ except ImportError as e:
 
 
 def _load(name, path):
-    """A helper module of the tests by path (`cuda`, this folder's package name, is also
-    the namespace of NVIDIA's cuda-* packages that CuPy installs)."""
+    """A helper module of the tests, by path: this folder is no package."""
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

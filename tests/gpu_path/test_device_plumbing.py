@@ -81,6 +81,18 @@ def test_apply_makes_the_inputs_gpu_current(monkeypatch):
     assert made == [1]          # only when the input's GPU was not the current one
 
 
+def test_a_cupy_array_made_before_phalanx_loaded_cupy_gets_cupy(monkeypatch):
+    fake = types.SimpleNamespace(get_array_module=lambda a: "cupy module")
+    loads = []
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setattr(backend, "cupy", lambda: loads.append(1) or
+                        monkeypatch.setattr(backend, "_cupy", fake))
+    ndarray = type("ndarray", (), {"__module__": "cupy._core.core"})
+    assert backend.array_module(np.zeros(1)) is np and backend.array_module(1.0) is np
+    assert not loads
+    assert backend.array_module(ndarray()) == "cupy module" and loads == [1]
+
+
 def test_without_cupy_apply_pays_no_device_guard():
     if backend._cupy is None:
         assert function.gpu_guard is None
