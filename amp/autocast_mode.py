@@ -204,6 +204,10 @@ def _intercept(cls, args, kwargs, proceed):
     return proceed(cast, kwargs)
 
 
+# fused Functions on autocast's lists run fused inside a region (dispatch.watching)
+_intercept.handles = lambda cls: any(cls in policies.table(d) for d in _DEVICE_TYPES)
+
+
 def _floating(a):
     # complex tensors are never cast (as in PyTorch): a float16 copy would drop the imaginary part
     return isinstance(a, Tensor) and dtypes.is_floating_np(a._data.dtype) and \

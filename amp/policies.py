@@ -23,9 +23,13 @@ import importlib
 
 # (module, Function name) -> policy; names that a module lacks are skipped
 # einsum is on CUDA's list; on the CPU PyTorch's einsum runs through bmm, which is on the list
+# scaled_dot_product_attention is on both lists: the fused attention Functions run whole in
+# the low precision (their softmax accumulates in float32, as PyTorch's kernels do)
 _COMMON_LOWER = [("nn.functional.linear", "Linear"), ("tensor.ops.linalg", "Matmul"),
                  ("tensor.ops.linalg", "Einsum"),
-                 ("nn.functional.conv", "_Conv"), ("nn.functional.conv", "_ConvT")]
+                 ("nn.functional.conv", "_Conv"), ("nn.functional.conv", "_ConvT"),
+                 ("nn.functional.attention", "_Attention"),
+                 ("nn.functional.attention", "_SelfAttention")]
 
 _CPU = {
     "lower": _COMMON_LOWER,
@@ -42,7 +46,8 @@ _CUDA = {
             [("tensor.ops.mathfuncs", n) for n in ("Acos", "Asin", "Cosh", "Sinh", "Erfinv")] +
             [("tensor.ops.reduction", n) for n in
              ("Logsumexp", "Softmax", "LogSoftmax", "Prod", "Cumsum", "VectorNorm")] +
-            [("nn.functional.loss", "CrossEntropy")],
+            [("nn.functional.loss", "CrossEntropy"),
+             ("nn.functional.fused_normalization", "FusedLayerNorm")],
     "promote": [("tensor.ops.shape", "Cat"), ("tensor.ops.shape", "Stack"),
                 ("tensor.ops.mathfuncs", "Atan2")],
     "banned": [("nn.functional.loss", "BinaryCrossEntropy")],

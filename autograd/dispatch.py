@@ -22,12 +22,15 @@ def intercept(interceptor):
         interceptors.remove(interceptor)
 
 
-def watching():
+def watching(fused=None):
     """Whether an interceptor that must see every primitive op (the profiler, ONNX export,
     autocast) is active: fused Functions then run as their composition, so that it sees the
     ops it knows. Interceptors marked `transparent` (bfloat16 compute, which works on any
-    Function) do not count."""
-    return any(not getattr(i, "transparent", False) for i in interceptors)
+    Function) do not count, nor those whose `handles(fused)` says they know the Function
+    `fused` as it is (autocast, for the fused ones on its lists)."""
+    return any(not getattr(i, "transparent", False) and
+               not (fused is not None and hasattr(i, "handles") and i.handles(fused))
+               for i in interceptors)
 
 
 def call_intercepted(cls, args, kwargs, run):

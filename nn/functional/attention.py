@@ -19,7 +19,7 @@ from ...autograd import Function, dispatch, is_grad_enabled
 from ...tensor import Tensor
 from ...tensor.backend import array_module, on_host
 from ...tensor.ops.shape import cat, pad
-from . import cuda_kernels
+from . import cuda_kernels, fused_loss
 from .dropout import _check_p, _mask as _dropout_mask, dropout
 from .linear import linear as _linear
 
@@ -110,6 +110,10 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         key = key.repeat_interleave(rep, dim=-3)
         value = value.repeat_interleave(rep, dim=-3)
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    if (query.shape[:-2] == key.shape[:-2] == value.shape[:-2] and query._data.size and
+            key._data.size and (mask is None or not mask.requires_grad) and
+            not dispatch.watching(_Attention)):
+        return _Attention.apply(query, key, value, mask, scale, dropout_p)
     return _attend(query, key, value, mask, dropout_p, scale)[0]
 
 
@@ -176,7 +180,7 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
     if same_qkv and not (use_separate_proj_weight or need_weights or add_zero_attn or
                          bias_k is not None or bias_v is not None or static_k is not None or
                          static_v is not None or query._data.size == 0 or
-                         dispatch.watching()):
+                         dispatch.watching(_SelfAttention)):
         out = _fused_self_attention(query, in_proj_weight, in_proj_bias, out_proj_weight,
                                     out_proj_bias, attn_mask, key_padding_mask,
                                     dropout_p if training else 0.0, (L, N, H, D, batch_first))
@@ -313,28 +317,15 @@ class _SelfAttention(Function):
 
     @staticmethod
     def forward(ctx, proj, mask, geom, dropout_p):
-        d = proj._data
-        xp = array_module(d)
-        q, k, v = _split_heads(d, geom)
-        qs = q * (1.0 / math.sqrt(geom[3]))
-        p = qs @ k.swapaxes(-1, -2)                     # scores, then weights, in place
-        dead = None
-        if mask is not None:
-            m = mask._data
-            dead = _dead_rows(mask)
-            p += m if dead is None else xp.where(dead, 0, m)
-        p -= p.max(axis=-1, keepdims=True)
-        xp.exp(p, out=p)
-        p /= p.sum(axis=-1, keepdims=True)
-        if dead is not None:
-            p *= ~dead
+        q, k, v = _split_heads(proj._data, geom)
         keep = None
         if dropout_p > 0.0:     # drawn as `dropout` draws it, so the composed form agrees
-            keep = _keep_mask(proj, p.shape, dropout_p)
-        pk = p if keep is None else p * keep
+            keep = _keep_mask(proj, q.shape[:-1] + k.shape[-2:-1], dropout_p)
+        out, ctx.qs, ctx.p, ctx.pk = _attention_arrays(q, k, v, mask, 1.0 / math.sqrt(geom[3]),
+                                                       keep)
         ctx.save_for_backward(proj, mask)
-        ctx.geom, ctx.qs, ctx.p, ctx.pk, ctx.keep = geom, qs, p, pk, keep
-        return Tensor._make(_merge_heads(pk @ v, geom))
+        ctx.geom, ctx.keep = geom, keep
+        return Tensor._make(_merge_heads(out, geom))
 
     @staticmethod
     def backward(ctx, g):
@@ -349,24 +340,97 @@ class _SelfAttention(Function):
             return None, None, None, None
         L, N, H, D, batch_first = geom
         d = proj._data
-        xp = array_module(d)
         _, k, v = _split_heads(d, geom)
-        p, keep = ctx.p, ctx.keep
         go = g._data.reshape((N, L, H, D) if batch_first else (L, N, H, D))
         go = go.transpose((0, 2, 1, 3) if batch_first else (1, 2, 0, 3))     # (N, H, L, D)
-        grads = xp.empty((N, L, 3, H, D) if batch_first else (L, N, 3, H, D), dtype=d.dtype)
+        grads = array_module(d).empty((N, L, 3, H, D) if batch_first else (L, N, 3, H, D),
+                                      dtype=d.dtype)
         gq, gk, gv = _split_heads(grads, geom)      # views into the packed gradient
-        gv[...] = ctx.pk.swapaxes(-1, -2) @ go
-        gp = go @ v.swapaxes(-1, -2)
-        if keep is not None:
-            gp *= keep
-        # softmax: gs = p * (gp - sum(gp * p)); rows zeroed by a dead mask stay 0 through p
-        gp -= (gp * p).sum(axis=-1, keepdims=True)
-        gp *= p
-        gq[...] = gp @ k
-        gq *= 1.0 / math.sqrt(D)
-        gk[...] = gp.swapaxes(-1, -2) @ ctx.qs
+        gq[...], gk[...], gv[...] = _attention_grads(go, k, v, ctx.qs, ctx.p, ctx.pk, ctx.keep,
+                                                     1.0 / math.sqrt(D))
         return Tensor._make(grads.reshape(d.shape)), None, None, None
+
+
+def _softmax_rows(p):
+    """softmax over the last axis of the scores `p`, in place where the dtype allows. Half
+    precision runs in float32 (as PyTorch's kernels accumulate), stored back in its dtype; on a
+    GPU float32/float64 rows take the fused kernel (one pass instead of five)."""
+    xp = array_module(p)
+    if p.dtype.itemsize < 4:
+        return _softmax_rows(p.astype(np.float32)).astype(p.dtype)
+    kernels = fused_loss.kernels_for(xp)
+    if kernels is not None and cuda_kernels.fusable(p):
+        return kernels.softmax(p)
+    p -= p.max(axis=-1, keepdims=True)
+    xp.exp(p, out=p)
+    p /= p.sum(axis=-1, keepdims=True)
+    return p
+
+
+def _attention_arrays(q, k, v, mask, scale, keep):
+    """softmax(q k^T * scale + mask) (times the dropout keep-mask `keep`) @ v on arrays, for
+    q (..., L, D), k (..., S, D), v (..., S, Dv) and an additive float mask Tensor or None;
+    query rows with every key masked give zeros. Returns (output, q * scale, the attention
+    weights, the weights after dropout): what `_attention_grads` needs."""
+    xp = array_module(q)
+    qs = q * scale              # scaling q (L x D) is cheaper than scaling the scores (L x S)
+    p = qs @ k.swapaxes(-1, -2)
+    dead = None
+    if mask is not None:
+        m = mask._data
+        dead = _dead_rows(mask)
+        p += m if dead is None else xp.where(dead, 0, m)
+    p = _softmax_rows(p)
+    if dead is not None:
+        p *= ~dead
+    pk = p if keep is None else p * keep
+    return pk @ v, qs, p, pk
+
+
+def _attention_grads(go, k, v, qs, p, pk, keep, scale):
+    """(gq, gk, gv) of `_attention_arrays` for the output gradient `go`."""
+    gv = pk.swapaxes(-1, -2) @ go
+    gp = go @ v.swapaxes(-1, -2)
+    if keep is not None:
+        gp *= keep
+    # softmax: gs = p * (gp - sum(gp * p)); rows zeroed by a dead mask stay 0 through p
+    gp -= (gp * p).sum(axis=-1, keepdims=True, dtype=np.float32 if gp.dtype.itemsize < 4
+                       else None).astype(gp.dtype, copy=False)
+    gp *= p
+    gq = gp @ k
+    gq *= scale
+    return gq, gp.swapaxes(-1, -2) @ qs, gv
+
+
+class _Attention(Function):
+    """`scaled_dot_product_attention` of q, k, v (..., L, D) with the same leading dims and an
+    additive float mask (no gradient) as one Function: composed it is a dozen ops forward and
+    more backward, each a pass over the (..., L, S) scores. Under create_graph the backward
+    differentiates the composed form with the same dropout mask."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask, scale, dropout_p):
+        keep = None
+        if dropout_p > 0.0:
+            keep = _keep_mask(q, tuple(q.shape[:-1]) + tuple(k.shape[-2:-1]), dropout_p)
+        out, ctx.qs, ctx.p, ctx.pk = _attention_arrays(q._data, k._data, v._data, mask, scale,
+                                                       keep)
+        ctx.save_for_backward(q, k, v, mask)
+        ctx.scale, ctx.keep = scale, keep
+        return Tensor._make(out)
+
+    @staticmethod
+    def backward(ctx, g):
+        q, k, v, mask = ctx.saved_tensors
+        if is_grad_enabled():   # create_graph: differentiate the composed form instead
+            keep = None if ctx.keep is None else Tensor._make(ctx.keep)
+            return cuda_kernels.differentiate(
+                lambda q_, k_, v_: _attend(q_, k_, v_, mask, 0.0, ctx.scale, keep)[0],
+                (q, k, v), ctx.needs_input_grad[:3], g) + (None, None, None)
+        grads = _attention_grads(g._data, k._data, v._data, ctx.qs, ctx.p, ctx.pk, ctx.keep,
+                                 ctx.scale)
+        return tuple(Tensor._make(a) if need else None
+                     for a, need in zip(grads, ctx.needs_input_grad[:3])) + (None, None, None)
 
 
 def _keep_mask(proj, shape, dropout_p):

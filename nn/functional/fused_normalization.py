@@ -6,6 +6,7 @@ rstd for backward. Backward writes the input gradient of a row in one pass,
 gx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = gy * weight; the weight and bias
 gradients are column sums left to the array library. `layer_norm_reference` is the same math.
 """
+from ...amp.autocast_mode import is_autocast_enabled
 from ...autograd import Function, is_grad_enabled
 from ...tensor import Tensor
 from ...tensor.backend import array_module
@@ -113,7 +114,8 @@ class LayerNormKernels:
             (rows,), (cuda_kernels.ROW_THREADS,),
             (x, gy, self._optional(weight, x.dtype), mean, rstd, cp.int64(width), gx))
         xhat = (x - mean[:, None]) * rstd[:, None]
-        return gx, (gy * xhat).sum(axis=0), gy.sum(axis=0)
+        ones = cp.ones(rows, x.dtype)   # column sums as GEMVs: down a column CuPy's sum is slow
+        return gx, ones @ (gy * xhat), ones @ gy
 
 
 def kernels_for(xp):
@@ -163,10 +165,16 @@ class FusedLayerNorm(Function):
 
 
 def layer_norm(input, shape, weight, bias, eps, unfused):
-    """Layer norm through the fused kernels where they apply (a GPU, one float32/64 dtype),
-    else None. `unfused(input, shape, weight, bias, eps)` is the composed op."""
+    """Layer norm through the fused kernels where they apply (a GPU, one float32/64 dtype, or
+    float16/32 under autocast, which runs layer norm in float32 and so hands the kernels
+    float32), else None. `unfused(input, shape, weight, bias, eps)` is the composed op."""
     kernels = kernels_for(array_module(input._data))
     arrays = [t._data for t in (input, weight, bias) if t is not None]
-    if kernels is None or not cuda_kernels.fusable(*arrays):
+    if kernels is None:
+        return None
+    if is_autocast_enabled("cuda"):
+        if not all(a.dtype.kind == "f" and a.dtype.itemsize <= 4 for a in arrays):
+            return None
+    elif not cuda_kernels.fusable(*arrays):
         return None
     return FusedLayerNorm.apply(input, weight, bias, shape, eps, kernels, unfused)

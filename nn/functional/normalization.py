@@ -216,8 +216,8 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
         if t is not None and tuple(t.shape) != shape:
             raise RuntimeError(f"layer_norm: {name} has shape {list(t.shape)}, expected "
                                f"{list(shape)} (the normalized_shape)")
-    if dispatch.watching() or input.numel() == 0:   # observers see the primitives
-        return _layer_norm(input, shape, weight, bias, eps)
+    if dispatch.watching(fused_normalization.FusedLayerNorm) or input.numel() == 0:
+        return _layer_norm(input, shape, weight, bias, eps)   # observers see the primitives
     fused = fused_normalization.layer_norm(input, shape, weight, bias, eps, _layer_norm)
     if fused is not None:
         return fused

@@ -391,3 +391,34 @@ def test_multi_tensor_tables_are_reused_while_addresses_repeat():
     for i in range(k.TABLES + 1):
         k._device_table([i, -1])
     assert len(k._tables) == k.TABLES and k._device_table([1, 2, 3]) is not a
+
+
+@gpu
+def test_gpu_autocast_runs_layer_norm_and_attention_fused(monkeypatch):
+    """Under CUDA autocast layer norm takes the fused kernel in float32 and attention the
+    fused Function in float16, with PyTorch's dtypes and values."""
+    import torch
+    from phalanx.nn.functional import attention, normalization
+    monkeypatch.setattr(attention, "_attend", None)               # never the composed forms
+    monkeypatch.setattr(normalization, "_layer_norm", None)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 16, 64)).astype(np.float32)
+    w = rng.uniform(0.5, 2, 64).astype(np.float32)
+    px_x, px_w = (px.tensor(a, device="cuda", requires_grad=True) for a in (x, w))
+    t_x, t_w = (torch.tensor(a, device="cuda", requires_grad=True) for a in (x, w))
+    with px.autocast("cuda"):
+        q = px_x.half().reshape(4, 16, 4, 16).transpose(1, 2)
+        ours = (F.scaled_dot_product_attention(q, q, q), F.layer_norm(px_x.half(), (64,), px_w))
+    with torch.autocast("cuda"):
+        tq = t_x.half().reshape(4, 16, 4, 16).transpose(1, 2)
+        theirs = (torch.nn.functional.scaled_dot_product_attention(tq, tq, tq),
+                  torch.nn.functional.layer_norm(t_x.half(), (64,), t_w))
+    for o, t in zip(ours, theirs):
+        assert str(o.dtype).split(".")[-1] == str(t.dtype).split(".")[-1]
+        np.testing.assert_allclose(o.float().detach().cpu().numpy(),
+                                   t.float().detach().cpu().numpy(), rtol=2e-3, atol=2e-3)
+    sum(o.float().sum() for o in ours).backward()
+    sum(t.float().sum() for t in theirs).backward()
+    for p, t in ((px_x, t_x), (px_w, t_w)):
+        np.testing.assert_allclose(p.grad.cpu().numpy(), t.grad.cpu().numpy(),
+                                   rtol=1e-2, atol=1e-2)

@@ -9,6 +9,7 @@ import phalanx as px
 from phalanx import nn
 from phalanx.autograd import gradcheck
 import phalanx.nn.functional as F
+from phalanx.nn.functional import attention
 
 RNG = np.random.default_rng(0)
 
@@ -99,6 +100,58 @@ def test_sdpa_dropout_is_seeded_and_scaled():
     assert not np.allclose(a.numpy(), ref.numpy())
     assert np.allclose(ref.numpy(), 1.0, atol=1e-6)  # rows of softmax weights sum to 1
     assert F.scaled_dot_product_attention(q, k, v, dropout_p=1.0).abs().sum().item() == 0
+
+
+def _composed(monkeypatch):
+    """Make sdpa take its composed form (as under the profiler)."""
+    monkeypatch.setattr(attention.dispatch, "watching", lambda fused=None: True)
+
+
+@pytest.mark.parametrize("mask", [None, "bool", "dead-row"])
+@pytest.mark.parametrize("dropout_p", [0.0, 0.4])
+def test_fused_sdpa_equals_its_composition(monkeypatch, mask, dropout_p):
+    q, k, v = (px.randn(2, 3, n, 4, requires_grad=True) for n in (5, 6, 6))
+    m = None if mask is None else px.tensor(dead_row_mask() if mask == "dead-row"
+                                            else RNG.random((5, 6)) > 0.4)
+    g = px.randn(2, 3, 5, 4)
+    results = []
+    for composed in (False, True):
+        with monkeypatch.context() as mp:
+            if composed:
+                _composed(mp)
+            px.manual_seed(7)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=m, dropout_p=dropout_p)
+            grads = px.autograd.grad(out, (q, k, v), g)
+            results.append([out.detach().numpy()] + [t.numpy() for t in grads])
+    for fused, composed in zip(*results):
+        np.testing.assert_allclose(fused, composed, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_sdpa_second_derivatives():
+    px.manual_seed(0)
+    q = px.randn(2, 3, 4, dtype=px.float64, requires_grad=True)
+    k = px.randn(2, 5, 4, dtype=px.float64, requires_grad=True)
+    v = px.randn(2, 5, 2, dtype=px.float64, requires_grad=True)
+    mask = px.tensor(np.array([[1, 0, 1, 1, 0], [0, 0, 0, 0, 0], [1, 1, 1, 0, 1]], bool))
+    assert px.autograd.gradgradcheck(
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=mask), (q, k, v))
+
+
+def test_autocast_runs_attention_fused_in_the_low_precision(monkeypatch):
+    monkeypatch.setattr(attention, "_attend", None)    # the composed form is not reached
+    q, k, v = (px.randn(2, 5, 8, requires_grad=True) for _ in range(3))
+    tq, tk, tv = (torch.tensor(t.detach().numpy()) for t in (q, k, v))
+    with px.autocast("cpu", dtype=px.bfloat16):
+        out = F.scaled_dot_product_attention(q, k, v)
+        mha = nn.MultiheadAttention(8, 2, batch_first=True)
+        y, _ = mha(q, q, q, need_weights=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        t_out = TF.scaled_dot_product_attention(tq, tk, tv)
+    assert out.dtype is px.bfloat16 and y.dtype is px.bfloat16
+    np.testing.assert_allclose(out.float().detach().numpy(), t_out.float().numpy(),
+                               rtol=0.03, atol=0.03)
+    out.float().sum().backward()
+    assert q.grad.dtype is px.float32 and np.isfinite(q.grad.numpy()).all()
 
 
 def test_sdpa_errors():

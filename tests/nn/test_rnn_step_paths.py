@@ -104,7 +104,7 @@ def test_lstm_leaves_the_incoming_final_state_gradient_untouched(proj_size):
 
 
 def _host_transfer_harness():
-    path = pathlib.Path(__file__).resolve().parents[1] / "cuda" / "test_host_transfers.py"
+    path = pathlib.Path(__file__).resolve().parents[1] / "gpu_path" / "test_host_transfers.py"
     spec = importlib.util.spec_from_file_location("host_transfers_harness", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
