@@ -265,8 +265,8 @@ def markdown(results):
                      f"{goal} |")
     for size, r in st.get("nccl", {}).items():
         lines.append(f"| NCCL all_reduce {size} | {r['phalanx_us']:.1f} us | {r['raw_us']:.1f} "
-                     f"us | {r['ratio']:.2f}x speed | >= 0.95x at 256MB on several GPUs (world size 1: "
-                     f"no data moves, the call's cost) |")
+                     f"us | {r['ratio']:.2f}x speed | >= 0.95x at 256MB on several GPUs "
+                     f"(world size 1: no data moves, the call's cost) |")
     for stage, err in results["errors"].items():
         lines.append(f"\nStage {stage} failed: {err}")
     return "\n".join(lines) + "\n"

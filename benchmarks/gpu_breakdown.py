@@ -62,7 +62,8 @@ def main():
         bw = cp.asarray(rng.standard_normal((d, f)), dtype=dtype)
         ta16, tbw = torch.as_tensor(a16, device="cuda"), torch.as_tensor(bw, device="cuda")
         print(f"== {dtype}", flush=True)
-        print(f"  raw GEMM ({b * s}x{d} @ {d}x{f}): cupy {timed(lambda: a16 @ bw, cp.cuda.Device().synchronize):.2f} ms"
+        t_cupy = timed(lambda: a16 @ bw, cp.cuda.Device().synchronize)
+        print(f"  raw GEMM ({b * s}x{d} @ {d}x{f}): cupy {t_cupy:.2f} ms"
               f"  torch {timed(lambda: ta16 @ tbw, tsync):.2f} ms", flush=True)
 
         def both(name, pfn, tfn):
