@@ -9,23 +9,16 @@ layer norm, softmax, one encoder layer, an AdamW step over the layer's parameter
 whole step's host time without synchronisation (a step that takes as long on the host as on
 the GPU is bound by Python, not by kernels).
 """
-import statistics
 import time
 
 import numpy as np
 
+from gpu_bench import gpu_time
 
-def timed(fn, sync, repeats=10, warmup=3):
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+
+def timed(fn, sync):
+    """Median milliseconds of fn() between synchronisations."""
+    return gpu_time(fn, 10, 3, sync) * 1e3
 
 
 def main():

@@ -98,13 +98,15 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         xp = array_module(query._data)
         attn_mask = Tensor._make(xp.tril(xp.ones((L, S), dtype=bool)))
     mask = _float_mask(attn_mask, dtype, "attn_mask", False)
+    scores = tuple(query.shape[:-2]) + (L, S)
     if mask is not None:
         try:
-            np.broadcast_shapes(tuple(mask.shape), tuple(query.shape[:-2]) + (L, S))
+            fits = np.broadcast_shapes(tuple(mask.shape), scores) == scores
         except ValueError:
+            fits = False
+        if not fits:     # broadcast *to* the scores, as PyTorch's: never widening them
             raise RuntimeError(f"attn_mask of shape {_shape(attn_mask)} cannot be broadcast to "
-                               f"the attention scores' shape "
-                               f"{list(query.shape[:-2]) + [L, S]}") from None
+                               f"the attention scores' shape {list(scores)}")
     if enable_gqa and key.shape[-3] != query.shape[-3]:
         rep = query.shape[-3] // key.shape[-3]
         key = key.repeat_interleave(rep, dim=-3)

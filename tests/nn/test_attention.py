@@ -296,3 +296,15 @@ def test_mha_errors():
         m(x, x, x, key_padding_mask=px.zeros(2, 5, dtype=px.bool))
     with pytest.raises(RuntimeError, match="should be 3-D .* or 2-D"):
         m(px.randn(1, 4, 2, 8), x, x)
+
+
+def test_sdpa_mask_must_broadcast_to_the_scores_as_in_torch():
+    q, k, v = arr(5, 4), arr(6, 4), arr(6, 3)
+    mask = RNG.random((2, 5, 6)) > 0.3          # would widen the (5, 6) scores
+    with pytest.raises(RuntimeError):
+        TF.scaled_dot_product_attention(torch.tensor(q), torch.tensor(k), torch.tensor(v),
+                                        attn_mask=torch.tensor(mask))
+    with pytest.raises(RuntimeError, match=r"attn_mask of shape \[2, 5, 6\] cannot be "
+                                           r"broadcast to the attention scores' shape \[5, 6\]"):
+        F.scaled_dot_product_attention(px.tensor(q), px.tensor(k), px.tensor(v),
+                                       attn_mask=px.tensor(mask))
