@@ -160,8 +160,8 @@ def run_backward(tensors, grad_tensors, retain_graph=False, create_graph=False, 
                 out = _run_offering_homes(node, homes, grads, capture, results, needed_below)
             else:
                 out = _run_node(node, grads, capture, results, needed_below)
-            if not retain_graph:
-                node.release()
+            if not retain_graph and (needed_below is None or node in needed_below):
+                node.release()   # a captured node that did not run keeps its saved values
             n_out = len(out)
             for i, edge in enumerate(node.edges):
                 if edge is None:

@@ -397,3 +397,16 @@ def test_detect_anomaly_names_op_and_forward_location():
     x.grad = None
     x.sqrt().sum().backward()  # outside anomaly mode: no error
     assert np.isinf(x.grad.numpy()[0])
+
+
+def test_grad_for_a_non_leaf_leaves_the_graph_below_it_usable():
+    """As in PyTorch: autograd.grad(y, h) runs h's node only to hand over its gradient, so
+    h's own graph keeps its saved values for a later backward."""
+    for lib in (px, torch):
+        x = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        h = x * x
+        y = (h * 3).sum()
+        gh, = lib.autograd.grad(y, h)
+        h.sum().backward()
+        np.testing.assert_allclose(gh.detach().numpy(), [3.0, 3.0, 3.0])
+        np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0, 6.0])

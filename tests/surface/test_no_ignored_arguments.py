@@ -97,8 +97,8 @@ ALLOWED = {
     "a public attribute (`event.id`) that the user reads, as in PyTorch's FunctionEvent": [
         "phalanx.profiler.events.FunctionEvent.__init__(id)",
     ],
-    "only steers checkpoint's recomputation, which Phalanx does not do (it keeps the "
-    "activations; values and gradients are the same)": [
+    "only lets PyTorch stop a recomputation once the saved tensors backward needs are "
+    "back; Phalanx recomputes the whole segment (values and gradients are the same)": [
         "phalanx.utils.checkpoint.checkpoint(early_stop)",
     ],
     "staging device of the pickled bytes in PyTorch; the objects received are the same": [
