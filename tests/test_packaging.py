@@ -7,6 +7,7 @@ breaks every installed copy, and in the checkout it loads a second module with i
 """
 import ast
 import pathlib
+import shutil
 
 import pytest
 
@@ -75,3 +76,39 @@ def test_the_cuda_module_is_one_module_for_every_importer():
     assert collectives.current_device.__module__.startswith("phalanx.cuda")
     assert world.device_count.__module__.startswith("phalanx.cuda")
     assert dataloader._cuda_available is phalanx.cuda.is_available
+
+
+def test_every_module_imports_from_the_installed_package(tmp_path):
+    """pip installs the package (not editable) into a folder; a Python that sees only that
+    folder and the dependencies imports every module of it."""
+    import subprocess
+    import sys
+    import sysconfig
+    pytest.importorskip("setuptools")
+    target = tmp_path / "site"
+    build = ROOT / "build"      # pip builds in the tree: leave no build folder that was not there
+    had_build = build.exists()
+    try:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                        "--no-build-isolation", "--target", str(target), str(ROOT)],
+                       check=True, timeout=240)
+    finally:
+        if not had_build:
+            shutil.rmtree(build, ignore_errors=True)
+    script = (
+        "import importlib, pkgutil, phalanx\n"
+        f"assert phalanx.__file__.startswith({str(target)!r}), phalanx.__file__\n"
+        "names = [m.name for m in pkgutil.walk_packages(phalanx.__path__, 'phalanx.')\n"
+        "         if not m.name.endswith('__main__')]\n"
+        "for name in names:\n"
+        "    importlib.import_module(name)\n"
+        "from phalanx.data import dataloader\n"
+        "assert dataloader._cuda_available is phalanx.cuda.is_available\n"
+        "print(len(names))\n")
+    # -S: no site-packages processing, so the checkout's editable install is not seen
+    env = {"PYTHONPATH": f"{target}:{sysconfig.get_paths()['purelib']}", "PATH": "/usr/bin:/bin",
+           "OPENBLAS_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-S", "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert int(done.stdout.split()[-1]) > 200
