@@ -36,15 +36,17 @@ class DistributedDataParallel(Module):
     module on one GPU: `device_ids=[i]` (the module's GPU) moves the forward's input tensors
     there, and the outputs go to `output_device` (default: that GPU); they must be None for a
     CPU module, and more than one device per process raises NotImplementedError.
-    `dim`, `find_unused_parameters`, `gradient_as_bucket_view` and `static_graph` are
-    PyTorch's and change nothing here (unused parameters are found automatically; `.grad` is
-    always a bucket view); `check_reduction` is deprecated and warns, as in PyTorch.
+    `gradient_as_bucket_view=True` leaves each `.grad` a view into its bucket (no copy, but
+    the next backward writes into it: keep a copy of a gradient you want to keep); by default
+    each `.grad` is a tensor of its own, as in PyTorch. `dim`, `find_unused_parameters` and
+    `static_graph` are PyTorch's and change nothing here (unused parameters are found
+    automatically); `check_reduction` is deprecated and warns, as in PyTorch.
     """
 
     def __init__(self, module, device_ids=None, output_device=None, dim=0,
                  broadcast_buffers=True, process_group=None, bucket_cap_mb=None,
                  find_unused_parameters=False, check_reduction=False,
-                 gradient_as_bucket_view=True, static_graph=False):
+                 gradient_as_bucket_view=False, static_graph=False):
         super().__init__()
         if not isinstance(module, Module):
             raise TypeError(f"DistributedDataParallel wraps a phalanx.nn.Module, got "
@@ -72,7 +74,8 @@ class DistributedDataParallel(Module):
                              [b._data for b in module.buffers()], src=0)
         for t in list(module.parameters()) + list(module.buffers()):
             t._version[0] += 1
-        self.reducer = Reducer(params, group, int(self.bucket_cap_mb * MB))
+        self.reducer = Reducer(params, group, int(self.bucket_cap_mb * MB),
+                               gradient_as_bucket_view)
 
     # --- forward ------------------------------------------------------------------------
     def forward(self, *inputs, **kwargs):

@@ -13,6 +13,9 @@ bias) compute the gradient right there, and the engine accumulates in place into
 already is the view. Each parameter's post-accumulate hook marks it ready; a gradient that
 arrived elsewhere is copied into its view then. When a bucket's parameters are all ready it is
 all-reduced (AVG) asynchronously, on the group's communication thread, while backward goes on.
+Unless DDP was asked for `gradient_as_bucket_view=True`, each `.grad` gets its averaged values
+back as a tensor of its own when backward ends, as in PyTorch: a gradient kept from one step
+is then not overwritten by the next.
 Buckets are launched strictly in index order, so every rank issues the same collectives in the
 same order whatever order its gradients arrive in; the last one is launched by the callback at
 the end of backward and runs on the calling thread, which has nothing else to do then. Buckets
@@ -93,9 +96,10 @@ def _weak(method):
 
 
 class Reducer:
-    def __init__(self, params, group, bucket_cap_bytes):
+    def __init__(self, params, group, bucket_cap_bytes, gradient_as_bucket_view=False):
         self.params = list(params)
         self.group = group
+        self.as_view = gradient_as_bucket_view
         self.buckets = assign_buckets(self.params[::-1], group, bucket_cap_bytes)
         # how many buckets launch during backward (the rest when it ends): none when the
         # group reduces them all in shared memory on one host
@@ -164,7 +168,7 @@ class Reducer:
     def _mark_ready(self, p):
         """Put p's gradient into its bucket view and launch the buckets that are complete."""
         b, slot = self._where[id(p)]
-        _fill_view(p, b.views[slot])
+        _fill_view(p, b.views[slot], self.as_view)
         self._ready.add(id(p))
         b.pending -= 1
         last = self.overlapped           # the rest are launched by _finish, on this thread
@@ -213,6 +217,11 @@ class Reducer:
                 if not used and not had_grad:
                     p.grad = None           # no rank used it: as without DDP
                 elif p.grad is not None:
+                    view = self._view(p)
+                    if not self.as_view and p.grad._data is view:
+                        p.grad = Tensor._make(view.copy())   # a tensor of its own
+                    elif not self.as_view:
+                        p.grad._data[...] = view             # the one it had, averaged
                     p.grad._version[0] += 1
         finally:
             self._active = False
@@ -236,8 +245,9 @@ class Reducer:
         return [flags[id(p)] for p in self.params]
 
 
-def _fill_view(p, view):
-    """Make `p.grad` the bucket view holding its gradient (zeros if it had none)."""
+def _fill_view(p, view, as_view):
+    """Put p's gradient (zeros if it has none) into its bucket view; `p.grad` becomes the view
+    unless it is a tensor of its own that is to stay one (`as_view` False)."""
     g = p.grad
     if g is not None and g._data is view:   # computed or accumulated in place
         return
@@ -245,6 +255,8 @@ def _fill_view(p, view):
         view[...] = 0
     else:
         view[...] = g._data
+        if not as_view:
+            return
     p.grad = Tensor._make(view)
 
 

@@ -77,7 +77,8 @@ def compare(ddp, ref, tol=TOL):
         assert_close(c.double(), b.double(), f"buffer {name}", tol)
 
 
-def train(ddp, ref, data, make_opt, loss_fn=F.cross_entropy, tol=TOL, set_to_none=True):
+def train(ddp, ref, data, make_opt, loss_fn=F.cross_entropy, tol=TOL, set_to_none=True,
+          after_backward=None):
     opt_d, opt_r = make_opt(ddp.parameters()), make_opt(ref.parameters())
     for x, y in data:
         opt_d.zero_grad(set_to_none)
@@ -85,6 +86,8 @@ def train(ddp, ref, data, make_opt, loss_fn=F.cross_entropy, tol=TOL, set_to_non
         loss_fn(ddp(shard(x)), shard(y)).backward()
         loss_fn(ref(x), y).backward()
         compare(ddp, ref, tol)
+        if after_backward is not None:
+            after_backward()
         opt_d.step()
         opt_r.step()
         compare(ddp, ref, tol)
@@ -95,23 +98,35 @@ def mlp():
                          nn.Linear(16, 3))
 
 
+@pytest.mark.parametrize("as_view", [True, False])
 @pytest.mark.parametrize("set_to_none", [True, False])   # .grad copied / kept as the view
-def test_mlp_matches_one_process(world, set_to_none, memory, monkeypatch):
-    ddp, ref = wrap(mlp, bucket_cap_mb=0.0005)    # several buckets
+def test_mlp_matches_one_process(world, set_to_none, as_view, memory, monkeypatch):
+    ddp, ref = wrap(mlp, bucket_cap_mb=0.0005, gradient_as_bucket_view=as_view)
     assert len(ddp.reducer.buckets) > 1
     group = ddp.process_group
     assert all(group.reduces_locally(b.flat) == (memory == "shared")
                for b in ddp.reducer.buckets)
     in_place = []                                 # linear computed each .grad in its bucket
     fill = reducer._fill_view
-    monkeypatch.setattr(reducer, "_fill_view", lambda p, view: (
-        in_place.append(p.grad is not None and p.grad._data is view), fill(p, view)))
+    monkeypatch.setattr(reducer, "_fill_view", lambda p, view, as_view: (
+        in_place.append(p.grad is not None and p.grad._data is view), fill(p, view, as_view)))
+    kept = {}
+
+    def keep_first_grads():                       # a user keeping the first step's gradients
+        if not kept:
+            kept.update({id(q): (q.grad, q.grad.numpy().copy()) for q in ddp.parameters()})
     train(ddp, ref, batches(3, (6,), 3), lambda p: px.optim.SGD(p, lr=0.1, momentum=0.9),
-          set_to_none=set_to_none)
-    assert len(in_place) == 3 * len(list(ddp.module.parameters())) and all(in_place)
-    for b in ddp.reducer.buckets:                 # .grad are views into the bucket
+          set_to_none=set_to_none, after_backward=keep_first_grads)
+    n = len(list(ddp.module.parameters()))
+    # a .grad of its own kept from an earlier step gets no bucket home (set_to_none=False)
+    assert in_place == [True] * (3 * n if as_view or set_to_none else n) + [False] * (
+        0 if as_view or set_to_none else 2 * n)
+    for b in ddp.reducer.buckets:
         for p, view in zip(b.params, b.views):
-            assert p.grad._data is view
+            assert (p.grad._data is view) == as_view
+    if not as_view and set_to_none:               # PyTorch's default: kept gradients stay
+        for grad, values in kept.values():
+            np.testing.assert_array_equal(grad.numpy(), values)
 
 
 class CNN(nn.Module):

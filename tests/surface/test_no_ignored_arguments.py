@@ -110,9 +110,8 @@ ALLOWED = {
         "phalanx.distributed.ddp.DistributedDataParallel.__init__(find_unused_parameters)",
         "phalanx.distributed.ddp.DistributedDataParallel.__init__(static_graph)",
     ],
-    "memory layout only: gradients (DDP) and parameter shards (ZeRO) always live in flat "
-    "buckets here; the values are the same for either value": [
-        "phalanx.distributed.ddp.DistributedDataParallel.__init__(gradient_as_bucket_view)",
+    "memory layout only: parameter shards (ZeRO) always live in flat buckets here; the "
+    "values are the same for either value": [
         "phalanx.distributed.zero.ZeroRedundancyOptimizer.__init__(parameters_as_bucket_view)",
     ],
 }
