@@ -3,8 +3,9 @@ each piece timed for Phalanx and PyTorch CUDA in the same run, in float32 and fl
 
     python benchmarks/gpu_breakdown.py
 
-Pieces (forward + backward unless named otherwise): a feed-forward GEMM on raw CuPy and raw
-torch arrays (is the library's GEMM itself the gap?), linear, scaled-dot-product attention,
+Pieces (forward + backward unless named otherwise): a feed-forward GEMM, the attention scores'
+batched GEMM and their softmax on raw arrays (is the array library itself the gap?), linear,
+scaled-dot-product attention,
 layer norm, softmax, one encoder layer, an AdamW step over the layer's parameters, and the
 whole step's host time without synchronisation (a step that takes as long on the host as on
 the GPU is bound by Python, not by kernels).
@@ -58,6 +59,19 @@ def main():
         t_cupy = timed(lambda: a16 @ bw, cp.cuda.Device().synchronize)
         print(f"  raw GEMM ({b * s}x{d} @ {d}x{f}): cupy {t_cupy:.2f} ms"
               f"  torch {timed(lambda: ta16 @ tbw, tsync):.2f} ms", flush=True)
+        # attention's pieces on raw arrays: the batched GEMM of the scores, then a softmax
+        # of them as the fused attention runs it (half precision staged through float32)
+        from phalanx.nn.functional.attention import _softmax_rows
+        hq = cp.asarray(rng.standard_normal((b, h, s, d // h)), dtype=dtype)
+        thq = torch.as_tensor(hq, device="cuda")
+        scores = hq @ hq.swapaxes(-1, -2)
+        t_scores = timed(lambda: hq @ hq.swapaxes(-1, -2), cp.cuda.Device().synchronize)
+        print(f"  raw batched GEMM ({b}x{h}x{s}x{d // h} @ ^T): cupy {t_scores:.2f} ms  torch "
+              f"{timed(lambda: thq @ thq.transpose(-1, -2), tsync):.2f} ms", flush=True)
+        t_soft = timed(lambda: _softmax_rows(scores.copy()), cp.cuda.Device().synchronize)
+        print(f"  softmax of the scores: phalanx {t_soft:.2f} ms (a copy included)  torch "
+              f"{timed(lambda: torch.softmax(torch.as_tensor(scores), -1), tsync):.2f} ms",
+              flush=True)
 
         def both(name, pfn, tfn):
             def p():
