@@ -8,6 +8,7 @@ state and autocast state of the first run, so dropout draws the same masks — a
 gradients of those tensors from the recomputed graph. Values and gradients are those of running
 the segment plainly.
 """
+import contextlib
 import warnings
 
 from ..autograd import Function, dispatch
@@ -66,6 +67,7 @@ class _Segment:
     def __init__(self, function, args, kwargs, preserve_rng_state, context, check):
         self.function, self.args, self.kwargs = function, args, kwargs
         self.context, self.check = context, check
+        self.out_meta = None               # the first run's output shapes and dtypes
         self.tensors, self._seen = [], set()
         for a in args:
             self._note(a)
@@ -95,7 +97,7 @@ class _Segment:
         """The segment run again, recording; returns its flat outputs. Its graph reaches the
         first run's tensors themselves (so a gradient taken with create_graph reaches past
         them); differentiating for `self.tensors` stops there."""
-        with _forked_rng(self.rng), _autocast(self.autocast), enable_grad():
+        with _as_first_run(self.rng, self.autocast), enable_grad():
             if self.context is not None:
                 with self.context:
                     out = self.function(*self.args, **self.kwargs)
@@ -161,62 +163,43 @@ def _flatten(out):
     return [], lambda new: out
 
 
+def _rng_state(key):
+    if key == "cpu":
+        return _random.get_rng_state()
+    from .. import cuda
+    return cuda.get_rng_state(key)
+
+
+def _set_rng_state(key, state):
+    if key == "cpu":
+        _random.set_rng_state(state)
+    else:
+        from .. import cuda
+        cuda.set_rng_state(state, key)
+
+
 def _rng_states(args):
     """The CPU generator's state and, for each GPU an argument lives on, that GPU's."""
-    cuda = sorted({a.device.index or 0 for a in args
-                   if isinstance(a, Tensor) and a.device.type == "cuda"})
-    states = {"cpu": _random.get_rng_state()}
-    if cuda:
-        from .. import cuda as _cuda
-        states.update({i: _cuda.get_rng_state(i) for i in cuda})
-    return states
+    gpus = {a.device.index or 0 for a in args if isinstance(a, Tensor) and a.device.type == "cuda"}
+    return {key: _rng_state(key) for key in ["cpu", *sorted(gpus)]}
 
 
-class _forked_rng:
-    """Run a block from the saved random states, then put the current ones back."""
-
-    def __init__(self, states):
-        self.states = states
-
-    def __enter__(self):
-        if self.states is None:
-            return
-        from .. import cuda as _cuda
-        self.current = {k: (_random.get_rng_state() if k == "cpu" else _cuda.get_rng_state(k))
-                        for k in self.states}
-        self._set(self.states)
-
-    def __exit__(self, *exc):
-        if self.states is not None:
-            self._set(self.current)
-        return False
-
-    @staticmethod
-    def _set(states):
-        from .. import cuda as _cuda
-        for k, s in states.items():
-            if k == "cpu":
-                _random.set_rng_state(s)
-            else:
-                _cuda.set_rng_state(s, k)
-
-
-class _autocast:
-    """Re-enter the autocast regions the first run was in."""
-
-    def __init__(self, regions):
-        self.regions = regions
-
-    def __enter__(self):
-        from ..amp import autocast
-        self.entered = [autocast(d, dtype=dt) for d, dt in self.regions]
-        for region in self.entered:
-            region.__enter__()
-
-    def __exit__(self, *exc):
-        for region in reversed(self.entered):
-            region.__exit__(*exc)
-        return False
+@contextlib.contextmanager
+def _as_first_run(rng, autocast_regions):
+    """The first run's random states (the current ones come back afterwards) and autocast
+    regions, for the recomputation."""
+    current = None if rng is None else {key: _rng_state(key) for key in rng}
+    for key, state in (rng or {}).items():
+        _set_rng_state(key, state)
+    try:
+        with contextlib.ExitStack() as regions:
+            from ..amp import autocast
+            for device, dtype in autocast_regions:
+                regions.enter_context(autocast(device, dtype=dtype))
+            yield
+    finally:
+        for key, state in (current or {}).items():
+            _set_rng_state(key, state)
 
 
 def checkpoint_sequential(functions, segments, input, use_reentrant=None, **kwargs):
@@ -238,9 +221,8 @@ def checkpoint_sequential(functions, segments, input, use_reentrant=None, **kwar
             return x
         return forward
 
-    end = -1
-    for start in range(0, size * (segments - 1), size):
-        end = start + size - 1
-        input = checkpoint(run(start, end + 1), input, use_reentrant=use_reentrant,
+    stop = 0
+    for stop in range(size, size * segments, size):      # the first segments - 1 segments
+        input = checkpoint(run(stop - size, stop), input, use_reentrant=use_reentrant,
                            preserve_rng_state=preserve_rng_state)
-    return run(end + 1, len(layers))(input)
+    return run(stop, len(layers))(input)
