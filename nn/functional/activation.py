@@ -4,6 +4,7 @@ import warnings
 import numpy as np
 
 from ...tensor import Tensor, backend
+from ...tensor.methods import _inplace_apply
 from ...tensor.random import _gen
 from . import fused_activation
 from ...tensor.ops.elementwise import leaky_relu as _leaky_relu
@@ -12,13 +13,14 @@ from ...tensor import gelu as _gelu, log_softmax as _log_softmax, relu as _relu,
     tanh as _tanh, where
 
 
-def _inplace(input, out, inplace):
-    """The functional `inplace=True` form: write `out` into `input` (autograd-aware)."""
-    return input.copy_(out) if inplace else out
+def _inplace(input, compute, inplace):
+    """`compute(input)`; with `inplace=True` its values are written into `input` as one
+    in-place op, as Tensor.relu_ does (no second node copying them in)."""
+    return _inplace_apply(input, compute) if inplace else compute(input)
 
 
 def relu(input, inplace=False):
-    return _inplace(input, _relu(input), inplace)
+    return _inplace(input, _relu, inplace)
 
 
 def relu6(input, inplace=False):
@@ -26,17 +28,16 @@ def relu6(input, inplace=False):
 
 
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
-    return _inplace(input, input.clamp(min_val, max_val), inplace)
+    return _inplace(input, lambda x: x.clamp(min_val, max_val), inplace)
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
-    return _inplace(input, _leaky_relu(input, negative_slope), inplace)
+    return _inplace(input, lambda x: _leaky_relu(x, negative_slope), inplace)
 
 
 def elu(input, alpha=1.0, inplace=False):
     # expm1 of min(x, 0): the unused branch stays finite, so its zero gradient stays zero
-    neg = input.clamp(max=0).expm1() * alpha
-    return _inplace(input, where(input > 0, input, neg), inplace)
+    return _inplace(input, lambda x: where(x > 0, x, x.clamp(max=0).expm1() * alpha), inplace)
 
 
 def gelu(input, approximate="none"):
@@ -45,11 +46,11 @@ def gelu(input, approximate="none"):
 
 
 def silu(input, inplace=False):
-    return _inplace(input, _silu(input), inplace)
+    return _inplace(input, _silu, inplace)
 
 
 def mish(input, inplace=False):
-    return _inplace(input, input * _tanh(_softplus(input)), inplace)
+    return _inplace(input, lambda x: x * _tanh(_softplus(x)), inplace)
 
 
 def sigmoid(input):
@@ -61,11 +62,11 @@ def tanh(input):
 
 
 def hardsigmoid(input, inplace=False):
-    return _inplace(input, (input / 6 + 0.5).clamp(0.0, 1.0), inplace)
+    return _inplace(input, lambda x: (x / 6 + 0.5).clamp(0.0, 1.0), inplace)
 
 
 def hardswish(input, inplace=False):
-    return _inplace(input, input * (input / 6 + 0.5).clamp(0.0, 1.0), inplace)
+    return _inplace(input, lambda x: x * (x / 6 + 0.5).clamp(0.0, 1.0), inplace)
 
 
 def softplus(input, beta=1.0, threshold=20.0):
@@ -139,18 +140,18 @@ _SELU_SCALE = 1.0507009873554804934193349852946
 
 def threshold(input, threshold, value, inplace=False):
     """x where x > threshold, else value."""
-    return _inplace(input, where(input > threshold, input, value), inplace)
+    return _inplace(input, lambda x: where(x > threshold, x, value), inplace)
 
 
 def selu(input, inplace=False):
-    return _inplace(input, elu(input, _SELU_ALPHA) * _SELU_SCALE, inplace)
+    return _inplace(input, lambda x: elu(x, _SELU_ALPHA) * _SELU_SCALE, inplace)
 
 
 def celu(input, alpha=1.0, inplace=False):
     if alpha == 0:
         raise RuntimeError("ZeroDivisionError: celu's alpha must not be 0")
-    neg = (input.clamp(max=0) / alpha).expm1() * alpha
-    return _inplace(input, where(input > 0, input, neg), inplace)
+    return _inplace(input, lambda x: where(x > 0, x, (x.clamp(max=0) / alpha).expm1() * alpha),
+                    inplace)
 
 
 def glu(input, dim=-1):
@@ -205,7 +206,7 @@ def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
         return leaky_relu(input, (lower + upper) / 2, inplace)
     u = _gen(None, input.device).random(tuple(input.shape))
     slope = Tensor._make((lower + (upper - lower) * u).astype(input._data.dtype))
-    return _inplace(input, where(input >= 0, input, input * slope), inplace)
+    return _inplace(input, lambda x: where(x >= 0, x, x * slope), inplace)
 
 
 def gumbel_softmax(logits, tau=1.0, hard=False, eps=1e-10, dim=-1):

@@ -552,3 +552,34 @@ def test_stateless_functional_call_matches_torch():
     with pytest.raises(RuntimeError, match="Unexpected key\\(s\\): 'nope'"):
         px.nn.utils.stateless._functional_call(results["phalanx_model"], {"nope": px.ones(1)},
                                                (px.ones(1, 3),), strict=True)
+
+
+@pytest.mark.parametrize("name,fn", [f for f in FUNCTIONALS if f[0].endswith("_")],
+                         ids=[n for n, _ in FUNCTIONALS if n.endswith("_")])
+def test_inplace_functional_is_one_op_on_the_graph(name, fn):
+    """An in-place activation becomes the input's new place in the graph directly (no second
+    node copying its values in), and a value saved by an earlier op still may not change."""
+    def nodes_after(t, start):
+        """The names of the graph nodes from t back to the node `start` (excluded)."""
+        seen, todo = {}, [t.grad_fn]
+        while todo:
+            node = todo.pop()
+            if node is not None and node is not start and id(node) not in seen:
+                seen[id(node)] = node.name()
+                todo += [n for n, _ in node.next_functions]
+        return sorted(seen.values())
+
+    x = px.tensor(arr(2, 12), requires_grad=True)
+    y = x * 1.0
+    start = y.grad_fn
+    out = fn(F, y)
+    assert out is y and y._version[0] == 1
+    nodes = nodes_after(y, start)
+    assert nodes and "OverwriteBackward" not in nodes, nodes
+    saved = x * 1.0
+    z = saved * saved                      # saves `saved`, which the activation then changes
+    fn(F, saved)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        z.sum().backward()
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        fn(F, px.tensor(arr(2, 12), requires_grad=True))
