@@ -22,7 +22,8 @@ __version__ = "0.1.0"
 
 _LAZY_SUBMODULES = {"nn", "optim", "data", "distributed", "launcher", "serialization", "utils",
                     "cuda", "accelerator", "backends", "distributions", "profiler",
-                    "onnx", "multiprocessing", "amp", "cpu", "fft", "func", "testing"}
+                    "onnx", "multiprocessing", "amp", "cpu", "fft", "func", "testing",
+                    "futures"}
 _FROM_SERIALIZATION = {"save", "load"}
 _FROM_AMP = {"GradScaler", "autocast", "is_autocast_enabled", "get_autocast_dtype",
              "set_autocast_enabled", "set_autocast_dtype", "is_autocast_available",

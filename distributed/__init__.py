@@ -12,28 +12,35 @@ no MPI, no tensor engine): the launcher imports the store from here. MPI is init
 import importlib
 
 from .process_group import ProcessGroup, ReduceOp, Work
-from .world import (GroupMember, destroy_process_group, get_backend, get_global_rank,
+from .world import (Backend, GroupMember, destroy_process_group, get_backend, get_global_rank,
                     get_group_rank, get_local_rank, get_local_world_size,
                     get_node_local_rank, get_process_group_ranks, get_rank, get_world_size,
                     group, init_process_group, is_available, is_backend_available,
                     is_gloo_available, is_initialized, is_mpi_available, is_nccl_available,
-                    is_torchelastic_launched, new_group)
+                    is_torchelastic_launched, new_group, new_subgroups,
+                    new_subgroups_by_enumeration)
 from .collectives import (P2POp, all_gather, all_gather_into_tensor, all_gather_object,
                           all_reduce, all_to_all, all_to_all_single, barrier,
                           batch_isend_irecv, broadcast, broadcast_object_list, gather,
                           gather_object, irecv, isend, monitored_barrier, recv, reduce,
-                          reduce_scatter, reduce_scatter_tensor, scatter, scatter_object_list,
-                          send)
-from .debug import CollectiveMismatchError
+                          recv_object_list, reduce_scatter, reduce_scatter_tensor, scatter,
+                          scatter_object_list, send, send_object_list)
+from .debug import (CollectiveMismatchError, DebugLevel, get_debug_level, set_debug_level,
+                    set_debug_level_from_env)
+from .errors import DistBackendError, DistError, DistNetworkError, DistStoreError, QueueEmptyError
 
 _LAZY = {
     "DistributedDataParallel": ".ddp",
     "GradBucket": ".ddp",
     "SyncBatchNorm": ".sync_batchnorm",
     "ZeroRedundancyOptimizer": ".zero",
+    "Store": ".store",
+    "TCPStore": ".torch_stores",
+    "HashStore": ".torch_stores",
+    "PrefixStore": ".torch_stores",
 }
 _LAZY_MODULES = {"comm_hooks", "ddp", "sync_batchnorm", "zero", "store", "zmq_backend",
-                 "heartbeat", "elastic", "mpi_backend", "local_backend", "env"}
+                 "heartbeat", "elastic", "mpi_backend", "local_backend", "env", "algorithms"}
 
 
 def __getattr__(name):

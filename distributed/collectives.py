@@ -7,6 +7,7 @@ completes. Ranks (`src`, `dst`) are global ranks, as in PyTorch. With `async_op=
 function returns a work handle (`wait()`, `is_completed()`); otherwise it returns when the
 result is in place. Tensors written by a collective have their version counter bumped.
 """
+import pickle
 import threading
 
 from ..cuda import current_device
@@ -48,12 +49,15 @@ class _After(Work):
         return super().wait()
 
 
-def _run(async_op, after, verb, *args):
+def _run(async_op, after, verb, *args, outputs=()):
     """Issue `verb(*args)` and, unless async_op, wait for it (synchronous verbs run on this
-    thread). `after` (or None) runs once the work is complete: copy-backs of results."""
+    thread). `after` (or None) runs once the work is complete: copy-backs of results. An
+    asynchronous call's handle keeps its output tensors, the value of its `get_future()`."""
     if async_op:
         work = verb(*args)
-        return work if after is None else _After(work, after)
+        work = work if after is None else _After(work, after)
+        work.outputs = list(outputs)
+        return work
     with CALLER_WAITS:
         verb(*args).wait()
     if after is not None:
@@ -143,7 +147,7 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
         _check_op(op, a)
     if debug._enabled:
         _dbg(pg, "all_reduce", a, op=op)
-    return _run(async_op, back, pg.allreduce, a, op)
+    return _run(async_op, back, pg.allreduce, a, op, outputs=[tensor])
 
 
 def broadcast(tensor, src=0, group=None, async_op=False):
@@ -154,7 +158,7 @@ def broadcast(tensor, src=0, group=None, async_op=False):
     root = _root(pg, src, "src")
     a, back = _out(tensor)
     _dbg(pg, "broadcast", a, src=src)
-    return _run(async_op, back, pg.broadcast, a, root)
+    return _run(async_op, back, pg.broadcast, a, root, outputs=[tensor])
 
 
 def reduce(tensor, dst=0, op=ReduceOp.SUM, group=None, async_op=False):
@@ -166,7 +170,7 @@ def reduce(tensor, dst=0, op=ReduceOp.SUM, group=None, async_op=False):
     a, back = _out(tensor)
     _check_op(op, a)
     _dbg(pg, "reduce", a, dst=dst, op=op)
-    return _run(async_op, back, pg.reduce, a, root, op)
+    return _run(async_op, back, pg.reduce, a, root, op, outputs=[tensor])
 
 
 # --- gathering and scattering ------------------------------------------------------------------
@@ -182,7 +186,8 @@ def all_gather(tensor_list, tensor, group=None, async_op=False):
     _same_shapes(tensor_list, a, "tensor_list")
     _dbg(pg, "all_gather", a)
     out = _xp(a).empty((pg.size,) + a.shape, dtype=a.dtype)
-    return _run(async_op, _copy_into(tensor_list, out), pg.allgather, out, a)
+    return _run(async_op, _copy_into(tensor_list, out), pg.allgather, out, a,
+                outputs=tensor_list)
 
 
 def _stacked_view(t, size, a, what):
@@ -207,7 +212,7 @@ def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op=Fal
     if out.dtype != a.dtype:
         raise TypeError(f"output_tensor has dtype {out.dtype} but input_tensor {a.dtype}")
     _dbg(pg, "all_gather_into_tensor", a)
-    return _run(async_op, back, pg.allgather, out, a)
+    return _run(async_op, back, pg.allgather, out, a, outputs=[output_tensor])
 
 
 def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op=False):
@@ -223,7 +228,7 @@ def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op=Fal
     _same_shapes(input_list, o, "input_list")
     _dbg(pg, "reduce_scatter", o, op=op)
     stacked = _xp(o).stack([_array(t, "input_list") for t in input_list])
-    return _run(async_op, back, pg.reduce_scatter, o, stacked, op)
+    return _run(async_op, back, pg.reduce_scatter, o, stacked, op, outputs=[output])
 
 
 def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op=False):
@@ -238,7 +243,8 @@ def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op=F
         raise ValueError(f"reduce_scatter_tensor: input of shape {tuple(a.shape)} ({a.dtype}) "
                          f"must hold {pg.size} x output of shape {tuple(o.shape)} ({o.dtype})")
     _dbg(pg, "reduce_scatter_tensor", o, op=op)
-    return _run(async_op, back, pg.reduce_scatter, o, a.reshape((pg.size,) + o.shape), op)
+    return _run(async_op, back, pg.reduce_scatter, o, a.reshape((pg.size,) + o.shape), op,
+                outputs=[output])
 
 
 def gather(tensor, gather_list=None, dst=0, group=None, async_op=False):
@@ -259,7 +265,7 @@ def gather(tensor, gather_list=None, dst=0, group=None, async_op=False):
         after = _copy_into(gather_list, out)
     elif gather_list:
         raise ValueError(f"gather: only rank {dst} (dst) passes a gather_list")
-    return _run(async_op, after, pg.gather, out, a, root)
+    return _run(async_op, after, pg.gather, out, a, root, outputs=gather_list or [])
 
 
 def scatter(tensor, scatter_list=None, src=0, group=None, async_op=False):
@@ -279,7 +285,7 @@ def scatter(tensor, scatter_list=None, src=0, group=None, async_op=False):
         stacked = _xp(o).stack([_array(t, "scatter_list") for t in scatter_list])
     elif scatter_list:
         raise ValueError(f"scatter: only rank {src} (src) passes a scatter_list")
-    return _run(async_op, back, pg.scatter, o, stacked, root)
+    return _run(async_op, back, pg.scatter, o, stacked, root, outputs=[tensor])
 
 
 def all_to_all(output_tensor_list, input_tensor_list, group=None, async_op=False):
@@ -308,7 +314,7 @@ def all_to_all(output_tensor_list, input_tensor_list, group=None, async_op=False
             t._version[0] += 1
             off += x.size
     return _run(async_op, back, pg.alltoallv, recv, [x.size for x in outs], send,
-                [x.size for x in ins])
+                [x.size for x in ins], outputs=output_tensor_list)
 
 
 def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=None,
@@ -330,7 +336,8 @@ def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=
                              f"one shape with dim 0 divisible by {pg.size}; got input "
                              f"{tuple(a.shape)}, output {tuple(o.shape)}")
         shape = (pg.size, a.shape[0] // pg.size) + a.shape[1:]
-        return _run(async_op, back, pg.alltoall, o.reshape(shape), a.reshape(shape))
+        return _run(async_op, back, pg.alltoall, o.reshape(shape), a.reshape(shape),
+                    outputs=[output])
     inner_in, inner_out = _prod(a.shape[1:]), _prod(o.shape[1:])
     ins = list(input_split_sizes or [a.shape[0] // pg.size] * pg.size)
     outs = list(output_split_sizes or [o.shape[0] // pg.size] * pg.size)
@@ -340,7 +347,7 @@ def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=
                          f"to dim 0; got input_split_sizes={ins} for input {tuple(a.shape)}, "
                          f"output_split_sizes={outs} for output {tuple(o.shape)}")
     return _run(async_op, back, pg.alltoallv, o.reshape(-1), [n * inner_out for n in outs],
-                a.reshape(-1), [n * inner_in for n in ins])
+                a.reshape(-1), [n * inner_in for n in ins], outputs=[output])
 
 
 def _prod(xs):
@@ -487,3 +494,80 @@ def scatter_object_list(scatter_object_output_list, scatter_object_input_list=No
     objs = pg.broadcast_object(list(scatter_object_input_list) if pg.rank == root else None,
                                root)
     scatter_object_output_list[0] = objs[pg.rank]
+
+
+def send_object_list(object_list, dst=None, group=None, device=None, group_dst=None,
+                     use_batch=False):
+    """Send the picklable objects of `object_list` to global rank `dst` (or `group_dst`, a rank
+    of `group`); the receiver's `recv_object_list` unpickles them, so use it between ranks of
+    one job only, as in PyTorch. `device`: where the byte tensors travel from."""
+    pg = resolve(group)
+    if pg is None:
+        return None
+    import numpy as np
+    from ..tensor import Tensor
+    peer = _peer(pg, dst, group_dst, "dst")
+    blobs = [pickle.dumps(obj) for obj in object_list]
+    sizes = Tensor._make(np.array([len(b) for b in blobs], np.int64))
+    data = Tensor._make(np.frombuffer(b"".join(blobs), np.uint8).copy())
+    if device is not None:
+        sizes, data = sizes.to(device), data.to(device)
+    _send_all([sizes, data], peer, group, use_batch)
+
+
+def recv_object_list(object_list, src=None, group=None, device=None, group_src=None,
+                     use_batch=False):
+    """Fill `object_list` with the objects a `send_object_list` sent (from global rank `src`,
+    a rank `group_src` of `group`, or anyone when both are None); returns the sender's global
+    rank. The objects are unpickled: receive only from ranks of your own job."""
+    pg = resolve(group)
+    if pg is None:
+        return -1
+    import numpy as np
+    from ..tensor import Tensor
+    peer = None if src is None and group_src is None else _peer(pg, src, group_src, "src")
+    sizes = Tensor._make(np.empty(len(object_list), np.int64))
+    if device is not None:
+        sizes = sizes.to(device)
+    sender = _recv_one(sizes, peer, group, use_batch)
+    sizes = sizes.cpu()._data
+    data = Tensor._make(np.empty(int(sizes.sum()), np.uint8))
+    if device is not None:
+        data = data.to(device)
+    _recv_one(data, sender, group, use_batch)
+    flat, start = data.cpu()._data.tobytes(), 0
+    for i, size in enumerate(sizes.tolist()):
+        object_list[i] = pickle.loads(flat[start:start + size])
+        start += size
+    return sender
+
+
+def _peer(pg, rank, group_rank, what):
+    """A global rank from `what` (global) or `group_what` (a rank of `pg`): exactly one."""
+    if (rank is None) == (group_rank is None):
+        raise ValueError(f"pass exactly one of {what} and group_{what} (got {what}={rank!r}, "
+                         f"group_{what}={group_rank!r})")
+    if rank is not None:
+        return rank
+    if not 0 <= group_rank < pg.size:
+        raise ValueError(f"group_{what}={group_rank} is not a rank of {pg!r} (size {pg.size})")
+    return pg.ranks[group_rank]
+
+
+def _send_all(tensors, dst, group, use_batch):
+    if use_batch:
+        for work in batch_isend_irecv([P2POp(isend, t, dst, group) for t in tensors]):
+            work.wait()
+    else:
+        for t in tensors:
+            send(t, dst, group)
+
+
+def _recv_one(tensor, src, group, use_batch):
+    """Receive into `tensor`; the sender's global rank."""
+    if not use_batch:
+        return recv(tensor, src, group)
+    pg = resolve(group)
+    work, = batch_isend_irecv([P2POp(irecv, tensor, src, group)])
+    work.wait()
+    return pg.ranks[work._result]

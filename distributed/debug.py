@@ -3,17 +3,30 @@
 Before each collective, the ranks of the group exchange a signature (verb, shape, dtype and
 the arguments that must agree); if any differ, every rank raises `CollectiveMismatchError`
 naming the ranks and the values, instead of hanging or corrupting memory. It costs one extra
-small exchange per collective, so it is off unless asked for: `PHALANX_DEBUG` is read when the
-process group is created (`init_process_group`), or call `set_enabled(True)`.
+small exchange per collective, so it is off unless asked for: `PHALANX_DEBUG=1` or PyTorch's
+`TORCH_DISTRIBUTED_DEBUG=DETAIL` is read when the process group is created
+(`init_process_group`), or call `set_debug_level(DebugLevel.DETAIL)`.
 """
+import enum
 import os
 
+from .errors import DistError
 
-class CollectiveMismatchError(RuntimeError):
+
+class CollectiveMismatchError(DistError):
     """Ranks called different collectives, or the same one with different shapes/dtypes."""
 
 
-_enabled = False
+class DebugLevel(enum.Enum):
+    """PyTorch's levels (TORCH_DISTRIBUTED_DEBUG). DETAIL turns the checks above on; INFO adds
+    log lines about DDP's setup in PyTorch, which Phalanx has none of, so it checks nothing."""
+    OFF = 0
+    INFO = 1
+    DETAIL = 2
+
+
+_level = DebugLevel.OFF
+_enabled = False        # _level is DETAIL (read on every collective)
 
 
 def enabled():
@@ -21,13 +34,38 @@ def enabled():
 
 
 def set_enabled(flag=True):
-    global _enabled
-    _enabled = bool(flag)
+    set_debug_level(DebugLevel.DETAIL if flag else DebugLevel.OFF)
+
+
+def get_debug_level():
+    return _level
+
+
+def set_debug_level(level):
+    global _level, _enabled
+    if not isinstance(level, DebugLevel):
+        raise TypeError(f"set_debug_level: expected a DebugLevel (OFF, INFO, DETAIL), got "
+                        f"{level!r}")
+    _level, _enabled = level, level is DebugLevel.DETAIL
+
+
+def set_debug_level_from_env():
+    """The level TORCH_DISTRIBUTED_DEBUG names (OFF when unset)."""
+    value = os.environ.get("TORCH_DISTRIBUTED_DEBUG", "OFF")
+    if value.upper() not in DebugLevel.__members__:
+        raise ValueError(f"The value of TORCH_DISTRIBUTED_DEBUG must be OFF, INFO, or DETAIL, "
+                         f"got {value!r}")
+    set_debug_level(DebugLevel[value.upper()])
 
 
 def configure_from_env():
-    set_enabled(os.environ.get("PHALANX_DEBUG", "0").lower() not in ("", "0", "false", "no",
-                                                                      "off"))
+    """Read when the process group is created: TORCH_DISTRIBUTED_DEBUG sets the level,
+    PHALANX_DEBUG (1/0) turns the checks on or off; with neither set the level stays."""
+    if "TORCH_DISTRIBUTED_DEBUG" in os.environ:
+        set_debug_level_from_env()
+    flag = os.environ.get("PHALANX_DEBUG")
+    if flag is not None:
+        set_enabled(flag.lower() not in ("", "0", "false", "no", "off"))
 
 
 _counts = {}   # id(group) -> number of collectives checked on it

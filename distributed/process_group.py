@@ -52,6 +52,12 @@ class Work:
         self.wait()
         return self._result
 
+    def get_future(self):
+        """A `phalanx.futures.Future` of this work: its value is the list of the call's output
+        tensors (empty for calls without one), as in PyTorch."""
+        from ..futures import Future
+        return Future._of_work(self, list(getattr(self, "outputs", None) or []))
+
 
 class ProcessGroup:
     """A set of ranks that run collectives together: the contract every backend implements.

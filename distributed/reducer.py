@@ -34,6 +34,7 @@ import weakref
 
 from ..autograd import engine
 from ..profiler import recorder as _profiler
+from ..futures import Future
 from ..tensor import Tensor
 from ..tensor.backend import array_module, to_host
 from . import debug
@@ -262,6 +263,9 @@ def _fill_view(p, view, as_view):
 
 def _run_hook(hook, state, bucket):
     out = hook(state, bucket)
+    if isinstance(out, Future):             # PyTorch's form: a Future of the reduced bucket
+        out = out.wait()
+        return out[0] if isinstance(out, list) else out
     if out is not None and hasattr(out, "wait") and not hasattr(out, "_data"):
         out.wait()                          # a Work: the hook reduced bucket.buffer() in place
         out = getattr(out, "_result", None)

@@ -206,7 +206,7 @@ def start(init_method, rank, world_size, timeout, environ=None):
             _write_token(token_file, token)
             atexit.register(_remove, token_file)
     try:
-        store = _connect(host, port, given, rank, environ, deadline)
+        store = _connect(host, port, given, f"rank {rank}", environ, deadline)
         rendezvous = _join(store, rank, size, "standalone", deadline, environ)
     except BaseException:
         if server is not None:
@@ -240,7 +240,7 @@ def _join(store, rank, size, source, deadline, environ):
     return rendezvous
 
 
-def _connect(host, port, token, rank, environ, deadline):
+def _connect(host, port, token, who, environ, deadline):
     """A client of the store that answered a ping under our token; with a token file, read the
     file until it holds the token of the server that is up (an older job's file is replaced by
     rank 0 as it starts)."""
@@ -251,7 +251,7 @@ def _connect(host, port, token, rank, environ, deadline):
         if left <= 0:
             where = f"the token file {token_path(port, environ)}" if not token else TOKEN_ENV
             raise RuntimeError(
-                f"rank {rank}: the rendezvous store at {host}:{port} did not accept us within "
+                f"{who}: the rendezvous store at {host}:{port} did not accept us within "
                 f"the timeout ({last or 'no token yet'}); is rank 0 running with the same "
                 f"MASTER_ADDR/MASTER_PORT, and does {where} hold its token?")
         current = token or _read_token(token_path(port, environ))

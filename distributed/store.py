@@ -25,17 +25,19 @@ import traceback
 import msgpack
 import zmq
 
+from .errors import DistStoreError
+
 ENDPOINT_ENV = "PHALANX_STORE_ENDPOINT"
 TOKEN_ENV = "PHALANX_STORE_TOKEN"
 DEFAULT_TIMEOUT = 300.0
 MAX_MESSAGE_BYTES = 64 << 20
 MAX_TIMEOUT = 1e8                  # seconds (about three years): longer waits are cut to it
 
-__all__ = ["Store", "StoreServer", "StoreError", "StoreTimeout", "TCPStore", "new_token",
+__all__ = ["Store", "StoreServer", "StoreError", "StoreTimeout", "new_token",
            "ENDPOINT_ENV", "TOKEN_ENV"]
 
 
-class StoreError(RuntimeError):
+class StoreError(DistStoreError):
     """The store rejected a request, or could not be reached."""
 
 
@@ -409,6 +411,22 @@ class Store:
     def keys(self, prefix=""):
         return self._call("keys", [_check_key(prefix, "prefix")], prefix)
 
+    def num_keys(self):
+        return len(self.keys())
+
+    def multi_set(self, keys, values):
+        if len(keys) != len(values):
+            raise ValueError(f"multi_set: {len(keys)} keys but {len(values)} values")
+        for key, value in zip(keys, values):
+            self.set(key, value)
+
+    def multi_get(self, keys):
+        return [self.get(key) for key in _check_keys(keys)]
+
+    def set_timeout(self, timeout):
+        """The default timeout of later calls (seconds or a timedelta)."""
+        self.timeout = _check_timeout(timeout)
+
     def ping(self, timeout=None):
         return self._call("ping", [], None, self._timeout(timeout))
 
@@ -487,6 +505,3 @@ class Store:
             raise StoreError(f"store at {self.endpoint} answered {op} of key {key!r} with a "
                              f"reply not signed by our token: wrong {TOKEN_ENV}?")
         return msgpack.unpackb(body, raw=False)
-
-
-TCPStore = Store   # the name PyTorch users look for

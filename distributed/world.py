@@ -56,6 +56,25 @@ def _seconds(timeout):
 BACKENDS = {}     # name -> factory(environment, timeout) -> the world's ProcessGroup
 
 
+class Backend(str):
+    """A backend's name, as torch.distributed.Backend: `Backend("NCCL") == "nccl"`, the
+    constants `Backend.NCCL`, `Backend.GLOO`, `Backend.MPI` (and Phalanx's `ZMQ`, `LOCAL`);
+    an unknown name is lower-cased (init_process_group says which ones exist)."""
+    UNDEFINED = "undefined"
+    GLOO = "gloo"
+    NCCL = "nccl"
+    MPI = "mpi"
+    ZMQ = "zmq"
+    LOCAL = "local"
+    backend_list = [UNDEFINED, GLOO, NCCL, MPI, ZMQ, LOCAL]
+
+    def __new__(cls, name):
+        if not isinstance(name, str):
+            raise ValueError(f"Backend constructor parameter must be string-ish, got "
+                             f"{type(name).__name__}")
+        return str.__new__(cls, name.lower())
+
+
 def register_backend(name):
     """Decorator: `factory(environment, timeout)` makes the world's group for backend `name`
     (`environment` is `env.Environment`, `timeout` in seconds). Factories import their
@@ -324,6 +343,52 @@ def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
     pg.group_desc = "undefined" if group_desc is None else group_desc
     _state.groups.append(pg)
     return pg
+
+
+def new_subgroups(group_size=None, group=None, timeout=None, backend=None, pg_options=None,
+                  group_desc=None):
+    """Split the world (or `group`) into subgroups of `group_size` consecutive ranks (default:
+    this node's GPU count, as in PyTorch); returns (this rank's subgroup, every subgroup).
+    Every rank must call it."""
+    parent = _world() if group is None else group
+    if group_size is None:
+        group_size = device_count()
+        if group_size == 0:
+            raise ValueError("new_subgroups: group_size defaults to the number of GPUs per "
+                             "node, and there is none here; pass group_size")
+    if group_size <= 0:
+        raise ValueError(f"The arg 'group_size' ({group_size}) must be positive")
+    ranks = list(parent.ranks)
+    if group_size > len(ranks) or len(ranks) % group_size:
+        raise ValueError(f"new_subgroups: the group of {len(ranks)} ranks cannot be split into "
+                         f"subgroups of {group_size} (group_size must divide it)")
+    return new_subgroups_by_enumeration(
+        [ranks[i:i + group_size] for i in range(0, len(ranks), group_size)], timeout=timeout,
+        backend=backend, pg_options=pg_options, group_desc=group_desc)
+
+
+def new_subgroups_by_enumeration(ranks_per_subgroup_list, timeout=None, backend=None,
+                                 pg_options=None, group_desc=None):
+    """One subgroup per list of global ranks, each rank in at most one; returns (this rank's
+    subgroup, or None where it is in none; every subgroup, NON_GROUP_MEMBER for those this rank
+    is outside of). Every rank must call it."""
+    if not ranks_per_subgroup_list:
+        raise ValueError("The arg 'ranks_per_subgroup_list' cannot be empty")
+    seen = {}
+    for ranks in ranks_per_subgroup_list:
+        for r in ranks:
+            if r in seen:
+                raise ValueError(f"Rank {r} has appeared in both subgroup {seen[r]} and "
+                                 f"{list(ranks)}")
+            seen[r] = list(ranks)
+    rank, mine, subgroups = get_rank(), None, []
+    for i, ranks in enumerate(ranks_per_subgroup_list):
+        desc = None if group_desc is None else f"{group_desc}_{i}"
+        subgroups.append(new_group(ranks, timeout=timeout, backend=backend,
+                                   pg_options=pg_options, group_desc=desc))
+        if rank in ranks:
+            mine = subgroups[-1]
+    return mine, subgroups
 
 
 def _check_new_group_options(world, timeout, backend, pg_options, use_local_synchronization,

@@ -15,13 +15,14 @@ import time
 import numpy as np
 
 from .debug import CollectiveMismatchError
+from .errors import DistBackendError
 from .process_group import Work
 from .zmq_transport import CHUNK_BYTES, COLLECTIVE, ERROR, P2P
 
 log = logging.getLogger("phalanx.distributed")
 
 
-class CollectiveError(RuntimeError):
+class CollectiveError(DistBackendError):
     """A collective failed or timed out; the group cannot be used afterwards."""
 
 

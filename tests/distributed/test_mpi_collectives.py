@@ -244,6 +244,47 @@ def test_object_collectives(world):
     assert out == [f"to{rank}"]
 
 
+def test_object_point_to_point(world):
+    """send_object_list / recv_object_list: a ring, then every rank answering rank 0."""
+    rank, size = world
+    right, left = (rank + 1) % size, (rank - 1) % size
+    got = [None, None]
+    if rank % 2 == 0:       # even ranks send first, so a ring of any size cannot deadlock
+        dist.send_object_list([{"from": rank}, list(range(rank))], dst=right)
+        assert dist.recv_object_list(got, src=left, use_batch=True) == left
+    else:
+        assert dist.recv_object_list(got, group_src=left) == left
+        dist.send_object_list([{"from": rank}, list(range(rank))], dst=right, use_batch=True)
+    assert got == [{"from": left}, list(range(left))]
+    if rank == 0:
+        answers = {}
+        for _ in range(size - 1):
+            one = [None]
+            sender = dist.recv_object_list(one)
+            answers[sender] = one[0]
+        assert answers == {r: f"rank {r}" for r in range(1, size)}
+    else:
+        dist.send_object_list([f"rank {rank}"], dst=0)
+    with pytest.raises(ValueError, match="exactly one of dst and group_dst"):
+        dist.send_object_list([1], dst=0, group_dst=0)
+
+
+def test_subgroups(world):
+    rank, size = world
+    mine, groups = dist.new_subgroups(group_size=1)
+    assert len(groups) == size and dist.get_process_group_ranks(mine) == [rank]
+    firsts = list(range(0, size, 2))
+    lists = [firsts, [r for r in range(size) if r not in firsts]]
+    mine, groups = dist.new_subgroups_by_enumeration(lists)
+    members = lists[rank % 2]
+    assert dist.get_process_group_ranks(mine) == members
+    t = T(np.array([float(rank)]))
+    dist.all_reduce(t, group=mine)
+    assert A(t)[0] == sum(members)
+    assert groups[1 - rank % 2] is dist.GroupMember.NON_GROUP_MEMBER
+    dist.barrier()
+
+
 def test_new_group_subset(world):
     rank, size = world
     members = [0, size - 1]

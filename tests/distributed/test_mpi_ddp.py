@@ -261,12 +261,24 @@ def test_overlap_launches_buckets_during_backward(world, memory):
         assert launches[0] > grads[-1], f"a bucket started during backward: {events}"
 
 
-@pytest.mark.parametrize("hook", ["allreduce", "fp16", "powersgd_full", "powersgd_rank1"])
+def future_hook(process_group, bucket):
+    """A hook as PyTorch's documentation writes one: it returns a Future of the reduced
+    bucket. The sum stays in the bucket, the mean is a new tensor: DDP must use the value."""
+    group = process_group if process_group is not None else dist.group.WORLD
+    size = dist.get_world_size(group)
+    fut = dist.all_reduce(bucket.buffer(), group=group, async_op=True).get_future()
+    return fut.then(lambda f: f.value()[0] / size)
+
+
+@pytest.mark.parametrize("hook", ["allreduce", "future", "fp16", "powersgd_full",
+                                  "powersgd_rank1"])
 def test_comm_hooks(world, hook):
     ddp, ref = wrap(mlp, bucket_cap_mb=0.0005)
     tol = TOL
     if hook == "allreduce":
         ddp.register_comm_hook(None, comm_hooks.allreduce_hook)
+    elif hook == "future":
+        ddp.register_comm_hook(None, future_hook)
     elif hook == "fp16":
         ddp.register_comm_hook(None, comm_hooks.fp16_compress_hook)
         tol = 2e-3

@@ -2,17 +2,14 @@
 with env://, or tcp://host:port, plus rank= and world_size=): real processes on loopback, 2 and
 3 ranks; the job token from PHALANX_STORE_TOKEN or from rank 0's private token file."""
 import os
-import socket
 import stat
-import subprocess
-import sys
 import textwrap
 
-import psutil
 import pytest
 
-import phalanx
 from phalanx.distributed import standalone
+
+from .spawned import clean_env, free_port, run_workers
 
 WORKER = textwrap.dedent("""
     import sys
@@ -38,49 +35,14 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _clean_env(tmp_path, **extra):
-    parent = os.path.dirname(os.path.abspath(list(phalanx.__path__)[0]))
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OMPI_", "PMI", "SLURM_", "PHALANX_", "MPI_"))
-           and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
-                         "MASTER_PORT")}
-    runtime = tmp_path / "run"
-    runtime.mkdir(mode=0o700, exist_ok=True)
-    env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", XDG_RUNTIME_DIR=str(runtime),
-               PYTHONPATH=os.pathsep.join(filter(None, [parent, os.environ.get("PYTHONPATH")])))
-    env.update(extra)
-    return env
-
-
 def _run(tmp_path, mode, size, env, port):
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    procs = [subprocess.Popen([sys.executable, str(script), mode, str(r), str(size), str(port)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
-             for r in range(size)]
-    try:
-        outs = [p.communicate(timeout=60)[0] for p in procs]
-    finally:
-        for p in procs:             # on failure or timeout: no process survives the test
-            if p.poll() is None:
-                for child in psutil.Process(p.pid).children(recursive=True):
-                    child.kill()
-                p.kill()
-                p.wait()
-    return [p.returncode for p in procs], outs
+    return run_workers(tmp_path, WORKER, [(mode, r, size, port) for r in range(size)], env)
 
 
 @pytest.mark.timeout(90)
 def test_env_method_on_loopback_shares_a_private_token_file(tmp_path):
-    port = _free_port()
-    env = _clean_env(tmp_path, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    port = free_port()
+    env = clean_env(tmp_path, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     # a stale token file of an earlier job on this port: the ranks must not be fooled by it
     stale = standalone.token_path(port, env)
     standalone._write_token(stale, "an-old-token")
@@ -93,8 +55,8 @@ def test_env_method_on_loopback_shares_a_private_token_file(tmp_path):
 
 @pytest.mark.timeout(90)
 def test_tcp_method_with_an_exported_token_three_ranks(tmp_path):
-    port = _free_port()
-    env = _clean_env(tmp_path, PHALANX_STORE_TOKEN="0123456789abcdef0123456789abcdef")
+    port = free_port()
+    env = clean_env(tmp_path, PHALANX_STORE_TOKEN="0123456789abcdef0123456789abcdef")
     codes, outs = _run(tmp_path, "tcp", 3, env, port)
     assert codes == [0, 0, 0], "\n".join(outs)
     assert all("worker ok" in out for out in outs)

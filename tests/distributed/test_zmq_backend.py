@@ -5,12 +5,13 @@ import subprocess
 import sys
 
 import numpy as np
-import psutil
 import pytest
 
 import phalanx
 from phalanx.distributed.store import Store, StoreServer
 from phalanx.distributed.zmq_backend import ZmqProcessGroup
+
+from .spawned import join
 
 WORKER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "launcher",
                       "workers", "zmq_collectives.py")
@@ -27,24 +28,11 @@ def _spawn(server, size, script, *args):
             for r in range(size)]
 
 
-def _join(procs, timeout):
-    try:
-        outs = [p.communicate(timeout=timeout)[0] for p in procs]
-    finally:
-        for p in procs:                 # on failure or timeout: no process survives the test
-            if p.poll() is None:
-                for child in psutil.Process(p.pid).children(recursive=True):
-                    child.kill()
-                p.kill()
-                p.wait()
-    return [p.returncode for p in procs], outs
-
-
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("size", [2, 3, 4])
 def test_every_collective_matches_numpy(size):
     with StoreServer() as server:
-        codes, outs = _join(_spawn(server, size, WORKER), timeout=100)
+        codes, outs = join(_spawn(server, size, WORKER), timeout=100)
     assert codes == [0] * size, "\n".join(outs)
     assert all("all collectives ok" in out for out in outs)
 

@@ -53,6 +53,10 @@ ALLOWED = {
         "phalanx.nn.utils.clip_grad.clip_grads_with_norm_(foreach)",
         "phalanx.nn.utils.clip_grad.get_total_norm(foreach)",
     ],
+    "implementation choice only: PyTorch's TCPStore server on libuv or its older loop, the "
+    "same store (Phalanx's is ZeroMQ either way)": [
+        "phalanx.distributed.torch_stores.TCPStore.__init__(use_libuv)",
+    ],
     "kernel choice only: cuDNN or the native kernel in PyTorch, the same values": [
         "phalanx.functional_aliases.batch_norm(cudnn_enabled)",
         "phalanx.functional_aliases.group_norm(cudnn_enabled)",

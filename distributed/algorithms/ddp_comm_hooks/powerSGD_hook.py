@@ -1,0 +1,2 @@
+"""`torch.distributed.algorithms.ddp_comm_hooks.powerSGD_hook`."""
+from ...comm_hooks import PowerSGDState, powerSGD_hook  # noqa: F401
