@@ -43,15 +43,23 @@ class TCPStore(Store):
         self._tenant = None
         if is_master:
             port = self._serve(host_name, int(port), given, multi_tenant)
-        probe = standalone._connect(host_name, int(port), given, "TCPStore", os.environ,
-                                    deadline)
+        try:
+            probe = standalone._connect(host_name, int(port), given, "TCPStore", os.environ,
+                                        deadline)
+        except BaseException:
+            self._release_server()
+            raise
         endpoint, token = probe.endpoint, probe.token
         probe.close()
         super().__init__(endpoint, token, timeout=seconds)
         self.host, self.port = host_name, int(port)
-        self.add(_WORKERS_KEY, 1)
-        if is_master and world_size is not None and wait_for_workers:
-            self._wait_for_workers(int(world_size), deadline)
+        try:
+            self.add(_WORKERS_KEY, 1)
+            if is_master and world_size is not None and wait_for_workers:
+                self._wait_for_workers(int(world_size), deadline)
+        except BaseException:
+            self.close()
+            raise
 
     def _serve(self, host, port, given, multi_tenant):
         """Start (or, multi-tenant, share) the server, and without a given token write the
@@ -80,13 +88,17 @@ class TCPStore(Store):
 
     def close(self):
         super().close()
+        self._release_server()
+
+    def _release_server(self):
+        """A master's share of its server: the last user closes it and its token file."""
         if self._tenant is not None:
-            server, token_file, users = _tenants[self._tenant]
-            _tenants[self._tenant][2] = users - 1
-            if users == 1:
+            entry = _tenants[self._tenant]
+            entry[2] -= 1
+            if entry[2] == 0:
+                server, token_file, _ = _tenants.pop(self._tenant)
                 server.close()
                 standalone._remove(token_file)
-                del _tenants[self._tenant]
             self._tenant = None
 
     def __repr__(self):

@@ -146,8 +146,11 @@ def test_tcp_store_master_waits_for_its_workers(private_runtime):
     late.join()
     try:
         assert joined, "the master returned before its worker connected"
+        lonely = free_port()
         with pytest.raises(dist.DistStoreError, match="1 of 3 workers"):
-            dist.TCPStore("127.0.0.1", 0, world_size=3, is_master=True, timeout=0.3)
+            dist.TCPStore("127.0.0.1", lonely, world_size=3, is_master=True, timeout=0.3)
+        # the failed master closed its server: the port is free again
+        dist.TCPStore("127.0.0.1", lonely, is_master=True).close()
     finally:
         joined[0].close()
         master.close()
