@@ -5,9 +5,10 @@ plus `spawn` / `start_processes` for one process per rank.
     mp.spawn(train, args=(world_size,), nprocs=world_size)   # train(rank, world_size)
 
 Everything of the standard library's module is re-exported (`Process`, `Queue`,
-`get_context`, `set_start_method`, `cpu_count`, ...). Phalanx tensors cross process
-boundaries by pickling, which copies their data; nothing is placed in shared memory, so the
-sharing strategy PyTorch lets you choose does not apply (see `set_sharing_strategy`).
+`get_context`, `set_start_method`, `cpu_count`, ...). A tensor moved into shared memory
+(`Tensor.share_memory_()`, `Module.share_memory()`: Hogwild training) crosses process
+boundaries as the same memory (see tensor/shared_memory.py); any other tensor is copied, where
+PyTorch moves every tensor sent through a Queue into shared memory.
 """
 import multiprocessing as _std
 from multiprocessing import *  # noqa: F401,F403
@@ -36,8 +37,8 @@ def get_sharing_strategy():
 def set_sharing_strategy(new_strategy):
     """Accepts PyTorch's strategies. Both only decide how PyTorch passes tensor memory
     between processes (file descriptors or named files, with their different OS limits);
-    Phalanx copies tensors through pickling instead, so either choice behaves the same and
-    hits neither limit."""
+    Phalanx's shared tensors always travel as named files in /dev/shm, which the process that
+    shared them removes, so either choice behaves the same."""
     global _strategy
     if new_strategy not in _STRATEGIES:
         raise ValueError(f"unknown sharing strategy {new_strategy!r}; choose one of "

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..autograd import engine
 from ..autograd.function import RemovableHandle, TensorBase
-from . import backend, dtypes
+from . import backend, dtypes, shared_memory
 
 _new = object.__new__
 
@@ -273,6 +273,19 @@ class Tensor(TensorBase):
     def is_pinned(self, device=None):
         _warn_deprecated_device_argument("is_pinned", device)
         return backend.is_pinned(self._data)
+
+    def share_memory_(self):
+        """Move the values into shared memory (see tensor/shared_memory.py), so that processes
+        this tensor is passed to update the same numbers; a no-op when already shared, and for
+        a GPU tensor, as in PyTorch."""
+        if not self.is_cuda and not shared_memory.is_shared(self._data):
+            self._data = shared_memory.share(self._data)
+        return self
+
+    def is_shared(self):
+        """Whether the values are in shared memory (always true of a GPU tensor, as in
+        PyTorch: CUDA memory crosses processes by handle)."""
+        return self.is_cuda or shared_memory.is_shared(self._data)
 
     def cpu(self):
         return self.to("cpu")

@@ -353,6 +353,12 @@ class Module:
     def cpu(self):
         return self._apply(lambda t: t.cpu())
 
+    def share_memory(self):
+        """Every parameter, gradient and buffer moved into shared memory
+        (`Tensor.share_memory_`): processes the module is passed to train the same weights
+        (Hogwild). Returns self."""
+        return self._apply(lambda t: t.share_memory_())
+
     def cuda(self, device=None):
         return self._apply(lambda t: t.cuda(device))
 

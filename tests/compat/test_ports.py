@@ -4,7 +4,8 @@ else), train as they do under PyTorch.
 Each program in `originals/` is a PyTorch script in the style of a public example (MNIST CNN,
 VAE, word-level language model with an LSTM and with a Transformer, REINFORCE and
 actor-critic on CartPole, DCGAN, time-series LSTM with L-BFGS, the DDP tutorial with mp.spawn,
-the regression toy, MNIST RNN, a siamese ResNet) on small local data.
+the regression toy, MNIST RNN, a siamese ResNet, Hogwild training in shared memory) on small
+local data.
 The test writes the port, runs the original under PyTorch and the port under Phalanx side by
 side for a few steps, and asserts that the port runs unedited and that its loss (the `loss
 <value>` lines each script prints) falls as PyTorch's does. A port that needs any edit beyond
@@ -52,6 +53,7 @@ PROGRAMS = {
     "mnist_rnn": (["--epochs", "1"], "ends"),
     # the example's lr schedule (gamma 0.7) stalls a small model on 8x8 digits; a slower decay
     "siamese": (["--epochs", "5", "--gamma", "0.95"], "ends"),
+    "mnist_hogwild": (["--epochs", "1"], "ends"),
 }
 _LOSS = re.compile(r"^loss (\S+)$", re.MULTILINE)
 
