@@ -59,6 +59,15 @@ class Work:
         return Future._of_work(self, list(getattr(self, "outputs", None) or []))
 
 
+class CallableInt(int):
+    """A group's `rank` and `size`: numbers, that PyTorch code may also call as its
+    ProcessGroup methods (`group.size()`, as PyTorch's own hook examples do)."""
+    __slots__ = ()
+
+    def __call__(self):
+        return int(self)
+
+
 class ProcessGroup:
     """A set of ranks that run collectives together: the contract every backend implements.
 
@@ -77,8 +86,8 @@ class ProcessGroup:
     shares_host_memory = True   # False for backends whose buffers live on a device (nccl)
 
     def __init__(self, rank, size, ranks=None):
-        self.rank = rank
-        self.size = size
+        self.rank = CallableInt(rank)
+        self.size = CallableInt(size)
         self.ranks = list(ranks) if ranks is not None else list(range(size))
         self._shared = shared_memory.Registry()
 

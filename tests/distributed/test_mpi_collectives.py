@@ -336,6 +336,9 @@ def test_world_queries(world):
     assert dist.get_rank() == rank and 0 <= dist.get_local_rank() < size
     assert dist.get_local_world_size() == size            # every rank on this machine
     assert dist.group.WORLD is not None and dist.get_rank(dist.group.WORLD) == rank
+    world = dist.group.WORLD            # PyTorch's ProcessGroup methods, and plain numbers
+    assert (world.size(), world.rank()) == (size, rank) == (world.size, world.rank)
+    assert list(range(world.size)) == list(range(size)) and f"{world.size}" == str(size)
     with pytest.raises(RuntimeError, match="already called"):
         dist.init_process_group()
     with pytest.raises(ValueError, match="not a member"):

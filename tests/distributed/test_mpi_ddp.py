@@ -265,7 +265,7 @@ def future_hook(process_group, bucket):
     """A hook as PyTorch's documentation writes one: it returns a Future of the reduced
     bucket. The sum stays in the bucket, the mean is a new tensor: DDP must use the value."""
     group = process_group if process_group is not None else dist.group.WORLD
-    size = dist.get_world_size(group)
+    size = group.size()                 # PyTorch's ProcessGroup method
     fut = dist.all_reduce(bucket.buffer(), group=group, async_op=True).get_future()
     return fut.then(lambda f: f.value()[0] / size)
 

@@ -174,6 +174,12 @@ def test_tcp_store_multi_tenant_and_refusals(private_runtime, monkeypatch):
         dist.TCPStore("10.255.255.1", 29500)
 
 
+def test_group_size_and_rank_are_numbers_pytorch_code_may_call(world_of_one):
+    world = dist.group.WORLD
+    assert world.size() == world.size == 1 and world.rank() == world.rank == 0
+    assert world.size + 1 == 2 and type(world.size()) is int
+
+
 def test_subgroups_in_a_world_of_one(world_of_one):
     mine, groups = dist.new_subgroups(group_size=1)
     assert groups == [mine] and dist.get_process_group_ranks(mine) == [0]
