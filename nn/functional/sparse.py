@@ -11,7 +11,7 @@ from ...tensor.ops.indexing import IndexAdd, one_hot as _one_hot
 
 class Embedding(Function):
     @staticmethod
-    def forward(ctx, weight, index, padding_idx):
+    def forward(ctx, weight, index, padding_idx, scale_grad_by_freq=False):
         w, idx = weight._data, index._data
         if idx.dtype.kind not in "iu":
             raise RuntimeError(f"embedding: indices must be an integer tensor (int64 or "
@@ -22,13 +22,19 @@ class Embedding(Function):
                              f"[{int(idx.min())}, {int(idx.max())}] but the table has {n} rows "
                              f"(num_embeddings={n})")
         ctx.index, ctx.shape, ctx.padding_idx = index, w.shape, padding_idx
+        ctx.scale_grad_by_freq = scale_grad_by_freq
         return Tensor._make(w[idx])
 
     @staticmethod
     def backward(ctx, g):
+        idx = ctx.index._data
         if ctx.padding_idx is not None:  # the padding row gets no gradient
             g = where((ctx.index != ctx.padding_idx).unsqueeze(-1), g, 0.0)
-        return IndexAdd.apply(g, ctx.shape, (ctx.index._data, Ellipsis), False), None, None
+        if ctx.scale_grad_by_freq:       # each row's gradient over its count in the batch
+            xp = array_module(idx)
+            counts = xp.bincount(idx.reshape(-1), minlength=ctx.shape[0])[idx]
+            g = g * Tensor._make((1.0 / counts).astype(g._data.dtype)[..., None])
+        return IndexAdd.apply(g, ctx.shape, (idx, Ellipsis), False), None, None, None
 
 
 def _renorm_(weight, index, max_norm, norm_type):
@@ -48,14 +54,14 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
     if weight.ndim != 2:
         raise RuntimeError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), "
                            f"got shape {list(weight.shape)}")
-    if scale_grad_by_freq or sparse:
-        raise NotImplementedError("embedding: scale_grad_by_freq and sparse gradients are not "
-                                  "supported")
+    if sparse:
+        raise NotImplementedError("embedding: sparse gradients are not supported; use "
+                                  "sparse=False (a dense gradient of the same values)")
     if padding_idx is not None and padding_idx < 0:
         padding_idx += weight.shape[0]
     if max_norm is not None:
         _renorm_(weight, input, max_norm, norm_type)
-    return Embedding.apply(weight, input, padding_idx)
+    return Embedding.apply(weight, input, padding_idx, bool(scale_grad_by_freq))
 
 
 def one_hot(tensor, num_classes=-1):

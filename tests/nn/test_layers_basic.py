@@ -88,6 +88,16 @@ def test_embedding_matches_torch():
     assert not p.weight._data[0].any() and p.weight._data[1:].any()
 
 
+@pytest.mark.parametrize("padding_idx", [None, 2])
+def test_embedding_scale_grad_by_freq_matches_torch(padding_idx):
+    idx = np.array([[1, 0, 3, 3], [3, 2, 0, 3]], np.int64)
+    t = torch.nn.Embedding(5, 4, padding_idx=padding_idx, scale_grad_by_freq=True)
+    p = nn.Embedding(5, 4, padding_idx=padding_idx, scale_grad_by_freq=True)
+    compare(t, p, inputs=[idx])     # rows 0 and 3 appear 2 and 4 times: their gradient / 2, / 4
+    with pytest.raises(NotImplementedError, match="sparse"):
+        F.embedding(px.tensor([0]), px.randn(2, 2), sparse=True)
+
+
 def test_embedding_from_pretrained_and_errors():
     w = px.randn(4, 3)
     e = nn.Embedding.from_pretrained(w)
