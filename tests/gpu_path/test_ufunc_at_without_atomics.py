@@ -102,3 +102,23 @@ def test_scatter_reduce_prod_and_amax_still_match_pytorch():
         theirs = torch.ones(3, 4).scatter_reduce(1, torch.tensor(index), torch.tensor(src),
                                                  reduce)
         np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=[np.dtype(d).name for d in DTYPES])
+def test_add_at_on_whole_rows_equals_numpys(dtype):
+    """On NumPy, `add_at` adds whole rows (embedding's backward) at flat positions: the same
+    result as NumPy's own add.at for every row index form, and its IndexError out of range."""
+    rng = np.random.default_rng(1)
+    for index, values in [((rng.integers(0, 6, 17), Ellipsis), rng.integers(-3, 4, (17, 3, 2))),
+                          (rng.integers(0, 6, (4, 5)), rng.integers(-3, 4, (4, 5, 3, 2))),
+                          ((rng.integers(0, 6, 9).astype(np.uint8),), rng.integers(-3, 4, (3, 2))),
+                          ((np.zeros(0, np.int64), Ellipsis), np.zeros((0, 3, 2)))]:
+        ours, numpys = np.zeros((6, 3, 2), dtype), np.zeros((6, 3, 2), dtype)
+        backend.add_at(np, ours, index, values.astype(dtype))
+        np.add.at(numpys, index, values.astype(dtype))
+        np.testing.assert_array_equal(ours, numpys)
+    assert backend._flat_positions(ours, (np.array([0, 5]), Ellipsis)) is not None
+    for outside in ([6], [-1]):          # NumPy's own path: -1 counts from the end, 6 raises
+        assert backend._flat_positions(ours, (np.array(outside), Ellipsis)) is None
+    with pytest.raises(IndexError):
+        backend.add_at(np, ours, (np.array([6]), Ellipsis), np.ones((1, 3, 2), dtype))
