@@ -134,5 +134,6 @@ def scatter(b, op, x, dim, index, src, accumulate=False):
 
 
 @emits(sparse.Embedding)
-def embedding(b, op, weight, index, padding_idx):
+def embedding(b, op, weight, index, padding_idx, scale_grad_by_freq=False):
+    # padding_idx and scale_grad_by_freq shape only the gradient: the graph is a row gather
     b.node("Gather", [b.use(weight), b.use(index)], op.out(), axis=0)
