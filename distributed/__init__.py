@@ -38,6 +38,7 @@ _LAZY = {
     "TCPStore": ".torch_stores",
     "HashStore": ".torch_stores",
     "PrefixStore": ".torch_stores",
+    "FileStore": ".file_store",
 }
 _LAZY_MODULES = {"comm_hooks", "ddp", "sync_batchnorm", "zero", "store", "zmq_backend",
                  "heartbeat", "elastic", "mpi_backend", "local_backend", "env", "algorithms"}

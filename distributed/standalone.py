@@ -3,6 +3,7 @@
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", "29500"
     dist.init_process_group("gloo", rank=rank, world_size=world_size)      # init_method env://
     dist.init_process_group("gloo", init_method="tcp://127.0.0.1:29500", rank=r, world_size=n)
+    dist.init_process_group("gloo", init_method="file:///shared/job-rdzv", rank=r, world_size=n)
 
 Rank 0 serves a phalanx `StoreServer` at MASTER_ADDR:MASTER_PORT; every rank (rank 0 too)
 connects to it as a client. The store and the zmq backend authenticate every peer with the job
@@ -14,6 +15,11 @@ token, found here in this order:
    read it. A stale file from an earlier job is noticed (the store rejects its token) and read
    again until rank 0 has replaced it.
 Otherwise (ranks on several hosts and no token) it refuses: export PHALANX_STORE_TOKEN.
+
+With `file://PATH` (or `store=FileStore(...)`) the ranks meet in that file instead, on one host
+or on a file system the hosts share: rank 0 serves the store at MASTER_ADDR when set, else at
+the address of its host name (as PyTorch's Gloo does), under PHALANX_STORE_TOKEN or a fresh
+token, and leaves the endpoint and token in the file, which is private to the user.
 
 Once the store is up, its endpoint and token are put in this process's environment
 (`PHALANX_STORE_ENDPOINT`, `PHALANX_STORE_TOKEN`), exactly as `phalanx run` does, so the backends
@@ -28,7 +34,9 @@ import time
 from urllib.parse import urlparse
 
 from .env import Environment
-from .store import ENDPOINT_ENV, TOKEN_ENV, Store, StoreError, StoreServer, new_token
+from .file_store import FileStore
+from .store import (ENDPOINT_ENV, TOKEN_ENV, Store, StoreError, StoreServer, StoreTimeout,
+                    new_token)
 
 _PREFIX = "phalanx_standalone"
 
@@ -62,6 +70,10 @@ class Rendezvous:
         self._saved = {}
 
 
+FILE_SCHEME = "file://"
+_FILE_KEY = f"{_PREFIX}/store"      # "endpoint token" of rank 0's store, in the FileStore
+
+
 def master_from(init_method, environ):
     """(host, port) from `tcp://host:port` or from MASTER_ADDR/MASTER_PORT (env://); None when
     neither names a master."""
@@ -74,7 +86,7 @@ def master_from(init_method, environ):
         scheme = init_method.split("://", 1)[0] if "://" in init_method else init_method
         raise NotImplementedError(
             f"init_method={init_method!r}: the {scheme!r} rendezvous is not supported; use "
-            f"'env://' (MASTER_ADDR/MASTER_PORT) or 'tcp://HOST:PORT'")
+            f"'env://' (MASTER_ADDR/MASTER_PORT), 'tcp://HOST:PORT' or 'file://PATH'")
     addr, port = environ.get("MASTER_ADDR"), environ.get("MASTER_PORT")
     if not addr and not port:
         return None
@@ -221,6 +233,8 @@ def start(init_method, rank, world_size, timeout, environ=None):
 def from_store(store, rank, world_size, timeout, environ=None):
     """`init_process_group(store=...)`: the ranks meet in a phalanx `Store` the caller made."""
     environ = os.environ if environ is None else environ
+    if isinstance(store, FileStore):
+        return from_file(store, rank, world_size, timeout, environ)
     if not hasattr(store, "endpoint") or not getattr(store, "token", None):
         raise TypeError(f"init_process_group(store=...) needs a phalanx.distributed.Store "
                         f"(TCPStore) with a token, got {type(store).__name__}")
@@ -229,6 +243,66 @@ def from_store(store, rank, world_size, timeout, environ=None):
                          "PyTorch")
     rank, size = rank_and_size(rank, world_size, environ)
     return _join(store, rank, size, "store", time.monotonic() + timeout, environ)
+
+
+def from_file(where, rank, world_size, timeout, environ=None):
+    """`init_method="file://PATH"` or `store=FileStore(...)`: rank 0 serves the job's store and
+    leaves its endpoint and token in the file; the others read them there."""
+    environ = os.environ if environ is None else environ
+    rank, size = rank_and_size(rank, world_size, environ)
+    deadline = time.monotonic() + timeout
+    if isinstance(where, FileStore):
+        files = where
+    else:
+        path = where[len(FILE_SCHEME):]
+        if not path:
+            raise ValueError(f"init_method={where!r} must name a file, e.g. "
+                             f"file:///shared/job-rendezvous")
+        files = FileStore(path, size)
+    server = None
+    try:
+        if rank == 0:
+            host = environ.get("MASTER_ADDR") or socket.gethostname()
+            server = StoreServer(host=socket.gethostbyname(host), port=0,
+                                 token=environ.get(TOKEN_ENV) or new_token()).start()
+            files.set(_FILE_KEY, f"{server.endpoint} {server.token}")
+        store = _connect_through(files, f"rank {rank}", deadline)
+        rendezvous = _join(store, rank, size, "file", deadline, environ)
+        store.close()
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
+    finally:
+        if files is not where:
+            files.close()       # the last of the ranks removes the file
+    rendezvous.server = server
+    return rendezvous
+
+
+def _connect_through(files, who, deadline):
+    """A client of the store named in the FileStore `files`; an older job's entry (its store
+    gone, or under another token) is read again until rank 0 has replaced it."""
+    last = None
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise RuntimeError(
+                f"{who}: no rendezvous store answered through {files.path} within the timeout "
+                f"({last or 'rank 0 has not written it'}); is rank 0 running with the same "
+                f"file, and can this host reach its host name (or MASTER_ADDR)?")
+        try:
+            endpoint, token = files.get(_FILE_KEY, timeout=left).decode().split(" ")
+        except StoreTimeout:
+            continue
+        store = Store(endpoint, token, timeout=max(min(left, 300.0), 0.1))
+        try:
+            store.ping(timeout=min(2.0, max(left, 0.1)))
+            return store
+        except StoreError as e:
+            last = f"{endpoint}: {e}"
+            store.close()
+            time.sleep(0.1)
 
 
 def _join(store, rank, size, source, deadline, environ):

@@ -169,8 +169,9 @@ def init_process_group(backend=None, timeout=None, **kwargs):
     that runs longer aborts the job with a message instead of hanging. Under a launcher, ranks
     come from its environment (`rank`/`world_size` must agree with it). Without one, PyTorch's
     rendezvous works too: `init_method='env://'` with MASTER_ADDR/MASTER_PORT set,
-    `init_method='tcp://host:port'`, or `store=`, with `rank` and `world_size` given (or RANK
-    and WORLD_SIZE set); see `standalone.py` for how the ranks share their token.
+    `init_method='tcp://host:port'`, `init_method='file:///path'`, or `store=`, with `rank` and
+    `world_size` given (or RANK and WORLD_SIZE set); see `standalone.py` for how the ranks share
+    their token.
     """
     if _state.world is not None:
         raise RuntimeError("init_process_group() was already called in this process; call "
@@ -242,8 +243,9 @@ def _check_device_id(device_id, environment):
 
 def _rendezvous_without_launcher(backend, environment, kwargs, timeout):
     """PyTorch's own rendezvous (see `standalone.py`) when no launcher connects the ranks:
-    a `store=`, `init_method='tcp://...'`, or env:// with MASTER_ADDR/MASTER_PORT set. None
-    under mpirun or `phalanx run`, and for an MPI backend (MPI connects its ranks itself)."""
+    a `store=`, `init_method='tcp://...'` or `'file://...'`, or env:// with MASTER_ADDR and
+    MASTER_PORT set. None under mpirun or `phalanx run`, and for an MPI backend (MPI connects
+    its ranks itself)."""
     from . import standalone     # imports the store (pyzmq): only when it may be needed
     if environment.under_mpi or environment.store_endpoint or \
             str(backend).lower() == "mpi":
@@ -251,6 +253,9 @@ def _rendezvous_without_launcher(backend, environment, kwargs, timeout):
     if kwargs.get("store") is not None:
         return standalone.from_store(kwargs["store"], kwargs.get("rank"),
                                      kwargs.get("world_size"), timeout)
+    if str(kwargs.get("init_method")).startswith(standalone.FILE_SCHEME):
+        return standalone.from_file(kwargs["init_method"], kwargs.get("rank"),
+                                    kwargs.get("world_size"), timeout)
     if standalone.master_from(kwargs.get("init_method"), os.environ) is None:
         return None
     return standalone.start(kwargs.get("init_method"), kwargs.get("rank"),

@@ -72,8 +72,8 @@ def test_without_a_token_across_hosts_it_refuses_naming_the_fix():
 def test_arguments_are_checked():
     with pytest.raises(ValueError, match="tcp://HOST:PORT"):
         standalone.master_from("tcp://nohostport", {})
-    with pytest.raises(NotImplementedError, match="'file' rendezvous"):
-        standalone.master_from("file:///tmp/x", {})
+    with pytest.raises(NotImplementedError, match="'udp' rendezvous.*'file://PATH'"):
+        standalone.master_from("udp://host:1", {})
     with pytest.raises(ValueError, match="MASTER_PORT"):
         standalone.master_from("env://", {"MASTER_ADDR": "127.0.0.1"})
     assert standalone.master_from(None, {}) is None
