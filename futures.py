@@ -5,14 +5,67 @@ with `set_result` / `set_exception`. One from an asynchronous collective
 (`dist.all_reduce(t, async_op=True).get_future()`) stands for its work handle; its value is the
 list of the call's output tensors, as in PyTorch. `then(callback)` gives a Future of
 `callback(this future)`, and `add_done_callback(callback)` calls `callback(this future)`: both
-run when this future completes. A collective's future learns that it completed when it is
-waited for or asked `done()` (its work runs on the communication thread, which does not call
-back), so a chain ending in a collective runs its callbacks when the end of the chain is
-waited for, which is what DDP does with a communication hook's future.
+run when this future completes, on the thread that completes it. A collective's work does not
+call back, so while such a future (or a chain or collection ending in one) has callbacks
+waiting, one daemon thread polls it and completes it as soon as the work is done; waiting, or
+asking `done()`, completes it on the caller's thread as before. As in PyTorch, an exception
+raised by an `add_done_callback` callback is logged, not raised (`then` puts it in its future).
 """
+import logging
 import threading
+import time
 
 __all__ = ["Future", "collect_all", "wait_all"]
+
+log = logging.getLogger("phalanx.futures")
+
+
+class _Watcher:
+    """The thread that completes futures of asynchronous work that have callbacks waiting: it
+    polls them (a short nap between rounds, longer while nothing completes) only while there
+    are any."""
+    NAP, LONGEST_NAP = 50e-6, 1e-3
+
+    def __init__(self):
+        self._pending = []
+        self._wake = threading.Condition()
+        self._thread = None
+
+    def watch(self, future):
+        with self._wake:
+            self._pending.append(future)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="phalanx-futures",
+                                                daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def _serve(self):
+        nap = self.NAP
+        while True:
+            with self._wake:
+                while not self._pending:
+                    self._wake.wait()
+                pending = list(self._pending)
+            finished = [f for f in pending if _completes(f)]
+            if finished:
+                with self._wake:
+                    self._pending = [f for f in self._pending if f not in finished]
+                nap = self.NAP
+            else:
+                nap = min(2 * nap, self.LONGEST_NAP)
+            time.sleep(nap)
+
+
+def _completes(future):
+    try:
+        return future.done()
+    except BaseException:               # a work that cannot be polled: its waiter will see it
+        log.exception("completing a Future of asynchronous work failed")
+        return True
+
+
+_watcher = _Watcher()
 
 
 class Future:
@@ -53,9 +106,7 @@ class Future:
             self._parent._poll(block)          # completing it runs our callback
         elif self._all is not None:
             for f in self._all:
-                f._poll(block)
-            if all(f._event.is_set() for f in self._all):
-                self._settle(self._all, None, once=True)
+                f._poll(block)                 # the last to complete settles this one
 
     def done(self):
         self._poll(block=False)
@@ -93,14 +144,17 @@ class Future:
             self._event.set()
             callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
-            callback(self)
+            _call(callback, self)
 
     def add_done_callback(self, callback):
         with self._lock:
             if not self._event.is_set():
                 self._callbacks.append(callback)
+                if len(self._callbacks) == 1 and self._work is not None and \
+                        self._work.polls_from_any_thread:
+                    _watcher.watch(self)        # work does not call back: poll it
                 return
-        callback(self)
+        _call(callback, self)
 
     def then(self, callback):
         child = Future()
@@ -119,11 +173,25 @@ class Future:
         return f"<Future {state}>"
 
 
+def _call(callback, future):
+    try:
+        callback(future)
+    except Exception:
+        log.exception(f"a callback of {future!r} raised")
+
+
 def collect_all(futures):
     """A Future of the list of `futures`, complete when all of them are."""
     out = Future()
     out._all = list(futures)
-    out._poll(block=False)
+
+    def settle_when_all_done(_):
+        if all(f._event.is_set() for f in out._all):
+            out._settle(out._all, None, once=True)
+    for f in out._all:
+        f.add_done_callback(settle_when_all_done)
+    if not out._all:
+        out._settle([], None)
     return out
 
 

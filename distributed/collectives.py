@@ -44,6 +44,10 @@ class _After(Work):
             self._finish()
         return self._event.is_set()
 
+    @property
+    def polls_from_any_thread(self):
+        return self._inner.polls_from_any_thread
+
     def wait(self, timeout=None):
         self._finish(timeout)
         return super().wait()

@@ -184,6 +184,10 @@ class _Request(Work):
         self._keep = self._after = None
         self.set_result(status.Get_source())
 
+    @property
+    def polls_from_any_thread(self):    # MPI_Test on another thread needs THREAD_MULTIPLE
+        return mpi().Query_thread() >= mpi().THREAD_MULTIPLE
+
     def is_completed(self):
         with self._lock:
             if not self._event.is_set():

@@ -17,6 +17,7 @@ from .reduce_op import ReduceOp
 
 class Work:
     """Handle of one (possibly asynchronous) collective: `wait()`, `is_completed()`."""
+    polls_from_any_thread = True     # is_completed() may be called from any thread
 
     def __init__(self):
         self._event = threading.Event()

@@ -88,3 +88,31 @@ def test_async_collectives_futures_hold_their_outputs(world_of_one):
 def test_device_futures_are_refused():
     with pytest.raises(NotImplementedError, match="devices"):
         Future(devices=["cuda:0"])
+
+
+def test_callbacks_of_work_run_when_it_completes_without_anyone_waiting():
+    work, other = Work(), Work()
+    ran, both = threading.Event(), threading.Event()
+    seen = []
+    chained = work.get_future().then(lambda f: seen.append("then") or 7)
+    chained.add_done_callback(lambda f: ran.set())
+    collect_all([work.get_future(), other.get_future()]).add_done_callback(
+        lambda f: both.set())
+    assert not ran.wait(0.05) and not both.is_set()
+    threading.Timer(0.05, work.set_result).start()
+    assert ran.wait(5), "the callback did not run when the work completed"
+    assert seen == ["then"] and chained.value() == 7 and not both.is_set()
+    other.set_result()
+    assert both.wait(5)
+
+
+def test_a_raising_callback_is_logged_and_the_others_still_run(caplog):
+    fut = Future()
+    seen = []
+    fut.add_done_callback(lambda f: 1 / 0)
+    fut.add_done_callback(lambda f: seen.append(f.value()))
+    with caplog.at_level("ERROR", logger="phalanx.futures"):
+        fut.set_result(5)
+    assert seen == [5] and fut.wait() == 5
+    assert "ZeroDivisionError" in caplog.text and "a callback of <Future done> raised" in \
+        caplog.text

@@ -353,3 +353,16 @@ def test_destroy_and_init_again(world):
     t = T(np.array([1.0]))
     dist.all_reduce(t)
     assert A(t)[0] == size
+
+
+def test_a_collectives_future_runs_its_callbacks_without_a_wait(world):
+    import threading
+    rank, size = world
+    t = T(np.full(3, rank + 1.0))
+    done = threading.Event()
+    seen = []
+    dist.all_reduce(t, async_op=True).get_future().then(
+        lambda f: seen.append(A(f.value()[0]).copy())).add_done_callback(lambda f: done.set())
+    assert done.wait(30), "the future's callbacks did not run"
+    np.testing.assert_array_equal(seen[0], np.full(3, size * (size + 1) / 2))
+    dist.barrier()
