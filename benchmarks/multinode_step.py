@@ -11,6 +11,8 @@ through the cluster's ssh-like wrapper) that measures, on every rank at once:
 - DDP's step, buckets overlapped with backward;
 - the same step without overlap: backward under `no_sync`, then one all-reduce of all
   gradients;
+- what the model's `Cpu` needs: a bucket's all-reduce beside computation, the CPU per
+  all-reduce and per byte, and the slowest rank's computation when all start together;
 then prints how much of the all-reduce time overlap hid, and writes records that
 `scaling_model.py --validate FILE.json` compares with its predictions. With one rank per host
 the all-reduce goes through MPI over the rate-limited links; with two per host
@@ -117,6 +119,24 @@ def worker(args):
         work.wait()
     slowdown = timed(beside) / times[1]
 
+    # the slowest rank's computation when all start it together (a MAX all-reduce of each
+    # one's time): where ranks share cores the scheduler does not share them evenly over one
+    # step, and a step waits for the slowest
+    def slowest_computation():
+        runs = []
+        for _ in range(args.repeats + 2):
+            dist.barrier()
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            with ddp.no_sync():
+                F.cross_entropy(ddp(x), y).backward()
+            opt.step()
+            took = px.tensor([time.perf_counter() - t0])
+            dist.all_reduce(took, op=dist.ReduceOp.MAX)
+            runs.append(took.item())
+        return statistics.median(runs[2:])
+    slowest = slowest_computation()
+
     def allreduces(array, runs):
         def run():
             for _ in range(runs):
@@ -140,7 +160,8 @@ def worker(args):
             "cap": int(args.bucket_mb * (1 << 20)),
             "cpu": {"cores_per_worker": (os.cpu_count() or 1) / size,
                     "compute": compute_cpu, "comm_per_byte": comm_cpu,
-                    "beside": max(slowdown, 1.0), "comm_per_call": per_call}}), flush=True)
+                    "beside": max(slowdown, 1.0), "comm_per_call": per_call,
+                    "slowest": slowest}}), flush=True)
     dist.destroy_process_group()
 
 

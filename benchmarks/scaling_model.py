@@ -25,7 +25,8 @@ workers over TCP or MPI, `Cpu`), computation on less than a core each runs at th
 step takes at least the CPU time of its computation and its communication over the cores each
 worker has (overlap hides only the communication that waits on the wire, not the part that
 keeps a core busy), and an all-reduce beside backward moves at the speed measured beside a
-computation that holds the core.
+computation that holds the core. Where the slowest worker's computation was measured (all
+starting together), the step's computation takes that long: the step waits for the slowest.
 Scaling efficiency is the one-worker step (no communication) over the P-worker step, for the
 same per-worker batch (weak scaling, as both papers report it).
 
@@ -78,6 +79,8 @@ class Cpu:
     beside: float = 1.0     # how much longer an all-reduce takes while backward holds the core
     comm_per_call: float = 0.0  # CPU seconds of one all-reduce, whatever its size (hand-offs
     #                             between threads, messages): DDP pays it once per bucket
+    slowest: float = 0.0  # seconds of the slowest worker's computation when all start it
+    #                       together (0: unknown, take an even share of the cores)
 
 
 # --- profiles ---------------------------------------------------------------------------
@@ -210,7 +213,9 @@ def step_time(profile, workers, topo, algo="hierarchical", cap=DDP_BUCKET, overl
     least the CPU its computation and communication need over the cores each worker has.
     `first_cap=cap` (with an unbounded cap: one all-reduce of everything) models buckets
     without DDP's small first one."""
-    if cpu is not None and workers > 1 and cpu.cores_per_worker < 1:
+    if cpu is not None and workers > 1 and cpu.slowest:
+        profile = profile.stretched(cpu.slowest / profile.compute)   # every step waits for it
+    elif cpu is not None and workers > 1 and cpu.cores_per_worker < 1:
         profile = profile.stretched(cpu.compute / cpu.cores_per_worker / profile.compute)
     slow = cpu.beside if cpu is not None else 1.0
     comm_end, total = 0.0, 0.0
