@@ -114,11 +114,13 @@ def launch(config):
                          last_call=conf.get("last_call_timeout", 2.0),
                          node_timeout=conf.get("node_timeout", 10.0)),
         node_rank=config.node_rank, serves_store=server is not None)
-    agent = Agent(LocalWorkerGroup(spec, monitor), rendezvous,
-                  RestartBudget(config.max_restarts), config.monitor_interval)
+    workers = LocalWorkerGroup(spec, monitor)
+    agent = Agent(workers, rendezvous, RestartBudget(config.max_restarts),
+                  config.monitor_interval)
     try:
         result = agent.run()
     finally:
+        workers.close()
         if monitor:
             monitor.close()
         store.close()

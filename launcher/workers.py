@@ -3,7 +3,8 @@
 `LocalWorkerGroup` is the real implementation of the agent's worker interface
 (`start(assignment)`, `poll()`, `stop()`); the agent's tests use a fake with the same three
 methods. Each worker leads its own process group (so a stop reaches the processes it started) and
-dies with the launcher (PR_SET_PDEATHSIG, set by the bootstrap, or before exec for --no-python).
+dies with the launcher (PR_SET_PDEATHSIG, set by the bootstrap, or before exec for --no-python);
+should the launcher be SIGKILLed, its guardian process (guardian.py) kills those groups.
 """
 import enum
 import os
@@ -18,6 +19,7 @@ import psutil
 from ..distributed import shm_files
 from ..distributed.threads import THREAD_ENV_VARS, threads_per_rank
 from .errors import ERROR_FILE_ENV, Failure, describe_exit, read_error_file
+from .guardian import Guardian
 from .logs import LogRouter, LogSource, console_streams, rank_prefix
 
 BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstrap.py")
@@ -105,6 +107,7 @@ class LocalWorkerGroup:
         self.heartbeat = heartbeat          # a launcher.monitor.HeartbeatMonitor, or None
         self.workers = []
         self._router = None
+        self._guardian = None               # made at the first start (see guardian.py)
 
     def command(self):
         spec = self.spec
@@ -118,6 +121,8 @@ class LocalWorkerGroup:
         attempt_dir = os.path.join(spec.log_dir, f"attempt_{assignment.round}")
         stdout, stderr = console_streams()
         sources, self.workers = [], []
+        if self._guardian is None:
+            self._guardian = Guardian()
         for local_rank in range(spec.nproc_per_node):
             rank = assignment.rank_offset + local_rank
             rank_dir = os.path.join(attempt_dir, str(rank))
@@ -135,6 +140,7 @@ class LocalWorkerGroup:
             finally:
                 os.close(out_w)
                 os.close(err_w)
+            self._guardian.watch(process.pid)      # its process group: start_new_session
             self.workers.append(Worker(local_rank, rank, process, error_file))
             shown = spec.local_ranks_filter is None or local_rank in spec.local_ranks_filter
             prefix = rank_prefix(rank, os.uname().nodename if spec.show_host else None)
@@ -219,11 +225,17 @@ class LocalWorkerGroup:
                 pass
         for w in self.workers:
             w.process.wait()
+            self._guardian.forget(w.process.pid)
         # shared-memory files a rank made and was killed before unlinking (DDP bucket setup)
         shm_files.remove_orphans(self.spec.run_id, pids=self.pids)
         if self._router is not None:
             self._router.join(timeout=2)
             self._router = None
+
+    def close(self):
+        """The launcher is done with this node's workers (all stopped)."""
+        if self._guardian is not None:
+            self._guardian.close()
 
     def _signal_all(self, sig):
         for w in self.workers:

@@ -81,6 +81,13 @@ def test_cpu_bound_step():
     serial, comm = sm.step_time(prof, 2, topo, cap=4e6, cpu=light, overlap=False)
     assert serial == pytest.approx(1.5 * prof.compute + comm)
     assert sm.step_time(prof, 1, topo, cpu=busy)[0] == pytest.approx(prof.compute)
+    # the slowest worker measured at 2x (the scheduler shares the cores unevenly): the step's
+    # computation takes that long, whatever an even share would give; one worker: no effect
+    straggling = sm.Cpu(cores_per_worker=2 / 3, compute=0.013, comm_per_byte=1e-12,
+                        slowest=2 * prof.compute)
+    serial, comm = sm.step_time(prof, 2, topo, cap=4e6, cpu=straggling, overlap=False)
+    assert serial == pytest.approx(2 * prof.compute + comm)
+    assert sm.step_time(prof, 1, topo, cpu=straggling)[0] == pytest.approx(prof.compute)
 
 
 def test_all_reduce_beside_backward_moves_at_the_measured_speed():

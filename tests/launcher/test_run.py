@@ -140,8 +140,7 @@ def test_signal_to_launcher_leaves_no_process_behind(launcher, tmp_path, sig):
 @pytest.mark.timeout(60)
 def test_workers_die_with_a_killed_launcher(launcher, tmp_path):
     proc = launcher.start("--nproc-per-node", 2, SLEEPER, tmp_path)
-    pids = _wait_for_pids(tmp_path, 2, proc)
-    workers = pids[0::2]
-    proc.kill()                                      # no chance to clean up: PDEATHSIG must
-    proc.wait()
-    assert _gone(workers), f"orphans: {workers}"
+    pids = _wait_for_pids(tmp_path, 2, proc)          # two workers and their children
+    proc.kill()          # no chance to clean up: PDEATHSIG takes the workers, the guardian
+    proc.wait()          # the processes they started
+    assert _gone(pids), f"orphans: {[p for p in pids if psutil.pid_exists(p)]}"
