@@ -27,7 +27,9 @@ _LAZY_SUBMODULES = {"nn", "optim", "data", "distributed", "launcher", "serializa
 _FROM_SERIALIZATION = {"save", "load"}
 _FROM_AMP = {"GradScaler", "autocast", "is_autocast_enabled", "get_autocast_dtype",
              "set_autocast_enabled", "set_autocast_dtype", "is_autocast_available",
-             "is_autocast_cache_enabled", "set_autocast_cache_enabled", "clear_autocast_cache"}
+             "is_autocast_cache_enabled", "set_autocast_cache_enabled", "clear_autocast_cache",
+             "is_autocast_cpu_enabled", "set_autocast_cpu_enabled", "get_autocast_cpu_dtype",
+             "set_autocast_cpu_dtype", "get_autocast_gpu_dtype", "set_autocast_gpu_dtype"}
 
 
 def __getattr__(name):

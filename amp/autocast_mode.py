@@ -68,7 +68,10 @@ def get_autocast_dtype(device_type):
     return _state.dtype[device_type]
 
 
-def set_autocast_enabled(device_type, enabled):
+def set_autocast_enabled(device_type, enabled=None):
+    """(device_type, enabled), or PyTorch's deprecated (enabled), which means "cuda"."""
+    if enabled is None:
+        device_type, enabled = "cuda", device_type
     _check_device_type(device_type)
     _state.enabled[device_type] = bool(enabled)
 
@@ -76,6 +79,34 @@ def set_autocast_enabled(device_type, enabled):
 def set_autocast_dtype(device_type, dtype):
     _check_device_type(device_type)
     _state.dtype[device_type] = dtype
+
+
+def _deprecated(old, new, fn):
+    """PyTorch's older per-device spellings, which it still accepts with a warning."""
+    def call(*args):
+        warnings.warn(f"torch.{old}() is deprecated. Please use torch.{new} instead.",
+                      DeprecationWarning, stacklevel=2)
+        return fn(*args)
+    call.__name__ = old
+    call.__doc__ = f"Deprecated spelling of `{new}`, as in PyTorch."
+    return call
+
+
+is_autocast_cpu_enabled = _deprecated("is_autocast_cpu_enabled", "is_autocast_enabled('cpu')",
+                                      lambda: is_autocast_enabled("cpu"))
+set_autocast_cpu_enabled = _deprecated("set_autocast_cpu_enabled",
+                                       "set_autocast_enabled('cpu', enabled)",
+                                       lambda enabled: set_autocast_enabled("cpu", enabled))
+get_autocast_cpu_dtype = _deprecated("get_autocast_cpu_dtype", "get_autocast_dtype('cpu')",
+                                     lambda: get_autocast_dtype("cpu"))
+set_autocast_cpu_dtype = _deprecated("set_autocast_cpu_dtype",
+                                     "set_autocast_dtype('cpu', dtype)",
+                                     lambda dtype: set_autocast_dtype("cpu", dtype))
+get_autocast_gpu_dtype = _deprecated("get_autocast_gpu_dtype", "get_autocast_dtype('cuda')",
+                                     lambda: get_autocast_dtype("cuda"))
+set_autocast_gpu_dtype = _deprecated("set_autocast_gpu_dtype",
+                                     "set_autocast_dtype('cuda', dtype)",
+                                     lambda dtype: set_autocast_dtype("cuda", dtype))
 
 
 def is_autocast_cache_enabled():

@@ -12,13 +12,14 @@ no MPI, no tensor engine): the launcher imports the store from here. MPI is init
 import importlib
 
 from .process_group import ProcessGroup, ReduceOp, Work
-from .world import (Backend, GroupMember, destroy_process_group, get_backend, get_global_rank,
-                    get_group_rank, get_local_rank, get_local_world_size,
-                    get_node_local_rank, get_process_group_ranks, get_rank, get_world_size,
-                    group, init_process_group, is_available, is_backend_available,
-                    is_gloo_available, is_initialized, is_mpi_available, is_nccl_available,
-                    is_torchelastic_launched, new_group, new_subgroups,
-                    new_subgroups_by_enumeration)
+from .world import (Backend, GroupMember, destroy_process_group, get_backend,
+                    get_default_backend_for_device, get_global_rank, get_group_rank,
+                    get_local_rank, get_local_world_size, get_node_local_rank, get_pg_count,
+                    get_process_group_ranks, get_rank, get_world_size, group,
+                    init_process_group, is_available, is_backend_available, is_gloo_available,
+                    is_initialized, is_mpi_available, is_nccl_available,
+                    is_torchelastic_launched, is_ucc_available, is_xccl_available, new_group,
+                    new_subgroups, new_subgroups_by_enumeration)
 from .collectives import (P2POp, all_gather, all_gather_into_tensor, all_gather_object,
                           all_reduce, all_to_all, all_to_all_single, barrier,
                           batch_isend_irecv, broadcast, broadcast_object_list, gather,

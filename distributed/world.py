@@ -459,6 +459,30 @@ def is_gloo_available():
     return importlib.util.find_spec("zmq") is not None
 
 
+def is_ucc_available():
+    return False        # no UCC backend here
+
+
+def is_xccl_available():
+    return False        # nor Intel's XCCL
+
+
+def get_default_backend_for_device(device):
+    """The backend PyTorch pairs with a device type: 'gloo' for the CPU (here: the CPU backend
+    init_process_group picks, ZeroMQ or MPI), 'nccl' for CUDA."""
+    kind = device.type if isinstance(device, Device) else str(device).split(":")[0]
+    backends = {"cpu": "gloo", "cuda": "nccl"}
+    if kind not in backends:
+        raise RuntimeError(f"get_default_backend_for_device({device!r}): Phalanx has backends "
+                           f"for 'cpu' and 'cuda' devices only")
+    return backends[kind]
+
+
+def get_pg_count():
+    """How many process groups exist: the default one and those new_group() made."""
+    return 0 if _state.world is None else 1 + len(_state.groups)
+
+
 def is_backend_available(backend):
     name = str(backend).lower()
     checks = {"mpi": is_mpi_available, "nccl": is_nccl_available, "gloo": is_gloo_available,

@@ -388,3 +388,35 @@ def test_state_is_per_thread_as_in_torch():
         t.join(timeout=30)
         assert (px.randn(2, 2) @ px.randn(2, 2)).dtype is px.bfloat16
     assert seen == {"enabled": False, "dtype": px.float32}
+
+
+@pytest.mark.parametrize("lib", [px, torch], ids=["phalanx", "torch"])
+def test_older_per_device_state_functions_as_torch(lib):
+    """torch.is_autocast_cpu_enabled() and the like: deprecated spellings PyTorch still
+    accepts, with a DeprecationWarning, acting on the same state as the current ones."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert lib.is_autocast_cpu_enabled() is False
+        lib.set_autocast_cpu_enabled(True)
+        try:
+            assert lib.is_autocast_enabled("cpu") and lib.is_autocast_cpu_enabled()
+        finally:
+            lib.set_autocast_cpu_enabled(False)
+        assert lib.get_autocast_cpu_dtype() == lib.bfloat16
+        assert lib.get_autocast_gpu_dtype() == lib.float16
+        lib.set_autocast_cpu_dtype(lib.float16)
+        lib.set_autocast_gpu_dtype(lib.bfloat16)
+        try:
+            assert lib.get_autocast_dtype("cpu") == lib.float16
+            assert lib.get_autocast_dtype("cuda") == lib.bfloat16
+        finally:
+            lib.set_autocast_cpu_dtype(lib.bfloat16)
+            lib.set_autocast_gpu_dtype(lib.float16)
+        lib.set_autocast_enabled(True)            # the one-argument form means CUDA
+        try:
+            assert lib.is_autocast_enabled("cuda") and not lib.is_autocast_enabled("cpu")
+        finally:
+            lib.set_autocast_enabled(False)
+    messages = " ".join(str(w.message) for w in seen if w.category is DeprecationWarning)
+    assert "is_autocast_cpu_enabled() is deprecated" in messages
+    assert "get_autocast_gpu_dtype() is deprecated" in messages

@@ -11,6 +11,7 @@ import threading
 import pytest
 import torch.distributed as tdist
 
+import phalanx as px
 import phalanx.distributed as dist
 from phalanx.distributed import comm_hooks, debug
 
@@ -255,3 +256,16 @@ def test_processes_meet_through_a_tcp_store(tmp_path):
     assert codes == [0] * size, "\n".join(outs)
     assert all("worker ok" in out for out in outs)
     assert not os.listdir(tmp_path / "run" / "phalanx")     # the master's token file is gone
+
+
+def test_backend_queries_answer_as_pytorchs(world_of_one):
+    for name in ("is_ucc_available", "is_xccl_available"):
+        assert getattr(dist, name)() == getattr(tdist, name)() is False
+    for device in ("cpu", "cuda", "cuda:1", px.device("cpu")):
+        expected = tdist.get_default_backend_for_device(str(device))
+        assert dist.get_default_backend_for_device(device) == expected
+    with pytest.raises(RuntimeError, match="'cpu' and 'cuda' devices only"):
+        dist.get_default_backend_for_device("xla")
+    assert dist.get_pg_count() == 1
+    dist.new_group([0])
+    assert dist.get_pg_count() == 2
