@@ -8,6 +8,7 @@ are gone. The launcher imports it: nothing here imports the engine.
 import os
 import re
 import secrets
+import time
 
 import psutil
 
@@ -65,15 +66,26 @@ def remove_orphans(run_id, pids=None, directory=DIRECTORY):
     return removed
 
 
-def remove_mpich_leftovers(since, directory=DIRECTORY):
+def remove_mpich_leftovers(since, directory=DIRECTORY, settle=2.0):
     """Remove the segments (`mpich_shm_*`) that MPICH leaves in /dev/shm when a job ends by
     MPI_Abort or a killed rank: those of ours made since `since` (a time.time()) that no
-    process maps any more. MPICH unlinks them itself after a clean start and finish."""
+    process maps any more. MPICH unlinks them itself after a clean start and finish. mpiexec
+    can return while its killed ranks are still exiting (their mappings still listed): those
+    segments are looked at again for up to `settle` seconds."""
+    removed, deadline = [], time.monotonic() + settle
+    while True:
+        removed += _remove_unmapped_mpich(since, directory)
+        if not _mpich_segments(since, directory) or time.monotonic() >= deadline:
+            return removed
+        time.sleep(0.05)
+
+
+def _mpich_segments(since, directory):
     try:
         names = [n for n in os.listdir(directory) if n.startswith("mpich_shm_")]
     except OSError:
         return []
-    candidates = []
+    found = []
     for name in names:
         path = os.path.join(directory, name)
         try:
@@ -81,7 +93,12 @@ def remove_mpich_leftovers(since, directory=DIRECTORY):
         except OSError:
             continue
         if st.st_uid == os.getuid() and st.st_mtime >= since:
-            candidates.append(path)
+            found.append(path)
+    return found
+
+
+def _remove_unmapped_mpich(since, directory):
+    candidates = _mpich_segments(since, directory)
     if not candidates:
         return []
     mapped = _mapped_files()

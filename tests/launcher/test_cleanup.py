@@ -68,6 +68,31 @@ def test_mpich_segments_left_by_aborted_jobs_are_removed_unless_mapped(tmp_path)
         f.write_bytes(b"\0" * 4096)
     os.utime(old, (time.time() - 3600,) * 2)
     with open(in_use, "r+b") as f, mmap.mmap(f.fileno(), 4096):
-        removed = shm_files.remove_mpich_leftovers(time.time() - 60, directory=tmp_path)
+        start = time.monotonic()
+        removed = shm_files.remove_mpich_leftovers(time.time() - 60, directory=tmp_path,
+                                                   settle=0.3)
+        assert time.monotonic() - start >= 0.3          # it waited for the mapping to go
     assert removed == [str(leaked)]
     assert sorted(os.listdir(tmp_path)) == sorted([old.name, in_use.name])
+
+
+def test_mpich_segments_of_ranks_still_exiting_are_removed_once_they_are_gone(tmp_path):
+    """mpiexec may return while its killed ranks still map their segments."""
+    import subprocess
+    import sys
+    import time
+    segment = tmp_path / "mpich_shm_dying_0"
+    segment.write_bytes(b"\0" * 4096)
+    rank = subprocess.Popen([sys.executable, "-c", (
+        "import mmap, sys, time\n"
+        "f = open(sys.argv[1], 'r+b'); m = mmap.mmap(f.fileno(), 4096)\n"
+        "print('mapped', flush=True); time.sleep(0.5)"), str(segment)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert rank.stdout.readline().strip() == "mapped"
+        removed = shm_files.remove_mpich_leftovers(time.time() - 60, directory=tmp_path,
+                                                   settle=10)
+    finally:
+        rank.kill()
+        rank.wait()
+    assert removed == [str(segment)] and not segment.exists()
