@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from phalanx.distributed import shm_files
+
 ROOT = Path(__file__).resolve().parents[1]
 MPIEXEC = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or \
     shutil.which("mpiexec")
@@ -90,6 +92,16 @@ print("NOT REACHED", flush=True)
 '''
 
 
+def _run_aborting(command, env):
+    """`mpiexec -n 2 command` for a job that aborts, and the segments MPICH leaves after it
+    removed."""
+    started = time.time()
+    proc = subprocess.run(["timeout", "45", MPIEXEC, "-n", "2", *command], env=env,
+                          capture_output=True, text=True)
+    shm_files.remove_mpich_leftovers(started - 1)
+    return proc
+
+
 @pytest.mark.parametrize("where", ["main", "thread"])
 @pytest.mark.timeout(60)
 def test_uncaught_exception_aborts_job_without_hang(where, tmp_path):
@@ -97,8 +109,7 @@ def test_uncaught_exception_aborts_job_without_hang(where, tmp_path):
     script.write_text(ABORT_WORKER)
     env = _clean_env()
     start = time.monotonic()
-    proc = subprocess.run(["timeout", "45", MPIEXEC, "-n", "2", sys.executable, str(script),
-                           where], env=env, capture_output=True, text=True)
+    proc = _run_aborting([sys.executable, str(script), where], env)
     elapsed = time.monotonic() - start
     out = proc.stdout + proc.stderr
     assert proc.returncode not in (0, 124), f"exit {proc.returncode}:\n{out}"
@@ -127,8 +138,7 @@ def test_collective_timeout_aborts_instead_of_hanging(tmp_path):
     script = tmp_path / "hang.py"
     script.write_text(HANG_WORKER)
     start = time.monotonic()
-    proc = subprocess.run(["timeout", "45", MPIEXEC, "-n", "2", sys.executable, str(script)],
-                          env=_clean_env(), capture_output=True, text=True)
+    proc = _run_aborting([sys.executable, str(script)], _clean_env())
     out = proc.stdout + proc.stderr
     assert proc.returncode not in (0, 124), out
     assert time.monotonic() - start < 30, out
