@@ -295,14 +295,10 @@ def _connect_through(files, who, deadline):
             endpoint, token = files.get(_FILE_KEY, timeout=left).decode().split(" ")
         except StoreTimeout:
             continue
-        store = Store(endpoint, token, timeout=max(min(left, 300.0), 0.1))
-        try:
-            store.ping(timeout=min(2.0, max(left, 0.1)))
+        store, why = _answering(endpoint, token, left)
+        if store is not None:
             return store
-        except StoreError as e:
-            last = f"{endpoint}: {e}"
-            store.close()
-            time.sleep(0.1)
+        last = f"{endpoint}: {why}"
 
 
 def _join(store, rank, size, source, deadline, environ):
@@ -332,14 +328,22 @@ def _connect(host, port, token, who, environ, deadline):
         if current is None:
             time.sleep(0.05)
             continue
-        store = Store(endpoint, current, timeout=max(min(left, 300.0), 0.1))
-        try:
-            store.ping(timeout=min(2.0, max(left, 0.1)))
+        store, last = _answering(endpoint, current, left)   # not up yet, or a stale token
+        if store is not None:
             return store
-        except StoreError as e:        # not up yet, or a stale token file: try again
-            last = str(e)
-            store.close()
-            time.sleep(0.1)
+
+
+def _answering(endpoint, token, left):
+    """(a client of the store at `endpoint`, None) if it answers a ping under `token`, else
+    (None, why not), after a short pause before the caller tries again."""
+    store = Store(endpoint, token, timeout=max(min(left, 300.0), 0.1))
+    try:
+        store.ping(timeout=min(2.0, max(left, 0.1)))
+        return store, None
+    except StoreError as e:
+        store.close()
+        time.sleep(0.1)
+        return None, str(e)
 
 
 def _local_ranks(store, rank, size, deadline):
