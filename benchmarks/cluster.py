@@ -12,7 +12,9 @@ reach each other and nothing else). Each host also has an *anchor*, a sleeping p
 the host's own mount namespace (a private tmpfs on /dev/shm, an /etc/hosts naming every host) and
 UTS namespace (hostname `h<i>`); commands run on a host by entering the anchor's namespaces with
 nsenter, so two processes on one host share its /dev/shm and two hosts never do. `tc tbf` on
-both ends of a host's link limits its rate each way.
+both ends of a host's link limits its rate each way. With `pin=True` (`up --pin`) host `h<i>`
+runs its processes on core i alone, as a one-core machine would, instead of sharing every core
+with the other hosts.
 
 The cluster's state (hosts, addresses, anchors) is kept in /run/phalanx-cluster/<name>.json, so
 `exec`, `down` and the tests' fixture can find it from another process; `down` removes
@@ -51,11 +53,13 @@ class Host:
     netns: str
     veth: str            # the root-side end of its link
     anchor: int          # pid holding its mount and UTS namespaces
+    cpus: str = ""       # the cores its processes run on (taskset's list), "" for any
 
     def command(self, args, cwd=None):
         """`args` wrapped to run on this host, in `cwd` (default: the current directory)."""
+        pin = ["taskset", "-c", self.cpus] if self.cpus else []
         return ["nsenter", f"--target={self.anchor}", "--net", "--mount", "--uts",
-                f"--wd={cwd or os.getcwd()}", "--", *map(str, args)]
+                f"--wd={cwd or os.getcwd()}", "--", *pin, *map(str, args)]
 
     def popen(self, args, cwd=None, **kwargs):
         return subprocess.Popen(self.command(args, cwd), **kwargs)
@@ -86,13 +90,17 @@ class Host:
 class Cluster:
     """`with Cluster(3) as c:` brings hosts h0..h2 up and always takes them down again."""
 
-    def __init__(self, n=2, name="pxc", subnet="10.213.0", rate=None):
+    def __init__(self, n=2, name="pxc", subnet="10.213.0", rate=None, pin=False):
         if not 1 <= n <= 200:
             raise ValueError(f"a cluster has 1 to 200 hosts, got {n}")
         if len(name) > 6 or not name.isalnum():
             raise ValueError(f"the cluster name must be 1-6 letters or digits (it prefixes "
                              f"interface names, which Linux limits to 15 characters), got {name!r}")
-        self.n, self.name, self.subnet, self.rate = n, name, subnet, rate
+        cores = os.cpu_count() or 1
+        if pin and n > cores:
+            raise ValueError(f"pin=True gives each host a core of its own: {n} hosts need "
+                             f"{n} cores, this machine has {cores}")
+        self.n, self.name, self.subnet, self.rate, self.pin = n, name, subnet, rate, pin
         self.bridge = f"{name}-br"
         self.hosts = []
         self.state_file = STATE_DIR / f"{name}.json"
@@ -141,7 +149,7 @@ class Cluster:
         if line.strip() != "ready":
             raise RuntimeError(f"host h{i} did not start: {anchor.stderr.read().strip()}")
         # `ip netns exec` and `unshare` exec into the shell, so the pid is the anchor itself
-        return Host(f"h{i}", address, netns, veth, anchor.pid)
+        return Host(f"h{i}", address, netns, veth, anchor.pid, str(i) if self.pin else "")
 
     def down(self):
         teardown(self.name)
@@ -221,6 +229,7 @@ def main(argv=None):
     up.add_argument("n", type=int)
     up.add_argument("--subnet", default="10.213.0", help="first three octets (default 10.213.0)")
     up.add_argument("--rate", help="limit every link, tc syntax (e.g. 1gbit)")
+    up.add_argument("--pin", action="store_true", help="host h<i> runs on core i alone")
     sub.add_parser("down", help="take everything down")
     sub.add_parser("status", help="list hosts")
     ex = sub.add_parser("exec", help="run a command on a host")
@@ -237,7 +246,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     if args.command == "up":
-        cluster = Cluster(args.n, args.name, args.subnet, args.rate).up()
+        cluster = Cluster(args.n, args.name, args.subnet, args.rate, args.pin).up()
         for h in cluster.hosts:
             print(f"{h.name}\t{h.address}\tnetns {h.netns}\tanchor {h.anchor}")
         return 0

@@ -11,8 +11,9 @@ through the cluster's ssh-like wrapper) that measures, on every rank at once:
 - DDP's step, buckets overlapped with backward;
 - the same step without overlap: backward under `no_sync`, then one all-reduce of all
   gradients;
-- what the model's `Cpu` needs: a bucket's all-reduce beside computation, the CPU per
-  all-reduce and per byte, and the slowest rank's computation when all start together;
+- what the model's `Cpu` needs: a bucket's all-reduce beside computation and the computation
+  beside an all-reduce, the CPU per all-reduce and per byte, and the slowest rank's
+  computation when all start together;
 then prints how much of the all-reduce time overlap hid, and writes records that
 `scaling_model.py --validate FILE.json` compares with its predictions. With one rank per host
 the all-reduce goes through MPI over the rate-limited links; with two per host
@@ -122,6 +123,24 @@ def worker(args):
         work.wait()
     slowdown = timed(beside) / times[1]
 
+    # and the other way round: forward and backward beside an all-reduce (of 8 MB, which
+    # outlasts them) against alone: the share of the core the transport leaves the computation
+    big = px.tensor(np.zeros((8 << 20) // 8))
+
+    def computation(beside_allreduce):
+        runs = []
+        for _ in range(args.repeats + 2):
+            dist.barrier()
+            work = dist.all_reduce(big, async_op=True) if beside_allreduce else None
+            t0 = time.perf_counter()
+            with ddp.no_sync():
+                F.cross_entropy(ddp(x), y).backward()
+            runs.append(time.perf_counter() - t0)
+            if work is not None:
+                work.wait()
+        return statistics.median(runs[2:])
+    computation_beside = computation(True) / computation(False)
+
     # the slowest rank's computation when all start it together (a MAX all-reduce of each
     # one's time): where ranks share cores the scheduler does not share them evenly over one
     # step, and a step waits for the slowest
@@ -152,6 +171,9 @@ def worker(args):
     per_call = machine_cpu_per_worker(allreduces(px.tensor(np.zeros(1)), small), small)
     comm_cpu = max(machine_cpu_per_worker(allreduces(flat, big), big) - per_call,
                    0.0) / flat.nbytes
+    # pinned, a host's ranks share its own cores; else every rank shares the machine's
+    cores_per_worker = (len(os.sched_getaffinity(0)) / args.per_host if args.pin
+                        else (os.cpu_count() or 1) / size)
     if rank == 0:
         print(json.dumps({
             "case": f"{args.case}", "model": f"MLP {width}x4", "workers": size,
@@ -162,9 +184,10 @@ def worker(args):
             "serial": serial, "allreduce": allreduce_alone,
             "buckets": len(ddp.reducer.buckets), "launched_in_backward": ddp.reducer.overlapped,
             "cap": int(args.bucket_mb * (1 << 20)),
-            "cpu": {"cores_per_worker": (os.cpu_count() or 1) / size,
+            "cpu": {"cores_per_worker": cores_per_worker,
                     "compute": compute_cpu, "comm_per_byte": comm_cpu,
                     "beside": max(slowdown, 1.0), "comm_per_call": per_call,
+                    "computation_beside": max(computation_beside, 1.0),
                     "slowest": slowest}}), flush=True)
     dist.destroy_process_group()
 
@@ -207,7 +230,8 @@ def run_case(cluster_tool, cluster, hosts, per_host, rate, args):
     cmd = [mpiexec, "-f", hostfile, "-launcher", "ssh", "-launcher-exec",
            cluster.ssh_wrapper(), "-n", hosts * per_host, sys.executable, __file__, "--worker",
            "--case", case, "--per-host", per_host, "--width", args.width, "--batch", args.batch,
-           "--bucket-mb", args.bucket_mb, "--repeats", args.repeats]
+           "--bucket-mb", args.bucket_mb, "--repeats", args.repeats,
+           *(["--pin"] if args.pin else [])]
     proc = cluster.host("h0").run(["timeout", "600", *cmd], env=env, capture_output=True,
                                   text=True, cwd=HERE.parent)
     records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -230,7 +254,8 @@ def run_case_launcher(cluster_tool, cluster, hosts, per_host, rate, args):
         ["timeout", "600", phalanx, "run", "--nnodes", hosts, "--nproc-per-node", per_host,
          "--rdzv-endpoint", "h0:29700", "--rdzv-id", run_id, __file__, "--worker",
          "--case", case, "--per-host", per_host, "--width", args.width, "--batch", args.batch,
-         "--bucket-mb", args.bucket_mb, "--repeats", args.repeats],
+         "--bucket-mb", args.bucket_mb, "--repeats", args.repeats,
+         *(["--pin"] if args.pin else [])],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=HERE.parent)
         for i in range(hosts)]
     outs = [p.communicate()[0] for p in procs]
@@ -254,6 +279,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--trials", type=int, default=3, help="runs of each case (median of each)")
     p.add_argument("--out", default="multinode_step.json")
+    p.add_argument("--pin", action="store_true",
+                   help="each host on a core of its own (as many hosts as cores at most)")
     p.add_argument("--transports", nargs="+", default=["mpi", "zmq"],
                    help="mpi: mpiexec across the hosts; zmq: phalanx run on every host")
     args = p.parse_args(argv)
@@ -264,7 +291,8 @@ def main(argv=None):
     import cluster as cluster_tool
     import scaling_model
     records = []
-    with cluster_tool.Cluster(max(args.hosts), name="pxb", subnet="10.213.9") as cluster:
+    with cluster_tool.Cluster(max(args.hosts), name="pxb", subnet="10.213.9",
+                              pin=args.pin) as cluster:
         cases = [(r, h, t) for r in args.rates for h in args.hosts for t in args.transports]
         for rate, hosts, transport in cases:
             run = run_case if transport == "mpi" else run_case_launcher

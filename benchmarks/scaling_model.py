@@ -25,8 +25,9 @@ workers over TCP or MPI, `Cpu`), computation on less than a core each runs at th
 step takes at least the CPU time of its computation and its communication over the cores each
 worker has (overlap hides only the communication that waits on the wire, not the part that
 keeps a core busy), and an all-reduce beside backward moves at the speed measured beside a
-computation that holds the core. Where the slowest worker's computation was measured (all
-starting together), the step's computation takes that long: the step waits for the slowest.
+computation that holds the core while backward beside it runs at the speed measured beside an
+all-reduce. Where the slowest worker's computation was measured (all starting together), the
+step's computation takes that long: the step waits for the slowest.
 Scaling efficiency is the one-worker step (no communication) over the P-worker step, for the
 same per-worker batch (weak scaling, as both papers report it).
 
@@ -81,6 +82,7 @@ class Cpu:
     #                             between threads, messages): DDP pays it once per bucket
     slowest: float = 0.0  # seconds of the slowest worker's computation when all start it
     #                       together (0: unknown, take an even share of the cores)
+    computation_beside: float = 1.0  # how much longer computation takes beside an all-reduce
 
 
 # --- profiles ---------------------------------------------------------------------------
@@ -218,17 +220,21 @@ def step_time(profile, workers, topo, algo="hierarchical", cap=DDP_BUCKET, overl
     elif cpu is not None and workers > 1 and cpu.cores_per_worker < 1:
         profile = profile.stretched(cpu.compute / cpu.cores_per_worker / profile.compute)
     slow = cpu.beside if cpu is not None else 1.0
-    comm_end, total = 0.0, 0.0
+    held = 1.0 - 1.0 / cpu.computation_beside if cpu is not None else 0.0
+    comm_end, total, late = 0.0, 0.0, 0.0      # late: how far backward has been pushed back
     parts = buckets(profile, cap, first_cap)
     for nbytes, ready in parts:
-        start = max(ready if overlap else profile.backward, comm_end)
+        backward_end = profile.backward + late
+        start = max(ready + late if overlap else backward_end, comm_end)
         cost = per_bucket + allreduce(nbytes, workers, topo, algo)
-        # while backward runs, the transport moves at 1/slow of its speed alone
-        during = min(cost * slow, max(profile.backward - start, 0.0))
+        # while backward runs, the transport moves at 1/slow of its speed alone, and backward
+        # loses the share of its core the transport takes
+        during = min(cost * slow, max(backward_end - start, 0.0))
         comm_end, total = start + during + cost - during / slow, total + cost
+        late += during * held
     if workers == 1:
-        comm_end = total = 0.0
-    step = profile.forward + max(profile.backward, comm_end) + profile.optimizer
+        comm_end = total = late = 0.0
+    step = profile.forward + max(profile.backward + late, comm_end) + profile.optimizer
     if cpu is not None and workers > 1:
         busy = cpu.compute + cpu.comm_per_byte * profile.nbytes + cpu.comm_per_call * len(parts)
         step = max(step, busy / cpu.cores_per_worker)

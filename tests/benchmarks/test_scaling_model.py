@@ -102,6 +102,15 @@ def test_all_reduce_beside_backward_moves_at_the_measured_speed():
         # after backward (no overlap) it runs at full speed
         assert sm.step_time(prof, 2, TOPO, cap=4e6, per_bucket=0, cpu=slow,
                             overlap=False)[0] == pytest.approx(0.014)
+        # backward at half speed beside it: the 5 ms it overlaps push backward's end to
+        # 12.5 ms, where the all-reduce (2.5 ms done, 1.5 ms left) ends at 11.5: backward last
+        shared = sm.Cpu(cores_per_worker=1, compute=0.0, comm_per_byte=0.0, beside=2.0,
+                        computation_beside=2.0)
+        assert sm.step_time(prof, 2, TOPO, cap=4e6, per_bucket=0, cpu=shared)[0] == \
+            pytest.approx(0.0125)
+        # without overlap nothing runs beside backward
+        assert sm.step_time(prof, 2, TOPO, cap=4e6, per_bucket=0, cpu=shared,
+                            overlap=False)[0] == pytest.approx(0.014)
     finally:
         sm.allreduce = orig
 
