@@ -199,7 +199,7 @@ def median_record(trials):
     def median(values):
         if isinstance(values[0], dict):
             return {k: median([v[k] for v in values]) for k in values[0]}
-        if isinstance(values[0], list) and not isinstance(values[0][0], list):
+        if isinstance(values[0], list) and values[0]:    # lists (and lists of pairs)
             return [median([v[i] for v in values]) for i in range(len(values[0]))]
         if isinstance(values[0], float):
             return statistics.median(values)
