@@ -25,6 +25,7 @@ _LAZY_SUBMODULES = {"nn", "optim", "data", "distributed", "launcher", "serializa
                     "onnx", "multiprocessing", "amp", "cpu", "fft", "func", "testing",
                     "futures"}
 _FROM_SERIALIZATION = {"save", "load"}
+_FROM_SPECTRAL = {"stft", "istft"}
 _FROM_AMP = {"GradScaler", "autocast", "is_autocast_enabled", "get_autocast_dtype",
              "set_autocast_enabled", "set_autocast_dtype", "is_autocast_available",
              "is_autocast_cache_enabled", "set_autocast_cache_enabled", "clear_autocast_cache",
@@ -37,6 +38,8 @@ def __getattr__(name):
         value = importlib.import_module(f"{__name__}.{name}")
     elif name in _FROM_SERIALIZATION:
         value = getattr(importlib.import_module(f"{__name__}.serialization"), name)
+    elif name in _FROM_SPECTRAL:
+        value = getattr(importlib.import_module(f"{__name__}.spectral"), name)
     elif name in _FROM_AMP:
         value = getattr(importlib.import_module(f"{__name__}.amp"), name)
     elif not name.startswith("_") and name in _functional_aliases().__all__:
@@ -53,7 +56,8 @@ def _functional_aliases():
 
 
 def __dir__():
-    return sorted(set(globals()) | _LAZY_SUBMODULES | _FROM_SERIALIZATION | _FROM_AMP |
+    return sorted(set(globals()) | _LAZY_SUBMODULES | _FROM_SERIALIZATION | _FROM_SPECTRAL |
+                  _FROM_AMP |
                   set(_functional_aliases().__all__))
 
 

@@ -32,19 +32,20 @@ def _numerical_jacobian(func, inputs, diff, eps):
         outs = [o for o in _as_tuple(func(*inputs)) if isinstance(o, TensorBase)]
     jac = [[None] * len(diff) for _ in outs]
     for i, x in enumerate(diff):
-        flat = x._data.reshape(-1)  # a view: perturb in place
+        data = x._data          # perturbed in place, element by element in row-major order
         cols = [[] for _ in outs]
-        for j in range(flat.size):
-            orig = host_scalar(flat[j])
-            flat[j] = orig + eps
+        for j in range(data.size):
+            at = np.unravel_index(j, data.shape)   # works for any strides (a reshape of a
+            orig = host_scalar(data[at])           # non-contiguous array would be a copy)
+            data[at] = orig + eps
             with no_grad():
                 plus = [o._data.copy() for o in _as_tuple(func(*inputs))
                         if isinstance(o, TensorBase)]
-            flat[j] = orig - eps
+            data[at] = orig - eps
             with no_grad():
                 minus = [o._data.copy() for o in _as_tuple(func(*inputs))
                          if isinstance(o, TensorBase)]
-            flat[j] = orig
+            data[at] = orig
             for k in range(len(outs)):
                 cols[k].append(((plus[k] - minus[k]) / (2 * eps)).reshape(-1))
         for k, o in enumerate(outs):

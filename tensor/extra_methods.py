@@ -167,9 +167,24 @@ def storage_offset(self):
     return start // host.itemsize
 
 
+def stft(self, n_fft, hop_length=None, win_length=None, window=None, center=True,
+         pad_mode="reflect", normalized=False, onesided=None, return_complex=None,
+         align_to_window=None):
+    from ..spectral import stft as _stft     # it needs nn.functional and fft
+    return _stft(self, n_fft, hop_length, win_length, window, center, pad_mode, normalized,
+                 onesided, return_complex, align_to_window)
+
+
+def istft(self, n_fft, hop_length=None, win_length=None, window=None, center=True,
+          normalized=False, onesided=None, length=None, return_complex=False):
+    from ..spectral import istft as _istft
+    return _istft(self, n_fft, hop_length, win_length, window, center, normalized, onesided,
+                  length, return_complex)
+
+
 def _bind():
     for fn in (cauchy_, log_normal_, geometric_, resize_, resize_as_, hardshrink, prelu,
-               dim_order, to_dense, index_reduce):
+               dim_order, to_dense, index_reduce, stft, istft):
         setattr(Tensor, fn.__name__, fn)
     Tensor.layout = property(lambda self: strided)
     Tensor.retains_grad = property(_retains_grad)

@@ -169,6 +169,14 @@ class Pad(Function):
         if np_mode is None:
             raise ValueError(f"pad: unknown mode {mode!r}; expected constant, reflect, "
                              f"replicate or circular")
+        for dim, (lo, hi) in enumerate(widths):     # NumPy would reflect or wrap repeatedly
+            size = d.shape[dim]
+            if (mode == "reflect" and max(lo, hi) >= size) or \
+                    (mode == "circular" and max(lo, hi) > size):
+                bound = "less than" if mode == "reflect" else "at most"
+                raise RuntimeError(f"pad: {mode} padding ({lo}, {hi}) at dimension {dim} of "
+                                   f"input {list(x._data.shape)} must be {bound} that "
+                                   f"dimension's size {size}, as in PyTorch")
         xp = array_module(d)
         kw = {"constant_values": value} if np_mode == "constant" else {}
         ctx.widths, ctx.mode, ctx.shape, ctx.in_shape = widths, np_mode, d.shape, x._data.shape

@@ -410,3 +410,12 @@ def test_grad_for_a_non_leaf_leaves_the_graph_below_it_usable():
         h.sum().backward()
         np.testing.assert_allclose(gh.detach().numpy(), [3.0, 3.0, 3.0])
         np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0, 6.0])
+
+
+def test_gradcheck_perturbs_non_contiguous_inputs():
+    """A transposed input: its numerical Jacobian must see every perturbation (a reshape of
+    a non-contiguous array is a copy, which left the input unchanged and the check failing)."""
+    from phalanx.autograd import gradcheck
+    a = px.tensor(np.random.default_rng(0).random((3, 4))).t().detach().requires_grad_(True)
+    assert not a.is_contiguous()
+    assert gradcheck(lambda t: t * t.sum(dim=0, keepdim=True), (a,))

@@ -480,3 +480,21 @@ def test_gradcheck(case, shapes):
 @pytest.mark.parametrize("case,shapes", _gradcheck_params(ALL, second_order=True))
 def test_gradgradcheck(case, shapes):
     assert px.autograd.gradgradcheck(_float_outputs(case), _float_inputs(case, shapes))
+
+
+@pytest.mark.parametrize("mode,pad,ok", [
+    ("reflect", (9, 9), True), ("reflect", (10, 0), False), ("reflect", (0, 15), False),
+    ("circular", (10, 10), True), ("circular", (11, 0), False),
+    ("replicate", (50, 50), True)])
+def test_pad_refuses_what_pytorch_refuses(mode, pad, ok):
+    """NumPy would reflect or wrap again and again; PyTorch refuses those widths."""
+    a = np.arange(10.0).reshape(1, 1, 10)
+    if ok:
+        np.testing.assert_array_equal(
+            px.nn.functional.pad(px.tensor(a), pad, mode=mode).numpy(),
+            torch.nn.functional.pad(torch.tensor(a), pad, mode=mode).numpy())
+        return
+    with pytest.raises(RuntimeError):
+        torch.nn.functional.pad(torch.tensor(a), pad, mode=mode)
+    with pytest.raises(RuntimeError, match=f"{mode} padding .* dimension 2 of input"):
+        px.nn.functional.pad(px.tensor(a), pad, mode=mode)
