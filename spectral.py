@@ -130,6 +130,9 @@ def istft(input, n_fft, hop_length=None, win_length=None, window=None, center=Tr
                            f"hop, or a smaller hop_length")
     y = y / envelope
     if length is not None and y.shape[-1] < length:
+        warnings.warn(f"istft: the frames give {y.shape[-1]} samples, fewer than "
+                      f"length={length}; the tail is zero-padded (check center and hop_length)",
+                      UserWarning, stacklevel=2)
         y = F.pad(y, (0, length - y.shape[-1]))
     return y if input.ndim == 3 else y.squeeze(0)
 
