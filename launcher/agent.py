@@ -35,7 +35,11 @@ class AgentState(enum.Enum):
     STOPPED = "stopped"
 
 
-class SignalReceived(Exception):
+class SignalReceived(BaseException):
+    """SIGINT/SIGTERM/SIGHUP, raised in the main thread. A BaseException, as KeyboardInterrupt
+    is: handlers of ordinary errors (`except Exception`, e.g. the store server's, which drops
+    a request that broke it and serves on) must not swallow it."""
+
     def __init__(self, signum):
         super().__init__(f"received {signal.Signals(signum).name}")
         self.signum = signum

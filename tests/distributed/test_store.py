@@ -336,3 +336,30 @@ def test_a_dead_store_thread_fails_local_calls_at_once(monkeypatch):
     assert time.monotonic() - start < 2
     client.close()
     server.close()
+
+
+def test_a_signal_while_a_request_is_handled_stops_the_server():
+    """`phalanx store` turns SIGTERM into SignalReceived in the main thread, which serves. The
+    server drops requests that break it (`except Exception`) and serves on; a signal landing
+    inside one was dropped the same way, and the store never exited (seen under load)."""
+    from phalanx.launcher.agent import SignalReceived
+    server = StoreServer(port=0, token="t")
+    client = Store(server.endpoint, "t", timeout=5)
+
+    def interrupted(frames):
+        raise SignalReceived(15)        # as if SIGTERM arrived while this request was handled
+    server._handle = interrupted
+    threading.Thread(target=lambda: _unanswered(client), daemon=True).start()
+    give_up = threading.Timer(5, server._stop.set)   # swallowed, it would serve on: end it
+    give_up.start()
+    try:
+        with pytest.raises(SignalReceived):
+            server.serve_forever()
+    finally:
+        give_up.cancel()
+        client.close()
+
+
+def _unanswered(client):
+    with pytest.raises(StoreError):
+        client.set("k", b"v", timeout=1)
