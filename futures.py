@@ -34,7 +34,7 @@ class _Watcher:
     def watch(self, future):
         with self._wake:
             self._pending.append(future)
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():   # none yet, or forked
                 self._thread = threading.Thread(target=self._serve, name="phalanx-futures",
                                                 daemon=True)
                 self._thread.start()
