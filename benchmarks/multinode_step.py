@@ -12,8 +12,9 @@ through the cluster's ssh-like wrapper) that measures, on every rank at once:
 - the same step without overlap: backward under `no_sync`, then one all-reduce of all
   gradients;
 - what the model's `Cpu` needs: a bucket's all-reduce beside computation and the computation
-  beside an all-reduce, the CPU per all-reduce and per byte, and the slowest rank's
-  computation when all start together;
+  beside an all-reduce, the CPU per all-reduce and per byte, the slowest rank's computation
+  when all start together, and DDP's own passes over the gradients (AVG's division, the copy
+  out of the buckets);
 then prints how much of the all-reduce time overlap hid, and writes records that
 `scaling_model.py --validate FILE.json` compares with its predictions. With one rank per host
 the all-reduce goes through MPI over the rate-limited links; with two per host
@@ -171,6 +172,12 @@ def worker(args):
     per_call = machine_cpu_per_worker(allreduces(px.tensor(np.zeros(1)), small), small)
     comm_cpu = max(machine_cpu_per_worker(allreduces(flat, big), big) - per_call,
                    0.0) / flat.nbytes
+    # DDP's own passes over the gradients besides the transport's work: AVG's division of
+    # each bucket after its all-reduce (SUM, then this), and the averaged gradients' copy out
+    # of the buckets into tensors of their own (after backward: the concatenation)
+    grads = flat.numpy().copy()
+    average = timed(lambda: np.divide(grads, size, out=grads)) / grads.nbytes
+    unpack = timed(grads.copy) / grads.nbytes
     # pinned, a host's ranks share its own cores; else every rank shares the machine's
     cores_per_worker = (len(os.sched_getaffinity(0)) / args.per_host if args.pin
                         else (os.cpu_count() or 1) / size)
@@ -188,7 +195,8 @@ def worker(args):
                     "compute": compute_cpu, "comm_per_byte": comm_cpu,
                     "beside": max(slowdown, 1.0), "comm_per_call": per_call,
                     "computation_beside": max(computation_beside, 1.0),
-                    "slowest": slowest}}), flush=True)
+                    "slowest": slowest, "average_per_byte": average,
+                    "unpack_per_byte": unpack}}), flush=True)
     dist.destroy_process_group()
 
 

@@ -83,6 +83,9 @@ class Cpu:
     slowest: float = 0.0  # seconds of the slowest worker's computation when all start it
     #                       together (0: unknown, take an even share of the cores)
     computation_beside: float = 1.0  # how much longer computation takes beside an all-reduce
+    average_per_byte: float = 0.0  # DDP's own passes over the gradients, beside the transport:
+    unpack_per_byte: float = 0.0   # AVG's division after each bucket's all-reduce, and the
+    #                                copy of the averaged gradients out of the buckets at the end
 
 
 # --- profiles ---------------------------------------------------------------------------
@@ -227,6 +230,8 @@ def step_time(profile, workers, topo, algo="hierarchical", cap=DDP_BUCKET, overl
         backward_end = profile.backward + late
         start = max(ready + late if overlap else backward_end, comm_end)
         cost = per_bucket + allreduce(nbytes, workers, topo, algo)
+        if cpu is not None:
+            cost += cpu.average_per_byte * nbytes
         # while backward runs, the transport moves at 1/slow of its speed alone, and backward
         # loses the share of its core the transport takes
         during = min(cost * slow, max(backward_end - start, 0.0))
@@ -234,9 +239,11 @@ def step_time(profile, workers, topo, algo="hierarchical", cap=DDP_BUCKET, overl
         late += during * held
     if workers == 1:
         comm_end = total = late = 0.0
-    step = profile.forward + max(profile.backward + late, comm_end) + profile.optimizer
+    unpack = cpu.unpack_per_byte * profile.nbytes if cpu is not None and workers > 1 else 0.0
+    step = profile.forward + max(profile.backward + late, comm_end) + unpack + profile.optimizer
     if cpu is not None and workers > 1:
-        busy = cpu.compute + cpu.comm_per_byte * profile.nbytes + cpu.comm_per_call * len(parts)
+        local = cpu.average_per_byte + cpu.unpack_per_byte + cpu.comm_per_byte
+        busy = cpu.compute + local * profile.nbytes + cpu.comm_per_call * len(parts)
         step = max(step, busy / cpu.cores_per_worker)
     return step, total
 

@@ -142,3 +142,25 @@ def test_every_all_reduce_costs_its_call_cpu():
     assert sm.step_time(prof, 2, topo, cap=4e6, cpu=cpu)[0] == pytest.approx(0.023)
     assert sm.step_time(prof, 2, topo, cap=1 << 60, overlap=False, cpu=cpu,
                         first_cap=1 << 60)[0] == pytest.approx(0.022)
+
+
+def test_ddp_passes_over_the_gradients_lengthen_the_step():
+    """AVG's division follows each bucket's all-reduce (hidden where backward outlasts it),
+    the copy of the averaged gradients out of the buckets follows the last one."""
+    prof = sm.Profile("m", forward=0.0, backward=0.010, optimizer=0.0,
+                      grads=[(4e6, 0.002), (4e6, 0.010)])
+    orig, sm.allreduce = sm.allreduce, lambda n, p, t, a: 0.001
+    try:
+        base = sm.Cpu(cores_per_worker=1, compute=0.0, comm_per_byte=0.0)
+        assert sm.step_time(prof, 2, TOPO, cap=4e6, per_bucket=0, cpu=base)[0] == \
+            pytest.approx(0.011)
+        # 1 ms of division per bucket: the first one's hides in backward, the last one's not;
+        # 0.5 ms of copying out after it
+        passes = sm.Cpu(cores_per_worker=1, compute=0.0, comm_per_byte=0.0,
+                        average_per_byte=1e-3 / 4e6, unpack_per_byte=0.25e-3 / 4e6)
+        step, comm = sm.step_time(prof, 2, TOPO, cap=4e6, per_bucket=0, cpu=passes)
+        assert (step, comm) == (pytest.approx(0.0125), pytest.approx(0.004))
+        # one worker reduces nothing
+        assert sm.step_time(prof, 1, TOPO, cpu=passes)[0] == pytest.approx(prof.compute)
+    finally:
+        sm.allreduce = orig
