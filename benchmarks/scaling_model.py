@@ -199,15 +199,16 @@ def allreduce(n, workers, topo, algo="hierarchical"):
 
 
 def buckets(profile, cap=DDP_BUCKET, first_cap=DDP_FIRST_BUCKET):
-    """DDP's buckets: [(bytes, ready seconds after backward started)]."""
-    out, size, ready, limit = [], 0, 0.0, min(first_cap, cap)
+    """DDP's buckets: [(bytes, ready seconds after backward started)]; each closes once it
+    holds at least its cap."""
+    out, size, limit = [], 0, min(first_cap, cap)
     for nbytes, t in profile.grads:
-        if size and size + nbytes > limit:
-            out.append((size, ready))
+        size += nbytes
+        if size >= limit:
+            out.append((size, t))
             size, limit = 0, cap
-        size, ready = size + nbytes, t
     if size:
-        out.append((size, ready))
+        out.append((size, profile.grads[-1][1]))
     return out
 
 

@@ -66,20 +66,21 @@ class Bucket:
 
 
 def assign_buckets(params, group, cap_bytes, first_cap_bytes=FIRST_BUCKET_BYTES):
-    """Group `params` (already in launch order) into buckets: per (dtype, device), closed when
-    the next parameter would overflow the cap; the first bucket of each kind is capped lower.
-    Their buffers come from `group.comm_buffer`."""
-    open_, closed, first_closed = {}, [], set()
+    """Group `params` (already in launch order) into buckets as PyTorch's DDP does: per
+    (dtype, device), a bucket closes once it holds at least the cap (so it may exceed it by its
+    last parameter, and a gradient is not cut off from the next, smaller one); the first
+    bucket of each kind is capped lower. Their buffers come from `group.comm_buffer`."""
+    open_, closed, sizes, first_closed = {}, [], {}, set()
     for p in params:
         key = (p._data.dtype, str(p.device))
+        open_.setdefault(key, []).append(p)
+        sizes[key] = sizes.get(key, 0) + p._data.nbytes
         limit = cap_bytes if key in first_closed else min(first_cap_bytes, cap_bytes)
-        members = open_.setdefault(key, [])
-        if members and sum(q._data.nbytes for q in members) + p._data.nbytes > limit:
-            closed.append(members)
+        if sizes[key] >= limit:
+            closed.append(open_.pop(key))
+            sizes[key] = 0
             first_closed.add(key)
-            members = open_[key] = []
-        members.append(p)
-    closed += [g for g in open_.values() if g]
+    closed += open_.values()
     order = {id(p): i for i, p in enumerate(params)}
     closed.sort(key=lambda g: order[id(g[0])])
     return [Bucket(i, g, group) for i, g in enumerate(closed)]

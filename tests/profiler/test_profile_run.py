@@ -20,7 +20,7 @@ import phalanx
 WORKER = os.path.join(os.path.dirname(__file__), "workers", "ddp_train.py")
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
 STEPS = 8           # 128 samples per rank / batch 16
-BUCKETS = 6         # ddp_train.py's bucket_cap_mb=0.02 over its 7 layers
+BUCKETS = 6         # ddp_train.py's bucket_cap_mb=0.01: one per layer, the last two together
 
 
 def _run(tmp_path, *flags, **env):

@@ -46,7 +46,7 @@ def model():
 
 x, y = batch()
 shard = slice(rank * args.batch // size, (rank + 1) * args.batch // size)
-net = dist.DistributedDataParallel(model(), bucket_cap_mb=0.001)   # several buckets
+net = dist.DistributedDataParallel(model(), bucket_cap_mb=0.0002)   # two buckets
 opt = px.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
 xb, yb = px.tensor(x[shard]), px.tensor(y[shard])
 for step in range(args.steps):

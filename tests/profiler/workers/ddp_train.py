@@ -15,7 +15,7 @@ layers = []
 for _ in range(6):
     layers += [nn.Linear(64, 64), nn.Tanh()]
 model = dist.DistributedDataParallel(nn.Sequential(*layers, nn.Linear(64, 1)),
-                                     bucket_cap_mb=0.02)
+                                     bucket_cap_mb=0.01)
 opt = px.optim.SGD(model.parameters(), lr=0.01)
 for xb, yb in loader:
     loss = ((model(xb) - yb) ** 2).mean()
