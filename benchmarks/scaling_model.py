@@ -92,13 +92,13 @@ class Cpu:
 @dataclass
 class Profile:
     """One worker's step: forward, backward and optimizer seconds, and each gradient's size
-    in bytes with the time after the start of backward at which it is ready, in backward
-    order."""
+    in bytes with the time after the start of backward at which it is ready, in the order DDP
+    fills its buckets (the parameters' order reversed, which is roughly backward's)."""
     name: str
     forward: float
     backward: float
     optimizer: float
-    grads: list = field(default_factory=list)     # [(bytes, ready seconds)], backward order
+    grads: list = field(default_factory=list)     # [(bytes, ready seconds)], DDP's order
 
     @property
     def nbytes(self):
@@ -136,7 +136,8 @@ def from_layers(name, layers, batch, flops_per_s=None, samples_per_s=None, bytes
 
 def measure(model, inputs, loss_fn, repeats=5):
     """A profile of `model` (a phalanx Module) measured in this process: median over repeats of
-    forward, backward, an SGD step, and the time each parameter's gradient was ready."""
+    forward, backward, an SGD step, and the time each parameter's gradient was ready (in DDP's
+    order: the parameters reversed)."""
     import phalanx as px
     params = [p for p in model.parameters() if p.requires_grad]
     opt = px.optim.SGD(params, lr=1e-3, momentum=0.9)
@@ -158,10 +159,9 @@ def measure(model, inputs, loss_fn, repeats=5):
         t3 = time.perf_counter()
         for h in handles:
             h.remove()
-        order = sorted(ready, key=ready.get)
         runs.append((t1 - t0, t2 - t1, t3 - t2,
-                     [(params[i].numel() * params[i].element_size(), ready[i] - t1)
-                      for i in order]))
+                     [(p.numel() * p.element_size(), ready.get(i, t2) - t1)
+                      for i, p in reversed(list(enumerate(params)))]))
     runs = sorted(runs[1:], key=lambda r: r[0] + r[1] + r[2])   # the first one warms up
     f, b, o, grads = runs[len(runs) // 2]
     return Profile(type(model).__name__, f, b, o, grads)
@@ -199,16 +199,17 @@ def allreduce(n, workers, topo, algo="hierarchical"):
 
 
 def buckets(profile, cap=DDP_BUCKET, first_cap=DDP_FIRST_BUCKET):
-    """DDP's buckets: [(bytes, ready seconds after backward started)]; each closes once it
-    holds at least its cap."""
-    out, size, limit = [], 0, min(first_cap, cap)
+    """DDP's buckets: [(bytes, seconds after backward started when it launches)]; each closes
+    once it holds at least its cap, and launches when all its gradients are ready and the
+    buckets before it have launched."""
+    out, size, ready, limit = [], 0, 0.0, min(first_cap, cap)
     for nbytes, t in profile.grads:
-        size += nbytes
+        size, ready = size + nbytes, max(ready, t)
         if size >= limit:
-            out.append((size, t))
+            out.append((size, ready))
             size, limit = 0, cap
     if size:
-        out.append((size, profile.grads[-1][1]))
+        out.append((size, ready))
     return out
 
 
