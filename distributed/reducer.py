@@ -67,9 +67,9 @@ class Bucket:
 
 def assign_buckets(params, group, cap_bytes, first_cap_bytes=FIRST_BUCKET_BYTES):
     """Group `params` (already in launch order) into buckets as PyTorch's DDP does: per
-    (dtype, device), a bucket closes once it holds at least the cap (so it may exceed it by its
-    last parameter, and a gradient is not cut off from the next, smaller one); the first
-    bucket of each kind is capped lower. Their buffers come from `group.comm_buffer`."""
+    (dtype, device), a bucket closes once it holds at least the cap, so it may exceed the cap
+    by its last parameter; the first bucket of each kind is capped lower. Their buffers come
+    from `group.comm_buffer`."""
     open_, closed, sizes, first_closed = {}, [], {}, set()
     for p in params:
         key = (p._data.dtype, str(p.device))
