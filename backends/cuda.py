@@ -26,3 +26,44 @@ class _MatmulFlags:
 
 
 matmul = _MatmulFlags()
+
+
+# --- scaled_dot_product_attention's kernels ---------------------------------------------------
+# PyTorch's switches for which kernels `scaled_dot_product_attention` may use (global, as
+# there). Phalanx has one kernel, which computes what PyTorch's math kernel does;
+# `phalanx.nn.functional.scaled_dot_product_attention` runs it wherever PyTorch would find an
+# enabled kernel, and raises where PyTorch would find none (see phalanx.nn.attention).
+_sdp_enabled = {"flash": True, "mem_efficient": True, "math": True, "cudnn": True,
+                "overrideable": True}
+
+
+def _sdp_switches(name):
+    def enable(enabled):
+        _sdp_enabled[name] = bool(enabled)
+
+    def enabled():
+        return _sdp_enabled[name]
+    enable.__name__, enabled.__name__ = f"enable_{name}_sdp", f"{name}_sdp_enabled"
+    enable.__doc__ = f"Allow (or forbid) scaled_dot_product_attention's {name} kernel."
+    enabled.__doc__ = f"Whether scaled_dot_product_attention may use its {name} kernel."
+    return enable, enabled
+
+
+enable_flash_sdp, flash_sdp_enabled = _sdp_switches("flash")
+enable_mem_efficient_sdp, mem_efficient_sdp_enabled = _sdp_switches("mem_efficient")
+enable_math_sdp, math_sdp_enabled = _sdp_switches("math")
+enable_cudnn_sdp, cudnn_sdp_enabled = _sdp_switches("cudnn")
+
+
+def sdp_kernel(enable_flash=True, enable_math=True, enable_mem_efficient=True,
+               enable_cudnn=True):
+    """PyTorch's older spelling of `phalanx.nn.attention.sdpa_kernel` (deprecated there too)."""
+    import warnings
+
+    from ..nn.attention import SDPBackend, sdpa_kernel
+    warnings.warn("`phalanx.backends.cuda.sdp_kernel()` is deprecated, as in PyTorch; use "
+                  "`phalanx.nn.attention.sdpa_kernel()`", FutureWarning, stacklevel=2)
+    chosen = [SDPBackend.FLASH_ATTENTION] * bool(enable_flash) + \
+        [SDPBackend.EFFICIENT_ATTENTION] * bool(enable_mem_efficient) + \
+        [SDPBackend.MATH] * bool(enable_math) + [SDPBackend.CUDNN_ATTENTION] * bool(enable_cudnn)
+    return sdpa_kernel(chosen)

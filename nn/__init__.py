@@ -1,9 +1,10 @@
-"""`phalanx.nn`: modules, parameters, layers, losses, `functional`, `init` and `utils`,
-under PyTorch's names. `nn.SyncBatchNorm` and `nn.parallel.DistributedDataParallel` live in
-`phalanx.distributed` (which builds on nn) and load on first access."""
+"""`phalanx.nn`: modules, parameters, layers, losses, `functional`, `init`, `utils` and
+`attention`, under PyTorch's names. `nn.SyncBatchNorm` and
+`nn.parallel.DistributedDataParallel` live in `phalanx.distributed` (which builds on nn) and
+load on first access."""
 import importlib
 
-from . import functional, init, parallel, utils  # noqa: F401
+from . import attention, functional, init, parallel, utils  # noqa: F401
 from .modules import *  # noqa: F401,F403
 from .modules import Module  # noqa: F401
 from .parameter import Buffer, Parameter  # noqa: F401

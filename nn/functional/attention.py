@@ -19,6 +19,7 @@ from ...autograd import Function, dispatch, is_grad_enabled
 from ...tensor import Tensor
 from ...tensor.backend import array_module, on_host
 from ...tensor.ops.shape import cat, pad
+from ..attention import _check_kernel
 from . import cuda_kernels, fused_loss
 from .dropout import _check_p, _mask as _dropout_mask, dropout
 from .linear import linear as _linear
@@ -88,6 +89,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     _check_qkv(query, key, value, enable_gqa)
     if not 0.0 <= dropout_p <= 1.0:
         raise ValueError(f"dropout_p must be in [0, 1], got {dropout_p}")
+    _check_kernel(query.shape, key.shape, value.shape, dropout_p,
+                  not on_host(query._data))
     L, S = query.shape[-2], key.shape[-2]
     dtype = query._data.dtype
     if is_causal:
@@ -179,6 +182,10 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
     D = E // H
     N = query.shape[1 - seq_dim]
     L = query.shape[seq_dim]
+    if not need_weights:   # PyTorch runs this through scaled_dot_product_attention's kernels
+        S = key.shape[seq_dim]
+        _check_kernel((N, H, L, D), (N, H, S, D), (N, H, S, D), dropout_p if training else 0.0,
+                      not on_host(query._data))
     if same_qkv and not (use_separate_proj_weight or need_weights or add_zero_attn or
                          bias_k is not None or bias_v is not None or static_k is not None or
                          static_v is not None or query._data.size == 0 or

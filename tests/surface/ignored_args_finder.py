@@ -36,6 +36,7 @@ MODULES = (
     "phalanx.backends.cudnn", "phalanx.backends.cuda", "phalanx.accelerator", "phalanx.cpu",
     "phalanx.nn.utils.parametrize", "phalanx.nn.utils.parametrizations",
     "phalanx.distributions.constraints", "phalanx.distributions.transforms",
+    "phalanx.nn.attention",
 )
 # Classes whose whole public method surface is scanned besides the module-level walk.
 CLASSES = ("phalanx.Tensor", "phalanx.Generator", "phalanx.nn.Module",

@@ -53,6 +53,10 @@ ALLOWED = {
         "phalanx.nn.utils.clip_grad.clip_grads_with_norm_(foreach)",
         "phalanx.nn.utils.clip_grad.get_total_norm(foreach)",
     ],
+    "kernel choice only: which of the allowed attention kernels PyTorch tries first; they "
+    "compute the same, and Phalanx has one": [
+        "phalanx.nn.attention.sdpa_kernel(set_priority)",
+    ],
     "implementation choice only: PyTorch's TCPStore server on libuv or its older loop, the "
     "same store (Phalanx's is ZeroMQ either way)": [
         "phalanx.distributed.torch_stores.TCPStore.__init__(use_libuv)",
