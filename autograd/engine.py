@@ -163,6 +163,7 @@ def run_backward(tensors, grad_tensors, retain_graph=False, create_graph=False, 
             if not retain_graph and (needed_below is None or node in needed_below):
                 node.release()   # a captured node that did not run keeps its saved values
             n_out = len(out)
+            fed = []
             for i, edge in enumerate(node.edges):
                 if edge is None:
                     continue
@@ -171,11 +172,16 @@ def run_backward(tensors, grad_tensors, retain_graph=False, create_graph=False, 
                     deliver(edge, g)
                 tgt = edge[0]
                 if edge[1] == -1:
-                    leaf_done(tgt)
+                    fed.append(tgt)
                 elif tgt in deps:
                     deps[tgt] -= 1
                     if deps[tgt] == 0:
                         heapq.heappush(ready, (-tgt.seq, tgt))
+            # a node's leaves accumulate last input first: a layer's bias before its weight, as
+            # in PyTorch's linear layers and in the reversed registration order DDP's buckets
+            # start from (so rebuilding them in arrival order changes nothing for plain layers)
+            for tgt in reversed(fed):
+                leaf_done(tgt)
         for leaf, g in list(leaf_grads.items()):  # leaves fed by nodes that did not run
             _accumulate(leaf, g, create_graph, owned, homes.get(leaf))
         leaf_grads.clear()

@@ -92,13 +92,14 @@ class Cpu:
 @dataclass
 class Profile:
     """One worker's step: forward, backward and optimizer seconds, and each gradient's size
-    in bytes with the time after the start of backward at which it is ready, in the order DDP
-    fills its buckets (the parameters' order reversed, which is roughly backward's)."""
+    in bytes with the time after the start of backward at which it is ready, in the order
+    they arrive (the order DDP fills its buckets in once it has rebuilt them, from its second
+    step)."""
     name: str
     forward: float
     backward: float
     optimizer: float
-    grads: list = field(default_factory=list)     # [(bytes, ready seconds)], DDP's order
+    grads: list = field(default_factory=list)     # [(bytes, ready seconds)], arrival order
 
     @property
     def nbytes(self):
@@ -136,8 +137,8 @@ def from_layers(name, layers, batch, flops_per_s=None, samples_per_s=None, bytes
 
 def measure(model, inputs, loss_fn, repeats=5):
     """A profile of `model` (a phalanx Module) measured in this process: median over repeats of
-    forward, backward, an SGD step, and the time each parameter's gradient was ready (in DDP's
-    order: the parameters reversed)."""
+    forward, backward, an SGD step, and the time each parameter's gradient was ready, in the
+    order they arrived."""
     import phalanx as px
     params = [p for p in model.parameters() if p.requires_grad]
     opt = px.optim.SGD(params, lr=1e-3, momentum=0.9)
@@ -159,9 +160,10 @@ def measure(model, inputs, loss_fn, repeats=5):
         t3 = time.perf_counter()
         for h in handles:
             h.remove()
+        order = sorted(range(len(params)), key=lambda i: ready.get(i, t2))
         runs.append((t1 - t0, t2 - t1, t3 - t2,
-                     [(p.numel() * p.element_size(), ready.get(i, t2) - t1)
-                      for i, p in reversed(list(enumerate(params)))]))
+                     [(params[i].numel() * params[i].element_size(), ready.get(i, t2) - t1)
+                      for i in order]))
     runs = sorted(runs[1:], key=lambda r: r[0] + r[1] + r[2])   # the first one warms up
     f, b, o, grads = runs[len(runs) // 2]
     return Profile(type(model).__name__, f, b, o, grads)

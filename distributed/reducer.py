@@ -2,7 +2,9 @@
 
 Parameters are packed, in reverse registration order (roughly the order backward produces
 their gradients), into flat buckets of one dtype and device: a small first bucket (1 MB, so
-communication starts early), then `bucket_cap_mb` each. Buckets come from the group's
+communication starts early), then `bucket_cap_mb` each. At the first DDP forward after a
+synchronising backward they are packed again, once, in the order that backward's gradients
+arrived on rank 0, as PyTorch's DDP rebuilds its buckets. Buckets come from the group's
 `comm_buffer`, which puts them in memory that the ranks on each host map together (an
 all-reduce is then a pass over shared memory, per host when there are several). Every
 parameter's `.grad` is a view into its bucket.
@@ -102,15 +104,12 @@ class Reducer:
         self.params = list(params)
         self.group = group
         self.as_view = gradient_as_bucket_view
-        self.buckets = assign_buckets(self.params[::-1], group, bucket_cap_bytes)
-        # how many buckets launch during backward (the rest when it ends): none when the
-        # group reduces them all in shared memory on one host
-        local = all(group.reduces_locally(b.flat) for b in self.buckets)
-        self.overlapped = 0 if local else len(self.buckets) - 1
-        self._where = {}                   # id(param) -> (bucket, slot)
-        for b in self.buckets:
-            for slot, p in enumerate(b.params):
-                self._where[id(p)] = (b, slot)
+        self.cap = bucket_cap_bytes
+        self._use(assign_buckets(self.params[::-1], group, bucket_cap_bytes))
+        self._index = {id(p): i for i, p in enumerate(self.params)}
+        self._arrivals = []                # indices of params in the order they got ready
+        self._synced = False               # a synchronising backward has ended
+        self.rebuilt = False               # buckets refilled in the order gradients arrive
         self.comm_hook = None              # (state, hook)
         self._armed = False                # a DDP forward happened: the next backward syncs
         self._active = False               # a synchronising backward is running
@@ -126,8 +125,45 @@ class Reducer:
         for h in getattr(self, "_handles", ()):
             h.remove()
 
+    def _use(self, buckets):
+        self.buckets = buckets
+        # how many buckets launch during backward (the rest when it ends): none when the
+        # group reduces them all in shared memory on one host
+        local = all(self.group.reduces_locally(b.flat) for b in buckets)
+        self.overlapped = 0 if local else len(buckets) - 1
+        self._where = {}                   # id(param) -> (bucket, slot)
+        for b in buckets:
+            for slot, p in enumerate(b.params):
+                self._where[id(p)] = (b, slot)
+
+    def _rebuild(self):
+        """Once, at the first DDP forward after a synchronising backward, as PyTorch's DDP:
+        refill the buckets in the order that backward's gradients arrived on rank 0 (every
+        rank takes rank 0's, one broadcast), so each bucket is complete as early as it can be
+        even where parameters are registered in another order than they are used."""
+        self.rebuilt = True
+        arrivals = self._arrivals + [-1] * (len(self.params) - len(self._arrivals))
+        order = array_module(self.buckets[0].flat).asarray(arrivals, dtype="int64")
+        if self.group.size > 1:
+            blocking(self.group.broadcast, order, 0)
+        order, self._arrivals = to_host(order).tolist(), []
+        if -1 in order:                     # rank 0's first backward broke off: keep them
+            return
+        params = [self.params[i] for i in order]
+        if [id(p) for p in params] == [id(p) for b in self.buckets for p in b.params]:
+            return
+        old = {id(p): self._view(p) for p in self.params}
+        self._use(assign_buckets(params, self.group, self.cap))
+        for p in self.params:               # gradients kept as views move to their new home
+            if p.grad is not None and p.grad._data is old[id(p)]:
+                view = self._view(p)
+                view[...] = p.grad._data
+                p.grad = Tensor._make(view)
+
     # --- one backward ------------------------------------------------------------------------
     def arm(self):
+        if self._synced and not self.rebuilt:
+            self._rebuild()
         self._armed = True
 
     def _on_start(self, leaves):
@@ -172,6 +208,8 @@ class Reducer:
         b, slot = self._where[id(p)]
         _fill_view(p, b.views[slot], self.as_view)
         self._ready.add(id(p))
+        if not self._synced:
+            self._arrivals.append(self._index[id(p)])
         b.pending -= 1
         last = self.overlapped           # the rest are launched by _finish, on this thread
         while self._next < last and self.buckets[self._next].pending == 0:
@@ -227,6 +265,7 @@ class Reducer:
                     p.grad._version[0] += 1
         finally:
             self._active = False
+            self._synced = True
         _advance_heartbeat()
 
     def _used_anywhere(self):

@@ -261,6 +261,58 @@ def test_overlap_launches_buckets_during_backward(world, memory):
         assert launches[0] > grads[-1], f"a bucket started during backward: {events}"
 
 
+class Backwards(nn.Module):
+    """Layers registered in the reverse of the order they run: the first bucket DDP fills from
+    the registration order holds the gradients backward produces last."""
+
+    def __init__(self):
+        super().__init__()
+        self.out = nn.Linear(16, 3)
+        self.mid = nn.Linear(16, 16)
+        self.inp = nn.Linear(6, 16)
+
+    def forward(self, x):
+        return self.out(self.mid(self.inp(x).tanh()).relu())
+
+
+@pytest.mark.parametrize("as_view", [True, False])
+def test_buckets_are_rebuilt_in_the_order_gradients_arrive(world, memory, as_view):
+    """As PyTorch's DDP: at the second step the buckets are refilled in the order the first
+    backward's gradients arrived, so the first bucket is complete early and (through MPI)
+    starts during backward; the training equals one process throughout."""
+    ddp, ref = wrap(Backwards, bucket_cap_mb=0.0005, gradient_as_bucket_view=as_view)
+    data = batches(3, (6,), 3, seed=3)
+    group, original = ddp.process_group, ddp.process_group.allreduce
+    events = []
+
+    def spy(array, op=dist.ReduceOp.SUM):
+        events.append("launch")
+        return original(array, op)
+    group.allreduce = spy
+    hooks = [p.register_post_accumulate_grad_hook(lambda p: events.append("grad"))
+             for p in ddp.module.parameters()]
+    waited = []                      # per step: gradients arrived before the first launch
+
+    def count():
+        waited.append(events[:events.index("launch")].count("grad"))
+        events.clear()
+    try:
+        train(ddp, ref, data, lambda p: px.optim.SGD(p, lr=0.1, momentum=0.9),
+              after_backward=count)
+    finally:
+        del group.allreduce
+        for h in hooks:
+            h.remove()
+    assert ddp.reducer.rebuilt
+    first = ddp.reducer.buckets[0].params
+    assert any(p is ddp.module.out.weight for p in first), "out's gradients come first"
+    if memory == "private":         # (in shared memory all are reduced when backward ends)
+        assert waited[2] < waited[0], waited
+    for b in ddp.reducer.buckets:       # gradients live in (or were copied from) the new ones
+        for p, view in zip(b.params, b.views):
+            assert (p.grad._data is view) == as_view
+
+
 def future_hook(process_group, bucket):
     """A hook as PyTorch's documentation writes one: it returns a Future of the reduced
     bucket. The sum stays in the bucket, the mean is a new tensor: DDP must use the value."""
