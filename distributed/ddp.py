@@ -9,9 +9,10 @@ dtypes) and takes rank 0's values. Each forward (in grad mode, outside `no_sync(
 reducer, which all-reduces gradient buckets as the following backward fills them (see
 `reducer.py`; buckets live in memory that each host's ranks share, `shared_memory.py`). With
 `broadcast_buffers=True` rank 0's buffers are copied to every rank before each forward.
-`state_dict()` has the unwrapped module's keys, so checkpoints load with or without DDP. The
-`find_unused_parameters` and `static_graph` flags of PyTorch are accepted and unneeded: unused
-parameters are found automatically on every pass.
+`state_dict()` has the unwrapped module's keys, so checkpoints load with or without DDP.
+Unused parameters are found automatically on every pass, whatever `find_unused_parameters`
+says; as in PyTorch, `find_unused_parameters=True` without `static_graph=True` keeps the
+buckets in registration order instead of rebuilding them at the second step.
 """
 import contextlib
 import warnings
@@ -38,9 +39,11 @@ class DistributedDataParallel(Module):
     CPU module, and more than one device per process raises NotImplementedError.
     `gradient_as_bucket_view=True` leaves each `.grad` a view into its bucket (no copy, but
     the next backward writes into it: keep a copy of a gradient you want to keep); by default
-    each `.grad` is a tensor of its own, as in PyTorch. `dim`, `find_unused_parameters` and
-    `static_graph` are PyTorch's and change nothing here (unused parameters are found
-    automatically); `check_reduction` is deprecated and warns, as in PyTorch.
+    each `.grad` is a tensor of its own, as in PyTorch. Unused parameters are found
+    automatically with either `find_unused_parameters`; as in PyTorch, True (unless
+    `static_graph=True`) keeps the buckets from being rebuilt in the order gradients arrive.
+    `dim` is PyTorch's and changes nothing here; `check_reduction` is deprecated and warns,
+    as in PyTorch.
     """
 
     def __init__(self, module, device_ids=None, output_device=None, dim=0,
@@ -75,7 +78,8 @@ class DistributedDataParallel(Module):
         for t in list(module.parameters()) + list(module.buffers()):
             t._version[0] += 1
         self.reducer = Reducer(params, group, int(self.bucket_cap_mb * MB),
-                               gradient_as_bucket_view)
+                               gradient_as_bucket_view,
+                               rebuild=static_graph or not find_unused_parameters)
 
     # --- forward ------------------------------------------------------------------------
     def forward(self, *inputs, **kwargs):

@@ -4,7 +4,9 @@ Parameters are packed, in reverse registration order (roughly the order backward
 their gradients), into flat buckets of one dtype and device: a small first bucket (1 MB, so
 communication starts early), then `bucket_cap_mb` each. At the first DDP forward after a
 synchronising backward they are packed again, once, in the order that backward's gradients
-arrived on rank 0, as PyTorch's DDP rebuilds its buckets. Buckets come from the group's
+arrived on rank 0, as PyTorch's DDP rebuilds its buckets (and, as there, not with
+`find_unused_parameters=True` unless `static_graph=True`, nor when rank 0's backward left
+parameters unused). Buckets come from the group's
 `comm_buffer`, which puts them in memory that the ranks on each host map together (an
 all-reduce is then a pass over shared memory, per host when there are several). Every
 parameter's `.grad` is a view into its bucket.
@@ -100,7 +102,8 @@ def _weak(method):
 
 
 class Reducer:
-    def __init__(self, params, group, bucket_cap_bytes, gradient_as_bucket_view=False):
+    def __init__(self, params, group, bucket_cap_bytes, gradient_as_bucket_view=False,
+                 rebuild=True):
         self.params = list(params)
         self.group = group
         self.as_view = gradient_as_bucket_view
@@ -109,7 +112,7 @@ class Reducer:
         self._index = {id(p): i for i, p in enumerate(self.params)}
         self._arrivals = []                # indices of params in the order they got ready
         self._synced = False               # a synchronising backward has ended
-        self.rebuilt = False               # buckets refilled in the order gradients arrive
+        self.rebuilt = not rebuild         # buckets refilled in the order gradients arrive
         self.comm_hook = None              # (state, hook)
         self._armed = False                # a DDP forward happened: the next backward syncs
         self._active = False               # a synchronising backward is running
@@ -143,11 +146,13 @@ class Reducer:
         even where parameters are registered in another order than they are used."""
         self.rebuilt = True
         arrivals = self._arrivals + [-1] * (len(self.params) - len(self._arrivals))
+        if not all(self._used):             # as PyTorch, none with parameters left unused
+            arrivals = [-1] * len(self.params)
         order = array_module(self.buckets[0].flat).asarray(arrivals, dtype="int64")
         if self.group.size > 1:
             blocking(self.group.broadcast, order, 0)
         order, self._arrivals = to_host(order).tolist(), []
-        if -1 in order:                     # rank 0's first backward broke off: keep them
+        if -1 in order:       # rank 0's first backward left parameters out, or broke off
             return
         params = [self.params[i] for i in order]
         if [id(p) for p in params] == [id(p) for b in self.buckets for p in b.params]:

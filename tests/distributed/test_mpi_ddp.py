@@ -313,6 +313,28 @@ def test_buckets_are_rebuilt_in_the_order_gradients_arrive(world, memory, as_vie
             assert (p.grad._data is view) == as_view
 
 
+class WithSpare(Backwards):
+    """Backwards, plus a layer the forward never uses."""
+
+    def __init__(self):
+        super().__init__()
+        self.spare = nn.Linear(3, 3)
+
+
+@pytest.mark.parametrize("make, flags, rebuilt", [
+    (Backwards, {}, True),
+    (Backwards, {"find_unused_parameters": True}, False),            # as PyTorch
+    (Backwards, {"find_unused_parameters": True, "static_graph": True}, True),
+    (WithSpare, {}, False),                    # rank 0's first backward left one unused
+], ids=["default", "find_unused", "find_unused+static", "unused"])
+def test_when_buckets_are_rebuilt(world, make, flags, rebuilt):
+    ddp, ref = wrap(make, bucket_cap_mb=0.0005, **flags)
+    before = [[id(p) for p in b.params] for b in ddp.reducer.buckets]
+    train(ddp, ref, batches(2, (6,), 3, seed=4), lambda p: px.optim.SGD(p, lr=0.1))
+    after = [[id(p) for p in b.params] for b in ddp.reducer.buckets]
+    assert (after != before) == rebuilt
+
+
 def future_hook(process_group, bucket):
     """A hook as PyTorch's documentation writes one: it returns a Future of the reduced
     bucket. The sum stays in the bucket, the mean is a new tensor: DDP must use the value."""

@@ -112,12 +112,6 @@ ALLOWED = {
     "staging device of the pickled bytes in PyTorch; the objects received are the same": [
         "phalanx.distributed.collectives.broadcast_object_list(device)",
     ],
-    "DDP's reducer learns each pass which parameters backward reaches, so every value gives "
-    "find_unused_parameters=True's gradients (with False PyTorch raises on such a model); "
-    "static_graph only lets PyTorch skip that search": [
-        "phalanx.distributed.ddp.DistributedDataParallel.__init__(find_unused_parameters)",
-        "phalanx.distributed.ddp.DistributedDataParallel.__init__(static_graph)",
-    ],
     "memory layout only: parameter shards (ZeRO) always live in flat buckets here; the "
     "values are the same for either value": [
         "phalanx.distributed.zero.ZeroRedundancyOptimizer.__init__(parameters_as_bucket_view)",
