@@ -112,7 +112,8 @@ class Reducer:
         self._index = {id(p): i for i, p in enumerate(self.params)}
         self._arrivals = []                # indices of params in the order they got ready
         self._synced = False               # a synchronising backward has ended
-        self.rebuilt = not rebuild         # buckets refilled in the order gradients arrive
+        self._rebuild_due = rebuild        # refill the buckets after the first backward
+        self.rebuilt = False               # they were refilled in the order gradients arrive
         self.comm_hook = None              # (state, hook)
         self._armed = False                # a DDP forward happened: the next backward syncs
         self._active = False               # a synchronising backward is running
@@ -144,7 +145,7 @@ class Reducer:
         refill the buckets in the order that backward's gradients arrived on rank 0 (every
         rank takes rank 0's, one broadcast), so each bucket is complete as early as it can be
         even where parameters are registered in another order than they are used."""
-        self.rebuilt = True
+        self._rebuild_due = False
         arrivals = self._arrivals + [-1] * (len(self.params) - len(self._arrivals))
         if not all(self._used):             # as PyTorch, none with parameters left unused
             arrivals = [-1] * len(self.params)
@@ -164,10 +165,11 @@ class Reducer:
                 view = self._view(p)
                 view[...] = p.grad._data
                 p.grad = Tensor._make(view)
+        self.rebuilt = True
 
     # --- one backward ------------------------------------------------------------------------
     def arm(self):
-        if self._synced and not self.rebuilt:
+        if self._synced and self._rebuild_due:
             self._rebuild()
         self._armed = True
 
@@ -213,7 +215,7 @@ class Reducer:
         b, slot = self._where[id(p)]
         _fill_view(p, b.views[slot], self.as_view)
         self._ready.add(id(p))
-        if not self._synced:
+        if self._rebuild_due and not self._synced:
             self._arrivals.append(self._index[id(p)])
         b.pending -= 1
         last = self.overlapped           # the rest are launched by _finish, on this thread
