@@ -3,6 +3,7 @@
 Every rank also trains a plain copy of the model on the concatenated global batch (the
 reference); DDP on the rank's shard must give the same gradients and weights in float64.
 """
+import contextlib
 import copy
 
 import numpy as np
@@ -231,13 +232,12 @@ def test_no_sync_accumulates_then_syncs(world):
                zip(local, ddp.module.parameters()))   # the local sums were not yet averaged
 
 
-def test_overlap_launches_buckets_during_backward(world, memory):
-    """Buckets all-reduced through MPI start while backward runs; buckets in shared memory
-    are reduced when it ends (that is computation: a thread would only take cores)."""
-    ddp, _ = wrap(mlp, bucket_cap_mb=0.0005)
+@contextlib.contextmanager
+def launches_and_grads(ddp):
+    """The events of the block in order: "launch" for each bucket all-reduce DDP starts,
+    "grad" for each gradient that arrives."""
     events = []
-    group = ddp.process_group
-    original = group.allreduce
+    group, original = ddp.process_group, ddp.process_group.allreduce
 
     def spy(array, op=dist.ReduceOp.SUM):
         events.append("launch")
@@ -246,12 +246,20 @@ def test_overlap_launches_buckets_during_backward(world, memory):
     hooks = [p.register_post_accumulate_grad_hook(lambda p: events.append("grad"))
              for p in ddp.module.parameters()]
     try:
-        x, y = batches(1, (6,), 3)[0]
-        F.cross_entropy(ddp(shard(x)), shard(y)).backward()
+        yield events
     finally:
         del group.allreduce
         for h in hooks:
             h.remove()
+
+
+def test_overlap_launches_buckets_during_backward(world, memory):
+    """Buckets all-reduced through MPI start while backward runs; buckets in shared memory
+    are reduced when it ends (that is computation: a thread would only take cores)."""
+    ddp, _ = wrap(mlp, bucket_cap_mb=0.0005)
+    with launches_and_grads(ddp) as events:
+        x, y = batches(1, (6,), 3)[0]
+        F.cross_entropy(ddp(shard(x)), shard(y)).backward()
     launches = [i for i, e in enumerate(events) if e == "launch"]
     grads = [i for i, e in enumerate(events) if e == "grad"]
     assert len(launches) == len(ddp.reducer.buckets)   # usage flags ride in the buckets
@@ -282,27 +290,13 @@ def test_buckets_are_rebuilt_in_the_order_gradients_arrive(world, memory, as_vie
     starts during backward; the training equals one process throughout."""
     ddp, ref = wrap(Backwards, bucket_cap_mb=0.0005, gradient_as_bucket_view=as_view)
     data = batches(3, (6,), 3, seed=3)
-    group, original = ddp.process_group, ddp.process_group.allreduce
-    events = []
-
-    def spy(array, op=dist.ReduceOp.SUM):
-        events.append("launch")
-        return original(array, op)
-    group.allreduce = spy
-    hooks = [p.register_post_accumulate_grad_hook(lambda p: events.append("grad"))
-             for p in ddp.module.parameters()]
     waited = []                      # per step: gradients arrived before the first launch
-
-    def count():
-        waited.append(events[:events.index("launch")].count("grad"))
-        events.clear()
-    try:
+    with launches_and_grads(ddp) as events:
+        def count():
+            waited.append(events[:events.index("launch")].count("grad"))
+            events.clear()
         train(ddp, ref, data, lambda p: px.optim.SGD(p, lr=0.1, momentum=0.9),
               after_backward=count)
-    finally:
-        del group.allreduce
-        for h in hooks:
-            h.remove()
     assert ddp.reducer.rebuilt
     first = ddp.reducer.buckets[0].params
     assert any(p is ddp.module.out.weight for p in first), "out's gradients come first"
