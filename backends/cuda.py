@@ -63,7 +63,7 @@ def sdp_kernel(enable_flash=True, enable_math=True, enable_mem_efficient=True,
     from ..nn.attention import SDPBackend, sdpa_kernel
     warnings.warn("`phalanx.backends.cuda.sdp_kernel()` is deprecated, as in PyTorch; use "
                   "`phalanx.nn.attention.sdpa_kernel()`", FutureWarning, stacklevel=2)
-    chosen = [SDPBackend.FLASH_ATTENTION] * bool(enable_flash) + \
-        [SDPBackend.EFFICIENT_ATTENTION] * bool(enable_mem_efficient) + \
-        [SDPBackend.MATH] * bool(enable_math) + [SDPBackend.CUDNN_ATTENTION] * bool(enable_cudnn)
-    return sdpa_kernel(chosen)
+    wanted = ((enable_flash, SDPBackend.FLASH_ATTENTION),
+              (enable_mem_efficient, SDPBackend.EFFICIENT_ATTENTION),
+              (enable_math, SDPBackend.MATH), (enable_cudnn, SDPBackend.CUDNN_ATTENTION))
+    return sdpa_kernel([backend for on, backend in wanted if on])
