@@ -10,6 +10,7 @@ reducer, which all-reduces gradient buckets as the following backward fills them
 `reducer.py`; buckets live in memory that each host's ranks share, `shared_memory.py`). With
 `broadcast_buffers=True` rank 0's buffers are copied to every rank before each forward.
 `state_dict()` has the unwrapped module's keys, so checkpoints load with or without DDP.
+`join()` trains on uneven inputs (ranks with different numbers of batches), as in PyTorch.
 Unused parameters are found automatically on every pass, whatever `find_unused_parameters`
 says; as in PyTorch, `find_unused_parameters=True` without `static_graph=True` keeps the
 buckets in registration order instead of rebuilding them at the second step.
@@ -21,7 +22,9 @@ from ..autograd import is_grad_enabled
 from ..nn.modules.module import Module
 from ..tensor import Tensor
 from ..tensor.backend import Device
+from ..tensor.backend import array_module, to_host
 from ..tensor.tensor import as_device
+from .algorithms.join import _DISABLED, Join, Joinable, JoinHook
 from .comm_queue import blocking
 from .reducer import GradBucket, Reducer  # noqa: F401  (GradBucket is public)
 from .world import resolve
@@ -29,7 +32,7 @@ from .world import resolve
 MB = 1 << 20
 
 
-class DistributedDataParallel(Module):
+class DistributedDataParallel(Module, Joinable):
     """Wrap `module` (the same model on every rank of `process_group`, default the world).
 
     `bucket_cap_mb` (default 25) caps a gradient bucket; `broadcast_buffers` copies rank 0's
@@ -51,6 +54,8 @@ class DistributedDataParallel(Module):
                  find_unused_parameters=False, check_reduction=False,
                  gradient_as_bucket_view=False, static_graph=False):
         super().__init__()
+        self._join_config = _DISABLED
+        self._divide_by_initial_world_size = True
         if not isinstance(module, Module):
             raise TypeError(f"DistributedDataParallel wraps a phalanx.nn.Module, got "
                             f"{type(module).__name__}")
@@ -83,20 +88,29 @@ class DistributedDataParallel(Module):
 
     # --- forward ------------------------------------------------------------------------
     def forward(self, *inputs, **kwargs):
-        if self.broadcast_buffers and self.process_group.size > 1:
-            buffers = list(self.module.buffers())
-            if buffers:
-                _broadcast_coalesced(self.process_group, [b._data for b in buffers], src=0)
-                for b in buffers:
-                    b._version[0] += 1
+        syncs = is_grad_enabled() and self._sync_gradients
+        scale, src = 1.0, 0
+        if self._join_config.enable:          # inside join(): tell the joined ranks
+            Join.notify_join_context(self)
+            state = self._join_state(training=True, syncs=syncs)
+            scale, src = state["scale"], state["src"]
+        self._sync_buffers(src)
         if self._input_device is not None:
             inputs, kwargs = _move(inputs, self._input_device), _move(kwargs, self._input_device)
         out = self.module(*inputs, **kwargs)
         if self._output_device is not None:
             out = _move(out, self._output_device)
-        if is_grad_enabled() and self._sync_gradients:
-            self.reducer.arm()
+        if syncs:
+            self.reducer.arm(scale)
         return out
+
+    def _sync_buffers(self, src):
+        if self.broadcast_buffers and self.process_group.size > 1:
+            buffers = list(self.module.buffers())
+            if buffers:
+                _broadcast_coalesced(self.process_group, [b._data for b in buffers], src=src)
+                for b in buffers:
+                    b._version[0] += 1
 
     @contextlib.contextmanager
     def no_sync(self):
@@ -127,6 +141,62 @@ class DistributedDataParallel(Module):
         if not callable(hook):
             raise TypeError(f"hook must be callable as hook(state, bucket), got {hook!r}")
         self.reducer.comm_hook = (state, hook)
+
+    # --- uneven inputs ------------------------------------------------------------------------
+    def join(self, divide_by_initial_world_size=True, enable=True,
+             throw_on_early_termination=False):
+        """Context manager for ranks with different numbers of batches (PyTorch's).
+
+        A rank whose loop ends inside it waits at its end, and until every rank has ended
+        matches the others' collectives: their buffer broadcasts and gradient all-reduces, to
+        which it adds zeros (its gradients become the average the others get). At the end every
+        rank takes the model of one of the ranks that trained longest. The gradients are
+        averaged over the world (`divide_by_initial_world_size=True`, PyTorch's default: a
+        joined rank counts as zeros) or over the ranks still training (False; a comm hook takes
+        its own mean). `throw_on_early_termination=True` raises RuntimeError on every rank as
+        soon as one has run out. The model's forward must not run collectives of its own
+        (SyncBatchNorm cannot be joined).
+        """
+        return Join([self], enable, throw_on_early_termination,
+                    divide_by_initial_world_size=divide_by_initial_world_size)
+
+    def join_hook(self, divide_by_initial_world_size=True, **kwargs):
+        from .sync_batchnorm import SyncBatchNorm
+        synced = [n for n, m in self.module.named_modules() if isinstance(m, SyncBatchNorm)]
+        if synced:
+            raise NotImplementedError(
+                f"DistributedDataParallel.join(): {synced[0]!r} is a SyncBatchNorm, whose "
+                f"forward all-reduces batch statistics, which a rank that has run out of "
+                f"inputs cannot take part in; use BatchNorm under join, or give every rank "
+                f"the same number of batches (DistributedSampler(..., drop_last=True))")
+        return _DDPJoinHook(self, divide_by_initial_world_size)
+
+    @property
+    def join_device(self):
+        return next(iter(self.module.parameters())).device
+
+    @property
+    def join_process_group(self):
+        return self.process_group
+
+    def _join_state(self, training, syncs=False, last=False):
+        """One all-gather of every rank's [still training, its backward syncs, it rebuilds
+        buckets first, it joined last]: what the joined ranks must match, where buffers and
+        the final model come from (the highest rank still training, or joined last) and how
+        the averaged gradients scale."""
+        group = self.process_group
+        xp = array_module(self.reducer.buckets[0].flat)
+        mine = xp.asarray([training, syncs, syncs and self.reducer.rebuild_pending, last],
+                          dtype="int64")
+        rows = xp.zeros((group.size, 4), dtype="int64")
+        blocking(group.allgather, rows, mine)
+        rows = to_host(rows).tolist()
+        training = sum(r[0] for r in rows)
+        chosen = [i for i, r in enumerate(rows) if r[0] or r[3]]
+        by_world = self._divide_by_initial_world_size or not training
+        return {"syncs": any(r[1] for r in rows), "rebuild": any(r[2] for r in rows),
+                "src": max(chosen) if chosen else 0,
+                "scale": 1.0 if by_world else group.size / training}
 
     # --- state dict: the unwrapped module's keys ----------------------------------------------
     def state_dict(self, *args, **kwargs):
@@ -250,3 +320,35 @@ def _broadcast_coalesced(group, arrays, src=0):
         for a in group_arrays:
             a[...] = flat[offset:offset + a.size].reshape(a.shape)
             offset += a.size
+
+
+class _DDPJoinHook(JoinHook):
+    """DDP on a rank that has joined: each iteration, the forward's buffer broadcast (and the
+    buckets' rebuild, at the second step) and, where the others' backward synchronises, every
+    bucket's all-reduce with zeros for this rank; at the end, the model of the highest rank
+    among the last to join, on every rank."""
+
+    def __init__(self, ddp, divide_by_initial_world_size):
+        self.ddp = ddp
+        ddp._divide_by_initial_world_size = divide_by_initial_world_size
+
+    def main_hook(self):
+        ddp, reducer = self.ddp, self.ddp.reducer
+        state = ddp._join_state(training=False)
+        ddp._sync_buffers(state["src"])
+        if not state["syncs"]:
+            return
+        if state["rebuild"] and reducer._rebuild_due:
+            reducer._rebuild()
+        reducer.shadow(state["scale"])
+
+    def post_hook(self, is_last_joiner):
+        ddp = self.ddp
+        src = ddp._join_state(training=False, last=is_last_joiner)["src"]
+        tensors = list(ddp.module.parameters())
+        if ddp.broadcast_buffers:
+            tensors += list(ddp.module.buffers())
+        if ddp.process_group.size > 1:
+            _broadcast_coalesced(ddp.process_group, [t._data for t in tensors], src=src)
+        for t in tensors:
+            t._version[0] += 1

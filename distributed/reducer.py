@@ -31,7 +31,8 @@ and contribute their current gradient (zeros if they had none).
 
 Each bucket also carries one flag per parameter, set where this rank's pass used it: the same
 all-reduce tells every rank which parameters some rank used, at no extra collective (with a
-comm hook, which sees only the gradients, one small all-reduce of the flags does it).
+comm hook, which sees only the gradients, one small all-reduce of the flags after the buckets,
+on every backward).
 Parameters no rank used keep `.grad = None`, as without DDP.
 """
 import weakref
@@ -116,6 +117,7 @@ class Reducer:
         self.rebuilt = False               # they were refilled in the order gradients arrive
         self.comm_hook = None              # (state, hook)
         self._armed = False                # a DDP forward happened: the next backward syncs
+        self.scale = 1.0                   # on the averaged gradients (see `arm`)
         self._active = False               # a synchronising backward is running
         self._ready = set()
         self._had_grad = []
@@ -167,11 +169,19 @@ class Reducer:
                 p.grad = Tensor._make(view)
         self.rebuilt = True
 
+    @property
+    def rebuild_pending(self):
+        """The next `arm()` refills the buckets (one broadcast from rank 0)."""
+        return self._synced and self._rebuild_due
+
     # --- one backward ------------------------------------------------------------------------
-    def arm(self):
+    def arm(self, scale=1.0):
+        """The next backward synchronises; `scale` multiplies the averaged gradients (DDP's
+        join: world size over the ranks still training, where they are averaged over those)."""
         if self._synced and self._rebuild_due:
             self._rebuild()
         self._armed = True
+        self.scale = scale
 
     def _on_start(self, leaves):
         """Set up a synchronising backward; offer the bucket views as the gradients' homes."""
@@ -254,38 +264,66 @@ class Reducer:
                     self._mark_ready(p)
             for b in self.buckets[self._next:]:
                 b.work = self._launch(b, here=True)
-            for b in self.buckets:
-                result = b.work.result()
-                if self.comm_hook is not None and result is not None:
-                    out = getattr(result, "_data", result)
-                    if out is not b.buffer:
-                        b.buffer[...] = out.reshape(b.buffer.shape)
-            for p, used, had_grad in zip(self.params, self._used_anywhere(), self._had_grad):
-                if not used and not had_grad:
-                    p.grad = None           # no rank used it: as without DDP
-                elif p.grad is not None:
-                    view = self._view(p)
-                    if not self.as_view and p.grad._data is view:
-                        p.grad = Tensor._make(view.copy())   # a tensor of its own
-                    elif not self.as_view:
-                        p.grad._data[...] = view             # the one it had, averaged
-                    p.grad._version[0] += 1
+            self._collect()
         finally:
             self._active = False
             self._synced = True
         _advance_heartbeat()
 
+    def shadow(self, scale=1.0):
+        """A joined rank's side of a synchronising backward that the others run and it does
+        not (`DistributedDataParallel.join`): every bucket all-reduced, in order, with zeros
+        for this rank's gradients and usage flags, so the ranks still training are matched.
+        Its gradients become the average they get, so its replica stays theirs."""
+        self._had_grad = [p.grad is not None for p in self.params]
+        self._used = [False] * len(self.params)
+        self.scale = scale
+        for b in self.buckets:
+            b.flat[...] = 0
+        for p in self.params:           # a gradient it keeps as its own gets the average
+            if p.grad is None or self.as_view:
+                p.grad = Tensor._make(self._view(p))
+        # launched as backward launches them: MPI matches a non-blocking call only with one
+        for b in self.buckets:
+            b.work = self._launch(b, here=b.index >= self.overlapped)
+        self._collect()
+        self._synced = True
+        _advance_heartbeat()
+
+    def _collect(self):
+        """Wait for every bucket's reduction and hand the averaged gradients to `.grad`."""
+        for b in self.buckets:
+            result = b.work.result()
+            if self.comm_hook is not None and result is not None:
+                out = getattr(result, "_data", result)
+                if out is not b.buffer:
+                    b.buffer[...] = out.reshape(b.buffer.shape)
+            elif self.comm_hook is None and self.scale != 1.0:
+                b.buffer *= self.scale      # join: the mean over the ranks still training
+        for p, used, had_grad in zip(self.params, self._used_anywhere(), self._had_grad):
+            if not used and not had_grad:
+                p.grad = None               # no rank used it: as without DDP
+            elif p.grad is not None:
+                view = self._view(p)
+                if not self.as_view and p.grad._data is view:
+                    p.grad = Tensor._make(view.copy())   # a tensor of its own
+                elif not self.as_view:
+                    p.grad._data[...] = view             # the one it had, averaged
+                p.grad._version[0] += 1
+
     def _used_anywhere(self):
         """Per parameter: whether some rank's pass used it (read from the reduced flags).
 
         When this rank used them all, so did "some rank": the flags are not read, which on a
-        GPU would wait for the all-reduce (the usual step makes no host synchronisation)."""
-        if all(self._used):
-            return self._used
-        if self.comm_hook is not None:      # the hook reduced only the gradients
+        GPU would wait for the all-reduce (the usual step makes no host synchronisation). A
+        comm hook reduces only the gradients: then one small all-reduce of the flags, on every
+        rank whatever it used, since ranks must issue the same collectives."""
+        if self.comm_hook is not None:
             flags = array_module(self.buckets[0].flat).asarray(self._used, dtype="int32")
             blocking(self.group.allreduce, flags, ReduceOp.SUM)
             return to_host(flags).tolist()
+        if all(self._used):
+            return self._used
         flags = {}
         for b in self.buckets:
             for p, f in zip(b.params, to_host(b.used).tolist()):

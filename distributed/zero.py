@@ -10,20 +10,24 @@ same (DDP-averaged) gradients. Hyperparameters changed in `param_groups` (LR sch
 passed on to the local optimizer at each step. `consolidate_state_dict(to)` gathers the
 shards so `state_dict()` on rank `to` returns the unsharded optimizer's state dict;
 `load_state_dict` takes such a dict on every rank and keeps each rank's shard.
-PyTorch's `parameters_as_bucket_view` is accepted and has no effect.
+PyTorch's `parameters_as_bucket_view` is accepted and has no effect. It is a `Joinable`: with
+`Join([ddp_model, zero_optimizer])` a rank that has run out of inputs keeps stepping (with the
+gradients DDP's join gives it, the others' average) and broadcasting the parameters it owns.
 """
 from ..optim.optimizer import Optimizer
 from ..tensor.backend import array_module
+from .algorithms.join import _DISABLED, Join, Joinable, JoinHook
 from .comm_queue import blocking
 from .world import resolve
 
 
-class ZeroRedundancyOptimizer(Optimizer):
+class ZeroRedundancyOptimizer(Optimizer, Joinable):
     def __init__(self, params, optimizer_class, process_group=None,
                  parameters_as_bucket_view=False, overlap_with_ddp=False, **defaults):
         if overlap_with_ddp:
             raise NotImplementedError("overlap_with_ddp is not supported; step after "
                                       "backward() as usual")
+        self._join_config = _DISABLED
         self.process_group = resolve(process_group)
         self.optimizer_class = optimizer_class
         self._consolidated = None
@@ -71,6 +75,7 @@ class ZeroRedundancyOptimizer(Optimizer):
 
     # --- the update -------------------------------------------------------------------------
     def step(self, closure=None):
+        Join.notify_join_context(self)
         loss = None
         if self.optim is not None:
             mine = [g for g, lg in zip(self.param_groups, self._local_groups) if lg["params"]]
@@ -83,6 +88,17 @@ class ZeroRedundancyOptimizer(Optimizer):
                 loss = closure()
         self._broadcast_params()
         return loss
+
+    def join_hook(self, **kwargs):
+        return _ZeroJoinHook(self)
+
+    @property
+    def join_device(self):
+        return self.param_groups[0]["params"][0].device
+
+    @property
+    def join_process_group(self):
+        return self.process_group
 
     def _broadcast_params(self):
         """Every rank sends the parameters it owns; one broadcast per (owner, dtype)."""
@@ -176,3 +192,13 @@ def _to_host(state):
     return {k: {name: (Tensor._make(to_device(v._data, "cpu").copy())
                        if isinstance(v, Tensor) else v) for name, v in s.items()}
             for k, s in state.items()}
+
+
+class _ZeroJoinHook(JoinHook):
+    """On a joined rank: the step the others take (its shard's update and broadcasts)."""
+
+    def __init__(self, zero):
+        self.zero = zero
+
+    def main_hook(self):
+        self.zero.step()

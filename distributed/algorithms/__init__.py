@@ -1,2 +1,6 @@
-"""PyTorch's `torch.distributed.algorithms` paths, so that scripts importing DDP's communication
-hooks from there run unchanged; the hooks themselves live in `phalanx.distributed.comm_hooks`."""
+"""PyTorch's `torch.distributed.algorithms` paths: the join context manager for uneven inputs
+(`join.py`), and DDP's communication hooks so that scripts importing them from there run
+unchanged (the hooks themselves live in `phalanx.distributed.comm_hooks`)."""
+from .join import Join, Joinable, JoinHook
+
+__all__ = ["Join", "Joinable", "JoinHook"]

@@ -210,6 +210,42 @@ def test_unused_parameters_no_flag(world, set_to_none, memory):
         compare(ddp, ref)
 
 
+class TwoHeads(Routed):
+    """Routed without the layer nobody uses."""
+
+    def __init__(self):
+        super().__init__()
+        del self.never
+
+
+@pytest.mark.parametrize("hook", [None, "allreduce"])
+def test_parameters_unused_on_some_ranks_only(world, hook):
+    """Rank 0's shard reaches both heads, the other shards head_b only: with a comm hook too,
+    every rank learns what some rank used (there by one small all-reduce, on every rank: one
+    rank skipping it would take the next step's collective for it)."""
+    rank, size = world
+    ddp, ref = wrap(TwoHeads)
+    if hook:
+        ddp.register_comm_hook(None, comm_hooks.allreduce_hook)
+    n = size * B
+    rng = np.random.default_rng(8)
+    opt_d = px.optim.SGD(ddp.parameters(), lr=0.1)
+    opt_r = px.optim.SGD(ref.parameters(), lr=0.1)
+    for step in range(3):
+        x = px.tensor(rng.standard_normal((n, 5)))
+        y = rng.integers(1, 4, n)
+        y[0] = 0                      # class 0 (head_a) in rank 0's shard only
+        y = px.tensor(y)
+        opt_d.zero_grad()
+        opt_r.zero_grad()
+        ddp(shard(x), shard(y)).backward()
+        ref(x, y).backward()
+        compare(ddp, ref)
+        opt_d.step()
+        opt_r.step()
+        compare(ddp, ref)
+
+
 def test_debug_mode_checks_buckets_too(world, monkeypatch):
     monkeypatch.setattr(dist.debug, "_enabled", True)
     ddp, ref = wrap(mlp, bucket_cap_mb=0.0005)

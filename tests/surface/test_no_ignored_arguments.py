@@ -57,6 +57,10 @@ ALLOWED = {
     "compute the same, and Phalanx has one": [
         "phalanx.nn.attention.sdpa_kernel(set_priority)",
     ],
+    "as PyTorch: a Join forwards the same keyword arguments to every joinable's join_hook, "
+    "and each reads only those meant for it": [
+        "phalanx.distributed.ddp.DistributedDataParallel.join_hook(kwargs)",
+    ],
     "implementation choice only: PyTorch's TCPStore server on libuv or its older loop, the "
     "same store (Phalanx's is ZeroMQ either way)": [
         "phalanx.distributed.torch_stores.TCPStore.__init__(use_libuv)",
