@@ -11,6 +11,7 @@ import pickle
 import threading
 
 from ..cuda import current_device
+from ..tensor.dtypes import is_floating_np
 from . import debug
 from .comm_queue import CALLER_WAITS
 from .process_group import ReduceOp, Work
@@ -111,7 +112,7 @@ def _check_op(op, a):
     if not isinstance(op, ReduceOp):
         raise TypeError(f"op must be a phalanx.distributed.ReduceOp (SUM, AVG, MAX, MIN, "
                         f"PRODUCT), got {op!r}")
-    if op is ReduceOp.AVG and a.dtype.kind not in "fc":
+    if op is ReduceOp.AVG and not is_floating_np(a.dtype):
         raise TypeError(f"ReduceOp.AVG needs a floating-point tensor, got dtype {a.dtype}; "
                         f"use SUM and divide, or convert the tensor with .float()")
 

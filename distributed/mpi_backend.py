@@ -19,9 +19,11 @@ import weakref
 import msgpack
 import numpy as np
 
+from ..tensor.dtypes import BF16_NP, is_floating_np
 from .comm_queue import (CALLER_WAITS, COLLECTIVE_TIMEOUT_ENV, CommQueue, Watchdog, blocking,
                          describe)
 from .process_group import ProcessGroup, ReduceOp, Work
+from .reduce_op import UFUNCS
 
 
 def mpi():
@@ -168,6 +170,20 @@ def _p2p_buffer(array, receiving):
 
 
 _BOOL = np.dtype(np.bool_)
+_BF16_OPS = {}      # ReduceOp -> MPI op on bfloat16, made on first use (see `_bf16_op`)
+
+
+def _bf16_op(op):
+    """An MPI reduction on bfloat16 values, which MPI has no type for: their bits travel as
+    uint16 and this op combines them as bfloat16 (per element, like NCCL's bfloat16)."""
+    if op not in _BF16_OPS:
+        ufunc = UFUNCS[op]
+
+        def combine(inbuf, inoutbuf, datatype):
+            into = np.frombuffer(inoutbuf, BF16_NP)
+            ufunc(into, np.frombuffer(inbuf, BF16_NP), out=into)
+        _BF16_OPS[op] = mpi().Op.Create(combine, commute=True)
+    return _BF16_OPS[op]
 
 
 class _Request(Work):
@@ -272,13 +288,17 @@ class MpiProcessGroup(ProcessGroup):
         _wait_politely(self.comm.Ibarrier())
 
     def _buf(self, a):
-        return [a, self._bool] if a.dtype is _BOOL else a
+        if a.dtype is _BOOL:
+            return [a, self._bool]
+        return a.view(np.uint16) if a.dtype == BF16_NP else a   # (bfloat16: see _bf16_op)
 
     def _op(self, op, dtype):
+        if dtype == BF16_NP:
+            return _bf16_op(ReduceOp.SUM if op is ReduceOp.AVG else op)
         return (self._bool_ops if dtype is _BOOL else self._ops)[op]
 
     def _average(self, a):
-        if a.dtype.kind in "fc":
+        if is_floating_np(a.dtype):
             a /= self.size
         else:
             a //= self.size
@@ -481,7 +501,8 @@ class MpiProcessGroup(ProcessGroup):
     def alltoallv(self, out, out_counts, array, in_counts):
         def spec(a, counts):
             counts = [int(c) for c in counts]
-            return [a, (counts, None), self._bool] if a.dtype is _BOOL else [a, (counts, None)]
+            return [a, (counts, None), self._bool] if a.dtype is _BOOL else \
+                [self._buf(a), (counts, None)]
         return self._post("all_to_all",
                           lambda o, a: self.comm.Alltoallv(spec(a, in_counts),
                                                            spec(o, out_counts)),

@@ -28,6 +28,7 @@ import weakref
 
 import numpy as np
 
+from ..tensor.dtypes import is_floating_np
 from . import shm_files
 from .reduce_op import UFUNCS, ReduceOp
 
@@ -169,7 +170,7 @@ def _cores():
 
 
 def _average(a, n):
-    if a.dtype.kind in "fc":
+    if is_floating_np(a.dtype):
         a *= 1 / n                           # in cache: multiplying is cheap, dividing is not
     else:
         a //= n

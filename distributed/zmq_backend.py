@@ -33,6 +33,7 @@ import weakref
 import msgpack
 import numpy as np
 
+from ..tensor.dtypes import is_floating_np
 from . import rings
 from .comm_queue import DEFAULT_COLLECTIVE_TIMEOUT, CommQueue, blocking
 from .debug import CollectiveMismatchError
@@ -370,7 +371,7 @@ class ZmqProcessGroup(ProcessGroup):
     # -- helpers ----------------------------------------------------------------------------------
     def _ufunc(self, op, dtype):
         op = ReduceOp(op)
-        if op is ReduceOp.AVG and not np.issubdtype(dtype, np.inexact):
+        if op is ReduceOp.AVG and not is_floating_np(dtype):
             raise TypeError(f"ReduceOp.AVG needs a floating dtype, got {dtype}; use SUM and "
                             f"divide, or cast to float")
         return UFUNCS[op]

@@ -261,6 +261,8 @@ class Transport:
         sock = self._push[dst]
         with self._lock:
             for payload in payloads:
+                if isinstance(payload, np.ndarray) and payload.dtype.kind == "V":
+                    payload = payload.view(np.uint8)   # bfloat16 has no buffer protocol
                 if isinstance(payload, np.ndarray) and payload.nbytes >= ZERO_COPY_BYTES:
                     sock.send(header, zmq.SNDMORE)
                     # zero-copy: ZeroMQ reads the array itself; the tracker says when it is done

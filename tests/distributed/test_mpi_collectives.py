@@ -10,6 +10,7 @@ import pytest
 import phalanx as px
 import phalanx.distributed as dist
 from phalanx.distributed import ReduceOp
+from phalanx.tensor.dtypes import BF16_NP, is_floating_np
 
 pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(60)]
 
@@ -30,7 +31,8 @@ def A(t):
     return t._data
 
 
-DTYPES = [np.float64, np.float32, np.float16, np.int64, np.int32, np.int8, np.uint8]
+DTYPES = [np.float64, np.float32, np.float16, BF16_NP, np.int64, np.int32, np.int8, np.uint8]
+RTOL = {np.float16: 1e-3, BF16_NP: 1e-2}     # one rounding of the mean
 
 
 def contribution(rank, dtype, n=5):
@@ -41,7 +43,7 @@ def contribution(rank, dtype, n=5):
 @pytest.mark.parametrize("op", list(ReduceOp), ids=lambda o: o.name)
 def test_all_reduce_ops_and_dtypes(world, op, dtype):
     rank, size = world
-    if op is ReduceOp.AVG and np.dtype(dtype).kind != "f":
+    if op is ReduceOp.AVG and not is_floating_np(np.dtype(dtype)):
         with pytest.raises(TypeError, match="AVG needs a floating-point"):
             dist.all_reduce(T(contribution(rank, dtype)), op=op)
         return
@@ -52,8 +54,35 @@ def test_all_reduce_ops_and_dtypes(world, op, dtype):
     expected = {ReduceOp.SUM: rows.sum(0), ReduceOp.AVG: rows.mean(0), ReduceOp.MAX: rows.max(0),
                 ReduceOp.MIN: rows.min(0), ReduceOp.PRODUCT: rows.prod(0)}[op]
     np.testing.assert_allclose(A(t).astype(np.float64), expected.astype(dtype).astype(np.float64),
-                               rtol=1e-3 if dtype == np.float16 else 1e-12)
+                               rtol=RTOL.get(dtype, 1e-12))
     assert A(t).dtype == dtype and t._version[0] > version
+
+
+def test_bfloat16_travels_through_every_verb(world):
+    """MPI has no bfloat16: its bits travel as uint16, and reductions combine them as
+    bfloat16 (an MPI user-defined op)."""
+    rank, size = world
+
+    def bf(values):
+        return T(np.asarray(values, np.float32).astype(BF16_NP))
+
+    t = bf(np.arange(4) + rank)
+    dist.broadcast(t, src=size - 1)
+    assert A(t).dtype == BF16_NP and A(t).astype(float).tolist() == list(np.arange(4) + size - 1)
+    outs = [bf(np.zeros(3)) for _ in range(size)]
+    dist.all_gather(outs, bf(np.full(3, 0.5 + rank)))
+    assert [A(o).astype(float).tolist() for o in outs] == [[0.5 + r] * 3 for r in range(size)]
+    out = bf(np.zeros(2))
+    dist.reduce_scatter_tensor(out, bf(np.arange(2 * size) * (rank + 1)))
+    mine = np.arange(2 * size)[2 * rank:2 * rank + 2] * sum(range(1, size + 1))
+    assert A(out).astype(float).tolist() == mine.tolist()
+    t = bf([1.5, -2.0]) * (rank + 1)
+    dist.reduce(t, dst=0, op=ReduceOp.MIN)
+    if rank == 0:
+        assert A(t).astype(float).tolist() == [1.5, -2.0 * size]
+    got = bf(np.zeros(size))
+    dist.all_to_all_single(got, bf(np.arange(size) + 10 * rank))
+    assert A(got).astype(float).tolist() == [10 * r + rank for r in range(size)]
 
 
 def test_all_reduce_bool_is_logical(world):

@@ -11,6 +11,7 @@ from phalanx.distributed import shared_memory
 from phalanx.distributed.process_group import ReduceOp
 from phalanx.distributed.store import Store
 from phalanx.distributed.zmq_backend import ZmqProcessGroup
+from phalanx.tensor.dtypes import BF16_NP
 
 rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
 pg = ZmqProcessGroup.from_store(Store.from_env(timeout=30), rank, size, timeout=30)
@@ -26,6 +27,16 @@ for n in (0, 1, 7, 1000, 100_003, 1_000_000):          # empty, tiny, direct, ri
         pg.allreduce(x).wait()
         expect = sum(data(r, n, dtype) for r in range(size)) if n else x
         assert np.array_equal(x, expect), (n, dtype)
+for n in (7, 100_003):              # bfloat16 has no buffer protocol: sent as its bytes
+    x = data(rank % 4, n, np.float32).astype(BF16_NP) / 64
+    pg.allreduce(x, ReduceOp.AVG).wait()
+    expect = sum(data(r % 4, n, np.float32).astype(BF16_NP) / 64 for r in range(size)) / size
+    assert x.dtype == BF16_NP and np.allclose(x.astype(np.float32), expect.astype(np.float32),
+                                              rtol=2e-2), n
+    pg.broadcast(x, size - 1).wait()
+    out = np.zeros((size, n), BF16_NP)
+    pg.allgather(out, x).wait()
+    assert (out == x).all()
 x = data(rank, 300_000)
 pg.allreduce(x, ReduceOp.MAX).wait()
 assert np.array_equal(x, data(size - 1, 300_000))
