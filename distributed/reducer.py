@@ -35,6 +35,7 @@ comm hook, which sees only the gradients, one small all-reduce of the flags afte
 on every backward).
 Parameters no rank used keep `.grad = None`, as without DDP.
 """
+import types
 import weakref
 
 from ..autograd import engine
@@ -392,3 +393,12 @@ class GradBucket:
 
     def set_buffer(self, tensor):
         self._bucket.buffer[...] = tensor._data.reshape(self._bucket.buffer.shape)
+
+    def _astype(self, dtype):
+        """This bucket with a copy of its buffer cast to `dtype` (the compress wrappers)."""
+        b = self._bucket
+        cast = types.SimpleNamespace(index=b.index, params=b.params, offsets=b.offsets,
+                                     buffer=b.buffer.astype(dtype))
+        cast.views = [cast.buffer[o:o + p.numel()].reshape(p.shape)
+                      for o, p in zip(b.offsets, b.params)]
+        return GradBucket(cast, self._count)

@@ -392,40 +392,70 @@ def future_hook(process_group, bucket):
     return fut.then(lambda f: f.value()[0] / size)
 
 
-@pytest.mark.parametrize("hook", ["allreduce", "future", "fp16", "powersgd_full",
-                                  "powersgd_rank1"])
+def _power_sgd(rank):
+    return comm_hooks.PowerSGDState(None, matrix_approximation_rank=rank, start_powerSGD_iter=2,
+                                    min_compression_rate=0)
+
+
+# hook -> (state, hook) maker, and how close to one process's gradients the mean must be
+HOOKS = {
+    "allreduce": (lambda: (None, comm_hooks.allreduce_hook), TOL),
+    "future": (lambda: (None, future_hook), TOL),
+    "fp16": (lambda: (None, comm_hooks.fp16_compress_hook), 2e-3),
+    "bf16": (lambda: (None, comm_hooks.bf16_compress_hook), 2e-2),
+    "fp16_wrapper": (lambda: (None, comm_hooks.fp16_compress_wrapper(comm_hooks.allreduce_hook)),
+                     2e-3),
+    "bf16_wrapper_powersgd_full": (
+        lambda: (_power_sgd(16), comm_hooks.bf16_compress_wrapper(comm_hooks.powerSGD_hook)),
+        2e-2),
+    "quantize_per_tensor": (lambda: (None, comm_hooks.quantization_pertensor_hook), 1e-2),
+    "quantize_per_channel": (lambda: (None, comm_hooks.quantization_perchannel_hook), 1e-2),
+    "powersgd_full": (lambda: (_power_sgd(16), comm_hooks.powerSGD_hook), TOL),
+    "batched_powersgd_full": (lambda: (_power_sgd(16), comm_hooks.batched_powerSGD_hook), TOL),
+}
+
+
+@pytest.mark.parametrize("hook", list(HOOKS))
 def test_comm_hooks(world, hook):
+    """Every hook that averages (exactly, or within its compression's rounding) trains as one
+    process; PowerSGD of full rank is exact (after its two plain steps)."""
     ddp, ref = wrap(mlp, bucket_cap_mb=0.0005)
-    tol = TOL
-    if hook == "allreduce":
-        ddp.register_comm_hook(None, comm_hooks.allreduce_hook)
-    elif hook == "future":
-        ddp.register_comm_hook(None, future_hook)
-    elif hook == "fp16":
-        ddp.register_comm_hook(None, comm_hooks.fp16_compress_hook)
-        tol = 2e-3
-    else:
-        rank = 16 if hook == "powersgd_full" else 1
-        state = comm_hooks.PowerSGDState(None, matrix_approximation_rank=rank,
-                                         start_powerSGD_iter=2, min_compression_rate=0)
-        ddp.register_comm_hook(state, comm_hooks.powerSGD_hook)
-    data = batches(4, (6,), 3, seed=5)
-    if hook != "powersgd_rank1":
-        train(ddp, ref, data, lambda p: px.optim.SGD(p, lr=0.05), tol=tol)
-        return
-    # rank-1 PowerSGD is lossy: gradients must still agree across ranks and be low rank
+    make, tol = HOOKS[hook]
+    ddp.register_comm_hook(*make())
+    train(ddp, ref, batches(4, (6,), 3, seed=5), lambda p: px.optim.SGD(p, lr=0.05), tol=tol)
+
+
+@pytest.mark.parametrize("hook", ["powerSGD", "batched_powerSGD"])
+def test_low_rank_powersgd_agrees_across_ranks(world, hook):
+    """Rank-1 PowerSGD is lossy: gradients must still agree across ranks (and, for the
+    per-matrix hook, be of rank 1)."""
+    ddp, _ = wrap(mlp, bucket_cap_mb=0.0005)
+    state = _power_sgd(1)
+    ddp.register_comm_hook(state, getattr(comm_hooks, hook + "_hook"))
     opt = px.optim.SGD(ddp.parameters(), lr=0.05)
-    for x, y in data:
+    for x, y in batches(4, (6,), 3, seed=5):
         opt.zero_grad()
         F.cross_entropy(ddp(shard(x)), shard(y)).backward()
         opt.step()
-    w = ddp.module[2].weight.grad.numpy()
-    assert np.linalg.matrix_rank(w, tol=1e-8) == 1
+    if hook == "powerSGD":
+        w = ddp.module[2].weight.grad.numpy()
+        assert np.linalg.matrix_rank(w, tol=1e-8) == 1
+    rate, before, after = state.compression_stats()
+    assert before > after > 0 and rate == before / after
     grads = [None] * dist.get_world_size()
     dist.all_gather_object(grads, [p.grad.numpy() for p in ddp.module.parameters()])
     for other in grads[1:]:
         for a, b in zip(grads[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+def test_noop_hook_leaves_each_rank_its_own_gradients(world):
+    ddp, ref = wrap(mlp)
+    ddp.register_comm_hook(None, comm_hooks.noop_hook)
+    x, y = batches(1, (6,), 3, seed=6)[0]
+    F.cross_entropy(ddp(shard(x)), shard(y)).backward()
+    F.cross_entropy(ref(shard(x)), shard(y)).backward()      # this rank's shard alone
+    compare(ddp, ref)
 
 
 def test_zero_redundancy_optimizer_matches_adam(world):
