@@ -7,7 +7,7 @@
 
 The names come from the installed PyTorch: a module's `__all__` where it has one, otherwise
 its non-underscore attributes that PyTorch itself defines (not `math`, `typing.Optional`, ...
-imported into it); every non-underscore attribute of `torch.Tensor`. A name counts as present
+imported into it); every non-underscore attribute of `torch.Tensor` and `torch.nn.Module`. A name counts as present
 when the matching Phalanx object has an attribute of that name. `tests/test_api_coverage.py`
 fails when a namespace's count drops below the floor recorded in `api_coverage_floor.json`.
 """
@@ -26,6 +26,7 @@ NAMESPACES = {
     "torch": ["phalanx"],
     "torch.Tensor": ["phalanx.Tensor"],
     "torch.nn": ["phalanx.nn"],
+    "torch.nn.Module": ["phalanx.nn.Module"],
     "torch.nn.functional": ["phalanx.nn.functional"],
     "torch.optim": ["phalanx.optim"],
     "torch.utils.data": ["phalanx.utils.data", "phalanx.data"],

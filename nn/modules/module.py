@@ -4,6 +4,7 @@ Parameters, buffers and child modules are registered by attribute assignment (`_
 into three ordered dicts; every traversal, the state dict (keys are attribute paths) and every
 device/dtype move (one `_apply`) walk those dicts.
 """
+import typing
 import warnings
 from collections import OrderedDict, namedtuple
 
@@ -13,6 +14,7 @@ from ...autograd import RemovableHandle, no_grad
 from ...tensor import Tensor, backend, dtypes
 from ...tensor.memory_formats import check_memory_format
 from ..parameter import Buffer, Parameter
+from .backward_hooks import BackwardHooks
 
 
 class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
@@ -61,6 +63,12 @@ class Module:
 
     training: bool
     _version = 1
+    call_super_init = False      # PyTorch's flags: kept for code that reads them
+    dump_patches = False
+    T_destination = typing.TypeVar("T_destination", bound=typing.Dict[str, typing.Any])
+    _HOOK_LISTS = ("_forward_pre_hooks", "_forward_hooks", "_backward_hooks",
+                   "_backward_pre_hooks", "_state_dict_pre_hooks", "_state_dict_hooks",
+                   "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks")
 
     def __init__(self, *args, **kwargs):
         if args or kwargs:
@@ -72,8 +80,8 @@ class Module:
         d["_buffers"] = OrderedDict()
         d["_non_persistent_buffers_set"] = set()
         d["_modules"] = OrderedDict()
-        d["_forward_pre_hooks"] = []
-        d["_forward_hooks"] = []
+        for name in self._HOOK_LISTS:
+            d[name] = []
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required '
@@ -197,6 +205,8 @@ class Module:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        for name in self._HOOK_LISTS:        # pickled before these hooks existed
+            self.__dict__.setdefault(name, [])
 
     # ---- lookup by path --------------------------------------------------------------------
     def get_submodule(self, target):
@@ -211,6 +221,21 @@ class Module:
             mod = mod._modules[item]
             walked.append(item)
         return mod
+
+    def set_submodule(self, target, module, strict=False):
+        """Put `module` at the dotted path `target`, replacing the submodule there (or, unless
+        `strict`, adding it to the existing parent)."""
+        if target == "":
+            raise ValueError("Cannot set the submodule without a target name!")
+        if not isinstance(module, Module):
+            raise ValueError(f"`module` is not an nn.Module, found {type(module)}")
+        parent_path, _, name = target.rpartition(".")
+        parent = self.get_submodule(parent_path)
+        if strict and not hasattr(parent, name):
+            raise AttributeError(f"{parent._get_name()} has no attribute `{name}`")
+        if hasattr(parent, name) and not isinstance(getattr(parent, name), Module):
+            raise AttributeError(f"`{name}` is not an nn.Module")
+        setattr(parent, name, module)
 
     def get_parameter(self, target):
         path, _, name = target.rpartition(".")
@@ -321,10 +346,11 @@ class Module:
         return self
 
     # ---- moves: one _apply for every device / dtype change --------------------------------
-    def _apply(self, fn):
-        """Replace every parameter's, gradient's and buffer's array by `fn(tensor)`; the
-        Parameter objects stay the same (optimizers keep their references)."""
-        for m in self.children():
+    def _apply(self, fn, recurse=True):
+        """Replace every parameter's, gradient's and buffer's array by `fn(tensor)` (this
+        module's own only, without `recurse`); the Parameter objects stay the same (optimizers
+        keep their references)."""
+        for m in self.children() if recurse else ():
             m._apply(fn)
         with no_grad():
             for p in self._parameters.values():
@@ -362,6 +388,27 @@ class Module:
     def cuda(self, device=None):
         return self._apply(lambda t: t.cuda(device))
 
+    def to_empty(self, *, device, recurse=True):
+        """Every parameter and buffer replaced by an uninitialised one on `device` (then
+        initialise them, e.g. with `reset_parameters()` or `load_state_dict`)."""
+        from ...tensor import empty_like
+        return self._apply(lambda t: empty_like(t, device=device), recurse=recurse)
+
+    def xpu(self, device=None):
+        raise _no_such_device("xpu")
+
+    def ipu(self, device=None):
+        raise _no_such_device("ipu")
+
+    def mtia(self, device=None):
+        raise _no_such_device("mtia")
+
+    def compile(self, *args, **kwargs):
+        """PyTorch's in-place `torch.compile` of this module: Phalanx runs it eagerly (see
+        `phalanx.compile`, which checks the arguments)."""
+        from ...compile_api import compile as compile_
+        compile_(self, *args, **kwargs)
+
     def _cast(self, dtype):
         return self._apply(lambda t: t.to(dtype) if t.is_floating_point() else t)
 
@@ -390,6 +437,8 @@ class Module:
         for name, b in self._buffers.items():
             if b is not None and name not in self._non_persistent_buffers_set:
                 destination[prefix + name] = b if keep_vars else b.detach()
+        if _has_extra_state(self):
+            destination[prefix + _EXTRA_STATE] = self.get_extra_state()
 
     def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
         if args:  # the positional form state_dict(destination, prefix, keep_vars)
@@ -400,17 +449,65 @@ class Module:
                 keep_vars = args[2]
         if destination is None:
             destination = OrderedDict()
+            destination._metadata = OrderedDict()
+        local_metadata = dict(version=self._version)
+        if hasattr(destination, "_metadata"):      # each module's version, for old layouts
+            destination._metadata[prefix[:-1]] = local_metadata
+        for hook in list(self._state_dict_pre_hooks):
+            hook(self, prefix, keep_vars)
         self._save_to_state_dict(destination, prefix, keep_vars)
         for name, m in self._modules.items():
             if m is not None:
                 m.state_dict(destination=destination, prefix=prefix + name + ".",
                              keep_vars=keep_vars)
+        for hook in list(self._state_dict_hooks):
+            if hook(self, destination, prefix, local_metadata) is not None:
+                raise RuntimeError("state_dict post-hook must return None")
         return destination
+
+    def get_extra_state(self):
+        """Override (with `set_extra_state`) to save more than tensors in the state dict,
+        under the key `_extra_state`."""
+        raise RuntimeError("Reached a code path in Module.get_extra_state() that should never "
+                           "be called. Please file an issue at "
+                           "https://github.com/pytorch/pytorch/issues/new?template=bug-report"
+                           ".yml to report this bug.")
+
+    def set_extra_state(self, state):
+        """Override (with `get_extra_state`) to restore what it saved."""
+        raise RuntimeError("Reached a code path in Module.set_extra_state() that should never "
+                           "be called. Please file an issue at "
+                           "https://github.com/pytorch/pytorch/issues/new?template=bug-report"
+                           ".yml to report this bug.")
+
+    def register_state_dict_pre_hook(self, hook):
+        """`hook(module, prefix, keep_vars)` runs before this module's `state_dict()`."""
+        return _register(self._state_dict_pre_hooks, hook)
+
+    def register_state_dict_post_hook(self, hook):
+        """`hook(module, state_dict, prefix, local_metadata)` runs after this module's
+        `state_dict()` has filled `state_dict`, which it may change in place."""
+        return _register(self._state_dict_hooks, hook)
+
+    def register_load_state_dict_pre_hook(self, hook):
+        """`hook(module, state_dict, prefix, local_metadata, strict, missing_keys,
+        unexpected_keys, error_msgs)` runs before this module loads its own entries (it may
+        rename or convert them in `state_dict`)."""
+        return _register(self._load_state_dict_pre_hooks, hook)
+
+    def register_load_state_dict_post_hook(self, hook):
+        """`hook(module, incompatible_keys)` runs once this module and its children have
+        loaded; it may edit `incompatible_keys.missing_keys` / `.unexpected_keys` in place
+        (before `strict` judges them) and must return None."""
+        return _register(self._load_state_dict_post_hooks, hook)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
         """Copy this module's own entries from `state_dict` (override to convert old
         layouts); records missing keys and size mismatches."""
+        for hook in list(self._load_state_dict_pre_hooks):
+            hook(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                 unexpected_keys, error_msgs)
         persistent = {k: v for k, v in self._buffers.items()
                       if k not in self._non_persistent_buffers_set}
         local = {k: v for k, v in list(self._parameters.items()) + list(persistent.items())
@@ -432,12 +529,20 @@ class Module:
                 _assign_from_state_dict(self, name, target, value, arr)
             else:
                 _copy_into(target, arr)
+        extra = prefix + _EXTRA_STATE
+        if _has_extra_state(self, "set_extra_state"):
+            if extra in state_dict:
+                self.set_extra_state(state_dict[extra])
+            elif strict:
+                missing_keys.append(extra)
         if strict:
             for key in state_dict:
                 if not key.startswith(prefix):
                     continue
                 rest = key[len(prefix):]
                 head = rest.split(".", 1)[0]
+                if rest == _EXTRA_STATE and _has_extra_state(self, "set_extra_state"):
+                    continue
                 if "." not in rest and rest not in local and \
                         rest not in self._non_persistent_buffers_set:
                     unexpected_keys.append(key)
@@ -450,15 +555,24 @@ class Module:
         if not hasattr(state_dict, "items"):
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
         missing, unexpected, errors = [], [], []
-
-        metadata = {"assign_to_params_buffers": assign}
+        metadata = getattr(state_dict, "_metadata", None)
 
         def load(module, prefix):
-            module._load_from_state_dict(state_dict, prefix, dict(metadata), True, missing,
+            local = dict(metadata.get(prefix[:-1], {})) if metadata is not None else {}
+            if assign:
+                local["assign_to_params_buffers"] = True
+            module._load_from_state_dict(state_dict, prefix, local, True, missing,
                                          unexpected, errors)
             for name, child in module._modules.items():
                 if child is not None:
                     load(child, prefix + name + ".")
+            keys = _IncompatibleKeys(missing, unexpected)
+            for hook in list(module._load_state_dict_post_hooks):
+                if hook(module, keys) is not None:
+                    raise AssertionError(
+                        "Hooks registered with ``register_load_state_dict_post_hook`` are not "
+                        "expected to return new values, if incompatible_keys need to be "
+                        "modified, it should be done inplace.")
         with no_grad():
             load(self, "")
         if strict:
@@ -492,11 +606,36 @@ class Module:
         hooks.insert(0, entry) if prepend else hooks.append(entry)
         return RemovableHandle(hooks, entry)
 
+    def register_full_backward_hook(self, hook, prepend=False):
+        """`hook(module, grad_input, grad_output)` runs when the gradients with respect to
+        the module's positional tensor inputs are computed (one entry per positional argument
+        and per output, None where there is no tensor or no gradient); a non-None result
+        replaces `grad_input`. Inputs and outputs pass through an identity op for it (see
+        `backward_hooks.py`)."""
+        return _register(self._backward_hooks, hook, prepend)
+
+    def register_full_backward_pre_hook(self, hook, prepend=False):
+        """`hook(module, grad_output)` runs when the gradients with respect to the module's
+        outputs are computed; a non-None result replaces `grad_output`."""
+        return _register(self._backward_pre_hooks, hook, prepend)
+
+    def register_backward_hook(self, hook):
+        raise NotImplementedError(
+            "Module.register_backward_hook (deprecated in PyTorch, whose grad_input there is "
+            "that of the module's last operation, not of the module) is not supported; use "
+            "register_full_backward_hook(hook), whose grad_input is the module's")
+
     def __call__(self, *args, **kwargs):
-        if not (self._forward_pre_hooks or self._forward_hooks):
+        if not (self._forward_pre_hooks or self._forward_hooks or self._backward_hooks or
+                self._backward_pre_hooks):
             return self.forward(*args, **kwargs)
+        backward = None
         try:
             args, kwargs = self._run_forward_pre_hooks(args, kwargs)
+            if self._backward_hooks or self._backward_pre_hooks:
+                backward = BackwardHooks(self, list(self._backward_hooks),
+                                         list(self._backward_pre_hooks))
+                args = backward.gate_inputs(args)
             output = self.forward(*args, **kwargs)
         except Exception:
             self._run_always_called_hooks(args, kwargs)
@@ -505,7 +644,7 @@ class Module:
             res = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
             if res is not None:
                 output = res
-        return output
+        return output if backward is None else backward.gate_outputs(output)
 
     def _run_forward_pre_hooks(self, args, kwargs):
         for hook, with_kwargs in list(self._forward_pre_hooks):
@@ -552,6 +691,24 @@ class Module:
         if len(lines) == 1 and not self._modules:
             return f"{self._get_name()}({lines[0]})"
         return self._get_name() + "(\n  " + "\n  ".join(lines) + "\n)"
+
+
+_EXTRA_STATE = "_extra_state"
+
+
+def _no_such_device(kind):
+    return RuntimeError(f"Module.{kind}(): Phalanx runs on the CPU and on NVIDIA GPUs "
+                        f"(.cuda(), .to('cuda')); it has no {kind} backend")
+
+
+def _has_extra_state(module, method="get_extra_state"):
+    """Whether the module's class overrides `get_extra_state` (or `set_extra_state`)."""
+    return getattr(type(module), method) is not getattr(Module, method)
+
+
+def _register(hooks, hook, prepend=False):
+    hooks.insert(0, hook) if prepend else hooks.append(hook)
+    return RemovableHandle(hooks, hook)
 
 
 def _assign_from_state_dict(module, name, target, value, arr):
