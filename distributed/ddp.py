@@ -8,7 +8,8 @@ At wrap time every rank checks that it holds the same parameters and buffers (na
 dtypes) and takes rank 0's values. Each forward (in grad mode, outside `no_sync()`) arms the
 reducer, which all-reduces gradient buckets as the following backward fills them (see
 `reducer.py`; buckets live in memory that each host's ranks share, `shared_memory.py`). With
-`broadcast_buffers=True` rank 0's buffers are copied to every rank before each forward.
+`forward_sync_buffers=True` (PyTorch's `broadcast_buffers`) rank 0's buffers are copied to every rank
+before each forward.
 `state_dict()` has the unwrapped module's keys, so checkpoints load with or without DDP.
 `join()` trains on uneven inputs (ranks with different numbers of batches), as in PyTorch.
 Unused parameters are found automatically on every pass, whatever `find_unused_parameters`
@@ -26,7 +27,7 @@ from ..tensor.backend import array_module, to_host
 from ..tensor.tensor import as_device
 from .algorithms.join import _DISABLED, Join, Joinable, JoinHook
 from .comm_queue import blocking
-from .reducer import GradBucket, Reducer  # noqa: F401  (GradBucket is public)
+from .reducer import GradBucket, Reducer, bucket_limits  # noqa: F401  (GradBucket is public)
 from .world import resolve
 
 MB = 1 << 20
@@ -35,8 +36,13 @@ MB = 1 << 20
 class DistributedDataParallel(Module, Joinable):
     """Wrap `module` (the same model on every rank of `process_group`, default the world).
 
-    `bucket_cap_mb` (default 25) caps a gradient bucket; `broadcast_buffers` copies rank 0's
-    buffers before each forward. `device_ids` and `output_device` have PyTorch's meaning for a
+    `bucket_cap_mb` (default 25, and then a first bucket of at most 1 MB) caps a gradient
+    bucket, or `bucket_cap_mb_list` caps each in turn (the last for the rest), as in PyTorch
+    2.13. `forward_sync_buffers` (default True) copies the buffers of rank 0 (of a rank still
+    training, under `join()`) before each forward; the older `broadcast_buffers` still works,
+    with PyTorch's deprecation warning, and when False also leaves buffers out of the
+    initial sync. `init_sync=False` skips that sync (every rank's parameters are then the
+    user's to make equal). `device_ids` and `output_device` have PyTorch's meaning for a
     module on one GPU: `device_ids=[i]` (the module's GPU) moves the forward's input tensors
     there, and the outputs go to `output_device` (default: that GPU); they must be None for a
     CPU module, and more than one device per process raises NotImplementedError.
@@ -46,19 +52,28 @@ class DistributedDataParallel(Module, Joinable):
     automatically with either `find_unused_parameters`; as in PyTorch, True (unless
     `static_graph=True`) keeps the buckets from being rebuilt in the order gradients arrive.
     `dim` is PyTorch's and changes nothing here; `check_reduction` is deprecated and warns,
-    as in PyTorch.
+    as in PyTorch; `batched_grad_copy` only chooses how PyTorch's CUDA kernels copy
+    gradients (the same values). Delayed all-reduce of named parameters, `mixed_precision`,
+    `device_mesh` and `skip_all_reduce_unused_params=True` raise NotImplementedError.
     """
 
     def __init__(self, module, device_ids=None, output_device=None, dim=0,
-                 broadcast_buffers=True, process_group=None, bucket_cap_mb=None,
-                 find_unused_parameters=False, check_reduction=False,
-                 gradient_as_bucket_view=False, static_graph=False):
+                 broadcast_buffers=None, init_sync=True, process_group=None,
+                 bucket_cap_mb=None, find_unused_parameters=False, check_reduction=False,
+                 gradient_as_bucket_view=False, static_graph=False,
+                 delay_all_reduce_named_params=None, param_to_hook_all_reduce=None,
+                 mixed_precision=None, device_mesh=None, skip_all_reduce_unused_params=False,
+                 bucket_cap_mb_list=None, batched_grad_copy=False, forward_sync_buffers=None):
         super().__init__()
         self._join_config = _DISABLED
         self._divide_by_initial_world_size = True
         if not isinstance(module, Module):
             raise TypeError(f"DistributedDataParallel wraps a phalanx.nn.Module, got "
                             f"{type(module).__name__}")
+        _refuse_unsupported(delay_all_reduce_named_params=delay_all_reduce_named_params,
+                            param_to_hook_all_reduce=param_to_hook_all_reduce,
+                            mixed_precision=mixed_precision, device_mesh=device_mesh,
+                            skip_all_reduce_unused_params=skip_all_reduce_unused_params)
         group = resolve(process_group)
         if group is None:
             raise ValueError("DistributedDataParallel: this rank is not a member of "
@@ -68,23 +83,40 @@ class DistributedDataParallel(Module, Joinable):
                           "is deprecated. Please avoid using it.", FutureWarning, stacklevel=2)
         self.module = module
         self.process_group = group
-        self.broadcast_buffers = broadcast_buffers
+        self.forward_sync_buffers, init_buffers = _buffer_sync(broadcast_buffers,
+                                                               forward_sync_buffers)
         self.device_ids, self.output_device, self.dim = device_ids, output_device, dim
         self._input_device, self._output_device = _placement(module, device_ids, output_device)
         self.bucket_cap_mb = 25 if bucket_cap_mb is None else bucket_cap_mb
+        self.batched_grad_copy = batched_grad_copy
         self._sync_gradients = True
         params = [p for p in _unique(module.parameters()) if p.requires_grad]
         if not params:
             raise RuntimeError("DistributedDataParallel: the module has no parameter that "
                                "requires a gradient; there is nothing to synchronise")
-        _check_same_model(group, module)
-        _broadcast_coalesced(group, [p._data for p in module.parameters()] +
-                             [b._data for b in module.buffers()], src=0)
-        for t in list(module.parameters()) + list(module.buffers()):
-            t._version[0] += 1
-        self.reducer = Reducer(params, group, int(self.bucket_cap_mb * MB),
+        if init_sync:
+            _check_same_model(group, module)
+            tensors = list(module.parameters()) + (list(module.buffers()) if init_buffers
+                                                   else [])
+            _broadcast_coalesced(group, [t._data for t in tensors], src=0)
+            for t in tensors:
+                t._version[0] += 1
+        self.reducer = Reducer(params, group, _limits(bucket_cap_mb, bucket_cap_mb_list),
                                gradient_as_bucket_view,
                                rebuild=static_graph or not find_unused_parameters)
+
+    @property
+    def broadcast_buffers(self):
+        """PyTorch's older name of `forward_sync_buffers`."""
+        return self.forward_sync_buffers
+
+    @broadcast_buffers.setter
+    def broadcast_buffers(self, value):
+        self.forward_sync_buffers = value
+
+    def will_sync_module_buffers(self):
+        """Whether the next forward broadcasts the module's buffers."""
+        return bool(self.forward_sync_buffers and list(self.module.buffers()))
 
     # --- forward ------------------------------------------------------------------------
     def forward(self, *inputs, **kwargs):
@@ -105,7 +137,7 @@ class DistributedDataParallel(Module, Joinable):
         return out
 
     def _sync_buffers(self, src):
-        if self.broadcast_buffers and self.process_group.size > 1:
+        if self.forward_sync_buffers and self.process_group.size > 1:
             buffers = list(self.module.buffers())
             if buffers:
                 _broadcast_coalesced(self.process_group, [b._data for b in buffers], src=src)
@@ -211,6 +243,42 @@ class DistributedDataParallel(Module, Joinable):
     def extra_repr(self):
         return (f"world_size={self.process_group.size}, bucket_cap_mb={self.bucket_cap_mb}, "
                 f"buckets={len(self.reducer.buckets)}")
+
+
+def _refuse_unsupported(**given):
+    for name, value in given.items():
+        if value is not None and value is not False:
+            raise NotImplementedError(
+                f"DistributedDataParallel({name}=...) is not supported: Phalanx's DDP reduces "
+                f"every parameter's gradient in its buckets, in the parameters' dtype, over "
+                f"process_group; leave {name} at its default")
+
+
+def _buffer_sync(broadcast_buffers, forward_sync_buffers):
+    """(sync buffers before each forward, include them in the initial sync), from PyTorch
+    2.13's `forward_sync_buffers` and its deprecated `broadcast_buffers`."""
+    if broadcast_buffers is not None:
+        warnings.warn("Both `broadcast_buffers` and `forward_sync_buffers` were specified. "
+                      "`broadcast_buffers` is deprecated and its value is ignored when "
+                      "`forward_sync_buffers` is provided." if forward_sync_buffers is not None
+                      else "`broadcast_buffers` is deprecated. Use `forward_sync_buffers` "
+                      "instead. IMPORTANT: unlike `broadcast_buffers=False`, "
+                      "`forward_sync_buffers=False` still syncs buffers at init.",
+                      FutureWarning, stacklevel=3)
+    if forward_sync_buffers is not None:
+        return bool(forward_sync_buffers), True
+    sync = True if broadcast_buffers is None else bool(broadcast_buffers)
+    return sync, sync
+
+
+def _limits(bucket_cap_mb, bucket_cap_mb_list):
+    """Each bucket's cap in bytes, as PyTorch 2.13 sets them: the list given, or the cap
+    given, or 25 MB after a first bucket of 1 MB."""
+    if bucket_cap_mb_list:
+        return [int(mb * MB) for mb in bucket_cap_mb_list]
+    if bucket_cap_mb is None:
+        return bucket_limits(25 * MB)
+    return [int(bucket_cap_mb * MB)]
 
 
 def _placement(module, device_ids, output_device):
@@ -346,7 +414,7 @@ class _DDPJoinHook(JoinHook):
         ddp = self.ddp
         src = ddp._join_state(training=False, last=is_last_joiner)["src"]
         tensors = list(ddp.module.parameters())
-        if ddp.broadcast_buffers:
+        if ddp.forward_sync_buffers:
             tensors += list(ddp.module.buffers())
         if ddp.process_group.size > 1:
             _broadcast_coalesced(ddp.process_group, [t._data for t in tensors], src=src)

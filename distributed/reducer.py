@@ -71,21 +71,25 @@ class Bucket:
         self.work = None           # its all-reduce (or comm hook) in the running backward
 
 
-def assign_buckets(params, group, cap_bytes, first_cap_bytes=FIRST_BUCKET_BYTES):
+def bucket_limits(cap_bytes, first_cap_bytes=FIRST_BUCKET_BYTES):
+    """The byte caps of a kind's first, second, ... bucket (the last one repeats)."""
+    return [min(first_cap_bytes, cap_bytes), cap_bytes]
+
+
+def assign_buckets(params, group, limits):
     """Group `params` (already in launch order) into buckets as PyTorch's DDP does: per
-    (dtype, device), a bucket closes once it holds at least the cap, so it may exceed the cap
-    by its last parameter; the first bucket of each kind is capped lower. Their buffers come
-    from `group.comm_buffer`."""
-    open_, closed, sizes, first_closed = {}, [], {}, set()
+    (dtype, device), a bucket closes once it holds at least its cap, so it may exceed the cap
+    by its last parameter; the k-th bucket of a kind is capped by `limits[k]` (the last limit
+    for the rest). Their buffers come from `group.comm_buffer`."""
+    open_, closed, sizes, done = {}, [], {}, {}
     for p in params:
         key = (p._data.dtype, str(p.device))
         open_.setdefault(key, []).append(p)
         sizes[key] = sizes.get(key, 0) + p._data.nbytes
-        limit = cap_bytes if key in first_closed else min(first_cap_bytes, cap_bytes)
-        if sizes[key] >= limit:
+        if sizes[key] >= limits[min(done.get(key, 0), len(limits) - 1)]:
             closed.append(open_.pop(key))
             sizes[key] = 0
-            first_closed.add(key)
+            done[key] = done.get(key, 0) + 1
     closed += open_.values()
     order = {id(p): i for i, p in enumerate(params)}
     closed.sort(key=lambda g: order[id(g[0])])
@@ -104,13 +108,12 @@ def _weak(method):
 
 
 class Reducer:
-    def __init__(self, params, group, bucket_cap_bytes, gradient_as_bucket_view=False,
-                 rebuild=True):
+    def __init__(self, params, group, limits, gradient_as_bucket_view=False, rebuild=True):
         self.params = list(params)
         self.group = group
         self.as_view = gradient_as_bucket_view
-        self.cap = bucket_cap_bytes
-        self._use(assign_buckets(self.params[::-1], group, bucket_cap_bytes))
+        self.limits = limits               # bytes per bucket (`assign_buckets`)
+        self._use(assign_buckets(self.params[::-1], group, limits))
         self._index = {id(p): i for i, p in enumerate(self.params)}
         self._arrivals = []                # indices of params in the order they got ready
         self._synced = False               # a synchronising backward has ended
@@ -162,7 +165,7 @@ class Reducer:
         if [id(p) for p in params] == [id(p) for b in self.buckets for p in b.params]:
             return
         old = {id(p): self._view(p) for p in self.params}
-        self._use(assign_buckets(params, self.group, self.cap))
+        self._use(assign_buckets(params, self.group, self.limits))
         for p in self.params:               # gradients kept as views move to their new home
             if p.grad is not None and p.grad._data is old[id(p)]:
                 view = self._view(p)

@@ -32,12 +32,12 @@ def test_ring_and_hierarchical_costs():
 def test_buckets_are_ddps():
     """The model's bucket boundaries are the ones DDP's reducer makes for the same model."""
     from phalanx.distributed.local_backend import LocalProcessGroup
-    from phalanx.distributed.reducer import FIRST_BUCKET_BYTES, assign_buckets
+    from phalanx.distributed.reducer import FIRST_BUCKET_BYTES, assign_buckets, bucket_limits
     px.manual_seed(0)
     model = nn.Sequential(*[nn.Linear(64, 64) for _ in range(12)])
     params = list(model.parameters())[::-1]
     cap = 50_000
-    real = assign_buckets(params, LocalProcessGroup(), cap)
+    real = assign_buckets(params, LocalProcessGroup(), bucket_limits(cap))
     prof = sm.Profile("m", 0, 1, 0, [(p.numel() * 4, i) for i, p in enumerate(params)])
     modelled = sm.buckets(prof, cap, FIRST_BUCKET_BYTES)
     assert [b for b, _ in modelled] == [sum(p.numel() * 4 for p in b.params) for b in real]
@@ -142,7 +142,7 @@ def test_buckets_of_a_measured_profile_are_ddps():
     model = nn.Sequential(*[nn.Linear(64, 64) for _ in range(4)])
     prof = sm.measure(model, px.randn(32, 64), lambda y: y.square().mean(), repeats=3)
     cap = 64 * 64 * 4
-    real = assign_buckets(list(model.parameters())[::-1], LocalProcessGroup(), cap, cap)
+    real = assign_buckets(list(model.parameters())[::-1], LocalProcessGroup(), [cap])
     modelled = sm.buckets(prof, cap, cap)
     assert [b for b, _ in modelled] == [sum(p.numel() * 4 for p in b.params) for b in real]
     assert [t for _, t in modelled] == [t for _, t in prof.grads[1::2]]

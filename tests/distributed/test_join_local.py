@@ -97,3 +97,19 @@ def test_an_exception_inside_join_propagates_without_shadowing(world):
         with Join([counter]):
             raise KeyError("boom")
     assert counter.finished is None and not counter._join_config.enable
+
+
+def test_ddp_bucket_caps_and_refused_arguments(world):
+    """PyTorch 2.13's caps: 1 MB then 25 MB by default, an explicit cap for every bucket (no
+    small first one); arguments Phalanx's DDP cannot honour raise, naming themselves."""
+    from phalanx.distributed.reducer import bucket_limits
+    MB = 1 << 20
+    assert DDP(nn.Linear(2, 2)).reducer.limits == bucket_limits(25 * MB) == [MB, 25 * MB]
+    assert DDP(nn.Linear(2, 2), bucket_cap_mb=4).reducer.limits == [4 * MB]
+    lin = nn.Linear(2, 2)
+    for name, value in [("mixed_precision", object()), ("device_mesh", object()),
+                        ("skip_all_reduce_unused_params", True),
+                        ("delay_all_reduce_named_params", [("weight", lin.weight)])]:
+        with pytest.raises(NotImplementedError, match=name):
+            DDP(lin, **{name: value})
+    assert DDP(lin, batched_grad_copy=True).batched_grad_copy

@@ -516,3 +516,54 @@ def test_broadcast_buffers_and_state_dict(world):
     assert isinstance(ddp.module, nn.Sequential)
     import phalanx.nn.parallel
     assert phalanx.nn.parallel.DistributedDataParallel is DDP
+
+
+def test_init_sync_and_buffer_sync_flags(world):
+    """PyTorch 2.13's flags: init_sync=False leaves each rank's weights; broadcast_buffers
+    (deprecated, it warns) False syncs buffers neither at init nor before forward;
+    forward_sync_buffers=False syncs them at init only."""
+    rank, size = world
+
+    def build(**kwargs):
+        px.manual_seed(50 + rank)                 # a different model on every rank
+        model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).double()
+        model[1].running_mean._data[...] = rank
+        return DDP(model, **kwargs), model
+
+    def everywhere(t):
+        seen = [None] * size
+        dist.all_gather_object(seen, t.detach().numpy().tolist())
+        return seen
+
+    ddp, model = build(init_sync=False)
+    assert len({str(w) for w in everywhere(model[0].weight)}) == size
+    ddp, model = build()
+    assert len({str(w) for w in everywhere(model[0].weight)}) == 1
+    with pytest.warns(FutureWarning, match="broadcast_buffers` is deprecated"):
+        ddp, model = build(broadcast_buffers=False)
+    assert not ddp.broadcast_buffers and not ddp.will_sync_module_buffers()
+    ddp.eval()
+    ddp(px.tensor(np.ones((2, 3))))
+    assert model[1].running_mean.numpy().tolist() == [float(rank)] * 4   # never synced
+    ddp, model = build(forward_sync_buffers=False)
+    assert model[1].running_mean.numpy().tolist() == [0.0] * 4           # synced at init
+    model[1].running_mean._data[...] = rank
+    ddp.eval()
+    ddp(px.tensor(np.ones((2, 3))))
+    assert model[1].running_mean.numpy().tolist() == [float(rank)] * 4   # not before forward
+
+
+def test_bucket_cap_mb_list(world):
+    """Each bucket capped in turn by the list (PyTorch 2.13's bucket_cap_mb_list); training
+    equals one process."""
+    limits = [0.0002, 0.0005, 0.0003]
+    ddp, ref = wrap(mlp, bucket_cap_mb_list=limits)
+    assert ddp.reducer.limits == [int(mb * (1 << 20)) for mb in limits]
+    expected = reducer.assign_buckets(list(ddp.module.parameters())[::-1],
+                                      dist.group.WORLD, ddp.reducer.limits)
+    assert [[id(p) for p in b.params] for b in ddp.reducer.buckets] == \
+        [[id(p) for p in b.params] for b in expected]
+    # the last layer's bias and weight fill the first bucket (209 B), where one cap of 524 B
+    # would have taken the next bias too
+    assert [len(b.params) for b in ddp.reducer.buckets] == [2, 2, 2]
+    train(ddp, ref, batches(2, (6,), 3, seed=12), lambda p: px.optim.SGD(p, lr=0.1))

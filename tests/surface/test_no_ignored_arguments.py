@@ -57,6 +57,10 @@ ALLOWED = {
     "compute the same, and Phalanx has one": [
         "phalanx.nn.attention.sdpa_kernel(set_priority)",
     ],
+    "kernel choice only: PyTorch 2.13 copies a bucket's gradients with one batched CUDA "
+    "kernel instead of one per parameter, the same values": [
+        "phalanx.distributed.ddp.DistributedDataParallel.__init__(batched_grad_copy)",
+    ],
     "as PyTorch: a Join forwards the same keyword arguments to every joinable's join_hook, "
     "and each reads only those meant for it": [
         "phalanx.distributed.ddp.DistributedDataParallel.join_hook(kwargs)",
