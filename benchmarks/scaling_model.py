@@ -346,18 +346,21 @@ def published_table():
 
 
 def best_bucket(profile, workers, topo, algo="hierarchical"):
+    """The best `bucket_cap_mb` and the step with each; a cap given to PyTorch 2.13's DDP
+    caps its first bucket too (only the default has a 1 MB first one)."""
     caps = [c * MB for c in (1, 2, 5, 10, 25, 50, 100, 200)]
-    times = {c: step_time(profile, workers, topo, algo, c)[0] for c in caps}
+    times = {c: step_time(profile, workers, topo, algo, c, first_cap=c)[0] for c in caps}
     return min(times, key=times.get), times
 
 
 def bucket_table(workers=64):
-    rows = ["| model | cluster | workers | step with 25 MB | best cap | step with it |",
+    rows = ["| model | cluster | workers | step with DDP's default | best cap | step with it |",
             "|---|---|---|---|---|---|"]
     for prof, topo, algo, *_ in PUBLISHED:
         cap, times = best_bucket(prof, workers, topo, algo)
+        default = step_time(prof, workers, topo, algo)[0]
         rows.append(f"| {prof.name} | {topo.name.split(':')[0]} | {workers} | "
-                    f"{times[DDP_BUCKET] * 1e3:.1f} ms | {cap // MB} MB | {times[cap] * 1e3:.1f} ms |")
+                    f"{default * 1e3:.1f} ms | {cap // MB} MB | {times[cap] * 1e3:.1f} ms |")
     return "\n".join(rows)
 
 
