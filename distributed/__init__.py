@@ -42,7 +42,8 @@ _LAZY = {
     "FileStore": ".file_store",
 }
 _LAZY_MODULES = {"comm_hooks", "ddp", "sync_batchnorm", "zero", "store", "zmq_backend",
-                 "heartbeat", "elastic", "mpi_backend", "local_backend", "env", "algorithms"}
+                 "heartbeat", "elastic", "mpi_backend", "local_backend", "env", "algorithms",
+                 "optim"}
 
 
 def __getattr__(name):

@@ -19,6 +19,9 @@ arguments and results; `phalanx.distributed.algorithms.ddp_comm_hooks` has PyTor
   bucket to 8 bits (an affine scale and zero point per bucket, or per row of `bucket_size`
   values, as PyTorch's MinMax observers compute them); the ranks all-gather the bytes and
   their scales and average what they dequantise, in float32.
+- `post_localSGD_hook` with a `PostLocalSGDState`: plain all-reduce for the first
+  `start_localSGD_iter` steps, then within `subgroup` only (or not at all): local SGD, with
+  a model averager (`algorithms.model_averaging`) averaging parameters now and then.
 - `noop_hook`: no communication at all (each rank keeps its own gradients), to measure how
   much of a step the all-reduce costs.
 """
@@ -105,6 +108,42 @@ def noop_hook(state, bucket):
     fut = Future()
     fut.set_result(bucket.buffer())
     return fut
+
+
+class PostLocalSGDState:
+    """`post_localSGD_hook`'s settings and step count (PyTorch's names): `subgroup` None
+    means this node's ranks (`new_subgroups()`, made on first use)."""
+
+    __slots__ = ["process_group", "subgroup", "start_localSGD_iter",
+                 "post_local_gradient_allreduce", "iter"]
+
+    def __init__(self, process_group, subgroup, start_localSGD_iter,
+                 post_local_gradient_allreduce=True):
+        self.process_group = process_group
+        self.subgroup = subgroup
+        self.start_localSGD_iter = start_localSGD_iter
+        self.post_local_gradient_allreduce = post_local_gradient_allreduce
+        self.iter = 0
+
+    def maybe_increase_iter(self, bucket):
+        if bucket.is_last():
+            self.iter += 1
+
+
+def post_localSGD_hook(state, bucket):
+    """The mean over `state.process_group` for the first `start_localSGD_iter` steps, then
+    over `state.subgroup` (or this rank's own gradient, without
+    `post_local_gradient_allreduce`)."""
+    buf = bucket.buffer()
+    if state.iter < state.start_localSGD_iter:
+        state.maybe_increase_iter(bucket)
+        return allreduce_hook(state.process_group, bucket)
+    if not state.post_local_gradient_allreduce:
+        return buf
+    if state.subgroup is None:
+        from .world import new_subgroups
+        state.subgroup, _ = new_subgroups()
+    return allreduce_hook(state.subgroup, bucket)
 
 
 def _affine_qparams(low, high):

@@ -90,16 +90,20 @@ class Optimizer:
         if "step" in cls.__dict__:
             cls.step = _with_step_hooks(cls.step)
 
-    def __init__(self, params, defaults):
-        self.defaults = defaults
-        self.state = defaultdict(dict)
-        self.param_groups = []
+    def _init_hooks(self):
+        """The optimizer's own hook registries (for wrappers that skip `__init__`, too)."""
         self._step_pre_hooks = OrderedDict()
         self._step_post_hooks = OrderedDict()
         self._state_dict_pre_hooks = OrderedDict()
         self._state_dict_post_hooks = OrderedDict()
         self._load_state_dict_pre_hooks = OrderedDict()
         self._load_state_dict_post_hooks = OrderedDict()
+
+    def __init__(self, params, defaults):
+        self.defaults = defaults
+        self.state = defaultdict(dict)
+        self.param_groups = []
+        self._init_hooks()
         if isinstance(params, Tensor):
             raise TypeError("params argument given to the optimizer should be an iterable of "
                             "Tensors or dicts, but got a Tensor; pass [tensor] or "
