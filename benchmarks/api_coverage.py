@@ -7,8 +7,8 @@
 
 The names come from the installed PyTorch: a module's `__all__` where it has one, otherwise
 its non-underscore attributes that PyTorch itself defines (not `math`, `typing.Optional`, ...
-imported into it); every non-underscore attribute of `torch.Tensor` and `torch.nn.Module`. A name counts as present
-when the matching Phalanx object has an attribute of that name. `tests/test_api_coverage.py`
+imported into it); every non-underscore attribute of `torch.Tensor` and `torch.nn.Module`. A
+name counts as present when the matching Phalanx object has an attribute of that name. `tests/test_api_coverage.py`
 fails when a namespace's count drops below the floor recorded in `api_coverage_floor.json`.
 """
 import argparse

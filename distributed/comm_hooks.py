@@ -241,14 +241,18 @@ def _orthonormalize(p, eps):
     return q
 
 
+def _warming_up(state, bucket):
+    """PowerSGD's first `start_powerSGD_iter` steps: the plain mean."""
+    state.maybe_increase_iter(bucket)
+    return allreduce_hook(state.process_group, bucket)
+
+
 def powerSGD_hook(state, bucket):
+    if state.iter < state.start_powerSGD_iter:
+        return _warming_up(state, bucket)
     group = _group(state)
     buf_t = bucket.buffer()
     buf = buf_t._data
-    if state.iter < state.start_powerSGD_iter:
-        state.maybe_increase_iter(bucket)
-        group.allreduce(buf, ReduceOp.AVG).wait()
-        return buf_t
     xp = array_module(buf)
     index, r = bucket.index(), state.matrix_approximation_rank
     if state.use_error_feedback:
@@ -300,13 +304,11 @@ def powerSGD_hook(state, bucket):
 def batched_powerSGD_hook(state, bucket):
     """PowerSGD on the whole bucket as one square matrix (zero-padded to side x side, side =
     ceil(sqrt(numel))): one all-reduce of P and one of Q per bucket, whatever its layers."""
+    if state.iter < state.start_powerSGD_iter:
+        return _warming_up(state, bucket)
     group = _group(state)
     buf_t = bucket.buffer()
     buf = buf_t._data
-    if state.iter < state.start_powerSGD_iter:
-        state.maybe_increase_iter(bucket)
-        group.allreduce(buf, ReduceOp.AVG).wait()
-        return buf_t
     xp = array_module(buf)
     index, n = bucket.index(), buf.size
     side = math.ceil(math.sqrt(n))

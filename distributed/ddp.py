@@ -8,8 +8,8 @@ At wrap time every rank checks that it holds the same parameters and buffers (na
 dtypes) and takes rank 0's values. Each forward (in grad mode, outside `no_sync()`) arms the
 reducer, which all-reduces gradient buckets as the following backward fills them (see
 `reducer.py`; buckets live in memory that each host's ranks share, `shared_memory.py`). With
-`forward_sync_buffers=True` (PyTorch's `broadcast_buffers`) rank 0's buffers are copied to every rank
-before each forward.
+`forward_sync_buffers=True` (PyTorch's `broadcast_buffers`) rank 0's buffers are copied to
+every rank before each forward.
 `state_dict()` has the unwrapped module's keys, so checkpoints load with or without DDP.
 `join()` trains on uneven inputs (ranks with different numbers of batches), as in PyTorch.
 Unused parameters are found automatically on every pass, whatever `find_unused_parameters`
@@ -22,8 +22,7 @@ import warnings
 from ..autograd import is_grad_enabled
 from ..nn.modules.module import Module
 from ..tensor import Tensor
-from ..tensor.backend import Device
-from ..tensor.backend import array_module, to_host
+from ..tensor.backend import Device, array_module, to_host
 from ..tensor.tensor import as_device
 from .algorithms.join import _DISABLED, Join, Joinable, JoinHook
 from .comm_queue import blocking

@@ -5,9 +5,10 @@ among its outputs (the output itself, or the tensors of an output tuple) pass th
 identity op, a "gate", whose backward sees their gradients: at the output gate the pre-hooks
 run on the gradients of the outputs (and may replace them); at the input gate the hooks run
 with the gradients of the inputs and of the outputs (and may replace the former), as
-PyTorch's BackwardHook does. Both tuples have one entry per argument or output, None where
-it is not a tensor (an output that got no gradient: None; an input: zeros). When no input requires a gradient the hooks run at
-the output gate, with every input gradient None, and must return None.
+PyTorch's BackwardHook does. Both tuples have one entry per argument or output: None where it
+is not a tensor, and for a tensor without a gradient None at the outputs, zeros at the inputs.
+When no input requires a gradient the hooks run at the output gate, with every input
+gradient None, and must return None.
 """
 import warnings
 
