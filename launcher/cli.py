@@ -2,6 +2,10 @@
 
 Flags follow torchrun (dashes or underscores); each also reads a `PHALANX_<FLAG>` environment
 variable, so `PHALANX_NPROC_PER_NODE=4 phalanx run train.py` works like `--nproc-per-node 4`.
+torchrun's command lines work as they are (`python -m phalanx.distributed.run` is `phalanx
+run`): its rendezvous backends c10d and static, `--master-addr/--master-port`, `--role`,
+`--start-method` and `--shutdown-timeout` are understood, and its options Phalanx has no
+counterpart for are refused by name (`TORCHRUN_ONLY`), never ignored.
 """
 import argparse
 import os
@@ -13,6 +17,23 @@ from dataclasses import dataclass
 from .agent import SignalReceived
 
 DEFAULT_PORT = 29500
+RDZV_BACKENDS = ("c10d", "static")
+# torchrun options with no counterpart here: refused with their reason, not silently dropped
+TORCHRUN_ONLY = {
+    "run-path": "run the script in the launcher's interpreter; Phalanx always starts workers "
+                "as processes of their own",
+    "redirects": "log-only output; use --tee (copies to LOG_DIR and the console) and "
+                 "--local-ranks-filter",
+    "local-addr": "set PHALANX_ZMQ_HOST (the address workers bind) instead",
+    "logs-specs": "custom log handlers: Phalanx writes LOG_DIR/attempt_K/RANK/",
+    "numa-binding": "bind workers with numactl/taskset in --no-python mode",
+    "signals-to-handle": "the agent forwards SIGTERM, SIGINT and SIGHUP",
+    "virtual-local-rank": "set CUDA_VISIBLE_DEVICES per worker yourself",
+    "event-log-handler": "Phalanx logs its events to stderr and LOG_DIR",
+    "duplicate-stdout-filters": "use --tee and --local-ranks-filter",
+    "duplicate-stderr-filters": "use --tee and --local-ranks-filter",
+}
+TORCHRUN_SWITCHES = {"run-path", "virtual-local-rank"}     # the ones that take no value
 
 
 def _env(flag, default):
@@ -54,6 +75,13 @@ def build_parser():
          "arrival order)", None, type=int)
     _add(run, "rdzv-endpoint", "HOST:PORT of the rendezvous store; the agent on HOST serves it "
          f"(default: a free loopback port for one node, 127.0.0.1:{DEFAULT_PORT} otherwise)", "")
+    _add(run, "rdzv-backend", "c10d: the agent on the endpoint's host serves the store and "
+         "nodes may join and leave within --nnodes MIN:MAX; static: a fixed --nnodes, each node "
+         "given its --node-rank (torchrun's; both go through Phalanx's authenticated store)",
+         "c10d")
+    _add(run, "master-addr", "host of the rendezvous store when --rdzv-endpoint is not given "
+         "(torchrun's static rendezvous)", "")
+    _add(run, "master-port", f"its port (default {DEFAULT_PORT})", None, type=int)
     _add(run, "rdzv-id", "job id shared by all nodes of one job", "")
     run.add_argument("--rdzv-token", "--rdzv_token", dest="rdzv_token",
                      default=_env("rdzv-token", ""),    # a secret: never shown as a default
@@ -75,8 +103,22 @@ def build_parser():
     _add(run, "progress-timeout", "fail a rank whose progress counter (heartbeat.advance(), "
          "called by DDP each backward) did not move for this many seconds; 0 disables", 1800.0,
          type=float)
-    _add(run, "grace-period", "seconds between SIGTERM and SIGKILL when stopping workers", 5.0,
-         type=float)
+    run.add_argument("--grace-period", "--grace_period", "--shutdown-timeout",
+                     "--shutdown_timeout", dest="grace_period", type=float,
+                     default=float(_env("grace-period", 5.0)),
+                     help="seconds between SIGTERM and SIGKILL when stopping workers "
+                          "(torchrun's --shutdown-timeout) (env PHALANX_GRACE_PERIOD; "
+                          "default 5.0)")
+    _add(run, "role", "the workers' role, in their ROLE_NAME (with ROLE_RANK and "
+         "ROLE_WORLD_SIZE, as torchrun sets them)", "default")
+    _add(run, "start-method", "torchrun's multiprocessing start method; a script's workers are "
+         "always fresh processes, there as here, so every choice runs the same",
+         "spawn", choices=["spawn", "fork", "forkserver"])
+    for flag in TORCHRUN_ONLY:
+        switch = {"action": "store_const", "const": True} if flag in TORCHRUN_SWITCHES else {}
+        run.add_argument(f"--{flag}", f"--{flag.replace('-', '_')}",
+                         dest=f"torchrun_{flag.replace('-', '_')}", default=None,
+                         help=argparse.SUPPRESS, **switch)
     _add(run, "log-dir", "directory for error files and tee'd logs (default: a temporary one)",
          "")
     _add(run, "tee", "copy workers' output to LOG_DIR/attempt_K/RANK/std{out,err}.log: "
@@ -144,6 +186,7 @@ class RunConfig:
     np: int
     mpiexec: str
     profile: str = ""                  # a directory: the ranks' traces, merged at the end
+    role: str = "default"              # the workers' ROLE_NAME
 
 
 def _parse_nnodes(text):
@@ -186,11 +229,29 @@ def _parse_conf(text):
     return conf
 
 
+def _check_torchrun_options(args):
+    for flag, reason in TORCHRUN_ONLY.items():
+        if getattr(args, f"torchrun_{flag.replace('-', '_')}") is not None:
+            raise SystemExit(f"phalanx run: torchrun's --{flag} is not supported ({reason})")
+    if args.rdzv_backend not in RDZV_BACKENDS:
+        raise SystemExit(f"phalanx run: --rdzv-backend {args.rdzv_backend!r} is not supported: "
+                         f"Phalanx's rendezvous is its own store (c10d, or static with fixed "
+                         f"--nnodes and --node-rank); etcd is not needed")
+
+
 def config_from_args(args):
+    _check_torchrun_options(args)
     min_nodes, max_nodes = _parse_nnodes(args.nnodes)
     if args.standalone and max_nodes > 1:
         raise SystemExit(f"phalanx run: --standalone is for one node, got --nnodes {args.nnodes}")
+    if args.rdzv_backend == "static" and (min_nodes != max_nodes or
+                                          (max_nodes > 1 and args.node_rank is None)):
+        raise SystemExit(f"phalanx run: --rdzv-backend static needs a fixed --nnodes and, "
+                         f"for more than one node, this node's --node-rank (got --nnodes "
+                         f"{args.nnodes}, --node-rank {args.node_rank})")
     endpoint = "" if args.standalone else args.rdzv_endpoint
+    if not endpoint and not args.standalone and (args.master_addr or args.master_port):
+        endpoint = f"{args.master_addr or '127.0.0.1'}:{args.master_port or DEFAULT_PORT}"
     if endpoint:
         host, _, port = endpoint.rpartition(":")
         if not host or not port.isdigit():
@@ -212,7 +273,7 @@ def config_from_args(args):
         progress_timeout=float(args.progress_timeout), grace_period=float(args.grace_period),
         log_dir=args.log_dir, tee=int(args.tee), local_ranks_filter=filt, module=args.module,
         no_python=args.no_python, mpi=args.mpi, np=args.np, mpiexec=args.mpiexec,
-        profile=os.path.abspath(args.profile) if args.profile else "")
+        profile=os.path.abspath(args.profile) if args.profile else "", role=args.role)
 
 
 def install_signal_handlers():

@@ -102,7 +102,9 @@ def launch(config):
         log_dir=log_dir, tee=config.tee, local_ranks_filter=config.local_ranks_filter,
         heartbeat_timeout=config.heartbeat_timeout, progress_timeout=config.progress_timeout,
         grace_period=config.grace_period,
-        show_host=config.max_nodes > 1)
+        show_host=config.max_nodes > 1,
+        extra_env={"ROLE_NAME": config.role,
+                   "TORCHELASTIC_MAX_RESTARTS": str(config.max_restarts)})
     watch = config.heartbeat_timeout > 0 or config.progress_timeout > 0
     monitor = (HeartbeatMonitor(token, config.heartbeat_timeout, config.progress_timeout)
                if watch and not config.no_python else None)

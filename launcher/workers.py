@@ -80,6 +80,9 @@ def worker_env(spec, assignment, local_rank, error_file, heartbeat_endpoint):
         "GROUP_RANK": str(assignment.group_rank),
         "GROUP_WORLD_SIZE": str(assignment.nnodes),
         "RESTART_COUNT": str(assignment.restart_count),
+        "TORCHELASTIC_RESTART_COUNT": str(assignment.restart_count),
+        "ROLE_RANK": str(assignment.rank_offset + local_rank),     # one role: ranks as RANK
+        "ROLE_WORLD_SIZE": str(assignment.world_size),
         "MASTER_ADDR": assignment.master_addr,
         "MASTER_PORT": str(assignment.master_port),
         "PHALANX_STORE_ENDPOINT": assignment.store_endpoint,

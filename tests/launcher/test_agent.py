@@ -220,6 +220,34 @@ def test_cli_accepts_torchrun_spellings_and_env_fallbacks(monkeypatch):
     assert parse("--standalone", "t.py").rdzv_port == 0
 
 
+def test_cli_understands_torchrun_rendezvous_options():
+    """torchrun's static rendezvous (--master-addr/--master-port, fixed nodes, --node-rank),
+    --rdzv-backend c10d, --shutdown-timeout, --role and --start-method."""
+    c = parse("--nnodes", "2", "--node_rank", "1", "--master_addr", "10.0.0.1",
+              "--master_port", "29600", "--rdzv_backend", "static", "t.py")
+    assert (c.rdzv_host, c.rdzv_port, c.node_rank, c.min_nodes) == ("10.0.0.1", 29600, 1, 2)
+    c = parse("--rdzv_backend=c10d", "--rdzv_endpoint=h:1", "--master_addr", "x", "t.py")
+    assert (c.rdzv_host, c.rdzv_port) == ("h", 1)          # the endpoint wins
+    assert parse("--master-port", "29700", "t.py").rdzv_port == 29700
+    c = parse("--shutdown_timeout", "12", "--role", "trainer", "--start-method", "fork", "t.py")
+    assert (c.grace_period, c.role) == (12.0, "trainer")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--rdzv-backend", "etcd"], "etcd is not needed"),
+    (["--rdzv-backend", "static", "--nnodes", "1:2"], "fixed --nnodes"),
+    (["--rdzv-backend", "static", "--nnodes", "2"], "--node-rank"),
+    (["--numa-binding", "node"], "torchrun's --numa-binding is not supported"),
+    (["--run-path"], "processes of their own"),
+    (["-r", "3"], None),                      # not even parsed: argparse names it
+])
+def test_cli_refuses_torchrun_options_it_cannot_honour(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        parse(*argv, "t.py")
+    text = str(e.value.code) + capsys.readouterr().err
+    assert message is None or message in text, text
+
+
 @pytest.mark.parametrize("argv", [["--nnodes", "3:2"], ["--nproc-per-node", "0"],
                                   ["--rdzv-endpoint", "nohost"], ["--rdzv-conf", "bogus=1"],
                                   ["--standalone", "--nnodes", "2"]])

@@ -3,6 +3,8 @@ orphans. Resume and elastic membership are in test_resume.py and test_elastic.py
 import json
 import os
 import signal
+import socket
+import subprocess
 import sys
 import time
 
@@ -47,6 +49,32 @@ def test_workers_get_the_torchrun_environment(launcher, tmp_path):
         assert e["PHALANX_STORE_ENDPOINT"] == f"tcp://127.0.0.1:{e['MASTER_PORT']}"
         assert e["OMP_NUM_THREADS"] == str(max(1, os.cpu_count() // 2))
         assert e["OPENBLAS_NUM_THREADS"] == "1"          # set by the caller: kept
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.timeout(60)
+def test_a_torchrun_command_line_runs_as_it_is(launcher, tmp_path):
+    """`python -m phalanx.distributed.run` with torchrun's static-rendezvous flags, and the
+    role and restart variables torchrun gives its workers."""
+    port = _free_port()
+    proc = subprocess.run(
+        [sys.executable, "-m", "phalanx.distributed.run", "--nnodes=1", "--node_rank=0",
+         "--nproc_per_node=2", "--rdzv_backend=static", "--master_addr=127.0.0.1",
+         f"--master_port={port}", "--role", "trainer", "--max_restarts=3", HELLO,
+         "--out", str(tmp_path)],
+        env=launcher.env(), capture_output=True, text=True, timeout=50)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for rank in range(2):
+        e = json.loads((tmp_path / f"env_{rank}.json").read_text())
+        assert e["MASTER_PORT"] == str(port)
+        assert (e["ROLE_NAME"], e["ROLE_RANK"], e["ROLE_WORLD_SIZE"]) == ("trainer", str(rank),
+                                                                          "2")
+        assert (e["TORCHELASTIC_RESTART_COUNT"], e["TORCHELASTIC_MAX_RESTARTS"]) == ("0", "3")
 
 
 @pytest.mark.timeout(60)

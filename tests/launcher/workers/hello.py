@@ -14,7 +14,8 @@ args = parser.parse_args()
 rank = int(os.environ["RANK"])
 names = ["RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "RESTART_COUNT",
          "MASTER_ADDR", "MASTER_PORT", "PHALANX_STORE_ENDPOINT", "PHALANX_RUN_ID",
-         "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"]
+         "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "ROLE_NAME", "ROLE_RANK", "ROLE_WORLD_SIZE",
+         "TORCHELASTIC_RESTART_COUNT", "TORCHELASTIC_MAX_RESTARTS"]
 env = {k: os.environ.get(k) for k in names}
 print(f"hello from rank {rank}: {json.dumps(env)}")
 if args.out:
