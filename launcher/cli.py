@@ -64,7 +64,9 @@ def build_parser():
                     "other nodes, watch exit codes and heartbeats, and restart the whole group "
                     "on a failure up to --max-restarts times.",
         epilog="Workers get RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, GROUP_RANK, "
-               "GROUP_WORLD_SIZE, RESTART_COUNT, MASTER_ADDR, MASTER_PORT, PHALANX_RUN_ID, "
+               "GROUP_WORLD_SIZE, ROLE_NAME, ROLE_RANK, ROLE_WORLD_SIZE, RESTART_COUNT "
+               "(also as TORCHELASTIC_RESTART_COUNT), TORCHELASTIC_MAX_RESTARTS, MASTER_ADDR, "
+               "MASTER_PORT, PHALANX_RUN_ID, "
                "PHALANX_STORE_ENDPOINT, PHALANX_STORE_TOKEN, PHALANX_RDZV_ROUND, "
                "PHALANX_ERROR_FILE, PHALANX_HEARTBEAT_ENDPOINT and OMP_NUM_THREADS / "
                "OPENBLAS_NUM_THREADS = cores / local ranks unless already set.")
