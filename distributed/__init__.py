@@ -43,7 +43,7 @@ _LAZY = {
 }
 _LAZY_MODULES = {"comm_hooks", "ddp", "sync_batchnorm", "zero", "store", "zmq_backend",
                  "heartbeat", "elastic", "mpi_backend", "local_backend", "env", "algorithms",
-                 "optim"}
+                 "optim", "constants", "distributed_c10d"}
 
 
 def __getattr__(name):

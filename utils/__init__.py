@@ -6,7 +6,7 @@ it under PyTorch's paths. Submodules load on first use.
 """
 import importlib
 
-_LAZY_SUBMODULES = {"data", "tensorboard", "checkpoint"}
+_LAZY_SUBMODULES = {"data", "tensorboard", "checkpoint", "hooks"}
 
 
 def __getattr__(name):

@@ -57,6 +57,69 @@ def _parse_to(args, kwargs):
     return device, dtype
 
 
+# Hooks of every module (`register_module_*` below, PyTorch's global hooks): the call hooks
+# run before each module's own, the registration hooks may replace what is registered.
+_global_forward_pre_hooks = []
+_global_forward_hooks = []
+_global_backward_pre_hooks = []
+_global_backward_hooks = []
+_global_parameter_registration_hooks = []
+_global_buffer_registration_hooks = []
+_global_module_registration_hooks = []
+
+
+def register_module_forward_pre_hook(hook):
+    """`hook(module, args)` before every module's forward (see `Module.register_forward_pre_hook`)."""
+    return _register(_global_forward_pre_hooks, (hook, False))
+
+
+def register_module_forward_hook(hook, *, with_kwargs=False, always_call=False):
+    """`hook(module, args, output)` after every module's forward (see
+    `Module.register_forward_hook`)."""
+    return _register(_global_forward_hooks, (hook, with_kwargs, always_call))
+
+
+def register_module_full_backward_pre_hook(hook):
+    """Every module's `register_full_backward_pre_hook`."""
+    return _register(_global_backward_pre_hooks, hook)
+
+
+def register_module_full_backward_hook(hook):
+    """Every module's `register_full_backward_hook`."""
+    return _register(_global_backward_hooks, hook)
+
+
+def register_module_backward_hook(hook):
+    raise NotImplementedError("register_module_backward_hook (deprecated in PyTorch) is not "
+                              "supported; use register_module_full_backward_hook(hook)")
+
+
+def register_module_parameter_registration_hook(hook):
+    """`hook(module, name, param)` whenever a module registers a parameter; a non-None result
+    is registered instead."""
+    return _register(_global_parameter_registration_hooks, hook)
+
+
+def register_module_buffer_registration_hook(hook):
+    """`hook(module, name, buffer)` whenever a module registers a buffer; a non-None result
+    is registered instead."""
+    return _register(_global_buffer_registration_hooks, hook)
+
+
+def register_module_module_registration_hook(hook):
+    """`hook(module, name, submodule)` whenever a module registers a submodule; a non-None
+    result is registered instead."""
+    return _register(_global_module_registration_hooks, hook)
+
+
+def _registered(hooks, module, name, value):
+    for hook in list(hooks):
+        out = hook(module, name, value)
+        if out is not None:
+            value = out
+    return value
+
+
 class Module:
     """Base class of all layers. Subclasses assign parameters/submodules in `__init__` (after
     `super().__init__()`) and define `forward`."""
@@ -109,7 +172,8 @@ class Module:
             raise ValueError(f"cannot assign non-leaf tensor to parameter '{name}': a model "
                              f"parameter must be a leaf; wrap a detached copy: "
                              f"nn.Parameter(t.detach())")
-        self._parameters[name] = param
+        self._parameters[name] = _registered(_global_parameter_registration_hooks, self, name,
+                                             param)
 
     def register_buffer(self, name, tensor, persistent=True):
         self._check_name(name, "buffer")
@@ -121,7 +185,7 @@ class Module:
         if isinstance(tensor, Buffer):
             persistent = tensor.persistent
             tensor = Tensor._make(tensor._data)
-        self._buffers[name] = tensor
+        self._buffers[name] = _registered(_global_buffer_registration_hooks, self, name, tensor)
         if persistent:
             self._non_persistent_buffers_set.discard(name)
         else:
@@ -131,7 +195,7 @@ class Module:
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"{type(module).__name__} is not a Module subclass")
         self._check_name(name, "module")
-        self._modules[name] = module
+        self._modules[name] = _registered(_global_module_registration_hooks, self, name, module)
 
     register_module = add_module
 
@@ -154,7 +218,8 @@ class Module:
                 raise AttributeError("cannot assign module before Module.__init__() call "
                                      "(call super().__init__() first)")
             self._discard(name, keep="_modules")
-            self._modules[name] = value
+            self._modules[name] = _registered(_global_module_registration_hooks, self, name,
+                                              value)
         elif params is not None and name in d["_modules"]:
             if value is not None:
                 raise TypeError(f"cannot assign '{type(value).__name__}' as child module "
@@ -167,7 +232,8 @@ class Module:
             if value is not None and not isinstance(value, Tensor):
                 raise TypeError(f"cannot assign '{type(value).__name__}' as buffer '{name}' "
                                 f"(Tensor or None expected)")
-            d["_buffers"][name] = value
+            d["_buffers"][name] = _registered(_global_buffer_registration_hooks, self, name,
+                                              value)
         else:
             object.__setattr__(self, name, value)
 
@@ -627,27 +693,30 @@ class Module:
 
     def __call__(self, *args, **kwargs):
         if not (self._forward_pre_hooks or self._forward_hooks or self._backward_hooks or
-                self._backward_pre_hooks):
+                self._backward_pre_hooks or _global_forward_pre_hooks or
+                _global_forward_hooks or _global_backward_hooks or _global_backward_pre_hooks):
             return self.forward(*args, **kwargs)
+        forward_hooks = _global_forward_hooks + self._forward_hooks
+        backward_hooks = _global_backward_hooks + self._backward_hooks
+        backward_pre_hooks = _global_backward_pre_hooks + self._backward_pre_hooks
         backward = None
         try:
             args, kwargs = self._run_forward_pre_hooks(args, kwargs)
-            if self._backward_hooks or self._backward_pre_hooks:
-                backward = BackwardHooks(self, list(self._backward_hooks),
-                                         list(self._backward_pre_hooks))
+            if backward_hooks or backward_pre_hooks:
+                backward = BackwardHooks(self, backward_hooks, backward_pre_hooks)
                 args = backward.gate_inputs(args)
             output = self.forward(*args, **kwargs)
         except Exception:
-            self._run_always_called_hooks(args, kwargs)
+            self._run_always_called_hooks(forward_hooks, args, kwargs)
             raise
-        for hook, with_kwargs, _ in list(self._forward_hooks):
+        for hook, with_kwargs, _ in forward_hooks:
             res = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
             if res is not None:
                 output = res
         return output if backward is None else backward.gate_outputs(output)
 
     def _run_forward_pre_hooks(self, args, kwargs):
-        for hook, with_kwargs in list(self._forward_pre_hooks):
+        for hook, with_kwargs in _global_forward_pre_hooks + self._forward_pre_hooks:
             if with_kwargs:
                 res = hook(self, args, kwargs)
                 if res is not None:
@@ -661,10 +730,10 @@ class Module:
                     args = res if isinstance(res, tuple) else (res,)
         return args, kwargs
 
-    def _run_always_called_hooks(self, args, kwargs):
+    def _run_always_called_hooks(self, forward_hooks, args, kwargs):
         """Forward hooks registered with `always_call=True`, after a pre-hook or `forward`
         raised: their own errors are only warned about, so the original error propagates."""
-        for hook, with_kwargs, always_call in list(self._forward_hooks):
+        for hook, with_kwargs, always_call in forward_hooks:
             if not always_call:
                 continue
             try:

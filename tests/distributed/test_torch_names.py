@@ -269,3 +269,20 @@ def test_backend_queries_answer_as_pytorchs(world_of_one):
     assert dist.get_pg_count() == 1
     dist.new_group([0])
     assert dist.get_pg_count() == 2
+
+
+def test_pytorch_module_paths_of_the_process_group_api(world_of_one):
+    """`torch.distributed.distributed_c10d` (the API's home, with `_get_default_group`),
+    `torch.distributed.constants`, `torch.utils.hooks`."""
+    from phalanx.distributed import constants, distributed_c10d
+    from phalanx.utils.hooks import RemovableHandle
+    assert distributed_c10d.all_reduce is dist.all_reduce
+    assert distributed_c10d.ReduceOp is dist.ReduceOp
+    assert distributed_c10d._get_default_group() is dist.group.WORLD
+    assert "get_world_size" in dir(distributed_c10d)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        distributed_c10d.no_such_name
+    assert constants.default_pg_timeout == datetime.timedelta(minutes=10)
+    assert isinstance(px.nn.Linear(1, 1).register_forward_hook(lambda *a: None),
+                      RemovableHandle)
+    assert dist.distributed_c10d is distributed_c10d

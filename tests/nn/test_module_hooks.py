@@ -233,3 +233,53 @@ def test_set_submodule_to_empty_compile_and_devices():
     with pytest.raises(RuntimeError, match="no xpu backend"):
         lin.xpu()
     assert nn.Module.call_super_init is False and nn.Module.dump_patches is False
+
+
+def test_global_module_hooks_run_for_every_module_first():
+    from phalanx.nn.modules import module as M
+    net = nn.Sequential(nn.Linear(2, 3), nn.Tanh())
+    order = []
+    net[0].register_forward_hook(lambda m, a, o: order.append(("own", type(m).__name__)))
+    handles = [
+        M.register_module_forward_pre_hook(lambda m, a: order.append(("pre", type(m).__name__))),
+        M.register_module_forward_hook(lambda m, a, o: order.append(("post", type(m).__name__))),
+        M.register_module_full_backward_hook(
+            lambda m, gi, go: order.append(("back", type(m).__name__))),
+    ]
+    try:
+        net(px.ones(1, 2, requires_grad=True)).sum().backward()
+    finally:
+        for h in handles:
+            h.remove()
+    assert order[:6] == [("pre", "Sequential"), ("pre", "Linear"), ("post", "Linear"),
+                         ("own", "Linear"), ("pre", "Tanh"), ("post", "Tanh")]
+    # each when its inputs' gradients are known: innermost last module first, as in PyTorch
+    assert [o for o in order if o[0] == "back"] == [("back", "Tanh"), ("back", "Linear"),
+                                                    ("back", "Sequential")]
+    order.clear()
+    net(px.ones(1, 2))
+    assert order == [("own", "Linear")]                  # removed
+
+
+def test_global_registration_hooks_may_replace_what_is_registered():
+    from phalanx.nn.modules import module as M
+    seen = []
+    handles = [
+        M.register_module_parameter_registration_hook(
+            lambda m, name, p: seen.append(("param", name)) or nn.Parameter(px.zeros(p.shape))),
+        M.register_module_buffer_registration_hook(lambda m, name, b: seen.append(("buf", name))),
+        M.register_module_module_registration_hook(lambda m, name, s: seen.append(("mod", name))),
+    ]
+    try:
+        bn = nn.BatchNorm1d(2)
+        seq = nn.Sequential(bn)
+        seq.extra = nn.ReLU()
+        seq.w = nn.Parameter(px.ones(2))
+    finally:
+        for h in handles:
+            h.remove()
+    assert ("param", "weight") in seen and ("buf", "running_mean") in seen
+    assert ("mod", "0") in seen and ("mod", "extra") in seen
+    assert not seq.w.detach().numpy().any()              # replaced by the hook's zeros
+    with pytest.raises(NotImplementedError, match="full_backward_hook"):
+        M.register_module_backward_hook(lambda *a: None)

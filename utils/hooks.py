@@ -1,0 +1,4 @@
+"""`torch.utils.hooks`: the handle every `register_*hook` returns, at PyTorch's path."""
+from ..autograd import RemovableHandle
+
+__all__ = ["RemovableHandle"]
