@@ -1,6 +1,6 @@
 """`phalanx.nn.utils`: gradient clipping, flat parameter vectors, weight and spectral norm,
-conv/linear + batch-norm fusion, and `rnn` (packed sequences)."""
-from . import parametrizations, parametrize, rnn, stateless  # noqa: F401
+conv/linear + batch-norm fusion, `rnn` (packed sequences) and `prune`."""
+from . import parametrizations, parametrize, prune, rnn, stateless  # noqa: F401
 from .clip_grad import (clip_grad_norm, clip_grad_norm_, clip_grad_value_,  # noqa: F401
                         clip_grads_with_norm_, get_total_norm)
 from .convert_parameters import parameters_to_vector, vector_to_parameters  # noqa: F401

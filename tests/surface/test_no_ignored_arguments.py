@@ -61,6 +61,11 @@ ALLOWED = {
     "kernel instead of one per parameter, the same values": [
         "phalanx.distributed.ddp.DistributedDataParallel.__init__(batched_grad_copy)",
     ],
+    "PyTorch ignores it too: the no-op comm hook has no state, and a pruning method, run as "
+    "a forward pre-hook, recomputes the weight whatever the inputs": [
+        "phalanx.distributed.comm_hooks.noop_hook(state)",
+        "phalanx.nn.utils.prune.BasePruningMethod.__call__(inputs)",
+    ],
     "as PyTorch: a Join forwards the same keyword arguments to every joinable's join_hook, "
     "and each reads only those meant for it": [
         "phalanx.distributed.ddp.DistributedDataParallel.join_hook(kwargs)",
