@@ -36,7 +36,7 @@ MODULES = (
     "phalanx.backends.cudnn", "phalanx.backends.cuda", "phalanx.accelerator", "phalanx.cpu",
     "phalanx.nn.utils.parametrize", "phalanx.nn.utils.parametrizations",
     "phalanx.distributions.constraints", "phalanx.distributions.transforms",
-    "phalanx.nn.attention", "phalanx.nn.utils.prune", "phalanx.nn.modules.module",
+    "phalanx.nn.attention", "phalanx.nn.utils.prune", "phalanx.nn.modules.module", "phalanx.jit",
     "phalanx.distributed.optim", "phalanx.distributed.algorithms",
     "phalanx.distributed.algorithms.join",
     "phalanx.distributed.algorithms.ddp_comm_hooks",

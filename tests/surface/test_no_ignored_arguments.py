@@ -66,6 +66,33 @@ ALLOWED = {
         "phalanx.distributed.comm_hooks.noop_hook(state)",
         "phalanx.nn.utils.prune.BasePruningMethod.__call__(inputs)",
     ],
+    "no TorchScript graph is made (phalanx.jit returns the eager program, which computes the "
+    "same values): these only shape, check or store a compiled graph; annotate's type and "
+    "ignore's keywords are ignored by eager PyTorch too": [
+        "phalanx.jit.annotate(the_type)",
+        "phalanx.jit.freeze(optimize_numerics)",
+        "phalanx.jit.freeze(preserved_attrs)",
+        "phalanx.jit.ignore(kwargs)",
+        "phalanx.jit.optimize_for_inference(other_methods)",
+        "phalanx.jit.script(_frames_up)",
+        "phalanx.jit.script(_rcb)",
+        "phalanx.jit.script(example_inputs)",
+        "phalanx.jit.script(optimize)",
+        "phalanx.jit.trace(_compilation_unit)",
+        "phalanx.jit.trace(_force_outplace)",
+        "phalanx.jit.trace(_module_class)",
+        "phalanx.jit.trace(_store_inputs)",
+        "phalanx.jit.trace(check_tolerance)",
+        "phalanx.jit.trace(optimize)",
+        "phalanx.jit.trace(strict)",
+        "phalanx.jit.trace_module(_compilation_unit)",
+        "phalanx.jit.trace_module(_force_outplace)",
+        "phalanx.jit.trace_module(_module_class)",
+        "phalanx.jit.trace_module(_store_inputs)",
+        "phalanx.jit.trace_module(check_tolerance)",
+        "phalanx.jit.trace_module(optimize)",
+        "phalanx.jit.trace_module(strict)",
+    ],
     "as PyTorch: a Join forwards the same keyword arguments to every joinable's join_hook, "
     "and each reads only those meant for it": [
         "phalanx.distributed.ddp.DistributedDataParallel.join_hook(kwargs)",
