@@ -237,8 +237,8 @@ class RandomStructured(BasePruningMethod):
         k = _count(self.amount, channels)
         if k == 0:
             return default_mask
-        prob = rand(channels)._data
-        threshold = np.sort(prob)[k - 1]
+        prob = rand(channels, device=t.device)._data
+        threshold = array_module(prob).sort(prob)[k - 1]
         return _keep_channels(t, self.dim, prob > threshold, default_mask)
 
     @classmethod
