@@ -76,7 +76,7 @@ from .ops.placement import (atleast_1d, atleast_2d, atleast_3d, column_stack, cu
                             row_stack, select, select_scatter, slice_scatter, split_with_sizes,
                             swapdims, take, tensor_split, trapezoid, trapz, unravel_index, vander,
                             vsplit)  # noqa: E402
-from .ops.placement import diagonal_scatter  # noqa: E402
+from .ops.placement import as_strided, as_strided_scatter, diagonal_scatter  # noqa: E402
 from .ops.products import renorm  # noqa: E402
 from .ops.scatter_reduce import scatter_reduce  # noqa: E402
 from .ops.sorting import histogram, nonzero_static  # noqa: E402
@@ -109,7 +109,7 @@ __all__ += ['acos', 'acosh', 'addbmm', 'addmm', 'addmv', 'addr', 'aminmax', 'ang
             'svd', 'swapdims', 'take', 'tensor_split', 'tensordot', 'topk', 'trace', 'trapezoid',
             'trapz', 'tril_indices', 'triu_indices', 'unique', 'unique_consecutive',
             'unravel_index', 'vander', 'vdot', 'vsplit', 'xlogy']
-__all__ += ['cholesky_inverse', 'cholesky_solve', 'diagonal_scatter', 'histogram', 'matrix_exp',
+__all__ += ['as_strided', 'as_strided_scatter', 'cholesky_inverse', 'cholesky_solve', 'diagonal_scatter', 'histogram', 'matrix_exp',
             'nonzero_static', 'renorm', 'scatter_reduce'] + _inplace_aliases.__all__
 
 

@@ -277,7 +277,8 @@ def _bind_more():
                  "is_nonzero": _is_nonzero, "get_device": _get_device,
                  "apply_": _apply_, "map_": _map_})
     more.update({name: getattr(pl, name) for name in (
-        "unfold", "sum_to_size", "diagonal_scatter", "fill_diagonal")})
+        "unfold", "sum_to_size", "diagonal_scatter", "fill_diagonal", "as_strided",
+        "as_strided_scatter")})
     more.update({"scatter_reduce": scatter_reduce, "renorm": pr.renorm,
                  "matrix_exp": la.matrix_exp, "argwhere": indexing.argwhere,
                  "cholesky_solve": la.cholesky_solve,

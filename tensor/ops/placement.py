@@ -302,6 +302,49 @@ def unfold(input, dimension, size, step):
     return shape.movedim(moved[(Ellipsis, make(windows))], -2, dim)
 
 
+def as_strided(input, size, stride, storage_offset=None):
+    """Tensor.as_strided: the elements at `storage_offset + sum(i_k * stride[k])` of the
+    tensor's memory, in the shape `size`. Read from a contiguous tensor's own elements, as a
+    gather: the result is a copy (writes to it do not reach the input) and gradients add up
+    where positions repeat (overlapping windows)."""
+    return input.reshape(-1)[make(_strided_positions(input, size, stride, storage_offset))]
+
+
+def as_strided_scatter(input, src, size, stride, storage_offset=None):
+    """A copy of `input` with `src` written at the positions `as_strided` would read."""
+    where = _strided_positions(input, size, stride, storage_offset)
+    if tuple(src.shape) != tuple(where.shape):
+        raise RuntimeError(f"as_strided_scatter: expected src to have a size equal to the "
+                           f"slice of self. src size = {list(src.shape)}, slice size = "
+                           f"{list(where.shape)}")
+    flat = Overwrite.apply(input.reshape(-1), src.reshape(-1), make(where.reshape(-1)))
+    return flat.reshape(input.shape)
+
+
+def _strided_positions(input, size, stride, storage_offset):
+    """The flat positions, within `input`'s own elements, that as_strided reads."""
+    size, stride = tuple(int(n) for n in size), tuple(int(s) for s in stride)
+    if len(size) != len(stride):
+        raise RuntimeError(f"mismatch in length of strides and shape: {len(size)} sizes, "
+                           f"{len(stride)} strides")
+    if not input.is_contiguous():
+        raise NotImplementedError(
+            "as_strided of a non-contiguous tensor reads the memory under the view it is, "
+            "which Phalanx does not expose; call .contiguous() first and index that")
+    own = input.storage_offset()
+    offset = own if storage_offset is None else int(storage_offset)
+    xp = array_module(input._data)
+    where = xp.full(size, offset - own, dtype=np.int64)
+    for k, (n, step) in enumerate(zip(size, stride)):
+        where = where + (xp.arange(n) * step).reshape((n,) + (1,) * (len(size) - k - 1))
+    if where.size and (int(where.min()) < 0 or int(where.max()) >= input.numel()):
+        raise RuntimeError(
+            f"as_strided: sizes {list(size)}, strides {list(stride)} and storage offset "
+            f"{offset} reach outside the tensor's {input.numel()} elements (from storage "
+            f"offset {own})")
+    return where
+
+
 def sum_to_size(input, *size):
     from ._util import unbroadcast
     size = tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list)) else size
