@@ -2,6 +2,7 @@
 
     grad(f)(x)                 d f / d x of a scalar f, composable: grad(grad(f))
     grad_and_value, vjp        the gradient with the value; a pull-back function
+    jvp(f, primals, tangents)  the value and J t (autograd.forward_ad's dual tensors)
     jacrev / jacfwd, hessian   Jacobians (both computed in reverse mode: same values)
     vmap                       phalanx.vmap (a loop over the batch)
     functional_call(m, p, x)   call module m with the tensors p in place of its own
@@ -15,8 +16,8 @@ from .autograd import functional as _functional
 from .nn.utils.stateless import _functional_call as _stateless_call
 from .tensor import Tensor, vmap
 
-__all__ = ["functional_call", "grad", "grad_and_value", "hessian", "jacfwd", "jacrev", "vjp",
-           "vmap"]
+__all__ = ["functional_call", "grad", "grad_and_value", "hessian", "jacfwd", "jacrev", "jvp",
+           "vjp", "vmap"]
 
 
 def _argnums(argnums, nargs, name):
@@ -123,6 +124,43 @@ def vjp(func, *primals, has_aux=False):
     value = out if any(outer) else (tuple(o.detach() for o in outs) if isinstance(out, tuple)
                                     else out.detach())
     return (value, vjp_fn, aux) if has_aux else (value, vjp_fn)
+
+
+def jvp(func, primals, tangents, *, strict=False, has_aux=False):
+    """(func(*primals), J t): the Jacobian of `func` at `primals` times `tangents` (a tuple of
+    the same structure); an output that depends on no primal gets zeros (an error with
+    `strict`)."""
+    from .autograd import forward_ad
+    name = "jvp(f, primals, tangents)"
+    if not isinstance(primals, tuple):
+        raise RuntimeError(f"{name}: Expected primals to be a tuple. E.g. it should be valid "
+                           f"to call f(*primals).")
+    flat_p, flat_t = _leaves(primals), _leaves(tangents)
+    if not isinstance(tangents, tuple) or len(flat_p) != len(flat_t) or any(
+            not isinstance(t, Tensor) for t in flat_p + flat_t):
+        raise RuntimeError(f"{name}: Expected primals and tangents to have the same python "
+                           f"structure of tensors (a tuple of tensors, or of lists or dicts "
+                           f"of them)")
+    with forward_ad.dual_level():
+        duals = [forward_ad.make_dual(p, t) for p, t in zip(flat_p, flat_t)]
+        out, aux = _split_aux(func(*_rebuild(primals, iter(duals))), has_aux, "jvp")
+        pairs = []
+        for o in _leaves(out):
+            if not isinstance(o, Tensor):
+                raise RuntimeError(f"{name}: expected f(*args) to return only tensors, got "
+                                   f"unsupported type {type(o)}")
+            primal, tangent = forward_ad.unpack_dual(o)
+            if tangent is None:
+                if strict:
+                    raise RuntimeError("jvp(f, primals, tangents, strict=True): The output of "
+                                       "f is independent of the inputs. This is not allowed "
+                                       "with strict=True.")
+                tangent = o.new_zeros(*o.shape)
+            pairs.append((primal, tangent))
+    keep = any(p.requires_grad for p in flat_p)     # inside an enclosing transform
+    values = _rebuild(out, iter([p if keep else p.detach() for p, _ in pairs]))
+    pushed = _rebuild(out, iter([t if keep else t.detach() for _, t in pairs]))
+    return (values, pushed, aux) if has_aux else (values, pushed)
 
 
 def jacrev(func, argnums=0, *, has_aux=False, chunk_size=None):

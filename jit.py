@@ -11,6 +11,7 @@ TorchScript archives are refused: an archive holds code, and Phalanx saves weigh
 import collections
 import contextlib
 import typing
+import warnings
 
 from .futures import Future
 from .nn.modules.module import Module
@@ -48,7 +49,9 @@ class ScriptModule(Module):
 
 def script(obj, optimize=None, _frames_up=0, _rcb=None, example_inputs=None):
     """`obj` itself (a function, method or module): it already computes what its script
-    would. `optimize` is deprecated in PyTorch and ignored there too."""
+    would. Deprecated, with PyTorch 2.13's warning."""
+    warnings.warn("`torch.jit.script` is deprecated. Please switch to `torch.compile` or "
+                  "`torch.export`.", DeprecationWarning, stacklevel=2)
     return obj
 
 

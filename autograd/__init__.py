@@ -57,3 +57,4 @@ __all__ = ["Function", "Node", "backward", "grad", "no_grad", "enable_grad", "se
            "is_anomaly_enabled", "queue_callback", "register_backward_start_hook",
            "once_differentiable", "graph", "RemovableHandle", "Variable"]
 from . import functional  # noqa: E402  (jacobian, hessian, vjp, ...: built on grad above)
+from . import forward_ad  # noqa: E402,F401  (dual tensors: built on grad above)

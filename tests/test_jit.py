@@ -10,9 +10,10 @@ import phalanx.nn as nn
 
 
 def test_script_and_trace_give_back_what_computes_the_same():
-    @px.jit.script
-    def gelu_ish(x):
-        return x * px.sigmoid(1.702 * x)
+    with pytest.warns(DeprecationWarning, match="torch.jit.script` is deprecated"):
+        @px.jit.script                                   # as PyTorch 2.13 warns
+        def gelu_ish(x):
+            return x * px.sigmoid(1.702 * x)
 
     x = px.tensor([-1.0, 0.0, 2.0])
     np.testing.assert_allclose(gelu_ish(x).numpy(), (x * px.sigmoid(1.702 * x)).numpy())
@@ -43,7 +44,8 @@ def test_script_module_attributes_freeze_and_the_markers():
             return self.count
 
     c = Counter()
-    assert c.bump() == 1 and px.jit.script(c) is c
+    with pytest.warns(DeprecationWarning):
+        assert c.bump() == 1 and px.jit.script(c) is c
     with pytest.raises(RuntimeError, match="eval mode"):
         px.jit.freeze(c)
     assert px.jit.freeze(c.eval()) is c and px.jit.optimize_for_inference(c) is c
