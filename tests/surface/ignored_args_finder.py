@@ -37,7 +37,7 @@ MODULES = (
     "phalanx.nn.utils.parametrize", "phalanx.nn.utils.parametrizations",
     "phalanx.distributions.constraints", "phalanx.distributions.transforms",
     "phalanx.nn.attention", "phalanx.nn.utils.prune", "phalanx.nn.modules.module", "phalanx.jit",
-    "phalanx.autograd.forward_ad",
+    "phalanx.autograd.forward_ad", "phalanx.hub",
     "phalanx.distributed.optim", "phalanx.distributed.algorithms",
     "phalanx.distributed.algorithms.join",
     "phalanx.distributed.algorithms.ddp_comm_hooks",

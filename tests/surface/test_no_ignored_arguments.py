@@ -93,6 +93,24 @@ ALLOWED = {
         "phalanx.jit.trace_module(optimize)",
         "phalanx.jit.trace_module(strict)",
     ],
+    "PyTorch ignores them too for a local hubconf (they steer its GitHub download and "
+    "cache, which Phalanx refuses)": [
+        "phalanx.hub.help(force_reload)",
+        "phalanx.hub.help(skip_validation)",
+        "phalanx.hub.help(trust_repo)",
+        "phalanx.hub.list(force_reload)",
+        "phalanx.hub.list(skip_validation)",
+        "phalanx.hub.list(trust_repo)",
+        "phalanx.hub.list(verbose)",
+        "phalanx.hub.load(force_reload)",
+        "phalanx.hub.load(skip_validation)",
+        "phalanx.hub.load(trust_repo)",
+        "phalanx.hub.load(verbose)",
+        ],
+    "Phalanx never unpickles objects: the weights load either way, and what PyTorch's "
+    "weights_only=False would also unpickle is refused by px.load, named": [
+        "phalanx.hub.load_state_dict_from_url(weights_only)",
+    ],
     "as PyTorch: a Join forwards the same keyword arguments to every joinable's join_hook, "
     "and each reads only those meant for it": [
         "phalanx.distributed.ddp.DistributedDataParallel.join_hook(kwargs)",
