@@ -106,7 +106,7 @@ ALLOWED = {
         "phalanx.hub.load(skip_validation)",
         "phalanx.hub.load(trust_repo)",
         "phalanx.hub.load(verbose)",
-        ],
+    ],
     "Phalanx never unpickles objects: the weights load either way, and what PyTorch's "
     "weights_only=False would also unpickle is refused by px.load, named": [
         "phalanx.hub.load_state_dict_from_url(weights_only)",
