@@ -12,6 +12,7 @@ tensors.
 import json
 import math
 import os
+import pickle
 import socket
 import tempfile
 
@@ -266,9 +267,11 @@ def _atomic_write(path, data):
             os.close(dir_fd)
 
 
-def save(obj, f):
+def save(obj, f, pickle_module=None, pickle_protocol=2, _use_new_zipfile_serialization=True,
+         _disable_byteorder_record=False):
     """Save `obj` (nested dicts/lists/tuples of tensors, arrays and plain values) to the path
-    `f` atomically, or to a writable binary file object."""
+    `f` atomically, or to a writable binary file object, as safetensors (PyTorch's pickle
+    options choose how its own format is written, and change nothing here)."""
     from safetensors.numpy import save as st_save
     enc = _Encoder()
     tree = enc.encode(obj, "obj")
@@ -304,10 +307,17 @@ def _read_header(data, path):
     return header
 
 
-def load(f, map_location=None, *, upcast_bfloat16=False):
+def load(f, map_location=None, pickle_module=None, *, weights_only=None, mmap=None,
+         upcast_bfloat16=False, **pickle_load_args):
     """Load what `save` wrote. `map_location` places tensors: None (where they were saved),
     'cpu' or a device, a dict {saved_device: device}, or a callable
     `(tensor_on_cpu, saved_device) -> tensor`.
+
+    A `torch.save` file is read through an allow-list that rebuilds only tensors and plain
+    containers, as torch.load(weights_only=True) does; `weights_only=False`, torch.load's
+    way of saying the file is trusted, also lets it hold other Python objects (argparse
+    namespaces, NumPy arrays: globals outside torch, which can run code). `pickle_load_args`
+    (e.g. encoding='latin1') go to the unpickler; `mmap` only chooses how the file is read.
 
     A safetensors file's bfloat16 entries load as `phalanx.bfloat16` tensors;
     `upcast_bfloat16=True` (a Phalanx option) loads them as float32 instead, exactly (a
@@ -318,8 +328,13 @@ def load(f, map_location=None, *, upcast_bfloat16=False):
         path = os.fspath(f)
         with open(path, "rb") as fh:
             data = fh.read()
+    if pickle_module is not None and pickle_module is not pickle:
+        name = getattr(pickle_module, "__name__", pickle_module)
+        raise NotImplementedError(f"load(pickle_module={name}): Phalanx reads torch.save "
+                                  f"files with its own unpickler; leave pickle_module unset")
     if serialization_torch.is_torch_zip(data):  # torch.save's format, through an allow-list
-        return serialization_torch.load(data, path, map_location)
+        return serialization_torch.load(data, path, map_location,
+                                        trusted=weights_only is False, **pickle_load_args)
     header = _read_header(data, path)
     meta = header.pop("__metadata__", None) or {}
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):

@@ -68,15 +68,24 @@ class _MapLocationError(TypeError):
 
 
 class _TorchUnpickler(pickle.Unpickler):
-    def __init__(self, file, loader):
-        super().__init__(file)
-        self._loader = loader
+    """The allow-list; with `trusted` (torch.load's weights_only=False, asked for by the user)
+    also any global outside torch, as pickle would find it (such a file can run code)."""
+
+    def __init__(self, file, loader, trusted=False, **pickle_load_args):
+        super().__init__(file, **pickle_load_args)
+        self._loader, self._trusted = loader, trusted
 
     def find_class(self, module, name):
         found = self._loader.allowed(module, name)
-        if found is None:
-            raise WeightsOnlyUnpicklingError(self._loader.refusal(f"the global {module}.{name}"))
-        return found
+        if found is not None:
+            return found
+        if self._trusted and module.split(".")[0] != "torch":
+            return super().find_class(module, name)
+        if self._trusted:
+            raise WeightsOnlyUnpicklingError(
+                f"{self._loader.path}: {module}.{name} is one of PyTorch's own classes, which "
+                f"Phalanx cannot rebuild; load the file in PyTorch and save its state_dict()")
+        raise WeightsOnlyUnpicklingError(self._loader.refusal(f"the global {module}.{name}"))
 
     def persistent_load(self, pid):
         return self._loader.storage(pid)
@@ -124,8 +133,8 @@ class _Loader:
         return (f"{self.path}: refusing to load {what}. Phalanx reads torch.save files the way "
                 f"torch.load(weights_only=True) does: tensors, storages, dicts, lists, tuples "
                 f"and plain values only, so loading cannot run code from the file. If you "
-                f"trust the file, load it in PyTorch and save its state_dict() (or convert it "
-                f"with safetensors.torch.save_file)")
+                f"trust the file, pass weights_only=False (as to torch.load), or load it in "
+                f"PyTorch and save its state_dict()")
 
     def _corrupt(self, what):
         return ValueError(f"{self.path} is corrupt or not a torch.save checkpoint: {what}")
@@ -250,8 +259,9 @@ class _Loader:
             raise WeightsOnlyUnpicklingError(self.refusal(f"the device {text!r}")) from None
 
 
-def load(data, path, map_location=None):
-    """The object a torch.save zip file holds, with Phalanx tensors in place of PyTorch's."""
+def load(data, path, map_location=None, trusted=False, **pickle_load_args):
+    """The object a torch.save zip file holds, with Phalanx tensors in place of PyTorch's
+    (`trusted`: globals outside torch too, see `_TorchUnpickler`)."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         names = archive.namelist()
@@ -269,7 +279,8 @@ def load(data, path, map_location=None):
         if order not in ("little", "big"):
             raise loader._corrupt(f"unknown byte order {order!r}")
         loader.little_endian = order == "little"
-    unpickler = _TorchUnpickler(io.BytesIO(archive.read(pickles[0])), loader)
+    unpickler = _TorchUnpickler(io.BytesIO(archive.read(pickles[0])), loader, trusted,
+                                **pickle_load_args)
     try:
         return unpickler.load()
     except (WeightsOnlyUnpicklingError, _MapLocationError, ValueError, RuntimeError):

@@ -36,13 +36,15 @@ class DataLoader:
     per epoch from the same generator; `get_worker_info()` tells a worker who it is.
     `pin_memory=True` returns batches in pinned host memory when a GPU is usable, so that
     `x.to("cuda", non_blocking=True)` copies asynchronously; without one it warns once and
-    does nothing, as in PyTorch.
+    does nothing, as in PyTorch. Batches always come in order (`in_order=False` lets
+    PyTorch hand out a worker's batch early; in order is one of the orders it allows).
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=None, sampler=None, batch_sampler=None,
                  num_workers=0, collate_fn=None, pin_memory=False, drop_last=False, timeout=0,
                  worker_init_fn=None, multiprocessing_context=None, generator=None, *,
-                 prefetch_factor=None, persistent_workers=False, pin_memory_device=""):
+                 prefetch_factor=None, persistent_workers=False, pin_memory_device="",
+                 in_order=True):
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"num_workers option should be a non-negative integer; got "
                              f"num_workers={num_workers!r}. Use num_workers=0 to disable "

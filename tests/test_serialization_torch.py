@@ -265,3 +265,24 @@ def bf16_scope():
     from phalanx.tensor import bf16_compute
     yield
     bf16_compute.uninstall()
+
+
+def test_weights_only_false_loads_the_other_objects_of_a_trusted_checkpoint(tmp_path):
+    """torch.load's weights_only=False: a checkpoint with an argparse namespace and a NumPy
+    array beside the state dict loads (the user vouches for the file); PyTorch's own classes
+    still cannot be rebuilt, and without the flag nothing but weights is read."""
+    import argparse
+    state = torch.nn.Linear(2, 3).state_dict()
+    path = _saved(tmp_path, {"model": state, "args": argparse.Namespace(lr=0.1),
+                             "mean": np.arange(3.0), "epoch": 7})
+    with pytest.raises(pickle.UnpicklingError, match="weights_only=False"):
+        px.load(path)
+    loaded = px.load(path, weights_only=False, encoding="latin1")
+    assert loaded["args"].lr == 0.1 and loaded["epoch"] == 7
+    np.testing.assert_array_equal(loaded["mean"], np.arange(3.0))
+    np.testing.assert_array_equal(loaded["model"]["weight"].numpy(), state["weight"].numpy())
+    with pytest.raises(pickle.UnpicklingError, match="PyTorch's own classes"):
+        px.load(_saved(tmp_path, torch.nn.Linear(2, 3), "module.pt"), weights_only=False)
+    with pytest.raises(NotImplementedError, match="pickle_module"):
+        px.load(path, pickle_module=type("dill", (), {}))
+    assert px.load(path, pickle_module=pickle, weights_only=False)["epoch"] == 7

@@ -111,6 +111,16 @@ ALLOWED = {
     "weights_only=False would also unpickle is refused by px.load, named": [
         "phalanx.hub.load_state_dict_from_url(weights_only)",
     ],
+    "format or strategy choice only: PyTorch's pickle options choose how its own format is "
+    "written (Phalanx writes safetensors), mmap how a file is read, and in_order=False only "
+    "permits out-of-order batches": [
+        "phalanx.serialization.save(pickle_protocol)",
+        "phalanx.serialization.save(_use_new_zipfile_serialization)",
+        "phalanx.serialization.save(_disable_byteorder_record)",
+        "phalanx.serialization.save(pickle_module)",
+        "phalanx.serialization.load(mmap)",
+        "phalanx.data.dataloader.DataLoader.__init__(in_order)",
+    ],
     "as PyTorch: a Join forwards the same keyword arguments to every joinable's join_hook, "
     "and each reads only those meant for it": [
         "phalanx.distributed.ddp.DistributedDataParallel.join_hook(kwargs)",
