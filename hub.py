@@ -90,7 +90,9 @@ def load_state_dict_from_url(url, model_dir=None, map_location=None, progress=Tr
     """The state dict at `url`, downloaded into `model_dir` (default get_dir()/checkpoints)
     unless already there, under `file_name` (default the URL's). `check_hash`: the name holds
     the first digits of the file's SHA-256 (`name-<sha256 prefix>.ext`), checked on download.
-    `weights_only` changes nothing: Phalanx only ever loads weights."""
+    A downloaded file is read weights-only, whatever `weights_only` says (PyTorch's default,
+    False, would unpickle anything it holds): to trust one, `px.load(path,
+    weights_only=False)` it yourself."""
     model_dir = os.path.join(get_dir(), "checkpoints") if model_dir is None else model_dir
     os.makedirs(model_dir, exist_ok=True)
     name = file_name or os.path.basename(urllib.parse.urlparse(url).path)

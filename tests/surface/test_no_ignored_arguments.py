@@ -107,8 +107,9 @@ ALLOWED = {
         "phalanx.hub.load(trust_repo)",
         "phalanx.hub.load(verbose)",
     ],
-    "Phalanx never unpickles objects: the weights load either way, and what PyTorch's "
-    "weights_only=False would also unpickle is refused by px.load, named": [
+    "a file from the network is read weights-only whatever PyTorch's default says (its "
+    "weights load either way; anything else is refused by name: trust it explicitly with "
+    "px.load(path, weights_only=False))": [
         "phalanx.hub.load_state_dict_from_url(weights_only)",
     ],
     "format or strategy choice only: PyTorch's pickle options choose how its own format is "
