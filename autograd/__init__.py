@@ -7,7 +7,8 @@ from .anomaly import detect_anomaly, is_anomaly_enabled, set_detect_anomaly
 from .engine import queue_callback, register_backward_start_hook, run_backward
 from .function import Function, Node, RemovableHandle, TensorBase, once_differentiable
 from .grad_mode import (enable_grad, inference_mode, is_grad_enabled,
-                        is_inference_mode_enabled, no_grad, set_grad_enabled)
+                        is_inference_mode_enabled, is_multithreading_enabled, no_grad,
+                        set_grad_enabled, set_multithreading_enabled)
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from . import graph
 from .variable import Variable
@@ -55,6 +56,7 @@ __all__ = ["Function", "Node", "backward", "grad", "no_grad", "enable_grad", "se
            "inference_mode", "is_grad_enabled", "is_inference_mode_enabled", "gradcheck",
            "gradgradcheck", "GradcheckError", "detect_anomaly", "set_detect_anomaly",
            "is_anomaly_enabled", "queue_callback", "register_backward_start_hook",
-           "once_differentiable", "graph", "RemovableHandle", "Variable"]
+           "once_differentiable", "graph", "RemovableHandle", "Variable",
+           "set_multithreading_enabled"]
 from . import functional  # noqa: E402  (jacobian, hessian, vjp, ...: built on grad above)
 from . import forward_ad  # noqa: E402,F401  (dual tensors: built on grad above)

@@ -81,6 +81,34 @@ class set_grad_enabled(_Mode):
         return (self.mode,)
 
 
+_multithreading = [True]
+
+
+class set_multithreading_enabled:
+    """PyTorch's switch of multithreaded backward (accelerator worker threads); it applies at
+    once and, as a context manager, until the block ends. Phalanx's engine always runs
+    backward on the calling thread, which is what mode=False asks for and what PyTorch does on
+    the CPU either way, so both modes compute the same; the mode is kept to be read back."""
+
+    def __init__(self, mode):
+        self.prev, self.mode = _multithreading[0], bool(mode)
+        _multithreading[0] = self.mode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _multithreading[0] = self.prev
+        return False
+
+    def clone(self):
+        return self.__class__(self.mode)
+
+
+def is_multithreading_enabled():
+    return _multithreading[0]
+
+
 class inference_mode(_Mode):
     """No graph recording, and tensors made here are marked as inference tensors."""
 

@@ -86,3 +86,14 @@ def test_jvp_of_grad_is_a_hessian_vector_product():
     _, hvp = func.jvp(func.grad(f), (px.tensor(x),), (px.tensor(v),))
     _, t_hvp = tfunc.jvp(tfunc.grad(f), (torch.tensor(x),), (torch.tensor(v),))
     np.testing.assert_allclose(hvp.numpy(), t_hvp.numpy(), rtol=1e-10)
+
+
+def test_multithreading_switch_applies_at_once_and_restores():
+    """`autograd.set_multithreading_enabled`: backward runs on the calling thread either way
+    (the same gradients); the mode reads back as set, and a block restores it."""
+    from phalanx.autograd import is_multithreading_enabled, set_multithreading_enabled
+    x = px.tensor([1.0, 2.0], requires_grad=True)
+    with set_multithreading_enabled(False):
+        assert not is_multithreading_enabled()
+        (x ** 2).sum().backward()
+    assert is_multithreading_enabled() and x.grad.numpy().tolist() == [2.0, 4.0]
