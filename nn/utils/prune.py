@@ -188,8 +188,8 @@ class Identity(BasePruningMethod):
         return super().apply(module, name)
 
 
-class RandomUnstructured(BasePruningMethod):
-    """`amount` of the entries, chosen at random (the global generator)."""
+class _Unstructured(BasePruningMethod):
+    """`amount` of the entries: those that `_scores` ranks first."""
     PRUNING_TYPE = "unstructured"
 
     def __init__(self, amount):
@@ -197,26 +197,27 @@ class RandomUnstructured(BasePruningMethod):
         self.amount = amount
 
     def compute_mask(self, t, default_mask):
-        k = _count(self.amount, t.numel())
-        return _zero_flat(default_mask, _top(rand_like(t)._data.reshape(-1), k, largest=True))
+        scores, largest = self._scores(t)
+        return _zero_flat(default_mask, _top(scores.reshape(-1), _count(self.amount, t.numel()),
+                                             largest))
+
+
+class RandomUnstructured(_Unstructured):
+    """`amount` of the entries, chosen at random (the global generator)."""
+
+    def _scores(self, t):
+        return rand_like(t)._data, True
 
     @classmethod
     def apply(cls, module, name, amount):
         return super().apply(module, name, amount=amount)
 
 
-class L1Unstructured(BasePruningMethod):
+class L1Unstructured(_Unstructured):
     """`amount` of the entries, those of the smallest magnitude."""
-    PRUNING_TYPE = "unstructured"
 
-    def __init__(self, amount):
-        _check_amount(amount)
-        self.amount = amount
-
-    def compute_mask(self, t, default_mask):
-        k = _count(self.amount, t.numel())
-        scores = array_module(t._data).abs(t._data).reshape(-1)
-        return _zero_flat(default_mask, _top(scores, k, largest=False))
+    def _scores(self, t):
+        return array_module(t._data).abs(t._data), False
 
     @classmethod
     def apply(cls, module, name, amount, importance_scores=None):
