@@ -224,13 +224,9 @@ class L1Unstructured(_Unstructured):
         return super().apply(module, name, amount=amount, importance_scores=importance_scores)
 
 
-class RandomStructured(BasePruningMethod):
-    """`amount` of the channels along `dim`, chosen at random (the global generator)."""
+class _Structured(BasePruningMethod):
+    """`amount` of the channels along `dim`: all but those `_kept` keeps."""
     PRUNING_TYPE = "structured"
-
-    def __init__(self, amount, dim=-1):
-        _check_amount(amount)
-        self.amount, self.dim = amount, dim
 
     def compute_mask(self, t, default_mask):
         _check_structured(t, self.dim)
@@ -238,36 +234,40 @@ class RandomStructured(BasePruningMethod):
         k = _count(self.amount, channels)
         if k == 0:
             return default_mask
+        return _keep_channels(t, self.dim, self._kept(t, channels, k), default_mask)
+
+
+class RandomStructured(_Structured):
+    """`amount` of the channels along `dim`, chosen at random (the global generator)."""
+
+    def __init__(self, amount, dim=-1):
+        _check_amount(amount)
+        self.amount, self.dim = amount, dim
+
+    def _kept(self, t, channels, k):
         prob = rand(channels, device=t.device)._data
-        threshold = array_module(prob).sort(prob)[k - 1]
-        return _keep_channels(t, self.dim, prob > threshold, default_mask)
+        return prob > array_module(prob).sort(prob)[k - 1]
 
     @classmethod
     def apply(cls, module, name, amount, dim=-1):
         return super().apply(module, name, amount=amount, dim=dim)
 
 
-class LnStructured(BasePruningMethod):
+class LnStructured(_Structured):
     """`amount` of the channels along `dim`, those of the smallest Ln norm (`n`: a number,
     inf, -inf or 'fro')."""
-    PRUNING_TYPE = "structured"
 
     def __init__(self, amount, n, dim=-1):
         _check_amount(amount)
         self.amount, self.n, self.dim = amount, n, dim
 
-    def compute_mask(self, t, default_mask):
-        _check_structured(t, self.dim)
-        channels = t.shape[self.dim]
-        k = _count(self.amount, channels)
-        if k == 0:
-            return default_mask
+    def _kept(self, t, channels, k):
         xp = array_module(t._data)
         rows = xp.moveaxis(t._data, self.dim, 0).reshape(channels, -1)
         norms = xp.linalg.norm(rows, ord=2 if self.n == "fro" else self.n, axis=1)
         keep = xp.zeros(channels, dtype=bool)
         keep[_top(norms, channels - k, largest=True)] = True
-        return _keep_channels(t, self.dim, keep, default_mask)
+        return keep
 
     @classmethod
     def apply(cls, module, name, amount, n, dim, importance_scores=None):
