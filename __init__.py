@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 _LAZY_SUBMODULES = {"nn", "optim", "data", "distributed", "launcher", "serialization", "utils",
                     "cuda", "accelerator", "backends", "distributions", "profiler",
                     "onnx", "multiprocessing", "amp", "cpu", "fft", "func", "testing",
-                    "futures", "jit", "hub"}
+                    "futures", "jit", "hub", "sparse"}
 _FROM_SERIALIZATION = {"save", "load"}
 _FROM_SPECTRAL = {"stft", "istft"}
 _FROM_AMP = {"GradScaler", "autocast", "is_autocast_enabled", "get_autocast_dtype",

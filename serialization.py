@@ -41,6 +41,10 @@ class _Encoder:
             return obj
         if isinstance(obj, float):
             return obj if np.isfinite(obj) else {"float": repr(obj)}
+        if isinstance(obj, Tensor) and obj.is_sparse:     # its indices and values, by name
+            return {"sparse_coo": [self.encode(obj._indices(), f"{where}.indices"),
+                                   self.encode(obj._values(), f"{where}.values")],
+                    "size": list(obj.shape), "coalesced": obj.is_coalesced()}
         if isinstance(obj, Tensor):
             arr = backend.to_device(obj.detach()._data, "cpu")
             pairs = arr.dtype == np.complex128  # safetensors has no complex128: (re, im) pairs
@@ -141,6 +145,18 @@ class _Decoder:
         if kind == "tensor" and isinstance(node.get("device"), str) and \
                 isinstance(node.get("requires_grad"), bool):
             return self._cached(value, lambda a: self._tensor(a, node))
+        if kind == "sparse_coo" and isinstance(value, list) and len(value) == 2 and \
+                isinstance(node.get("size"), list) and isinstance(node.get("coalesced"), bool):
+            from .tensor.sparse_coo import sparse_coo_tensor
+            indices, values = (self.decode(v, depth + 1) for v in value)
+            if not (isinstance(indices, Tensor) and isinstance(values, Tensor)):
+                raise self._corrupt("a sparse tensor without index and value tensors")
+            try:
+                return sparse_coo_tensor(indices, values, node["size"],
+                                         is_coalesced=node["coalesced"],
+                                         requires_grad=values.requires_grad)
+            except (RuntimeError, TypeError, ValueError) as e:
+                raise self._corrupt(f"a malformed sparse tensor ({e})") from None
         if kind == "ndarray":
             return self._cached(value, lambda a: a)
         if kind == "npscalar":

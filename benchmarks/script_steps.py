@@ -11,9 +11,9 @@ zero_grad, forward, loss, backward, optimizer step (for time_sequence, one L-BFG
 one closure evaluation, max_iter=1; for dcgan, the discriminator on real and fake images and
 the generator, with both Adam steps; for reinforce and actor_critic, one CartPole episode of
 50 actions, each a policy forward, a Categorical draw and its log_prob, then the script's
-finish_episode update). The frameworks alternate step by step in
-one process, and the table shows the median step time of each and the ratio Phalanx/PyTorch
-(1.0 = as fast; the goal is <= 1.2 on every row).
+finish_episode update; for gcn and gat, the scripts' training step on the whole graph).
+The frameworks alternate step by step in one process, and the table shows the median step
+time of each and the ratio Phalanx/PyTorch (1.0 = as fast; the goal is <= 1.2 on every row).
 
 Both run single-threaded: torch.set_num_threads(1) and NumPy's BLAS limited to one thread.
 OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, when set, make NumPy's OpenBLAS pick slower kernels;
@@ -174,18 +174,24 @@ def transformer_lm(lib):
 
 
 # ---- the inputs, losses and optimizers of each script --------------------------------------
-def siamese(lib):
-    """siamese.py's own SiameseNetwork (the script's source, ported for Phalanx by the compat
-    tests' import rewrite), given both images of each pair stacked in one input."""
+def _script(name, lib):
+    """The definitions of tests/compat/originals/<name>.py (for Phalanx, ported by the compat
+    tests' import rewrite), without running its main block."""
     import importlib.util
     compat = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "compat")
     spec = importlib.util.spec_from_file_location("port", os.path.join(compat, "port.py"))
     port = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(port)
-    with open(os.path.join(compat, "originals", "siamese.py")) as f:
+    with open(os.path.join(compat, "originals", f"{name}.py")) as f:
         source = f.read()
-    script = {"__name__": f"siamese_{lib.__name__}"}
-    exec(compile(port.port(source) if lib is px else source, "siamese.py", "exec"), script)
+    script = {"__name__": f"{name}_{lib.__name__}"}
+    exec(compile(port.port(source) if lib is px else source, f"{name}.py", "exec"), script)
+    return script
+
+
+def siamese(lib):
+    """siamese.py's own SiameseNetwork, given both images of each pair stacked in one input."""
+    script = _script("siamese", lib)
 
     class Pairs(lib.nn.Module):
         def __init__(self):
@@ -196,6 +202,30 @@ def siamese(lib):
             return self.net(x[:, 0], x[:, 1])
 
     return Pairs()
+
+
+def graph_network(name):
+    """gcn.py's or gat.py's network at the script's default sizes, on the digits citation
+    graph the script writes and its own load_cora reads (a sparse adjacency for gcn, a dense
+    mask for gat); the graph and the labels ride along with the model."""
+    def build(lib):
+        import tempfile
+        script = _script(name, lib)
+        path = os.path.join(tempfile.gettempdir(), f"phalanx_script_steps_{name}")
+        script["write_graph"](path, 42)
+        features, labels, adj = script["load_cora"](path)
+        net = script["GCN"](features.shape[1], 16, 10, False, 0.5) if name == "gcn" else \
+            script["GAT"](features.shape[1], 64, 8, 10, False, 0.6, 0.2)
+
+        class Graph(lib.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.net, self.labels = net, labels
+
+            def forward(self, _):
+                return self.net(features, adj)
+        return Graph()
+    return build
 
 
 def reinforce(lib):
@@ -234,6 +264,8 @@ def actor_critic(lib):
 def _data(name, rng):
     if name in ("reinforce", "actor_critic"):     # CartPole states, for the sanity check
         return rng.standard_normal((8, 4)).astype(np.float32), None
+    if name in ("gcn", "gat"):                    # the graph travels with the model
+        return np.zeros(1, np.float32), None
     if name in ("mnist_rnn", "mnist_cnn"):
         return rng.random((64, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, 64)
     if name == "time_sequence":
@@ -275,6 +307,10 @@ def make_step(name, lib, model, x, y):
         opt = optim.Adadelta(params, lr=1.0)
         bce = lib.nn.BCELoss()
         loss_fn = lambda: bce(model(x).squeeze(), y)  # noqa: E731
+    elif name in ("gcn", "gat"):    # the scripts' train_iter on the training nodes
+        opt = optim.Adam(params, lr=0.01 if name == "gcn" else 0.005, weight_decay=5e-4)
+        train = lib.arange(900, len(model.labels))
+        loss_fn = lambda: F.nll_loss(model(x)[train], model.labels[train])  # noqa: E731
     elif name == "vae":
         opt = optim.Adam(params, lr=1e-2)
 
@@ -381,6 +417,8 @@ CASES = {  # name: (builder, kind of script)
     "transformer_lm": (transformer_lm, "control"),
     "reinforce": (reinforce, "control"),
     "actor_critic": (actor_critic, "control"),
+    "gcn": (graph_network("gcn"), "control"),
+    "gat": (graph_network("gat"), "control"),
 }
 
 
@@ -437,6 +475,7 @@ def main():
     torch.set_num_threads(1)
     # mnist_rnn.py applies Dropout2d to 2-D activations; both frameworks warn every step
     warnings.filterwarnings("ignore", message="dropout2d: Received a 2-D input")
+    warnings.filterwarnings("ignore", message="Sparse invariant checks")   # PyTorch's, gcn.py
     slow_blas = [v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ]
     print(f"1 thread  numpy {np.__version__}  torch {torch.__version__}  repeats "
           f"{args.repeats}" + (f"  (warning: {', '.join(slow_blas)} set: NumPy's BLAS runs "

@@ -234,3 +234,12 @@ __all__ += _legacy_types.__all__ + _settings.__all__ + [
     'empty_strided', 'frombuffer', 'gradient',
     'index_reduce', 'layout', 'logspace', 'memory_format', 'poisson', 'preserve_format', 'range',
     'set_printoptions', 'special', 'strided', 'vmap']
+
+# ---- sparse COO tensors: the torch-level functions that take them ----------------------------
+from . import sparse_coo as _sparse_coo  # noqa: E402
+from .sparse_coo import sparse_coo, sparse_coo_tensor, spmm  # noqa: E402
+
+for _name in _sparse_coo.TOP_LEVEL:
+    if _name in globals():
+        globals()[_name] = _sparse_coo.sparse_aware(_name, globals()[_name])
+__all__ += ['sparse_coo', 'sparse_coo_tensor', 'spmm']

@@ -142,12 +142,12 @@ def from_dlpack(ext):
 
 
 def _factory(name):
-    def make(*size, dtype=None, device=None, requires_grad=False):
+    def make(*shape, size=None, dtype=None, device=None, requires_grad=False):
         xp, place = backend.placed_on(as_device(device))
         np_dtype = dtypes.to_numpy_dtype(dtype) if dtype is not None \
             else dtypes.get_default_dtype().np
         with place:
-            arr = getattr(xp, name)(_size(size), np_dtype)
+            arr = getattr(xp, name)(_size(shape, size), np_dtype)
         return Tensor._make(arr, requires_grad)
     make.__name__ = name
     make.__doc__ = f"A tensor of the given size filled by numpy/cupy `{name}`."

@@ -75,20 +75,27 @@ def _complex_formatter(a):
     return lambda z: f"{re(z.real)}{'-' if np.signbit(z.imag) else '+'}{im(abs(z.imag)).strip()}j"
 
 
-def tensor_repr(t):
+def _dtype_shown(a):
+    """Whether PyTorch names the dtype of a tensor with these values."""
+    d = dtypes.from_numpy_dtype(a.dtype)
+    if d.is_complex:
+        return a.dtype != dtypes.get_default_complex_np() or a.size == 0
+    if d.name not in _DEFAULT_SHOWN or (d.is_floating_point and
+                                        d is not dtypes.get_default_dtype()) or a.size == 0:
+        return not (a.size == 0 and d is dtypes.get_default_dtype())
+    return False
+
+
+def tensor_repr(t, show_dtype=True):
+    """`tensor(...)` as PyTorch prints it; a sparse tensor's fields leave the dtype to its
+    own last line (`show_dtype=False`)."""
     a = backend.to_device(t._data, "cpu")
     # bfloat16 prints through float32 (exact: every bfloat16 is a float32), as in PyTorch
     parts = [_body(a.astype(np.float32) if a.dtype == dtypes.BF16_NP else a)]
     if t.device.type != "cpu":
         parts.append(f"device='{t.device}'")
-    d = dtypes.from_numpy_dtype(a.dtype)
-    if d.is_complex:
-        if a.dtype != dtypes.get_default_complex_np() or a.size == 0:
-            parts.append(f"dtype={d!r}")
-    elif d.name not in _DEFAULT_SHOWN or (d.is_floating_point and
-                                        d is not dtypes.get_default_dtype()) or a.size == 0:
-        if not (a.size == 0 and d is dtypes.get_default_dtype()):
-            parts.append(f"dtype={d!r}")
+    if show_dtype and _dtype_shown(a):
+        parts.append(f"dtype={dtypes.from_numpy_dtype(a.dtype)!r}")
     if t.grad_fn is not None:
         parts.append(f"grad_fn=<{t.grad_fn.name()}>")
     elif t.requires_grad:

@@ -243,19 +243,21 @@ def _finish(arr, dtype, device, requires_grad, default=None):
     return Tensor._make(arr, requires_grad)
 
 
-def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
+def rand(*shape, size=None, generator=None, dtype=None, device=None, requires_grad=False):
     rng = _gen(generator, device)
-    return _finish(rng.random(_size(size), dtype=_draw_dtype(rng, dtype)), dtype, device,
+    size = _size(shape, size)
+    return _finish(rng.random(size, dtype=_draw_dtype(rng, dtype)), dtype, device,
                    requires_grad)
 
 
-def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
+def randn(*shape, size=None, generator=None, dtype=None, device=None, requires_grad=False):
     rng = _gen(generator, device)
+    size = _size(shape, size)
     if dtype is not None and dtypes.to_numpy_dtype(dtype).kind == "c":
         # complex normal: real and imaginary parts each of variance 1/2 (as PyTorch)
-        parts = rng.standard_normal(_size(size) + (2,), dtype=np.float64) * np.sqrt(0.5)
+        parts = rng.standard_normal(size + (2,), dtype=np.float64) * np.sqrt(0.5)
         return _finish(parts[..., 0] + 1j * parts[..., 1], dtype, device, requires_grad)
-    return _finish(rng.standard_normal(_size(size), dtype=_draw_dtype(rng, dtype)), dtype,
+    return _finish(rng.standard_normal(size, dtype=_draw_dtype(rng, dtype)), dtype,
                    device, requires_grad)
 
 

@@ -247,14 +247,7 @@ class Tensor(TensorBase):
 
         `non_blocking=True` copies from pinned host memory (`pin_memory()`) to a GPU
         asynchronously on the current stream; other copies complete before it returns."""
-        for a in args:
-            if isinstance(a, Tensor):
-                dtype, device = a.dtype, a.device
-            elif isinstance(a, dtypes.dtype) or a in (float, int, bool) or \
-                    isinstance(a, np.dtype):
-                dtype = a
-            else:
-                device = a
+        dtype, device = to_arguments(args, dtype, device)
         device = as_device(device)
         from .ops.conversion import to_copy
         from .memory_formats import check_memory_format
@@ -489,6 +482,18 @@ def _parse_type_name(name):
     return dtypes._by_name(_DTYPE_OF_TYPE_NAME[parts[-1]]), len(parts) == 3
 
 
+def to_arguments(args, dtype, device):
+    """The (dtype, device) of `to`'s positional forms: a device, a dtype, both, or a tensor."""
+    for a in args:
+        if isinstance(a, Tensor):
+            dtype, device = a.dtype, a.device
+        elif isinstance(a, dtypes.dtype) or a in (float, int, bool) or isinstance(a, np.dtype):
+            dtype = a
+        else:
+            device = a
+    return dtype, device
+
+
 def as_device(device):
     """A device from a device argument (None stays None): a bare int means that CUDA device,
     as in PyTorch. A CUDA device without a usable GPU is an error that names it."""
@@ -527,8 +532,12 @@ class Size(tuple):
         return n
 
 
-def _size(size):
-    """Accept f(2, 3), f((2, 3)), f([2, 3]) and f(Size)."""
+def _size(size, keyword=None):
+    """Accept f(2, 3), f((2, 3)), f([2, 3]) and f(Size), or f(size=(2, 3)) (`keyword`)."""
+    if keyword is not None:
+        if size:
+            raise TypeError("the size was given both positionally and as size=")
+        size = (keyword,)
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
         size = size[0]
     return tuple(int(s) for s in size)

@@ -11,6 +11,7 @@ from ..tensor import Tensor
 from . import elementwise as ew, reduction as red, shape
 from ._util import make, normalize_dim
 from .complex import conj
+from .indexing import IndexAdd
 from .linalg import matmul
 
 
@@ -169,10 +170,8 @@ def diag_embed(input, offset=0, dim1=-2, dim2=-1):
     k = input.shape[-1]
     i = xp.arange(k) + max(-offset, 0)
     j = xp.arange(k) + max(offset, 0)
-    # one-hot placement matrices: out[..., i, j] = input[..., t]
-    place = xp.zeros((k, n, n), input._data.dtype)
-    place[xp.arange(k), i, j] = 1
-    out = (input.unsqueeze(-1).unsqueeze(-1) * make(place)).sum(-3)
+    # out[..., i, j] = input: the adjoint of the diagonal's gather
+    out = IndexAdd.apply(input, tuple(input.shape[:-1]) + (n, n), (Ellipsis, i, j), False)
     nd = out.ndim
     d1, d2 = normalize_dim(dim1, nd), normalize_dim(dim2, nd)
     return shape.movedim(out, (nd - 2, nd - 1), (d1, d2))

@@ -4,7 +4,8 @@ else), train as they do under PyTorch.
 Each program in `originals/` is a PyTorch script in the style of a public example (MNIST CNN,
 VAE, word-level language model with an LSTM and with a Transformer, REINFORCE and
 actor-critic on CartPole, DCGAN, time-series LSTM with L-BFGS, the DDP tutorial with mp.spawn,
-the regression toy, MNIST RNN, a siamese ResNet, Hogwild training in shared memory) on small
+the regression toy, MNIST RNN, a siamese ResNet, Hogwild training in shared memory, a graph
+convolutional network on a sparse adjacency matrix and a graph attention network) on small
 local data.
 The test writes the port, runs the original under PyTorch and the port under Phalanx side by
 side for a few steps, and asserts that the port runs unedited and that its loss (the `loss
@@ -54,6 +55,11 @@ PROGRAMS = {
     # the example's lr schedule (gamma 0.7) stalls a small model on 8x8 digits; a slower decay
     "siamese": (["--epochs", "5", "--gamma", "0.95"], "ends"),
     "mnist_hogwild": (["--epochs", "1"], "ends"),
+    # graph networks on a digits citation graph: a sparse adjacency (gcn), masked attention
+    # (gat, at a quarter of the example's width to keep the step short on two cores)
+    "gcn": (["--epochs", "60", "--val-every", "10"], "ends"),
+    "gat": (["--epochs", "30", "--val-every", "5", "--hidden-dim", "16", "--num-heads", "2",
+             "--lr", "0.02"], "ends"),
 }
 _LOSS = re.compile(r"^loss (\S+)$", re.MULTILINE)
 

@@ -37,7 +37,7 @@ MODULES = (
     "phalanx.nn.utils.parametrize", "phalanx.nn.utils.parametrizations",
     "phalanx.distributions.constraints", "phalanx.distributions.transforms",
     "phalanx.nn.attention", "phalanx.nn.utils.prune", "phalanx.nn.modules.module", "phalanx.jit",
-    "phalanx.autograd.forward_ad", "phalanx.hub",
+    "phalanx.autograd.forward_ad", "phalanx.hub", "phalanx.sparse",
     "phalanx.distributed.optim", "phalanx.distributed.algorithms",
     "phalanx.distributed.algorithms.join",
     "phalanx.distributed.algorithms.ddp_comm_hooks",
@@ -51,7 +51,7 @@ MODULES = (
     "phalanx.distributed.algorithms.model_averaging.utils",
 )
 # Classes whose whole public method surface is scanned besides the module-level walk.
-CLASSES = ("phalanx.Tensor", "phalanx.Generator", "phalanx.nn.Module",
+CLASSES = ("phalanx.Tensor", "phalanx.sparse.SparseTensor", "phalanx.Generator", "phalanx.nn.Module",
            "phalanx.nn.parallel.DistributedDataParallel", "phalanx.optim.Optimizer",
            "phalanx.optim.lr_scheduler.LRScheduler", "phalanx.optim.lr_scheduler.ReduceLROnPlateau",
            "phalanx.utils.data.DataLoader", "phalanx.distributions.Distribution",

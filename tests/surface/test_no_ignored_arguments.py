@@ -122,6 +122,11 @@ ALLOWED = {
         "phalanx.serialization.load(mmap)",
         "phalanx.data.dataloader.DataLoader.__init__(in_order)",
     ],
+    "safety only: sparse tensors' indices are always checked as they are made (O(nnz)); "
+    "PyTorch's check_invariants=False skips checks whose failure is undefined behaviour "
+    "there": [
+        "phalanx.tensor.sparse_coo.sparse_coo_tensor(check_invariants)",
+    ],
     "as PyTorch: a Join forwards the same keyword arguments to every joinable's join_hook, "
     "and each reads only those meant for it": [
         "phalanx.distributed.ddp.DistributedDataParallel.join_hook(kwargs)",
