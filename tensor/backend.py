@@ -315,12 +315,20 @@ def add_at(xp, target, index, values):
 
 
 def _flat_positions(target, index):
-    """The flat positions of the rows of a C-contiguous NumPy `target` that `index` (`rows`
-    or `(rows, ...)`, an integer array within bounds) addresses, else None. NumPy's add.at
-    adds whole rows several times slower than it adds at flat positions (embedding's
-    backward)."""
+    """The flat positions in a C-contiguous NumPy `target` that `index` addresses (`rows` or
+    `(rows, ...)`, or an integer array per dim, all within bounds), else None. NumPy's add.at
+    adds whole rows, or at tuples of indices, several times slower than it adds at flat
+    positions (embedding's backward, scatter_add)."""
     if type(target) is not np.ndarray or not target.flags.c_contiguous or target.ndim < 2:
         return None
+    full = index[:-1] if isinstance(index, tuple) and index and index[-1] is Ellipsis \
+        else index
+    if isinstance(full, tuple) and len(full) == target.ndim > 1 and \
+            all(type(i) is np.ndarray and i.dtype.kind in "iu" for i in full):
+        try:
+            return np.ravel_multi_index(np.broadcast_arrays(*full), target.shape)
+        except ValueError:
+            return None     # negative or out of range: NumPy's own path says so
     rows = index[0] if isinstance(index, tuple) and len(index) == 2 and index[1] is Ellipsis \
         else index
     if type(rows) is not np.ndarray or rows.dtype.kind not in "iu" or \

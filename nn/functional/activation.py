@@ -5,6 +5,7 @@ import numpy as np
 
 from ...tensor import Tensor, backend
 from ...tensor.methods import _inplace_apply
+from ...tensor.ops.products import cdist
 from ...tensor.random import _gen
 from . import fused_activation
 from ...tensor.ops.elementwise import leaky_relu as _leaky_relu
@@ -121,11 +122,14 @@ def cosine_similarity(x1, x2, dim=1, eps=1e-8):
 
 def pdist(input, p=2):
     """The p-norm distance between every pair of rows i < j of a 2-D input, in row-major
-    order of the pairs (the upper triangle of cdist)."""
+    order of the pairs (the upper triangle of cdist; for p = 2 and more than 25 rows, read
+    from cdist's matrix-product form rather than a difference per pair)."""
     if input.ndim != 2:
         raise RuntimeError(f"pdist only supports 2D tensors, got: {input.ndim}D")
     i, j = (Tensor._make(backend.to_device(a.astype(np.int64), input.device))
             for a in np.triu_indices(input.shape[0], 1))
+    if p == 2 and input.shape[0] > 25:
+        return cdist(input, input)[i, j]
     return (input[i] - input[j]).norm(p, -1)
 
 

@@ -1,8 +1,10 @@
-"""interpolate / upsample: nearest and (bi)linear resizing of the spatial dims.
+"""interpolate / upsample: resizing of the spatial dims in every mode of PyTorch's.
 
-Both modes are separable: one spatial axis at a time, nearest picks source rows
-(`index_select`) and linear multiplies by a (out, in) interpolation matrix. Both are composites
-of differentiable ops, so they need no backward of their own.
+Every mode is separable: one spatial axis at a time, the nearest modes pick source rows
+(`index_select`), and the others multiply by an (out, in) matrix whose row o mixes the source
+pixels output pixel o reads: two for (bi/tri)linear, four for bicubic (Keys' cubic with
+a = -0.75, borders replicated, as PyTorch), the averaged window for area (adaptive average
+pooling). All are composites of differentiable ops, so they need no backward of their own.
 """
 import math
 import warnings
@@ -12,7 +14,10 @@ import numpy as np
 from ...tensor import Tensor
 from ...tensor.backend import array_module
 
-_LINEAR_MODES = {"linear": 1, "bilinear": 2}
+# modes that need a given number of spatial dims; the others (nearest, nearest-exact, area)
+# take any
+_SPATIAL_DIMS = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
+_CUBIC_A = -0.75
 
 
 def _scale(in_size, out_size, scale_factor):
@@ -20,28 +25,72 @@ def _scale(in_size, out_size, scale_factor):
     return 1.0 / scale_factor if scale_factor is not None else in_size / out_size
 
 
-def _nearest_index(in_size, out_size, scale_factor):
-    # float32 arithmetic, like PyTorch's nearest kernel
+def _nearest_index(in_size, out_size, scale_factor, exact):
+    # float32 arithmetic, like PyTorch's nearest kernels; nearest-exact reads pixel centres
     scale = np.float32(_scale(in_size, out_size, scale_factor))
-    src = np.floor(np.arange(out_size, dtype=np.float32) * scale).astype(np.int64)
-    return np.minimum(src, in_size - 1)
+    dst = np.arange(out_size, dtype=np.float32) + np.float32(0.5 if exact else 0.0)
+    return np.minimum(np.floor(dst * scale).astype(np.int64), in_size - 1)
+
+
+def _source(in_size, out_size, scale_factor, align_corners, cubic):
+    """Each output pixel's source coordinate (PyTorch's area_pixel_compute_source_index)."""
+    dst = np.arange(out_size, dtype=np.float64)
+    if align_corners:
+        return dst * ((in_size - 1) / (out_size - 1) if out_size > 1 else 0.0)
+    src = (dst + 0.5) * _scale(in_size, out_size, scale_factor) - 0.5
+    return src if cubic else np.maximum(src, 0.0)
+
+
+def _taps_matrix(in_size, out_size, taps, weights):
+    """(out, in) with weights[o, k] added at column taps[o, k] (clamped to the border)."""
+    m = np.zeros((out_size, in_size))
+    rows = np.broadcast_to(np.arange(out_size)[:, None], taps.shape)
+    np.add.at(m, (rows, np.clip(taps, 0, in_size - 1)), weights)
+    return m
 
 
 def _linear_matrix(in_size, out_size, scale_factor, align_corners):
-    """(out, in): row o mixes the two source pixels around o's source coordinate."""
-    dst = np.arange(out_size, dtype=np.float64)
-    if align_corners:
-        src = dst * ((in_size - 1) / (out_size - 1) if out_size > 1 else 0.0)
-    else:
-        src = np.maximum((dst + 0.5) * _scale(in_size, out_size, scale_factor) - 0.5, 0.0)
+    """Row o mixes the two source pixels around o's source coordinate."""
+    src = _source(in_size, out_size, scale_factor, align_corners, cubic=False)
     lo = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-    hi = np.minimum(lo + 1, in_size - 1)
     frac = src - lo
-    m = np.zeros((out_size, in_size))
-    rows = np.arange(out_size)
-    np.add.at(m, (rows, lo), 1.0 - frac)
-    np.add.at(m, (rows, hi), frac)
-    return m
+    return _taps_matrix(in_size, out_size, np.stack([lo, lo + 1], 1),
+                        np.stack([1.0 - frac, frac], 1))
+
+
+def _cubic_matrix(in_size, out_size, scale_factor, align_corners):
+    """Row o mixes the four source pixels around o's source coordinate by Keys' cubic."""
+    src = _source(in_size, out_size, scale_factor, align_corners, cubic=True)
+    lo = np.floor(src).astype(np.int64)
+    t = src - lo
+    a = _CUBIC_A
+
+    def near(x):            # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):             # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    weights = np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], 1)
+    return _taps_matrix(in_size, out_size, lo[:, None] + np.arange(-1, 3), weights)
+
+
+def _area_matrix(in_size, out_size):
+    """Row o averages the source window [floor(o * in / out), ceil((o + 1) * in / out))."""
+    o = np.arange(out_size)
+    start = (o * in_size) // out_size
+    end = -((-(o + 1) * in_size) // out_size)
+    cols = np.arange(in_size)
+    inside = (cols >= start[:, None]) & (cols < end[:, None])
+    return inside / (end - start)[:, None]
+
+
+def _matrix(mode, in_size, out_size, scale_factor, align_corners):
+    if mode == "area":
+        return _area_matrix(in_size, out_size)
+    if mode == "bicubic":
+        return _cubic_matrix(in_size, out_size, scale_factor, align_corners)
+    return _linear_matrix(in_size, out_size, scale_factor, align_corners)
 
 
 def _output_sizes(x, size, scale_factor, spatial, recompute_scale_factor):
@@ -71,18 +120,19 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
                          f"got shape {list(input.shape)}")
     if antialias:
         raise NotImplementedError("interpolate: antialias=True is not supported")
-    if mode == "nearest":
+    if mode in ("nearest", "nearest-exact", "area"):
         if align_corners is not None:
-            raise ValueError("interpolate: align_corners only applies to the linear modes, "
-                             "not to mode='nearest'")
-    elif mode in _LINEAR_MODES:
-        if _LINEAR_MODES[mode] != spatial:
+            raise ValueError(f"interpolate: align_corners only applies to the linear and "
+                             f"cubic modes, not to mode={mode!r}")
+    elif mode in _SPATIAL_DIMS:
+        if _SPATIAL_DIMS[mode] != spatial:
             raise ValueError(f"interpolate: mode={mode!r} expects a "
-                             f"{_LINEAR_MODES[mode] + 2}-D input, got shape "
+                             f"{_SPATIAL_DIMS[mode] + 2}-D input, got shape "
                              f"{list(input.shape)}")
     else:
-        raise NotImplementedError(f"interpolate: mode {mode!r} is not supported; use "
-                                  f"'nearest', 'linear' or 'bilinear'")
+        raise ValueError(f"interpolate: unknown mode {mode!r}; PyTorch's are 'nearest', "
+                         f"'nearest-exact', 'linear', 'bilinear', 'bicubic', 'trilinear' "
+                         f"and 'area'")
     sizes, factors = _output_sizes(input, size, scale_factor, spatial, recompute_scale_factor)
     if min(sizes) < 1:
         raise ValueError(f"interpolate: output size {sizes} must be positive")
@@ -90,12 +140,12 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     out = input
     for axis, (n, o, f) in enumerate(zip(input.shape[2:], sizes, factors)):
         dim = 2 + axis
-        if mode == "nearest":
+        if mode.startswith("nearest"):
             if n != o:
-                index = Tensor._make(xp.asarray(_nearest_index(n, o, f)))
+                index = Tensor._make(xp.asarray(_nearest_index(n, o, f, mode != "nearest")))
                 out = out.index_select(dim, index)
         else:
-            m = Tensor._make(xp.asarray(_linear_matrix(n, o, f, bool(align_corners)),
+            m = Tensor._make(xp.asarray(_matrix(mode, n, o, f, bool(align_corners)),
                                         dtype=input._data.dtype))
             # contract the matrix with axis `dim`: move it last, multiply, move it back
             out = (out.movedim(dim, -1) @ m.mT).movedim(-1, dim)

@@ -1,4 +1,9 @@
 """matmul (batched, broadcasting) and einsum."""
+import math
+import string
+
+import numpy as np
+
 from ...autograd import Function
 from ..backend import array_module
 from ._util import binary_operands, make, unbroadcast
@@ -79,12 +84,10 @@ class Einsum(Function):
         if "->" not in eq:  # implicit output: sorted labels that appear once
             labels = eq.replace(",", "")
             eq = eq + "->" + "".join(sorted(c for c in set(labels) if labels.count(c) == 1))
-        if "..." in eq:
-            raise NotImplementedError("einsum with '...' is not supported yet; write the "
-                                      "dimensions out explicitly")
         ctx.eq = eq
         ctx.save_for_backward(*operands)
-        return make(array_module(arrays[0]).einsum(eq, *arrays, optimize=len(arrays) > 2))
+        return make(array_module(arrays[0]).einsum(eq, *arrays, optimize=_worth_planning(
+            eq, arrays)))
 
     @staticmethod
     def backward(ctx, g):
@@ -143,9 +146,60 @@ def bmm(input, mat2):
     return Matmul.apply(input, mat2)
 
 
+def _worth_planning(eq, arrays):
+    """Whether einsum should plan its contraction (pairwise, on BLAS): for three operands or
+    more, and for two once the naive loop would be large (planning costs ~10 us; on 64x64
+    matrices it is 3x faster, on 200x200 batches 6x)."""
+    if len(arrays) > 2:
+        return True
+    sizes = {}
+    for spec, a in zip(eq.split("->")[0].split(","), arrays):
+        sizes.update(zip(spec, a.shape))
+    return math.prod(sizes.values()) >= 1 << 15
+
+
+def _write_out_ellipsis(equation, operands):
+    """The equation with each '...' written as letters it does not use, and the operands with
+    their '...' dims broadcast to one shape (right-aligned, as PyTorch broadcasts them); an
+    implicit output puts them first."""
+    ins, arrow, out = equation.replace(" ", "").partition("->")
+    specs = ins.split(",")
+    if len(specs) != len(operands):
+        raise RuntimeError(f"einsum(): {len(specs)} operand specs for {len(operands)} operands")
+    spans = [op.ndim - (len(s) - 3) if "..." in s else 0 for s, op in zip(specs, operands)]
+    if min(spans) < 0:
+        raise RuntimeError(f"einsum(): the equation {equation!r} has more labels than an "
+                           f"operand has dims")
+    shapes = [tuple(op.shape[s.index("..."):s.index("...") + k]) if "..." in s else ()
+              for s, op, k in zip(specs, operands, spans)]
+    try:
+        common = np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise RuntimeError(f"einsum(): the '...' dims {shapes} do not broadcast") from None
+    unused = [c for c in string.ascii_letters if c not in equation]
+    letters = "".join(unused[:len(common)])
+    new_specs, new_ops = [], []
+    for s, op, k in zip(specs, operands, spans):
+        if "..." in s:
+            at = s.index("...")
+            full = tuple(op.shape[:at]) + common[len(common) - k:] + tuple(op.shape[at + k:])
+            op = op.expand(*full) if full != tuple(op.shape) else op
+            s = s.replace("...", letters[len(letters) - k:])
+        new_specs.append(s)
+        new_ops.append(op)
+    if arrow:
+        out = out.replace("...", letters)
+    else:
+        labels = "".join(specs).replace("...", "")
+        out = letters + "".join(sorted(c for c in set(labels) if labels.count(c) == 1))
+    return ",".join(new_specs) + "->" + out, new_ops
+
+
 def einsum(equation, *operands):
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
+    if "..." in equation:
+        equation, operands = _write_out_ellipsis(equation, operands)
     return Einsum.apply(equation, *operands)
 
 

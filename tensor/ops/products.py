@@ -5,11 +5,12 @@ import itertools
 
 import numpy as np
 
+from ...autograd import Function
 from ..backend import array_module
 from .. import dtypes
 from ..tensor import Tensor
 from . import elementwise as ew, reduction as red, shape
-from ._util import make, normalize_dim
+from ._util import make, normalize_dim, unbroadcast
 from .complex import conj
 from .indexing import IndexAdd
 from .linalg import matmul
@@ -278,7 +279,42 @@ def cdist(x1, x2, p=2.0, compute_mode="use_mm_for_euclid_dist_if_necessary"):
     if compute_mode not in ("use_mm_for_euclid_dist_if_necessary", "use_mm_for_euclid_dist",
                             "donot_use_mm_for_euclid_dist"):
         raise ValueError(f"{compute_mode} is not a valid value for compute_mode")
+    by_products = p == 2 and (compute_mode == "use_mm_for_euclid_dist" or (
+        compute_mode == "use_mm_for_euclid_dist_if_necessary" and
+        (x1.shape[-2] > 25 or x2.shape[-2] > 25)))
+    if by_products:
+        return EuclideanDistances.apply(x1, x2)
     return red.norm(x1.unsqueeze(-2) - x2.unsqueeze(-3), p, dim=-1)
+
+
+class EuclideanDistances(Function):
+    """cdist for p = 2 as PyTorch's matrix-product form: sqrt(|a|^2 - 2 a.b + |b|^2), one
+    GEMM instead of a (P, R, M) difference; a zero distance gets a zero gradient."""
+
+    @staticmethod
+    def forward(ctx, x1, x2):
+        a, b = x1._data, x2._data
+        xp = array_module(a)
+        squares = (a * a).sum(-1)[..., :, None] + (b * b).sum(-1)[..., None, :]
+        d = squares - 2 * (a @ b.swapaxes(-1, -2))
+        xp.sqrt(xp.maximum(d, 0, out=d), out=d)
+        out = make(d)
+        ctx.save_for_backward(x1, x2, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x1, x2, dist = ctx.saved_tensors
+        zero = dist == 0
+        ratio = (g / dist.masked_fill(zero, 1.0)).masked_fill(zero, 0.0)
+        g1 = g2 = None
+        if ctx.needs_input_grad[0]:
+            g1 = unbroadcast(x1 * ratio.sum(-1, keepdim=True) - matmul(ratio, x2),
+                             tuple(x1.shape))
+        if ctx.needs_input_grad[1]:
+            g2 = unbroadcast(x2 * ratio.sum(-2).unsqueeze(-1) -
+                             matmul(ratio.transpose(-1, -2), x1), tuple(x2.shape))
+        return g1, g2
 
 
 def dist(input, other, p=2):

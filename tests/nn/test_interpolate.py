@@ -1,4 +1,5 @@
-"""interpolate (nearest, linear, bilinear) against PyTorch CPU, plus gradcheck."""
+"""interpolate in every mode (nearest, nearest-exact, linear, bilinear, bicubic, trilinear,
+area) against PyTorch CPU, plus gradcheck."""
 import numpy as np
 import pytest
 import torch
@@ -14,12 +15,17 @@ CASES = [((2, 3, 5, 7), dict(size=(8, 4))), ((2, 3, 5, 7), dict(scale_factor=2))
          ((2, 3, 5, 7), dict(scale_factor=1.7)), ((2, 3, 5, 7), dict(scale_factor=(0.5, 3))),
          ((1, 2, 6, 6), dict(size=1)), ((2, 3, 9), dict(size=4)),
          ((2, 3, 4), dict(scale_factor=2.5)),
-         ((2, 3, 5, 7), dict(scale_factor=1.7, recompute_scale_factor=True))]
+         ((2, 3, 5, 7), dict(scale_factor=1.7, recompute_scale_factor=True)),
+         ((2, 3, 9, 11), dict(size=(4, 3))), ((1, 2, 3, 4, 5), dict(size=(5, 2, 7)))]
 
 
 def _modes(shape):
-    linear = "linear" if len(shape) == 3 else "bilinear"
-    return [("nearest", None), (linear, False), (linear, True)]
+    linear = {3: "linear", 4: "bilinear", 5: "trilinear"}[len(shape)]
+    modes = [("nearest", None), ("nearest-exact", None), ("area", None), (linear, False),
+             (linear, True)]
+    if len(shape) == 4:
+        modes += [("bicubic", False), ("bicubic", True)]
+    return modes
 
 
 @pytest.mark.parametrize("shape,kwargs", CASES)
@@ -31,11 +37,12 @@ def test_interpolate_matches_torch(shape, kwargs):
         yt = TF.interpolate(xt, mode=mode, align_corners=align, **kwargs)
         assert tuple(y.shape) == tuple(yt.shape), (mode, align)
         np.testing.assert_allclose(y.detach().numpy(), yt.detach().numpy(), atol=1e-12,
-                                   err_msg=f"{mode} align_corners={align}")
+                                   err_msg=f"{mode} align_corners={align} {kwargs}")
         g = rng.standard_normal(tuple(yt.shape))
         y.backward(px.tensor(g))
         yt.backward(torch.tensor(g))
-        np.testing.assert_allclose(xp_.grad.numpy(), xt.grad.numpy(), atol=1e-12)
+        np.testing.assert_allclose(xp_.grad.numpy(), xt.grad.numpy(), atol=1e-12,
+                                   err_msg=f"{mode} align_corners={align} {kwargs}")
 
 
 def test_nearest_5d_and_float32():
@@ -50,7 +57,8 @@ def test_gradcheck_interpolate():
     x = px.tensor(rng.standard_normal((1, 2, 3, 4)), requires_grad=True)
     for kw in (dict(mode="bilinear", size=(5, 3)), dict(mode="bilinear", scale_factor=2,
                                                         align_corners=True),
-               dict(mode="nearest", size=(5, 7))):
+               dict(mode="nearest", size=(5, 7)), dict(mode="bicubic", size=(5, 2)),
+               dict(mode="area", size=(2, 3))):
         assert gradcheck(lambda x: F.interpolate(x, **kw), (x,))
     assert gradgradcheck(lambda x: F.interpolate(x, mode="bilinear", size=(4, 5)), (x,))
 
@@ -63,7 +71,9 @@ def test_errors():
         F.interpolate(x, size=3, mode="linear")
     with pytest.raises(ValueError, match="align_corners only applies"):
         F.interpolate(x, size=3, align_corners=True)
-    with pytest.raises(NotImplementedError, match="'bicubic' is not supported"):
-        F.interpolate(x, size=3, mode="bicubic")
+    with pytest.raises(ValueError, match="unknown mode 'cubic'"):
+        F.interpolate(x, size=3, mode="cubic")
+    with pytest.raises(ValueError, match="'bicubic' expects a 4-D input"):
+        F.interpolate(px.randn(1, 2, 4), size=3, mode="bicubic")
     with pytest.raises(ValueError, match="must have 2 entries"):
         F.interpolate(x, size=(3, 4, 5))

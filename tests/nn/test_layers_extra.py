@@ -429,8 +429,10 @@ def test_lp_pool_matches_torch(name, make, shape):
     _run_both(make, [shape], positive="p3" in name or "1d" in name)
 
 
-def test_pdist_matches_torch():
-    x = arr(5, 3)
+@pytest.mark.parametrize("rows", [5, 40])     # 40: through cdist's matrix products
+def test_pdist_matches_torch(rows):
+    x = arr(rows, 3)
+    x[3] = x[1]                                 # a zero distance: a zero gradient
     tx, pxx = torch.tensor(x, requires_grad=True), px.tensor(x, requires_grad=True)
     for p in (2.0, 1.0):
         t_out, p_out = torch.nn.functional.pdist(tx, p), F.pdist(pxx, p)

@@ -140,6 +140,10 @@ CASES = [
      "any", True),
     ("cdist", lambda m, a, b: m.cdist(a, b), [(2, 4, 3), (2, 5, 3)], "any", True),
     ("cdist_p1", lambda m, a, b: m.cdist(a, b, p=1), [(4, 3), (5, 3)], "any", True),
+    # PyTorch's matrix-product form: past 25 rows, or asked for; batches broadcast
+    ("cdist_mm", lambda m, a, b: m.cdist(a, b), [(2, 30, 3), (1, 5, 3)], "any", True),
+    ("cdist_mm_asked", lambda m, a, b: m.cdist(a, b, compute_mode="use_mm_for_euclid_dist"),
+     [(4, 3), (5, 3)], "any", True),
     ("dist", lambda m, a, b: m.dist(a, b, 3), [(4, 3), (4, 3)], "any", True),
     ("cross", lambda m, a, b: m.cross(a, b, dim=1), [(4, 3), (4, 3)], "any", True),
     ("cov_corrcoef", lambda m, a: m.cov(a).sum() + m.corrcoef(a).sum(), [(3, 6)], "any", True),

@@ -241,6 +241,16 @@ LINALG = [
          [((2, 3), (4, 3))]),
     Case("einsum_three", lambda m, x, y, z: m.einsum("ij,jk,kl->il", x, y, z),
          [((2, 3), (3, 4), (4, 2))]),
+    # '...' dims, broadcast against each other; an implicit output puts them first
+    Case("einsum_ellipsis", lambda m, x, y: m.einsum("...ij,...jk->...ik", x, y),
+         [((2, 3, 2, 3), (3, 3, 4)), ((2, 1, 2, 3), (1, 4, 3, 2))], gg=True),
+    Case("einsum_ellipsis_implicit", lambda m, x, y: m.einsum("i...,i...", x, y),
+         [((3, 1, 4), (3, 5, 1))]),
+    Case("einsum_ellipsis_middle", lambda m, x, y: m.einsum("b...d,d->b...", x, y),
+         [((2, 3, 4, 5), (5,))]),
+    # large enough that the contraction is planned onto BLAS
+    Case("einsum_planned", lambda m, x, y: m.einsum("bhqd,bhkd->bhqk", x, y),
+         [((2, 2, 40, 16), (2, 2, 40, 16))], gg=True),
 ]
 S = [(2, 3, 4)]
 SHAPE = [
