@@ -1,5 +1,5 @@
 """embedding (one Function: a row gather whose gradient skips padding_idx), embedding_bag
-(the gather, then a (bags x entries) matrix product that sums or averages each bag) and
+(sums and means: a sparse (bags x num_embeddings) matrix times the table; max: per bag) and
 one_hot."""
 import numpy as np
 
@@ -16,11 +16,7 @@ class Embedding(Function):
         if idx.dtype.kind not in "iu":
             raise RuntimeError(f"embedding: indices must be an integer tensor (int64 or "
                                f"int32), got {index.dtype}; convert with .long()")
-        n = w.shape[0]
-        if idx.size and can_check(idx) and (int(idx.min()) < 0 or int(idx.max()) >= n):
-            raise IndexError(f"embedding: index out of range: indices span "
-                             f"[{int(idx.min())}, {int(idx.max())}] but the table has {n} rows "
-                             f"(num_embeddings={n})")
+        _check_indices(idx, w.shape[0])
         ctx.index, ctx.shape, ctx.padding_idx = index, w.shape, padding_idx
         ctx.scale_grad_by_freq = scale_grad_by_freq
         return Tensor._make(w[idx])
@@ -35,6 +31,13 @@ class Embedding(Function):
             counts = xp.bincount(idx.reshape(-1), minlength=ctx.shape[0])[idx]
             g = g * Tensor._make((1.0 / counts).astype(g._data.dtype)[..., None])
         return IndexAdd.apply(g, ctx.shape, (idx, Ellipsis), False), None, None, None
+
+
+def _check_indices(idx, n):
+    if idx.size and can_check(idx) and (int(idx.min()) < 0 or int(idx.max()) >= n):
+        raise IndexError(f"embedding: index out of range: indices span "
+                         f"[{int(idx.min())}, {int(idx.max())}] but the table has {n} rows "
+                         f"(num_embeddings={n})")
 
 
 def _renorm_(weight, index, max_norm, norm_type):
@@ -119,9 +122,13 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2,
     if padding_idx is not None and padding_idx < 0:
         padding_idx += weight.shape[0]
     flat, bags = _bags(input, offsets, include_last_offset)
+    keep = backend.to_device(flat._data, "cpu") != (-1 if padding_idx is None else padding_idx)
+    if mode != "max" and not scale_grad_by_freq and not sparse:
+        if max_norm is not None:
+            _renorm_(weight, flat, max_norm, norm_type)
+        return _bag_sums(flat, weight, bags, keep, mode, per_sample_weights)
     rows = embedding(flat, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq,
                      sparse)
-    keep = backend.to_device(flat._data, "cpu") != (-1 if padding_idx is None else padding_idx)
     if mode == "max":
         out = []
         for start, end in bags:
@@ -130,13 +137,32 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2,
                        zeros(weight.shape[1], dtype=weight.dtype, device=weight.device))
         return stack(out) if out else zeros(0, weight.shape[1], dtype=weight.dtype,
                                             device=weight.device)
-    if per_sample_weights is not None:
-        rows = rows * per_sample_weights.reshape(-1, 1)
+    # sum and mean with scale_grad_by_freq: the gathered rows, weighted by bag
+    counts = np.add.reduceat(keep, [s for s, _ in bags]) if bags and len(keep) else None
     matrix = np.zeros((len(bags), flat.shape[0]), dtype=weight._data.dtype)
     for b, (start, end) in enumerate(bags):
-        members = keep[start:end]
-        count = int(members.sum())
-        if count:
-            matrix[b, start:end] = members / (count if mode == "mean" else 1)
+        if start < end and counts[b]:
+            matrix[b, start:end] = keep[start:end] / (counts[b] if mode == "mean" else 1)
     return Tensor._make(backend.to_device(matrix, weight.device)) @ rows
+
+
+def _bag_sums(flat, weight, bags, keep, mode, per_sample_weights):
+    """Each bag's sum or mean as a sparse (bags x num_embeddings) matrix times the table: no
+    gathered rows, and the table's gradient is that matrix's transpose times the output's."""
+    from ...tensor.sparse_coo import SparseTensor, mm
+    xp = array_module(weight._data)
+    _check_indices(flat._data, weight.shape[0])
+    lengths = np.array([end - start for start, end in bags], dtype=np.int64)
+    bag_of = np.repeat(np.arange(len(bags)), lengths)[keep]
+    kept = np.flatnonzero(keep)
+    if per_sample_weights is not None:
+        vals = per_sample_weights.reshape(-1)[Tensor._make(xp.asarray(kept))]
+        vals = vals.to(weight.dtype)
+    else:
+        scale = np.ones(len(bags)) if mode == "sum" else \
+            1.0 / np.maximum(np.bincount(bag_of, minlength=len(bags)), 1)
+        vals = Tensor._make(xp.asarray(scale[bag_of], dtype=weight._data.dtype))
+    idx = xp.stack([xp.asarray(bag_of), flat._data.reshape(-1)[xp.asarray(kept)]]).astype(
+        np.int64)
+    return mm(SparseTensor._of(idx, vals, (len(bags), weight.shape[0])), weight)
 

@@ -211,11 +211,12 @@ def test_pytorch_module_paths():
 
 @pytest.mark.parametrize("mode,layout", [
     (mode, layout) for mode in ("sum", "mean", "max")
-    for layout in ("offsets", "offsets-last", "2d", "padding", "weights")
+    for layout in ("offsets", "offsets-last", "2d", "padding", "weights", "max_norm")
     if layout != "weights" or mode == "sum"])   # per_sample_weights: mode='sum' only
 def test_embedding_bag_matches_torch(mode, layout):
     kw = dict(mode=mode, include_last_offset=layout == "offsets-last",
-              padding_idx=2 if layout == "padding" else None)
+              padding_idx=2 if layout == "padding" else None,
+              max_norm=1.0 if layout == "max_norm" else None)
     tm = torch.nn.EmbeddingBag(10, 4, **kw).double()
     pm = nn.EmbeddingBag(10, 4, **kw).double()
     _copy_state(pm, tm)
@@ -242,7 +243,32 @@ def test_embedding_bag_matches_torch(mode, layout):
     if layout == "weights":
         np.testing.assert_allclose(args_p[-1].grad.numpy(), args_t[-1].grad.numpy(),
                                    rtol=1e-6)
+    np.testing.assert_allclose(pm.weight.detach().numpy(), tm.weight.detach().numpy(),
+                               rtol=1e-12)      # max_norm renormalised the same rows
     assert repr(pm) == repr(tm)
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_embedding_bag_scales_gradients_by_each_index_count(mode):
+    """scale_grad_by_freq divides each row's gradient by how often its index occurs in the
+    batch. PyTorch 2.13's CPU EmbeddingBag divides by other counts (one occurrence of index 3
+    among [1, 2, 4, 5, 4, 3, 2, 9, 2, 2] gets 1/4), so the oracle is its embedding, which
+    counts right, reduced per bag."""
+    index, offsets = [1, 2, 4, 5, 4, 3, 2, 9, 2, 2], [0, 4, 4, 8]
+    w = arr(10, 3)
+    tw, pw = torch.tensor(w, requires_grad=True), px.tensor(w, requires_grad=True)
+    rows = torch.nn.functional.embedding(torch.tensor(index), tw, scale_grad_by_freq=True)
+    bags = [rows[s:e] for s, e in zip(offsets, offsets[1:] + [len(index)])]
+    reduce = {"sum": lambda r: r.sum(0), "mean": lambda r: r.mean(0),
+              "max": lambda r: r.max(0).values}[mode]
+    t_out = torch.stack([reduce(b) if len(b) else torch.zeros(3, dtype=b.dtype) for b in bags])
+    p_out = F.embedding_bag(px.tensor(index), pw, px.tensor(offsets), mode=mode,
+                            scale_grad_by_freq=True)
+    np.testing.assert_allclose(p_out.detach().numpy(), t_out.detach().numpy(), rtol=1e-12)
+    g = arr(*t_out.shape)
+    (t_out * torch.tensor(g)).sum().backward()
+    (p_out * px.tensor(g)).sum().backward()
+    np.testing.assert_allclose(pw.grad.numpy(), tw.grad.numpy(), rtol=1e-12)
 
 
 def test_embedding_bag_errors():
