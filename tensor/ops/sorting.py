@@ -63,9 +63,25 @@ def topk(input, k, dim=-1, largest=True, sorted=True):
     if not 0 <= k <= n:
         raise RuntimeError(f"topk: k ({k}) is out of range for dimension {dim} of size {n} "
                            f"(shape {list(input.shape)})")
-    order = _argsort(input._data, dim, largest)
-    idx = make(order[(slice(None),) * dim + (slice(0, k),)] if input.ndim else order)
-    return TopkResult(gather(input, dim, idx) if input.ndim else input.clone(), idx)
+    if input.ndim == 0:
+        return TopkResult(input.clone(), make(_argsort(input._data, 0, largest)))
+    idx = make(_first_k(input._data, dim, k, largest))
+    return TopkResult(gather(input, dim, idx), idx)
+
+
+def _first_k(d, axis, k, largest):
+    """The positions of the k largest (or smallest) entries along `axis`, in sorted order,
+    ties in their original order: a partition, then a sort of those k only (O(n + k log k)
+    where a full sort is O(n log n)); NaN counts as the largest value, as in PyTorch."""
+    xp = array_module(d)
+    n = d.shape[axis]
+    if k == 0 or 4 * k >= n:
+        return _argsort(d, axis, largest)[(slice(None),) * axis + (slice(0, k),)]
+    cut = (slice(None),) * axis
+    part = xp.argpartition(d, n - k if largest else k - 1, axis=axis)
+    part = xp.sort(part[cut + ((slice(n - k, n),) if largest else (slice(0, k),))], axis=axis)
+    order = _argsort(xp.take_along_axis(d, part, axis), axis, largest)
+    return xp.take_along_axis(part, order, axis).astype(np.int64)
 
 
 def kthvalue(input, k, dim=-1, keepdim=False):
@@ -81,8 +97,12 @@ def kthvalue(input, k, dim=-1, keepdim=False):
 def _select_rank(input, dim, r, keepdim, result):
     if input.ndim == 0:
         return result(input.clone(), make(array_module(input._data).zeros((), np.int64)))
-    order = _argsort(input._data, dim, False)
-    idx = make(order[(slice(None),) * dim + (slice(r, r + 1),)])
+    d = input._data
+    if r < d.shape[dim] - 1:        # the (r+1)-th smallest: a partition, no sort
+        part = array_module(d).argpartition(d, r, axis=dim)
+        idx = make(part[(slice(None),) * dim + (slice(r, r + 1),)].astype(np.int64))
+    else:
+        idx = make(_first_k(d, dim, 1, True))
     values = gather(input, dim, idx)
     if not keepdim:
         values, idx = values.squeeze(dim), idx.squeeze(dim)
@@ -124,14 +144,18 @@ def _median_dim(input, dim, keepdim, nan_median):
     d = input._data
     xp = array_module(d)
     n = d.shape[dim]
-    order = _argsort(d, dim, False)  # NaNs last
     nans = xp.isnan(d).sum(axis=dim, keepdims=True) if d.dtype.kind == "f" else \
-        xp.zeros_like(order[(slice(None),) * dim + (slice(0, 1),)])
+        xp.zeros(d.shape[:dim] + (1,) + d.shape[dim + 1:], np.int64)
     if nan_median:
         rank = xp.where(nans > 0, n - 1, (n - 1) // 2)
     else:
         rank = xp.maximum((n - nans - 1) // 2, 0)
-    idx = make(xp.take_along_axis(order, rank.astype(np.int64), axis=dim))
+    if nan_median or not bool(nans.any()):
+        # the ranks wanted are (n - 1) // 2 and n - 1 only: a partition at both (NaNs last)
+        order = xp.argpartition(d, sorted({(n - 1) // 2, n - 1}), axis=dim)
+    else:
+        order = _argsort(d, dim, False)
+    idx = make(xp.take_along_axis(order, rank.astype(np.int64), axis=dim).astype(np.int64))
     values = gather(input, dim, idx)
     if not keepdim:
         values, idx = values.squeeze(dim), idx.squeeze(dim)

@@ -83,6 +83,12 @@ CASES = [
     ("msort", lambda m, x: m.msort(x), [(4, 3)], "any", True),
     ("topk", lambda m, x: m.topk(x, 2, dim=1), [(3, 6)], "any", True),
     ("topk_small", lambda m, x: m.topk(x, 3, largest=False), [(7,)], "any", True),
+    # k under a quarter of the dim: a partition, then a sort of the k
+    ("topk_partitioned", lambda m, x: m.topk(x, 3, dim=0), [(20, 4)], "any", True),
+    ("topk_partitioned_smallest", lambda m, x: m.topk(x, 2, largest=False), [(3, 17)], "any",
+     True),
+    ("topk_nan_largest", lambda m, x: m.topk(x * m.where(m.arange(30) == 7, float("nan"),
+                                                         1.0), 3), [(2, 30)], "any", True),
     ("kthvalue", lambda m, x: m.kthvalue(x, 2, 1, keepdim=True), [(3, 5)], "any", True),
     ("median", lambda m, x: m.median(x), [(3, 5)], "any", True),
     ("median_dim", lambda m, x: m.median(x, 1), [(3, 6)], "any", True),
