@@ -516,22 +516,98 @@ def cholesky_inverse(L, upper=False):
     return cholesky_solve(eye, L, upper)
 
 
+_LSTSQ_DRIVERS = ("gelsy", "gelsd", "gelss", "gels")
+
+
 def lstsq(A, B, rcond=None, *, driver=None):
-    """Least-squares solution through the pseudo-inverse (differentiable); `rank` and
-    `singular_values` are filled as PyTorch's gelsd driver does."""
-    if driver not in (None, "gelsd", "gelsy", "gelss", "gels"):
+    """Least squares by PyTorch's drivers (LAPACK's, through scipy, on the CPU; 'gelsy' by
+    default, 'gels' on a GPU, as PyTorch): `rank` from gelsy/gelsd/gelss, `singular_values`
+    from gelsd/gelss, `residuals` when A is tall and of full rank (any driver but gelsy).
+    The gradient is that of the pseudo-inverse solution pinv(A) @ B, as PyTorch's."""
+    if driver not in (None,) + _LSTSQ_DRIVERS:
         raise ValueError(f"linalg.lstsq: driver must be one of gels, gelsy, gelsd, gelss; got "
                          f"{driver!r}")
+    on_gpu = array_module(A._data) is not np
+    if on_gpu and driver not in (None, "gels"):
+        raise RuntimeError(f"linalg.lstsq: `driver` other than `gels` is not supported on "
+                           f"CUDA (got {driver!r})")
+    driver = driver or ("gels" if on_gpu else "gelsy")
+    if A.ndim < 2 or not 0 <= A.ndim - B.ndim <= 1:
+        raise RuntimeError(f"linalg.lstsq: A ({list(A.shape)}) must be a matrix or a batch of "
+                           f"them, and B ({list(B.shape)}) have as many dims, or one fewer "
+                           f"for vectors")
     vector = B.ndim == A.ndim - 1
     b = B.unsqueeze(-1) if vector else B
-    x = pinv(A, rtol=rcond) @ b
-    if vector:
-        x = x.squeeze(-1)
-    s = svdvals(A).detach()
-    rank = matrix_rank(A, rtol=rcond)
+    x, rank, s = Lstsq.apply(A, b, rcond, driver)
+    (m, n), xp = A.shape[-2:], array_module(A._data)
+    real = A._data.real.dtype if A._data.dtype.kind == "c" else A._data.dtype
+    empty = make(xp.zeros((0,), real))
+    full_rank = driver == "gels" or bool((rank._data == n).all())
+    residuals = ((A @ x - b).abs() ** 2).sum(-2) if driver != "gelsy" and m > n and \
+        full_rank else empty
     res = namedtuple("lstsq", ["solution", "residuals", "rank", "singular_values"])
-    empty = make(array_module(A._data).zeros((0,), A._data.dtype))
-    return res(x, empty, rank, s)
+    return res(x.squeeze(-1) if vector else x, residuals,
+               rank if driver != "gels" else make(xp.zeros((0,), np.int64)),
+               s if driver in ("gelsd", "gelss") else empty)
+
+
+class Lstsq(Function):
+    """(solution, rank, singular values) of min |A X - B| by one LAPACK driver per matrix;
+    backward differentiates the pseudo-inverse solution."""
+
+    @staticmethod
+    def forward(ctx, A, B, rcond, driver):
+        a, b = A._data, B._data
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        a = np.broadcast_to(a, batch + a.shape[-2:])
+        b = np.broadcast_to(b, batch + b.shape[-2:])
+        (m, n), k = a.shape[-2:], b.shape[-1]
+        ctx.save_for_backward(A, B)
+        ctx.rcond = rcond
+        if array_module(a) is not np:   # a GPU: the minimum-norm solution through the SVD
+            s = svdvals(make(a))._data
+            x = (pinv(make(a), rtol=rcond) @ make(b))._data
+            rank = (s > s.max(-1, keepdims=True) * _rtol(rcond, a)).sum(-1)
+            return make(x), make(rank.astype(np.int64)), make(s)
+        import scipy.linalg
+        x = np.empty(batch + (n, k), np.result_type(a, b))
+        rank = np.zeros(batch, np.int64)
+        s = np.zeros(batch + (min(m, n),), a.real.dtype if a.dtype.kind == "c" else a.dtype)
+        lapack = "gelsy" if driver == "gels" else driver   # gels: QR, as gelsy's
+        for i in np.ndindex(*batch):
+            x[i], _, rank[i], sv = scipy.linalg.lstsq(
+                a[i], b[i], cond=_rtol(rcond, a), lapack_driver=lapack, check_finite=False)
+            if sv is not None:
+                s[i] = sv
+        # rank and singular values are A's: one per matrix of A's own batch
+        own = A._data.shape[:-2]
+        lead = len(batch) - len(own)
+        pick = tuple(0 if d < lead else (slice(0, 1) if own[d - lead] == 1 else slice(None))
+                     for d in range(len(batch)))
+        rank, s = rank[pick].reshape(own), s[pick].reshape(own + s.shape[-1:])
+        ctx.mark_non_differentiable(*(out := (make(x), make(rank), make(s)))[1:])
+        return out
+
+    @staticmethod
+    def backward(ctx, g, g_rank=None, g_s=None):
+        from ..autograd import grad
+        from ..autograd.grad_mode import enable_grad, is_grad_enabled
+        A, B = ctx.saved_tensors
+        needs = ctx.needs_input_grad[:2]
+        create = is_grad_enabled()
+        with enable_grad():
+            a, b = (A, B) if create else (A.detach().requires_grad_(needs[0]),
+                                          B.detach().requires_grad_(needs[1]))
+            x = pinv(a, rtol=ctx.rcond) @ b
+            wanted = [t for t, need in zip((a, b), needs) if need]
+            found = iter(grad(x, wanted, g, create_graph=create, allow_unused=True))
+        return (next(found) if needs[0] else None, next(found) if needs[1] else None,
+                None, None)
+
+
+def _rtol(rcond, a):
+    """PyTorch's default cutoff: eps of the dtype times the larger matrix dim."""
+    return rcond if rcond is not None else np.finfo(a.dtype).eps * max(a.shape[-2:])
 
 
 def multi_dot(tensors):

@@ -513,3 +513,34 @@ def test_igamma_input_gradient_is_refused_as_in_pytorch():
     a = px.tensor([1.5, 2.0], requires_grad=True)
     with pytest.raises(NotImplementedError, match="first argument"):
         px.igamma(a, px.tensor([1.0, 3.0])).sum().backward()
+
+
+@pytest.mark.parametrize("driver", [None, "gelsy", "gelsd", "gelss", "gels"])
+@pytest.mark.parametrize("a_shape, b_shape, deficient", [
+    ((6, 3), (6, 2), False), ((2, 6, 3), (2, 6), False), ((3, 5), (3, 2), False),
+    ((1, 6, 3), (4, 6, 2), False), ((6, 3), (6, 2), True)])
+def test_lstsq_drivers_match_pytorch(driver, a_shape, b_shape, deficient):
+    """Every field as PyTorch's driver fills it (rank from gelsy/gelsd/gelss, singular values
+    from gelsd/gelss, residuals for tall full-rank A except with gelsy), and the gradient of
+    the solution."""
+    if deficient and driver == "gels":
+        pytest.skip("gels assumes full rank (LAPACK's answer is arbitrary)")
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
+    if deficient:
+        a[..., -1] = a[..., 0]
+    pa, pb = px.tensor(a, requires_grad=True), px.tensor(b, requires_grad=True)
+    ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    mine, theirs = px.linalg.lstsq(pa, pb, driver=driver), torch.linalg.lstsq(ta, tb,
+                                                                             driver=driver)
+    for field in ("solution", "residuals", "rank", "singular_values"):
+        x, y = getattr(mine, field), getattr(theirs, field)
+        assert tuple(x.shape) == tuple(y.shape), field
+        np.testing.assert_allclose(x.detach().numpy(), y.detach().numpy(), atol=1e-10,
+                                   err_msg=field)
+    if not deficient:
+        w = rng.standard_normal(tuple(theirs.solution.shape))
+        (mine.solution * px.tensor(w)).sum().backward()
+        (theirs.solution * torch.tensor(w)).sum().backward()
+        np.testing.assert_allclose(pa.grad.numpy(), ta.grad.numpy(), atol=1e-10)
+        np.testing.assert_allclose(pb.grad.numpy(), tb.grad.numpy(), atol=1e-10)
