@@ -9,6 +9,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from ...autograd import Function
 from ..backend import array_module
 from .. import dtypes
 from ..tensor import Tensor
@@ -264,22 +265,17 @@ def _cum_extreme(input, dim, largest, name):
     dim = normalize_dim(dim, input.ndim)
     if input.ndim == 0:
         return CumResult(input.clone(), make(array_module(input._data).zeros((), np.int64)))
-    d = _host(input._data)
-    m = np.moveaxis(d, dim, -1)
-    idx = np.empty(m.shape, np.int64)
-    best = m[..., 0].copy()
-    bi = np.zeros(m.shape[:-1], np.int64)
-    isnan_best = np.isnan(best) if m.dtype.kind == "f" else np.zeros(best.shape, bool)
-    for j in range(m.shape[-1]):
-        v = m[..., j]
-        vnan = np.isnan(v) if m.dtype.kind == "f" else np.zeros(v.shape, bool)
-        # ties move to the later index; a NaN wins and sticks, as in PyTorch
-        better = (v >= best) if largest else (v <= best)
-        take = (better | vnan) & ~isnan_best
-        best = np.where(take, v, best)
-        bi = np.where(take, j, bi)
-        isnan_best = isnan_best | vnan
-        idx[..., j] = bi
+    m = np.moveaxis(_host(input._data), dim, -1)
+    # the running extreme is attained where it last changed: idx_j = max{k <= j : x_k = M_k}
+    # (ties move to the later index); after a NaN the value stays NaN and the index is the
+    # latest NaN's, as in PyTorch
+    running = (np.maximum if largest else np.minimum).accumulate(m, axis=-1)
+    steps = np.arange(m.shape[-1])
+    idx = np.maximum.accumulate(np.where(m == running, steps, 0), axis=-1)
+    nans = np.isnan(m) if m.dtype.kind == "f" else None
+    if nans is not None and nans.any():
+        last_nan = np.maximum.accumulate(np.where(nans, steps, -1), axis=-1)
+        idx = np.where(last_nan >= 0, last_nan, idx)
     xp = array_module(input._data)
     index = make(xp.asarray(np.moveaxis(idx, -1, dim)))
     return namedtuple(name, ["values", "indices"])(gather(input, dim, index), index)
@@ -301,16 +297,39 @@ def cumprod(input, dim, *, dtype=None):
         input = input.to(dtype)
     elif input._data.dtype.kind in "biu":
         input = input.to(dtypes.int64)
-    if input.ndim == 0:
+    if input.ndim == 0 or input.numel() == 0:
         return input.clone()
-    dim = normalize_dim(dim, input.ndim)
-    parts = shape.unbind(input, dim)
-    if not parts:
-        return input.clone()
-    out = [parts[0]]
-    for p in parts[1:]:
-        out.append(out[-1] * p)
-    return shape.stack(out, dim)
+    return CumProd.apply(input, normalize_dim(dim, input.ndim))
+
+
+class CumProd(Function):
+    """The running product; its gradient is reverse_cumsum(g * out) / x without zeros in the
+    input, and that of the chain of multiplications with them (exact at zeros)."""
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        d = x._data
+        out = make(array_module(d).cumprod(d, axis=dim))
+        ctx.save_for_backward(x, out)
+        ctx.dim = dim
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, out = ctx.saved_tensors
+        dim = ctx.dim
+        if not bool((x._data == 0).any()):
+            return (g * out).flip(dim).cumsum(dim).flip(dim) / x, None
+        from ...autograd import grad
+        from ...autograd.grad_mode import enable_grad, is_grad_enabled
+        create = is_grad_enabled()
+        with enable_grad():
+            leaf = x if create else x.detach().requires_grad_()
+            parts = shape.unbind(leaf, dim)
+            chain = [parts[0]]
+            for p in parts[1:]:
+                chain.append(chain[-1] * p)
+            return grad(shape.stack(chain, dim), leaf, g, create_graph=create)[0], None
 
 
 def logcumsumexp(input, dim):

@@ -104,6 +104,12 @@ CASES = [
      [(3, 6)], "any", False),
     ("cummax", lambda m, x: m.cummax(x, 1), [(3, 6)], "ties", True),
     ("cummin", lambda m, x: m.cummin(x, 0), [(5, 3)], "any", True),
+    # after a NaN the value stays NaN and the index follows the latest NaN
+    ("cummax_nan", lambda m, x: m.cummax(x * m.where(m.arange(9) % 4 == 1, float("nan"), 1.0),
+                                         1), [(3, 9)], "any", False),
+    ("cummin_nan", lambda m, x: m.cummin(x * m.where(m.arange(9) % 3 == 2, float("nan"), 1.0),
+                                         1), [(3, 9)], "any", False),
+    ("cumprod_long", lambda m, x: m.cumprod(x, 0), [(40, 2)], "any", True),
     ("cumprod", lambda m, x: m.cumprod(x, 1), [(3, 5)], "any", True),
     ("cumprod_zero", lambda m, x: m.cumprod(m.where(x > 1, 0.0, x), 0), [(6,)], "any", True),
     ("logcumsumexp", lambda m, x: m.logcumsumexp(x * 10, 1), [(3, 5)], "any", True),
