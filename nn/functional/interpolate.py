@@ -13,6 +13,7 @@ import numpy as np
 
 from ...tensor import Tensor
 from ...tensor.backend import array_module
+from .pooling import adaptive_average_matrix
 
 # modes that need a given number of spatial dims; the others (nearest, nearest-exact, area)
 # take any
@@ -75,19 +76,9 @@ def _cubic_matrix(in_size, out_size, scale_factor, align_corners):
     return _taps_matrix(in_size, out_size, lo[:, None] + np.arange(-1, 3), weights)
 
 
-def _area_matrix(in_size, out_size):
-    """Row o averages the source window [floor(o * in / out), ceil((o + 1) * in / out))."""
-    o = np.arange(out_size)
-    start = (o * in_size) // out_size
-    end = -((-(o + 1) * in_size) // out_size)
-    cols = np.arange(in_size)
-    inside = (cols >= start[:, None]) & (cols < end[:, None])
-    return inside / (end - start)[:, None]
-
-
 def _matrix(mode, in_size, out_size, scale_factor, align_corners):
     if mode == "area":
-        return _area_matrix(in_size, out_size)
+        return adaptive_average_matrix(in_size, out_size)
     if mode == "bicubic":
         return _cubic_matrix(in_size, out_size, scale_factor, align_corners)
     return _linear_matrix(in_size, out_size, scale_factor, align_corners)

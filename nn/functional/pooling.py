@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ...autograd import Function
-from ...tensor import Tensor, stack
+from ...tensor import Tensor
 from ...tensor.backend import array_module, can_check, on_host
 from .conv import ntuple, padded
 
@@ -266,13 +266,25 @@ def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                       ceil_mode, count_include_pad).squeeze(-2)
 
 
+def _adaptive_windows(n, o):
+    """The [start, end) of each of the o windows adaptive pooling takes over n positions:
+    [floor(i * n / o), ceil((i + 1) * n / o)), PyTorch's bounds."""
+    i = np.arange(o)
+    return (i * n) // o, -((-(i + 1) * n) // o)
+
+
+def adaptive_average_matrix(n, o):
+    """(o, n) NumPy: row i averages window i (adaptive average pooling, interpolate's area
+    mode)."""
+    start, end = _adaptive_windows(n, o)
+    cols = np.arange(n)
+    inside = (cols >= start[:, None]) & (cols < end[:, None])
+    return inside / (end - start)[:, None]
+
+
 def _adaptive_matrix(n, o, like):
-    """(o, n): row i averages input[floor(i*n/o) : ceil((i+1)*n/o)]."""
-    m = np.zeros((o, n))
-    for i in range(o):
-        a, b = (i * n) // o, -(-((i + 1) * n) // o)
-        m[i, a:b] = 1.0 / (b - a)
-    return Tensor._make(array_module(like._data).asarray(m, dtype=like._data.dtype))
+    return Tensor._make(array_module(like._data).asarray(adaptive_average_matrix(n, o),
+                                                         dtype=like._data.dtype))
 
 
 def adaptive_avg_pool2d(input, output_size):
@@ -296,14 +308,18 @@ def adaptive_avg_pool1d(input, output_size):
     return input @ _adaptive_matrix(input.shape[-1], o, input).mT
 
 
-def _adaptive_windows(n, o):
-    """[(start, end)] of the o windows adaptive pooling takes over n positions."""
-    return [((i * n) // o, -(-((i + 1) * n) // o)) for i in range(o)]
+def _window_taps(n, o):
+    """(o, K): the positions window i reads, padded to the widest window K by repeating its
+    last position (a repeat changes no maximum, nor which position holds it first)."""
+    start, end = _adaptive_windows(n, o)
+    taps = start[:, None] + np.arange(int((end - start).max()))
+    return np.minimum(taps, (end - 1)[:, None])
 
 
 def adaptive_max_pool2d(input, output_size, return_indices=False):
-    """Max over adaptive windows (PyTorch's bounds); with return_indices, the flat index of
-    each maximum within its (H, W) plane, as max_pool2d gives."""
+    """Max over adaptive windows (PyTorch's bounds), all windows gathered at once; with
+    return_indices, the flat index of each maximum within its (H, W) plane, as max_pool2d
+    gives."""
     _check_input("adaptive_max_pool2d", input, 2)
     h, w = input.shape[-2:]
     oh, ow = tuple(output_size) if isinstance(output_size, (tuple, list)) else \
@@ -312,18 +328,21 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     if oh < 1 or ow < 1:
         raise ValueError(f"adaptive_max_pool2d: output_size must be positive, got "
                          f"{output_size}")
-    values, indices = [], []
-    for hs, he in _adaptive_windows(h, oh):
-        for ws, we in _adaptive_windows(w, ow):
-            best = input[..., hs:he, ws:we].flatten(-2).max(-1)
-            values.append(best.values)
-            width = we - ws
-            indices.append((best.indices // width + hs) * w + best.indices % width + ws)
+    rows, cols = _window_taps(h, oh), _window_taps(w, ow)      # (oh, KH), (ow, KW)
+    kh, kw = rows.shape[1], cols.shape[1]
+    xp = array_module(input._data)
+    r = Tensor._make(xp.asarray(rows[:, None, :, None]))
+    c = Tensor._make(xp.asarray(cols[None, :, None, :]))
+    windows = input[..., r, c]                                  # (..., oh, ow, KH, KW)
+    best = windows.flatten(-2).max(-1)
+    if not return_indices:
+        return best.values
+    taps = best.indices
+    plane = Tensor._make(xp.asarray(rows[:, None, :, None] * w + cols[None, :, None, :])
+                         .reshape(oh, ow, kh * kw))
     lead = tuple(input.shape[:-2])
-    out = stack(values, -1).reshape(*lead, oh, ow)
-    if return_indices:
-        return out, stack(indices, -1).reshape(*lead, oh, ow)
-    return out
+    return best.values, plane.expand(*lead, oh, ow, kh * kw).gather(-1, taps.unsqueeze(-1)) \
+        .squeeze(-1)
 
 
 def adaptive_max_pool1d(input, output_size, return_indices=False):
