@@ -315,8 +315,9 @@ def add_at(xp, target, index, values):
 
 
 def _flat_positions(target, index):
-    """The flat positions in a C-contiguous NumPy `target` that `index` addresses (`rows` or
-    `(rows, ...)`, or an integer array per dim, all within bounds), else None. NumPy's add.at
+    """The flat positions in a C-contiguous NumPy `target` that `index` addresses (`rows`,
+    `(:, ..., :, rows)` with or without a trailing `...`, or an integer array per dim, all
+    within bounds), else None. NumPy's add.at
     adds whole rows, or at tuples of indices, several times slower than it adds at flat
     positions (embedding's backward, scatter_add)."""
     if type(target) is not np.ndarray or not target.flags.c_contiguous or target.ndim < 2:
@@ -329,14 +330,21 @@ def _flat_positions(target, index):
             return np.ravel_multi_index(np.broadcast_arrays(*full), target.shape)
         except ValueError:
             return None     # negative or out of range: NumPy's own path says so
-    rows = index[0] if isinstance(index, tuple) and len(index) == 2 and index[1] is Ellipsis \
-        else index
-    if type(rows) is not np.ndarray or rows.dtype.kind not in "iu" or \
-            (rows.size and (rows.min() < 0 or rows.max() >= target.shape[0])):
+    # whole leading dims, then one integer array (`x[:, :, rows]`, index_add along a dim)
+    full = full if isinstance(full, tuple) else (full,)
+    k = 0
+    while k < len(full) - 1 and isinstance(full[k], slice) and full[k] == slice(None):
+        k += 1
+    rows = full[k] if len(full) == k + 1 else None
+    if type(rows) is not np.ndarray or rows.dtype.kind not in "iu" or k >= target.ndim or \
+            (rows.size and (rows.min() < 0 or rows.max() >= target.shape[k])):
         return None                  # other forms, or out of range: NumPy's own path
-    inner = math.prod(target.shape[1:])
-    within = np.arange(inner).reshape(target.shape[1:])
-    return rows.reshape(rows.shape + (1,) * (target.ndim - 1)) * inner + within
+    lead, rest = target.shape[:k], target.shape[k + 1:]
+    inner = math.prod(rest)
+    starts = (np.arange(math.prod(lead)) * (target.shape[k] * inner)).reshape(
+        lead + (1,) * (rows.ndim + len(rest)))
+    within = np.arange(inner).reshape(rest)
+    return starts + rows.reshape(rows.shape + (1,) * len(rest)) * inner + within
 
 
 def ufunc_at(xp, name, target, index, values):
