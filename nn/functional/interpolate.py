@@ -59,11 +59,9 @@ def _linear_matrix(in_size, out_size, scale_factor, align_corners):
                         np.stack([1.0 - frac, frac], 1))
 
 
-def _cubic_matrix(in_size, out_size, scale_factor, align_corners):
-    """Row o mixes the four source pixels around o's source coordinate by Keys' cubic."""
-    src = _source(in_size, out_size, scale_factor, align_corners, cubic=True)
-    lo = np.floor(src).astype(np.int64)
-    t = src - lo
+def cubic_weights(t):
+    """Keys' cubic (a = -0.75, PyTorch's) weights of the taps at -1, 0, 1, 2 around a point
+    a fraction t past tap 0; plain arithmetic, so for arrays and tensors alike."""
     a = _CUBIC_A
 
     def near(x):            # |x| <= 1
@@ -72,7 +70,14 @@ def _cubic_matrix(in_size, out_size, scale_factor, align_corners):
     def far(x):             # 1 < |x| < 2
         return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
 
-    weights = np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], 1)
+    return [far(t + 1), near(t), near(1 - t), far(2 - t)]
+
+
+def _cubic_matrix(in_size, out_size, scale_factor, align_corners):
+    """Row o mixes the four source pixels around o's source coordinate by Keys' cubic."""
+    src = _source(in_size, out_size, scale_factor, align_corners, cubic=True)
+    lo = np.floor(src).astype(np.int64)
+    weights = np.stack(cubic_weights(src - lo), 1)
     return _taps_matrix(in_size, out_size, lo[:, None] + np.arange(-1, 3), weights)
 
 

@@ -1,12 +1,14 @@
 """affine_grid and grid_sample (spatial transformer networks), composed from differentiable
-ops: the sampling positions come from the grid (so gradients reach it through the bilinear
-weights) and the pixels are gathered by index (so gradients reach the input through the
-gather's backward). 2-D only: 5-D inputs and the bicubic and reflection modes raise."""
+ops: the sampling positions come from the grid (so gradients reach it through the bilinear or
+bicubic weights and the padding's coordinate maps) and the pixels are gathered by index (so
+gradients reach the input through the gather's backward). Every mode and padding mode of
+PyTorch's, on 2-D images; 5-D (volumetric) inputs raise."""
 import warnings
 
 import numpy as np
 
-from ...tensor import Tensor, backend
+from ...tensor import Tensor, backend, where
+from .interpolate import cubic_weights
 
 _WARNING = ("Default grid_sample and affine_grid behavior has changed to align_corners=False "
             "since 1.3.0. Please specify align_corners=True if the old behavior is desired. "
@@ -55,6 +57,29 @@ def _unnormalize(coord, size, align_corners):
     return ((coord + 1) * size - 1) / 2
 
 
+def _reflect(coord, twice_low, twice_high):
+    """PyTorch's reflect_coordinates: `coord` folded into [low, high] by reflections at the
+    ends (tensor ops, so the grid's gradient changes sign with each reflection)."""
+    if twice_low == twice_high:
+        return coord * 0
+    low, span = twice_low / 2, (twice_high - twice_low) / 2
+    dist = (coord - low).abs()
+    extra = dist.fmod(span)
+    flips = (dist / span).floor()
+    return where(flips.fmod(2) == 0, extra + low, span - extra + low)
+
+
+def _padded_coords(coord, size, padding_mode, align_corners):
+    """Pixel coordinates as the padding mode maps them (PyTorch's compute_coordinates):
+    clamped into the image for border, reflected then clamped for reflection."""
+    if padding_mode == "reflection":
+        coord = _reflect(coord, 0, 2 * (size - 1)) if align_corners else \
+            _reflect(coord, -1, 2 * size - 1)
+    if padding_mode != "zeros":
+        coord = coord.clamp(0, size - 1)
+    return coord
+
+
 def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=None):
     """Sample input (N, C, H, W) at grid (N, Ho, Wo, 2) positions (x, y in [-1, 1])."""
     if mode not in ("bilinear", "nearest", "bicubic"):
@@ -63,13 +88,12 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
     if padding_mode not in ("zeros", "border", "reflection"):
         raise ValueError(f"nn.functional.grid_sample(): expected padding_mode to be 'zeros', "
                          f"'border', or 'reflection', but got: '{padding_mode}'")
-    if mode == "bicubic" or padding_mode == "reflection":
-        raise NotImplementedError(f"grid_sample: mode={mode!r} with padding_mode="
-                                  f"{padding_mode!r} is not supported (bilinear or nearest, "
-                                  f"with zeros or border padding, are)")
     if align_corners is None:
         warnings.warn(_WARNING, stacklevel=2)
         align_corners = False
+    if input.ndim == 5:
+        raise NotImplementedError("grid_sample: 5-D (volumetric) inputs are not supported; "
+                                  "only (N, C, H, W) images")
     if input.ndim != 4 or grid.ndim != 4 or grid.shape[-1] != 2 or \
             grid.shape[0] != input.shape[0]:
         raise RuntimeError(f"grid_sample: expected input (N, C, H, W) and grid (N, H_out, "
@@ -79,8 +103,6 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
     ho, wo = grid.shape[1:3]
     ix = _unnormalize(grid[..., 0], w, align_corners)
     iy = _unnormalize(grid[..., 1], h, align_corners)
-    if padding_mode == "border":
-        ix, iy = ix.clamp(0, w - 1), iy.clamp(0, h - 1)
     flat = input.reshape(n, c, h * w)
 
     def tap(x_idx, y_idx):
@@ -93,16 +115,39 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
                                               .astype(input._data.dtype), input.device))
         return flat.gather(2, index) * mask
 
-    host_x = np.asarray(backend.to_device(ix.detach()._data, "cpu"))
-    host_y = np.asarray(backend.to_device(iy.detach()._data, "cpu"))
+    def host(t):
+        return np.asarray(backend.to_device(t.detach()._data, "cpu"))
+
+    def weight(t):      # a weight over the output positions, broadcast over the channels
+        return t.reshape(n, 1, ho * wo)
+
+    if mode == "bicubic":   # 4 x 4 taps around the point, each mapped by the padding mode
+        fx, fy = np.floor(host(ix)), np.floor(host(iy))
+        dtype = input._data.dtype
+        tx = ix - Tensor._make(backend.to_device(fx.astype(dtype), input.device))
+        ty = iy - Tensor._make(backend.to_device(fy.astype(dtype), input.device))
+
+        def mapped(base, k, size):
+            coord = Tensor._make(base + k)
+            return host(_padded_coords(coord, size, padding_mode, align_corners)).astype(
+                np.int64)
+        wx, wy = cubic_weights(tx), cubic_weights(ty)
+        out = 0
+        for j in range(4):
+            y_idx = mapped(fy, j - 1, h)
+            for i in range(4):
+                out = out + tap(mapped(fx, i - 1, w), y_idx) * weight(wx[i] * wy[j])
+        return out.reshape(n, c, ho, wo)
+    ix = _padded_coords(ix, w, padding_mode, align_corners)
+    iy = _padded_coords(iy, h, padding_mode, align_corners)
+    host_x, host_y = host(ix), host(iy)
     if mode == "nearest":
         out = tap(np.rint(host_x).astype(np.int64), np.rint(host_y).astype(np.int64))
         return out.reshape(n, c, ho, wo)
     x0, y0 = np.floor(host_x).astype(np.int64), np.floor(host_y).astype(np.int64)
     fx0 = Tensor._make(backend.to_device(x0.astype(input._data.dtype), input.device))
     fy0 = Tensor._make(backend.to_device(y0.astype(input._data.dtype), input.device))
-    wx1 = (ix - fx0).reshape(n, 1, ho * wo)   # weights carry the gradient w.r.t. the grid
-    wy1 = (iy - fy0).reshape(n, 1, ho * wo)
+    wx1, wy1 = weight(ix - fx0), weight(iy - fy0)   # they carry the gradient w.r.t. the grid
     wx0, wy0 = 1 - wx1, 1 - wy1
     out = (tap(x0, y0) * (wx0 * wy0) + tap(x0 + 1, y0) * (wx1 * wy0) +
            tap(x0, y0 + 1) * (wx0 * wy1) + tap(x0 + 1, y0 + 1) * (wx1 * wy1))

@@ -497,14 +497,37 @@ def floor_divide(input, other):
     return div(input, other, rounding_mode="floor")
 
 
+class _Modulo(Function):
+    """x - q(x / y) * y for q = floor (remainder, Python's sign) or trunc (fmod, C's): its
+    gradient is 1 for x and -q(x / y) for y, as PyTorch's."""
+
+    @staticmethod
+    def forward(ctx, a, b, truncate):
+        x, y = binary_operands(a, b)
+        ctx.shapes, ctx.operands, ctx.truncate = (shape_of(a), shape_of(b)), (x, y), truncate
+        xp = array_module(x)
+        return make(xp.fmod(x, y) if truncate else xp.mod(x, y))
+
+    @staticmethod
+    def backward(ctx, g):
+        sa, sb = ctx.shapes
+        na, nb = ctx.needs_input_grad[:2]
+        gb = None
+        if nb:
+            x, y = ctx.operands
+            xp = array_module(x)
+            q = xp.true_divide(x, y)
+            q = xp.trunc(q) if ctx.truncate else xp.floor(q)
+            gb = unbroadcast(g * make(-q.astype(g._data.dtype)), sb)
+        return unbroadcast(g, sa) if na else None, gb, None
+
+
 def remainder(input, other):
-    x, y = binary_operands(input, other)
-    return make(array_module(x).mod(x, y))
+    return _Modulo.apply(input, other, False)
 
 
 def fmod(input, other):
-    x, y = binary_operands(input, other)
-    return make(array_module(x).fmod(x, y))
+    return _Modulo.apply(input, other, True)
 
 
 def pow(input, exponent):

@@ -313,8 +313,8 @@ def test_adaptive_max_pool_matches_torch(name, shape, size):
 
 
 @pytest.mark.parametrize("mode,padding_mode,align_corners", [
-    ("bilinear", "zeros", False), ("bilinear", "zeros", True), ("bilinear", "border", False),
-    ("nearest", "zeros", False), ("nearest", "border", True)])
+    (mode, padding, align) for mode in ("bilinear", "nearest", "bicubic")
+    for padding in ("zeros", "border", "reflection") for align in (False, True)])
 def test_affine_grid_and_grid_sample_match_torch(mode, padding_mode, align_corners):
     """The spatial transformer tutorial's pair: a grid from affine matrices, then sampling
     (positions past the border included); gradients w.r.t. the input and theta."""

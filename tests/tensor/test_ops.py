@@ -27,7 +27,7 @@ for _ns in (PX, TORCH):
         "reshape", "transpose", "permute", "flatten", "squeeze", "unsqueeze", "broadcast_to",
         "cat", "stack", "split", "chunk", "flip", "roll", "tile", "tril", "triu", "gather",
         "scatter", "scatter_add", "index_select", "masked_fill", "pow", "float32", "int64",
-        "float64", "arange")})
+        "float64", "arange", "fmod")})
 
 FLOAT = ("float32", "float64")
 
@@ -149,8 +149,8 @@ BINARY = [
     Case("clamp_tensors", lambda m, x, y: m.clamp(x, min=y, max=y + 1), B),
     Case("floordiv", lambda m, x, y: x // y, B, domain=("any", "pos"), grad=False,
          ints=("int64",)),
-    Case("remainder", lambda m, x, y: x % y, B, domain=("any", "pos"), grad=False,
-         ints=("int64",)),
+    Case("remainder", lambda m, x, y: x % y, B, domain=("any", "pos"), ints=("int64",)),
+    Case("fmod", lambda m, x, y: m.fmod(x, y), B, domain=("any", "pos"), ints=("int64",)),
 ]
 SCALAR_OPERANDS = [
     Case("add_s", lambda m, x: x + 2, U, ints=("int64", "bool")),
