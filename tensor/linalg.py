@@ -237,31 +237,49 @@ class Svd(Function):
 
 
 class Qr(Function):
-    """The reduced QR of a tall or square matrix (m >= n)."""
+    """QR of a matrix of any shape ('reduced' or 'complete'). Its gradient is the square
+    case's formula; a wide A = [X Y] (m < n) has X = Q U, Y = Q V, so the square formula runs
+    on X with the gradient of Q raised by Y's share (Y gV^T), and gY = Q gV."""
 
     @staticmethod
-    def forward(ctx, a):
+    def forward(ctx, a, mode):
         d = a._data
-        if d.shape[-2] < d.shape[-1]:
-            raise NotImplementedError(f"linalg.qr: the gradient-carrying QR needs m >= n; got "
-                                      f"shape {list(a.shape)}")
-        q, r = _xp_linalg(d).qr(d, mode="reduced")
+        q, r = _xp_linalg(d).qr(d, mode=mode)
         q, r = make(q), make(r)
         ctx.save_for_backward(q, r)
+        ctx.mode = mode
         return q, r
 
     @staticmethod
     def backward(ctx, gq, gr):
         q, r = ctx.saved_tensors
-        m = 0
-        if gr is not None:
-            m = r @ _mT(gr)
-        if gq is not None:
-            m = m - _mT(gq) @ q
-        low = m.tril(-1) if isinstance(m, Tensor) else None
-        copyltu = low + _mT(low) + _diag_matrix(m)
-        b = q @ copyltu if gq is None else gq + q @ copyltu
-        return b @ _mT(inv(r))
+        m, n = q.shape[-2], r.shape[-1]
+        if ctx.mode == "complete" and m > n:
+            raise RuntimeError("The QR decomposition is not differentiable when mode='complete' "
+                               "and nrows > ncols.")
+        k = min(m, n)
+        if n <= k:
+            return _qr_grad(q, r, gq, gr), None
+        u, v = r[..., :k], r[..., k:]
+        gu, gv = (None, None) if gr is None else (gr[..., :k], gr[..., k:])
+        if gv is not None:
+            share = (q @ v) @ _mT(gv)
+            gq = share if gq is None else gq + share
+        gy = q @ gv if gv is not None else v * 0
+        return cat([_qr_grad(q, u, gq, gu), gy], -1), None
+
+
+def _qr_grad(q, r, gq, gr):
+    """dL/dA of A = Q R with R square: (gQ + Q copyltu(M)) R^-T, M = R gR^T - gQ^T Q."""
+    m = 0
+    if gr is not None:
+        m = r @ _mT(gr)
+    if gq is not None:
+        m = m - _mT(gq) @ q
+    low = m.tril(-1) if isinstance(m, Tensor) else None
+    copyltu = low + _mT(low) + _diag_matrix(m)
+    b = q @ copyltu if gq is None else gq + q @ copyltu
+    return b @ _mT(inv(r))
 
 
 # ---- functional API --------------------------------------------------------------------------
@@ -325,9 +343,15 @@ def svdvals(A, *, driver=None):
 
 
 def qr(A, mode="reduced"):
-    if mode != "reduced":
-        raise NotImplementedError(f"linalg.qr(mode={mode!r}) is not supported; use 'reduced'")
-    return QrResult(*Qr.apply(A))
+    """Q, R of A of any shape: 'reduced' (Q m x k, R k x n), 'complete' (Q m x m, R m x n),
+    or 'r' (R only; Q is empty and nothing is differentiable, as in PyTorch)."""
+    if mode not in ("reduced", "complete", "r"):
+        raise RuntimeError(f"qr received unrecognized mode '{mode}' but expected one of "
+                           f"'reduced' (default), 'r', or 'complete'")
+    if mode == "r":
+        r = make(_xp_linalg(A._data).qr(A._data, mode="r"))
+        return QrResult(make(array_module(A._data).zeros((0,), A._data.dtype)), r)
+    return QrResult(*Qr.apply(A, mode))
 
 
 def pinv(A, *, atol=None, rtol=None, hermitian=False):
@@ -441,9 +465,8 @@ def legacy_svd(input, some=True, compute_uv=True):
 
 
 def legacy_qr(input, some=True):
-    if not some:
-        raise NotImplementedError("qr(some=False) is not supported; pass some=True")
-    return qr(input)
+    """torch.qr: `some=False` is mode='complete'."""
+    return qr(input, "reduced" if some else "complete")
 
 
 def legacy_cholesky(input, upper=False):

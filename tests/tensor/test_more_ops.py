@@ -229,6 +229,13 @@ CASES = [
     ("svd_wide", lambda m, a: m.linalg.svd(a, full_matrices=False)[0].abs(), [(2, 4)], "any",
      True),
     ("qr", lambda m, a: m.linalg.qr(a), [(4, 3)], "any", True),
+    # wide matrices (A = [X Y]: the square formula on X, gY = Q gV) and the other modes
+    ("qr_wide", lambda m, a: m.linalg.qr(a), [(2, 3, 5)], "any", True),
+    ("qr_complete", lambda m, a: m.linalg.qr(a, mode="complete"), [(3, 5)], "any", True),
+    ("qr_complete_tall", lambda m, a: m.linalg.qr(a, mode="complete"), [(5, 3)], "any",
+     False),
+    ("qr_r", lambda m, a: m.linalg.qr(a, mode="r")[1], [(5, 3)], "any", False),
+    ("qr_legacy_some_false", lambda m, a: m.qr(a, some=False), [(3, 5)], "any", True),
     ("pinv", lambda m, a: m.linalg.pinv(a), [(4, 3)], "any", True),
     ("unfold", lambda m, x: x.unfold(1, 3, 2), [(2, 8)], "any", True),
     ("unfold_dim0", lambda m, x: x.unfold(0, 2, 1), [(4, 3)], "any", True),
