@@ -195,19 +195,29 @@ class Eigh(Function):
 
 
 class Svd(Function):
-    """The reduced SVD (full_matrices=False)."""
+    """The SVD, reduced or full; as PyTorch, the gradient ignores the columns of U and rows
+    of Vh past min(m, n) that the full one adds."""
 
     @staticmethod
-    def forward(ctx, a):
+    def forward(ctx, a, full_matrices):
         d = a._data
-        u, s, vh = _xp_linalg(d).svd(d, full_matrices=False)
-        u, s, vh = make(u), make(s), make(vh)
-        ctx.save_for_backward(u, s, vh)
-        return u, s, vh
+        u, s, vh = _xp_linalg(d).svd(d, full_matrices=full_matrices)
+        k = s.shape[-1]
+        ctx.save_for_backward(make(u[..., :, :k]), make(s), make(vh[..., :k, :]))
+        ctx.full = full_matrices and u.shape[-1] != vh.shape[-2]
+        return make(u), make(s), make(vh)
 
     @staticmethod
     def backward(ctx, gu, gs, gvh):
         u, s, vh = ctx.saved_tensors
+        if ctx.full:
+            k = s.shape[-1]
+            gu = None if gu is None else gu[..., :, :k]
+            gvh = None if gvh is None else gvh[..., :k, :]
+        return Svd._reduced_grad(u, s, vh, gu, gs, gvh), None
+
+    @staticmethod
+    def _reduced_grad(u, s, vh, gu, gs, gvh):
         m, n, k = u.shape[-2], vh.shape[-1], s.shape[-1]
         if gu is None and gvh is None:
             return (u * gs.unsqueeze(-2)) @ vh
@@ -331,11 +341,7 @@ def eigvalsh(A, UPLO="L"):
 def svd(A, full_matrices=True, *, driver=None):
     if driver is not None:
         raise NotImplementedError("linalg.svd(driver=...) is a cuSOLVER option; leave it None")
-    if full_matrices and A.shape[-1] != A.shape[-2]:
-        raise NotImplementedError(
-            f"linalg.svd(full_matrices=True) on a non-square input (shape {list(A.shape)}) is "
-            f"not supported; pass full_matrices=False (the reduced SVD)")
-    return SvdResult(*Svd.apply(A))
+    return SvdResult(*Svd.apply(A, bool(full_matrices)))
 
 
 def svdvals(A, *, driver=None):
@@ -455,10 +461,7 @@ def diagonal(A, *, offset=0, dim1=-2, dim2=-1):
 # ---- the older top-level spellings (torch.svd, torch.qr, torch.inverse, ...) ----------------
 def legacy_svd(input, some=True, compute_uv=True):
     """torch.svd: returns V (not Vh); `some=False` asks for the full factorisation."""
-    if not some and input.shape[-1] != input.shape[-2]:
-        raise NotImplementedError(f"svd(some=False) on a non-square input (shape "
-                                  f"{list(input.shape)}) is not supported; pass some=True")
-    U, S, Vh = svd(input, full_matrices=False)
+    U, S, Vh = svd(input, full_matrices=not some)
     if not compute_uv:
         return SvdResult(U.detach() * 0, S, _mT(Vh).detach() * 0)
     return namedtuple("svd", ["U", "S", "V"])(U, S, _mT(Vh))

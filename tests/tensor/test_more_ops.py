@@ -229,6 +229,11 @@ CASES = [
     ("svd_wide", lambda m, a: m.linalg.svd(a, full_matrices=False)[0].abs(), [(2, 4)], "any",
      True),
     ("qr", lambda m, a: m.linalg.qr(a), [(4, 3)], "any", True),
+    # linalg.svd's default full_matrices=True on non-square inputs (|U|, |Vh|: sign-free)
+    ("svd_full_wide", lambda m, a: (m.linalg.svd(a).U.abs(), m.linalg.svd(a).S,
+                                    m.linalg.svd(a).Vh[:3].abs()), [(3, 5)], "any", True),
+    ("svd_full_tall", lambda m, a: (m.linalg.svd(a).U[:, :2].abs(), m.linalg.svd(a).S),
+     [(4, 2)], "any", True),
     # wide matrices (A = [X Y]: the square formula on X, gY = Q gV) and the other modes
     ("qr_wide", lambda m, a: m.linalg.qr(a), [(2, 3, 5)], "any", True),
     ("qr_complete", lambda m, a: m.linalg.qr(a, mode="complete"), [(3, 5)], "any", True),
