@@ -6,7 +6,7 @@ it under PyTorch's paths. Submodules load on first use.
 """
 import importlib
 
-_LAZY_SUBMODULES = {"data", "tensorboard", "checkpoint", "hooks"}
+_LAZY_SUBMODULES = {"data", "tensorboard", "checkpoint", "hooks", "benchmark", "dlpack", "model_zoo"}
 
 
 def __getattr__(name):

@@ -122,6 +122,10 @@ ALLOWED = {
         "phalanx.serialization.load(mmap)",
         "phalanx.data.dataloader.DataLoader.__init__(in_order)",
     ],
+    "user data: a Measurement carries its metadata for the caller, as PyTorch's does, and "
+    "never reads it": [
+        "phalanx.utils.benchmark.Measurement.__init__(metadata)",
+    ],
     "safety only: sparse tensors' indices are always checked as they are made (O(nnz)); "
     "PyTorch's check_invariants=False skips checks whose failure is undefined behaviour "
     "there": [
