@@ -1,12 +1,13 @@
 """unfold (im2col: every sliding block as a column) and fold (col2im: the columns summed back
-into an image), each other's adjoint. Both are one index computed on the host from the
-geometry: unfold gathers with it, fold scatter-adds with it, so each one's backward is the
-other's operation."""
+into an image), each other's adjoint. unfold is one strided copy of the windows; fold
+scatter-adds with an index computed on the host from the geometry; each one's backward is
+the other's operation."""
 import numpy as np
 
+from ...autograd import Function
 from ...tensor import Tensor, backend
+from ...tensor.backend import array_module
 from ...tensor.ops.indexing import IndexAdd
-from ...tensor.ops.shape import pad
 from .conv import ntuple
 
 
@@ -44,13 +45,32 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
     n, c, h, w = x.shape
     k, d, p, s, padded, blocks = _geometry("unfold", (h, w), kernel_size, dilation, padding,
                                            stride)
-    if any(p):
-        x = pad(x, (p[1], p[1], p[0], p[0]))
-    index = _block_index(c, k, d, s, padded, blocks)
-    flat = x.reshape(n, c * padded[0] * padded[1])
-    out = flat[:, Tensor._make(backend.to_device(index.reshape(-1), input.device))]
-    out = out.reshape(n, index.shape[0], index.shape[1])
+    out = _Unfold.apply(x, (h, w), k, d, p, s, blocks)
     return out if batched else out.squeeze(0)
+
+
+class _Unfold(Function):
+    """im2col as one strided copy of the padded input's windows; its adjoint is fold."""
+
+    @staticmethod
+    def forward(ctx, x, hw, k, d, p, s, blocks):
+        ctx.geometry = (hw, k, d, p, s)
+        xp = array_module(x._data)
+        a = x._data
+        if any(p):
+            a = xp.pad(a, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
+        sn, sc, sh, sw = a.strides
+        n, c = a.shape[:2]
+        windows = xp.lib.stride_tricks.as_strided(
+            a, (n, c, k[0], k[1], blocks[0], blocks[1]),
+            (sn, sc, sh * d[0], sw * d[1], sh * s[0], sw * s[1]))
+        return Tensor._make(xp.ascontiguousarray(windows).reshape(
+            n, c * k[0] * k[1], blocks[0] * blocks[1]))
+
+    @staticmethod
+    def backward(ctx, g):
+        hw, k, d, p, s = ctx.geometry
+        return fold(g, hw, k, d, p, s), None, None, None, None, None, None
 
 
 def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
