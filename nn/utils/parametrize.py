@@ -7,13 +7,31 @@ PyTorch's (`parametrizations.weight.original...`), so its checkpoints load.
 
 As in PyTorch, the module's class is swapped for a subclass holding one property per
 parametrized name (only that module is affected)."""
+from contextlib import contextmanager
+
 from ...autograd import no_grad
 from ...tensor import Tensor
 from ..modules.container import ModuleDict, ModuleList
 from ..parameter import Parameter
 
-__all__ = ["ParametrizationList", "is_parametrized", "register_parametrization",
+__all__ = ["ParametrizationList", "cached", "is_parametrized", "register_parametrization",
            "remove_parametrizations", "type_before_parametrizations"]
+
+_cache = {}             # (id(module), name) -> the value, while `cached()` is active
+_cache_depth = [0]
+
+
+@contextmanager
+def cached():
+    """Compute each parametrized tensor once inside the block (a weight read in several
+    places of a step, or by every time step of an RNN), as PyTorch's context manager."""
+    _cache_depth[0] += 1
+    try:
+        yield
+    finally:
+        _cache_depth[0] -= 1
+        if not _cache_depth[0]:
+            _cache.clear()
 
 
 class ParametrizationList(ModuleList):
@@ -76,7 +94,12 @@ def _store(plist, name, tensor, requires_grad):
 
 def _property(name):
     def get(self):
-        return self.parametrizations[name]()
+        if not _cache_depth[0]:
+            return self.parametrizations[name]()
+        key = (id(self), name)
+        if key not in _cache:
+            _cache[key] = self.parametrizations[name]()
+        return _cache[key]
 
     def set_(self, value):
         self.parametrizations[name].right_inverse(value)
@@ -98,7 +121,10 @@ def register_parametrization(module, tensor_name, parametrization, *, unsafe=Fal
     """Make `module.<tensor_name>` read as parametrization(original); returns the module."""
     if is_parametrized(module, tensor_name):
         plist = module.parametrizations[tensor_name]
+        before = getattr(module, tensor_name).detach()
         plist.append(parametrization)
+        if not unsafe:
+            _check_output(module, tensor_name, before)
         return module
     if tensor_name in module._parameters:
         original = module._parameters.pop(tensor_name)
@@ -114,7 +140,26 @@ def register_parametrization(module, tensor_name, parametrization, *, unsafe=Fal
     module.parametrizations[tensor_name] = ParametrizationList([parametrization], original,
                                                                unsafe=unsafe)
     setattr(type(module), tensor_name, _property(tensor_name))
+    if not unsafe:
+        _check_output(module, tensor_name, original)
     return module
+
+
+def _check_output(module, tensor_name, original):
+    """PyTorch's check of a new parametrization: run it once; it must give a tensor of the
+    original's shape and dtype unless `unsafe=True`."""
+    with no_grad():
+        value = getattr(module, tensor_name)
+    if not isinstance(value, Tensor):
+        raise ValueError(f"A parametrization must return a tensor. Got {type(value).__name__}.")
+    if value.dtype is not original.dtype:
+        raise ValueError(f"Registering a parametrization may not change the dtype of the "
+                         f"tensor, unless the `unsafe` flag is enabled.\nunparametrized dtype: "
+                         f"{original.dtype}\nparametrized dtype: {value.dtype}")
+    if tuple(value.shape) != tuple(original.shape):
+        raise ValueError(f"Registering a parametrization may not change the shape of the "
+                         f"tensor, unless the `unsafe` flag is enabled.\nunparametrized shape: "
+                         f"{list(original.shape)}\nparametrized shape: {list(value.shape)}")
 
 
 def remove_parametrizations(module, tensor_name, leave_parametrized=True):

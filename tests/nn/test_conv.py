@@ -208,6 +208,7 @@ def test_conv_transpose_output_size():
                                       ("ConvTranspose2d", (6, 4, 3))])
 def test_default_init_matches_torch_distribution(cls, args):
     """kaiming_uniform(a=sqrt(5)) -> weights and bias in +-1/sqrt(fan_in)."""
+    px.manual_seed(3)   # 4 biases all under half the bound happen 1 time in 16 otherwise
     m = getattr(nn, cls)(*args)
     fan_in = m.weight.shape[1] * math.prod(m.weight.shape[2:])
     bound = 1 / math.sqrt(fan_in)

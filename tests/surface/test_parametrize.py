@@ -78,3 +78,29 @@ def test_assignment_goes_through_right_inverse():
         P.register_parametrization(px.nn.Linear(2, 2), "weights", _scaled(px))
     other = px.nn.Linear(2, 2)
     assert type(other).__name__ == "Linear" and not P.is_parametrized(other)
+
+
+def test_cached_computes_each_parametrized_tensor_once_inside_the_block():
+    """parametrize.cached(), as the parametrizations tutorial uses it: counted calls of the
+    parametrization's forward match PyTorch's, and the cache ends with the block."""
+    counts = {}
+
+    def make(lib):
+        class Symmetric(lib.nn.Module):
+            def forward(self, x):
+                counts[lib.__name__] = counts.get(lib.__name__, 0) + 1
+                return x.triu() + x.triu(1).mT
+        layer = lib.nn.Linear(3, 3)
+        lib.nn.utils.parametrize.register_parametrization(layer, "weight", Symmetric())
+        return layer
+
+    for lib in (px, torch):
+        layer = make(lib)
+        with lib.nn.utils.parametrize.cached():
+            first, second = layer.weight, layer.weight
+            with lib.nn.utils.parametrize.cached():     # nested: the same cache
+                assert layer.weight is first
+        assert first is second
+        layer.weight
+        layer.weight
+    assert counts["phalanx"] == counts["torch"] == 4     # one at registration, its check
