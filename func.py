@@ -17,7 +17,7 @@ from .nn.utils.stateless import _functional_call as _stateless_call
 from .tensor import Tensor, vmap
 
 __all__ = ["functional_call", "grad", "grad_and_value", "hessian", "jacfwd", "jacrev", "jvp",
-           "vjp", "vmap"]
+           "stack_module_state", "vjp", "vmap"]
 
 
 def _argnums(argnums, nargs, name):
@@ -115,12 +115,15 @@ def vjp(func, *primals, has_aux=False):
         out, aux = _split_aux(func(*watched), has_aux, "vjp")
     outs = out if isinstance(out, tuple) else (out,)
 
+    leaves = [t for w in watched for t in _leaves(w)]
+
     def vjp_fn(*cotangents):
         cts = cotangents[0] if len(cotangents) == 1 and isinstance(out, tuple) else cotangents
-        grads = autograd.grad(outs, watched, cts, retain_graph=True, create_graph=True,
+        grads = autograd.grad(outs, leaves, cts, retain_graph=True, create_graph=True,
                               allow_unused=True)
-        return tuple((g if keep else g.detach()) if g is not None else
-                     w.new_zeros(*w.shape) for g, w, keep in zip(grads, watched, outer))
+        grads = iter([(g if keep else g.detach()) if g is not None else w.new_zeros(*w.shape)
+                      for g, w, keep in zip(grads, leaves, outer)])
+        return tuple(_rebuild(w, grads) for w in watched)     # each primal's structure
     value = out if any(outer) else (tuple(o.detach() for o in outs) if isinstance(out, tuple)
                                     else out.detach())
     return (value, vjp_fn, aux) if has_aux else (value, vjp_fn)
@@ -171,19 +174,24 @@ def jacrev(func, argnums=0, *, has_aux=False, chunk_size=None):
     def wrapper(*args):
         single, nums = _argnums(argnums, len(args), "jacrev")
         aux_box = []
+        trees = [args[n] for n in nums]          # tensors, or tuples/lists/dicts of them
+        leaves = [t for tree in trees for t in _leaves(tree)]
 
-        def of_selected(*selected):
-            full = list(args)
-            for n, t in zip(nums, selected):
-                full[n] = t
+        def of_leaves(*flat):
+            full, given = list(args), iter(flat)
+            for n, tree in zip(nums, trees):
+                full[n] = _rebuild(tree, given)
             out, aux = _split_aux(func(*full), has_aux, "jacrev")
             aux_box.append(aux)
             return out
-        keep = any(args[n].requires_grad for n in nums)
-        jac = _functional.jacobian(of_selected, tuple(args[n] for n in nums),
-                                   create_graph=keep)
-        if single:
-            jac = tuple(j[0] for j in jac) if isinstance(jac[0], tuple) else jac[0]
+
+        def shaped(per_leaf):                    # a Jacobian per leaf -> the argnums' shape
+            given = iter(per_leaf)
+            built = tuple(_rebuild(tree, given) for tree in trees)
+            return built[0] if single else built
+        keep = any(t.requires_grad for t in leaves)
+        jac = _functional.jacobian(of_leaves, tuple(leaves), create_graph=keep)
+        jac = tuple(shaped(j) for j in jac) if isinstance(jac[0], tuple) else shaped(jac)
         return (jac, aux_box[0]) if has_aux else jac
     return wrapper
 
@@ -209,3 +217,27 @@ def functional_call(module, parameter_and_buffer_dicts, args=None, kwargs=None, 
     deprecation warning (as PyTorch's torch.func.functional_call)."""
     return _stateless_call(module, parameter_and_buffer_dicts, args, kwargs,
                            tie_weights=tie_weights, strict=strict)
+
+
+def stack_module_state(models):
+    """(params, buffers): each name's tensors of same-shaped `models` stacked along a new
+    first dim, for `vmap` over an ensemble with `functional_call`. The stacked parameters are
+    new leaves that require grad where the originals do, as PyTorch's."""
+    from .tensor import stack
+    models = list(models)
+    if not models:
+        raise RuntimeError("stack_module_state: Expected at least one model, got 0.")
+    if len({m.training for m in models}) > 1:
+        raise RuntimeError("stack_module_state: Expected all models to have the same "
+                           "training/eval mode.")
+    if len({type(m) for m in models}) > 1:
+        raise RuntimeError("stack_module_state: Expected all models to be of the same class.")
+
+    def stacked(named):
+        tables = [dict(named(m)) for m in models]
+        if any(t.keys() != tables[0].keys() for t in tables):
+            raise RuntimeError("stack_module_state: the models' parameter or buffer names "
+                               "differ")
+        return {k: stack([t[k].detach() for t in tables]).requires_grad_(
+            tables[0][k].requires_grad) for k in tables[0]}
+    return (stacked(lambda m: m.named_parameters()), stacked(lambda m: m.named_buffers()))

@@ -81,7 +81,10 @@ def make_dual(tensor, tangent, *, level=None):
 
 def unpack_dual(tensor, *, level=None):
     """(primal, tangent) of `tensor`: the tangent is None when `tensor` does not depend on a
-    dual of the level (or is not a tensor computed with gradients recorded)."""
+    dual of the level (or is not a tensor computed with gradients recorded), and after the
+    level has closed, as PyTorch's."""
+    if not _levels:
+        return UnpackedDualTensor(tensor, None)
     duals = _level(level)
     for dual, tangent, _ in duals:
         if dual is tensor:

@@ -89,19 +89,22 @@ class Measurement:
         unit, scale = _unit(self.median)
         spec = self.task_spec
         lines = [f"<phalanx.utils.benchmark.Measurement object at {id(self):#x}>"]
-        lines += [s for s in (
-            f"{spec.label}: {spec.sub_label}" if spec.label and spec.sub_label else spec.label,
-            spec.description, f"setup: {spec.setup}" if spec.setup != "pass" else None) if s]
-        if len(self.times) == 1:
+        title = spec.label or str(spec.stmt)
+        lines += [s for s in (f"{title}: {spec.sub_label}" if spec.sub_label else title,
+                              spec.description,
+                              f"setup: {spec.setup}" if spec.setup != "pass" else None) if s]
+        threads = f"{spec.num_threads} thread{'s' * (spec.num_threads > 1)}"
+        if len(self.times) == 1:        # PyTorch's words, its stray space included
             lines.append(f"  {self.median * scale:.2f} {unit}")
+            lines.append(f"  1 measurement, {self.number_per_run} runs , {threads}")
         else:
             lines.append(f"  Median: {self.median * scale:.2f} {unit}")
-            lines.append(f"  IQR:    {self.iqr * scale:.2f} {unit} "
-                         f"({self._quantile(0.25) * scale:.2f} to "
-                         f"{self._quantile(0.75) * scale:.2f})")
-        lines.append(f"  {len(self.raw_times)} measurement{'s' * (len(self.raw_times) > 1)}, "
-                     f"{self.number_per_run} runs per measurement, {spec.num_threads} "
-                     f"thread{'s' * (spec.num_threads > 1)}")
+            if len(self.times) >= 4:
+                lines.append(f"  IQR:    {self.iqr * scale:.2f} {unit} "
+                             f"({self._quantile(0.25) * scale:.2f} to "
+                             f"{self._quantile(0.75) * scale:.2f})")
+            lines.append(f"  {len(self.raw_times)} measurements, {self.number_per_run} runs "
+                         f"per measurement, {threads}")
         if self.has_warnings:
             lines.append(f"  WARNING: Interquartile range is {100 * self.iqr / self.median:.1f}%"
                          f" of the median measurement.")

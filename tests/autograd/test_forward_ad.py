@@ -49,6 +49,10 @@ def test_two_duals_an_independent_output_and_the_dual_itself():
         assert fw.unpack_dual(px.ones(2) * 2).tangent is None
     with pytest.raises(RuntimeError, match="dual level"):
         fw.make_dual(a, a)
+    # once the level has closed, a result has no tangent any more (PyTorch's answer)
+    with fw.dual_level():
+        out = fw.make_dual(a, px.ones(2)) * 2
+    assert fw.unpack_dual(out).tangent is None and fw.unpack_dual(out).primal is out
     with fw.dual_level():
         with pytest.raises(RuntimeError, match="different size"):
             fw.make_dual(a, px.ones(3))

@@ -135,3 +135,40 @@ def test_functional_call_ties_and_strict():
             TF.functional_call(torch.nn.Linear(2, 2),
                                {k: torch.tensor(v.numpy()) for k, v in given.items()},
                                (torch.ones(2),), strict=True)
+
+
+def test_jacrev_and_vjp_take_parameter_dicts():
+    """The neural-tangent-kernel tutorial's calls: jacrev and vjp of functional_call with
+    respect to a dict of parameters give dicts, as torch.func's."""
+    pm = px.nn.Linear(3, 2).double()
+    tm = torch.nn.Linear(3, 2).double()
+    tm.load_state_dict({k: torch.tensor(v.detach().numpy()) for k, v in pm.state_dict().items()})
+    x = RNG.standard_normal(3)
+    p_params = {k: v.detach() for k, v in pm.named_parameters()}
+    t_params = {k: v.detach() for k, v in tm.named_parameters()}
+    _close(PF.jacrev(lambda p, v: PF.functional_call(pm, p, (v,)))(p_params, px.tensor(x)),
+           TF.jacrev(lambda p, v: TF.functional_call(tm, p, (v,)))(t_params, torch.tensor(x)))
+    _, p_fn = PF.vjp(lambda p: PF.functional_call(pm, p, (px.tensor(x),)), p_params)
+    _, t_fn = TF.vjp(lambda p: TF.functional_call(tm, p, (torch.tensor(x),)), t_params)
+    cotangent = RNG.standard_normal(2)
+    (p_grads,), (t_grads,) = p_fn(px.tensor(cotangent)), t_fn(torch.tensor(cotangent))
+    _close(p_grads, t_grads)
+
+
+def test_stack_module_state_for_an_ensemble():
+    """The model-ensembling tutorial: stacked parameters and buffers, vmapped through
+    functional_call, give each model's own output."""
+    models = [px.nn.Sequential(px.nn.Linear(3, 4), px.nn.BatchNorm1d(4)).eval()
+              for _ in range(3)]
+    params, buffers = PF.stack_module_state(models)
+    assert tuple(params["0.weight"].shape) == (3, 4, 3) and params["0.weight"].requires_grad
+    assert params["0.weight"].is_leaf and not buffers["1.running_mean"].requires_grad
+    assert tuple(buffers["1.running_mean"].shape) == (3, 4)
+    x = px.tensor(RNG.standard_normal((5, 3)), dtype=px.float32)
+    base = models[0]
+    out = PF.vmap(lambda p, b, v: PF.functional_call(base, (p, b), (v,)),
+                  in_dims=(0, 0, None))(params, buffers, x)
+    for i, m in enumerate(models):
+        np.testing.assert_allclose(out[i].detach().numpy(), m(x).detach().numpy(), rtol=1e-6)
+    with pytest.raises(RuntimeError, match="same training/eval mode"):
+        PF.stack_module_state([models[0], models[1].train()])

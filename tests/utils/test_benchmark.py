@@ -73,3 +73,12 @@ def test_compare_lays_out_one_table_per_label():
     rows = [line for line in table.splitlines() if "|" in line and "phalanx" not in line]
     assert [r.split("|")[0].strip() for r in rows] == ["16", "128"]
     assert all(r.count("1.907") == 2 for r in rows)
+
+
+def test_measurement_prints_as_pytorchs():
+    clock = Clock()
+    text = repr(_timer(clock).timeit(10)).splitlines()
+    assert text[1:] == ["clock.tick()", "  1.91 us", "  1 measurement, 10 runs , 1 thread"]
+    text = repr(_timer(clock, label="L", sub_label="S", description="D").blocked_autorange(
+        min_run_time=0.01)).splitlines()
+    assert text[1:4] == ["L: S", "D", "  Median: 1.91 us"] and text[4].startswith("  IQR:")
