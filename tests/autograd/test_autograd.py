@@ -419,3 +419,54 @@ def test_gradcheck_perturbs_non_contiguous_inputs():
     a = px.tensor(np.random.default_rng(0).random((3, 4))).t().detach().requires_grad_(True)
     assert not a.is_contiguous()
     assert gradcheck(lambda t: t * t.sum(dim=0, keepdim=True), (a,))
+
+
+def test_gradcheck_takes_pytorchs_options():
+    """PyTorch's gradcheck keywords: forward mode, batched gradients, gradient dtypes,
+    reentrancy within nondet_tol, backward off; each can catch what it is for."""
+    import phalanx.autograd as A
+    x = px.tensor(np.random.default_rng(0).random(3), requires_grad=True)
+    y = px.tensor(np.random.default_rng(1).random(3), requires_grad=True)
+
+    def f(a, b):
+        return a.sin() * b, (a * b).sum()
+    assert A.gradcheck(f, (x, y), check_forward_ad=True, check_batched_grad=True,
+                       check_grad_dtypes=True, fast_mode=True)
+    assert A.gradgradcheck(lambda a: a.sin() * a, (x,), gen_non_contig_grad_outputs=True,
+                           check_fwd_over_rev=True)
+
+    class WrongBackward(A.Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 3
+    assert not A.gradcheck(WrongBackward.apply, (x,), raise_exception=False)
+    assert A.gradcheck(WrongBackward.apply, (x,), check_backward_ad=False)   # nothing checked
+
+    class Jittery(A.Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2 + px.tensor(np.random.default_rng().random(3) * 1e-9)
+    with pytest.raises(RuntimeError, match="not reentrant"):
+        A.gradcheck(Jittery.apply, (x,))
+    assert A.gradcheck(Jittery.apply, (x,), nondet_tol=1e-6)
+
+    class HalfGradient(A.Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return (g * 2).to(px.float32)
+    with pytest.raises(RuntimeError, match="dtype"):
+        A.gradcheck(HalfGradient.apply, (x,), check_grad_dtypes=True)
+    with pytest.raises(NotImplementedError, match="masked=True"):
+        A.gradcheck(f, (x, y), masked=True)

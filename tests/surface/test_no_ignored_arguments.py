@@ -122,6 +122,14 @@ ALLOWED = {
         "phalanx.serialization.load(mmap)",
         "phalanx.data.dataloader.DataLoader.__init__(in_order)",
     ],
+    "the same check, whatever the flag: gradcheck compares whole Jacobians (PyTorch's "
+    "fast_mode projects them for speed), and every Jacobian row is a backward with the other "
+    "outputs' gradients undefined (what check_undefined_grad asks for)": [
+        "phalanx.autograd.gradcheck.gradcheck(fast_mode)",
+        "phalanx.autograd.gradcheck.gradcheck(check_undefined_grad)",
+        "phalanx.autograd.gradcheck.gradgradcheck(fast_mode)",
+        "phalanx.autograd.gradcheck.gradgradcheck(check_undefined_grad)",
+    ],
     "user data: a Measurement carries its metadata for the caller, as PyTorch's does, and "
     "never reads it": [
         "phalanx.utils.benchmark.Measurement.__init__(metadata)",
