@@ -270,11 +270,6 @@ def _run_node(node, grads, capture, results, needed_below):
                     r = hook(grads[nr])
                     if r is not None:
                         grads[nr] = r
-    if node._released:
-        raise RuntimeError(
-            f"Trying to backward through the graph a second time (through {node.name()}): "
-            f"its saved values were freed by the first backward. Pass retain_graph=True to "
-            f"the first backward() to keep them.")
     if capture is not None:
         _capture_node_grads(capture, node, grads, results)
         if node not in needed_below:

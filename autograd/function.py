@@ -97,12 +97,39 @@ class Node:
         return RemovableHandle(hooks, hook)
 
     def release(self):
-        self._saved = None
-        self._released = True
-        self.__dict__.clear()  # tensors stashed as attributes of ctx go too
+        """Free what backward saved (after it ran, unless retain_graph). As in PyTorch, a
+        node that saved no tensors can run again; one that did says so when it reads them."""
+        if self._saved is not None and any(t is not None for t in self._saved):
+            self._saved = None
+            self._released = True     # saved_tensors says so from now on
+        stashed = self.__dict__       # arrays and tensors kept as ctx attributes go too
+        freed = [k for k, v in stashed.items() if _holds_data(v)]
+        for k in freed:
+            del stashed[k]
+        if freed:
+            stashed["_freed"] = frozenset(freed)
+
+    def __getattr__(self, name):      # only for names not found: the freed ones say why
+        if name in self.__dict__.get("_freed", ()):
+            raise RuntimeError(
+                f"Trying to backward through the graph a second time (or to read saved values "
+                f"of {self.name()} after they were freed): '{name}' was freed by the first "
+                f"backward. Pass retain_graph=True to the first backward() to keep it.")
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __repr__(self):
         return f"<{self.name()} object>"
+
+
+def _holds_data(value):
+    """Whether a ctx attribute holds tensor data (an array or tensor, or a tuple, list or
+    dict of them), which release() frees; shapes, dims and flags stay."""
+    if isinstance(value, (tuple, list)):
+        return any(_holds_data(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_data(v) for v in value.values())
+    return isinstance(value, TensorBase) or hasattr(value, "__array_interface__") or \
+        hasattr(value, "__cuda_array_interface__")
 
 
 class RemovableHandle:

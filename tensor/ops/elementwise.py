@@ -220,18 +220,22 @@ def _float_input(x):
     return d
 
 
-def _unary(name, fwd, grad, save_out=False, keeps_dtype=False):
+def _unary(name, fwd, grad, save_out=False, keeps_dtype=False, saves=True):
     """Define a one-input Function from `fwd(xp, array)` and `grad(x, out, g)` (tensor ops);
-    `grad` gets the output (save_out=True) or the input, not both.
+    `grad` gets the output (save_out=True) or the input, not both, or neither (`saves=False`:
+    a linear op, whose backward can run again after the graph is freed, as PyTorch's).
 
     Integer inputs are computed in the default float dtype unless `keeps_dtype` (neg, abs)."""
     def forward(ctx, x):
         d = x._data if keeps_dtype else _float_input(x)
         out = make(fwd(array_module(d), d))
-        ctx.save_for_backward(out if save_out else x)
+        if saves:
+            ctx.save_for_backward(out if save_out else x)
         return out
 
     def backward(ctx, g):
+        if not saves:
+            return grad(None, None, g)
         saved, = ctx.saved_tensors
         if saved._data.dtype.kind == "c":
             # PyTorch's convention: g * conj(f'(z)), which is g * f'(conj z) for these f
@@ -242,7 +246,7 @@ def _unary(name, fwd, grad, save_out=False, keeps_dtype=False):
                                     "backward": staticmethod(backward)})
 
 
-Neg = _unary("Neg", lambda xp, x: -x, lambda x, o, g: -g, keeps_dtype=True)
+Neg = _unary("Neg", lambda xp, x: -x, lambda x, o, g: -g, keeps_dtype=True, saves=False)
 Exp = _unary("Exp", lambda xp, x: xp.exp(x), lambda x, o, g: g * o, save_out=True)
 Log = _unary("Log", lambda xp, x: xp.log(x), lambda x, o, g: g / x)
 Log1p = _unary("Log1p", lambda xp, x: xp.log1p(x), lambda x, o, g: g / (x + 1))

@@ -146,6 +146,30 @@ def test_retain_graph_and_second_backward_error():
         y.backward()
 
 
+@pytest.mark.parametrize("op", ["reshape", "view", "t", "add_const", "sum", "expand",
+                                "getitem", "cat", "neg", "add_self"])
+def test_nodes_that_saved_nothing_run_again_as_in_pytorch(op):
+    """A second backward through ops that save no tensors works (PyTorch frees only saved
+    tensors); through one that saved a tensor it says so by name."""
+    make = {"reshape": lambda x: x.reshape(12), "view": lambda x: x.view(12),
+            "t": lambda x: x.t(), "add_const": lambda x: x + 1, "sum": lambda x: x.sum(0),
+            "expand": lambda x: x.expand(2, 3, 4), "getitem": lambda x: x[0],
+            "cat": lambda x: px.cat([x, x]),
+            "neg": lambda x: -x, "add_self": lambda x: x + x}[op]
+    tmake = {"cat": lambda x: torch.cat([x, x])}.get(op, make)
+    data = np.random.default_rng(0).standard_normal((3, 4))
+    x, tx = px.tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True)
+    y, ty = make(x), tmake(tx)
+    for _ in range(2):
+        (y * 2).sum().backward()
+        (ty * 2).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy())
+    z = (x.exp() * 3).sum()
+    z.backward()
+    with pytest.raises(RuntimeError, match="second time.*ExpBackward"):
+        z.backward()
+
+
 def test_backward_errors():
     with pytest.raises(RuntimeError, match="does not require grad"):
         px.ones(2).sum().backward()
