@@ -87,6 +87,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     (..., L, S). `is_causal` applies a lower-triangular mask (and excludes `attn_mask`).
     """
     _check_qkv(query, key, value, enable_gqa)
+    if type(attn_mask).__name__ == "CausalBias":    # nn.attention.bias: made here, when used
+        attn_mask = attn_mask._mask_like(query)
     if not 0.0 <= dropout_p <= 1.0:
         raise ValueError(f"dropout_p must be in [0, 1], got {dropout_p}")
     _check_kernel(query.shape, key.shape, value.shape, dropout_p,
@@ -130,7 +132,7 @@ def _check_qkv(q, k, v, gqa):
         if t.ndim < 2:
             raise RuntimeError(f"scaled_dot_product_attention: {name} must have at least 2 "
                                f"dims (..., seq, features), got shape {_shape(t)}")
-        if t._data.dtype.kind != "f":
+        if not t.is_floating_point():
             raise RuntimeError(f"scaled_dot_product_attention: {name} must be floating point, "
                                f"got {t.dtype}")
     if not (q.dtype == k.dtype == v.dtype):
@@ -426,7 +428,7 @@ class _Attention(Function):
                                                        keep)
         ctx.save_for_backward(q, k, v, mask)
         ctx.scale, ctx.keep = scale, keep
-        return Tensor._make(out)
+        return Tensor._make(_in_layout_of(out, q._data))
 
     @staticmethod
     def backward(ctx, g):
@@ -440,6 +442,18 @@ class _Attention(Function):
                                  ctx.scale)
         return tuple(Tensor._make(a) if need else None
                      for a, need in zip(grads, ctx.needs_input_grad[:3])) + (None, None, None)
+
+
+def _in_layout_of(out, like):
+    """`out` laid out in memory as the query is, as PyTorch's CPU kernel returns it: a query
+    that is a (B, H, L, E) view of (B, L, H, E) memory gives an output whose
+    `.transpose(1, 2).view(B, L, H * E)` works without `.contiguous()`."""
+    if like.flags.c_contiguous or like.shape != out.shape:
+        return out
+    xp = array_module(out)
+    laid = xp.empty_like(like, dtype=out.dtype)
+    laid[...] = out
+    return laid
 
 
 def _keep_mask(proj, shape, dropout_p):

@@ -308,3 +308,39 @@ def test_sdpa_mask_must_broadcast_to_the_scores_as_in_torch():
                                            r"broadcast to the attention scores' shape \[5, 6\]"):
         F.scaled_dot_product_attention(px.tensor(q), px.tensor(k), px.tensor(v),
                                        attn_mask=px.tensor(mask))
+
+
+def test_sdpa_output_keeps_the_querys_layout():
+    """PyTorch's CPU kernel returns the output laid out as the query: the SDPA tutorial's
+    `y.transpose(1, 2).view(B, L, H * E)` (no .contiguous()) works on a transposed query."""
+    data = np.random.default_rng(3).standard_normal((2, 8, 4, 16))
+    for lib in (px, torch):
+        x = lib.tensor(data, requires_grad=True)
+        q = x.transpose(1, 2)
+        y = lib.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True)
+        merged = y.transpose(1, 2).view(2, 8, 64)
+        merged.sum().backward()
+        if lib is px:
+            mine, mine_grad = merged.detach().numpy(), x.grad.numpy()
+            assert y.stride() == (512, 16, 64, 1)
+    np.testing.assert_allclose(mine, merged.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(mine_grad, x.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_sdpa_takes_bfloat16_and_causal_biases():
+    from phalanx.nn.attention.bias import CausalVariant, causal_lower_right, causal_upper_left
+    import torch.nn.attention.bias as tbias
+    q = px.rand(2, 4, 8, 16, dtype=px.bfloat16)
+    assert px.nn.functional.scaled_dot_product_attention(q, q, q).dtype == px.bfloat16
+    rng = np.random.default_rng(4)
+    arrays = [rng.standard_normal(s) for s in ((2, 3, 4), (2, 5, 4), (2, 5, 4))]
+    for mine, theirs in ((causal_lower_right(3, 5), tbias.causal_lower_right(3, 5)),
+                         (causal_upper_left(3, 5), tbias.causal_upper_left(3, 5))):
+        np.testing.assert_array_equal(mine._materialize().numpy(),
+                                      theirs._materialize().numpy())
+        y = px.nn.functional.scaled_dot_product_attention(*map(px.tensor, arrays),
+                                                          attn_mask=mine)
+        ty = torch.nn.functional.scaled_dot_product_attention(*map(torch.tensor, arrays),
+                                                              attn_mask=theirs)
+        np.testing.assert_allclose(y.numpy(), ty.numpy(), rtol=1e-12, atol=1e-12)
+    assert causal_lower_right(3, 5).variant is CausalVariant.LOWER_RIGHT

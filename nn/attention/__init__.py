@@ -11,7 +11,7 @@ PyTorch would find no allowed kernel, Phalanx raises as it does.
 import contextlib
 import enum
 
-from ..backends import cuda as _cuda
+from ...backends import cuda as _cuda
 
 __all__ = ["SDPBackend", "sdpa_kernel", "WARN_FOR_UNFUSED_KERNELS"]
 
