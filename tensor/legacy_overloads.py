@@ -9,16 +9,30 @@ warning where it warns):
 Each wrapper turns the old form into the current call; the current forms pass through.
 """
 import numbers
+import os
+import sys
 import warnings
 
 from .ops import elementwise as ew, reduction as red
 from .tensor import Tensor
 
 
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def _warn(name, old, new):
     warnings.warn(f"This overload of {name} is deprecated:\n\t{name}({old})\nConsider using "
                   f"one of the following signatures instead:\n\t{name}({new})", UserWarning,
-                  stacklevel=3)
+                  stacklevel=_caller_level())
+
+
+def _caller_level():
+    """The stacklevel of the first frame outside Phalanx: the warning names the user's line
+    whether the old form came through a method, an in-place method or a function."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _is_value(v):
@@ -104,4 +118,9 @@ def std_mean(input, *args, **kwargs):
 
 METHODS = {"add": add, "sub": sub, "subtract": sub, "addcmul": addcmul, "addcdiv": addcdiv,
            "var": var, "std": std}
+# the in-place forms warn under their own names (p.add_(-lr, grad): "add_")
+INPLACE = {"add_": _alpha_op(ew.add, "add_"), "sub_": _alpha_op(ew.sub, "sub_"),
+           "subtract_": _alpha_op(ew.sub, "subtract_"),
+           "addcmul_": _value_op(ew.addcmul, "addcmul_"),
+           "addcdiv_": _value_op(ew.addcdiv, "addcdiv_")}
 __all__ = ["add", "addcdiv", "addcmul", "std", "std_mean", "sub", "var", "var_mean"]

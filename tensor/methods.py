@@ -426,12 +426,14 @@ Tensor.index_reduce_ = _make_inplace(_extra_methods.index_reduce)
 def _bind_legacy_overloads():
     """add(value, other), addcmul(value, t1, t2), var(dim, unbiased, keepdim), ... (see
     legacy_overloads): the methods and their in-place forms take the old spellings too."""
-    from .legacy_overloads import METHODS
+    from .legacy_overloads import INPLACE, METHODS
     for name, fn in METHODS.items():
         setattr(Tensor, name, fn)
         _methods[name] = fn
-    for name in ("add", "sub", "subtract", "addcmul", "addcdiv"):
-        setattr(Tensor, name + "_", _make_inplace(METHODS[name]))
+    for name, fn in INPLACE.items():
+        op = _make_inplace(fn)
+        op.__name__ = name
+        setattr(Tensor, name, op)
 
 
 _bind_legacy_overloads()

@@ -48,8 +48,9 @@ def test_matches_torch(expr):
     ("addcdiv_", lambda lib: (0.1, lib.tensor(B), lib.tensor(C)))])
 def test_in_place_old_forms_warn_like_torch(name, args):
     p, t = px.tensor(A), torch.tensor(A)
-    with pytest.warns(UserWarning, match="deprecated"):
+    with pytest.warns(UserWarning, match=f"overload of {name} is deprecated") as caught:
         assert getattr(p, name)(*args(px)) is p
+    assert caught[0].filename == __file__       # the user's line, as PyTorch's warning
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         getattr(t, name)(*args(torch))
