@@ -9,15 +9,11 @@ warning where it warns):
 Each wrapper turns the old form into the current call; the current forms pass through.
 """
 import numbers
-import os
 import sys
 import warnings
 
 from .ops import elementwise as ew, reduction as red
 from .tensor import Tensor
-
-
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _warn(name, old, new):
@@ -30,7 +26,8 @@ def _caller_level():
     """The stacklevel of the first frame outside Phalanx: the warning names the user's line
     whether the old form came through a method, an in-place method or a function."""
     frame, level = sys._getframe(2), 2
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == \
+            "phalanx":
         frame, level = frame.f_back, level + 1
     return level
 
