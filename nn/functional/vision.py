@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 
+from ...autograd import Function
 from ...tensor import Tensor, backend, where
 from .interpolate import cubic_weights
 
@@ -55,6 +56,19 @@ def _unnormalize(coord, size, align_corners):
     if align_corners:
         return (coord + 1) * ((size - 1) / 2)
     return ((coord + 1) * size - 1) / 2
+
+
+class _ZeroGradientTo(Function):
+    """`out` unchanged, with `other` in the graph at a zero gradient."""
+
+    @staticmethod
+    def forward(ctx, out, other):
+        ctx.other_shape = tuple(other.shape)
+        return Tensor._make(out._data)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, g.new_zeros(ctx.other_shape)
 
 
 def _reflect(coord, twice_low, twice_high):
@@ -143,7 +157,9 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
     host_x, host_y = host(ix), host(iy)
     if mode == "nearest":
         out = tap(np.rint(host_x).astype(np.int64), np.rint(host_y).astype(np.int64))
-        return out.reshape(n, c, ho, wo)
+        out = out.reshape(n, c, ho, wo)
+        # piecewise constant in the grid: PyTorch still links the grid, with zero gradient
+        return _ZeroGradientTo.apply(out, grid) if grid.requires_grad else out
     x0, y0 = np.floor(host_x).astype(np.int64), np.floor(host_y).astype(np.int64)
     fx0 = Tensor._make(backend.to_device(x0.astype(input._data.dtype), input.device))
     fy0 = Tensor._make(backend.to_device(y0.astype(input._data.dtype), input.device))

@@ -338,8 +338,8 @@ def test_affine_grid_and_grid_sample_match_torch(mode, padding_mode, align_corne
     (t_out * torch.tensor(g)).sum().backward()
     (p_out * px.tensor(g)).sum().backward()
     np.testing.assert_allclose(pxx.grad.numpy(), tx.grad.numpy(), rtol=1e-6, atol=1e-12)
-    if mode == "nearest":   # piecewise constant: PyTorch reports a zero gradient
-        assert pt.grad is None and not tt.grad.abs().sum()
+    if mode == "nearest":   # piecewise constant: a zero gradient, the grid still linked
+        assert not pt.grad.abs().sum() and not tt.grad.abs().sum()
     else:
         np.testing.assert_allclose(pt.grad.numpy(), tt.grad.numpy(), rtol=1e-6, atol=1e-10)
     with pytest.warns(UserWarning, match="align_corners=False since 1.3.0"):
