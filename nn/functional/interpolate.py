@@ -81,7 +81,43 @@ def _cubic_matrix(in_size, out_size, scale_factor, align_corners):
     return _taps_matrix(in_size, out_size, lo[:, None] + np.arange(-1, 3), weights)
 
 
-def _matrix(mode, in_size, out_size, scale_factor, align_corners):
+def _antialias_filter(x, cubic):
+    """PIL's (and PyTorch's antialias) kernels: the triangle, or Keys' cubic with a = -0.5."""
+    x = np.abs(x)
+    if not cubic:
+        return np.maximum(0.0, 1.0 - x)
+    a = -0.5
+    return np.where(x < 1, ((a + 2) * x - (a + 3)) * x * x + 1,
+                    np.where(x < 2, (((x - 5) * x + 8) * x - 4) * a, 0.0))
+
+
+def _antialias_matrix(in_size, out_size, scale_factor, align_corners, cubic):
+    """antialias=True: the filter stretched over the whole source footprint of each output
+    pixel when downsampling (so every source pixel counts), each row normalised; PyTorch's
+    weights (its `_compute_indices_min_size_weights_aa`)."""
+    if align_corners:
+        scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+    else:
+        scale = _scale(in_size, out_size, scale_factor)
+    taps = 4 if cubic else 2
+    support = taps / 2 * scale if scale >= 1.0 else taps / 2
+    stretch = 1.0 / scale if scale >= 1.0 else 1.0
+    center = scale * (np.arange(out_size) + 0.5)
+    first = np.maximum((center - support + 0.5).astype(np.int64), 0)
+    last = np.minimum((center + support + 0.5).astype(np.int64), in_size)
+    cols = first[:, None] + np.arange(max(int((last - first).max()), 1))
+    inside = cols < last[:, None]
+    weights = np.where(inside, _antialias_filter((cols - center[:, None] + 0.5) * stretch,
+                                                 cubic), 0.0)
+    totals = weights.sum(1, keepdims=True)
+    weights = np.divide(weights, totals, out=np.zeros_like(weights), where=totals != 0)
+    return _taps_matrix(in_size, out_size, np.where(inside, cols, 0), weights)
+
+
+def _matrix(mode, in_size, out_size, scale_factor, align_corners, antialias=False):
+    if antialias:
+        return _antialias_matrix(in_size, out_size, scale_factor, align_corners,
+                                 mode == "bicubic")
     if mode == "area":
         return adaptive_average_matrix(in_size, out_size)
     if mode == "bicubic":
@@ -114,8 +150,9 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     if spatial < 1:
         raise ValueError(f"interpolate: expected an input (N, C, spatial...) of 3 to 5 dims, "
                          f"got shape {list(input.shape)}")
-    if antialias:
-        raise NotImplementedError("interpolate: antialias=True is not supported")
+    if antialias and (mode not in ("bilinear", "bicubic") or input.ndim != 4):
+        raise ValueError("Anti-alias option is restricted to bilinear and bicubic modes and "
+                         "requires a 4-D tensor as input")
     if mode in ("nearest", "nearest-exact", "area"):
         if align_corners is not None:
             raise ValueError(f"interpolate: align_corners only applies to the linear and "
@@ -141,8 +178,8 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
                 index = Tensor._make(xp.asarray(_nearest_index(n, o, f, mode != "nearest")))
                 out = out.index_select(dim, index)
         else:
-            m = Tensor._make(xp.asarray(_matrix(mode, n, o, f, bool(align_corners)),
-                                        dtype=input._data.dtype))
+            m = Tensor._make(xp.asarray(_matrix(mode, n, o, f, bool(align_corners),
+                                                bool(antialias)), dtype=input._data.dtype))
             # contract the matrix with axis `dim`: move it last, multiply, move it back
             out = (out.movedim(dim, -1) @ m.mT).movedim(-1, dim)
     return out

@@ -45,6 +45,24 @@ def test_interpolate_matches_torch(shape, kwargs):
                                    err_msg=f"{mode} align_corners={align} {kwargs}")
 
 
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("align", [False, True])
+@pytest.mark.parametrize("kwargs", [dict(size=(5, 13)), dict(scale_factor=0.37),
+                                    dict(scale_factor=(2.5, 0.5)), dict(size=(1, 1))])
+def test_antialias_matches_torch(mode, align, kwargs):
+    """antialias=True: PIL's filters stretched over each output pixel's footprint when
+    downsampling (and Keys' a = -0.5 cubic throughout), values and gradients."""
+    x = rng.standard_normal((2, 3, 16, 9))
+    xp_, xt = px.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    y = F.interpolate(xp_, mode=mode, align_corners=align, antialias=True, **kwargs)
+    yt = TF.interpolate(xt, mode=mode, align_corners=align, antialias=True, **kwargs)
+    np.testing.assert_allclose(y.detach().numpy(), yt.detach().numpy(), atol=1e-12)
+    g = rng.standard_normal(tuple(yt.shape))
+    y.backward(px.tensor(g))
+    yt.backward(torch.tensor(g))
+    np.testing.assert_allclose(xp_.grad.numpy(), xt.grad.numpy(), atol=1e-12)
+
+
 def test_nearest_5d_and_float32():
     x = rng.standard_normal((1, 2, 3, 4, 5)).astype(np.float32)
     np.testing.assert_array_equal(F.interpolate(px.tensor(x), scale_factor=2).numpy(),
@@ -71,6 +89,8 @@ def test_errors():
         F.interpolate(x, size=3, mode="linear")
     with pytest.raises(ValueError, match="align_corners only applies"):
         F.interpolate(x, size=3, align_corners=True)
+    with pytest.raises(ValueError, match="Anti-alias option is restricted"):
+        F.interpolate(x, size=3, mode="nearest", antialias=True)
     with pytest.raises(ValueError, match="unknown mode 'cubic'"):
         F.interpolate(x, size=3, mode="cubic")
     with pytest.raises(ValueError, match="'bicubic' expects a 4-D input"):
