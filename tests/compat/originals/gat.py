@@ -133,20 +133,23 @@ class GAT(nn.Module):
 
 def write_graph(path, seed):
     """Cora's two files from the digits: `<paper id> <0/1 words...> <class>` per line, and
-    `<cited id> <citing id>` per citation."""
+    `<cited id> <citing id>` per citation (each written whole, then renamed into place: a
+    second run in the same directory never reads half a file)."""
     digits = load_digits()
     rng = np.random.default_rng(seed)
     ids = rng.choice(10 ** 6, size=len(digits.target), replace=False)
     words = (digits.data > 8).astype(int)
     os.makedirs(path, exist_ok=True)
-    with open(os.path.join(path, 'cora.content'), 'w') as f:
-        for i, w, c in zip(ids, words, digits.target):
-            f.write(f"{i} {' '.join(map(str, w))} digit_{c}\n")
     _, neighbours = NearestNeighbors(n_neighbors=6).fit(digits.data).kneighbors(digits.data)
-    with open(os.path.join(path, 'cora.cites'), 'w') as f:
-        for i, row in enumerate(neighbours):
-            for j in row[1:]:
-                f.write(f"{ids[j]} {ids[i]}\n")
+    lines = {'cora.content': [f"{i} {' '.join(map(str, w))} digit_{c}\n"
+                              for i, w, c in zip(ids, words, digits.target)],
+             'cora.cites': [f"{ids[j]} {ids[i]}\n" for i, row in enumerate(neighbours)
+                            for j in row[1:]]}
+    for name, text in lines.items():
+        partial = os.path.join(path, f"{name}.{os.getpid()}")
+        with open(partial, 'w') as f:
+            f.writelines(text)
+        os.replace(partial, os.path.join(path, name))
 
 
 def load_cora(path='./cora', device='cpu'):
