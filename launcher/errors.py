@@ -5,6 +5,7 @@ not import anything from phalanx (or numpy).
 """
 import json
 import os
+import shutil
 import signal
 import socket
 import time
@@ -43,6 +44,18 @@ def _first_int(*names):
         if os.environ.get(name, "").isdigit():
             return int(os.environ[name])
     return -1
+
+
+def tidy_log_dir(path, chosen_by_user, succeeded):
+    """Remove a log directory the launcher made for itself once nothing in it is worth reading
+    (the job succeeded, or no rank wrote an error file or log); returns whether it is kept. A
+    directory the user named is always kept."""
+    if chosen_by_user:
+        return True
+    if succeeded or not any(files for _, _, files in os.walk(path)):
+        shutil.rmtree(path, ignore_errors=True)
+        return False
+    return True
 
 
 def read_error_file(path):

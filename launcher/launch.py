@@ -1,6 +1,5 @@
 """Wiring for `phalanx run`: the store (served here or reached), the rendezvous, the worker
 group and the heartbeat monitor, handed to the agent."""
-import shutil
 import socket
 import sys
 import tempfile
@@ -11,6 +10,7 @@ import psutil
 from ..distributed.store import Store, StoreError, StoreServer, StoreTimeout
 from .agent import Agent, AgentState, RestartBudget, SignalReceived
 from .auth import TokenError, job_token
+from .errors import tidy_log_dir
 from .monitor import HeartbeatMonitor
 from .rendezvous import RendezvousConfig, StoreRendezvous
 from .workers import LocalWorkerGroup, WorkerSpec
@@ -128,9 +128,8 @@ def launch(config):
         store.close()
         if server:
             server.close()
-    if result.state is AgentState.SUCCEEDED and not config.log_dir:
-        shutil.rmtree(log_dir, ignore_errors=True)
-    elif result.state is AgentState.FAILED:
+    kept = tidy_log_dir(log_dir, bool(config.log_dir), result.state is AgentState.SUCCEEDED)
+    if kept and result.state is AgentState.FAILED:
         _log(f"job failed after {result.restarts} restart(s); error files and logs are under "
              f"{log_dir}")
     return result.exit_code

@@ -17,7 +17,8 @@ import time
 
 from .agent import SignalReceived
 from .bootstrap import AGENT_PID_ENV
-from .errors import ERROR_FILE_ENV, Failure, describe_exit, format_summary, read_error_file
+from .errors import ERROR_FILE_ENV, Failure, describe_exit, format_summary, read_error_file, \
+    tidy_log_dir
 from ..distributed import shm_files
 from ..distributed.threads import THREAD_ENV_VARS, threads_per_rank
 from .workers import BOOTSTRAP
@@ -47,6 +48,17 @@ def launch_mpi(config):
     mpiexec = find_mpiexec(config)
     command = mpi_command(config, mpiexec)
     log_dir = config.log_dir or tempfile.mkdtemp(prefix="phalanx-mpi-")
+    code = 1
+    try:
+        code = _attempts(config, command, log_dir)
+    finally:
+        if tidy_log_dir(log_dir, bool(config.log_dir), code == 0) and code != 0:
+            print(f"[phalanx] error files are under {log_dir}", file=sys.stderr, flush=True)
+    return code
+
+
+def _attempts(config, command, log_dir):
+    """Run mpiexec until it succeeds or the restarts are spent; returns the exit code."""
     for attempt in range(config.max_restarts + 1):
         error_dir = os.path.join(log_dir, f"attempt_{attempt}")
         os.makedirs(error_dir, exist_ok=True)

@@ -57,13 +57,16 @@ class Launcher:
     finish = staticmethod(finish)
     kill_tree = staticmethod(kill_tree)
 
-    def __init__(self):
+    def __init__(self, tmp):
         self.started = []
+        self.tmp = tmp
 
     def start(self, *args, env=None, stdout=subprocess.PIPE):
+        # the launchers' own temporary files (the logs of a failed run, which they keep) go
+        # under pytest's temporary tree, not /tmp
+        env = dict(env or child_env(), TMPDIR=str(self.tmp))
         proc = subprocess.Popen([sys.executable, "-m", "phalanx.launcher", "run", *map(str, args)],
-                                env=env or child_env(), stdout=stdout, stderr=subprocess.STDOUT,
-                                text=True)
+                                env=env, stdout=stdout, stderr=subprocess.STDOUT, text=True)
         self.started.append(proc)
         return proc
 
@@ -71,8 +74,8 @@ class Launcher:
         return finish(self.start(*args, env=env), timeout)
 
 
-def _launchers():
-    helper = Launcher()
+def _launchers(tmp):
+    helper = Launcher(tmp)
     yield helper
     for proc in helper.started:
         kill_tree(proc.pid)
@@ -81,12 +84,12 @@ def _launchers():
 
 
 @pytest.fixture
-def launcher():
+def launcher(tmp_path_factory):
     """A `Launcher`; every process it started is killed, with its tree, after the test."""
-    yield from _launchers()
+    yield from _launchers(tmp_path_factory.mktemp("launcher"))
 
 
 @pytest.fixture(scope="module")
-def module_launcher():
+def module_launcher(tmp_path_factory):
     """The same, for module-scoped fixtures (a reference run shared by several tests)."""
-    yield from _launchers()
+    yield from _launchers(tmp_path_factory.mktemp("launcher"))

@@ -172,3 +172,31 @@ def test_workers_die_with_a_killed_launcher(launcher, tmp_path):
     proc.kill()          # no chance to clean up: PDEATHSIG takes the workers, the guardian
     proc.wait()          # the processes they started
     assert _gone(pids), f"orphans: {[p for p in pids if psutil.pid_exists(p)]}"
+
+
+@pytest.mark.timeout(90)
+def test_temporary_log_dirs_are_kept_only_when_they_hold_a_failure(launcher):
+    """Without --log-dir the launcher writes under a temporary directory of its own: removed
+    after a success and after a failure that left nothing to read, kept (and named) when a
+    rank wrote its error file."""
+    def left():
+        return sorted(p.name for p in launcher.tmp.glob("phalanx-*"))
+
+    code, out = launcher.run("--nproc-per-node", 2, BARRIER)
+    assert code == 0 and left() == [], out
+    code, out = launcher.run("--nproc-per-node", 2, HELLO, "--exit-rank", 1, "--code", 7)
+    assert code == 7 and left() == [], out
+    code, out = launcher.run("--nproc-per-node", 2, HELLO, "--raise-rank", 0)
+    kept = left()
+    assert code == 1 and len(kept) == 1 and str(launcher.tmp / kept[0]) in out, out
+    assert list((launcher.tmp / kept[0]).glob("attempt_0/0/error.json"))
+
+    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    if not os.access(mpiexec, os.X_OK):
+        return
+    code, out = launcher.run("--mpi", "-n", 2, "--no-python", sys.executable, "-c", "pass")
+    assert code == 0 and left() == kept, out
+    code, out = launcher.run("--mpi", "-n", 2, HELLO, "--raise-rank", 1)
+    new = sorted(set(left()) - set(kept))
+    assert code != 0 and len(new) == 1 and f"error files are under {launcher.tmp / new[0]}" \
+        in out, out
