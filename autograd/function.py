@@ -49,11 +49,7 @@ class Node:
     @property
     def saved_tensors(self):
         if self._released:
-            raise RuntimeError(
-                f"Trying to backward through the graph a second time (or to read saved tensors "
-                f"of {self.name()} after they were freed). Saved tensors are freed after "
-                f"backward; pass retain_graph=True to the first backward() if you need to run "
-                f"backward through the same graph again.")
+            raise self._freed_error()
         saved = self._saved or ()
         for i, (t, v) in enumerate(zip(saved, self._saved_versions)):
             if t is not None and t._version[0] != v:
@@ -64,6 +60,13 @@ class Node:
                     f"expected version {v} instead. Hint: replace the in-place operation "
                     f"(e.g. x.add_(y) -> x = x + y) or clone the tensor before modifying it.")
         return saved
+
+    def _freed_error(self):
+        return RuntimeError(
+            f"Trying to backward through the graph a second time (or to read saved tensors "
+            f"of {self.name()} after they were freed). Saved tensors are freed after "
+            f"backward; pass retain_graph=True to the first backward() if you need to run "
+            f"backward through the same graph again.")
 
     def gradient_buffer(self, i):
         """An array (input i's shape and dtype) where backward may write input i's gradient, or
@@ -80,7 +83,7 @@ class Node:
 
     # --- the graph-node interface ------------------------------------------------------
     def name(self):
-        return f"{self.fn.__name__}Backward"
+        return backward_name(self.fn)
 
     @property
     def next_functions(self):
@@ -110,6 +113,10 @@ class Node:
             stashed["_freed"] = frozenset(freed)
 
     def __getattr__(self, name):      # only for names not found: the freed ones say why
+        if name.startswith(("_saved_", "_raw_saved_")) and name not in ("_saved_versions",):
+            found = saved_hooks.saved_by_name(self, name)
+            if found is not saved_hooks.NOT_SAVED:
+                return found
         if name in self.__dict__.get("_freed", ()):
             raise RuntimeError(
                 f"Trying to backward through the graph a second time (or to read saved values "
@@ -119,6 +126,14 @@ class Node:
 
     def __repr__(self):
         return f"<{self.name()} object>"
+
+
+def backward_name(fn):
+    """PyTorch's name for the backward node of `fn`: `MulBackward0` for a built-in op,
+    `MyFunctionBackward` for a user-defined Function."""
+    module = fn.__module__
+    builtin = module.startswith("phalanx.") and not module.startswith("phalanx.tests")
+    return f"{fn.__name__}Backward0" if builtin else f"{fn.__name__}Backward"
 
 
 def _holds_data(value):
@@ -222,6 +237,8 @@ def _run(cls, args, kwargs):
         raise
     if record:
         _link(ctx, args, out)
+        if saved_hooks.active[0]:
+            saved_hooks.seal(ctx)
     return out
 
 
@@ -287,3 +304,6 @@ def once_differentiable(backward):
         finally:
             _set(prev)
     return wrapper
+
+
+from . import saved_hooks  # noqa: E402  (it subclasses Node)

@@ -10,6 +10,8 @@ import os
 import socket
 import warnings
 
+from ..autograd.function import backward_name
+
 
 class FunctionEvent:
     """One recorded span."""
@@ -43,14 +45,14 @@ def build_events(raw, threads, perf_base_ns):
     thread idents mapped to native ids through `threads`), ordered by start, with each one's
     self time and parent found per thread."""
     native = {ident: tid for ident, (tid, _) in threads.items()}
-    names = {}         # the op timers keep a Function class: "Linear", "LinearBackward"
+    names = {}         # the op timers keep a Function class: "Linear", "LinearBackward0"
 
     def name_of(name, cat):
         if isinstance(name, str):
             return name
         key = (name, cat)
         if key not in names:
-            names[key] = name.__name__ + ("Backward" if cat == "backward" else "")
+            names[key] = backward_name(name) if cat == "backward" else name.__name__
         return names[key]
     events = [FunctionEvent(i, name_of(name, cat), cat, native.get(ident, ident),
                             (start - perf_base_ns) / 1e3, (end - perf_base_ns) / 1e3, args)

@@ -1,11 +1,13 @@
 """Helpers shared by the op families: operand preparation and undoing broadcasting."""
 import numpy as np
 
+from ...autograd import saved_hooks
 from ..backend import device_of
 from ..dtypes import get_default_dtype, result_type
 from ..tensor import Tensor
 
 make = Tensor._make
+saved_hooks.wrap_array = make      # saved-tensor hooks get the arrays ops keep as tensors
 
 
 def arr(x):

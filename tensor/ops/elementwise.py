@@ -72,14 +72,16 @@ def _requires_grad(x):
 
 
 class Mul(Function):
+    saved_names = ("other", "self")     # grad_fn._saved_self, in PyTorch's names and order
+
     @staticmethod
     def forward(ctx, a, b):
         x, y = binary_operands(a, b)
         # each factor is saved only for the other's gradient (so an in-place change of a
         # factor whose partner needs no gradient is harmless, as in PyTorch)
         ta, tb = isinstance(a, Tensor), isinstance(b, Tensor)
-        ctx.save_for_backward(a if ta and _requires_grad(b) else None,
-                              b if tb and _requires_grad(a) else None)
+        ctx.save_for_backward(b if tb and _requires_grad(a) else None,
+                              a if ta and _requires_grad(b) else None)
         ctx.scalars = (None if ta else a, None if tb else b)
         ctx.shapes = (shape_of(a), shape_of(b))
         if x.dtype.kind == "c":
@@ -88,7 +90,7 @@ class Mul(Function):
 
     @staticmethod
     def backward(ctx, g):
-        a, b = ctx.saved_tensors
+        b, a = ctx.saved_tensors
         sa, sb = ctx.shapes
         ca, cb = ctx.scalars
         na, nb = ctx.needs_input_grad
@@ -102,11 +104,14 @@ class Mul(Function):
 
 
 class Div(Function):
+    saved_names = ("other", "self")     # the dividend serves only the divisor's gradient
+
     @staticmethod
     def forward(ctx, a, b):
         x, y = binary_operands(a, b, float_result=True)
-        ctx.save_for_backward(a if isinstance(a, Tensor) else None,
-                              b if isinstance(b, Tensor) else None)
+        ctx.save_for_backward(b if isinstance(b, Tensor) else None,
+                              a if _requires_grad(b) and isinstance(a, Tensor) else None)
+        ctx.shapes = (shape_of(a), shape_of(b))
         ctx.scalars = (None if isinstance(a, Tensor) else a, None if isinstance(b, Tensor) else b)
         if x.dtype.kind == "c":
             ctx.real_in = real_operands(a, b)
@@ -114,27 +119,30 @@ class Div(Function):
 
     @staticmethod
     def backward(ctx, g):
-        a, b = ctx.saved_tensors
+        b, a = ctx.saved_tensors
+        shape_a, shape_b = ctx.shapes
         sa, sb = ctx.scalars
         na, nb = ctx.needs_input_grad
         if g._data.dtype.kind == "c":  # complex: g / conj(b), -g * conj(a / b**2)
             den = conj_grad(b if b is not None else sb)
-            ga = unbroadcast(g / den, a.shape) if na else None
+            ga = unbroadcast(g / den, shape_a) if na else None
             gb = None
             if nb:
                 num = conj_grad(a if a is not None else sa)
-                gb = unbroadcast(-g * num / (den * den), b.shape)
+                gb = unbroadcast(-g * num / (den * den), shape_b)
             return _keep_real_parts(ctx, ga, gb)
         den = b if b is not None else sb
-        ga = unbroadcast(g / den, a.shape) if na else None
+        ga = unbroadcast(g / den, shape_a) if na else None
         gb = None
         if nb:
             num = a if a is not None else sa
-            gb = unbroadcast(-g * num / (b * b), b.shape)
+            gb = unbroadcast(-g * num / (b * b), shape_b)
         return ga, gb
 
 
 class Pow(Function):
+    saved_names = ("self", "exponent", "result")
+
     @staticmethod
     def forward(ctx, a, b):
         x, y = binary_operands(a, b)
@@ -143,8 +151,10 @@ class Pow(Function):
         out = make(x ** y)
         if x.dtype.kind == "c":
             ctx.real_in = real_operands(a, b)
+        # the output only serves the exponent's gradient
         ctx.save_for_backward(a if isinstance(a, Tensor) else None,
-                              b if isinstance(b, Tensor) else None, out)
+                              b if isinstance(b, Tensor) else None,
+                              out if _requires_grad(b) else None)
         ctx.scalars = (None if isinstance(a, Tensor) else a, None if isinstance(b, Tensor) else b)
         return out
 
@@ -243,7 +253,8 @@ def _unary(name, fwd, grad, save_out=False, keeps_dtype=False, saves=True):
         return grad(None, saved, g) if save_out else grad(saved, None, g)
 
     return type(name, (Function,), {"forward": staticmethod(forward),
-                                    "backward": staticmethod(backward)})
+                                    "backward": staticmethod(backward),
+                                    "saved_names": ("result",) if save_out else ("self",)})
 
 
 Neg = _unary("Neg", lambda xp, x: -x, lambda x, o, g: -g, keeps_dtype=True, saves=False)
@@ -278,6 +289,8 @@ def _silu_grad(x):
 
 
 class Relu(Function):
+    saved_names = ("result",)
+
     @staticmethod
     def forward(ctx, x):
         d = x._data
@@ -319,6 +332,8 @@ class LeakyRelu(Function):
 
 
 class Gelu(Function):
+    saved_names = ("self",)
+
     @staticmethod
     def forward(ctx, x, approximate="none"):
         d = _float_input(x)

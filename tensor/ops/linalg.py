@@ -11,6 +11,8 @@ from .complex import conj_grad, keep_real, real_operands
 
 
 class Matmul(Function):
+    saved_names = ("self", "other")
+
     @staticmethod
     def forward(ctx, a, b):
         x, y = binary_operands(a, b)
