@@ -40,10 +40,12 @@ _LAZY = {
     "HashStore": ".torch_stores",
     "PrefixStore": ".torch_stores",
     "FileStore": ".file_store",
+    "DeviceMesh": ".device_mesh",
+    "init_device_mesh": ".device_mesh",
 }
 _LAZY_MODULES = {"comm_hooks", "ddp", "sync_batchnorm", "zero", "store", "zmq_backend",
                  "heartbeat", "elastic", "mpi_backend", "local_backend", "env", "algorithms",
-                 "optim", "constants", "distributed_c10d"}
+                 "optim", "constants", "distributed_c10d", "device_mesh"}
 
 
 def __getattr__(name):

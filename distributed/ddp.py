@@ -52,8 +52,9 @@ class DistributedDataParallel(Module, Joinable):
     `static_graph=True`) keeps the buckets from being rebuilt in the order gradients arrive.
     `dim` is PyTorch's and changes nothing here; `check_reduction` is deprecated and warns,
     as in PyTorch; `batched_grad_copy` only chooses how PyTorch's CUDA kernels copy
-    gradients (the same values). Delayed all-reduce of named parameters, `mixed_precision`,
-    `device_mesh` and `skip_all_reduce_unused_params=True` raise NotImplementedError.
+    gradients (the same values). `device_mesh` (1-D) stands for its group. Delayed all-reduce
+    of named parameters, `mixed_precision` and `skip_all_reduce_unused_params=True` raise
+    NotImplementedError.
     """
 
     def __init__(self, module, device_ids=None, output_device=None, dim=0,
@@ -71,8 +72,17 @@ class DistributedDataParallel(Module, Joinable):
                             f"{type(module).__name__}")
         _refuse_unsupported(delay_all_reduce_named_params=delay_all_reduce_named_params,
                             param_to_hook_all_reduce=param_to_hook_all_reduce,
-                            mixed_precision=mixed_precision, device_mesh=device_mesh,
+                            mixed_precision=mixed_precision,
                             skip_all_reduce_unused_params=skip_all_reduce_unused_params)
+        if device_mesh is not None:
+            if process_group is not None:
+                raise RuntimeError("Cannot specify both process_group and device_mesh "
+                                   "arguments.")
+            if device_mesh.ndim != 1:
+                raise RuntimeError(f"Only 1D device mesh is supported, but got {device_mesh}: "
+                                   f"pass the data-parallel dimension, e.g. mesh['dp'].")
+            process_group = device_mesh.get_group(mesh_dim=0)
+        self.device_mesh = device_mesh
         group = resolve(process_group)
         if group is None:
             raise ValueError("DistributedDataParallel: this rank is not a member of "

@@ -55,7 +55,8 @@ def _clean_env():
 
 @pytest.mark.parametrize("nproc,tests", [
     (2, "tests/distributed"), (3, "tests/distributed"),
-    (4, "tests/distributed/test_mpi_hosts.py"),      # two simulated hosts of two ranks
+    # two simulated hosts of two ranks; a 2 x 2 device mesh
+    (4, "tests/distributed/test_mpi_hosts.py tests/distributed/test_mpi_device_mesh.py"),
 ], ids=["2", "3", "4-hosts"])
 @pytest.mark.timeout(660)
 def test_distributed_suite(nproc, tests, tmp_path):
@@ -64,7 +65,7 @@ def test_distributed_suite(nproc, tests, tmp_path):
         if rank:
             cmd.append(":")
         cmd += ["-n", "1", sys.executable, "-m", "pytest", "--only-mpi", "-q", "-p",
-                "no:randomly", f"--basetemp={tmp_path / f'rank{rank}'}", tests]
+                "no:randomly", f"--basetemp={tmp_path / f'rank{rank}'}", *tests.split()]
     proc = subprocess.run(cmd, cwd=ROOT, env=_clean_env(), capture_output=True, text=True)
     out = proc.stdout + proc.stderr
     # one summary per rank; ranks share the pipe, so lines may run into each other

@@ -107,7 +107,7 @@ def test_ddp_bucket_caps_and_refused_arguments(world):
     assert DDP(nn.Linear(2, 2)).reducer.limits == bucket_limits(25 * MB) == [MB, 25 * MB]
     assert DDP(nn.Linear(2, 2), bucket_cap_mb=4).reducer.limits == [4 * MB]
     lin = nn.Linear(2, 2)
-    for name, value in [("mixed_precision", object()), ("device_mesh", object()),
+    for name, value in [("mixed_precision", object()),
                         ("skip_all_reduce_unused_params", True),
                         ("delay_all_reduce_named_params", [("weight", lin.weight)])]:
         with pytest.raises(NotImplementedError, match=name):
