@@ -12,7 +12,7 @@ no MPI, no tensor engine): the launcher imports the store from here. MPI is init
 import importlib
 
 from .process_group import ProcessGroup, ReduceOp, Work
-from .world import (Backend, GroupMember, destroy_process_group, get_backend,
+from .world import (Backend, GroupMember, destroy_process_group, get_backend, get_backend_config,
                     get_default_backend_for_device, get_global_rank, get_group_rank,
                     get_local_rank, get_local_world_size, get_node_local_rank, get_pg_count,
                     get_process_group_ranks, get_rank, get_world_size, group,
@@ -26,6 +26,9 @@ from .collectives import (P2POp, all_gather, all_gather_into_tensor, all_gather_
                           gather_object, irecv, isend, monitored_barrier, recv, reduce,
                           recv_object_list, reduce_scatter, reduce_scatter_tensor, scatter,
                           scatter_object_list, send, send_object_list)
+from .collectives import all_gather_into_tensor as all_gather_single
+from .collectives import reduce_scatter_tensor as reduce_scatter_single
+from .reduce_op import supports_complex
 from .debug import (CollectiveMismatchError, DebugLevel, get_debug_level, set_debug_level,
                     set_debug_level_from_env)
 from .errors import DistBackendError, DistError, DistNetworkError, DistStoreError, QueueEmptyError
@@ -41,6 +44,9 @@ _LAZY = {
     "PrefixStore": ".torch_stores",
     "FileStore": ".file_store",
     "DeviceMesh": ".device_mesh",
+    "all_reduce_coalesced": ".coalesced",
+    "all_gather_coalesced": ".coalesced",
+    "breakpoint": ".debugger",
     "init_device_mesh": ".device_mesh",
 }
 _LAZY_MODULES = {"comm_hooks", "ddp", "sync_batchnorm", "zero", "store", "zmq_backend",

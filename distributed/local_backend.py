@@ -8,6 +8,7 @@ from .process_group import ProcessGroup, ReduceOp, Work
 
 class LocalProcessGroup(ProcessGroup):
     backend = "local"
+    device_types = ("cpu", "cuda")
 
     def __init__(self, global_rank=0):
         super().__init__(0, 1, [global_rank])

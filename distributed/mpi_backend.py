@@ -232,6 +232,7 @@ class _Request(Work):
 
 class MpiProcessGroup(ProcessGroup):
     backend = "mpi"
+    device_types = ("cpu", "cuda")     # CuPy arrays directly (CUDA-aware MPI) or staged
 
     def __init__(self, comm, ranks=None, timeout=None):
         super().__init__(comm.Get_rank(), comm.Get_size(), ranks)

@@ -120,6 +120,7 @@ def _pointer(array):
 
 class NcclProcessGroup(ProcessGroup):
     backend = "nccl"
+    device_types = ("cuda",)
     shares_host_memory = False      # buffers live on the GPU: no shared-memory fast path
 
     def __init__(self, comm, rank, size, *, nccl, cuda, xp, ranks=None, timeout=None,

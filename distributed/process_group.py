@@ -85,6 +85,7 @@ class ProcessGroup:
 
     backend = "abstract"
     shares_host_memory = True   # False for backends whose buffers live on a device (nccl)
+    device_types = ("cpu",)     # whose arrays the verbs take (get_backend_config says so)
 
     def __init__(self, rank, size, ranks=None):
         self.rank = CallableInt(rank)

@@ -291,6 +291,15 @@ def get_backend(group=None):
     return resolve(group).backend
 
 
+def get_backend_config(group=None):
+    """Which backend serves which device type in `group`, as PyTorch writes it:
+    'cpu:mpi,cuda:mpi', 'cuda:nccl', 'cpu:zmq'."""
+    pg = resolve(group)
+    if pg is None:
+        raise ValueError("get_backend_config: this rank is not a member of the group")
+    return ",".join(f"{device}:{pg.backend}" for device in pg.device_types)
+
+
 def get_rank(group=None):
     """This process's rank in `group` (default: the world); -1 if it is not a member."""
     pg = resolve(group)
