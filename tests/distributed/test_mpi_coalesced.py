@@ -2,7 +2,6 @@
 breakpoint over the mpi backend (every rank makes the same calls)."""
 import time
 
-import numpy as np
 import pytest
 
 import phalanx as px
