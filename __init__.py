@@ -9,6 +9,7 @@ load on first use.
 """
 import importlib
 import os as _os
+import sys as _sys
 
 from . import tensor as _tensor_lib
 from .tensor import *  # noqa: F401,F403  (the torch-like top-level namespace)
@@ -16,7 +17,11 @@ from .tensor import Tensor, tensor  # noqa: F811  (rebinds `tensor`: the functio
 from .autograd import (enable_grad, inference_mode, is_grad_enabled,
                        is_inference_mode_enabled, no_grad, set_grad_enabled)
 from . import autograd
+from .tensor import linalg, random, special  # noqa: F401  (torch.linalg, ... are modules)
 from .compile_api import compile  # noqa: A004  (torch.compile: the eager program)
+
+for _name in ("linalg", "random", "special"):  # so `import phalanx.linalg` works as in PyTorch
+    _sys.modules[f"{__name__}.{_name}"] = globals()[_name]
 
 __version__ = "0.1.0"
 

@@ -5,7 +5,9 @@ counter-based Philox generator of that GPU (`_CudaStream`), never drawn on the h
 copied. A seed reproduces a run on the same device; the CPU and a GPU give different numbers,
 as in PyTorch.
 """
+import contextlib
 import math
+import warnings
 
 import numpy as np
 
@@ -200,6 +202,43 @@ def get_rng_state():
 
 def set_rng_state(state):
     default_generator.set_state(state)
+
+
+@contextlib.contextmanager
+def fork_rng(devices=None, enabled=True, _caller="fork_rng", _devices_kw="devices",
+             device_type=None):
+    """Run the block with the CPU generator's state (and that of the GPUs in `devices`;
+    default: every visible one) restored afterwards, as `torch.random.fork_rng`."""
+    if device_type not in (None, "cuda"):
+        raise RuntimeError(f"{_caller}: phalanx has no device module {device_type!r}; "
+                           f"device_type is 'cuda' (or None)")
+    if not enabled:
+        yield
+        return
+    from .. import cuda
+    if devices is None:
+        count = cuda.device_count() if cuda.is_available() else 0
+        if count > 1:
+            warnings.warn(f"CUDA reports {count} available devices and {_caller} was used "
+                          f"without saying which ones, so every one's generator is saved and "
+                          f"restored; pass {_devices_kw}=[...] with the devices in use (or "
+                          f"{_devices_kw}=[] on the CPU only)", stacklevel=3)
+        devices = range(count)
+    devices = list(devices)
+    cpu_state = get_rng_state()
+    device_states = [cuda.get_rng_state(d) for d in devices]
+    try:
+        yield
+    finally:
+        set_rng_state(cpu_state)
+        for d, state in zip(devices, device_states):
+            cuda.set_rng_state(state, d)
+
+
+def thread_safe_generator():
+    """The generator of the DataLoader thread worker running this code, or None (use the
+    global one): Phalanx's DataLoader workers are processes, each with its own generators."""
+    return None
 
 
 def _gen(generator, device=None):
