@@ -8,31 +8,46 @@ start of a line (other lines, strings and comments stay as they are):
     import torch                       -> import phalanx as torch
     import torch as T                  -> import phalanx as T
     import torch.nn as nn              -> import phalanx.nn as nn
-    import torch.nn.functional         -> import phalanx.nn.functional; import phalanx as torch
+    import torch.nn.functional         -> import phalanx.nn.functional, phalanx as torch
+    import os, torch, time             -> import os, phalanx as torch, time
     from torch import nn, optim        -> from phalanx import nn, optim
     from torch.utils.data import X     -> from phalanx.utils.data import X
 
 `import phalanx as torch` keeps every later `torch.xxx` in the script pointing at Phalanx, so
 the body of the script is not edited: whatever it calls must exist in Phalanx under PyTorch's
-name. A bare `import torch.a.b` binds the name `torch` in Python, hence the second import.
+name. A bare `import torch.a.b` binds the name `torch` in Python, hence `phalanx as torch`
+next to it.
 """
 import re
 import sys
 
-_IMPORT = re.compile(r"^(?P<indent>\s*)import\s+torch(?P<sub>(\.\w+)*)(?P<alias>\s+as\s+\w+)?"
+_MODULE = r"[A-Za-z_][\w.]*(?:\s+as\s+\w+)?"
+_IMPORT = re.compile(rf"^(?P<indent>\s*)import\s+(?P<items>{_MODULE}(?:\s*,\s*{_MODULE})*)"
                      r"(?P<rest>\s*(#.*)?)$")
+_ITEM = re.compile(r"(?P<name>[\w.]+)(?:\s+as\s+(?P<alias>\w+))?")
 _FROM = re.compile(r"^(?P<indent>\s*)from\s+torch(?P<sub>(\.\w+)*)\s+import\s")
+
+
+def _port_item(item):
+    """The items an `import` item becomes: itself unless it names torch or a submodule."""
+    m = _ITEM.fullmatch(item.strip())
+    name, alias = m["name"], m["alias"]
+    if name != "torch" and not name.startswith("torch."):
+        return [item.strip()]
+    sub = name[len("torch"):]
+    if alias:
+        return [f"phalanx{sub} as {alias}"]
+    return [f"phalanx{sub}", "phalanx as torch"] if sub else ["phalanx as torch"]
 
 
 def port_line(line):
     m = _IMPORT.match(line)
     if m:
-        indent, sub, alias, rest = m["indent"], m["sub"], m["alias"], m["rest"] or ""
-        if alias:
-            return f"{indent}import phalanx{sub}{alias}{rest}"
-        if sub:
-            return f"{indent}import phalanx{sub}; import phalanx as torch{rest}"
-        return f"{indent}import phalanx as torch{rest}"
+        items = [i for item in m["items"].split(",") for i in _port_item(item)]
+        items = list(dict.fromkeys(items))           # one `phalanx as torch` is enough
+        ported = f"{m['indent']}import {', '.join(items)}{m['rest'] or ''}"
+        original = [i.strip() for i in m["items"].split(",")]
+        return line if items == original else ported
     m = _FROM.match(line)
     if m:
         return f"{m['indent']}from phalanx{m['sub']} import " + line[m.end():]
