@@ -1,7 +1,12 @@
 """`phalanx.utils.benchmark` against PyTorch's rules, on a fake clock that the timed
 statement advances by exactly TICK (2^-19 s, about 1.9 us: exact in binary) per call: block
 sizes, statistics, the thread limit and the comparison table."""
+import random
+
+import pytest
 import threadpoolctl
+import torch.utils.benchmark as torch_benchmark
+from torch.utils.benchmark.utils import common as torch_common
 
 from phalanx.utils import benchmark
 
@@ -62,17 +67,66 @@ def test_num_threads_limits_blas_while_timing():
     assert seen and set(seen) == {1}
 
 
-def test_compare_lays_out_one_table_per_label():
-    clock = Clock()
-    results = [_timer(clock, label="add", sub_label=size, description=lib).timeit(10)
-               for size in ("16", "128") for lib in ("phalanx", "torch")]
-    table = str(benchmark.Compare(results))
-    assert table.splitlines()[0].startswith("[") and " add " in table.splitlines()[0]
-    assert "phalanx" in table and "torch" in table and "1 threads:" in table
-    assert "Times are in microseconds (us)." in table
-    rows = [line for line in table.splitlines() if "|" in line and "phalanx" not in line]
-    assert [r.split("|")[0].strip() for r in rows] == ["16", "128"]
-    assert all(r.count("1.907") == 2 for r in rows)
+def _measurements(spec_cls, measurement_cls):
+    """The same 32 measurements for both libraries: two envs, two thread counts, a noisy
+    and a steady statement, two columns."""
+    rng = random.Random(0)
+    out = []
+    for threads in (1, 4):
+        for env in ("A", "B"):
+            for sub in ("16", "1024"):
+                for desc in ("phalanx", "torch"):
+                    base = 2e-6 * (1 + int(sub) / 100) * (1 + (desc == "torch")) / threads
+                    noise = 0.5 if sub == "16" else 0.01
+                    times = [base * (1 + rng.random() * noise) * 10 for _ in range(20)]
+                    spec = spec_cls(stmt="x + y", setup="x = torch.ones(3)\ny = 2",
+                                    label="add", sub_label=sub, description=desc, env=env,
+                                    num_threads=threads)
+                    out.append(measurement_cls(10, times, spec))
+    return out
+
+
+@pytest.mark.parametrize("options", [(), ("trim",), ("highlight",), ("trim", "highlight"),
+                                     ("colorize",), ("rowwise", "trim")])
+def test_compare_prints_pytorchs_table(options):
+    tables = []
+    for spec, measurement, compare in ((torch_common.TaskSpec, torch_common.Measurement,
+                                        torch_benchmark.Compare),
+                                       (benchmark.TaskSpec, benchmark.Measurement,
+                                        benchmark.Compare)):
+        table = compare(_measurements(spec, measurement))
+        if "trim" in options:
+            table.trim_significant_figures()
+        if "highlight" in options:
+            table.highlight_warnings()
+        if "colorize" in options:
+            table.colorize()
+        if "rowwise" in options:
+            table.colorize(rowwise=True)
+        tables.append(str(table))
+    assert tables[1] == tables[0]
+    assert "(A)" in tables[1] and "(B)" in tables[1]         # the envs stay apart
+
+
+def test_measurement_repr_and_statistics_as_pytorchs():
+    ours, theirs = (_measurements(benchmark.TaskSpec, benchmark.Measurement)[0],
+                    _measurements(torch_common.TaskSpec, torch_common.Measurement)[0])
+    assert repr(ours).splitlines()[1:] == repr(theirs).splitlines()[1:]
+    assert ours.significant_figures == theirs.significant_figures
+    assert (ours.label, ours.env, ours.as_row_name) == (theirs.label, theirs.env,
+                                                         theirs.as_row_name)
+    merged = benchmark.Measurement.merge([ours, ours])
+    assert len(merged) == 1 and merged[0].number_per_run == 1 and \
+        len(merged[0].times) == 2 * len(ours.times)
+
+
+def test_timer_dedents_and_knows_torch():
+    m = benchmark.Timer("""
+        y = x * 2
+        """, setup="""
+        x = torch.ones(3)
+        """).timeit(5)
+    assert m.task_spec.stmt == "y = x * 2" and m.task_spec.setup == "x = torch.ones(3)"
 
 
 def test_measurement_prints_as_pytorchs():
