@@ -90,7 +90,9 @@ def trace_module(mod, inputs, optimize=None, check_trace=True, check_inputs=None
 def _call(func, args, kwargs):
     if args is None and kwargs is None:
         return None
-    args = () if args is None else (args if _builtin_isinstance(args, tuple) else (args,))
+    # a tuple or list holds the positional arguments; anything else is the one argument
+    args = () if args is None else \
+        (tuple(args) if _builtin_isinstance(args, (tuple, list)) else (args,))
     return func(*args, **(kwargs or {}))
 
 

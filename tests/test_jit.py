@@ -74,3 +74,11 @@ def test_archives_are_refused_with_the_way_to_save(tmp_path):
         px.jit.load(tmp_path / "m.pt")
     with pytest.raises(NotImplementedError, match="Python"):
         px.jit.CompilationUnit("def f(x): return x")
+
+
+def test_trace_takes_its_example_inputs_as_a_list_too():
+    import torch
+    for lib in (px, torch):
+        model = lib.nn.Bilinear(3, 2, 4)
+        traced = lib.jit.trace(model, [lib.rand(5, 3), lib.rand(5, 2)])
+        assert traced(lib.rand(1, 3), lib.rand(1, 2)).shape == (1, 4)

@@ -1,4 +1,6 @@
 """linear (one fused Function) and bilinear (einsum: its backward comes from the primitives)."""
+import math
+
 from ...autograd import Function, dispatch, is_grad_enabled
 from ...tensor import Tensor, einsum
 from ...tensor.backend import array_module
@@ -69,7 +71,10 @@ def _array_grads(ctx, gd, xd, wd, need_x, need_w, need_b):
 def linear(input, weight, bias=None):
     """y = input @ weight.T + bias, with weight of shape (out_features, in_features)."""
     if input.shape[-1] != weight.shape[-1]:
-        raise RuntimeError(f"linear: input has {input.shape[-1]} features in its last "
+        rows = math.prod(input.shape[:-1])       # PyTorch's words first: people search them
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({rows}x"
+                           f"{input.shape[-1]} and {weight.shape[-1]}x{weight.shape[0]}): "
+                           f"linear's input has {input.shape[-1]} features in its last "
                            f"dimension (shape {list(input.shape)}) but weight has shape "
                            f"{list(weight.shape)} (out_features, in_features={weight.shape[-1]})")
     if weight.ndim != 2 or weight.dtype.is_complex or input.dtype.is_complex:

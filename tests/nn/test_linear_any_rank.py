@@ -80,3 +80,10 @@ def test_weight_gradient_lands_in_its_home_for_a_3d_input():
     np.testing.assert_allclose(homes[w], np.broadcast_to(x.numpy().reshape(-1, 5).sum(0),
                                                          (6, 5)))
     np.testing.assert_allclose(homes[b], np.full(6, 12.0))
+
+
+def test_shape_mismatch_says_what_pytorch_says():
+    for lib in (px, torch):
+        with pytest.raises(RuntimeError, match=r"mat1 and mat2 shapes cannot be multiplied "
+                                               r"\(6x9 and 8x3\)"):
+            lib.nn.Linear(8, 3)(lib.ones(2, 3, 9))
