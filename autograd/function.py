@@ -17,8 +17,35 @@ _sequence = itertools.count()
 class TensorBase:
     """The autograd-facing part of a tensor; `phalanx.tensor.Tensor` subclasses it."""
 
-    __slots__ = ("requires_grad", "grad", "grad_fn", "_output_nr", "_version", "_hooks",
+    __slots__ = ("requires_grad", "_grad", "grad_fn", "_output_nr", "_version", "_hooks",
                  "_post_hooks", "__weakref__")
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        """Checked as PyTorch checks it: a tensor of this one's size and dtype, or None (a
+        wrong one would otherwise fail far away, in the next backward or optimizer step)."""
+        if value is not None:
+            if not isinstance(value, TensorBase):
+                raise TypeError(f"assigned grad expected to be a Tensor or None but got grad "
+                                f"of type {type(value).__name__}")
+            if value.shape != self.shape:
+                raise RuntimeError(f"attempting to assign a gradient of size "
+                                   f"'{list(value.shape)}' to a tensor of size "
+                                   f"'{list(self.shape)}'. Please ensure that the gradient and "
+                                   f"the tensor are the same size")
+            if value.dtype != self.dtype:
+                raise RuntimeError(f"attempting to assign a gradient with dtype "
+                                   f"'{value.dtype}' to a tensor with dtype '{self.dtype}'; "
+                                   f"convert it first (grad.to(param.dtype))")
+        self._grad = value
+
+    @grad.deleter
+    def grad(self):
+        self._grad = None
 
 
 class Node:

@@ -9,27 +9,15 @@ warning where it warns):
 Each wrapper turns the old form into the current call; the current forms pass through.
 """
 import numbers
-import sys
-import warnings
 
 from .ops import elementwise as ew, reduction as red
 from .tensor import Tensor
+from .user_warnings import warn_user
 
 
 def _warn(name, old, new):
-    warnings.warn(f"This overload of {name} is deprecated:\n\t{name}({old})\nConsider using "
-                  f"one of the following signatures instead:\n\t{name}({new})", UserWarning,
-                  stacklevel=_caller_level())
-
-
-def _caller_level():
-    """The stacklevel of the first frame outside Phalanx: the warning names the user's line
-    whether the old form came through a method, an in-place method or a function."""
-    frame, level = sys._getframe(2), 2
-    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == \
-            "phalanx":
-        frame, level = frame.f_back, level + 1
-    return level
+    warn_user(f"This overload of {name} is deprecated:\n\t{name}({old})\nConsider using one "
+              f"of the following signatures instead:\n\t{name}({new})")
 
 
 def _is_value(v):

@@ -86,6 +86,10 @@ def _reshape_as(self, other):
 
 
 def _setitem(self, idx, value):
+    if isinstance(idx, Tensor) and idx._data.dtype == np.uint8 and not isinstance(value, Tensor):
+        # PyTorch sends `x[mask] = scalar` to masked_fill_, which takes only bool masks
+        raise RuntimeError(f"masked_fill_ only supports boolean masks, but got mask with dtype "
+                           f"{idx.dtype}")
     index, _ = normalize_index(idx, array_module(self._data))
     _inplace_apply(self, lambda alias: Overwrite.apply(alias, value, index), value)
 

@@ -30,7 +30,7 @@ class Tensor(TensorBase):
     def _init(self, arr, requires_grad=False):
         self._data = arr
         self._view = None
-        self.grad = None
+        self._grad = None
         self.grad_fn = None
         self._output_nr = 0
         self._version = [0]
@@ -49,7 +49,7 @@ class Tensor(TensorBase):
         t._data = arr
         t._view = None
         t.requires_grad = False
-        t.grad = None
+        t._grad = None
         t.grad_fn = None
         t._output_nr = 0
         t._version = [0]

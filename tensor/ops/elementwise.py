@@ -10,6 +10,7 @@ import numpy as np
 from ...autograd import Function
 from ..backend import array_module, can_check, special
 from ..tensor import Tensor
+from ..user_warnings import warn_user
 from ..dtypes import result_type
 from ._util import arr, binary_operands, make, shape_of, unbroadcast
 from .complex import complex_abs, conj_grad, keep_real, real_operands, reject_complex
@@ -436,9 +437,14 @@ class Where(Function):
     @staticmethod
     def forward(ctx, cond, a, b):
         c = arr(cond)
-        if c.dtype.kind != "b":
-            raise TypeError(f"where expected condition to be a boolean tensor, but got a "
-                            f"tensor with dtype {c.dtype}")
+        if c.dtype == np.uint8:      # PyTorch still takes a byte condition, with a warning
+            warn_user("where received a uint8 condition tensor. This behavior is deprecated "
+                      "and will be removed in a future version. Use a boolean condition "
+                      "instead.")
+            c = c.astype(bool)
+        elif c.dtype.kind != "b":
+            raise RuntimeError(f"where expected condition to be a boolean tensor, but got a "
+                               f"tensor with dtype {c.dtype}")
         x, y = binary_operands(a, b)
         ctx.cond = c
         ctx.shapes = (shape_of(a), shape_of(b))

@@ -5,6 +5,7 @@ import numpy as np
 from ...autograd import Function
 from ..backend import add_at, array_module, can_check, on_host
 from ..tensor import Tensor
+from ..user_warnings import warn_user
 from ._util import arr, make, normalize_dim, unbroadcast
 
 _BASIC = (int, slice, type(None), type(Ellipsis))
@@ -16,6 +17,10 @@ def _one(i, xp):
         if a.dtype.kind not in "biu":
             raise IndexError(f"tensors used as indices must be long, int, byte or bool tensors "
                              f"(got {i.dtype})")
+        if a.dtype == np.uint8:          # a byte tensor is a mask, as in PyTorch (deprecated)
+            warn_user("indexing with dtype phalanx.uint8 is now deprecated, please use a dtype "
+                      "phalanx.bool instead.")
+            return a.astype(bool)
         return a
     if isinstance(i, (list, tuple)) or isinstance(i, np.ndarray):
         a = xp.asarray(np.asarray(i) if not hasattr(i, "__cuda_array_interface__") else i)
@@ -236,8 +241,15 @@ def take_along_dim(input, indices, dim):
     return gather(input, dim, indices)
 
 
+def _check_mask(mask, name):
+    if mask.dtype.is_floating_point or mask.dtype.is_complex or mask._data.dtype.kind != "b":
+        raise RuntimeError(f"{name} only supports boolean masks, but got mask with dtype "
+                           f"{mask.dtype}")
+
+
 def masked_fill(input, mask, value):
     from .elementwise import where
+    _check_mask(mask, "masked_fill_")
     if isinstance(value, Tensor) and value.ndim:
         raise RuntimeError(f"masked_fill only supports a 0-dimensional value tensor, but got "
                            f"tensor with {value.ndim} dimension(s).")
@@ -247,6 +259,8 @@ def masked_fill(input, mask, value):
 
 
 def masked_select(input, mask):
+    if mask._data.dtype.kind != "b":
+        raise RuntimeError("masked_select: expected BoolTensor for mask")
     return GetItem.apply(input.expand(*np.broadcast_shapes(tuple(input.shape),
                                                            tuple(mask.shape))),
                          mask.expand(*np.broadcast_shapes(tuple(input.shape),

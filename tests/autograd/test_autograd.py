@@ -494,3 +494,20 @@ def test_gradcheck_takes_pytorchs_options():
         A.gradcheck(HalfGradient.apply, (x,), check_grad_dtypes=True)
     with pytest.raises(NotImplementedError, match="masked=True"):
         A.gradcheck(f, (x, y), masked=True)
+
+
+def test_assigning_grad_is_checked_as_in_pytorch():
+    for lib in (px, torch):
+        a = lib.zeros(2, 3, requires_grad=True)
+        with pytest.raises(TypeError, match="assigned grad expected to be a Tensor or None"):
+            a.grad = 0.0
+        with pytest.raises(RuntimeError, match=r"gradient of size '\[3, 2\]' to a tensor of "
+                                               r"size '\[2, 3\]'"):
+            a.grad = lib.zeros(3, 2)
+        with pytest.raises(RuntimeError, match="attempting to assign a gradient with dtype"):
+            a.grad = lib.zeros(2, 3, dtype=lib.float64)
+        a.grad = lib.ones(2, 3)
+        (a * 2).sum().backward()
+        assert a.grad.tolist() == [[3.0] * 3] * 2
+        del a.grad
+        assert a.grad is None
