@@ -243,3 +243,10 @@ for _name in _sparse_coo.TOP_LEVEL:
     if _name in globals():
         globals()[_name] = _sparse_coo.sparse_aware(_name, globals()[_name])
 __all__ += ['sparse_coo', 'sparse_coo_tensor', 'spmm']
+
+# ---- out=: PyTorch's functions that write into a given tensor ------------------------------------
+from . import out_param as _out_param  # noqa: E402
+
+for _name in _out_param.NAMES:
+    if _name in globals():
+        globals()[_name] = _out_param.accepts_out(globals()[_name])
