@@ -6,6 +6,7 @@ node. Built-in ops and user-defined Functions share this base, as in PyTorch.
 """
 import itertools
 import traceback
+import weakref
 
 from .grad_mode import _set, _state as _grad_state, is_grad_enabled
 from .anomaly import _state as _anomaly_state
@@ -115,7 +116,7 @@ class Node:
     @property
     def next_functions(self):
         return tuple((None, 0) if e is None else
-                     ((e[0], e[1]) if isinstance(e[0], Node) else ("AccumulateGrad", 0))
+                     ((e[0], e[1]) if isinstance(e[0], Node) else (accumulate_node(e[0]), 0))
                      for e in self.edges)
 
     def register_prehook(self, output_nr, hook):
@@ -152,7 +153,7 @@ class Node:
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __repr__(self):
-        return f"<{self.name()} object>"
+        return f"<{self.name()} object at {id(self):#x}>"
 
 
 def backward_name(fn):
@@ -172,6 +173,33 @@ def _holds_data(value):
         return any(_holds_data(v) for v in value.values())
     return isinstance(value, TensorBase) or hasattr(value, "__array_interface__") or \
         hasattr(value, "__cuda_array_interface__")
+
+
+class AccumulateGrad:
+    """The node that puts a leaf's gradient into its `.grad`, as `next_functions` shows a
+    leaf (PyTorch's AccumulateGrad): `variable` is the leaf. One per leaf while it is held."""
+
+    __slots__ = ("variable", "metadata", "__weakref__")
+    next_functions = ()
+
+    def __init__(self, variable):
+        self.variable, self.metadata = variable, {}
+
+    def name(self):
+        return "torch::autograd::AccumulateGrad"
+
+    def __repr__(self):
+        return f"<AccumulateGrad object at {id(self):#x}>"
+
+
+_accumulators = weakref.WeakValueDictionary()     # id(leaf) -> its AccumulateGrad
+
+
+def accumulate_node(leaf):
+    node = _accumulators.get(id(leaf))
+    if node is None or node.variable is not leaf:
+        node = _accumulators[id(leaf)] = AccumulateGrad(leaf)
+    return node
 
 
 class RemovableHandle:

@@ -491,11 +491,12 @@ def _no_grad_unary(fn, name):
 
 # ---- functional API ------------------------------------------------------------------------
 def add(input, other, *, alpha=1):
-    return Add.apply(input, other, alpha)
+    # alpha by keyword: it is not an input, so not an edge of the graph (next_functions)
+    return Add.apply(input, other, alpha=alpha)
 
 
 def sub(input, other, *, alpha=1):
-    return Sub.apply(input, other, alpha)
+    return Sub.apply(input, other, alpha=alpha)
 
 
 def mul(input, other):
@@ -560,7 +561,7 @@ def pow(input, exponent):
 
 
 def rsub(input, other, alpha=1):
-    return Sub.apply(other, input, alpha) if isinstance(other, Tensor) else \
+    return Sub.apply(other, input, alpha=alpha) if isinstance(other, Tensor) else \
         Add.apply(Neg.apply(input) if alpha == 1 else input * -alpha, other)
 
 

@@ -511,3 +511,25 @@ def test_assigning_grad_is_checked_as_in_pytorch():
         assert a.grad.tolist() == [[3.0] * 3] * 2
         del a.grad
         assert a.grad is None
+
+
+def test_next_functions_walk_as_pytorchs():
+    """Inputs in PyTorch's order (a reflected operator keeps the tensor first, alpha is not an
+    input) and leaves as AccumulateGrad nodes holding the leaf."""
+    def walk(fn):
+        if fn is None:
+            return None
+        if fn.name().endswith("AccumulateGrad"):
+            return ("leaf", tuple(fn.variable.shape), fn.next_functions)
+        return (fn.name(), tuple(walk(f) for f, _ in fn.next_functions))
+
+    graphs = []
+    for lib in (px, torch):
+        a = lib.ones(3, requires_grad=True)
+        b = lib.sin(a)
+        y = (2 * b) + (b - 1) * a.exp() + (3 + b) * 2.0
+        graphs.append(walk(y.grad_fn))
+        leaf = b.grad_fn.next_functions[0][0]
+        assert leaf.variable is a and leaf is b.grad_fn.next_functions[0][0]
+        assert " at 0x" in repr(b.grad_fn)
+    assert graphs[0] == graphs[1]
