@@ -10,6 +10,7 @@ load on first use.
 import importlib
 import os as _os
 import sys as _sys
+import warnings as _warnings
 
 from . import tensor as _tensor_lib
 from .tensor import *  # noqa: F401,F403  (the torch-like top-level namespace)
@@ -23,12 +24,16 @@ from .compile_api import compile  # noqa: A004  (torch.compile: the eager progra
 for _name in ("linalg", "random", "special"):  # so `import phalanx.linalg` works as in PyTorch
     _sys.modules[f"{__name__}.{_name}"] = globals()[_name]
 
+# PyTorch computes inf and nan silently; NumPy would warn ("overflow encountered in exp") from
+# inside Phalanx's ops, naming Phalanx's lines. Anomaly mode is the tool for finding them.
+_warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"phalanx(\.|$)")
+
 __version__ = "0.1.0"
 
 _LAZY_SUBMODULES = {"nn", "optim", "data", "distributed", "launcher", "serialization", "utils",
                     "cuda", "accelerator", "backends", "distributions", "profiler",
                     "onnx", "multiprocessing", "amp", "cpu", "fft", "func", "testing",
-                    "futures", "jit", "hub", "sparse"}
+                    "futures", "jit", "hub", "sparse", "functional", "xpu", "compiler"}
 _FROM_SERIALIZATION = {"save", "load"}
 _FROM_SPECTRAL = {"stft", "istft"}
 _FROM_AMP = {"GradScaler", "autocast", "is_autocast_enabled", "get_autocast_dtype",

@@ -60,3 +60,10 @@ __all__ = ["Function", "Node", "backward", "grad", "no_grad", "enable_grad", "se
            "set_multithreading_enabled"]
 from . import functional  # noqa: E402  (jacobian, hessian, vjp, ...: built on grad above)
 from . import forward_ad  # noqa: E402,F401  (dual tensors: built on grad above)
+
+
+def __getattr__(name):
+    if name == "profiler":            # torch.autograd.profiler: it builds on the tensor library
+        import importlib
+        return importlib.import_module(f"{__name__}.profiler")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

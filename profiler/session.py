@@ -216,6 +216,25 @@ class profile:
         https://ui.perfetto.dev or chrome://tracing."""
         write_json(self.chrome_trace(), path)
 
+    def export_stacks(self, path, metric="self_cpu_time_total"):
+        """Write the ops' call stacks with their self time (µs) in the folded format that
+        flamegraph.pl and speedscope read: `outer;...;inner value` per line (needs
+        `with_stack=True`)."""
+        if metric not in ("self_cpu_time_total", "self_cuda_time_total",
+                          "self_device_time_total"):
+            raise ValueError(f"metric should be one of: self_cpu_time_total, "
+                             f"self_cuda_time_total, self_device_time_total; got {metric!r}")
+        if not self.with_stack:
+            raise RuntimeError("export_stacks needs the stacks: profile with with_stack=True")
+        safe = str.maketrans(" ;\t\n", "____")
+        with open(path, "w") as f:
+            for e in self.events():
+                # no device times are recorded here: those metrics are zero for every span
+                value = int(e.self_cpu_time_total) if metric == "self_cpu_time_total" else 0
+                if e.stack and value > 0:
+                    frames = ";".join(frame.translate(safe) for frame in reversed(e.stack))
+                    f.write(f"{frames} {value}\n")
+
 
 def _op_timer(record_shapes, with_stack):
     """The interceptor that times each op's forward (lean: it runs for every op, and keeps the

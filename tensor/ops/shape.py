@@ -4,6 +4,7 @@ import numpy as np
 
 from ...autograd import Function
 from ..backend import array_module
+from ..tensor import Size
 from ._util import make, normalize_dim
 
 
@@ -374,6 +375,16 @@ def broadcast_to(input, shape):
 
 def expand_as(input, other):
     return Expand.apply(input, tuple(other.shape))
+
+
+def broadcast_shapes(*shapes):
+    """The shape the given shapes broadcast to (ints count as 1-d shapes), as PyTorch's."""
+    shapes = [(s,) if isinstance(s, int) else tuple(s) for s in shapes]
+    try:
+        return Size(np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise RuntimeError(f"Shape mismatch: objects cannot be broadcast to a single shape "
+                           f"({', '.join(str(list(s)) for s in shapes)})") from None
 
 
 def broadcast_tensors(*tensors):
