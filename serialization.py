@@ -140,7 +140,7 @@ class _Decoder:
         if kind == "device" and isinstance(value, str):
             try:
                 return backend.Device(value)
-            except ValueError:
+            except (ValueError, RuntimeError):
                 raise self._corrupt(f"unknown device {value!r}") from None
         if kind == "tensor" and isinstance(node.get("device"), str) and \
                 isinstance(node.get("requires_grad"), bool):
@@ -192,7 +192,7 @@ class _Decoder:
                              f"tensors do not support ({', '.join(d.name for d in dtypes.ALL)})")
         try:
             backend.Device(saved)
-        except ValueError:
+        except (ValueError, RuntimeError):
             raise self._corrupt(f"unknown device {saved!r:.40}") from None
         loc = self.map_location
         if callable(loc):

@@ -255,7 +255,7 @@ class _Loader:
         text = str(type_or_str) if index is None else f"{type_or_str}:{int(index)}"
         try:
             return backend.Device(text)
-        except ValueError:
+        except (ValueError, RuntimeError):
             raise WeightsOnlyUnpicklingError(self.refusal(f"the device {text!r}")) from None
 
 

@@ -166,6 +166,9 @@ def can_check(arr):
     return _debug_checks or on_host(arr)
 
 
+_device_stack = []       # the defaults that `with device(...)` blocks replaced
+
+
 class Device:
     """`cpu` or `cuda:N`. Compares equal to its string form, like torch.device. A bare "cuda"
     means the current GPU (`phalanx.cuda.set_device`), as in PyTorch."""
@@ -183,8 +186,9 @@ class Device:
         if ":" in s:
             s, idx = s.split(":", 1)
             index = int(idx)
-        if s not in ("cpu", "cuda"):
-            raise ValueError(f"unknown device type {s!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+        if s not in ("cpu", "cuda"):   # RuntimeError, as PyTorch raises
+            raise RuntimeError(f"unknown device type {s!r}: Expected one of cpu, cuda device "
+                               f"type at start of device string: {s}")
         if s == "cuda" and index is None:
             index = 0 if _cupy is None else _cupy.cuda.runtime.getDevice()
         self.type = s
@@ -192,6 +196,19 @@ class Device:
 
     def __str__(self):
         return self.type if self.index is None else f"{self.type}:{self.index}"
+
+    def __enter__(self):
+        """`with phalanx.device(d):` makes `d` the default device of the block (factory
+        functions without device=); see settings.set_default_device."""
+        from .settings import get_default_device, set_default_device
+        previous = get_default_device()
+        set_default_device(self)
+        _device_stack.append(previous)
+        return self
+
+    def __exit__(self, *exc):
+        from .settings import set_default_device
+        set_default_device(_device_stack.pop())
 
     def __repr__(self):
         return f"device(type='{self.type}'" + ("" if self.index is None
@@ -201,7 +218,7 @@ class Device:
         if isinstance(other, (str, Device)):
             try:
                 other = Device(other)
-            except ValueError:
+            except (ValueError, RuntimeError):
                 return False
             return self.type == other.type and self.index == other.index
         return NotImplemented

@@ -18,7 +18,9 @@ class Tensor(TensorBase):
     # _view: None, or (base, kind, arg) when this tensor is a view of `base` made by
     # indexing ("index", index), reshape ("reshape", None) or permute ("permute", inverse);
     # an in-place op on the view then also moves `base` to the new graph node.
-    __slots__ = ("_data", "_view")
+    # __dict__: a tensor takes attributes of its own as PyTorch's do (`p._no_decay = True`),
+    # and a Parameter keeps the same layout (swap_tensors exchanges their classes)
+    __slots__ = ("_data", "_view", "__dict__")
 
     # ---- construction ----------------------------------------------------------------------
     def __init__(self, *args, device=None):

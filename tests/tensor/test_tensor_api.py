@@ -162,8 +162,21 @@ def test_cuda_without_cupy_names_the_install_command(monkeypatch):
 
 
 def test_bad_device_string():
-    with pytest.raises(ValueError, match="unknown device type 'tpu'"):
-        px.zeros(2, device="tpu")
+    for lib in (px, torch):
+        with pytest.raises(RuntimeError, match="Expected one of cpu, cuda.* device type at "
+                                               "start of device string: tpu"):
+            lib.zeros(2, device="tpu")
+
+
+def test_a_device_is_a_default_device_context():
+    for lib in (px, torch):
+        with lib.device("cpu") as d:
+            assert d == lib.device("cpu") and lib.get_default_device() == lib.device("cpu")
+            assert lib.nn.Linear(2, 2).weight.device == lib.device("cpu")
+    with pytest.raises(NotImplementedError, match="only 'cpu' is supported"):
+        with px.device("cuda:0"):
+            pass
+    assert px.get_default_device() == px.device("cpu")
 
 
 # ---- errors ---------------------------------------------------------------------------------
@@ -225,3 +238,17 @@ def test_broadcast_mismatch_names_the_op_and_both_shapes():
     with pytest.raises(RuntimeError, match=r"Add: the shapes \[3, 4\] and \[5\] cannot be "
                                            r"broadcast"):
         px.ones(3, 4) + px.ones(5)
+
+
+def test_swap_tensors_exchanges_everything():
+    for lib in (px, torch):
+        a = lib.nn.Parameter(lib.ones(2))
+        a.tag = "weight"                      # tensors take attributes, as in PyTorch
+        b = lib.zeros(3)
+        b.note = 1
+        lib.utils.swap_tensors(a, b)
+        assert type(a) is lib.Tensor and a.tolist() == [0.0, 0.0, 0.0] and not a.requires_grad
+        assert type(b) is lib.nn.Parameter and b.tolist() == [1.0, 1.0] and b.requires_grad
+        assert (b.tag, a.note) == ("weight", 1) and not hasattr(a, "tag")
+        b.sum().backward()
+        assert b.grad.tolist() == [1.0, 1.0]
