@@ -671,3 +671,6 @@ def triangular_solve(b, A, upper=True, transpose=False, unitriangular=False):
     x = solve_triangular(tri, b, upper=upper != transpose, unitriangular=unitriangular)
     return namedtuple("triangular_solve", ["solution", "cloned_coefficient"])(x, A.clone())
 from .linalg_more import tensorinv, tensorsolve, vander  # noqa: E402  (composites of the above)
+from .linalg_lu import (cholesky_ex, inv_ex, ldl_factor, ldl_factor_ex, ldl_solve,  # noqa: E402
+                        lu, lu_factor, lu_factor_ex, lu_solve, lu_unpack, solve_ex)
+from .linalg_eig import eig, eigvals, householder_product  # noqa: E402

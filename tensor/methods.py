@@ -242,7 +242,7 @@ _bind()
 
 # ---- more of torch.Tensor's surface (ops in mathfuncs, sorting, products, placement, linalg) --
 def _bind_more():
-    from . import dtypes, linalg as la
+    from . import dtypes, linalg as la, linalg_eig, linalg_lu
     from .ops import mathfuncs as mf, placement as pl, products as pr, sorting as so
     from .ops.scatter_reduce import scatter_reduce
     more = {name: getattr(mf, name) for name in (
@@ -286,7 +286,8 @@ def _bind_more():
         "as_strided_scatter")})
     more.update({"scatter_reduce": scatter_reduce, "renorm": pr.renorm,
                  "matrix_exp": la.matrix_exp, "argwhere": indexing.argwhere,
-                 "cholesky_solve": la.cholesky_solve,
+                 "cholesky_solve": la.cholesky_solve, "lu": linalg_lu.legacy_lu,
+                 "lu_solve": linalg_lu.legacy_lu_solve, "orgqr": linalg_eig.orgqr,
                  "cholesky_inverse": la.cholesky_inverse,
                  "unsafe_chunk": shape.chunk, "unsafe_split": shape.split,
                  "unsafe_split_with_sizes": pl.split_with_sizes,
