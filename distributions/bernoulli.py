@@ -4,6 +4,7 @@ import math
 from ..tensor import Size, arange, bernoulli, broadcast_tensors, softplus, where
 from . import constraints
 from .distribution import Distribution
+from .exp_family import ExponentialFamily
 from .utils import broadcast_all, lazy_property, logits_to_probs, probs_to_logits
 
 
@@ -30,10 +31,11 @@ def softplus_exact(x):
     return softplus(x, 1.0, math.inf)
 
 
-class Bernoulli(BinaryParameters, Distribution):
+class Bernoulli(BinaryParameters, ExponentialFamily):
     arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
     support = constraints.boolean
     has_enumerate_support = True
+    _mean_carrier_measure = 0
 
     def __init__(self, probs=None, logits=None, validate_args=None):
         _probs_or_logits(probs, logits)
@@ -94,3 +96,9 @@ class Bernoulli(BinaryParameters, Distribution):
         values = values.reshape((-1,) + (1,) * len(self._batch_shape))
         return values.expand((2,) + tuple(self._batch_shape)) if expand else values
 
+    @property
+    def _natural_params(self):
+        return (self.probs.logit(),)
+
+    def _log_normalizer(self, x):
+        return x.exp().log1p()

@@ -1,5 +1,5 @@
 """Binomial(total_count, probs= | logits=): counts of successes (not reparameterisable)."""
-from ..tensor import Size, binomial
+from ..tensor import Size, arange, binomial
 from . import constraints
 from .bernoulli import BinaryParameters, _probs_or_logits, softplus_exact
 from .distribution import Distribution
@@ -9,6 +9,7 @@ from .utils import broadcast_all
 class Binomial(BinaryParameters, Distribution):
     arg_constraints = {"total_count": constraints.nonnegative_integer,
                        "probs": constraints.unit_interval, "logits": constraints.real}
+    has_enumerate_support = True
 
     def __init__(self, total_count=1, probs=None, logits=None, validate_args=None):
         _probs_or_logits(probs, logits)
@@ -67,3 +68,12 @@ class Binomial(BinaryParameters, Distribution):
         log_choose = (n + 1).lgamma() - (value + 1).lgamma() - (n - value + 1).lgamma()
         # k log p + (n - k) log(1 - p) = k * logits - n * log(1 + exp(logits))
         return log_choose + value * self.logits - n * softplus_exact(self.logits)
+
+    def enumerate_support(self, expand=True):
+        total_count = int(self.total_count.max())
+        if not int(self.total_count.min()) == total_count:
+            raise NotImplementedError("Inhomogeneous total count not supported by "
+                                      "`enumerate_support`.")
+        values = arange(1 + total_count, dtype=self._param.dtype, device=self._param.device)
+        values = values.reshape((-1,) + (1,) * len(self._batch_shape))
+        return values.expand((-1,) + tuple(self._batch_shape)) if expand else values

@@ -1,13 +1,18 @@
 """Constraints: the set a parameter or a sample must lie in. `check(value)` gives a bool
-tensor over the batch (event dimensions are reduced for event-level constraints)."""
-from ..tensor import Tensor
+tensor over the batch (event dimensions are reduced for event-level constraints).
+`biject_to` / `transform_to` (constraint_registry.py) map each constraint class to a
+transform from unconstrained space onto it."""
+from ..tensor import Tensor, bool as _bool, cat as _cat, full, stack as _stack
 from ..tensor.backend import array_module
+from .utils import finfo
 
-__all__ = ["Constraint", "boolean", "dependent", "dependent_property", "greater_than",
-           "greater_than_eq", "half_open_interval", "independent", "integer_interval",
-           "interval", "is_dependent", "less_than", "lower_cholesky", "nonnegative",
+__all__ = ["Constraint", "MixtureSameFamilyConstraint", "boolean", "cat", "corr_cholesky",
+           "dependent", "dependent_property", "greater_than", "greater_than_eq",
+           "half_open_interval", "independent", "integer_interval", "interval", "is_dependent",
+           "less_than", "lower_cholesky", "lower_triangular", "multinomial", "nonnegative",
            "nonnegative_integer", "one_hot", "positive", "positive_definite",
-           "positive_integer", "real", "real_vector", "simplex", "unit_interval"]
+           "positive_integer", "positive_semidefinite", "real", "real_vector", "simplex",
+           "square", "stack", "symmetric", "unit_interval"]
 
 
 class Constraint:
@@ -192,27 +197,177 @@ class _OneHot(Constraint):
         return ((value == 0) | (value == 1)).all(-1) & (value.sum(-1) == 1)
 
 
+class _Multinomial(Constraint):
+    """Nonnegative counts summing to at most `upper_bound` (PyTorch checks this weaker
+    condition, not the sum's equality)."""
+    is_discrete = True
+    event_dim = 1
+
+    def __init__(self, upper_bound):
+        self.upper_bound = upper_bound
+
+    def check(self, value):
+        return (value >= 0).all(-1) & (value.sum(-1) <= self.upper_bound)
+
+
+def _is_lower(value):
+    return (value.tril() == value).all(-1).all(-1)
+
+
+class _LowerTriangular(Constraint):
+    event_dim = 2
+
+    def check(self, value):
+        return _is_lower(value)
+
+
 class _LowerCholesky(Constraint):
     event_dim = 2
 
     def check(self, value):
-        lower = (value.tril() == value).all(-1).all(-1)
-        diag = Tensor._make(array_module(value._data).diagonal(value._data, axis1=-2, axis2=-1))
-        return lower & (diag > 0).all(-1)
+        return _is_lower(value) & (value.diagonal(dim1=-2, dim2=-1) > 0).all(-1)
 
 
-class _PositiveDefinite(Constraint):
+class _CorrCholesky(Constraint):
+    """Lower Cholesky factors whose rows have unit norm (factors of correlation matrices)."""
     event_dim = 2
 
     def check(self, value):
-        a = value._data
-        xp = array_module(a)
-        sym = xp.isclose(a, xp.swapaxes(a, -1, -2), atol=1e-6).all(axis=(-2, -1))
-        try:
-            pos = xp.linalg.eigvalsh(a).min(axis=-1) > 0
-        except Exception:  # non-finite entries
-            pos = xp.zeros(a.shape[:-2], bool)
-        return Tensor._make(sym & pos)
+        tol = float(finfo(value.dtype).eps) * value.shape[-1] * 10    # PyTorch's tolerance
+        row_norm = (value.detach() ** 2).sum(-1).sqrt()
+        unit_rows = ((row_norm - 1.0).abs() <= tol).all(-1)
+        return _LowerCholesky().check(value) & unit_rows
+
+
+class _Square(Constraint):
+    event_dim = 2
+
+    def check(self, value):
+        return full(tuple(value.shape[:-2]), value.shape[-2] == value.shape[-1],
+                    dtype=_bool, device=value.device)
+
+
+class _Symmetric(_Square):
+    def check(self, value):
+        square = super().check(value)
+        if not bool(square.all()):
+            return square
+        return value.isclose(value.mT, atol=1e-6).all(-1).all(-1)
+
+
+def _eigvalsh_min(value):
+    """The smallest eigenvalue of each (symmetric) matrix; nan where the matrix has
+    non-finite entries (LAPACK refuses them)."""
+    a = value._data
+    xp = array_module(a)
+    finite = xp.isfinite(a).all(axis=(-2, -1))
+    safe = xp.where(finite[..., None, None], a, xp.eye(a.shape[-1], dtype=a.dtype))
+    low = xp.linalg.eigvalsh(safe).min(axis=-1)
+    return Tensor._make(xp.where(finite, low, xp.nan))
+
+
+class _PositiveSemidefinite(_Symmetric):
+    def check(self, value):
+        sym = super().check(value)
+        if not bool(sym.all()):
+            return sym
+        return _eigvalsh_min(value) >= 0
+
+
+class _PositiveDefinite(_Symmetric):
+    def check(self, value):
+        sym = super().check(value)
+        if not bool(sym.all()):
+            return sym
+        return _eigvalsh_min(value) > 0
+
+
+class _Cat(Constraint):
+    """The constraints `cseq` on consecutive slices of `dim` of lengths `lengths` (as
+    `cat` joins them)."""
+
+    def __init__(self, cseq, dim=0, lengths=None):
+        if not all(isinstance(c, Constraint) for c in cseq):
+            raise TypeError("cat: every element of cseq must be a Constraint")
+        self.cseq = list(cseq)
+        self.lengths = [1] * len(self.cseq) if lengths is None else list(lengths)
+        if len(self.lengths) != len(self.cseq):
+            raise ValueError(f"cat: {len(self.lengths)} lengths for {len(self.cseq)} "
+                             f"constraints")
+        self.dim = dim
+
+    @property
+    def is_discrete(self):
+        return any(c.is_discrete for c in self.cseq)
+
+    @property
+    def event_dim(self):
+        return max(c.event_dim for c in self.cseq)
+
+    def check(self, value):
+        _check_dim(self.dim, value)
+        checks, start = [], 0
+        for constraint, length in zip(self.cseq, self.lengths):
+            checks.append(constraint.check(value.narrow(self.dim, start, length)))
+            start += length
+        return _cat(checks, self.dim)
+
+
+class _Stack(Constraint):
+    """The constraints `cseq` on the slices along `dim` (as `stack` joins them)."""
+
+    def __init__(self, cseq, dim=0):
+        if not all(isinstance(c, Constraint) for c in cseq):
+            raise TypeError("stack: every element of cseq must be a Constraint")
+        self.cseq = list(cseq)
+        self.dim = dim
+
+    @property
+    def is_discrete(self):
+        return any(c.is_discrete for c in self.cseq)
+
+    @property
+    def event_dim(self):
+        dim = max(c.event_dim for c in self.cseq)
+        return dim + 1 if self.dim + dim < 0 else dim
+
+    def check(self, value):
+        _check_dim(self.dim, value)
+        return _stack([c.check(value.select(self.dim, i)) for i, c in enumerate(self.cseq)],
+                      self.dim)
+
+
+def _check_dim(dim, value):
+    if not -value.ndim <= dim < value.ndim:
+        raise IndexError(f"dim {dim} is out of range for a value of {value.ndim} dimensions")
+
+
+class MixtureSameFamilyConstraint(Constraint):
+    """The component distribution's support, checked with the component dimension put
+    back (the support of MixtureSameFamily)."""
+
+    def __init__(self, base_constraint):
+        if not isinstance(base_constraint, Constraint):
+            raise TypeError(f"base_constraint must be a Constraint, got "
+                            f"{type(base_constraint).__name__}")
+        self.base_constraint = base_constraint
+
+    @property
+    def is_discrete(self):
+        return self.base_constraint.is_discrete
+
+    @property
+    def event_dim(self):
+        return self.base_constraint.event_dim
+
+    def check(self, value):
+        if value.ndim < self.event_dim:
+            raise ValueError(f"Expected value.dim() >= {self.event_dim} but got {value.ndim}")
+        result = self.base_constraint.check(value.unsqueeze(-1 - self.event_dim))
+        return result.reshape(*result.shape[:value.ndim - self.event_dim], -1).all(-1)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.base_constraint!r})"
 
 
 dependent = _Dependent()
@@ -227,11 +382,19 @@ nonnegative = _GreaterThanEq(0.0)
 greater_than = _GreaterThan
 greater_than_eq = _GreaterThanEq
 less_than = _LessThan
+multinomial = _Multinomial
 unit_interval = _Interval(0.0, 1.0)
 interval = _Interval
 half_open_interval = _HalfOpenInterval
 independent = _Independent
 simplex = _Simplex()
 one_hot = _OneHot()
+lower_triangular = _LowerTriangular()
 lower_cholesky = _LowerCholesky()
+corr_cholesky = _CorrCholesky()
+square = _Square()
+symmetric = _Symmetric()
+positive_semidefinite = _PositiveSemidefinite()
 positive_definite = _PositiveDefinite()
+cat = _Cat
+stack = _Stack

@@ -49,7 +49,7 @@ class MixtureSameFamily(Distribution):
 
     @constraints.dependent_property
     def support(self):
-        return self._component_distribution.support
+        return constraints.MixtureSameFamilyConstraint(self._component_distribution.support)
 
     def _pad(self, t):
         """Mixture-shaped (..., K) -> (..., K, 1, ..., 1) over the event dimensions."""

@@ -3,16 +3,17 @@ import math
 
 from ..tensor import Size, randn
 from . import constraints
-from .distribution import Distribution
+from .exp_family import ExponentialFamily
 from .utils import broadcast_all
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
-class Normal(Distribution):
+class Normal(ExponentialFamily):
     arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
     support = constraints.real
     has_rsample = True
+    _mean_carrier_measure = 0
 
     def __init__(self, loc, scale, validate_args=None):
         self.loc, self.scale = broadcast_all(loc, scale)
@@ -58,3 +59,10 @@ class Normal(Distribution):
 
     def entropy(self):
         return 0.5 + _HALF_LOG_2PI + self.scale.log()
+
+    @property
+    def _natural_params(self):
+        return self.loc / self.scale ** 2, -0.5 * self.scale ** -2
+
+    def _log_normalizer(self, x, y):
+        return -0.25 * x ** 2 / y + 0.5 * (-math.pi / y).log()

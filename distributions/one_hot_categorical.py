@@ -1,6 +1,7 @@
 """OneHotCategorical(probs= | logits=): Categorical draws as one-hot vectors (event shape
-(K,))."""
-from ..tensor import Size, arange
+(K,)); OneHotCategoricalStraightThrough adds a straight-through rsample (the draw in the
+forward pass, the gradient of probs in the backward pass)."""
+from ..tensor import Size, arange, eye
 from . import constraints
 from .categorical import Categorical
 from .distribution import Distribution
@@ -30,6 +31,10 @@ class OneHotCategorical(Distribution):
     @property
     def _param(self):
         return self._categorical._param
+
+    @property
+    def param_shape(self):
+        return self._categorical.param_shape
 
     @property
     def probs(self):
@@ -65,8 +70,26 @@ class OneHotCategorical(Distribution):
     def entropy(self):
         return self._categorical.entropy()
 
+    def enumerate_support(self, expand=True):
+        n = self.event_shape[0]
+        param = self._categorical._param
+        values = eye(n, dtype=param.dtype, device=param.device)
+        values = values.reshape((n,) + (1,) * len(self.batch_shape) + (n,))
+        return values.expand((n,) + tuple(self.batch_shape) + (n,)) if expand else values
+
     def __repr__(self):
         return "OneHot" + repr(self._categorical)
+
+
+class OneHotCategoricalStraightThrough(OneHotCategorical):
+    """Reparameterised by the straight-through estimator (Bengio et al., 2013): rsample is
+    the one-hot draw, with the gradient it would have were it `probs`."""
+    has_rsample = True
+
+    def rsample(self, sample_shape=Size()):
+        samples = self.sample(sample_shape)
+        probs = self._categorical.probs
+        return samples + (probs - probs.detach())
 
 
 def _one_hot(index, num_classes, dtype):

@@ -1,11 +1,11 @@
 """Poisson(rate): counts, sampled (not reparameterisable), with log_prob."""
 from ..tensor import Size, poisson
 from . import constraints
-from .distribution import Distribution
+from .exp_family import ExponentialFamily
 from .utils import broadcast_all
 
 
-class Poisson(Distribution):
+class Poisson(ExponentialFamily):
     arg_constraints = {"rate": constraints.nonnegative}
     support = constraints.nonnegative_integer
 
@@ -37,3 +37,10 @@ class Poisson(Distribution):
             self._validate_sample(value)
         rate = self.rate
         return value.xlogy(rate) - rate - (value + 1).lgamma()
+
+    @property
+    def _natural_params(self):
+        return (self.rate.log(),)
+
+    def _log_normalizer(self, x):
+        return x.exp()

@@ -1,8 +1,14 @@
-"""Helpers shared by the distributions: broadcasting parameters, probs <-> logits, and the
-cached property that lets a distribution hold either probs or logits."""
+"""Helpers shared by the distributions: broadcasting parameters, probs <-> logits, the
+cached property that lets a distribution hold either probs or logits, and the packing of a
+lower triangle into a vector and back."""
+import math
+
 import numpy as np
 
-from ..tensor import Tensor, broadcast_tensors, tensor
+from ..tensor import Tensor, broadcast_tensors, cat, tensor
+
+__all__ = ["broadcast_all", "clamp_probs", "lazy_property", "logits_to_probs",
+           "probs_to_logits", "tril_matrix_to_vec", "vec_to_tril_matrix"]
 
 
 def broadcast_all(*values):
@@ -60,3 +66,36 @@ class lazy_property:
         value = self.wrapped(instance)
         setattr(instance, self.wrapped.__name__, value)
         return value
+
+
+def _tril_positions(n, diag):
+    """Row-major (rows, cols) of the entries of an n x n matrix on or below diagonal `diag`."""
+    return np.tril_indices(n, diag)
+
+
+def tril_matrix_to_vec(mat, diag=0):
+    """The entries of `mat` (..., n, n) on or below diagonal `diag`, in row order, as a
+    vector (..., m)."""
+    n = mat.shape[-1]
+    if not -n <= diag < n:
+        raise ValueError(f"diag ({diag}) provided is outside [{-n}, {n - 1}].")
+    rows, cols = _tril_positions(n, diag)
+    return mat[..., tensor(rows, device=mat.device), tensor(cols, device=mat.device)]
+
+
+def vec_to_tril_matrix(vec, diag=0):
+    """The inverse of `tril_matrix_to_vec`: a (..., n, n) matrix, zero above diagonal `diag`,
+    filled in row order from `vec` (..., m). A gather from [0, vec], so gradients flow."""
+    m = vec.shape[-1]
+    # n solves n^2 + (1 + 2 diag) n - |diag| (diag + 1) - 2 m = 0
+    b = 1 + 2 * diag
+    root = (-b + math.sqrt(b * b + 8 * m + 4 * abs(diag) * (diag + 1))) / 2
+    n = round(root)
+    if abs(n - root) > float(finfo(vec.dtype).eps):
+        raise ValueError(f"The size of last dimension is {m} which cannot be expressed as "
+                         f"the lower triangular part of a square D x D matrix.")
+    rows, cols = _tril_positions(n, diag)
+    source = np.zeros((n, n), dtype=np.int64)       # 0 picks the zero put in front of vec
+    source[rows, cols] = np.arange(1, len(rows) + 1)
+    padded = cat([vec.new_zeros(tuple(vec.shape[:-1]) + (1,)), vec], -1)
+    return padded[..., tensor(source, device=vec.device)]
