@@ -527,6 +527,22 @@ class Size(tuple):
     def __repr__(self):
         return f"phalanx.Size({list(self)})"
 
+    # shapes built from shapes stay shapes, as in PyTorch
+    def __add__(self, other):
+        return Size(tuple(self) + tuple(other))
+
+    def __radd__(self, other):
+        return Size(tuple(other) + tuple(self))
+
+    def __mul__(self, n):
+        return Size(tuple(self) * n)
+
+    __rmul__ = __mul__
+
+    def __getitem__(self, index):
+        item = tuple.__getitem__(self, index)
+        return Size(item) if isinstance(index, slice) else item
+
     def numel(self):
         n = 1
         for s in self:

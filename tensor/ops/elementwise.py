@@ -418,8 +418,8 @@ class Clamp(Function):
         nx, nlo, nhi = ctx.needs_input_grad
         sx, slo, shi = ctx.shapes
 
-        def part(mask, shape):
-            return unbroadcast(g * make(mask.astype(g._data.dtype)), shape)
+        def part(mask, shape):   # where, not g * mask: an inf/nan g outside the mask is 0
+            return unbroadcast(where(make(mask), g, g.new_zeros(())), shape)
         return (part(ctx.keep, sx) if nx else None,
                 part(ctx.below, slo) if nlo else None,
                 part(ctx.above, shi) if nhi else None)

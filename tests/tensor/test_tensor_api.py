@@ -252,3 +252,18 @@ def test_swap_tensors_exchanges_everything():
         assert (b.tag, a.note) == ("weight", 1) and not hasattr(a, "tag")
         b.sum().backward()
         assert b.grad.tolist() == [1.0, 1.0]
+
+
+def test_sizes_built_from_sizes_stay_sizes():
+    for lib in (px, torch):
+        s = lib.Size([2, 3])
+        for made in (s + (4,), (1,) + s, s[1:], s * 2, 2 * s):
+            assert type(made) is lib.Size
+        assert s[0] == 2 and type(s[0]) is int and (s + (4,)) == (2, 3, 4)
+
+
+def test_clamp_gives_no_gradient_where_it_clamps_even_an_infinite_one():
+    for lib in (px, torch):
+        x = lib.tensor([0.8, 2.0], requires_grad=True)
+        (1 / (x.clamp(min=1) - 1)).sum().backward()
+        assert x.grad.tolist() == [0.0, -1.0]
