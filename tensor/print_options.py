@@ -11,7 +11,6 @@ class PrintOptions:
     edgeitems: int = 3
     linewidth: int = 80
     sci_mode: object = None       # None: scientific when the values are big or tiny
-    linewidth_set: bool = False   # NumPy's own wrapping stays until a line width is asked for
 
     @property
     def threshold_int(self):
@@ -33,7 +32,7 @@ def set_printoptions(precision=None, threshold=None, edgeitems=None, linewidth=N
         if profile not in _PROFILES:
             raise ValueError(f"set_printoptions: unknown profile {profile!r}; choose one of "
                              f"{', '.join(_PROFILES)}")
-        current = replace(_PROFILES[profile], linewidth_set=current.linewidth_set)
+        current = replace(_PROFILES[profile])
     if precision is not None:
         current.precision = int(precision)
     if threshold is not None:
@@ -41,7 +40,7 @@ def set_printoptions(precision=None, threshold=None, edgeitems=None, linewidth=N
     if edgeitems is not None:
         current.edgeitems = int(edgeitems)
     if linewidth is not None:
-        current.linewidth, current.linewidth_set = int(linewidth), True
+        current.linewidth = int(linewidth)
     current.sci_mode = sci_mode
 
 
