@@ -253,3 +253,9 @@ from . import out_param as _out_param  # noqa: E402
 for _name in _out_param.NAMES:
     if _name in globals():
         globals()[_name] = _out_param.accepts_out(globals()[_name])
+
+# ---- axis= / keepdims=: NumPy's names for dim / keepdim, as PyTorch accepts them ------------------
+from . import numpy_names as _numpy_names  # noqa: E402
+
+_numpy_names.apply(globals(), __all__)
+_numpy_names.apply_to_methods(Tensor)

@@ -101,6 +101,9 @@ def std_mean(input, *args, **kwargs):
     return red.std_mean(input, dim, **_correction(kwargs))
 
 
+for _fn in (var, std, var_mean, std_mean):     # they take dim= through **kwargs
+    _fn.takes_dim = True
+
 METHODS = {"add": add, "sub": sub, "subtract": sub, "addcmul": addcmul, "addcdiv": addcdiv,
            "var": var, "std": std}
 # the in-place forms warn under their own names (p.add_(-lr, grad): "add_")
