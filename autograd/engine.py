@@ -284,6 +284,11 @@ def _run_node(node, grads, capture, results, needed_below):
         out = node.fn.backward(node, *grads)
     if not isinstance(out, tuple):
         out = (out,)
+    if node.post_hooks:
+        for hook in list(node.post_hooks):
+            replaced = hook(out, tuple(grads))
+            if replaced is not None:
+                out = tuple(replaced) if isinstance(replaced, (tuple, list)) else (replaced,)
     if len(out) < len(node.edges) and any(e is not None for e in node.edges[len(out):]):
         raise RuntimeError(f"function {node.name()} returned an incorrect number of "
                            f"gradients (expected {len(node.edges)}, got {len(out)})")

@@ -60,6 +60,7 @@ class Node:
     forward_stack = None
     output_meta = None
     _gradient_buffers = None
+    post_hooks = None
 
     def __init__(self, fn):
         self.fn = fn
@@ -118,6 +119,15 @@ class Node:
         return tuple((None, 0) if e is None else
                      ((e[0], e[1]) if isinstance(e[0], Node) else (accumulate_node(e[0]), 0))
                      for e in self.edges)
+
+    def register_hook(self, hook):
+        """`hook(grad_inputs, grad_outputs)` after this node's backward (PyTorch's
+        Node.register_hook): `grad_inputs` are the gradients it computed for its inputs; a
+        non-None result replaces them."""
+        if self.post_hooks is None:
+            self.post_hooks = []
+        self.post_hooks.append(hook)
+        return RemovableHandle(self.post_hooks, hook)
 
     def register_prehook(self, output_nr, hook):
         """Run `hook(grad)` on the gradient of output `output_nr` before this node runs."""

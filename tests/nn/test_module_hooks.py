@@ -146,9 +146,54 @@ def test_hooks_inside_a_network_with_in_place_relu():
     same([q.grad for q in p.parameters()], [q.grad for q in t.parameters()])
 
 
-def test_deprecated_backward_hook_is_refused_with_the_fix():
-    with pytest.raises(NotImplementedError, match="register_full_backward_hook"):
-        nn.Linear(2, 2).register_backward_hook(lambda *a: None)
+def test_deprecated_backward_hook_as_pytorchs():
+    """register_backward_hook runs on the node of the module's last operation: its grad_input
+    is that op's (here the ReLU's), it can replace them, and PyTorch's warning says so."""
+    results = []
+    for lib in (px, torch):
+        lib.manual_seed(0)
+        model = lib.nn.Sequential(lib.nn.Linear(3, 2), lib.nn.ReLU())
+        seen = []
+        model.register_backward_hook(lambda m, gi, go: seen.append(
+            (m is model, [None if g is None else tuple(g.shape) for g in gi],
+             [tuple(g.shape) for g in go])))
+        x = lib.ones(4, 3, requires_grad=True)
+        with pytest.warns(FutureWarning, match="non-full backward hook when the forward "
+                                               "contains multiple autograd Nodes"):
+            out = model(x)
+        out.sum().backward()
+        zeroing = lib.nn.Linear(3, 2)
+        handle = zeroing.register_backward_hook(
+            lambda m, gi, go: tuple(None if g is None else g * 0 for g in gi))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            y = lib.ones(4, 3, requires_grad=True)
+            zeroing(y).sum().backward()
+            assert float(y.grad.abs().sum()) == 0.0
+            handle.remove()
+            y.grad = None
+            zeroing(y).sum().backward()
+            assert float(y.grad.abs().sum()) > 0
+        with pytest.raises(RuntimeError, match="Cannot use both regular backward hooks and "
+                                               "full backward hooks"):
+            model.register_full_backward_hook(lambda *a: None)
+        results.append(seen)
+    assert results[0] == results[1] == [(True, [(4, 2)], [(4, 2)])]
+
+
+def test_node_hooks_see_and_replace_the_input_gradients():
+    for lib in (px, torch):
+        a = lib.tensor([1.0, 2.0], requires_grad=True)
+        b = a * 3
+        seen = []
+
+        def hook(grad_inputs, grad_outputs):
+            seen.append((grad_inputs[0].tolist(), grad_outputs[0].tolist()))
+            return (grad_inputs[0] * 10,) + tuple(grad_inputs[1:])
+        handle = b.grad_fn.register_hook(hook)
+        b.sum().backward()
+        assert seen == [([3.0, 3.0], [1.0, 1.0])] and a.grad.tolist() == [30.0, 30.0]
+        handle.remove()
 
 
 def test_state_dict_hooks():
