@@ -18,10 +18,10 @@ from .tensor import Tensor, tensor  # noqa: F811  (rebinds `tensor`: the functio
 from .autograd import (enable_grad, inference_mode, is_grad_enabled,
                        is_inference_mode_enabled, no_grad, set_grad_enabled)
 from . import autograd
-from .tensor import linalg, random, special  # noqa: F401  (torch.linalg, ... are modules)
+from .tensor import linalg, random, return_types, special  # noqa: F401  (modules, as torch's)
 from .compile_api import compile  # noqa: A004  (torch.compile: the eager program)
 
-for _name in ("linalg", "random", "special"):  # so `import phalanx.linalg` works as in PyTorch
+for _name in ("linalg", "random", "return_types", "special"):  # so `import phalanx.linalg` works as in PyTorch
     _sys.modules[f"{__name__}.{_name}"] = globals()[_name]
 
 # PyTorch computes inf and nan silently; NumPy would warn ("overflow encountered in exp") from

@@ -31,6 +31,12 @@ def write_error_file(exc, path=None):
         "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
         "timestamp": time.time(),
     }
+    return write_record(path, record)
+
+
+def write_record(path, record):
+    """Write an error record as JSON at `path`, atomically (the launcher may read it at once)."""
+    path = path.replace("{pid}", str(os.getpid()))
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as f:

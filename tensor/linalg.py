@@ -13,12 +13,12 @@ Backward formulas (A = input, g* = gradient of an output, E_jk = w_k - w_j, skew
              + the terms for the parts of gU / gV outside span(U) / span(V)
     qr       gA = (gQ + Q copyltu(R gR^T - gQ^T Q)) R^-T   (m >= n, reduced)
 """
-from collections import namedtuple
 
 import numpy as np
 
 from ..autograd import Function
 from .backend import array_module
+from .return_types import return_type
 from .tensor import Tensor
 from .ops import elementwise as ew, reduction as red
 from .ops._util import make, unbroadcast
@@ -31,10 +31,11 @@ class LinAlgError(RuntimeError):
     definite); a RuntimeError, as PyTorch's torch.linalg.LinAlgError is."""
 
 
-SlogdetResult = namedtuple("slogdet", ["sign", "logabsdet"])
-EighResult = namedtuple("eigh", ["eigenvalues", "eigenvectors"])
-SvdResult = namedtuple("svd", ["U", "S", "Vh"])
-QrResult = namedtuple("qr", ["Q", "R"])
+SlogdetResult = return_type("linalg_slogdet", ["sign", "logabsdet"])
+EighResult = return_type("linalg_eigh", ["eigenvalues", "eigenvectors"])
+SvdResult = return_type("linalg_svd", ["U", "S", "Vh"])
+LegacySvdResult = return_type("svd", ["U", "S", "V"])
+QrResult = return_type("linalg_qr", ["Q", "R"])
 
 
 def _mT(t):
@@ -463,13 +464,13 @@ def legacy_svd(input, some=True, compute_uv=True):
     """torch.svd: returns V (not Vh); `some=False` asks for the full factorisation."""
     U, S, Vh = svd(input, full_matrices=not some)
     if not compute_uv:
-        return SvdResult(U.detach() * 0, S, _mT(Vh).detach() * 0)
-    return namedtuple("svd", ["U", "S", "V"])(U, S, _mT(Vh))
+        return LegacySvdResult(U.detach() * 0, S, _mT(Vh).detach() * 0)
+    return LegacySvdResult(U, S, _mT(Vh))
 
 
 def legacy_qr(input, some=True):
     """torch.qr: `some=False` is mode='complete'."""
-    return qr(input, "reduced" if some else "complete")
+    return return_type("qr", ["Q", "R"])(*qr(input, "reduced" if some else "complete"))
 
 
 def legacy_cholesky(input, upper=False):
@@ -571,7 +572,7 @@ def lstsq(A, B, rcond=None, *, driver=None):
     full_rank = driver == "gels" or bool((rank._data == n).all())
     residuals = ((A @ x - b).abs() ** 2).sum(-2) if driver != "gelsy" and m > n and \
         full_rank else empty
-    res = namedtuple("lstsq", ["solution", "residuals", "rank", "singular_values"])
+    res = return_type("linalg_lstsq", ["solution", "residuals", "rank", "singular_values"])
     return res(x.squeeze(-1) if vector else x, residuals,
                rank if driver != "gels" else make(xp.zeros((0,), np.int64)),
                s if driver in ("gelsd", "gelss") else empty)
@@ -669,7 +670,7 @@ def triangular_solve(b, A, upper=True, transpose=False, unitriangular=False):
     returns (solution, cloned_coefficient)."""
     tri = _mT(A) if transpose else A
     x = solve_triangular(tri, b, upper=upper != transpose, unitriangular=unitriangular)
-    return namedtuple("triangular_solve", ["solution", "cloned_coefficient"])(x, A.clone())
+    return return_type("triangular_solve", ["solution", "cloned_coefficient"])(x, A.clone())
 from .linalg_more import tensorinv, tensorsolve, vander  # noqa: E402  (composites of the above)
 from .linalg_lu import (cholesky_ex, inv_ex, ldl_factor, ldl_factor_ex, ldl_solve,  # noqa: E402
                         lu, lu_factor, lu_factor_ex, lu_solve, lu_unpack, solve_ex)

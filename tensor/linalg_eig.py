@@ -13,18 +13,18 @@ PyTorch's does. eigvals outside autograd computes no eigenvectors.
 householder_product is composed from tensor ops (one reflection a step), so its gradient and
 double backward come free and it runs on either backend.
 """
-from collections import namedtuple
 
 import numpy as np
 
 from ..autograd import Function
 from ..autograd.grad_mode import is_grad_enabled
 from .backend import array_module, to_host
+from .return_types import return_type
 from .linalg import _eye_like, _mH
 from .linalg_lu import LuFactor, LuSolve, _no_out, _square_float, type_name
 from .ops._util import make
 
-EigResult = namedtuple("linalg_eig", ["eigenvalues", "eigenvectors"])
+EigResult = return_type("linalg_eig", ["eigenvalues", "eigenvectors"])
 
 
 def _complex_dtype(dt):

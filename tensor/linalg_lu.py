@@ -27,25 +27,25 @@ matrix at a time (neither batches getrf). LDL has no CuPy kernel: it raises for 
 """
 import math
 import warnings
-from collections import namedtuple
 
 import numpy as np
 
 from ..autograd import Function
 from .backend import array_module, to_host
+from .return_types import return_type
 from .linalg import Cholesky, Inv, LinAlgError, Solve, _mH, _mT
 from .ops._util import make, unbroadcast
 from .ops.shape import cat
 
-LuFactorResult = namedtuple("linalg_lu_factor", ["LU", "pivots"])
-LuFactorExResult = namedtuple("linalg_lu_factor_ex", ["LU", "pivots", "info"])
-LuResult = namedtuple("linalg_lu", ["P", "L", "U"])
-LuUnpackResult = namedtuple("lu_unpack", ["P", "L", "U"])
-SolveExResult = namedtuple("linalg_solve_ex", ["result", "info"])
-InvExResult = namedtuple("linalg_inv_ex", ["inverse", "info"])
-CholeskyExResult = namedtuple("linalg_cholesky_ex", ["L", "info"])
-LdlFactorResult = namedtuple("linalg_ldl_factor", ["LD", "pivots"])
-LdlFactorExResult = namedtuple("linalg_ldl_factor_ex", ["LD", "pivots", "info"])
+LuFactorResult = return_type("linalg_lu_factor", ["LU", "pivots"])
+LuFactorExResult = return_type("linalg_lu_factor_ex", ["LU", "pivots", "info"])
+LuResult = return_type("linalg_lu", ["P", "L", "U"])
+LuUnpackResult = return_type("lu_unpack", ["P", "L", "U"])
+SolveExResult = return_type("linalg_solve_ex", ["result", "info"])
+InvExResult = return_type("linalg_inv_ex", ["inverse", "info"])
+CholeskyExResult = return_type("linalg_cholesky_ex", ["L", "info"])
+LdlFactorResult = return_type("linalg_ldl_factor", ["LD", "pivots"])
+LdlFactorExResult = return_type("linalg_ldl_factor_ex", ["LD", "pivots", "info"])
 
 # PyTorch's names of scalar types, which its messages print
 _TYPE_NAMES = {"float64": "Double", "float32": "Float", "float16": "Half",
@@ -426,7 +426,7 @@ def lu_solve(LU, pivots, B, *, left=True, adjoint=False, out=None):
 
 
 # ---- the older top-level spellings (torch.lu, torch.lu_solve; Tensor.lu, Tensor.lu_solve) ----
-LuWithInfoResult = namedtuple("_lu_with_info", ["LU", "pivots", "info"])
+LuWithInfoResult = return_type("_lu_with_info", ["LU", "pivots", "info"])
 
 
 def legacy_lu(A, pivot=True, get_infos=False, out=None):

@@ -2,7 +2,6 @@
 log_softmax, cumsum, norm, var (one op for real floating input); std and friends are composed
 from these."""
 import builtins as _b
-import collections
 import math
 import warnings
 
@@ -11,10 +10,12 @@ import numpy as np
 from ...autograd import Function, dispatch
 from ..backend import array_module, on_host
 from ..dtypes import get_default_dtype, is_floating_np, to_numpy_dtype
+from ..return_types import return_type
 from ._util import make, normalize_dim
 from .complex import conj_grad, reject_complex
 
-ValuesIndices = collections.namedtuple("ValuesIndices", ["values", "indices"])
+MaxResult = return_type("max", ["values", "indices"])
+MinResult = return_type("min", ["values", "indices"])
 
 
 def _axes(dim, ndim):
@@ -374,7 +375,7 @@ def _max_min(input, dim, keepdim, other, largest):
         return maximum(input, other) if largest else minimum(input, other)
     if dim is None:
         return Amax.apply(input, None, False, largest)
-    return ValuesIndices(*MaxDim.apply(input, dim, keepdim, largest))
+    return (MaxResult if largest else MinResult)(*MaxDim.apply(input, dim, keepdim, largest))
 
 
 def max(input, dim=None, keepdim=False, *, other=None):

@@ -5,26 +5,25 @@ The order (indices) is computed on the raw array; values are gathered from the i
 differentiable `gather`, so every op here that returns values has PyTorch's gradient (it flows
 to the chosen positions) with no backward of its own.
 """
-from collections import namedtuple
 
 import numpy as np
 
 from ...autograd import Function
 from ..backend import array_module
 from .. import dtypes
+from ..return_types import return_type
 from ..tensor import Tensor
 from . import elementwise as ew, reduction as red, shape
 from ._util import make, normalize_dim
 from .complex import reject_complex
 from .indexing import gather
 
-SortResult = namedtuple("sort", ["values", "indices"])
-TopkResult = namedtuple("topk", ["values", "indices"])
-KthvalueResult = namedtuple("kthvalue", ["values", "indices"])
-MedianResult = namedtuple("median", ["values", "indices"])
-ModeResult = namedtuple("mode", ["values", "indices"])
-CumResult = namedtuple("cummax", ["values", "indices"])
-AminmaxResult = namedtuple("aminmax", ["min", "max"])
+SortResult = return_type("sort", ["values", "indices"])
+TopkResult = return_type("topk", ["values", "indices"])
+KthvalueResult = return_type("kthvalue", ["values", "indices"])
+MedianResult = return_type("median", ["values", "indices"])
+ModeResult = return_type("mode", ["values", "indices"])
+AminmaxResult = return_type("aminmax", ["min", "max"])
 
 
 def _argsort(d, axis, descending):
@@ -264,7 +263,8 @@ def _quantile(input, q, dim, keepdim, interpolation, ignore_nan):
 def _cum_extreme(input, dim, largest, name):
     dim = normalize_dim(dim, input.ndim)
     if input.ndim == 0:
-        return CumResult(input.clone(), make(array_module(input._data).zeros((), np.int64)))
+        return return_type(name, ["values", "indices"])(
+            input.clone(), make(array_module(input._data).zeros((), np.int64)))
     m = np.moveaxis(_host(input._data), dim, -1)
     # the running extreme is attained where it last changed: idx_j = max{k <= j : x_k = M_k}
     # (ties move to the later index); after a NaN the value stays NaN and the index is the
@@ -278,7 +278,7 @@ def _cum_extreme(input, dim, largest, name):
         idx = np.where(last_nan >= 0, last_nan, idx)
     xp = array_module(input._data)
     index = make(xp.asarray(np.moveaxis(idx, -1, dim)))
-    return namedtuple(name, ["values", "indices"])(gather(input, dim, index), index)
+    return return_type(name, ["values", "indices"])(gather(input, dim, index), index)
 
 
 def cummax(input, dim):
@@ -495,10 +495,10 @@ def diff(input, n=1, dim=-1, prepend=None, append=None):
     return x
 
 
-HistogramResult = namedtuple("histogram", ["hist", "bin_edges"])
+HistogramResult = return_type("histogram", ["hist", "bin_edges"])
 
 
-def histogram(input, bins, *, range=None, weight=None, density=False):
+def histogram(input, bins=100, *, range=None, weight=None, density=False):
     """Counts (or weight sums, or a density) in `bins` equal bins over `range` (default: the
     input's min and max) or between the given edges; returns (hist, bin_edges)."""
     d = input._data

@@ -59,3 +59,18 @@ def test_print_options_as_pytorchs(options):
     finally:
         px.set_printoptions(profile="default")
         torch.set_printoptions(profile="default")
+
+
+@pytest.mark.parametrize("call", [
+    lambda L, x: L.max(x, 1), lambda L, x: L.min(x, 0), lambda L, x: L.sort(x),
+    lambda L, x: L.topk(x, 1), lambda L, x: L.cummax(x, 1), lambda L, x: L.aminmax(x),
+    lambda L, x: L.median(x, 0), lambda L, x: L.kthvalue(x, 1), lambda L, x: L.svd(x),
+    lambda L, x: L.linalg.svd(x), lambda L, x: L.linalg.eigh(x), lambda L, x: L.linalg.qr(x),
+    lambda L, x: L.qr(x), lambda L, x: L.linalg.lu_factor(x), lambda L, x: L.linalg.eig(x)])
+def test_results_with_several_tensors_print_as_pytorchs(call):
+    x = np.array([[4.0, 1.0], [1.0, 3.0]])
+    ours, theirs = call(px, px.tensor(x)), call(torch, torch.tensor(x))
+    assert type(ours).__name__ == type(theirs).__name__
+    assert repr(ours).replace("phalanx.", "torch.") == \
+        repr(theirs).replace("phalanx.", "torch.").replace("-0.0000", " 0.0000")
+    assert getattr(px.return_types, type(ours).__name__) is type(ours)

@@ -30,12 +30,12 @@ __all__ = ["State", "run"]
 
 
 def _rank():
-    from .env import detect
+    from ..env import detect
     return detect().rank
 
 
 def _barrier():
-    from . import collectives, world
+    from .. import collectives, world
     if world.is_initialized() and world.get_world_size() > 1:
         collectives.barrier()
 
