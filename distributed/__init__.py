@@ -51,7 +51,7 @@ _LAZY = {
 }
 _LAZY_MODULES = {"comm_hooks", "ddp", "sync_batchnorm", "zero", "store", "zmq_backend",
                  "heartbeat", "elastic", "mpi_backend", "local_backend", "env", "algorithms",
-                 "optim", "constants", "distributed_c10d", "device_mesh"}
+                 "optim", "constants", "distributed_c10d", "device_mesh", "nn"}
 
 
 def __getattr__(name):
