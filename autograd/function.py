@@ -310,9 +310,21 @@ def _run(cls, args, kwargs):
 def _broadcast_error(cls, args):
     shapes = [list(a.shape) for a in args if isinstance(a, TensorBase)]
     return RuntimeError(
-        f"{cls.__name__}: the shapes {' and '.join(map(str, shapes))} cannot be broadcast "
-        f"together: each dimension, aligned from the right, must be equal or 1. Reshape or "
-        f"unsqueeze an operand (e.g. x.unsqueeze(-1)) so that they line up.")
+        f"{_mismatch(shapes)}{cls.__name__}: the shapes {' and '.join(map(str, shapes))} "
+        f"cannot be broadcast together: each dimension, aligned from the right, must be equal "
+        f"or 1. Reshape or unsqueeze an operand (e.g. x.unsqueeze(-1)) so that they line up.")
+
+
+def _mismatch(shapes):
+    """PyTorch's words for the first clash of two shapes (people search for them)."""
+    if len(shapes) < 2:
+        return ""
+    a, b = shapes[0], shapes[1]
+    for i in range(1, min(len(a), len(b)) + 1):
+        if a[-i] != b[-i] and 1 not in (a[-i], b[-i]):
+            return (f"The size of tensor a ({a[-i]}) must match the size of tensor b ({b[-i]}) "
+                    f"at non-singleton dimension {max(len(a), len(b)) - i}. ")
+    return ""
 
 
 def _link(ctx, args, out):

@@ -58,6 +58,11 @@ class GetItem(Function):
     def forward(ctx, x, idx):
         d = x._data
         index, basic = normalize_index(idx, array_module(d))
+        if d.ndim == 0 and any(isinstance(i, (int, slice)) and not isinstance(i, bool) or
+                               getattr(i, "dtype", None) is not None and i.dtype.kind in "iu"
+                               for i in index):
+            raise IndexError("invalid index of a 0-dim tensor. Use `tensor.item()` in Python "
+                             "to convert a 0-dim tensor to a number")
         try:
             out = d[index]
         except IndexError as e:

@@ -30,3 +30,15 @@ def test_byte_masks_as_pytorch_treats_them():
             x[mask] = 0.0
         with pytest.raises(RuntimeError, match="where expected condition to be a boolean"):
             lib.where(x, x, 0.0)
+
+
+def test_pytorchs_words_for_the_common_mistakes():
+    for lib in (px, torch):
+        with pytest.raises(IndexError, match="invalid index of a 0-dim tensor. Use "
+                                             "`tensor.item\\(\\)` in Python"):
+            lib.tensor(3.0)[0]
+        assert lib.tensor(3.0)[None].shape == (1,) and lib.tensor(3.0)[True].shape == (1,)
+        with pytest.raises(RuntimeError, match=r"The size of tensor a \(3\) must match the "
+                                               r"size of tensor b \(2\) at non-singleton "
+                                               r"dimension 1"):
+            lib.ones(2, 3) * lib.ones(3, 2)
