@@ -112,7 +112,8 @@ class Node:
 
     # --- the graph-node interface ------------------------------------------------------
     def name(self):
-        return backward_name(self.fn)
+        own = self.__dict__.get("node_name")    # ops whose PyTorch name depends on the call
+        return f"{own}Backward0" if own else backward_name(self.fn)
 
     @property
     def next_functions(self):
@@ -171,7 +172,9 @@ def backward_name(fn):
     `MyFunctionBackward` for a user-defined Function."""
     module = fn.__module__
     builtin = module.startswith("phalanx.") and not module.startswith("phalanx.tests")
-    return f"{fn.__name__}Backward0" if builtin else f"{fn.__name__}Backward"
+    if not builtin:
+        return f"{fn.__name__}Backward"
+    return f"{fn.__dict__.get('node_name') or fn.__name__}Backward0"
 
 
 def _holds_data(value):

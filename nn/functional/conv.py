@@ -311,6 +311,7 @@ def _check_dtypes(name, *tensors):
 
 # ---- the three Functions -------------------------------------------------------------------
 class _Conv(Function):
+    node_name = "Convolution"     # PyTorch's name of this graph node
     """y = conv(x, w) + b."""
 
     @staticmethod

@@ -16,6 +16,8 @@ class Linear(Function):
     @staticmethod
     def forward(ctx, x, weight, bias=None):
         xd, wd = x._data, weight._data
+        if xd.ndim == 2:
+            ctx.node_name = "Mm" if bias is None else "Addmm"
         if xd.dtype != wd.dtype or (bias is not None and bias._data.dtype != wd.dtype):
             raise RuntimeError(
                 f"linear: input ({x.dtype}), weight ({weight.dtype})"

@@ -376,6 +376,7 @@ class _NLLRows:
 
 
 class NLLLoss(Function):
+    node_name = "NllLoss"
     """nll_loss in one pass over the picked entries (the composed form took a dozen ops to
     gather one value per row). `_NLLScatter` is its gradient and `_NLLPick` the gradient of
     that: each is linear, and each is the other's derivative, so every order is available."""
@@ -506,6 +507,7 @@ def _from_rows(a, shape):
 
 
 class CrossEntropy(Function):
+    node_name = "NllLoss"         # the last node of PyTorch's log_softmax + nll_loss
     """Fused log-softmax + NLL with class weights, ignore_index and label smoothing, for class
     indices or class probabilities. The gradient is s * (A * softmax - a) per row, with `a`
     the per-class coefficients and A their sum, so backward reuses the softmax of forward."""

@@ -53,11 +53,25 @@ def normalize_index(idx, xp):
     return tuple(out), basic
 
 
+def _index_node_name(idx, basic):
+    """PyTorch's node for an index: Index (advanced), else that of the last component that
+    does something: Select (an int) or Slice."""
+    if not basic:
+        return "Index"
+    for i in reversed(idx if isinstance(idx, tuple) else (idx,)):
+        if isinstance(i, int):
+            return "Select"
+        if isinstance(i, slice) and i != slice(None):
+            return "Slice"
+    return "Slice"
+
+
 class GetItem(Function):
     @staticmethod
     def forward(ctx, x, idx):
         d = x._data
         index, basic = normalize_index(idx, array_module(d))
+        ctx.node_name = _index_node_name(idx, basic)
         if d.ndim == 0 and any(isinstance(i, (int, slice)) and not isinstance(i, bool) or
                                getattr(i, "dtype", None) is not None and i.dtype.kind in "iu"
                                for i in index):

@@ -10,6 +10,9 @@ from ._util import binary_operands, make, unbroadcast
 from .complex import conj_grad, keep_real, real_operands
 
 
+_MATMUL_NAMES = {(2, 2): "Mm", (2, 1): "Mv", (1, 1): "Dot"}    # PyTorch's node per case
+
+
 class Matmul(Function):
     saved_names = ("self", "other")
 
@@ -19,6 +22,8 @@ class Matmul(Function):
         if x.ndim == 0 or y.ndim == 0:
             raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are "
                                f"{x.ndim}D and {y.ndim}D")
+        ctx.node_name = _MATMUL_NAMES.get((x.ndim, y.ndim)) or \
+            ("UnsafeView" if max(x.ndim, y.ndim) > 2 else None)
         kx = x.shape[-1]
         ky = y.shape[-2] if y.ndim > 1 else y.shape[0]
         if kx != ky:

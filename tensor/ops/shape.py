@@ -9,6 +9,7 @@ from ._util import make, normalize_dim
 
 
 class Reshape(Function):
+    node_name = "View"
     @staticmethod
     def forward(ctx, x, shape):
         d = x._data

@@ -533,3 +533,22 @@ def test_next_functions_walk_as_pytorchs():
         assert leaf.variable is a and leaf is b.grad_fn.next_functions[0][0]
         assert " at 0x" in repr(b.grad_fn)
     assert graphs[0] == graphs[1]
+
+
+@pytest.mark.parametrize("expr", [
+    "F.conv2d(L.ones(1, 1, 4, 4, requires_grad=True), L.ones(1, 1, 3, 3))",
+    "F.linear(x, L.ones(5, 3), L.ones(5))", "F.linear(x, L.ones(5, 3))",
+    "F.max_pool2d(L.ones(1, 1, 4, 4, requires_grad=True), 2)", "x.view(6)", "x.flatten()",
+    "x @ L.ones(3, 2)", "x @ L.ones(3)", "x[0] @ L.ones(3)", "a3 @ L.ones(4, 3, 2)",
+    "F.cross_entropy(x, L.tensor([0, 1]))", "F.nll_loss(x, L.tensor([0, 1]))", "x[0]",
+    "x[0:1]", "x[L.tensor([0, 1])]", "x[0, 1:]", "F.layer_norm(x, (3,))",
+    "F.batch_norm(L.ones(2, 3, requires_grad=True), None, None, training=True)",
+    "x.softmax(1)", "x.relu()", "x.sum()", "L.cat([x, x])", "x * 2"])
+def test_graph_nodes_carry_pytorchs_names(expr):
+    names = []
+    for L in (px, torch):
+        F = L.nn.functional
+        x = L.ones(2, 3, requires_grad=True)
+        a3 = L.ones(4, 2, 3, requires_grad=True)
+        names.append(eval(expr, {"L": L, "F": F, "x": x, "a3": a3}).grad_fn.name())
+    assert names[0] == names[1]
