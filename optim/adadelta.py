@@ -6,6 +6,10 @@ from .optimizer import Optimizer, implementation_options, step_tensor, zeros_sta
 
 
 class Adadelta(Optimizer):
+    # the keys of a param group in PyTorch's order (what state_dict() prints)
+    _defaults_order = ("lr", "rho", "eps", "weight_decay", "maximize", "capturable", "foreach",
+                       "differentiable")
+
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, foreach=None, *,
                  capturable=False, maximize=False, differentiable=False):
         if lr < 0.0:

@@ -5,6 +5,10 @@ from .optimizer import Optimizer, implementation_options, step_tensor, zeros_sta
 
 
 class Adagrad(Optimizer):
+    # the keys of a param group in PyTorch's order (what state_dict() prints)
+    _defaults_order = ("lr", "lr_decay", "eps", "weight_decay", "initial_accumulator_value",
+                       "foreach", "maximize", "differentiable", "fused")
+
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
                  eps=1e-10, foreach=None, *, maximize=False, differentiable=False,
                  fused=None):

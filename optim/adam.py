@@ -6,6 +6,10 @@ from .optimizer import Optimizer, implementation_options, step_tensor, zeros_sta
 
 
 class Adam(Optimizer):
+    # the keys of a param group in PyTorch's order (what state_dict() prints)
+    _defaults_order = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "foreach",
+                       "capturable", "differentiable", "fused", "decoupled_weight_decay")
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  amsgrad=False, *, foreach=None, maximize=False, capturable=False,
                  differentiable=False, fused=None, decoupled_weight_decay=False):

@@ -5,6 +5,10 @@ from .optimizer import Optimizer, implementation_options, step_tensor, zeros_sta
 
 
 class Adamax(Optimizer):
+    # the keys of a param group in PyTorch's order (what state_dict() prints)
+    _defaults_order = ("lr", "betas", "eps", "weight_decay", "foreach", "maximize",
+                       "differentiable", "capturable")
+
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  foreach=None, *, maximize=False, differentiable=False, capturable=False):
         check_adam_options(lr, betas, eps, weight_decay)

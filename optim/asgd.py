@@ -9,6 +9,10 @@ from .optimizer import Optimizer, implementation_options, step_tensor, zeros_sta
 
 
 class ASGD(Optimizer):
+    # the keys of a param group in PyTorch's order (what state_dict() prints)
+    _defaults_order = ("lr", "lambd", "alpha", "t0", "weight_decay", "foreach", "maximize",
+                       "differentiable", "capturable")
+
     def __init__(self, params, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0,
                  foreach=None, maximize=False, differentiable=False, capturable=False):
         if lr < 0.0:

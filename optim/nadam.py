@@ -9,6 +9,11 @@ from .optimizer import Optimizer, implementation_options, step_tensor, zeros_sta
 
 
 class NAdam(Optimizer):
+    # the keys of a param group in PyTorch's order (what state_dict() prints)
+    _defaults_order = ("lr", "betas", "eps", "weight_decay", "momentum_decay",
+                       "decoupled_weight_decay", "maximize", "foreach", "capturable",
+                       "differentiable")
+
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  momentum_decay=4e-3, decoupled_weight_decay=False, *, foreach=None,
                  maximize=False, capturable=False, differentiable=False):

@@ -99,8 +99,11 @@ class Optimizer:
         self._load_state_dict_pre_hooks = OrderedDict()
         self._load_state_dict_post_hooks = OrderedDict()
 
+    _defaults_order = ()
+
     def __init__(self, params, defaults):
-        self.defaults = defaults
+        order = [k for k in self._defaults_order if k in defaults]
+        self.defaults = {**{k: defaults[k] for k in order}, **defaults}
         self.state = defaultdict(dict)
         self.param_groups = []
         self._init_hooks()

@@ -7,6 +7,10 @@ from .optimizer import Optimizer, implementation_options, step_tensor, zeros_sta
 
 
 class RAdam(Optimizer):
+    # the keys of a param group in PyTorch's order (what state_dict() prints)
+    _defaults_order = ("lr", "betas", "eps", "weight_decay", "maximize", "foreach", "capturable",
+                       "decoupled_weight_decay", "differentiable")
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  decoupled_weight_decay=False, *, foreach=None, maximize=False,
                  capturable=False, differentiable=False):

@@ -5,6 +5,10 @@ from .optimizer import Optimizer, implementation_options, step_tensor, zeros_sta
 
 
 class RMSprop(Optimizer):
+    # the keys of a param group in PyTorch's order (what state_dict() prints)
+    _defaults_order = ("lr", "momentum", "alpha", "eps", "centered", "weight_decay", "capturable",
+                       "foreach", "maximize", "differentiable")
+
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
                  centered=False, capturable=False, foreach=None, maximize=False,
                  differentiable=False):

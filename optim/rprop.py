@@ -6,6 +6,10 @@ from .optimizer import Optimizer, implementation_options, step_tensor, zeros_sta
 
 
 class Rprop(Optimizer):
+    # the keys of a param group in PyTorch's order (what state_dict() prints)
+    _defaults_order = ("lr", "etas", "step_sizes", "foreach", "maximize", "differentiable",
+                       "capturable")
+
     def __init__(self, params, lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50), *,
                  capturable=False, foreach=None, maximize=False, differentiable=False):
         if lr < 0.0:

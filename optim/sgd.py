@@ -7,6 +7,10 @@ from .optimizer import Optimizer, implementation_options
 
 
 class SGD(Optimizer):
+    # the keys of a param group in PyTorch's order (what state_dict() prints)
+    _defaults_order = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize",
+                       "foreach", "differentiable", "fused")
+
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
                  nesterov=False, *, maximize=False, foreach=None, differentiable=False,
                  fused=None):

@@ -657,3 +657,13 @@ def test_signatures_match_torch(module):
         assert signature(getattr(ours_mod, name)) == signature(theirs), name
         compared += 1
     assert compared >= 5
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax",
+                                  "NAdam", "RAdam", "RMSprop", "Rprop", "ASGD", "LBFGS",
+                                  "Adafactor"])
+def test_param_group_keys_in_pytorchs_order(name):
+    ours = getattr(px.optim, name)([px.nn.Parameter(px.zeros(2))], lr=0.01)
+    theirs = getattr(torch.optim, name)([torch.nn.Parameter(torch.zeros(2))], lr=0.01)
+    assert list(ours.state_dict()["param_groups"][0]) == \
+        list(theirs.state_dict()["param_groups"][0])
