@@ -561,4 +561,7 @@ def _size(size, keyword=None):
     return tuple(int(s) for s in size)
 
 
+# the names users see (`type(t)` prints <class 'phalanx.Tensor'>, as PyTorch's torch.Tensor)
+Tensor.__module__ = Size.__module__ = "phalanx"
+
 __all__ = ["Tensor", "Size"]

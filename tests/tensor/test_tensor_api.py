@@ -267,3 +267,9 @@ def test_clamp_gives_no_gradient_where_it_clamps_even_an_infinite_one():
         x = lib.tensor([0.8, 2.0], requires_grad=True)
         (1 / (x.clamp(min=1) - 1)).sum().backward()
         assert x.grad.tolist() == [0.0, -1.0]
+
+
+def test_the_types_print_as_the_packages_own():
+    assert repr(type(px.ones(1))) == "<class 'phalanx.Tensor'>"
+    assert repr(type(px.ones(1).shape)) == "<class 'phalanx.Size'>"
+    assert repr(type(torch.ones(1))) == "<class 'torch.Tensor'>"
