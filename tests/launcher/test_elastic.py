@@ -52,7 +52,9 @@ def test_surviving_agent_continues_with_the_smaller_world(launcher, tmp_path):
     code, out = launcher.finish(host, timeout=60)
     assert code == 0, out
     worlds = _worlds(log)
-    assert worlds[0] == 2 and worlds[-1] == 1, worlds
+    # a loaded machine may start the guest after the host's one-second last call: the host
+    # then runs a 1-node round first; what is tested is the 2 -> 1 shrink after the kill
+    assert 2 in worlds and worlds[-1] == 1 and worlds.index(2) < len(worlds) - 1, worlds
     assert "sent no heartbeat" in out or "restarting" in out
     assert "finished with world size 1 after 60 steps" in out
     store.close()
