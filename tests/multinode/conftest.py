@@ -49,8 +49,10 @@ class Job:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("PMI_", "PMIX_", "OMPI_", "HYDRA_", "PHALANX_"))
                and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")}
+        # TMPDIR: what a killed agent leaves (its log directory) stays in pytest's tree
         env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
-                   PHALANX_STORE_TOKEN=self.token, **cluster_tool.MPI_OVER_NETWORK, **extra)
+                   PHALANX_STORE_TOKEN=self.token, TMPDIR=str(self.tmp_path),
+                   **cluster_tool.MPI_OVER_NETWORK, **extra)
         return env
 
     def start(self, host, args, seconds=120, **env):
