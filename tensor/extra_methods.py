@@ -17,6 +17,7 @@ from .memory_formats import NamedConstant
 from .ops import elementwise as ew, shape
 from .ops._util import normalize_dim
 from .ops.scatter_reduce import scatter_reduce
+from .storage import memory_root, storage, untyped_storage
 from .tensor import Tensor
 
 
@@ -157,14 +158,8 @@ def storage_offset(self):
     """How many elements into its memory block this tensor's first element lies (0 unless
     it is a view into another tensor's memory)."""
     d = self._data
-    if backend.is_cupy_array(d):
-        return (d.data.ptr - d.data.mem.ptr) // d.itemsize
-    host = backend.to_host(d)   # a NumPy array already: itself, no copy
-    root = host
-    while isinstance(root.base, np.ndarray):
-        root = root.base
-    start = host.__array_interface__["data"][0] - root.__array_interface__["data"][0]
-    return start // host.itemsize
+    start = d.data.ptr if backend.is_cupy_array(d) else d.__array_interface__["data"][0]
+    return (start - memory_root(d)[0]) // d.itemsize
 
 
 def stft(self, n_fft, hop_length=None, win_length=None, window=None, center=True,
@@ -189,6 +184,8 @@ def _bind():
     Tensor.layout = property(lambda self: strided)
     Tensor.retains_grad = property(_retains_grad)
     Tensor.storage_offset = storage_offset
+    Tensor.untyped_storage = untyped_storage
+    Tensor.storage = storage
     Tensor.is_contiguous = is_contiguous
     # backends and layouts Phalanx never uses
     for name in ("is_nested", "is_mkldnn", "is_vulkan", "is_xla", "is_ipu", "is_mtia",

@@ -273,3 +273,24 @@ def test_the_types_print_as_the_packages_own():
     assert repr(type(px.ones(1))) == "<class 'phalanx.Tensor'>"
     assert repr(type(px.ones(1).shape)) == "<class 'phalanx.Size'>"
     assert repr(type(torch.ones(1))) == "<class 'torch.Tensor'>"
+
+
+def test_storages_tell_which_tensors_share_memory():
+    import warnings
+    for lib in (px, torch):
+        x = lib.arange(6.0)
+        y = x[2:].view(2, 2)
+        s = y.untyped_storage()
+        assert (s.nbytes(), s.size(), len(s), s.element_size()) == (24, 24, 24, 1)
+        assert s.data_ptr() == x.untyped_storage().data_ptr() == x.data_ptr()
+        assert x.clone().untyped_storage().data_ptr() != s.data_ptr()
+        assert y.storage_offset() == 2
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            t = y.storage()
+        assert "TypedStorage is deprecated" in str(caught[0].message)
+        assert (t.size(), len(t), t[3], t.tolist()) == (6, 6, 3.0, [0.0, 1.0, 2.0, 3.0, 4.0,
+                                                                      5.0])
+        assert t.dtype == lib.float32 and t.data_ptr() == x.data_ptr()
+        assert repr(lib.arange(2.0).untyped_storage()).endswith(
+            "UntypedStorage(device=cpu) of size 8]")
