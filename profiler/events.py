@@ -159,7 +159,7 @@ class EventList(list):
         if row_limit is not None and row_limit >= 0:
             rows = rows[:row_limit]
         return format_table(rows, self_total=sum(e.self_cpu_time_total for e in self),
-                            name_width=max_name_column_width, header=header)
+                            name_width=max_name_column_width, header=header, events=list(self))
 
     def export_chrome_trace(self, path):
         raise NotImplementedError("export_chrome_trace is a method of the profile "
@@ -175,42 +175,57 @@ def format_time(us):
     return f"{us:.3f}us"
 
 
-def format_table(rows, self_total, name_width=55, header=None):
-    shapes = any(getattr(r, "input_shapes", None) is not None for r in rows)
-    stacks = any(getattr(r, "stack", None) for r in rows)
-    name_w = min(max([len("Name")] + [len(r.key) for r in rows]), name_width)
+def format_table(rows, self_total, name_width=55, header=None, events=None):
+    """PyTorch's table layout: columns right-aligned (the source location left), each
+    followed by two spaces, widths from every event of the list (`events`: all of them, not
+    only the rows shown): names and input shapes 4 wider than the longest."""
+    events = rows if events is None else events
+    shapes = any(getattr(e, "input_shapes", None) for e in events)
+    stacks = any(getattr(e, "stack", None) for e in events)
+    name_w = min(max([len(e.key) for e in events] + [0]) + 4, name_width)
     cols = ["Self CPU %", "Self CPU", "CPU total %", "CPU total", "CPU time avg",
             "# of Calls"]
-    widths = [name_w] + [12] * len(cols)
-    extra = []
+    widths, aligns, headers = [name_w] + [12] * len(cols), [">"] * (len(cols) + 1), \
+        ["Name"] + cols
     if shapes:
-        extra.append(("Input Shapes", 40))
+        shapes_w = min(max(len(str(e.input_shapes or [])) for e in events) + 4, 80)
+        widths, aligns, headers = widths + [shapes_w], aligns + [">"], headers + ["Input Shapes"]
     if stacks:
-        extra.append(("Source Location", 60))
-    rule = "  ".join("-" * w for w in widths + [w for _, w in extra])
-
-    def clip(text, width):
-        return text if len(text) <= width else text[:width - 3] + "..."
+        src_w = min(max(len(f) for e in events for f in (e.stack or [""])) + 4, 75)
+        widths, aligns = widths + [src_w], aligns + ["<"]
+        headers = headers + ["Source Location"]
 
     def line(cells):
-        out = [f"{clip(cells[0], name_w):<{name_w}}"]
-        out += [f"{c:>12}" for c in cells[1:len(cols) + 1]]
-        out += [f"{clip(c, w):<{w}}" for c, (_, w) in zip(cells[len(cols) + 1:], extra)]
-        return "  ".join(out).rstrip()
+        return "".join(f"{c:{a}{w}}  " for c, a, w in zip(cells, aligns, widths))
 
-    lines = [header] if header else []
-    lines += [rule, line(["Name"] + cols + [name for name, _ in extra]), rule]
+    def trim_path(path, width):
+        if len(path) > width:
+            path = path[len(path) - width:]
+            path = "..." + path[3:] if len(path) > 3 else path
+        return path
+
+    rule = "".join("-" * w + "  " for w in widths)
+    lines = []
+    if header:
+        lines += ["=" * (len(rule) - 2), header]
+    lines += [rule, line(headers), rule]
     total = self_total or 1.0
     for r in rows:
-        cells = [r.key, f"{100 * r.self_cpu_time_total / total:.2f}%",
+        name = r.key if len(r.key) < name_width - 3 else r.key[:name_width - 3] + "..."
+        cells = [name, f"{100 * r.self_cpu_time_total / total:.2f}%",
                  format_time(r.self_cpu_time_total),
                  f"{100 * r.cpu_time_total / total:.2f}%", format_time(r.cpu_time_total),
                  format_time(r.cpu_time_total / max(r.count, 1)), str(r.count)]
         if shapes:
-            cells.append(str(r.input_shapes) if r.input_shapes is not None else "")
+            cells.append(str(r.input_shapes or [])[:widths[len(cols) + 1]])
+        stack = list(getattr(r, "stack", None) or ()) if stacks else []
         if stacks:
-            cells.append(" <- ".join(r.stack or ()))
+            cells.append(trim_path(stack[0], src_w) if stack else "")
         lines.append(line(cells))
+        if stacks:
+            for frame in stack[1:]:
+                lines.append(line([""] * (len(cells) - 1) + [trim_path(frame, src_w)]))
+            lines.append(line([""] * len(cells)))
     lines += [rule, f"Self CPU time total: {format_time(self_total)}", ""]
     return "\n".join(lines)
 

@@ -201,3 +201,21 @@ def test_tensorboard_trace_handler_writes_one_file_per_window(tmp_path):
     for f in files:
         assert any(e["name"] == "Linear" for e in json.loads((tmp_path / f).read_text())
                    ["traceEvents"])
+
+
+def test_table_layout_is_pytorchs():
+    """Right-aligned columns each followed by two spaces, the name column 4 wider than the
+    longest name of the whole list, '[]' for a span without inputs; as PyTorch's table."""
+    x = px.ones(8, 8)
+    with profiler.profile(record_shapes=True) as prof:
+        with profiler.record_function("a_rather_long_block_name"):
+            x.exp()
+    table = prof.key_averages(group_by_input_shape=True).table(row_limit=1)
+    lines = table.splitlines()
+    assert all(line.endswith("  ") for line in lines[:-1])
+    name_width = len("a_rather_long_block_name") + 4
+    assert lines[1].startswith(" " * (name_width - 4) + "Name  ")
+    assert lines[0].startswith("-" * name_width + "  ")
+    row = lines[3]
+    assert row.startswith(" " * 4 + "a_rather_long_block_name  ") and row.rstrip().endswith("[]")
+    assert lines[-1].startswith("Self CPU time total: ")
