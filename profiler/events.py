@@ -114,7 +114,9 @@ class EventList(list):
         stack frames when asked), in order of first appearance."""
         groups = {}
         for e in self:
-            key = (e.name,)
+            # every step's span averages into one row, as PyTorch's ProfilerStep*
+            name = "ProfilerStep*" if e.name.startswith("ProfilerStep#") else e.name
+            key = (name,)
             shapes = stack = None
             if group_by_input_shape:
                 shapes = e.input_shapes
@@ -124,7 +126,7 @@ class EventList(list):
                 key += stack
             avg = groups.get(key)
             if avg is None:
-                avg = groups[key] = FunctionEventAvg(e.name, shapes, stack)
+                avg = groups[key] = FunctionEventAvg(name, shapes, stack)
             avg.add(e)
         return EventList(groups.values())
 

@@ -142,6 +142,8 @@ def test_scheduled_profile_saves_each_window_with_its_steps():
     assert len(optimizer_spans) == 2
     assert all(any(s.start_us <= o.start_us and o.end_us <= s.end_us for s in steps)
                for o in optimizer_spans)
+    merged = [a for a in prof.key_averages() if a.key.startswith("ProfilerStep")]
+    assert [(a.key, a.count) for a in merged] == [("ProfilerStep*", 2)]     # as PyTorch's
     assert _nothing_attached()
 
 
