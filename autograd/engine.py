@@ -8,10 +8,20 @@ import functools
 import heapq
 import threading
 
-from .function import RemovableHandle
+from .function import RemovableHandle, TensorBase
 from .grad_mode import _set, is_grad_enabled
 from . import anomaly
 from ..tensor.backend import writeable
+
+_GRAD = TensorBase.grad
+
+
+def _store_grad(leaf, g):
+    leaf._grad = g
+
+
+def _assign_grad(leaf, g):
+    leaf.grad = g
 
 _local = threading.local()
 _backward_start_hooks = []
@@ -366,8 +376,11 @@ def _accumulate(leaf, g, create_graph, owned, home=None):
         g = g.to(leaf.dtype)
         gd = g._data
     cur = leaf.grad
+    # the shape and dtype are checked above: the slot is written without the setter's checks
+    # (a subclass with a grad property of its own, a sparse tensor, goes through it)
+    store = _store_grad if type(leaf).grad is _GRAD else _assign_grad
     if create_graph:
-        leaf.grad = g if cur is None else cur + g
+        store(leaf, g if cur is None else cur + g)
     elif cur is None:
         if home is not None:
             if gd is not home:                    # computed elsewhere: moved in, one copy
@@ -377,13 +390,13 @@ def _accumulate(leaf, g, create_graph, owned, home=None):
                 or not gd.flags.c_contiguous:
             gd = gd.copy()
         owned.add(id(gd))
-        leaf.grad = g if gd is g._data and g.grad_fn is None and not g.requires_grad \
-            else g._make(gd)
+        store(leaf, g if gd is g._data and g.grad_fn is None and not g.requires_grad
+              else g._make(gd))
     elif writeable(cur._data):
         cur._data += gd
         cur._version[0] += 1
     else:
-        leaf.grad = cur + g
+        store(leaf, cur + g)
     if leaf._post_hooks:
         for hook in list(leaf._post_hooks):
             hook(leaf)
