@@ -1,4 +1,5 @@
-"""repr() of tensors, close to PyTorch's."""
+"""repr() of tensors as PyTorch prints them: its element formats, line wrapping, summaries
+and suffixes (a port prints what the original printed)."""
 import numpy as np
 
 from . import backend, dtypes, print_options
