@@ -9,6 +9,7 @@ from ...autograd import Function
 from ..backend import array_module
 from .. import dtypes
 from ..tensor import Tensor
+from ..user_warnings import warn_user
 from . import elementwise as ew, reduction as red, shape
 from ._util import make, normalize_dim, unbroadcast
 from .complex import conj
@@ -323,6 +324,10 @@ def dist(input, other, p=2):
 
 def cross(input, other, dim=None):
     if dim is None:
+        warn_user("Using torch.cross without specifying the dim arg is deprecated.\nPlease "
+                  "either pass the dim explicitly or simply use torch.linalg.cross.\nThe "
+                  "default value of dim will change to agree with that of linalg.cross in a "
+                  "future release.")
         dim = next((i for i, s in enumerate(np.broadcast_shapes(tuple(input.shape),
                                                                 tuple(other.shape))) if s == 3),
                    None)

@@ -294,3 +294,16 @@ def test_storages_tell_which_tensors_share_memory():
         assert t.dtype == lib.float32 and t.data_ptr() == x.data_ptr()
         assert repr(lib.arange(2.0).untyped_storage()).endswith(
             "UntypedStorage(device=cpu) of size 8]")
+
+
+def test_cross_without_dim_warns_as_pytorch():
+    import warnings
+    for lib in (px, torch):
+        a = lib.ones(3, 3)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            lib.cross(a, a)
+            lib.cross(a, a, dim=0)
+            lib.linalg.cross(a, a)
+        assert len(caught) == 1 and "without specifying the dim arg is deprecated" in \
+            str(caught[0].message) and caught[0].filename == __file__
