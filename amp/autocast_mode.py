@@ -59,6 +59,8 @@ def is_autocast_enabled(device_type=None):
     """Whether autocast is on for `device_type` in this thread (no argument: "cuda", as in
     PyTorch's deprecated form)."""
     device_type = "cuda" if device_type is None else device_type
+    if device_type == "meta":           # meta tensors: no autocast region covers them
+        return False
     _check_device_type(device_type)
     return _state.enabled[device_type]
 

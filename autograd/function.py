@@ -269,6 +269,10 @@ class Function:
 # None and costs one test per op.
 gpu_guard = None
 
+# Set by the tensor library once a meta tensor exists (tensor/meta.py): `meta_outputs(args,
+# out)` makes an op's outputs meta when one of its inputs is. Until then it costs one test.
+meta_outputs = None
+
 
 def _call(cls, args, kwargs):
     """Run one op on its inputs' GPU."""
@@ -287,7 +291,10 @@ def _run(cls, args, kwargs):
     state = _grad_state
     try:
         if not state.enabled:
-            return cls.forward(ctx, *args, **kwargs)
+            out = cls.forward(ctx, *args, **kwargs)
+            if meta_outputs is not None:
+                meta_outputs(args, out)
+            return out
         record = False
         if cls.differentiable:
             for a in args:
@@ -303,6 +310,8 @@ def _run(cls, args, kwargs):
         if "broadcast" in str(e):  # NumPy's wording names neither the op nor the fix
             raise _broadcast_error(cls, args) from None
         raise
+    if meta_outputs is not None:
+        meta_outputs(args, out)
     if record:
         _link(ctx, args, out)
         if saved_hooks.active[0]:

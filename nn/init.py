@@ -17,8 +17,9 @@ def _write(tensor, values):
     dirac_) move there."""
     if isinstance(values, np.generic):
         values = np.asarray(values)
-    values = backend.to_device(values, tensor.device)
-    tensor._data[...] = values.astype(tensor._data.dtype, copy=False)
+    if tensor.device.type != "meta":           # a meta tensor has nothing to write into
+        values = backend.to_device(values, tensor.device)
+        tensor._data[...] = values.astype(tensor._data.dtype, copy=False)
     tensor._version[0] += 1
     return tensor
 
@@ -84,7 +85,8 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
 
 
 def constant_(tensor, val):
-    tensor._data[...] = val
+    if tensor.device.type != "meta":
+        tensor._data[...] = val
     tensor._version[0] += 1
     return tensor
 

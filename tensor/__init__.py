@@ -259,3 +259,8 @@ from . import numpy_names as _numpy_names  # noqa: E402
 
 _numpy_names.apply(globals(), __all__)
 _numpy_names.apply_to_methods(Tensor)
+
+# ---- the default device of factory functions (CPU, or meta) ----------------------------------
+from . import default_device as _default_device  # noqa: E402
+
+_default_device.apply(globals())

@@ -186,9 +186,9 @@ class Device:
         if ":" in s:
             s, idx = s.split(":", 1)
             index = int(idx)
-        if s not in ("cpu", "cuda"):   # RuntimeError, as PyTorch raises
-            raise RuntimeError(f"unknown device type {s!r}: Expected one of cpu, cuda device "
-                               f"type at start of device string: {s}")
+        if s not in ("cpu", "cuda", "meta"):   # RuntimeError, as PyTorch raises
+            raise RuntimeError(f"unknown device type {s!r}: Expected one of cpu, cuda, meta "
+                               f"device type at start of device string: {s}")
         if s == "cuda" and index is None:
             index = 0 if _cupy is None else _cupy.cuda.runtime.getDevice()
         self.type = s
@@ -228,6 +228,7 @@ class Device:
 
 
 CPU = Device("cpu")
+META = Device("meta")
 
 
 def device_of(arr):
@@ -235,6 +236,8 @@ def device_of(arr):
         return CPU
     if is_cupy_array(arr):
         return Device("cuda", arr.device.id)
+    if type(arr).__name__ == "MetaArray":
+        return META
     return CPU
 
 
@@ -244,6 +247,11 @@ def to_device(arr, device, non_blocking=False):
     `non_blocking=True` copies a pinned host array (see `pin`) to a GPU asynchronously on the
     current stream, as PyTorch does; any other copy completes before this returns."""
     device = Device(device)
+    if device.type == "meta" or type(arr).__name__ == "MetaArray":
+        from .meta import meta_array, no_data
+        if device.type != "meta":
+            raise no_data("Cannot copy out of meta tensor; no data!", NotImplementedError)
+        return meta_array(arr.shape, arr.dtype)
     if device.type == "cpu":
         return to_host(arr)
     cp = cupy()
@@ -296,7 +304,7 @@ def pin(arr):
 
 
 def module_for_device(device):
-    return np if Device(device).type == "cpu" else cupy()
+    return np if Device(device).type in ("cpu", "meta") else cupy()
 
 
 def placed_on(device):
@@ -304,6 +312,9 @@ def placed_on(device):
     context a GPU's allocations land on that GPU directly, not on the current one."""
     if device is None or Device(device).type == "cpu":
         return np, contextlib.nullcontext()
+    if Device(device).type == "meta":
+        from .meta import MetaModule
+        return MetaModule(), contextlib.nullcontext()
     cp = cupy()
     return cp, cp.cuda.Device(Device(device).index)
 

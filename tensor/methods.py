@@ -94,11 +94,29 @@ def _setitem(self, idx, value):
     _inplace_apply(self, lambda alias: Overwrite.apply(alias, value, index), value)
 
 
+def _inplace_on_meta(self, compute, recording):
+    """An in-place op on a meta tensor: shapes and dtypes are checked, nothing is written."""
+    if recording:
+        _check_not_leaf(self)
+    out = compute(_alias(self) if recording else self)
+    if out.shape != self.shape:
+        raise RuntimeError(f"output with shape {list(self.shape)} doesn't match the broadcast "
+                           f"shape {list(out.shape)} of an in-place op")
+    self._version[0] += 1
+    if recording:
+        _rebase(self, out)
+    return self
+
+
 def _inplace_apply(self, compute, *others):
     """Run `compute(old_self)` out of place, then write its result into `self`'s buffer."""
     recording = is_grad_enabled() and (self.requires_grad or any(
         isinstance(o, Tensor) and o.requires_grad for o in others))
     d = self._data
+    if type(d).__name__ == "MetaArray":
+        return _inplace_on_meta(self, compute, recording=is_grad_enabled() and (
+            self.requires_grad or any(isinstance(o, Tensor) and o.requires_grad
+                                      for o in others)))
     if not writeable(d):
         raise RuntimeError(f"unsupported operation: more than one element of the written-to "
                            f"tensor (shape {list(d.shape)}) refers to a single memory location "

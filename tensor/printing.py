@@ -130,6 +130,13 @@ def _dtype_shown(a):
 def tensor_repr(t, show_dtype=True):
     """`tensor(...)` as PyTorch prints it; a sparse tensor's fields leave the dtype to its
     own last line (`show_dtype=False`)."""
+    if t.is_meta:      # no values: PyTorch prints the shape and dtype
+        suffixes = ["device='meta'", f"size={tuple(t.shape)}"]
+        if t.dtype is not dtypes.get_default_dtype():
+            suffixes.append(f"dtype={t.dtype!r}")
+        suffixes += [f"grad_fn=<{t.grad_fn.name()}>"] if t.grad_fn is not None else \
+            ["requires_grad=True"] if t.requires_grad else []
+        return _with_suffixes("tensor(...", suffixes, len("tensor("))
     a = backend.to_device(t._data, "cpu")
     # bfloat16 prints through float32 (exact: every bfloat16 is a float32), as in PyTorch
     shown = a.astype(np.float32) if a.dtype == dtypes.BF16_NP else a

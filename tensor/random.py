@@ -257,6 +257,9 @@ def _gen(generator, device=None):
         return generator._rng
     if device.type == "cuda":
         return cuda_generator(device.index)._rng
+    if device.type == "meta":
+        from .meta import MetaDraws
+        return MetaDraws()
     return default_generator._rng
 
 
@@ -452,6 +455,9 @@ def randint_like(input, low=0, high=None, *, generator=None, dtype=None, device=
 def _fill(t, arr):
     if isinstance(arr, np.generic):
         arr = np.asarray(arr)
+    if t.device.type == "meta":       # no data to write: the version still moves
+        t._version[0] += 1
+        return t
     t._data[...] = backend.to_device(arr.astype(t._data.dtype, copy=False), t.device)
     t._version[0] += 1
     return t

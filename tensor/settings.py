@@ -12,18 +12,7 @@ _MATMUL_PRECISIONS = ("highest", "high", "medium")
 _matmul_precision = "highest"
 
 
-def get_default_device():
-    """Where factory functions put tensors given no device: always the CPU in Phalanx."""
-    return CPU
-
-
-def set_default_device(device):
-    """Only the CPU (or None, the same) can be the default: factory functions do not read a
-    default device; move tensors and modules with `.to(device)` instead."""
-    if device is not None and (isinstance(device, int) or Device(device) != CPU):
-        raise NotImplementedError(f"set_default_device({device!r}): only 'cpu' is supported as "
-                                  f"the default device; create tensors with device= or move "
-                                  f"them with .to({str(device)!r})")
+from .default_device import get_default_device, set_default_device  # noqa: E402,F401
 
 
 def set_float32_matmul_precision(precision):

@@ -96,8 +96,9 @@ class Tensor(TensorBase):
     def is_cpu(self):
         return self.device.type == "cpu"
 
-    # devices Phalanx never runs on (Intel XPU, Apple MPS, meta); sparse/quantized layouts
-    is_xpu = is_mps = is_meta = is_sparse = is_quantized = property(lambda self: False)
+    # devices Phalanx never runs on (Intel XPU, Apple MPS); sparse/quantized layouts
+    is_xpu = is_mps = is_sparse = is_quantized = property(lambda self: False)
+    is_meta = property(lambda self: type(self._data).__name__ == "MetaArray")
 
     @property
     def ndim(self):
@@ -228,6 +229,7 @@ class Tensor(TensorBase):
                 raise TypeError(f"can't convert {self.device} tensor to numpy. Use "
                                 f"tensor.cpu() to copy the tensor to host memory first.")
             return backend.to_host(self._data)
+        _has_data(self, "numpy()", TypeError)
         return self._data
 
     def __array__(self, dtype=None, copy=None):
@@ -235,12 +237,14 @@ class Tensor(TensorBase):
         return arr if dtype is None else arr.astype(dtype)
 
     def item(self):
+        _has_data(self, "item()")
         if self._data.size != 1:
             raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted "
                                f"to Scalar")
         return backend.host_scalar(self._data)
 
     def tolist(self):
+        _has_data(self, "tolist()", NotImplementedError)
         return backend.to_device(self._data, "cpu").tolist()
 
     def to(self, *args, dtype=None, device=None, copy=False, non_blocking=False,
@@ -361,6 +365,10 @@ class Tensor(TensorBase):
     def _alloc(self, name, *args):
         """xp.<name>(*args) on this tensor's device (on its GPU, not the current one)."""
         d = self._data
+        if type(d).__name__ == "MetaArray":        # a meta tensor's new tensors are meta
+            from .meta import meta_array
+            made = getattr(np, name)(*args)
+            return meta_array(made.shape, made.dtype)
         if not backend.is_cupy_array(d):
             return getattr(backend.array_module(d), name)(*args)
         with d.device:
@@ -519,6 +527,12 @@ def as_device(device):
 
 def _rebuild(arr, device, requires_grad):
     return Tensor._make(backend.to_device(arr, device), requires_grad)
+
+
+def _has_data(t, what, kind=RuntimeError):
+    if type(t._data).__name__ == "MetaArray":
+        from .meta import no_data
+        raise no_data(f"Tensor.{what} cannot be called on meta tensors", kind)
 
 
 class Size(tuple):

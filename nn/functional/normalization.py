@@ -196,7 +196,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
 
 def _update_running(running, batch, momentum):
-    if running is None:
+    if running is None or running.device.type == "meta":    # meta: no statistics to keep
         return
     with no_grad():
         d = running._data

@@ -40,11 +40,9 @@ class _BatchNorm(Module):
 
     def reset_running_stats(self):
         if self.track_running_stats:
-            self.running_mean._data[...] = 0
-            self.running_var._data[...] = 1
-            self.num_batches_tracked._data[...] = 0
-            for b in (self.running_mean, self.running_var, self.num_batches_tracked):
-                b._version[0] += 1
+            init.zeros_(self.running_mean)        # (on the meta device: nothing to write)
+            init.ones_(self.running_var)
+            init.zeros_(self.num_batches_tracked)
 
     def reset_parameters(self):
         self.reset_running_stats()
@@ -67,7 +65,8 @@ class _BatchNorm(Module):
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             n = self.num_batches_tracked
-            n._data += 1
+            if n.device.type != "meta":
+                n._data += 1
             n._version[0] += 1
             if self.momentum is None:  # cumulative moving average
                 factor = 1.0 / float(n.item())

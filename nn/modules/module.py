@@ -595,7 +595,7 @@ class Module:
             if local_metadata.get("assign_to_params_buffers", False):
                 _assign_from_state_dict(self, name, target, value, arr)
             else:
-                _copy_into(target, arr)
+                _copy_into(target, arr, key)
         extra = prefix + _EXTRA_STATE
         if _has_extra_state(self, "set_extra_state"):
             if extra in state_dict:
@@ -848,8 +848,16 @@ def _assign_from_state_dict(module, name, target, value, arr):
     setattr(module, name, value)
 
 
-def _copy_into(target, arr):
+def _copy_into(target, arr, key=""):
     """Overwrite `target`'s array with `arr` (cast to its dtype, moved to its device)."""
+    if target.device.type == "meta":
+        if type(arr).__name__ != "MetaArray":
+            warnings.warn(f"for {key}: copying from a non-meta parameter in the checkpoint to "
+                          f"a meta parameter in the current model, which is a no-op. (Did you "
+                          f"mean to pass `assign=True` to assign items in the state dictionary "
+                          f"to their corresponding key in the module instead of copying them "
+                          f"in place?)", stacklevel=3)
+        return
     arr = backend.to_device(arr, target.device)
     target._data[...] = arr.astype(target._data.dtype, copy=False)
     target._version[0] += 1

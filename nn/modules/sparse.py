@@ -33,7 +33,7 @@ class Embedding(Module):
 
     def reset_parameters(self):
         init.normal_(self.weight)
-        if self.padding_idx is not None:
+        if self.padding_idx is not None and self.weight.device.type != "meta":
             self.weight._data[self.padding_idx] = 0
 
     def forward(self, input):
@@ -88,7 +88,7 @@ class EmbeddingBag(Module):
 
     def reset_parameters(self):
         init.normal_(self.weight)
-        if self.padding_idx is not None:
+        if self.padding_idx is not None and self.weight.device.type != "meta":
             self.weight._data[self.padding_idx] = 0
 
     def forward(self, input, offsets=None, per_sample_weights=None):
