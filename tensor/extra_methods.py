@@ -17,7 +17,7 @@ from .memory_formats import NamedConstant
 from .ops import elementwise as ew, shape
 from .ops._util import normalize_dim
 from .ops.scatter_reduce import scatter_reduce
-from .storage import memory_root, storage, untyped_storage
+from .storage import data_address, memory_root, storage, untyped_storage
 from .tensor import Tensor
 
 
@@ -158,8 +158,7 @@ def storage_offset(self):
     """How many elements into its memory block this tensor's first element lies (0 unless
     it is a view into another tensor's memory)."""
     d = self._data
-    start = d.data.ptr if backend.is_cupy_array(d) else d.__array_interface__["data"][0]
-    return (start - memory_root(d)[0]) // d.itemsize
+    return (data_address(d) - memory_root(d)[0]) // d.itemsize
 
 
 def stft(self, n_fft, hop_length=None, win_length=None, window=None, center=True,

@@ -7,6 +7,14 @@ from . import backend, dtypes
 from .user_warnings import warn_user
 
 
+def data_address(array):
+    """The address of the array's first element."""
+    if backend.is_cupy_array(array):
+        return array.data.ptr
+    host = backend.to_host(array)       # a NumPy array already: itself, no copy
+    return host.__array_interface__["data"][0]
+
+
 def memory_root(array):
     """(address of the block, its size in bytes, the host array owning it or None)."""
     if backend.is_cupy_array(array):
