@@ -273,6 +273,11 @@ gpu_guard = None
 # out)` makes an op's outputs meta when one of its inputs is. Until then it costs one test.
 meta_outputs = None
 
+# Set by distributed.tensor once a DTensor exists: `dtensor_ops(cls, args, kwargs, run)` runs
+# the op on DTensors' local parts where that is right and refuses it elsewhere
+# (distributed/tensor/dtensor.py). Until then it costs one test.
+dtensor_ops = None
+
 
 def _call(cls, args, kwargs):
     """Run one op on its inputs' GPU."""
@@ -287,6 +292,12 @@ def _call(cls, args, kwargs):
 
 def _run(cls, args, kwargs):
     """Run one op: forward without recording, then link the outputs into the graph."""
+    if dtensor_ops is not None:
+        return dtensor_ops(cls, args, kwargs, _run_op)
+    return _run_op(cls, args, kwargs)
+
+
+def _run_op(cls, args, kwargs):
     ctx = Node(cls)
     state = _grad_state
     try:

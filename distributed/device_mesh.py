@@ -197,6 +197,13 @@ def init_device_mesh(device_type, mesh_shape, *, mesh_dim_names=None, backend_ov
                       mesh_dim_names=mesh_dim_names, backend_override=backend_override)
 
 
+def _world_mesh(device_type="cpu"):
+    """The 1-D mesh of the whole world, in rank order: what DTensor and fully_shard use when
+    given no mesh (its group is the default group, so making it is free)."""
+    _init_world(device_type)
+    return DeviceMesh(device_type, np.arange(get_world_size()))
+
+
 def _init_world(device_type):
     if device_type not in ("cpu", "cuda"):
         raise ValueError(f"DeviceMesh: device_type must be 'cpu' or 'cuda', got "

@@ -17,7 +17,10 @@ def _write(tensor, values):
     dirac_) move there."""
     if isinstance(values, np.generic):
         values = np.asarray(values)
-    if tensor.device.type != "meta":           # a meta tensor has nothing to write into
+    write_whole = getattr(tensor, "_write_whole", None)  # a DTensor keeps its part
+    if write_whole is not None:
+        write_whole(backend.to_device(values, tensor.device))
+    elif tensor.device.type != "meta":           # a meta tensor has nothing to write into
         values = backend.to_device(values, tensor.device)
         tensor._data[...] = values.astype(tensor._data.dtype, copy=False)
     tensor._version[0] += 1

@@ -11,6 +11,12 @@ class Parameter(Tensor):
     modules, optimizers and `state_dict` recognise weights.
     """
 
+    def __new__(cls, data=None, *args, **kwargs):
+        as_parameter = getattr(data, "_as_parameter", None)   # a DTensor stays one
+        if as_parameter is not None:
+            return as_parameter(*args, **kwargs)
+        return super().__new__(cls)
+
     def __init__(self, data=None, requires_grad=True):
         if data is None:
             arr = np.empty((0,), dtypes.get_default_dtype().np)

@@ -11,6 +11,7 @@ from .optimizer import Optimizer, step_tensor, zeros_state
 
 
 class Adafactor(Optimizer):
+    _elementwise = False    # factored second moments: row and column means
     # the keys of a param group in PyTorch's order (what state_dict() prints)
     _defaults_order = ("lr", "beta2_decay", "eps", "d", "weight_decay", "foreach", "maximize")
 

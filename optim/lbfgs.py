@@ -19,6 +19,7 @@ _CARRIED = ("d", "t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad", 
 
 
 class LBFGS(Optimizer):
+    _elementwise = False    # dot products over all parameters
     def __init__(self, params, lr=1, max_iter=20, max_eval=None, tolerance_grad=1e-7,
                  tolerance_change=1e-9, history_size=100, line_search_fn=None):
         if lr < 0.0:

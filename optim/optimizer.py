@@ -85,6 +85,10 @@ class Optimizer:
     differ from `defaults` for that group.
     """
 
+    # whether each element's update reads only that element (and its state): such an
+    # optimizer steps FSDP's sharded parameters chunk by chunk
+    _elementwise = True
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "step" in cls.__dict__:
@@ -155,6 +159,12 @@ class Optimizer:
             if not isinstance(p, Tensor):
                 raise TypeError(f"optimizer can only optimize Tensors, but parameter {i} of the "
                                 f"group is a {type(p).__name__}")
+            if not self._elementwise and hasattr(p, "_placements"):
+                raise NotImplementedError(
+                    f"{type(self).__name__} on a sharded parameter (a DTensor, parameter {i} "
+                    f"of the group): its update reads more than one element at a time, so "
+                    f"each rank's chunk alone would give the wrong step. Use an elementwise "
+                    f"optimizer (SGD, Adam, AdamW, ...) with fully_shard, or DDP")
             if not p.is_leaf:
                 raise ValueError(f"can't optimize a non-leaf Tensor (parameter {i} of the group, "
                                  f"shape {tuple(p.shape)}, made by {type(p.grad_fn).__name__}); "
@@ -364,9 +374,14 @@ def _cast_state(param, name, value):
     if name == "step":
         return step_tensor(float(value.item() if isinstance(value, Tensor) else value))
     if isinstance(value, Tensor):
-        arr = backend.to_device(value._data, param.device)
+        like_param = tuple(value.shape) == tuple(param.shape)
+        local_from = getattr(param, "_local_from", None)
+        # a sharded parameter's state: this rank's part of a whole tensor or of a DTensor
+        arr = local_from(value) if local_from is not None and like_param else value._data
+        arr = backend.to_device(arr, param.device)
         dtype = param._data.dtype if arr.dtype.kind == "f" else arr.dtype
-        return Tensor._make(arr.astype(dtype, copy=True))
+        arr = arr.astype(dtype, copy=True)
+        return state_like(param, arr) if like_param else Tensor._make(arr)
     if isinstance(value, dict):
         return {k: _cast_state(param, k, v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -402,9 +417,17 @@ def step_tensor(value=0.0):
 
 
 def zeros_state(param, fill=0.0):
-    """A state tensor shaped, typed and placed like `param`."""
+    """A state tensor shaped, typed and placed like `param` (a DTensor's is a DTensor laid
+    out alike, as in PyTorch)."""
     xp = backend.array_module(param._data)
-    return Tensor._make(xp.full_like(param._data, fill))
+    return state_like(param, xp.full_like(param._data, fill))
+
+
+def state_like(param, arr):
+    """The array `arr` as a state tensor of `param`: a DTensor laid out as a DTensor
+    parameter is (FSDP's sharded optimizer state), else a plain tensor."""
+    like = getattr(param, "_like", None)
+    return Tensor._make(arr) if like is None else like(arr)
 
 
 class _DictHandle(RemovableHandle):

@@ -1,9 +1,8 @@
 """Stochastic gradient descent, with momentum (heavy-ball or Nesterov), dampening and L2 decay."""
 from ..tensor.backend import array_module
-from ..tensor.tensor import Tensor
 from . import fused
 from ._array_ops import add_scaled_, effective_grad
-from .optimizer import Optimizer, implementation_options
+from .optimizer import Optimizer, implementation_options, state_like
 
 
 class SGD(Optimizer):
@@ -37,9 +36,9 @@ class SGD(Optimizer):
             dampening=group["dampening"], nesterov=group["nesterov"],
             weight_decay=group["weight_decay"], maximize=group["maximize"])
         if momentum != 0:
-            for state, buf in zip(states, buffers):
+            for param, state, buf in zip(params, states, buffers):
                 if state.get("momentum_buffer") is None:
-                    state["momentum_buffer"] = Tensor._make(buf)
+                    state["momentum_buffer"] = state_like(param, buf)
 
 
 def sgd(params, grads, momentum_buffers, *, lr, momentum, dampening, nesterov, weight_decay,

@@ -423,10 +423,10 @@ class Module:
             for p in self._parameters.values():
                 if p is None:
                     continue
-                p._data = fn(p)._data
+                p._data = _applied(fn, p)._data
                 p._version[0] += 1
                 if p.grad is not None:
-                    p.grad = fn(p.grad).detach()
+                    p.grad = _applied(fn, p.grad).detach()
             for name, b in self._buffers.items():
                 if b is not None:
                     self._buffers[name] = fn(b)
@@ -587,15 +587,17 @@ class Module:
                 continue
             value = state_dict[key]
             arr = value._data if isinstance(value, Tensor) else np.asarray(value)
-            if tuple(arr.shape) != tuple(target.shape):
+            shape = value.shape if isinstance(value, Tensor) else arr.shape
+            if tuple(shape) != tuple(target.shape):
                 error_msgs.append(
-                    f"size mismatch for {key}: copying a param with shape {list(arr.shape)} "
+                    f"size mismatch for {key}: copying a param with shape {list(shape)} "
                     f"from checkpoint, the shape in current model is {list(target.shape)}.")
                 continue
             if local_metadata.get("assign_to_params_buffers", False):
                 _assign_from_state_dict(self, name, target, value, arr)
             else:
-                _copy_into(target, arr, key)
+                local_from = getattr(target, "_local_from", None)   # a DTensor's part
+                _copy_into(target, arr if local_from is None else local_from(value), key)
         extra = prefix + _EXTRA_STATE
         if _has_extra_state(self, "set_extra_state"):
             if extra in state_dict:
@@ -846,6 +848,13 @@ def _assign_from_state_dict(module, name, target, value, arr):
         else:
             value = Parameter(value, requires_grad=target.requires_grad)
     setattr(module, name, value)
+
+
+def _applied(fn, t):
+    """`fn(t)`; for a DTensor (FSDP's sharded parameters) `fn` of this rank's part, laid out
+    alike again (to_empty, to(dtype) and moves act on what this rank holds)."""
+    like = getattr(t, "_like", None)
+    return fn(t) if like is None else like(fn(t.to_local())._data)
 
 
 def _copy_into(target, arr, key=""):

@@ -40,6 +40,12 @@ def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=Non
         acc = np.promote_types(d.dtype, np.float32)
         norms.append(to_device(_norm(array_module(d), d.astype(acc, copy=False), norm_type),
                                where))
+    sharded = [i for i, t in enumerate(tensors) if getattr(t, "_whole_norms", None)]
+    if sharded:    # a DTensor's norm is over every rank's part (FSDP's sharded gradients)
+        whole = tensors[sharded[0]]._whole_norms([norms[i] for i in sharded],
+                                                 [tensors[i] for i in sharded], norm_type)
+        for i, n in zip(sharded, whole):
+            norms[i] = n
     acc = np.result_type(*[n.dtype for n in norms])
     # the same norm of the stacked norms, as PyTorch's vector_norm of them
     total = _norm(xp, xp.stack([n.astype(acc, copy=False) for n in norms]), norm_type)

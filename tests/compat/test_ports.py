@@ -4,6 +4,7 @@ else), train as they do under PyTorch.
 Each program in `originals/` is a PyTorch script in the style of a public example (MNIST CNN,
 VAE, word-level language model with an LSTM and with a Transformer, REINFORCE and
 actor-critic on CartPole, DCGAN, time-series LSTM with L-BFGS, the DDP tutorial with mp.spawn,
+FSDP2 (fully_shard from the meta device, with a checkpoint saved and resumed),
 the regression toy, MNIST RNN, a siamese ResNet, Hogwild training in shared memory, a graph
 convolutional network on a sparse adjacency matrix and a graph attention network) on small
 local data.
@@ -50,6 +51,8 @@ PROGRAMS = {
     "dcgan": ([], "thirds"),
     "time_sequence": (["--steps", "2"], "ends"),
     "ddp_tutorial": (["--steps", "8"], "ends"),
+    # FSDP2: meta init, fully_shard, a full-state-dict checkpoint and a resumed model
+    "fsdp2": (["--steps", "10"], "ends"),
     "regression": ([], "ends"),
     "mnist_rnn": (["--epochs", "1"], "ends"),
     # the example's lr schedule (gamma 0.7) stalls a small model on 8x8 digits; a slower decay
@@ -106,7 +109,7 @@ def test_port_trains_like_pytorch(name, tmp_path):
     script = "word_lm" if name == "word_lm_transformer" else name
     if FULL:
         args = args[:2] if name == "word_lm_transformer" else []
-    if name == "ddp_tutorial":   # gloo needs a free port; the Phalanx port ignores it
+    if name in ("ddp_tutorial", "fsdp2"):   # gloo needs a free port; Phalanx ignores it
         args = args + ["--port", str(_free_port())]
     original = os.path.join(ORIGINALS, f"{script}.py")
     with open(original) as f:

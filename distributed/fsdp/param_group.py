@@ -1,0 +1,147 @@
+"""The parameters one `fully_shard` call manages, and the collectives that move them.
+
+Each parameter lives as a sharded `nn.Parameter` (a DTensor: this rank's chunk along one dim,
+what the optimizer updates) and, while a forward or backward needs it, as an unsharded
+Parameter of the whole tensor (a leaf the graph uses and accumulates gradients into). Only
+one of them is registered on the module at a time. Unsharding all-gathers every chunk of the
+group in one collective; after backward one reduce-scatter gives each rank the average of the
+gradients' chunk it owns, which is added to the sharded parameter's `.grad`. Resharding frees
+the whole tensors (they become meta arrays: shape and dtype, no data).
+"""
+import math
+
+from ...tensor import Tensor
+from ...tensor.backend import array_module
+from ...tensor.meta import is_meta, meta_array
+from ..collectives import all_gather_into_tensor, reduce_scatter_tensor
+from ..tensor.dtensor import DTensor, chunk_bounds
+
+
+class FSDPParam:
+    """One managed parameter: where it is registered, its shard and its unsharded form."""
+
+    def __init__(self, param, places, mesh, dim):
+        from ...nn.parameter import Parameter
+        self.places = places                    # [(module, attribute name)], shared ones too
+        self.dim, self.mesh = dim, mesh
+        self.shape = tuple(param.shape)
+        ranks, n = mesh.size(), self.shape[dim]
+        self.chunk = -(-n // ranks) if n else 0  # each rank's padded length along dim
+        start, stop = chunk_bounds(n, ranks, mesh.get_local_rank())
+        whole = param._data
+        index = (slice(None),) * dim + (slice(start, stop),)
+        part = whole[index]
+        part = meta_array(part.shape, part.dtype) if is_meta(whole) else part.copy()
+        from ..tensor.placement_types import Shard
+        self.sharded = Parameter(DTensor._wrap(part, mesh, (Shard(dim),), self.shape),
+                                 requires_grad=param.requires_grad)
+        self.unsharded = Parameter(Tensor._make(meta_array(self.shape, whole.dtype)),
+                                   requires_grad=param.requires_grad)
+        self.register(self.sharded)
+
+    def register(self, param):
+        for module, name in self.places:
+            module._parameters[name] = param
+
+    @property
+    def is_unsharded(self):
+        return not is_meta(self.unsharded._data)
+
+    def free(self):
+        self.unsharded._data = meta_array(self.shape, self.unsharded._data.dtype)
+        self.unsharded._version[0] += 1
+
+    # ---- the padded flat layout both collectives use ------------------------------------
+    def row(self):
+        """Elements per index along the shard dim."""
+        return math.prod(self.shape[:self.dim] + self.shape[self.dim + 1:])
+
+    def write_shard(self, flat):
+        """Write this rank's chunk, flattened, into the start of `flat` (its padded slot in
+        the all-gather's send buffer; the padding stays zero)."""
+        moved = array_module(flat).moveaxis(self.sharded._data, self.dim, 0)
+        flat[:moved.size] = moved.reshape(-1)
+
+    def whole_from(self, gathered):
+        """The whole tensor from the (ranks, chunk * row) block of every rank's chunk."""
+        xp = array_module(gathered)
+        rest = self.shape[:self.dim] + self.shape[self.dim + 1:]
+        moved = gathered.reshape((-1,) + rest)[:self.shape[self.dim]]
+        return xp.ascontiguousarray(xp.moveaxis(moved, 0, self.dim))
+
+    def write_whole(self, block, arr):
+        """Write `arr` (a whole tensor) into `block` (ranks, chunk * row): row r gets rank
+        r's chunk, flattened (the reduce-scatter's send buffer; the padding stays zero)."""
+        moved = array_module(arr).moveaxis(arr, self.dim, 0)
+        for r in range(block.shape[0]):
+            start, stop = chunk_bounds(self.shape[self.dim], block.shape[0], r)
+            block[r, :(stop - start) * self.row()] = moved[start:stop].reshape(-1)
+
+    def shard_from(self, flat):
+        """This rank's chunk (unpadded, dim back in place) from its padded flat chunk."""
+        xp = array_module(flat)
+        rest = self.shape[:self.dim] + self.shape[self.dim + 1:]
+        n = self.sharded._data.shape[self.dim]
+        return xp.ascontiguousarray(xp.moveaxis(flat.reshape((self.chunk,) + rest)[:n], 0,
+                                                self.dim))
+
+
+def all_gather_params(params, group, param_dtype):
+    """Make every parameter of `params` whole on every rank: one all-gather per dtype."""
+    for dtype, same in _by_dtype(params, lambda p: param_dtype or p.sharded._data.dtype):
+        if any(is_meta(p.sharded._data) for p in same):   # not materialised yet
+            for p in same:
+                p.unsharded._data = meta_array(p.shape, dtype)
+            continue
+        xp = array_module(same[0].sharded._data)
+        offsets = _offsets(same)
+        send = xp.zeros(offsets[-1], dtype)
+        for p, start, stop in zip(same, offsets, offsets[1:]):
+            p.write_shard(send[start:stop])
+        gathered = xp.empty((same[0].mesh.size(), send.size), dtype)
+        all_gather_into_tensor(Tensor._make(gathered), Tensor._make(send), group=group)
+        for p, start, stop in zip(same, offsets, offsets[1:]):
+            p.unsharded._data = p.whole_from(gathered[:, start:stop])
+            p.unsharded._version[0] += 1
+
+
+def reduce_scatter_grads(params, group, reduce_dtype, divide_factor):
+    """Average the unsharded gradients of `params` over the ranks; each rank adds its chunk
+    to the sharded parameter's `.grad` (in the parameter's dtype) and the unsharded gradient
+    is dropped. One reduce-scatter per dtype."""
+    params = [p for p in params if p.unsharded.grad is not None]
+    for dtype, same in _by_dtype(params, lambda p: reduce_dtype or
+                                 p.unsharded.grad._data.dtype):
+        xp = array_module(same[0].unsharded.grad._data)
+        offsets = _offsets(same)
+        send = xp.zeros((same[0].mesh.size(), offsets[-1]), dtype)
+        for p, start, stop in zip(same, offsets, offsets[1:]):
+            p.write_whole(send[:, start:stop], p.unsharded.grad._data)
+            p.unsharded.grad = None               # its memory goes before the next one's
+        out = xp.empty(offsets[-1], dtype)
+        reduce_scatter_tensor(Tensor._make(out), Tensor._make(send), group=group)
+        out /= divide_factor
+        for p, start, stop in zip(same, offsets, offsets[1:]):
+            part = p.shard_from(out[start:stop]).astype(p.sharded._data.dtype)
+            grad = p.sharded.grad
+            if grad is None:
+                p.sharded.grad = p.sharded._like(part)
+            else:
+                grad._data += part
+                grad._version[0] += 1
+
+
+def _offsets(params):
+    """Where each parameter's padded chunk starts in a flat buffer, and the total."""
+    out = [0]
+    for p in params:
+        out.append(out[-1] + p.chunk * p.row())
+    return out
+
+
+def _by_dtype(params, dtype_of):
+    """[(dtype, params)] in first-seen order (a collective moves one dtype)."""
+    groups = {}
+    for p in params:
+        groups.setdefault(dtype_of(p), []).append(p)
+    return list(groups.items())

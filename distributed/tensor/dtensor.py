@@ -1,0 +1,390 @@
+"""`DTensor`: a tensor laid out over a 1-D `DeviceMesh`, each rank holding its part
+(`torch.distributed.tensor.DTensor`, as FSDP's sharded parameters are).
+
+A DTensor is a `Tensor` whose array is this rank's local part and whose `shape` is the whole
+tensor's; `to_local()` gives the part, `full_tensor()` gathers the whole (a collective),
+`redistribute()` changes the placement. Optimizers and `nn.init` work on it as they are (they
+update arrays element by element, or write a whole-tensor draw of which each rank keeps its
+part). Ops on DTensors are elementwise ones outside autograd (scaling a sharded gradient,
+adding two DTensors laid out alike); any other op raises NotImplementedError naming it, rather
+than compute on the local part as if it were the whole.
+"""
+import math
+
+import numpy as np
+
+from ...autograd import function as _function
+from ...tensor import Tensor
+from ...tensor.backend import array_module
+from ...tensor.meta import is_meta, meta_array
+from .placement_types import Replicate, Shard
+
+
+class DTensor(Tensor):
+    # in __dict__: _mesh (the DeviceMesh), _placements (a 1-tuple), _global_shape
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("make a DTensor with distribute_tensor(tensor, mesh, placements) or "
+                        "DTensor.from_local(local_tensor, mesh, placements)")
+
+    @staticmethod
+    def _wrap(local, mesh, placements, global_shape, requires_grad=False, cls=None):
+        """A DTensor over the array `local` (package-internal)."""
+        global dispatch_installed
+        if not dispatch_installed:
+            _function.dtensor_ops = dtensor_ops
+            dispatch_installed = True
+        t = Tensor._make(local)
+        t.__class__ = cls or DTensor
+        t._mesh, t._placements = mesh, tuple(placements)
+        t._global_shape = tuple(global_shape)
+        if requires_grad:
+            t.requires_grad_(True)
+        return t
+
+    def _like(self, local, cls=None):
+        """A DTensor laid out as this one over another local array."""
+        return DTensor._wrap(local, self._mesh, self._placements, self._global_shape, cls=cls)
+
+    # ---- what it is --------------------------------------------------------------------
+    @property
+    def device_mesh(self):
+        return self._mesh
+
+    @property
+    def placements(self):
+        return self._placements
+
+    @property
+    def _local_tensor(self):
+        return self.to_local()
+
+    @property
+    def shape(self):
+        from ...tensor.tensor import Size
+        return Size(self._global_shape)
+
+    def size(self, dim=None):
+        return self.shape if dim is None else self._global_shape[dim]
+
+    def numel(self):
+        return math.prod(self._global_shape)
+
+    nelement = numel
+
+    def __len__(self):
+        if not self._global_shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self._global_shape[0]
+
+    def __repr__(self):
+        return (f"DTensor(local_tensor={self.to_local()!r}, device_mesh={self._mesh!r}, "
+                f"placements={self._placements!r})")
+
+    # ---- conversions -------------------------------------------------------------------
+    @staticmethod
+    def from_local(local_tensor, device_mesh=None, placements=None, *, run_check=False,
+                   shape=None, stride=None, grad_placements=None):
+        """The DTensor whose part on this rank is `local_tensor` (shared, not copied). Without
+        `shape`, Shard placements assume every rank's part is as large as this one's."""
+        mesh, placements = _spec(device_mesh, placements, local_tensor.ndim,
+                                 local_tensor.device.type)
+        if shape is None:
+            shape = list(local_tensor.shape)
+            for p in placements:
+                if p.is_shard():
+                    shape[p.dim] *= mesh.size()
+        if run_check:
+            _check_same_everywhere(local_tensor, mesh, placements, shape)
+        return DTensor._wrap(local_tensor._data, mesh, placements, shape,
+                             requires_grad=local_tensor.requires_grad)
+
+    def to_local(self, *, grad_placements=None):
+        """This rank's part, sharing memory with it."""
+        t = Tensor._make(self._data)
+        t._version = self._version
+        return t
+
+    def full_tensor(self, *, grad_placements=None):
+        """The whole tensor on every rank (a collective over the mesh)."""
+        return Tensor._make(_whole(self))
+
+    def redistribute(self, device_mesh=None, placements=None, *, async_op=False,
+                     forward_dtype=None, backward_dtype=None):
+        """This tensor laid out as `placements` (a collective where the values move)."""
+        if device_mesh is not None and device_mesh is not self._mesh:
+            raise NotImplementedError("DTensor.redistribute onto another mesh is not "
+                                      "supported; redistribute on the tensor's own mesh")
+        if forward_dtype is not None or backward_dtype is not None:
+            raise NotImplementedError("DTensor.redistribute(forward_dtype=, backward_dtype=)"
+                                      " is not supported; cast with .to(dtype) first")
+        _, placements = _spec(self._mesh, placements, self.ndim)
+        if placements == self._placements:
+            return self
+        [target] = placements
+        if target.is_partial():
+            raise RuntimeError(f"Can not redistribute from {self._placements[0]} to "
+                               f"{target}: Partial is a result of ops, not a layout to ask for")
+        whole = _whole(self)
+        local = whole if target.is_replicate() else _part(whole, target.dim, self._mesh)
+        return DTensor._wrap(local, self._mesh, placements, self._global_shape,
+                             requires_grad=self.requires_grad)
+
+    # ---- tensor methods that keep the layout -------------------------------------------
+    def detach(self):
+        out = self._like(self._data)
+        out._version = self._version
+        return out
+
+    def clone(self, *, memory_format=None):
+        return self._like(self._data.copy())
+
+    def __deepcopy__(self, memo):
+        if id(self) in memo:
+            return memo[id(self)]
+        out = self._like(self._data.copy(), cls=type(self))
+        out.requires_grad = self.requires_grad
+        memo[id(self)] = out
+        return out
+
+    def _as_parameter(self, requires_grad=True):
+        """`nn.Parameter(dtensor)`: a DTensor that modules register as a parameter."""
+        out = self._like(self._data, cls=DTensorParameter)
+        out._version = self._version
+        out.requires_grad = False
+        if requires_grad:
+            out.requires_grad_(True)
+        return out
+
+    def _write_whole(self, values):
+        """Keep this rank's part of `values`, an array of the whole tensor (nn.init's draws:
+        the same on every rank, so the sharded model starts as the unsharded one would)."""
+        if is_meta(self._data):
+            return
+        [p] = self._placements
+        part = values if not p.is_shard() else _part(values, p.dim, self._mesh)
+        self._data[...] = part.astype(self._data.dtype, copy=False)
+
+    def _local_from(self, value):
+        """The array to copy into this tensor's part for `value` (a DTensor laid out alike,
+        or a tensor or array of the whole): load_state_dict's copy."""
+        if isinstance(value, DTensor):
+            if value._placements != self._placements:
+                value = value.redistribute(self._mesh, self._placements)
+            return value._data
+        arr = value._data if isinstance(value, Tensor) else np.asarray(value)
+        [p] = self._placements
+        return arr if not p.is_shard() else _part(arr, p.dim, self._mesh)
+
+    @staticmethod
+    def _whole_norms(local_norms, dtensors, norm_type):
+        """The `norm_type`-norms of whole DTensors from those of their local parts (0-d
+        arrays), with one all-reduce per mesh: clip_grad_norm_ of sharded gradients."""
+        from ..collectives import all_reduce
+        from ..reduce_op import ReduceOp
+        out = list(local_norms)
+        by_mesh = {}
+        for i, t in enumerate(dtensors):
+            if t._placements[0].is_shard():
+                by_mesh.setdefault(t._mesh, []).append(i)
+        for mesh, index in by_mesh.items():
+            xp = array_module(out[index[0]])
+            parts = xp.stack([out[i] for i in index])
+            if norm_type == math.inf:
+                op = ReduceOp.MAX
+            elif norm_type == -math.inf:
+                op = ReduceOp.MIN
+                parts[[dtensors[i]._data.size == 0 for i in index]] = math.inf
+            else:
+                op = ReduceOp.SUM
+                if norm_type not in (0, 1):
+                    parts = parts ** norm_type
+            all_reduce(Tensor._make(parts), op=op, group=mesh.get_group())
+            if norm_type not in (0, 1, math.inf, -math.inf):
+                parts = parts ** (1.0 / norm_type)
+            for i, n in zip(index, parts):
+                out[i] = n
+        return out
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError("a DTensor is not pickled: save full_tensor() (or to_local() with "
+                        "its placements) instead")
+
+
+def _new_parameter_class():
+    from ...nn.parameter import Parameter
+
+    class DTensorParameter(DTensor, Parameter):
+        """A DTensor registered as a module's parameter (`nn.Parameter(dtensor)`)."""
+
+        def __init__(self, *args, **kwargs):  # made by DTensor._as_parameter
+            pass
+
+        __repr__ = DTensor.__repr__          # PyTorch prints a DTensor parameter so
+    return DTensorParameter
+
+
+DTensorParameter = _new_parameter_class()
+
+
+def distribute_tensor(tensor, device_mesh=None, placements=None, *, src_data_rank=0):
+    """`tensor` (the whole, given on every rank) laid out over the mesh; with `src_data_rank`
+    (the default 0) every rank takes its part of that rank's tensor, with None its own."""
+    mesh, placements = _spec(device_mesh, placements, tensor.ndim, tensor.device.type)
+    if isinstance(tensor, DTensor):
+        raise ValueError("distribute_tensor: the tensor is a DTensor already; use "
+                         "redistribute() to change its placements")
+    [p] = placements
+    if p.is_partial():
+        raise NotImplementedError("distribute_tensor with a Partial placement is not "
+                                  "supported; distribute as Replicate or Shard")
+    whole = tensor._data
+    if src_data_rank is not None and mesh.size() > 1 and not is_meta(whole):
+        from ..collectives import broadcast
+        whole = whole.copy()
+        broadcast(Tensor._make(whole), src=int(mesh._ranks.ravel()[src_data_rank]),
+                  group=mesh.get_group())
+    local = whole.copy() if p.is_replicate() else _part(whole, p.dim, mesh)
+    return DTensor._wrap(local, mesh, placements, tensor.shape,
+                         requires_grad=tensor.requires_grad)
+
+
+# ---- layouts ---------------------------------------------------------------------------
+def _spec(mesh, placements, ndim, device_type="cpu"):
+    """(mesh, placements) checked: a 1-D mesh (default: the world) and one placement."""
+    if mesh is None:
+        from ..device_mesh import _world_mesh
+        mesh = _world_mesh(device_type)
+    if mesh.ndim != 1:
+        raise NotImplementedError(f"DTensor on a {mesh.ndim}-D mesh is not supported; use a "
+                                  f"1-D mesh (mesh['dp'])")
+    placements = (Replicate(),) if placements is None else tuple(placements)
+    if len(placements) != 1:
+        raise ValueError(f"`placements` must have the same length as `device_mesh.ndim`! "
+                         f"Found placements length: {len(placements)}, and device_mesh.ndim: "
+                         f"1.")
+    p = placements[0]
+    if p.is_shard():
+        dim = p.dim + ndim if p.dim < 0 else p.dim
+        if not 0 <= dim < ndim:
+            raise IndexError(f"Shard({p.dim}) of a {ndim}-d tensor: the dim is out of range")
+        placements = (Shard(dim),)
+    return mesh, placements
+
+
+def chunk_bounds(n, parts, index):
+    """[start, stop) of part `index` when n elements are split as torch.chunk splits them."""
+    size = -(-n // parts) if n else 0
+    start = min(index * size, n)
+    return start, min(start + size, n)
+
+
+def _part(whole, dim, mesh):
+    """This rank's chunk of the array `whole` along `dim` (a copy, contiguous)."""
+    start, stop = chunk_bounds(whole.shape[dim], mesh.size(), mesh.get_local_rank())
+    index = (slice(None),) * dim + (slice(start, stop),)
+    part = whole[index]
+    return meta_array(part.shape, part.dtype) if is_meta(whole) else part.copy()
+
+
+def _whole(dt):
+    """The whole array of the DTensor `dt` on every rank."""
+    from ..collectives import all_gather_into_tensor, all_reduce
+    from ..reduce_op import ReduceOp
+    [p] = dt._placements
+    local = dt._data
+    if is_meta(local):
+        return meta_array(dt._global_shape, local.dtype)
+    if p.is_replicate():
+        return local.copy()
+    xp = array_module(local)
+    group = dt._mesh.get_group()
+    if p.is_partial():
+        out = local.copy()
+        op = {"sum": ReduceOp.SUM, "avg": ReduceOp.AVG, "max": ReduceOp.MAX,
+              "min": ReduceOp.MIN}[p.reduce_op]
+        all_reduce(Tensor._make(out), op=op, group=group)
+        return out
+    ranks, n = dt._mesh.size(), dt._global_shape[p.dim]
+    size = -(-n // ranks) if n else 0
+    moved = xp.moveaxis(local, p.dim, 0)
+    padded = xp.zeros((size,) + moved.shape[1:], local.dtype)
+    padded[:moved.shape[0]] = moved
+    gathered = xp.empty((ranks,) + padded.shape, local.dtype)
+    all_gather_into_tensor(Tensor._make(gathered), Tensor._make(padded), group=group)
+    whole = gathered.reshape((ranks * size,) + moved.shape[1:])[:n]
+    return xp.ascontiguousarray(xp.moveaxis(whole, 0, p.dim))
+
+
+def _check_same_everywhere(local, mesh, placements, shape):
+    from ..collectives import all_gather_object
+    mine = (tuple(shape), str(local.dtype), tuple(map(str, placements)))
+    seen = [None] * mesh.size()
+    all_gather_object(seen, mine, group=mesh.get_group())
+    if any(s != mine for s in seen):
+        raise ValueError(f"DTensor.from_local(run_check=True): the ranks disagree on "
+                         f"(shape, dtype, placements): {seen}")
+
+
+# ---- ops on DTensors -------------------------------------------------------------------
+dispatch_installed = False
+
+# ops that act element by element: on DTensors laid out alike (and plain scalars or 0-d
+# tensors) the local results are the parts of the whole result
+_ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Neg", "Pow", "Maximum", "Minimum", "Clamp",
+                "Abs", "Sqrt", "Rsqrt", "Exp", "Log", "Sign", "Reciprocal", "Square",
+                "Log1p", "Expm1", "Overwrite"}
+
+
+def dtensor_ops(cls, args, kwargs, run):
+    """Called for every op once a DTensor exists: plain ops run as they are; ops on DTensors
+    run on the local parts where that is right (see module docstring), else raise."""
+    first = None
+    for a in args:
+        if isinstance(a, DTensor):
+            first = a
+            break
+        if isinstance(a, (list, tuple)) and any(isinstance(b, DTensor) for b in a):
+            _refuse(cls, "a list of DTensors")
+    if first is None:
+        if any(isinstance(v, DTensor) for v in kwargs.values()):
+            _refuse(cls, "a DTensor keyword argument")
+        return run(cls, args, kwargs)
+    name = cls.__name__.lstrip("_")
+    if name not in _ELEMENTWISE:
+        _refuse(cls, "a DTensor")
+    if _function._grad_state.enabled and any(
+            isinstance(a, Tensor) and a.requires_grad for a in args):
+        _refuse(cls, "DTensors that require grad (autograd through DTensor ops)")
+    for a in list(args) + list(kwargs.values()):
+        if isinstance(a, DTensor):
+            if a._placements != first._placements or a._global_shape != first._global_shape \
+                    or a._mesh != first._mesh:
+                raise RuntimeError(f"{name} of DTensors laid out differently ("
+                                   f"{first._placements} {list(first._global_shape)} and "
+                                   f"{a._placements} {list(a._global_shape)}): redistribute "
+                                   f"one of them first")
+        elif isinstance(a, Tensor) and a.ndim > 0:
+            raise RuntimeError(f"{name} of a DTensor and a plain tensor of shape "
+                               f"{list(a.shape)}: mixed DTensor and Tensor; make both "
+                               f"DTensors (distribute_tensor) or use to_local()")
+    if first._placements[0].is_partial() and name not in ("Mul", "Div", "Neg"):
+        _refuse(cls, "a Partial DTensor (only scaling is linear in the partial values)")
+    out = run(cls, args, kwargs)
+    for t in out if isinstance(out, tuple) else (out,):
+        if isinstance(t, Tensor) and not isinstance(t, DTensor) and \
+                t._data.shape == first._data.shape:
+            t.__class__ = DTensor
+            t._mesh, t._placements = first._mesh, first._placements
+            t._global_shape = first._global_shape
+    return out
+
+
+def _refuse(cls, what):
+    raise NotImplementedError(
+        f"{cls.__name__.lstrip('_')} on {what} is not supported by Phalanx's DTensor (only "
+        f"elementwise ops outside autograd are); call .full_tensor() for the whole tensor "
+        f"or .to_local() for this rank's part")
+
+
+__all__ = ["DTensor", "distribute_tensor"]
