@@ -87,8 +87,13 @@ class DTensor(Tensor):
                    shape=None, stride=None, grad_placements=None):
         """The DTensor whose part on this rank is `local_tensor` (shared, not copied). Without
         `shape`, Shard placements assume every rank's part is as large as this one's."""
+        _no_grad_placements(grad_placements)
         mesh, placements = _spec(device_mesh, placements, local_tensor.ndim,
                                  local_tensor.device.type)
+        if stride is not None and shape is not None and \
+                tuple(stride) != _contiguous_strides(shape):
+            raise NotImplementedError(f"DTensor.from_local(stride={tuple(stride)}): a DTensor "
+                                      f"here is laid out contiguously; pass stride=None")
         if shape is None:
             shape = list(local_tensor.shape)
             for p in placements:
@@ -101,12 +106,14 @@ class DTensor(Tensor):
 
     def to_local(self, *, grad_placements=None):
         """This rank's part, sharing memory with it."""
+        _no_grad_placements(grad_placements)
         t = Tensor._make(self._data)
         t._version = self._version
         return t
 
     def full_tensor(self, *, grad_placements=None):
         """The whole tensor on every rank (a collective over the mesh)."""
+        _no_grad_placements(grad_placements)
         return Tensor._make(_whole(self))
 
     def redistribute(self, device_mesh=None, placements=None, *, async_op=False,
@@ -137,7 +144,8 @@ class DTensor(Tensor):
         return out
 
     def clone(self, *, memory_format=None):
-        return self._like(self._data.copy())
+        kwargs = {} if memory_format is None else {"memory_format": memory_format}
+        return self._like(self.to_local().clone(**kwargs)._data)
 
     def __deepcopy__(self, memo):
         if id(self) in memo:
@@ -314,6 +322,20 @@ def _whole(dt):
     all_gather_into_tensor(Tensor._make(gathered), Tensor._make(padded), group=group)
     whole = gathered.reshape((ranks * size,) + moved.shape[1:])[:n]
     return xp.ascontiguousarray(xp.moveaxis(whole, 0, p.dim))
+
+
+def _no_grad_placements(grad_placements):
+    if grad_placements is not None:
+        raise NotImplementedError("grad_placements: Phalanx's DTensor does not carry "
+                                  "gradients through DTensor ops; pass None")
+
+
+def _contiguous_strides(shape):
+    strides, step = [], 1
+    for n in reversed(tuple(shape)):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
 
 
 def _check_same_everywhere(local, mesh, placements, shape):

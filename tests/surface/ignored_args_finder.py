@@ -50,13 +50,16 @@ MODULES = (
     "phalanx.distributed.algorithms.model_averaging.averagers",
     "phalanx.distributed.algorithms.model_averaging.hierarchical_model_averager",
     "phalanx.distributed.algorithms.model_averaging.utils",
+    "phalanx.distributed.fsdp", "phalanx.distributed.tensor",
+    "phalanx.distributed.checkpoint.state_dict",
 )
 # Classes whose whole public method surface is scanned besides the module-level walk.
 CLASSES = ("phalanx.Tensor", "phalanx.sparse.SparseTensor", "phalanx.Generator", "phalanx.nn.Module",
            "phalanx.nn.parallel.DistributedDataParallel", "phalanx.optim.Optimizer",
            "phalanx.optim.lr_scheduler.LRScheduler", "phalanx.optim.lr_scheduler.ReduceLROnPlateau",
            "phalanx.utils.data.DataLoader", "phalanx.distributions.Distribution",
-           "phalanx.amp.GradScaler")
+           "phalanx.amp.GradScaler", "phalanx.distributed.tensor.DTensor",
+           "phalanx.distributed.fsdp.FSDPModule")
 # Methods scanned on every public class found in MODULES (the constructor and the call path).
 CLASS_METHODS = ("__init__", "__new__", "__call__", "forward", "step", "zero_grad",
                  "load_state_dict", "state_dict", "sample", "rsample", "log_prob", "cdf",

@@ -29,6 +29,14 @@ finder = _finder()
 
 # reason -> the unread parameters it covers ("module.qualname(parameter)")
 ALLOWED = {
+    "the collective is complete on return either way: async_op only moves when the caller "
+    "would wait": [
+        "phalanx.distributed.tensor.dtensor.DTensor.redistribute(async_op)",
+    ],
+    "FSDP's CPU offload runs only with parameters on the CPU already (GPU parameters are "
+    "refused), so there is no host-to-device copy for pinned memory to speed up": [
+        "phalanx.distributed.fsdp.fully_shard.CPUOffloadPolicy.__init__(pin_memory)",
+    ],
     "PyTorch ignores it too: the *_with_indices functions always return (output, indices)": [
         "phalanx.nn.functional.fractional_pooling.fractional_max_pool2d_with_indices"
         "(return_indices)",
