@@ -11,7 +11,7 @@
 #   3. nccl         tests/gpu/test_nccl_gpu.py: the nccl backend, world size 1    (30 s)
 #   4. device tests the tests parametrized on device `cuda` (pytest -k cuda) in the op
 #                   table, tests/gpu_path (nn, optim, DDP) and tests/amp, against the CPU (150 s)
-#   5. mpi ddp      mpirun -n 2 tests/gpu/mpi_ddp_cupy.py: 2-rank DDP on CuPy
+#   5. mpi ddp      mpirun -n 2 tests/gpu/mpi_ddp_cupy.py: 2-rank DDP and FSDP on CuPy
 #                   arrays over MPI against one process on the whole batch        (45 s)
 #   6. bench        benchmarks/gpu_bench.py --quick: Phalanx vs PyTorch CUDA per-op and
 #                   training-step times (float32, float16 autocast), NCCL vs raw  (120 s)

@@ -1,10 +1,12 @@
-"""2-rank DDP on CuPy arrays over MPI against one process on the concatenated batch.
+"""2-rank DDP and FSDP (fully_shard) on CuPy arrays over MPI against one process on the
+concatenated batch.
 
     mpirun -n 2 python tests/gpu/mpi_ddp_cupy.py
 
 NCCL refuses two ranks on one GPU, so both ranks share GPU 0 and the gradients travel over MPI
 (CUDA-aware, or staged through pinned host memory). Every rank also trains a plain copy on the
-whole global batch; after each step the DDP model's weights must equal the copy's (float64).
+whole global batch; after each step the DDP model's weights, and the FSDP model's gathered
+ones, must equal the copy's (float64).
 Prints `OK <rank>` and exits 0 on success.
 """
 import copy
@@ -48,9 +50,41 @@ def main():
                 print(f"rank {rank} step {step}: {name} differs from the 1-process result by "
                       f"{diff}", flush=True)
                 return 1
-    print(f"OK {rank}: 2-rank DDP on CuPy arrays over MPI matches one process (CUDA-aware "
-          f"MPI: {mpi_backend.cuda_aware()})", flush=True)
+    if check_fsdp(rank, world):
+        return 1
+    print(f"OK {rank}: 2-rank DDP and FSDP on CuPy arrays over MPI match one process "
+          f"(CUDA-aware MPI: {mpi_backend.cuda_aware()})", flush=True)
     dist.destroy_process_group()
+    return 0
+
+
+def check_fsdp(rank, world):
+    """fully_shard per layer and at the root; AdamW; whole weights against the copy's."""
+    from phalanx.distributed.fsdp import fully_shard
+    px.manual_seed(99)
+    model = nn.Sequential(nn.Linear(10, 33), nn.Tanh(), nn.Linear(33, 4)).double().cuda()
+    ref = copy.deepcopy(model)
+    fully_shard(model[0])
+    fully_shard(model)
+    opt = px.optim.AdamW(model.parameters(), lr=0.05)
+    ref_opt = px.optim.AdamW(ref.parameters(), lr=0.05)
+    rng = np.random.default_rng(1)
+    for step in range(3):
+        x = px.tensor(rng.standard_normal((world * B, 10)), device="cuda")
+        y = px.tensor(rng.integers(0, 4, world * B), device="cuda")
+        F.cross_entropy(model(x[rank * B:(rank + 1) * B]), y[rank * B:(rank + 1) * B]).backward()
+        opt.step()
+        opt.zero_grad()
+        F.cross_entropy(ref(x), y).backward()
+        ref_opt.step()
+        ref_opt.zero_grad()
+        for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+            whole = p.full_tensor()
+            diff = float((whole - q).abs().max())
+            if not (whole.is_cuda and diff < 1e-10):
+                print(f"rank {rank} step {step}: FSDP's {name} (on {whole.device}) differs "
+                      f"from the 1-process result by {diff}", flush=True)
+                return 1
     return 0
 
 
