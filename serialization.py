@@ -45,6 +45,13 @@ class _Encoder:
             return {"sparse_coo": [self.encode(obj._indices(), f"{where}.indices"),
                                    self.encode(obj._values(), f"{where}.values")],
                     "size": list(obj.shape), "coalesced": obj.is_coalesced()}
+        if isinstance(obj, Tensor) and hasattr(obj, "_placements"):
+            raise TypeError(
+                f"phalanx.save: {where} is a DTensor (one rank's part of a sharded tensor), "
+                f"which would be saved as if it were the whole. Gather first: "
+                f"value.full_tensor(), or for a model and its optimizer "
+                f"distributed.checkpoint.state_dict.get_state_dict(model, optimizer, options="
+                f"StateDictOptions(full_state_dict=True, cpu_offload=True)) and save on rank 0")
         if isinstance(obj, Tensor):
             arr = backend.to_device(obj.detach()._data, "cpu")
             pairs = arr.dtype == np.complex128  # safetensors has no complex128: (re, im) pairs

@@ -108,3 +108,16 @@ def test_refusals_name_the_way_out(world_of_one):
     with pytest.raises(TypeError, match="not pickled"):
         import pickle
         pickle.dumps(model)
+
+
+def test_saving_a_shard_as_if_whole_is_refused(world_of_one, tmp_path):
+    model = _models(px)
+    fully_shard(model)
+    with pytest.raises(TypeError, match=r"obj\['0.weight'\] is a DTensor.*full_state_dict"):
+        px.save(model.state_dict(), tmp_path / "sharded.pt")
+    assert not (tmp_path / "sharded.pt").exists()
+    from phalanx.distributed.checkpoint.state_dict import (StateDictOptions,
+                                                           get_model_state_dict)
+    whole = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+    px.save(whole, tmp_path / "whole.pt")
+    assert px.load(tmp_path / "whole.pt").keys() == whole.keys()
