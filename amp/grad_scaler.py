@@ -92,6 +92,7 @@ class GradScaler:
         """Multiply every gradient by inv_scale in place; return {device: found_inf} where
         found_inf is a 0-d float32 array, 1.0 when a gradient there held inf or NaN."""
         found = {}
+        meshes = []          # of sharded gradients (FSDP): an inf anywhere skips every rank
         with no_grad():
             for group in optimizer.param_groups:
                 for param in group["params"]:
@@ -103,6 +104,8 @@ class GradScaler:
                         continue
                     if not allow_fp16 and g.dtype is dtypes.float16:
                         raise ValueError("Attempting to unscale FP16 gradients.")
+                    if hasattr(g, "_placements") and g._mesh not in meshes:
+                        meshes.append(g._mesh)
                     d = g._data
                     xp = backend.array_module(d)
                     dev = backend.device_of(d)
@@ -115,8 +118,14 @@ class GradScaler:
                         xp.multiply(d, inv, out=d)
                     else:   # float16/bfloat16/float64 grads: compute in float32 and round
                         d[...] = (d.astype(inv.dtype) * inv).astype(d.dtype)
-        return {dev: backend.array_module(f).asarray(f, dtype="float32")
-                for dev, f in found.items()}
+        found = {dev: backend.array_module(f).asarray(f, dtype="float32")
+                 for dev, f in found.items()}
+        if meshes:
+            from ..distributed import ReduceOp, all_reduce
+            for mesh in meshes:
+                for f in found.values():
+                    all_reduce(Tensor._make(f), op=ReduceOp.MAX, group=mesh.get_group())
+        return found
 
     def unscale_(self, optimizer):
         """Divide the optimizer's gradients by the scale in place (before clipping them)."""

@@ -439,3 +439,21 @@ def test_no_grad_forward_frozen_block_and_forward_methods(world):
     np.testing.assert_allclose(
         model.logits_of(mine).detach().numpy(),
         reference.head(reference.norm(reference.embed(mine))).detach().numpy(), rtol=1e-12)
+
+
+def test_grad_scaler_skips_the_step_on_every_rank_when_one_shard_overflows(world):
+    rank, size = world
+    model, _ = _pair()
+    _shard(model)
+    opt = px.optim.SGD(model.parameters(), lr=0.1)
+    scaler = px.amp.GradScaler("cpu", init_scale=4.0)
+    _, mine = _batch(0, size)
+    scaler.scale(_loss(model, mine)).backward()
+    before = _whole(model)
+    if rank == size - 1:                 # an inf in the last rank's chunk only
+        model.head.weight.grad.to_local().view(-1)[0] = float("inf")
+    scaler.step(opt)
+    scaler.update()
+    assert scaler.get_scale() == 2.0     # every rank backed off ...
+    for k, v in _whole(model).items():   # ... and skipped the step
+        np.testing.assert_array_equal(v, before[k])
