@@ -1,4 +1,6 @@
 """Activation layers: thin modules over `nn.functional`."""
+import warnings
+
 from ...autograd.grad_mode import no_grad
 from ...tensor import empty
 from .. import functional as F
@@ -39,15 +41,34 @@ class Hardsigmoid(_Inplace):
     def forward(self, input):
         return F.hardsigmoid(input, inplace=self.inplace)
 
+    def extra_repr(self):
+        return ""  # PyTorch prints Hardsigmoid() even when in place
+
 
 class Hardswish(_Inplace):
     def forward(self, input):
         return F.hardswish(input, inplace=self.inplace)
 
+    def extra_repr(self):
+        return ""  # PyTorch prints Hardswish() even when in place
+
 
 class Hardtanh(Module):
-    def __init__(self, min_val=-1.0, max_val=1.0, inplace=False):
+    def __init__(self, min_val=-1.0, max_val=1.0, inplace=False, min_value=None,
+                 max_value=None):
         super().__init__()
+        # min_value/max_value: PyTorch's old names, still accepted there (with a warning)
+        if min_value is not None:
+            warnings.warn("keyword argument `min_value` is deprecated and renamed to `min_val`",
+                          FutureWarning, stacklevel=2)
+            min_val = min_value
+        if max_value is not None:
+            warnings.warn("keyword argument `max_value` is deprecated and renamed to `max_val`",
+                          FutureWarning, stacklevel=2)
+            max_val = max_value
+        if max_val <= min_val:
+            raise AssertionError(f"Hardtanh: max_val ({max_val}) must be greater than min_val "
+                                 f"({min_val})")
         self.min_val, self.max_val, self.inplace = min_val, max_val, inplace
 
     def forward(self, input):

@@ -9,7 +9,7 @@ from collections import OrderedDict
 
 from ...tensor import Tensor
 from ..parameter import Parameter
-from .module import Module
+from .module import Module, _addindent
 
 
 def _index(idx, n, kind):
@@ -160,6 +160,22 @@ class ModuleList(Module):
         raise NotImplementedError("ModuleList has no forward; iterate over it and call each "
                                   "module")
 
+    def __repr__(self):
+        """PyTorch's form: a run of consecutive modules that print alike shows once, as
+        "(i-j): n x <module>", so a deep stack of identical layers stays readable."""
+        reprs = [repr(m) for m in self]
+        if not reprs:
+            return self._get_name() + "()"
+        runs = []  # [first index, last index, repr]
+        for i, r in enumerate(reprs):
+            if runs and runs[-1][2] == r:
+                runs[-1][1] = i
+            else:
+                runs.append([i, i, r])
+        lines = [_addindent(f"({a}): {r}" if a == b else f"({a}-{b}): {b - a + 1} x {r}", 2)
+                 for a, b, r in runs]
+        return self._get_name() + "(\n  " + "\n  ".join(lines) + "\n)"
+
 
 class ModuleDict(Module):
     """An ordered dict of modules, registered under their keys."""
@@ -258,14 +274,20 @@ class ParameterList(Module):
         return self
 
     def extra_repr(self):
-        return "\n".join(
-            f"  ({i}): {'Parameter' if isinstance(p, Parameter) else type(p).__name__} "
-            f"containing: [{p.dtype} of size {'x'.join(map(str, p.shape))}]"
-            if isinstance(p, Tensor) else f"  ({i}): Object of type: {type(p).__name__}"
-            for i, p in enumerate(self))
+        return "\n".join(f"  ({i}): {_describe(p)}" for i, p in enumerate(self))
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError("ParameterList has no forward")
+
+
+def _describe(p, type_name=False):
+    """One entry of a ParameterList/ParameterDict repr, in PyTorch's words."""
+    if not isinstance(p, Tensor):
+        return f"Object of type: {type(p).__name__}"
+    kind = p.type() if type_name else p.dtype
+    device = f" ({p.device})" if p.device.type == "cuda" else ""
+    return (f"{'Parameter' if isinstance(p, Parameter) else 'Tensor'} containing: "
+            f"[{kind} of size {'x'.join(map(str, p.shape))}{device}]")
 
 
 class ParameterDict(Module):
@@ -315,16 +337,19 @@ class ParameterDict(Module):
         return self[key] if key in self else default
 
     def update(self, parameters):
-        pairs = parameters.items() if hasattr(parameters, "items") else parameters
+        if isinstance(parameters, (OrderedDict, ParameterDict)):
+            pairs = parameters.items()
+        elif hasattr(parameters, "items"):
+            pairs = sorted(parameters.items())  # PyTorch sorts the keys of a plain mapping
+        else:
+            pairs = parameters
         for key, value in pairs:
             self[key] = value
 
     def extra_repr(self):
-        return "\n".join(
-            f"  ({k}): {'Parameter' if isinstance(p, Parameter) else type(p).__name__} "
-            f"containing: [{p.dtype} of size {'x'.join(map(str, p.shape))}]"
-            if isinstance(p, Tensor) else f"  ({k}): Object of type: {type(p).__name__}"
-            for k, p in self.items())
+        # the tensor type name (phalanx.FloatTensor) where ParameterList prints the dtype:
+        # PyTorch's two containers differ so
+        return "\n".join(f"  ({k}): {_describe(p, type_name=True)}" for k, p in self.items())
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError("ParameterDict has no forward")

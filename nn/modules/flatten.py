@@ -17,7 +17,10 @@ class Flatten(Module):
 class Unflatten(Module):
     def __init__(self, dim, unflattened_size):
         super().__init__()
-        self.dim, self.unflattened_size = dim, tuple(unflattened_size)
+        # a list or Size is kept as given, as PyTorch keeps (and prints) it
+        if not isinstance(unflattened_size, (tuple, list)):
+            unflattened_size = tuple(unflattened_size)
+        self.dim, self.unflattened_size = dim, unflattened_size
 
     def forward(self, input):
         return input.unflatten(self.dim, self.unflattened_size)

@@ -6,6 +6,7 @@ import warnings
 
 from .. import functional as F
 from ..functional.loss import _legacy_reduction
+from .distance import PairwiseDistance
 from .module import Module
 
 
@@ -204,6 +205,9 @@ class MultiLabelMarginLoss(_Loss):
 class TripletMarginWithDistanceLoss(_Loss):
     def __init__(self, *, distance_function=None, margin=1.0, swap=False, reduction="mean"):
         super().__init__(reduction=reduction)
+        # PyTorch's default is a PairwiseDistance submodule (so it shows in the repr)
+        if distance_function is None:
+            distance_function = PairwiseDistance()
         self.distance_function, self.margin, self.swap = distance_function, margin, swap
 
     def forward(self, anchor, positive, negative):

@@ -39,10 +39,11 @@ class AvgPool1d(Module):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True):
         super().__init__()
-        self.kernel_size = kernel_size
-        self.stride = stride if stride is not None else kernel_size
-        self.padding, self.ceil_mode = padding, ceil_mode
-        self.count_include_pad = count_include_pad
+        # 1-tuples, as PyTorch stores (and prints) them
+        self.kernel_size = ntuple(kernel_size, 1, "kernel_size")
+        self.stride = ntuple(stride if stride is not None else kernel_size, 1, "stride")
+        self.padding = ntuple(padding, 1, "padding")
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
 
     def forward(self, input):
         return P.avg_pool1d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
@@ -104,23 +105,31 @@ class AdaptiveMaxPool2d(AdaptiveMaxPool1d):
 
 
 class _MaxUnpoolNd(Module):
+    _dims = None
+
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        self.kernel_size = kernel_size
-        self.stride = stride if stride is not None else kernel_size
-        self.padding = padding
+        # n-tuples, as PyTorch stores (and prints) them
+        n = self._dims
+        self.kernel_size = ntuple(kernel_size, n, "kernel_size")
+        self.stride = ntuple(stride if stride is not None else kernel_size, n, "stride")
+        self.padding = ntuple(padding, n, "padding")
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 class MaxUnpool1d(_MaxUnpoolNd):
+    _dims = 1
+
     def forward(self, input, indices, output_size=None):
         return P.max_unpool1d(input, indices, self.kernel_size, self.stride, self.padding,
                               output_size)
 
 
 class MaxUnpool2d(_MaxUnpoolNd):
+    _dims = 2
+
     def forward(self, input, indices, output_size=None):
         return P.max_unpool2d(input, indices, self.kernel_size, self.stride, self.padding,
                               output_size)
@@ -170,6 +179,8 @@ class AdaptiveMaxPool3d(AdaptiveMaxPool1d):
 
 
 class MaxUnpool3d(_MaxUnpoolNd):
+    _dims = 3
+
     def forward(self, input, indices, output_size=None):
         return P3.max_unpool3d(input, indices, self.kernel_size, self.stride, self.padding,
                                output_size)

@@ -349,12 +349,7 @@ class RNN(RNNBase):
         super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size,
                          hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          device=device, dtype=dtype)
-        self.nonlinearity = nonlinearity
-
-    def extra_repr(self):
-        s = super().extra_repr()
-        return s + (f", nonlinearity={self.nonlinearity!r}" if self.nonlinearity != "tanh"
-                    else "")
+        self.nonlinearity = nonlinearity  # not printed: PyTorch's RNN repr leaves it out
 
 
 class LSTM(RNNBase):
@@ -440,7 +435,7 @@ class RNNCellBase(Module):
         if self.bias is not True:
             s += f", bias={self.bias}"
         if getattr(self, "nonlinearity", "tanh") != "tanh":
-            s += f", nonlinearity={self.nonlinearity!r}"
+            s += f", nonlinearity={self.nonlinearity}"  # unquoted, as PyTorch prints it
         return s
 
 

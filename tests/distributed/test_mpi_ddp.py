@@ -136,7 +136,7 @@ class CNN(nn.Module):
         self.conv = nn.Conv2d(2, 4, 3, padding=1)
         self.bn = nn.BatchNorm2d(4)
         self.fc = nn.Linear(4 * 4 * 4, 3)
-        self.bn1 = nn.BatchNorm1d(3, momentum=None)
+        self.bn1 = nn.BatchNorm1d(3, momentum=None, bias=False)   # 2.13: scale, no shift
 
     def forward(self, x):
         x = F.max_pool2d(F.relu(self.bn(self.conv(x))), 2)

@@ -216,4 +216,4 @@ def test_errors_name_expected_and_got():
 def test_repr():
     assert repr(nn.LSTM(3, 4, num_layers=2, batch_first=True)) == \
         "LSTM(3, 4, num_layers=2, batch_first=True)"
-    assert repr(nn.RNN(3, 4, nonlinearity="relu")) == "RNN(3, 4, nonlinearity='relu')"
+    assert repr(nn.RNN(3, 4, nonlinearity="relu")) == "RNN(3, 4)"    # as PyTorch prints it
