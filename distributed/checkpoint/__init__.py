@@ -1,15 +1,15 @@
-"""`torch.distributed.checkpoint`: the state-dict helpers (`state_dict`) that give one form
-of a model's and its optimizers' state however the model is wrapped or sharded. Save what
-they return with `phalanx.save` (safetensors) on rank 0."""
+"""`torch.distributed.checkpoint` (DCP): sharded checkpoints in a folder, each rank writing
+what it holds and reading what it needs at any world size (`save` / `load`, saver.py), and
+the state-dict helpers (`state_dict`) that give one form of a model's and its optimizers'
+state however the model is wrapped or sharded."""
 from . import state_dict  # noqa: F401
+from .saver import FileSystemReader, FileSystemWriter, Stateful, load, save
+
+__all__ = ["FileSystemReader", "FileSystemWriter", "Stateful", "load", "save", "state_dict"]
 
 
 def __getattr__(name):
-    if name in ("save", "load", "async_save", "FileSystemWriter", "FileSystemReader",
-                "save_state_dict", "load_state_dict"):
+    if name in ("async_save", "save_state_dict", "load_state_dict"):
         raise AttributeError(
-            f"phalanx.distributed.checkpoint has no {name}: sharded checkpoints on disk (DCP) "
-            f"are not implemented; gather with state_dict.get_state_dict(..., options="
-            f"StateDictOptions(full_state_dict=True, cpu_offload=True)) and phalanx.save "
-            f"on rank 0")
+            f"phalanx.distributed.checkpoint has no {name}: use save / load (synchronous)")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

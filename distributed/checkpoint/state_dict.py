@@ -172,6 +172,7 @@ def get_optimizer_state_dict(model, optimizers, *, submodules=None, options=None
     names = _fqns(model)
     state, groups = {}, []
     for opt in _optimizer_list(optimizers):
+        _init_optim_state(opt)      # so that a fresh optimizer's dict has tensors to load into
         params = [p for g in opt.param_groups for p in g["params"]]
         sd = opt.state_dict()
         for index, entry in sd["state"].items():
@@ -221,6 +222,8 @@ def set_optimizer_state_dict(model, optimizers, optim_state_dict, *, options=Non
     if options.broadcast_from_rank0:
         optim_state_dict = _broadcast(optim_state_dict)
     optimizers = _optimizer_list(optimizers)
+    for opt in optimizers:
+        _init_optim_state(opt)
     names = _fqns(model)
     optim_state_dict = _unflatten(optim_state_dict, optimizers, names)
     saved_groups = {fqn: g for g in optim_state_dict["param_groups"] for fqn in g["params"]}
@@ -255,15 +258,13 @@ def set_state_dict(model, optimizers, *, model_state_dict, optim_state_dict, opt
 def _init_optim_state(optim):
     """Make the optimizer's state exist (one step at learning rate 0 on zero gradients), so
     that its state dict can be filled in before loading: PyTorch's private helper that
-    checkpointing code calls."""
-    if optim.state:
-        return
+    checkpointing code calls. Nothing happens if it has state or any gradient."""
+    if optim.state or any(p.grad is not None for g in optim.param_groups
+                          for p in g["params"]):
+        return           # initialised, or gradients to keep (a stateless optimizer: SGD)
     from ...tensor import zeros_like
     for group in optim.param_groups:
         for p in group["params"]:
-            if p.grad is not None:
-                raise RuntimeError("_init_optim_state: gradients exist already; call "
-                                   "zero_grad(set_to_none=True) first")
             if p.requires_grad:
                 p.grad = p._like(p._data * 0) if hasattr(p, "_like") else zeros_like(p)
     lrs = [group["lr"] for group in optim.param_groups]

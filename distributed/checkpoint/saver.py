@@ -1,0 +1,322 @@
+"""`torch.distributed.checkpoint.save` / `load` (DCP): each rank writes only what it holds, and
+a checkpoint loads into any layout, at any world size.
+
+    state = {"model": model.state_dict(), "step": 100}     # or Stateful objects (AppState)
+    dcp.save(state, checkpoint_id="ckpt/100")              # every rank calls it
+    dcp.load(state, checkpoint_id="ckpt/100")              # in place, into state's tensors
+
+A checkpoint is a folder: one safetensors file per rank (`__<rank>_0.safetensors`) holding
+that rank's chunks of sharded tensors (DTensors) and, on rank 0 only, the tensors every rank
+has whole; and `.metadata` (JSON), written by rank 0 once every rank's file is in place: for
+each tensor its shape, dtype and where each chunk lies (file, offset, shape), and the
+non-tensor values (numbers, strings, lists). Files are written under temporary names and
+renamed, and a folder without `.metadata` is refused, so a crash mid-save never leaves a
+checkpoint that loads wrong; nothing is unpickled.
+
+Loading reads, for each tensor of the given state dict, the parts of the saved chunks that
+overlap what this rank holds (the whole tensor, or its DTensor chunk), so a checkpoint saved
+by 4 ranks loads on 2, or into an unsharded model. Nested dicts and lists are addressed by
+dotted paths ("optim.state.layer.weight.exp_avg"), as in PyTorch; a value with both
+`state_dict` and `load_state_dict` (a module, an optimizer, an application's `Stateful`) is
+saved as its `state_dict()` and restored by `load_state_dict` after its tensors are filled.
+"""
+import json
+import os
+
+import numpy as np
+
+from ...tensor import Tensor
+from ...tensor.backend import to_device
+from ..tensor.dtensor import chunk_bounds
+
+METADATA = ".metadata"
+
+
+class Stateful:
+    """What `save` / `load` call on a value that is not a tensor or a plain container."""
+
+    def state_dict(self):
+        raise NotImplementedError
+
+    def load_state_dict(self, state_dict):
+        raise NotImplementedError
+
+
+class FileSystemWriter:
+    """Where `save` writes: a folder (PyTorch's storage writer for a file system)."""
+
+    def __init__(self, path, single_file_per_rank=True, sync_files=True, thread_count=1,
+                 per_thread_copy_ahead=10_000_000, cache_staged_state_dict=False,
+                 overwrite=True):
+        if not single_file_per_rank or thread_count != 1 or cache_staged_state_dict:
+            raise NotImplementedError("FileSystemWriter: Phalanx writes one file per rank "
+                                      "from one thread; keep the defaults")
+        self.path, self.sync_files, self.overwrite = os.fspath(path), sync_files, overwrite
+        self.per_thread_copy_ahead = per_thread_copy_ahead   # no copy-ahead stage here
+
+
+class FileSystemReader:
+    """Where `load` reads: a folder written by `save`."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+
+
+def save(state_dict, *, checkpoint_id=None, storage_writer=None, planner=None,
+         process_group=None, no_dist=False, use_collectives=True):
+    """Write `state_dict` to the folder `checkpoint_id` (every rank of `process_group` calls
+    it; with `no_dist=True` one process alone). Returns the metadata written."""
+    folder, writer = _folder(checkpoint_id, storage_writer, FileSystemWriter, "storage_writer")
+    _no_planner(planner, use_collectives)
+    group, rank = _group(process_group, no_dist)
+    flat = {}
+    _flatten(_saved_form(state_dict), (), flat)
+    mine, chunks, values = {}, [], {}          # everything checked before a file is touched
+    for key, value in flat.items():
+        if isinstance(value, Tensor):
+            entry = _chunk(key, value, rank)
+            if entry is not None:
+                mine[key] = entry.pop("array")
+                chunks.append(entry)
+        else:
+            values[key] = _plain(key, value)
+    os.makedirs(folder, exist_ok=True)
+    if os.path.exists(os.path.join(folder, METADATA)):     # every rank sees the folder
+        if writer is not None and not writer.overwrite:
+            raise RuntimeError(f"dcp.save: {folder} holds a checkpoint already and "
+                               f"overwrite=False")
+        _barrier(group)                                     # all have looked ...
+        if rank == 0:
+            os.remove(os.path.join(folder, METADATA))      # ... before the old one goes
+    _barrier(group)
+    name = f"__{rank}_0.safetensors"
+    _write_atomic(os.path.join(folder, name), mine,
+                  writer.sync_files if writer is not None else True)
+    for c in chunks:
+        c["file"] = name
+    everyone = group.allgather_plain(chunks) if group is not None else [chunks]
+    metadata = {"version": 1, "tensors": {}, "values": values}
+    for rank_chunks in everyone:
+        for c in rank_chunks:
+            t = metadata["tensors"].setdefault(c["key"], {"shape": c["whole"],
+                                                          "dtype": c["dtype"], "chunks": []})
+            t["chunks"].append({k: c[k] for k in ("file", "offsets", "shape")})
+    if rank == 0:
+        text = json.dumps(metadata, sort_keys=True).encode()
+        _replace(os.path.join(folder, METADATA), text)
+    _barrier(group)
+    return metadata
+
+
+def load(state_dict, *, checkpoint_id=None, storage_reader=None, planner=None,
+         process_group=None, no_dist=False):
+    """Fill `state_dict`'s tensors in place (and replace its other values) from the
+    checkpoint in `checkpoint_id`; Stateful values get `load_state_dict` afterwards. Every
+    rank reads what it holds; no collective is needed."""
+    folder, _ = _folder(checkpoint_id, storage_reader, FileSystemReader, "storage_reader")
+    _no_planner(planner, True)
+    _group(process_group, no_dist)
+    path = os.path.join(folder, METADATA)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"dcp.load: {folder} holds no complete checkpoint (no "
+                                f"{METADATA}: nothing was saved there, or the save did not "
+                                f"finish)")
+    with open(path) as f:
+        metadata = json.load(f)
+    _fill(state_dict, (), metadata, folder)
+
+
+# ---- saving --------------------------------------------------------------------------------
+def _saved_form(value):
+    if _is_stateful(value):
+        return _saved_form(value.state_dict())
+    if isinstance(value, dict):
+        return {k: _saved_form(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_saved_form(v) for v in value)
+    return value
+
+
+def _is_stateful(value):
+    return not isinstance(value, (Tensor, dict, list, tuple)) and \
+        callable(getattr(value, "state_dict", None)) and \
+        callable(getattr(value, "load_state_dict", None))
+
+
+def _flatten(value, path, out):
+    """Leaves of nested dicts and lists, by dotted path; a tuple of plain values is a leaf."""
+    if isinstance(value, dict):
+        if not value:
+            out[_key(path)] = {}
+        for k, v in value.items():
+            _flatten(v, path + (k,), out)
+    elif isinstance(value, list) and any(isinstance(v, (Tensor, dict, list)) for v in value):
+        for i, v in enumerate(value):
+            _flatten(v, path + (i,), out)
+    else:
+        out[_key(path)] = value
+
+
+def _key(path):
+    return ".".join(map(str, path))
+
+
+def _chunk(key, t, rank):
+    """What this rank writes of tensor `t`: its DTensor chunk, or the whole tensor on rank 0
+    (every rank holds the same); None if nothing."""
+    whole = list(t.shape)
+    placements = getattr(t, "_placements", None)
+    offsets = [0] * len(whole)
+    if placements is not None:
+        [p] = placements
+        if p.is_partial():
+            raise ValueError(f"dcp.save: {key} is a Partial DTensor; reduce it first "
+                             f"(redistribute to Replicate or Shard)")
+        if p.is_shard():
+            offsets[p.dim] = chunk_bounds(whole[p.dim], t._mesh.size(),
+                                          t._mesh.get_local_rank())[0]
+        elif t._mesh.get_local_rank() != 0:
+            return None
+    elif rank != 0:
+        return None
+    if t.is_meta:
+        raise ValueError(f"dcp.save: {key} is a meta tensor (no data)")
+    array = np.ascontiguousarray(to_device(t.detach()._data, "cpu"))
+    if array.size == 0 and any(whole):
+        return None                        # an empty chunk of a non-empty tensor
+    return {"key": key, "whole": whole, "dtype": str(array.dtype), "offsets": offsets,
+            "shape": list(array.shape), "array": array}
+
+
+def _plain(key, value):
+    """A non-tensor value as JSON (tuples marked, to come back as tuples)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return {"__tuple__": [_plain(key, v) for v in value]}
+    if isinstance(value, list):
+        return [_plain(key, v) for v in value]
+    if isinstance(value, dict):
+        return {"__dict__": {str(k): _plain(key, v) for k, v in value.items()}}
+    raise TypeError(f"dcp.save: {key} is a {type(value).__name__}; a checkpoint holds "
+                    f"tensors, numbers, strings, and lists, tuples and dicts of them (no "
+                    f"pickled objects)")
+
+
+def _unplain(value):
+    if isinstance(value, dict) and set(value) == {"__tuple__"}:
+        return tuple(_unplain(v) for v in value["__tuple__"])
+    if isinstance(value, dict) and set(value) == {"__dict__"}:
+        return {k: _unplain(v) for k, v in value["__dict__"].items()}
+    if isinstance(value, list):
+        return [_unplain(v) for v in value]
+    return value
+
+
+def _write_atomic(path, arrays, sync):
+    from safetensors.numpy import save
+    _replace(path, save(arrays) if arrays else save({}), sync)
+
+
+def _replace(path, data, sync=True):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# ---- loading -------------------------------------------------------------------------------
+def _fill(container, path, metadata, folder):
+    """Load into `container` (a dict or list) the entries under `path`."""
+    items = container.items() if isinstance(container, dict) else enumerate(container)
+    for k, value in list(items):
+        here = path + (k,)
+        if _is_stateful(value):
+            inner = value.state_dict()
+            _fill(inner, here, metadata, folder)
+            value.load_state_dict(inner)
+        elif isinstance(value, dict) and value:
+            _fill(value, here, metadata, folder)
+        elif isinstance(value, list) and any(isinstance(v, (Tensor, dict, list))
+                                             for v in value):
+            _fill(value, here, metadata, folder)
+        elif isinstance(value, Tensor):
+            _read_tensor(value, _key(here), metadata, folder)
+        else:
+            key = _key(here)
+            if key not in metadata["values"]:
+                raise RuntimeError(f"dcp.load: the checkpoint in {folder} has no {key!r}")
+            container[k] = _unplain(metadata["values"][key])
+
+
+def _read_tensor(t, key, metadata, folder):
+    from safetensors import safe_open
+    saved = metadata["tensors"].get(key)
+    if saved is None:
+        raise RuntimeError(f"dcp.load: the checkpoint in {folder} has no tensor {key!r}")
+    if list(t.shape) != saved["shape"]:
+        raise RuntimeError(f"dcp.load: {key} has shape {saved['shape']} in the checkpoint but "
+                           f"{list(t.shape)} here")
+    lo, hi = [0] * t.ndim, list(t.shape)       # the box this rank holds
+    placements = getattr(t, "_placements", None)
+    if placements is not None and placements[0].is_shard():
+        d = placements[0].dim
+        lo[d], hi[d] = chunk_bounds(t.shape[d], t._mesh.size(), t._mesh.get_local_rank())
+    out = np.empty([b - a for a, b in zip(lo, hi)], np.dtype(saved["dtype"]))
+    covered = 0
+    for c in saved["chunks"]:
+        start = [max(a, o) for a, o in zip(lo, c["offsets"])]
+        stop = [min(b, o + n) for b, o, n in zip(hi, c["offsets"], c["shape"])]
+        if any(a >= b for a, b in zip(start, stop)) and t.ndim:
+            continue
+        with safe_open(os.path.join(folder, c["file"]), framework="np") as f:
+            part = f.get_slice(key)[tuple(slice(a - o, b - o) for a, b, o in
+                                          zip(start, stop, c["offsets"]))] if t.ndim else \
+                f.get_tensor(key).reshape(())     # safetensors keeps a 0-d tensor as (1,)
+        out[tuple(slice(a - l, b - l) for a, b, l in zip(start, stop, lo))] = part
+        covered += int(np.prod([b - a for a, b in zip(start, stop)]))
+    if covered != out.size:
+        raise RuntimeError(f"dcp.load: the chunks of {key} in {folder} cover {covered} of "
+                           f"the {out.size} elements this rank needs (a damaged checkpoint)")
+    data = t._data
+    data[...] = to_device(out, t.device).astype(data.dtype, copy=False)
+    t._version[0] += 1
+
+
+# ---- arguments -----------------------------------------------------------------------------
+def _folder(checkpoint_id, storage, kind, what):
+    if storage is not None and not isinstance(storage, kind):
+        raise NotImplementedError(f"dcp: {what}={type(storage).__name__}: Phalanx reads and "
+                                  f"writes folders only (pass checkpoint_id or a "
+                                  f"{kind.__name__})")
+    if checkpoint_id is None and storage is None:
+        raise RuntimeError("dcp: pass checkpoint_id (a folder) or a storage "
+                           "writer/reader")
+    return os.fspath(checkpoint_id if checkpoint_id is not None else storage.path), storage
+
+
+def _no_planner(planner, use_collectives):
+    if planner is not None:
+        raise NotImplementedError("dcp: custom planners are not supported; pass planner=None")
+    if not use_collectives:
+        raise NotImplementedError("dcp.save(use_collectives=False) is not supported: rank 0 "
+                                  "gathers the chunks' layout to write the metadata")
+
+
+def _group(process_group, no_dist):
+    """(the process group, this rank in it); (None, 0) alone."""
+    from ..world import is_initialized, resolve
+    if no_dist or not is_initialized():
+        return None, 0
+    group = resolve(process_group)
+    return group, group.rank
+
+
+def _barrier(group):
+    if group is not None:
+        group.barrier().wait()
