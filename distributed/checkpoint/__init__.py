@@ -3,7 +3,8 @@ what it holds and reading what it needs at any world size (`save` / `load`, save
 the state-dict helpers (`state_dict`) that give one form of a model's and its optimizers'
 state however the model is wrapped or sharded."""
 from . import state_dict  # noqa: F401
-from .saver import FileSystemReader, FileSystemWriter, Stateful, load, save
+from .saver import FileSystemReader, FileSystemWriter, load, save
+from .stateful import Stateful
 
 __all__ = ["FileSystemReader", "FileSystemWriter", "Stateful", "load", "save", "state_dict"]
 

@@ -32,16 +32,6 @@ from ..tensor.dtensor import chunk_bounds
 METADATA = ".metadata"
 
 
-class Stateful:
-    """What `save` / `load` call on a value that is not a tensor or a plain container."""
-
-    def state_dict(self):
-        raise NotImplementedError
-
-    def load_state_dict(self, state_dict):
-        raise NotImplementedError
-
-
 class FileSystemWriter:
     """Where `save` writes: a folder (PyTorch's storage writer for a file system)."""
 

@@ -53,6 +53,7 @@ PROGRAMS = {
     "ddp_tutorial": (["--steps", "8"], "ends"),
     # FSDP2: meta init, fully_shard, a full-state-dict checkpoint and a resumed model
     "fsdp2": (["--steps", "10"], "ends"),
+    "fsdp2_dcp": (["--steps", "10", "--dcp"], "ends"),   # a sharded checkpoint instead
     "regression": ([], "ends"),
     "mnist_rnn": (["--epochs", "1"], "ends"),
     # the example's lr schedule (gamma 0.7) stalls a small model on 8x8 digits; a slower decay
@@ -106,10 +107,10 @@ def _fall(losses, how):
 @pytest.mark.parametrize("name", list(PROGRAMS))
 def test_port_trains_like_pytorch(name, tmp_path):
     args, how = PROGRAMS[name]
-    script = "word_lm" if name == "word_lm_transformer" else name
+    script = {"word_lm_transformer": "word_lm", "fsdp2_dcp": "fsdp2"}.get(name, name)
     if FULL:
-        args = args[:2] if name == "word_lm_transformer" else []
-    if name in ("ddp_tutorial", "fsdp2"):   # gloo needs a free port; Phalanx ignores it
+        args = {"word_lm_transformer": args[:2], "fsdp2_dcp": ["--dcp"]}.get(name, [])
+    if script in ("ddp_tutorial", "fsdp2"):   # gloo needs a free port; Phalanx ignores it
         args = args + ["--port", str(_free_port())]
     original = os.path.join(ORIGINALS, f"{script}.py")
     with open(original) as f:
@@ -127,7 +128,7 @@ def test_port_trains_like_pytorch(name, tmp_path):
         f"under PyTorch\nphalanx: {losses['phalanx']}\npytorch: {losses['pytorch']}")
 
 
-@pytest.mark.parametrize("name", sorted(set(PROGRAMS) - {"word_lm_transformer"}))
+@pytest.mark.parametrize("name", sorted(set(PROGRAMS) - {"word_lm_transformer", "fsdp2_dcp"}))
 def test_port_changes_only_imports(name):
     with open(os.path.join(ORIGINALS, f"{name}.py")) as f:
         source = f.read()

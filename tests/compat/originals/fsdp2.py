@@ -4,13 +4,16 @@ group; a small transformer is built on the meta device, each block and then the 
 fully_shard-ed, the sharded parameters are materialised with to_empty and reset_parameters,
 and Adam trains it with gradient clipping. Halfway through, the model's and optimizer's full
 state dicts are gathered to rank 0 and saved (torch.distributed.checkpoint.state_dict); a
-freshly built sharded model loads them (broadcast from rank 0) and training goes on."""
+freshly built sharded model loads them (broadcast from rank 0) and training goes on. With
+--dcp the checkpoint is a sharded one instead (torch.distributed.checkpoint, as in the DCP
+tutorial): every rank saves its own chunks through a Stateful AppState and loads them back."""
 import argparse
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
 import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
@@ -18,9 +21,12 @@ from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
     get_optimizer_state_dict,
+    get_state_dict,
     set_model_state_dict,
     set_optimizer_state_dict,
+    set_state_dict,
 )
+from torch.distributed.checkpoint.stateful import Stateful
 from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor, Shard
 
@@ -97,6 +103,22 @@ class Transformer(nn.Module):
             m.reset_parameters()
 
 
+class AppState(Stateful):
+    """The DCP tutorial's wrapper: model and optimizer state in one Stateful object."""
+
+    def __init__(self, model, optimizer=None):
+        self.model = model
+        self.optimizer = optimizer
+
+    def state_dict(self):
+        model_state_dict, optimizer_state_dict = get_state_dict(self.model, self.optimizer)
+        return {"model": model_state_dict, "optim": optimizer_state_dict}
+
+    def load_state_dict(self, state_dict):
+        set_state_dict(self.model, self.optimizer, model_state_dict=state_dict["model"],
+                       optim_state_dict=state_dict["optim"])
+
+
 def build(args):
     with torch.device("meta"):
         model = Transformer(args)
@@ -132,7 +154,7 @@ def train(model, optimizer, steps, first, rank, args):
             print(f"loss {total.item() / dist.get_world_size():.6f}", flush=True)
 
 
-def run(rank, world_size, steps, port, folder):
+def run(rank, world_size, steps, port, folder, sharded):
     os.environ["MASTER_ADDR"] = "localhost"
     os.environ["MASTER_PORT"] = str(port)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
@@ -143,20 +165,27 @@ def run(rank, world_size, steps, port, folder):
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     train(model, optimizer, steps, 0, rank, args)
 
-    full = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    model_sd = get_model_state_dict(model, options=full)
-    optim_sd = get_optimizer_state_dict(model, optimizer, options=full)
-    path = os.path.join(folder, "checkpoint.pt")
-    if rank == 0:
-        torch.save({"model": model_sd, "optim": optim_sd}, path)
-    dist.barrier()
+    if sharded:
+        checkpoint_dir = os.path.join(folder, "checkpoint")
+        dcp.save({"app": AppState(model, optimizer)}, checkpoint_id=checkpoint_dir)
+        resumed = build(args)
+        resumed_optimizer = torch.optim.Adam(resumed.parameters(), lr=3e-3)
+        dcp.load({"app": AppState(resumed, resumed_optimizer)}, checkpoint_id=checkpoint_dir)
+    else:
+        full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        model_sd = get_model_state_dict(model, options=full)
+        optim_sd = get_optimizer_state_dict(model, optimizer, options=full)
+        path = os.path.join(folder, "checkpoint.pt")
+        if rank == 0:
+            torch.save({"model": model_sd, "optim": optim_sd}, path)
+        dist.barrier()
 
-    resumed = build(args)
-    resumed_optimizer = torch.optim.Adam(resumed.parameters(), lr=3e-3)
-    loaded = torch.load(path, weights_only=True) if rank == 0 else {"model": {}, "optim": {}}
-    load = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
-    set_model_state_dict(resumed, loaded["model"], options=load)
-    set_optimizer_state_dict(resumed, resumed_optimizer, loaded["optim"], options=load)
+        resumed = build(args)
+        resumed_optimizer = torch.optim.Adam(resumed.parameters(), lr=3e-3)
+        loaded = torch.load(path, weights_only=True) if rank == 0 else {"model": {}, "optim": {}}
+        load = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+        set_model_state_dict(resumed, loaded["model"], options=load)
+        set_optimizer_state_dict(resumed, resumed_optimizer, loaded["optim"], options=load)
     for a, b in zip(model.parameters(), resumed.parameters()):
         assert torch.equal(a.full_tensor(), b.full_tensor())
     train(resumed, resumed_optimizer, steps, steps, rank, args)
@@ -171,6 +200,7 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=29512)
     parser.add_argument("--world-size", type=int, default=2)
     parser.add_argument("--folder", default=".")
+    parser.add_argument("--dcp", action="store_true", help="a sharded checkpoint (DCP)")
     cli = parser.parse_args()
-    mp.spawn(run, args=(cli.world_size, cli.steps, cli.port, cli.folder),
+    mp.spawn(run, args=(cli.world_size, cli.steps, cli.port, cli.folder, cli.dcp),
              nprocs=cli.world_size, join=True)
