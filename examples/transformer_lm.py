@@ -5,6 +5,7 @@ model on the King James Bible, Genesis to Esther (1.9 MB of public-domain Englis
     mpirun -n 2 python examples/transformer_lm.py                     # MPI
     phalanx run --standalone --nproc-per-node 2 examples/transformer_lm.py
     ... --resume                                    # continue from the last checkpoint
+    ... --fsdp                                      # sharded (fully_shard), not replicated
     ... --epochs 4 --epoch-steps 50 --dim 64 --layers 2 --lr 6e-3 --warmup 30
                                                     # the test's settings
 
@@ -24,7 +25,9 @@ clipped to norm 1.
 
 An "epoch" here is `--epoch-steps` optimizer steps over random windows of the training text
 (each rank reads its `DistributedSampler` share; `DistributedDataParallel` averages the
-gradients). After each one rank 0 prints the training loss and the validation loss and
+gradients; with `--fsdp` each block and then the whole model is `fully_shard`-ed instead, so
+each rank keeps 1/N of the parameters, gradients and optimizer state and the same training
+comes out). After each one rank 0 prints the training loss and the validation loss and
 perplexity (over fixed windows of the validation text, summed over all ranks' shards) and saves
 a checkpoint with `px.save`; `--resume` continues from it exactly. At the end rank 0 prints a
 sample generated from a prompt.
@@ -45,6 +48,9 @@ import phalanx as px
 import phalanx.distributed as dist
 from phalanx import nn
 from phalanx.data import DataLoader, Dataset, DistributedSampler
+from phalanx.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                       get_state_dict, set_state_dict)
+from phalanx.distributed.fsdp import fully_shard
 from phalanx.nn import functional as F
 
 from ddp_common import Run, parser
@@ -190,6 +196,9 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=100, help="warm-up steps")
     p.add_argument("--val-windows", type=int, default=256)
     p.add_argument("--sample-length", type=int, default=300)
+    p.add_argument("--fsdp", action="store_true",
+                   help="shard parameters, gradients and optimizer state over the ranks "
+                        "(fully_shard) instead of replicating them (DDP)")
     args = p.parse_args(argv)
     run = Run(args)
 
@@ -202,16 +211,23 @@ def main(argv=None):
     train_set = Windows(ids[:split], args.block, steps * args.batch_size * run.world,
                         seed=args.seed)
     val_ids = ids[split:]
-    val_set = Windows(val_ids, args.block, min(args.val_windows,
-                                               (len(val_ids) - 1) // args.block),
+    val_count = min(args.val_windows, (len(val_ids) - 1) // args.block)
+    # as many windows per rank: with --fsdp every forward is collective, so all ranks must
+    # run as many validation batches
+    val_set = Windows(val_ids, args.block, val_count - val_count % run.world,
                       stride=args.block)
     # one pass of the sampler covers the whole run; an epoch is its next epoch_steps batches
     sampler = DistributedSampler(train_set, shuffle=True, seed=args.seed, drop_last=True)
     loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler)
 
     px.manual_seed(args.seed)
-    model = dist.DistributedDataParallel(GPT(len(vocab), args.block, args.dim, args.layers,
-                                             args.heads))
+    net = GPT(len(vocab), args.block, args.dim, args.layers, args.heads)
+    if args.fsdp:
+        for block in net.blocks:
+            fully_shard(block)
+        model = fully_shard(net)            # the root: embeddings, final norm, tied head
+    else:
+        model = dist.DistributedDataParallel(net)
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     optimizer = px.optim.AdamW([{"params": decay, "weight_decay": 0.1},
@@ -228,8 +244,13 @@ def main(argv=None):
     start = 0
     state = run.load()
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        if args.fsdp:   # whole tensors in the file: each rank keeps its chunks
+            set_state_dict(model, optimizer, model_state_dict=state["model"],
+                           optim_state_dict=state["optimizer"],
+                           options=StateDictOptions(full_state_dict=True))
+        else:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         start = state["epoch"]
     run.print(f"{len(text) / 1e6:.2f} MB of text, {len(vocab)} characters; "
@@ -254,23 +275,39 @@ def main(argv=None):
             schedule.step()
             total_loss += loss.item()
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        val_loss = validation_loss(run, model.module, val_set)
+        val_loss = validation_loss(run, net, val_set)
         run.log(epoch + 1, train_loss=total_loss / args.epoch_steps, validation_loss=val_loss)
         run.print(f"epoch {epoch + 1}: train loss {total_loss / args.epoch_steps:.4f}, "
                   f"validation loss {val_loss:.4f}, perplexity {math.exp(val_loss):.2f} "
                   f"({run.elapsed():.1f} s)")
-        if run.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        if args.fsdp:   # gathered to rank 0 (every rank takes part)
+            model_state, optimizer_state = get_state_dict(
+                model, optimizer, options=StateDictOptions(full_state_dict=True,
+                                                           cpu_offload=True))
+        else:
+            model_state, optimizer_state = model.state_dict(), optimizer.state_dict()
+        if run.save({"model": model_state, "optimizer": optimizer_state,
                      "schedule": schedule.state_dict(), "epoch": epoch + 1,
                      "validation_loss": val_loss, "vocabulary": "".join(vocab.chars)}):
             break
     if val_loss is None:
-        val_loss = validation_loss(run, model.module, val_set)
-    run.check_replicas(model)
+        val_loss = validation_loss(run, net, val_set)
+    if args.fsdp:
+        run.print(f"parameters, gradients and optimizer state sharded over {run.world} "
+                  f"rank(s)")
+        # a sharded forward is collective: rank 0 samples from a gathered, unsharded copy
+        whole = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True,
+                                                                     cpu_offload=True))
+        if run.rank == 0:
+            net = GPT(len(vocab), args.block, args.dim, args.layers, args.heads)
+            net.load_state_dict(whole)
+    else:
+        run.check_replicas(model)
     run.print(f"final validation perplexity: {math.exp(val_loss):.2f} in {run.elapsed():.1f} s")
     if run.rank == 0 and args.sample_length > 0:
         px.manual_seed(args.seed)
         prompt = "And God said"
-        out = model.module.generate(px.tensor(vocab.encode(prompt))[None], args.sample_length)
+        out = net.generate(px.tensor(vocab.encode(prompt))[None], args.sample_length)
         run.print("sample:\n" + vocab.decode(out[0].tolist()))
     run.finish()
     return math.exp(val_loss)

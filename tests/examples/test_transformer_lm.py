@@ -64,3 +64,24 @@ def test_two_ranks_train_data_parallel_and_resume_exactly(examples):
         assert "[rank 0]: weights identical on all 2 rank(s)" in out, out
         assert "[rank 1]: epoch" not in out and "[rank 1]: sample" not in out
     assert "epoch 1:" not in second and "[rank 0]: epoch 2: train loss" in second, second
+
+
+@pytest.mark.timeout(200)
+def test_fsdp_trains_as_ddp_does_and_resumes_exactly(examples):
+    """With --fsdp each rank holds half of the model; the training is DDP's (the same losses)
+    and a resumed run ends where an uninterrupted one does."""
+    small = ("--epochs", 2, "--epoch-steps", 4, "--dim", 32, "--layers", 2, "--block", 32,
+             "--val-windows", 8, "--sample-length", 10)
+    first, second = examples.resume_matches_uninterrupted("launcher", "transformer_lm.py",
+                                                          "--fsdp", *small)
+    assert "[rank 0]: parameters, gradients and optimizer state sharded over 2 rank(s)" \
+        in second, second
+    assert "[rank 0]: sample:" in second, second
+    examples.launcher("transformer_lm.py", *small, "--checkpoint", "ddp.ckpt")
+    sharded, replicated = (px.load(examples.folder / name) for name in ("straight.ckpt",
+                                                                         "ddp.ckpt"))
+    assert sharded["validation_loss"] == pytest.approx(replicated["validation_loss"],
+                                                       rel=1e-5)
+    for name, value in sharded["model"].items():
+        np.testing.assert_allclose(value.numpy(), replicated["model"][name].numpy(),
+                                   rtol=1e-4, atol=1e-6, err_msg=name)
