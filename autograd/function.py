@@ -245,6 +245,10 @@ class Function:
     # False for ops whose outputs are never floating (comparisons, logical and bitwise ops):
     # they are never linked into the graph, whatever their inputs
     differentiable = True
+    # False for Functions whose tensor inputs only give the node its graph edges (checkpoint's
+    # recompute node): a meta input (e.g. a parameter FSDP has freed) then leaves the
+    # outputs real
+    meta_from_inputs = True
 
     @staticmethod
     def forward(ctx, *args, **kwargs):
@@ -303,7 +307,7 @@ def _run_op(cls, args, kwargs):
     try:
         if not state.enabled:
             out = cls.forward(ctx, *args, **kwargs)
-            if meta_outputs is not None:
+            if meta_outputs is not None and cls.meta_from_inputs:
                 meta_outputs(args, out)
             return out
         record = False
@@ -321,7 +325,7 @@ def _run_op(cls, args, kwargs):
         if "broadcast" in str(e):  # NumPy's wording names neither the op nor the fix
             raise _broadcast_error(cls, args) from None
         raise
-    if meta_outputs is not None:
+    if meta_outputs is not None and cls.meta_from_inputs:
         meta_outputs(args, out)
     if record:
         _link(ctx, args, out)

@@ -117,6 +117,8 @@ class _Recompute(Function):
     """The segment as one graph node: forward passes the first run's outputs through;
     backward recomputes the segment and differentiates it."""
 
+    meta_from_inputs = False     # `tensors` are edges only (FSDP may have freed them)
+
     @staticmethod
     def forward(ctx, segment, flat, *tensors):
         ctx.segment, ctx.saved_versions = segment, segment.versions()

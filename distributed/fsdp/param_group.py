@@ -48,8 +48,9 @@ class FSDPParam:
         return not is_meta(self.unsharded._data)
 
     def free(self):
+        # no version bump here or at a gather: the values are the same parameter's, so a
+        # graph that kept the parameter (checkpoint's recompute node) stays valid
         self.unsharded._data = meta_array(self.shape, self.unsharded._data.dtype)
-        self.unsharded._version[0] += 1
 
     # ---- the padded flat layout both collectives use ------------------------------------
     def row(self):
@@ -102,7 +103,6 @@ def all_gather_params(params, group, param_dtype):
         all_gather_into_tensor(Tensor._make(gathered), Tensor._make(send), group=group)
         for p, start, stop in zip(same, offsets, offsets[1:]):
             p.unsharded._data = p.whole_from(gathered[:, start:stop])
-            p.unsharded._version[0] += 1
 
 
 def reduce_scatter_grads(params, group, reduce_dtype, divide_factor):

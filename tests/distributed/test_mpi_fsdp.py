@@ -457,3 +457,29 @@ def test_grad_scaler_skips_the_step_on_every_rank_when_one_shard_overflows(world
     assert scaler.get_scale() == 2.0     # every rank backed off ...
     for k, v in _whole(model).items():   # ... and skipped the step
         np.testing.assert_array_equal(v, before[k])
+
+
+def test_activation_checkpointing_inside_sharded_blocks(world):
+    """utils.checkpoint around each sharded block (recomputed in backward, which gathers the
+    block again), with backward prefetching: the same gradients as one process."""
+    from phalanx.utils.checkpoint import checkpoint
+    rank, size = world
+
+    class Checkpointed(Net):
+        def forward(self, tokens):
+            h = self.embed(tokens)
+            for layer in self.layers:
+                h = checkpoint(layer, h, use_reentrant=False)
+            return self.head(self.norm(h))
+
+    px.manual_seed(0)
+    model, reference = Checkpointed().double(), Net().double()
+    reference.load_state_dict(model.state_dict())
+    _shard(model)
+    model.layers[1].set_modules_to_backward_prefetch([model.layers[0]])
+    whole, mine = _batch(0, size)
+    _loss(model, mine).backward()
+    _loss(reference, whole).backward()
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        np.testing.assert_allclose(p.grad.full_tensor().numpy(), q.grad.numpy(), rtol=1e-10,
+                                   atol=1e-13, err_msg=name)
