@@ -483,3 +483,20 @@ def test_activation_checkpointing_inside_sharded_blocks(world):
     for (name, p), q in zip(model.named_parameters(), reference.parameters()):
         np.testing.assert_allclose(p.grad.full_tensor().numpy(), q.grad.numpy(), rtol=1e-10,
                                    atol=1e-13, err_msg=name)
+
+
+def test_keeping_whole_parameters_between_forward_and_backward(world):
+    """reshard_after_forward=False (ZeRO-2's trade: more memory, no second all-gather)."""
+    rank, size = world
+    model, reference = _pair()
+    _shard(model, reshard_after_forward=False)
+    whole, mine = _batch(0, size)
+    loss = _loss(model, mine)
+    assert not model.layers[0]._fsdp_state.params[0].unsharded.is_meta
+    assert not isinstance(model.layers[0].up.weight, DTensor)
+    loss.backward()
+    _loss(reference, whole).backward()
+    assert model.layers[0]._fsdp_state.params[0].unsharded.is_meta   # freed after backward
+    for p, q in zip(model.parameters(), reference.parameters()):
+        np.testing.assert_allclose(p.grad.full_tensor().numpy(), q.grad.numpy(), rtol=1e-10,
+                                   atol=1e-13)
