@@ -1,26 +1,12 @@
 """`DeviceMesh` in one process (a world of one), its errors next to PyTorch's (gloo, world of
 one), and DDP's `device_mesh` argument."""
-import socket
-
 import pytest
 import torch
-import torch.distributed as tdist
 from torch.distributed.device_mesh import init_device_mesh as torch_init_device_mesh
 
 import phalanx.distributed as dist
 import phalanx.nn as nn
 from phalanx.distributed.device_mesh import DeviceMesh, init_device_mesh
-
-
-@pytest.fixture
-def torch_world(monkeypatch):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    tdist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0,
-                             world_size=1)
-    yield
-    tdist.destroy_process_group()
 
 
 def test_the_same_answers_as_pytorch(world_of_one, torch_world):
