@@ -141,6 +141,14 @@ class DeviceMesh:
                             list(range(len(dims))))
         return DeviceMesh._slice(self, dims, ranks)
 
+    def _line(self, dim):
+        """The 1-D sub-mesh through this rank along dimension `dim` (named or not)."""
+        coordinate = self.get_coordinate()
+        if coordinate is None:
+            raise RuntimeError(f"rank {get_rank()} is not in the mesh {self._ranks.tolist()}")
+        index = tuple(slice(None) if d == dim else c for d, c in enumerate(coordinate))
+        return DeviceMesh._slice(self, [dim], self._ranks[index])
+
     def _dim(self, mesh_dim):
         if isinstance(mesh_dim, str):
             if self.mesh_dim_names is None or mesh_dim not in self.mesh_dim_names:

@@ -90,7 +90,9 @@ def save(state_dict, *, checkpoint_id=None, storage_writer=None, planner=None,
         for c in rank_chunks:
             t = metadata["tensors"].setdefault(c["key"], {"shape": c["whole"],
                                                           "dtype": c["dtype"], "chunks": []})
-            t["chunks"].append({k: c[k] for k in ("file", "offsets", "shape")})
+            if not any(d["offsets"] == c["offsets"] and d["shape"] == c["shape"]
+                       for d in t["chunks"]):       # HSDP's replicas write the same chunk
+                t["chunks"].append({k: c[k] for k in ("file", "offsets", "shape")})
     if rank == 0:
         text = json.dumps(metadata, sort_keys=True).encode()
         _replace(os.path.join(folder, METADATA), text)

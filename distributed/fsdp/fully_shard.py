@@ -15,6 +15,12 @@ are all accumulated, reduce-scatters them: each rank keeps the average of its ch
 average would give it. So training is the same as DDP's, with each rank storing 1/N of the
 parameters, gradients and optimizer state between steps.
 
+With a 2-D mesh (replicate, shard) the parameters are sharded along its second dimension
+and replicated along the first (HSDP: e.g. sharded within a host, replicated across hosts);
+gradients are reduce-scattered within the shard group and all-reduced across replicas. The
+sharded parameters are then DTensors on the 1-D shard sub-mesh (PyTorch's are on the 2-D mesh
+with placements (Replicate(), Shard(0))).
+
 The module's class becomes `FSDP<Class>`, a subclass of both `FSDPModule` and its own class.
 """
 from ...autograd import engine, saved_hooks
@@ -56,13 +62,16 @@ class CPUOffloadPolicy(OffloadPolicy):
 class FSDPState:
     """What one `fully_shard` call manages, and its forward / backward schedule."""
 
-    def __init__(self, modules, params, mesh, reshard_after_forward, mp_policy):
-        self.modules, self.params, self.mesh = modules, params, mesh
+    def __init__(self, modules, params, mesh, reshard_after_forward, mp_policy,
+                 replicate_group=None):
+        self.modules, self.params, self.mesh = modules, params, mesh   # mesh: the shard dim
         self.group = mesh.get_group()
+        self.replicate_group = replicate_group                          # HSDP's other dim
+        self.ranks = mesh.size() * (replicate_group.size if replicate_group else 1)
         self.reshard_after_forward = reshard_after_forward   # None: True unless root
         self.reshard_after_backward = True
         self.requires_gradient_sync = True
-        self.divide_factor = None                            # None: the mesh size
+        self.divide_factor = None                            # None: every rank (self.ranks)
         self.mp = mp_policy
         self.param_dtype = _np(mp_policy.param_dtype)
         self.reduce_dtype = _np(mp_policy.reduce_dtype) or self.param_dtype
@@ -174,7 +183,7 @@ class FSDPState:
     def _finish_gradients(self):
         if self.requires_gradient_sync:
             reduce_scatter_grads(self.params, self.group, self.reduce_dtype,
-                                 self.divide_factor or self.mesh.size())
+                                 self.divide_factor or self.ranks, self.replicate_group)
         if self.reshard_after_backward:
             self.reshard()
         self.ready.clear()
@@ -292,12 +301,17 @@ def fully_shard(module, *, mesh=None, reshard_after_forward=None, shard_placemen
         from ..device_mesh import _world_mesh
         device = next((p.device.type for p, _ in params), "cpu")
         mesh = _world_mesh("cuda" if device == "cuda" else "cpu")
-    if mesh.ndim != 1:
-        raise NotImplementedError(f"fully_shard on a {mesh.ndim}-D mesh (HSDP) is not "
-                                  f"supported; pass a 1-D mesh")
+    replicate_group = None
+    if mesh.ndim == 2:      # HSDP: replicated along dim 0, sharded along dim 1
+        mesh, replicate_group = mesh._line(1), mesh.get_group(0)
+    elif mesh.ndim != 1:
+        raise NotImplementedError(f"fully_shard on a {mesh.ndim}-D mesh is not supported; "
+                                  f"pass a 1-D mesh (FSDP) or a 2-D one (HSDP: replicate, "
+                                  f"shard)")
     fsdp_params = [FSDPParam(p, places, mesh, _shard_dim(shard_placement_fn, p))
                    for p, places in params]
-    state = FSDPState(modules, fsdp_params, mesh, reshard_after_forward, mp_policy)
+    state = FSDPState(modules, fsdp_params, mesh, reshard_after_forward, mp_policy,
+                      replicate_group)
     for m in modules:
         m.__dict__["_fsdp_state"] = state
         m.__class__ = _fsdp_class(type(m))

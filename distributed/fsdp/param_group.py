@@ -13,7 +13,7 @@ import math
 from ...tensor import Tensor
 from ...tensor.backend import array_module
 from ...tensor.meta import is_meta, meta_array
-from ..collectives import all_gather_into_tensor, reduce_scatter_tensor
+from ..collectives import all_gather_into_tensor, all_reduce, reduce_scatter_tensor
 from ..tensor.dtensor import DTensor, chunk_bounds
 
 
@@ -105,10 +105,12 @@ def all_gather_params(params, group, param_dtype):
             p.unsharded._data = p.whole_from(gathered[:, start:stop])
 
 
-def reduce_scatter_grads(params, group, reduce_dtype, divide_factor):
-    """Average the unsharded gradients of `params` over the ranks; each rank adds its chunk
-    to the sharded parameter's `.grad` (in the parameter's dtype) and the unsharded gradient
-    is dropped. One reduce-scatter per dtype."""
+def reduce_scatter_grads(params, group, reduce_dtype, divide_factor, replicate_group=None):
+    """Sum the unsharded gradients of `params` over the ranks of `group` and, with HSDP, over
+    `replicate_group` (the other shard groups' ranks holding the same chunk), divided by
+    `divide_factor`; each rank adds its chunk to the sharded parameter's `.grad` (in the
+    parameter's dtype) and the unsharded gradient is dropped. One reduce-scatter (and
+    all-reduce) per dtype."""
     params = [p for p in params if p.unsharded.grad is not None]
     for dtype, same in _by_dtype(params, lambda p: reduce_dtype or
                                  p.unsharded.grad._data.dtype):
@@ -120,6 +122,8 @@ def reduce_scatter_grads(params, group, reduce_dtype, divide_factor):
             p.unsharded.grad = None               # its memory goes before the next one's
         out = xp.empty(offsets[-1], dtype)
         reduce_scatter_tensor(Tensor._make(out), Tensor._make(send), group=group)
+        if replicate_group is not None:
+            all_reduce(Tensor._make(out), group=replicate_group)
         out /= divide_factor
         for p, start, stop in zip(same, offsets, offsets[1:]):
             part = p.shard_from(out[start:stop]).astype(p.sharded._data.dtype)

@@ -54,12 +54,12 @@ class AppState(dcp.Stateful):
                        optim_state_dict=state_dict["optim"])
 
 
-def _model(shard=True, seed=0):
+def _model(shard=True, seed=0, mesh=None):
     px.manual_seed(seed)
     model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).double()
     if shard:
-        fully_shard(model[0])
-        fully_shard(model)
+        fully_shard(model[0], mesh=mesh)
+        fully_shard(model, mesh=mesh)
     return model, px.optim.AdamW(model.parameters(), lr=0.05)
 
 
@@ -114,6 +114,31 @@ def test_loads_into_other_layouts(world, folder):
     dcp.load({"model": sharded.state_dict()}, checkpoint_id=folder)
     for k, v in sharded.state_dict().items():
         np.testing.assert_array_equal(_whole(v), plain.state_dict()[k].numpy())
+
+
+def test_replicas_write_each_chunk_once(world, folder):
+    """HSDP's replicas hold the same chunks: the metadata lists each once, and the checkpoint
+    loads into one unsharded process and back into the hybrid layout."""
+    from phalanx.distributed.device_mesh import init_device_mesh
+    rank, size = world
+    shape = (2, size // 2) if size % 2 == 0 else (size, 1)
+    mesh = init_device_mesh("cpu", shape)
+    model, opt = _model(mesh=mesh)
+    _train(model, opt)
+    metadata = dcp.save({"model": model.state_dict()}, checkpoint_id=folder)
+    chunks = metadata["tensors"]["model.0.weight"]["chunks"]
+    assert len(chunks) == shape[1] and sum(c["shape"][0] for c in chunks) == 7
+    whole = {k: _whole(v) for k, v in model.state_dict().items()}   # collective: all ranks
+    if rank == 0:
+        plain, _ = _model(shard=False, seed=5)
+        dcp.load({"model": plain.state_dict()}, checkpoint_id=folder, no_dist=True)
+        for k, v in plain.state_dict().items():
+            np.testing.assert_array_equal(v.numpy(), whole[k])
+    dist.barrier()
+    again, _ = _model(seed=8, mesh=mesh)
+    dcp.load({"model": again.state_dict()}, checkpoint_id=folder)
+    for a, b in zip(model.parameters(), again.parameters()):
+        np.testing.assert_array_equal(a.to_local().numpy(), b.to_local().numpy())
 
 
 def test_bad_checkpoints_and_values_are_refused(world, folder):

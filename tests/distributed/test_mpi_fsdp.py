@@ -339,8 +339,40 @@ def test_misuse_is_refused(world):
     fully_shard(model)
     with pytest.raises(ValueError, match="fully_shard-ed already"):
         fully_shard(model)
-    with pytest.raises(NotImplementedError, match="2-D mesh"):
-        fully_shard(Net(), mesh=init_device_mesh("cpu", (1, dist.get_world_size())))
+    with pytest.raises(NotImplementedError, match="3-D mesh"):
+        fully_shard(Net(), mesh=init_device_mesh("cpu", (1, 1, dist.get_world_size())))
+
+
+def _mesh_shapes():
+    """(replicate, shard) layouts of the world for HSDP, both degenerate ones included."""
+    size = dist.get_world_size() if dist.is_initialized() else 2
+    return [(r, size // r) for r in range(1, size + 1) if size % r == 0]
+
+
+def test_hybrid_sharding_matches_one_process(world):
+    """HSDP: a 2-D mesh (replicate, shard): parameters sharded within each row, replicated
+    across rows; every layout of the world trains to one process's weights."""
+    rank, size = world
+    for shape in _mesh_shapes():
+        mesh = init_device_mesh("cpu", shape, mesh_dim_names=("replicate", "shard"))
+        model, reference = _pair()
+        _shard(model, mesh=mesh)
+        p = model.head.weight
+        assert p.device_mesh.size() == shape[1] and p.placements == (Shard(0),)
+        assert p.to_local().shape[0] <= -(-VOCAB // shape[1])
+        opt = px.optim.AdamW(model.parameters(), lr=0.05)
+        ref_opt = px.optim.AdamW(reference.parameters(), lr=0.05)
+        for step in range(2):
+            whole, mine = _batch(step, size)
+            _loss(model, mine).backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+            opt.step()
+            opt.zero_grad()
+            _loss(reference, whole).backward()
+            nn.utils.clip_grad_norm_(reference.parameters(), 0.5)
+            ref_opt.step()
+            ref_opt.zero_grad()
+        _assert_same_weights(model, reference)
 
 
 def _train(model, opt, steps, size, first=0):
