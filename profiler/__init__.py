@@ -6,7 +6,9 @@
     prof.export_chrome_trace("trace.json")       # Perfetto / chrome://tracing
 
 It records op forward and backward spans, optimizer steps, DataLoader waits and each DDP
-bucket's all-reduce (launch, run on the communication thread, wait; with its bytes). Under
+bucket's all-reduce (launch, run on the communication thread, wait; with its bytes); with
+`profile_memory=True` each span's allocated-less-freed host memory (tracemalloc), with
+`with_flops=True` PyTorch's FLOP estimates for matrix products and convolutions. Under
 `phalanx run --profile DIR` (or with PHALANX_PROFILE=DIR in the environment) every rank records
 its whole run, or the optimizer steps PHALANX_PROFILE_STEPS=START:STOP, with no change to the
 script (`environment.py`), and the launcher merges the ranks' traces into one.

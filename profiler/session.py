@@ -11,6 +11,12 @@ While a profile records, op forwards are timed at the one dispatch point (an int
 `autograd/dispatch.py`), each graph node's backward through the engine's observer point
 (`autograd.engine.observe_nodes`), and the optimizer, the DataLoader and DDP's buckets through
 `recorder` (see there). When no profile is attached none of this costs more than one test.
+
+`profile_memory=True` traces allocations with `tracemalloc` while a window records (and only
+then): each span keeps the bytes held at its start and end, so an event's `cpu_memory_usage`
+is what it allocated less what it freed, its children's included, and `self_cpu_memory_usage`
+the same less its children's. `with_flops=True` estimates the FLOPs of the ops PyTorch counts
+(`flops.py`).
 """
 import contextlib
 import enum
@@ -21,7 +27,7 @@ import sys
 import time
 
 from ..autograd import dispatch, engine
-from . import recorder
+from . import flops, recorder
 from .events import build_events, chrome_trace, write_json
 
 
@@ -85,7 +91,16 @@ class profile:
     its launch). `on_trace_ready(prof)` runs when a recorded window ends (each
     RECORD_AND_SAVE step of the schedule, or the end of the block). `record_shapes` keeps each
     op's input shapes; `with_stack` the user's source lines that called it (frames outside
-    Phalanx). `profile_memory`, `with_flops` and `with_modules` are not supported."""
+    Phalanx).
+
+    `profile_memory` gives each event the host memory it allocated less what it freed
+    (`cpu_memory_usage`; `self_cpu_memory_usage` without its children's), as `tracemalloc`
+    sees it: NumPy arrays, and the Python objects around them (a few hundred bytes an op).
+    Memory allocated or freed while no span is open becomes a `[memory]` event, as in PyTorch.
+    The measure is process-wide (another thread's allocations count where they happen) and
+    host-only (CuPy's device memory is not in it). `with_flops` estimates FLOPs for matrix
+    products, convolutions and elementwise mul/add as PyTorch does (`flops.py`) and, as in
+    PyTorch, records input shapes. `with_modules` is not supported."""
 
     def __init__(self, activities=None, schedule=None, on_trace_ready=None, record_shapes=False,
                  profile_memory=False, with_stack=False, with_flops=False, with_modules=False):
@@ -93,26 +108,27 @@ class profile:
         if ProfilerActivity.CUDA in activities:
             raise NotImplementedError(
                 "ProfilerActivity.CUDA: Phalanx's profiler records host-side spans only (a GPU "
-                "op's span is its launch); pass activities=[ProfilerActivity.CPU], and use "
-                "Nsight Systems for kernel timing")
+                "op's span is its launch; profile_memory measures host memory, not the "
+                "device's); pass activities=[ProfilerActivity.CPU], and use Nsight Systems for "
+                "kernel timing")
         if not activities:
             raise ValueError("profile: activities is empty; pass [ProfilerActivity.CPU]")
-        for name, flag in (("profile_memory", profile_memory), ("with_flops", with_flops),
-                           ("with_modules", with_modules)):
-            if flag:
-                raise NotImplementedError(f"profile({name}=True) is not supported by Phalanx's "
-                                          f"profiler; leave it False")
+        if with_modules:
+            raise NotImplementedError("profile(with_modules=True) is not supported by "
+                                      "Phalanx's profiler; leave it False")
         self.activities = activities
         self.schedule = schedule if schedule is not None else _record_all
         self.on_trace_ready = on_trace_ready
-        self.record_shapes = record_shapes
+        self.record_shapes = record_shapes or with_flops    # as PyTorch: FLOPs need the shapes
+        self.profile_memory = profile_memory
+        self.with_flops = with_flops
         self.with_stack = with_stack
         self.step_num = 0
         self.current_action = ProfilerAction.NONE
         self._events = None            # the last window's EventList
         self._window = None            # (wall clock ns, perf counter ns) at the window start
         self._hooks = None
-        self._step_start = None
+        self._step_start = self._step_held = None
         self._started = False
 
     # ---- starting, stepping, stopping -------------------------------------------------------
@@ -145,7 +161,7 @@ class profile:
         before = self.current_action
         if before in _RECORDING:
             recorder.record(f"ProfilerStep#{self.step_num}", "step", self._step_start,
-                            recorder.now())
+                            recorder.now(), held_at_start=self._step_held)
         self.step_num += 1
         self.current_action = self.schedule(self.step_num)
         after = self.current_action
@@ -154,7 +170,7 @@ class profile:
             self._end_window(save=True)
         if after in _RECORDING and not recorder.recording:
             self._begin_window()
-        self._step_start = recorder.now()
+        self._step_start, self._step_held = recorder.now(), recorder.held()
 
     def stop(self):
         global _attached
@@ -166,24 +182,32 @@ class profile:
         finally:
             self._started = False
             recorder.enabled = False
+            recorder.measure_memory(False)
             _attached = None
 
     def _begin_window(self):
         recorder.take()                 # drop anything left from a window not saved
-        self._window = (time.time_ns(), recorder.now())
-        self._step_start = self._window[1]
+        if self.profile_memory:
+            recorder.measure_memory(True)
         self._hooks = contextlib.ExitStack()
-        self._hooks.enter_context(dispatch.intercept(_op_timer(self.record_shapes,
-                                                               self.with_stack)))
-        self._hooks.callback(engine.observe_nodes(_node_timer()).remove)
+        self._hooks.enter_context(dispatch.intercept(_op_timer(
+            self.record_shapes, self.with_stack, self.with_flops, self.profile_memory)))
+        self._hooks.callback(engine.observe_nodes(_node_timer(self.profile_memory,
+                                                                    self.with_flops)).remove)
+        # the window starts once the hooks are set: their memory is not the program's
+        self._window = (time.time_ns(), recorder.now(), recorder.held())
+        self._step_start, self._step_held = self._window[1], self._window[2]
         recorder.recording = True
 
     def _end_window(self, save):
+        held = (self._window[2], recorder.held()) if self.profile_memory else None
         recorder.recording = False
+        recorder.measure_memory(False)
         self._hooks.close()
         raw, threads = recorder.take()
         self._thread_names = dict(threads.values())
-        self._events = build_events(raw, threads, self._window[1])
+        self._events = build_events(raw, threads, self._window[1], held=held,
+                                    with_flops=self.with_flops)
         if save and self.on_trace_ready is not None and self._events:
             self.on_trace_ready(self)
 
@@ -197,7 +221,8 @@ class profile:
         return self._events
 
     def key_averages(self, group_by_input_shape=False, group_by_stack_n=0):
-        """Per op (and per input shapes / stack when asked): count and times, for `.table()`."""
+        """Per op (and per input shapes / stack when asked): count, times, and memory and FLOPs
+        when profiled (summed), for `.table()`."""
         if group_by_input_shape and not self.record_shapes:
             raise ValueError("group_by_input_shape=True needs profile(record_shapes=True)")
         if group_by_stack_n and not self.with_stack:
@@ -236,10 +261,12 @@ class profile:
                     f.write(f"{frames} {value}\n")
 
 
-def _op_timer(record_shapes, with_stack):
+def _op_timer(record_shapes, with_stack, with_flops, profile_memory):
     """The interceptor that times each op's forward (lean: it runs for every op, and keeps the
-    op's class: `build_events` names it)."""
+    op's class: `build_events` names it); with what was asked for, its input shapes, stack,
+    FLOPs and the memory held at its start and end."""
     now, thread_id, events = recorder.now, recorder.thread_id, recorder._events
+    traced_memory, held, keep_own = recorder.traced_memory, recorder.held, recorder.keep_own
 
     def on_op(cls, args, kwargs, proceed):
         start = now()
@@ -247,30 +274,66 @@ def _op_timer(record_shapes, with_stack):
         events.append((cls, "cpu_op", thread_id(), start, now(), None))
         return out
 
-    def on_op_detailed(cls, args, kwargs, proceed):
-        start = now()
-        out = proceed(args, kwargs)
-        end = now()
+    def describe(cls, args):
         info = {}
         if record_shapes:
             info["Input Dims"] = [getattr(getattr(a, "_data", None), "shape", ()) for a in args]
         if with_stack:
             info["stack"] = _user_stack()
-        events.append((cls, "cpu_op", thread_id(), start, end, info))
+        if with_flops:
+            info[recorder.FLOPS] = flops.count(cls, args)
+        return info
+
+    def on_op_detailed(cls, args, kwargs, proceed):
+        start = now()
+        out = proceed(args, kwargs)
+        end = now()
+        events.append((cls, "cpu_op", thread_id(), start, end, describe(cls, args)))
         return out
-    return on_op_detailed if record_shapes or with_stack else on_op
+
+    def on_op_measured(cls, args, kwargs, proceed):
+        start, at_start = now(), held()
+        out = proceed(args, kwargs)
+        mark = traced_memory()[0]      # what is allocated from here on is the record's
+        end = now()
+        info = describe(cls, args)
+        info[recorder.HELD] = (at_start, held(mark))
+        events.append((cls, "cpu_op", thread_id(), start, end, info))
+        keep_own(mark)
+        return out
+    if profile_memory:
+        return on_op_measured
+    return on_op_detailed if record_shapes or with_stack or with_flops else on_op
 
 
-def _node_timer():
-    """The engine observer that times each node's backward."""
+def _node_timer(profile_memory, with_flops):
+    """The engine observer that times each node's backward (its memory and the FLOPs of
+    GEMMs it runs on arrays, when asked)."""
     now, thread_id, events = recorder.now, recorder.thread_id, recorder._events
+    traced_memory, held, keep_own = recorder.traced_memory, recorder.held, recorder.keep_own
 
     def on_node(node, run):
         start = now()
         out = run()
         events.append((node.fn, "backward", thread_id(), start, now(), None))
         return out
-    return on_node
+
+    def on_node_detailed(node, run):
+        start, at_start = now(), held()
+        work = flops.count_backward(node) if with_flops else None   # before run frees it
+        out = run()
+        mark = traced_memory()[0] if profile_memory else None
+        end = now()
+        info = {}
+        if work:
+            info[recorder.FLOPS] = work
+        if profile_memory:
+            info[recorder.HELD] = (at_start, held(mark))
+        events.append((node.fn, "backward", thread_id(), start, end, info or None))
+        if profile_memory:
+            keep_own(mark)
+        return out
+    return on_node_detailed if profile_memory or with_flops else on_node
 
 
 def _user_stack(limit=5):
@@ -294,16 +357,17 @@ class record_function:
         if not isinstance(name, str):
             raise TypeError(f"record_function: name must be a str, got {type(name).__name__}")
         self.name, self.args = name, args
-        self._start = None
+        self._start = self._held = None
 
     def __enter__(self):
         self._start = recorder.now()
+        self._held = recorder.held() if recorder.memory else None
         return self
 
     def __exit__(self, *exc):
         if recorder.recording:
             recorder.record(self.name, "user_annotation", self._start, recorder.now(),
-                            {"args": self.args} if self.args is not None else None)
+                            {"args": self.args} if self.args is not None else None, self._held)
         return False
 
     def __call__(self, fn):

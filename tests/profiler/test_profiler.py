@@ -175,8 +175,8 @@ def test_unsupported_options_and_nesting_raise_and_leave_nothing_behind():
     with pytest.raises(NotImplementedError, match="CUDA"):
         profiler.profile(activities=[profiler.ProfilerActivity.CPU,
                                      profiler.ProfilerActivity.CUDA])
-    with pytest.raises(NotImplementedError, match="profile_memory"):
-        profiler.profile(profile_memory=True)
+    with pytest.raises(NotImplementedError, match="with_modules"):
+        profiler.profile(with_modules=True)
     with profiler.profile():
         with pytest.raises(RuntimeError, match="already running"):
             profiler.profile().start()
