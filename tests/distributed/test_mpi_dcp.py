@@ -4,8 +4,6 @@ exactly; a checkpoint loads into another layout (unsharded, one process) and an 
 one into shards; a folder without metadata, a missing key, a wrong shape and an object that
 would need pickling are refused."""
 import os
-import shutil
-import tempfile
 
 import numpy as np
 import pytest
@@ -29,14 +27,13 @@ def world():
 
 
 @pytest.fixture
-def folder(world):
-    """One folder all ranks share, removed afterwards."""
-    where = [tempfile.mkdtemp(prefix="phalanx-dcp-") if world[0] == 0 else None]
+def folder(world, tmp_path):
+    """One folder all ranks share: in rank 0's pytest temporary tree (each rank has its own
+    --basetemp), so pytest removes it even if a test is killed."""
+    where = [str(tmp_path) if world[0] == 0 else None]
     dist.broadcast_object_list(where, src=0)
     yield os.path.join(where[0], "ckpt")
     dist.barrier()
-    if world[0] == 0:
-        shutil.rmtree(where[0])
 
 
 class AppState(dcp.Stateful):

@@ -189,8 +189,7 @@ def run(rank, world_size, steps, port, folder, sharded):
     for a, b in zip(model.parameters(), resumed.parameters()):
         assert torch.equal(a.full_tensor(), b.full_tensor())
     train(resumed, resumed_optimizer, steps, steps, rank, args)
-    if rank == 0:
-        print("Finished running FSDP2 example", flush=True)
+    print(f"Finished running FSDP2 example on rank {rank}.", flush=True)
     dist.destroy_process_group()
 
 
