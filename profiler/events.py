@@ -130,8 +130,11 @@ class FunctionEventAvg:
         self.self_cpu_time_total = 0.0
         self.cpu_memory_usage = self.self_cpu_memory_usage = 0
         self.flops = 0
+        self.cpu_parent = None      # the first span's, as PyTorch's (top_level_events_only)
 
     def add(self, event):
+        if not self.count:
+            self.cpu_parent = getattr(event, "cpu_parent", None)
         self.count += event.count
         self.cpu_time_total += event.cpu_time_total
         self.self_cpu_time_total += event.self_cpu_time_total
@@ -223,7 +226,8 @@ class EventList(list):
             rows = rows[:row_limit]
         return format_table(rows, self_total=sum(e.self_cpu_time_total for e in self),
                             name_width=max_name_column_width, header=header, events=list(self),
-                            profile_memory=self.profile_memory, with_flops=self.with_flops)
+                            profile_memory=self.profile_memory, with_flops=self.with_flops,
+                            top_level_only=top_level_events_only)
 
     def export_chrome_trace(self, path):
         raise NotImplementedError("export_chrome_trace is a method of the profile "
@@ -255,7 +259,7 @@ def flops_unit(flops):
 
 
 def format_table(rows, self_total, name_width=55, header=None, events=None,
-                 profile_memory=False, with_flops=False):
+                 profile_memory=False, with_flops=False, top_level_only=False):
     """PyTorch's table layout: columns right-aligned (the source location left), each
     followed by two spaces, widths from every event of the list (`events`: all of them, not
     only the rows shown): names and input shapes 4 wider than the longest. The FLOPs column
@@ -294,6 +298,8 @@ def format_table(rows, self_total, name_width=55, header=None, events=None,
     lines = []
     if header:
         lines += ["=" * (len(rule) - 2), header]
+    if top_level_only:
+        lines += ["=" * (len(rule) - 2), "This report only display top-level ops statistics"]
     lines += [rule, line(headers), rule]
     total = self_total or 1.0
     for r in rows:

@@ -236,9 +236,13 @@ def test_tables_are_pytorchs_character_for_character(profile_memory, with_flops,
     t_list, p_list = _torch_and_phalanx_lists(rows, profile_memory, with_flops)
     for kwargs in ({}, {"sort_by": "self_cpu_memory_usage"},
                    {"sort_by": "cpu_memory_usage", "row_limit": 2}, {"sort_by": "flops"},
-                   {"sort_by": "cpu_time_total", "header": "heading"}):
+                   {"sort_by": "cpu_time_total", "header": "heading"},
+                   {"top_level_events_only": True},
+                   {"header": "heading", "top_level_events_only": True}):
         assert p_list.table(**kwargs) == t_list.table(**kwargs), kwargs
     assert p_list.key_averages().table() == t_list.key_averages().table()
+    assert p_list.key_averages().table(top_level_events_only=True) == \
+        t_list.key_averages().table(top_level_events_only=True)
     assert p_list.key_averages(group_by_input_shapes=True).table(sort_by="flops") == \
         t_list.key_averages(group_by_input_shapes=True).table(sort_by="flops")
 
@@ -307,3 +311,15 @@ def test_options_reach_the_legacy_profiler_and_cuda_is_refused():
     assert "Self CPU Mem" in header and "Input Shapes" in header and "Total KFLOPs" in header
     with pytest.raises(NotImplementedError, match="profile_memory"):
         profiler.profile(activities=[profiler.ProfilerActivity.CUDA], profile_memory=True)
+
+
+def test_top_level_only_leaves_out_nested_rows_of_the_averages():
+    """key_averages().table(top_level_events_only=True) keeps the rows whose first span had
+    no parent, as PyTorch's: the ops inside a record_function block go."""
+    with profiler.profile() as prof:
+        with profiler.record_function("outer"):
+            px.ones(3).sum()
+        px.ones(2).mean()
+    lines = prof.key_averages().table(top_level_events_only=True).splitlines()
+    assert lines[1] == "This report only display top-level ops statistics"
+    assert [line.split()[0] for line in lines[5:-2]] == ["outer", "Mean"]
