@@ -5,13 +5,15 @@ a checkpoint loads into any layout, at any world size.
     dcp.save(state, checkpoint_id="ckpt/100")              # every rank calls it
     dcp.load(state, checkpoint_id="ckpt/100")              # in place, into state's tensors
 
-A checkpoint is a folder: one safetensors file per rank (`__<rank>_0.safetensors`) holding
-that rank's chunks of sharded tensors (DTensors) and, on rank 0 only, the tensors every rank
-has whole; and `.metadata` (JSON), written by rank 0 once every rank's file is in place: for
-each tensor its shape, dtype and where each chunk lies (file, offset, shape), and the
-non-tensor values (numbers, strings, lists). Files are written under temporary names and
+A checkpoint is a folder: one safetensors file per rank (`__<rank>_<save id>.safetensors`)
+holding that rank's chunks of sharded tensors (DTensors) and, on rank 0 only, the tensors
+every rank has whole; and `.metadata` (JSON), written by rank 0 once every rank's file is in
+place: for each tensor its shape, dtype and where each chunk lies (file, offset, shape), and
+the non-tensor values (numbers, strings, lists). Files are written under temporary names and
 renamed, and a folder without `.metadata` is refused, so a crash mid-save never leaves a
-checkpoint that loads wrong; nothing is unpickled.
+checkpoint that loads wrong; an earlier save's files go once the new metadata is in place;
+nothing is unpickled. `async_save` copies the tensors and agrees the layout at once, then
+writes in a background thread (its Future completes when the checkpoint is whole).
 
 Loading reads, for each tensor of the given state dict, the parts of the saved chunks that
 overlap what this rank holds (the whole tensor, or its DTensor chunk), so a checkpoint saved
@@ -22,6 +24,9 @@ saved as its `state_dict()` and restored by `load_state_dict` after its tensors 
 """
 import json
 import os
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -42,7 +47,6 @@ class FileSystemWriter:
             raise NotImplementedError("FileSystemWriter: Phalanx writes one file per rank "
                                       "from one thread; keep the defaults")
         self.path, self.sync_files, self.overwrite = os.fspath(path), sync_files, overwrite
-        self.per_thread_copy_ahead = per_thread_copy_ahead   # no copy-ahead stage here
 
 
 class FileSystemReader:
@@ -56,48 +60,130 @@ def save(state_dict, *, checkpoint_id=None, storage_writer=None, planner=None,
          process_group=None, no_dist=False, use_collectives=True):
     """Write `state_dict` to the folder `checkpoint_id` (every rank of `process_group` calls
     it; with `no_dist=True` one process alone). Returns the metadata written."""
-    folder, writer = _folder(checkpoint_id, storage_writer, FileSystemWriter, "storage_writer")
-    _no_planner(planner, use_collectives)
-    group, rank = _group(process_group, no_dist)
-    flat = {}
-    _flatten(_saved_form(state_dict), (), flat)
-    mine, chunks, values = {}, [], {}          # everything checked before a file is touched
-    for key, value in flat.items():
-        if isinstance(value, Tensor):
-            entry = _chunk(key, value, rank)
-            if entry is not None:
-                mine[key] = entry.pop("array")
-                chunks.append(entry)
+    job = _Save(state_dict, checkpoint_id, storage_writer, planner, process_group, no_dist,
+                use_collectives, copy=False)
+    job.write_mine()
+    _barrier(job.group)                        # every file is in place ...
+    if job.rank == 0:
+        job.write_metadata()                   # ... before the checkpoint counts
+    _barrier(job.group)
+    return job.metadata
+
+
+def async_save(state_dict, *, checkpoint_id=None, storage_writer=None, planner=None,
+               process_group=None, async_checkpointer_type=None, async_stager=None,
+               no_dist=False, use_collectives=True):
+    """`save` with the writing in a background thread: the tensors are copied (staged) and
+    the layout agreed with the other ranks now, so training may go on and change them; the
+    returned `concurrent.futures.Future` completes on every rank once the whole checkpoint
+    is in place (rank 0 writes the metadata when every rank's file is there). Call its
+    `result()` before the next save."""
+    if async_stager is not None:
+        raise NotImplementedError("dcp.async_save(async_stager=...): Phalanx stages into "
+                                  "host memory itself; pass None")
+    if async_checkpointer_type not in (None, "thread") and \
+            getattr(async_checkpointer_type, "value", None) != "thread":
+        raise NotImplementedError(f"dcp.async_save(async_checkpointer_type="
+                                  f"{async_checkpointer_type!r}): Phalanx writes from a thread")
+    job = _Save(state_dict, checkpoint_id, storage_writer, planner, process_group, no_dist,
+                use_collectives, copy=True)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dcp-async-save")
+    future = executor.submit(job.finish_in_background)
+    executor.shutdown(wait=False)
+    return future
+
+
+class _Save:
+    """One save: what this rank writes, the metadata every rank agreed on, the files."""
+
+    def __init__(self, state_dict, checkpoint_id, storage_writer, planner, process_group,
+                 no_dist, use_collectives, copy):
+        self.folder, writer = _folder(checkpoint_id, storage_writer, FileSystemWriter,
+                                      "storage_writer")
+        _no_planner(planner, use_collectives)
+        self.sync = writer.sync_files if writer is not None else True
+        self.group, self.rank = _group(process_group, no_dist)
+        flat = {}
+        _flatten(_saved_form(state_dict), (), flat)
+        mine, chunks, values = {}, [], {}      # everything checked before a file is touched
+        for key, value in flat.items():
+            if isinstance(value, Tensor):
+                entry = _chunk(key, value, self.rank, copy)
+                if entry is not None:
+                    mine[key] = entry.pop("array")
+                    chunks.append(entry)
+            else:
+                values[key] = _plain(key, value)
+        os.makedirs(self.folder, exist_ok=True)
+        if os.path.exists(os.path.join(self.folder, METADATA)):   # every rank sees it
+            if writer is not None and not writer.overwrite:
+                raise RuntimeError(f"dcp.save: {self.folder} holds a checkpoint already and "
+                                   f"overwrite=False")
+            _barrier(self.group)                                  # all have looked ...
+            if self.rank == 0:
+                os.remove(os.path.join(self.folder, METADATA))   # ... before the old goes
+        # a name of this save's own for every file, so that no file of an earlier save is
+        # taken for one of this one
+        nonce = secrets.token_hex(4) if self.rank == 0 else None
+        everyone = self.group.allgather_plain([nonce, chunks]) if self.group is not None \
+            else [[nonce, chunks]]
+        nonce = everyone[0][0]
+        self.name = f"__{self.rank}_{nonce}.safetensors"
+        self.mine = mine
+        metadata = {"version": 1, "save": nonce, "tensors": {}, "values": values,
+                    "files": sorted({f"__{r}_{nonce}.safetensors"
+                                     for r in range(len(everyone))})}
+        for r, (_, rank_chunks) in enumerate(everyone):
+            for c in rank_chunks:
+                t = metadata["tensors"].setdefault(c["key"], {"shape": c["whole"],
+                                                              "dtype": c["dtype"],
+                                                              "chunks": []})
+                if not any(d["offsets"] == c["offsets"] and d["shape"] == c["shape"]
+                           for d in t["chunks"]):   # HSDP's replicas write the same chunk
+                    t["chunks"].append({"file": f"__{r}_{nonce}.safetensors",
+                                        "offsets": c["offsets"], "shape": c["shape"]})
+        self.metadata = metadata
+
+    def write_mine(self):
+        _write_atomic(os.path.join(self.folder, self.name), self.mine, self.sync)
+
+    def write_metadata(self):
+        """Rank 0, once every file is in place: the metadata, then the earlier saves'
+        files go."""
+        text = json.dumps(self.metadata, sort_keys=True).encode()
+        _replace(os.path.join(self.folder, METADATA), text, self.sync)
+        for name in os.listdir(self.folder):
+            if name.startswith("__") and name.endswith(".safetensors") and \
+                    name not in self.metadata["files"]:
+                os.remove(os.path.join(self.folder, name))
+
+    def finish_in_background(self, timeout=1800.0):
+        """The async save's thread: this rank's file; rank 0 waits for the others' and
+        writes the metadata; every rank returns once the metadata of this save is there."""
+        self.write_mine()
+        deadline = time.monotonic() + timeout
+        if self.rank == 0:
+            _wait_for(lambda: all(os.path.exists(os.path.join(self.folder, f))
+                                  for f in self.metadata["files"]), deadline,
+                      f"the other ranks' files of {self.folder}")
+            self.write_metadata()
         else:
-            values[key] = _plain(key, value)
-    os.makedirs(folder, exist_ok=True)
-    if os.path.exists(os.path.join(folder, METADATA)):     # every rank sees the folder
-        if writer is not None and not writer.overwrite:
-            raise RuntimeError(f"dcp.save: {folder} holds a checkpoint already and "
-                               f"overwrite=False")
-        _barrier(group)                                     # all have looked ...
-        if rank == 0:
-            os.remove(os.path.join(folder, METADATA))      # ... before the old one goes
-    _barrier(group)
-    name = f"__{rank}_0.safetensors"
-    _write_atomic(os.path.join(folder, name), mine,
-                  writer.sync_files if writer is not None else True)
-    for c in chunks:
-        c["file"] = name
-    everyone = group.allgather_plain(chunks) if group is not None else [chunks]
-    metadata = {"version": 1, "tensors": {}, "values": values}
-    for rank_chunks in everyone:
-        for c in rank_chunks:
-            t = metadata["tensors"].setdefault(c["key"], {"shape": c["whole"],
-                                                          "dtype": c["dtype"], "chunks": []})
-            if not any(d["offsets"] == c["offsets"] and d["shape"] == c["shape"]
-                       for d in t["chunks"]):       # HSDP's replicas write the same chunk
-                t["chunks"].append({k: c[k] for k in ("file", "offsets", "shape")})
-    if rank == 0:
-        text = json.dumps(metadata, sort_keys=True).encode()
-        _replace(os.path.join(folder, METADATA), text)
-    _barrier(group)
-    return metadata
+            _wait_for(self._metadata_written, deadline, f"the metadata of {self.folder}")
+        return self.metadata
+
+    def _metadata_written(self):
+        try:
+            with open(os.path.join(self.folder, METADATA)) as f:
+                return json.load(f).get("save") == self.metadata["save"]
+        except (OSError, ValueError):
+            return False
+
+
+def _wait_for(done, deadline, what, poll=0.05):
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"dcp.async_save: gave up waiting for {what}")
+        time.sleep(poll)
 
 
 def load(state_dict, *, checkpoint_id=None, storage_reader=None, planner=None,
@@ -153,9 +239,10 @@ def _key(path):
     return ".".join(map(str, path))
 
 
-def _chunk(key, t, rank):
+def _chunk(key, t, rank, copy=False):
     """What this rank writes of tensor `t`: its DTensor chunk, or the whole tensor on rank 0
-    (every rank holds the same); None if nothing."""
+    (every rank holds the same); None if nothing. `copy`: a copy of the values, which the
+    caller may go on changing."""
     whole = list(t.shape)
     placements = getattr(t, "_placements", None)
     offsets = [0] * len(whole)
@@ -173,7 +260,8 @@ def _chunk(key, t, rank):
         return None
     if t.is_meta:
         raise ValueError(f"dcp.save: {key} is a meta tensor (no data)")
-    array = np.ascontiguousarray(to_device(t.detach()._data, "cpu"))
+    array = to_device(t.detach()._data, "cpu")
+    array = np.array(array, order="C") if copy else np.ascontiguousarray(array)
     if array.size == 0 and any(whole):
         return None                        # an empty chunk of a non-empty tensor
     return {"key": key, "whole": whole, "dtype": str(array.dtype), "offsets": offsets,

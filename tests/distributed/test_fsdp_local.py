@@ -1,6 +1,6 @@
 """`fully_shard` and `DTensor` in one process (a world of one) next to PyTorch's FSDP2 on
 gloo: the same training trajectory (plain and mixed precision), the same printed forms, and
-clear refusals where Phalanx does not follow (FSDP1, DCP's async_save, non-elementwise
+clear refusals where Phalanx does not follow (FSDP1, DCP's deprecated names, non-elementwise
 optimizers on sharded parameters, ops on DTensors other than elementwise ones)."""
 import numpy as np
 import pytest
@@ -87,8 +87,8 @@ def test_refusals_name_the_way_out(world_of_one):
     assert dt.device_mesh.size() == 1 and dt.full_tensor().tolist() == [0, 1, 2, 3]
     with pytest.raises(AttributeError, match="fully_shard"):
         fsdp.FullyShardedDataParallel
-    with pytest.raises(AttributeError, match="use save / load"):
-        dcp.async_save
+    with pytest.raises(AttributeError, match="deprecated in PyTorch"):
+        dcp.save_state_dict
     with pytest.raises(NotImplementedError, match="reshard_after_forward=2"):
         fully_shard(_models(px), reshard_after_forward=2)
     with pytest.raises(TypeError, match="not pickled"):

@@ -79,7 +79,8 @@ def test_sharded_model_and_optimizer_round_trip(world, folder):
     dcp.save({"app": AppState(model, opt), "epoch": 4, "betas": (0.9, 0.99)},
              checkpoint_id=folder)
     files = sorted(os.listdir(folder))
-    assert files == [".metadata"] + [f"__{r}_0.safetensors" for r in range(size)], files
+    assert len(files) == size + 1 and files[0] == ".metadata", files
+    assert [f.split("_")[2] for f in files[1:]] == [str(r) for r in range(size)], files
     fresh, fresh_opt = _model(seed=1)
     state = {"app": AppState(fresh, fresh_opt), "epoch": 0, "betas": None}
     dcp.load(state, checkpoint_id=folder)
@@ -136,6 +137,28 @@ def test_replicas_write_each_chunk_once(world, folder):
     dcp.load({"model": again.state_dict()}, checkpoint_id=folder)
     for a, b in zip(model.parameters(), again.parameters()):
         np.testing.assert_array_equal(a.to_local().numpy(), b.to_local().numpy())
+
+
+def test_async_save_writes_what_the_tensors_held_when_called(world, folder):
+    """async_save stages the values at the call: training may change them at once; the
+    Future completes on every rank once the checkpoint is whole, and a second save into the
+    folder leaves only its own files."""
+    rank, size = world
+    model, opt = _model()
+    _train(model, opt)
+    saved = {k: _whole(v) for k, v in model.state_dict().items()}
+    future = dcp.async_save({"app": AppState(model, opt)}, checkpoint_id=folder)
+    _train(model, opt)                         # the weights change while it writes
+    metadata = future.result(timeout=60)
+    assert os.path.exists(os.path.join(folder, ".metadata"))
+    fresh, fresh_opt = _model(seed=3)
+    dcp.load({"app": AppState(fresh, fresh_opt)}, checkpoint_id=folder)
+    for k, v in fresh.state_dict().items():
+        np.testing.assert_array_equal(_whole(v), saved[k])
+    dist.barrier()
+    dcp.save({"model": model.state_dict()}, checkpoint_id=folder)
+    files = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors"))
+    assert len(files) == size and metadata["save"] not in "".join(files)
 
 
 def test_bad_checkpoints_and_values_are_refused(world, folder):

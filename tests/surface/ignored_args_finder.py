@@ -51,7 +51,7 @@ MODULES = (
     "phalanx.distributed.algorithms.model_averaging.hierarchical_model_averager",
     "phalanx.distributed.algorithms.model_averaging.utils",
     "phalanx.distributed.fsdp", "phalanx.distributed.tensor",
-    "phalanx.distributed.checkpoint.state_dict",
+    "phalanx.distributed.checkpoint", "phalanx.distributed.checkpoint.state_dict",
 )
 # Classes whose whole public method surface is scanned besides the module-level walk.
 CLASSES = ("phalanx.Tensor", "phalanx.sparse.SparseTensor", "phalanx.Generator", "phalanx.nn.Module",

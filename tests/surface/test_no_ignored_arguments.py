@@ -33,6 +33,10 @@ ALLOWED = {
     "would wait": [
         "phalanx.distributed.tensor.dtensor.DTensor.redistribute(async_op)",
     ],
+    "buffering only: how far PyTorch's writer threads copy ahead; one thread writes each "
+    "rank's file here, and the checkpoint is the same": [
+        "phalanx.distributed.checkpoint.saver.FileSystemWriter.__init__(per_thread_copy_ahead)",
+    ],
     "FSDP's CPU offload runs only with parameters on the CPU already (GPU parameters are "
     "refused), so there is no host-to-device copy for pinned memory to speed up": [
         "phalanx.distributed.fsdp.fully_shard.CPUOffloadPolicy.__init__(pin_memory)",
