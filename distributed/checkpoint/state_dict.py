@@ -113,11 +113,16 @@ def _select(module, state, submodules, keep_prefixes):
 
 def set_model_state_dict(model, model_state_dict, *, options=None):
     """Load `model_state_dict` (sharded, or whole: each rank keeps its part of a sharded
-    parameter); returns the missing and unexpected keys."""
+    parameter), into a model built on the meta device too; returns the missing and
+    unexpected keys."""
     options = _options(options)
     if options.broadcast_from_rank0:
         model_state_dict = _broadcast(model_state_dict)
-    return _unwrapped(model).load_state_dict(model_state_dict, strict=options.strict)
+    module = _unwrapped(model)
+    # a model still on the meta device takes the tensors themselves (as PyTorch's does):
+    # copying into a meta parameter would keep nothing
+    assign = any(p.is_meta for p in module.parameters())
+    return module.load_state_dict(model_state_dict, strict=options.strict, assign=assign)
 
 
 def _broadcast(state_dict):
@@ -129,8 +134,8 @@ def _broadcast(state_dict):
     tensors = []
 
     def describe(v):
-        if isinstance(v, Tensor):
-            tensors.append(v.contiguous())
+        if isinstance(v, Tensor):       # a copy: the broadcast may write into it, and a
+            tensors.append(Tensor._make(np.array(v._data)))   # loaded file may be read-only
             return {_TENSOR: [list(v.shape), str(v._data.dtype)]}
         return [describe(x) for x in v] if isinstance(v, tuple) else v
     layout = resolve(None).broadcast_plain(_map_values(state_dict, describe) if root else None)

@@ -98,6 +98,11 @@ class FSDPState:
             p.register(p.sharded)
             p.free()
 
+    def adopt_registered(self):
+        """load_state_dict(assign=True) put new parameters in the shards' places."""
+        for p in self.params:
+            p.adopt_registered()
+
     # ---- forward -------------------------------------------------------------------------
     def forward(self, module, run, args, kwargs):
         """`run(*args, **kwargs)` (the module's call, or a method registered with
@@ -317,6 +322,7 @@ def fully_shard(module, *, mesh=None, reshard_after_forward=None, shard_placemen
         m.__class__ = _fsdp_class(type(m))
         m.register_state_dict_pre_hook(lambda *_: state.reshard())
         m.register_load_state_dict_pre_hook(lambda *_: state.reshard())
+        m.register_load_state_dict_post_hook(lambda *_: state.adopt_registered())
     return module
 
 

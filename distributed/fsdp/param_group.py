@@ -14,7 +14,7 @@ from ...tensor import Tensor
 from ...tensor.backend import array_module
 from ...tensor.meta import is_meta, meta_array
 from ..collectives import all_gather_into_tensor, all_reduce, reduce_scatter_tensor
-from ..tensor.dtensor import DTensor, chunk_bounds
+from ..tensor.dtensor import DTensor, chunk_bounds, local_part
 
 
 class FSDPParam:
@@ -25,23 +25,47 @@ class FSDPParam:
         self.places = places                    # [(module, attribute name)], shared ones too
         self.dim, self.mesh = dim, mesh
         self.shape = tuple(param.shape)
-        ranks, n = mesh.size(), self.shape[dim]
-        self.chunk = -(-n // ranks) if n else 0  # each rank's padded length along dim
-        start, stop = chunk_bounds(n, ranks, mesh.get_local_rank())
-        whole = param._data
-        index = (slice(None),) * dim + (slice(start, stop),)
-        part = whole[index]
-        part = meta_array(part.shape, part.dtype) if is_meta(whole) else part.copy()
-        from ..tensor.placement_types import Shard
-        self.sharded = Parameter(DTensor._wrap(part, mesh, (Shard(dim),), self.shape),
-                                 requires_grad=param.requires_grad)
-        self.unsharded = Parameter(Tensor._make(meta_array(self.shape, whole.dtype)),
+        n = self.shape[dim]
+        self.chunk = -(-n // mesh.size()) if n else 0   # each rank's padded length along dim
+        self.sharded = self._shard(param)
+        self.unsharded = Parameter(Tensor._make(meta_array(self.shape, param._data.dtype)),
                                    requires_grad=param.requires_grad)
         self.register(self.sharded)
+
+    def _shard(self, param):
+        """This rank's chunk of the whole parameter `param`, as a sharded Parameter."""
+        from ...nn.parameter import Parameter
+        from ..tensor.placement_types import Shard
+        part = local_part(param._data, self.dim, self.mesh)
+        return Parameter(DTensor._wrap(part, self.mesh, (Shard(self.dim),), self.shape),
+                         requires_grad=param.requires_grad)
 
     def register(self, param):
         for module, name in self.places:
             module._parameters[name] = param
+
+    def adopt_registered(self):
+        """After `load_state_dict(assign=True)` the module holds another parameter than the
+        shard: it becomes the shard (a DTensor laid out as ours, or a whole tensor, of which
+        this rank keeps its chunk)."""
+        module, name = self.places[0]
+        current = module._parameters.get(name)
+        if current is None or current is self.sharded:
+            return
+        if tuple(current.shape) != self.shape:
+            raise ValueError(f"fully_shard: {name} was assigned a tensor of shape "
+                             f"{list(current.shape)}; the parameter's is {list(self.shape)}")
+        if hasattr(current, "_placements"):
+            if current._placements != self.sharded._placements or \
+                    current._mesh != self.mesh:
+                raise ValueError(f"fully_shard: {name} was assigned a DTensor laid out as "
+                                 f"{current._placements}; the parameter is sharded as "
+                                 f"{self.sharded._placements} over its mesh (use "
+                                 f"distribute_tensor with the parameter's mesh and placements)")
+            self.sharded = current
+        else:
+            self.sharded = self._shard(current)
+        self.register(self.sharded)
 
     @property
     def is_unsharded(self):

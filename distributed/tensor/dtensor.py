@@ -133,7 +133,7 @@ class DTensor(Tensor):
             raise RuntimeError(f"Can not redistribute from {self._placements[0]} to "
                                f"{target}: Partial is a result of ops, not a layout to ask for")
         whole = _whole(self)
-        local = whole if target.is_replicate() else _part(whole, target.dim, self._mesh)
+        local = whole if target.is_replicate() else local_part(whole, target.dim, self._mesh)
         return DTensor._wrap(local, self._mesh, placements, self._global_shape,
                              requires_grad=self.requires_grad)
 
@@ -170,7 +170,7 @@ class DTensor(Tensor):
         if is_meta(self._data):
             return
         [p] = self._placements
-        part = values if not p.is_shard() else _part(values, p.dim, self._mesh)
+        part = values if not p.is_shard() else local_part(values, p.dim, self._mesh)
         self._data[...] = part.astype(self._data.dtype, copy=False)
 
     def _local_from(self, value):
@@ -182,7 +182,7 @@ class DTensor(Tensor):
             return value._data
         arr = value._data if isinstance(value, Tensor) else np.asarray(value)
         [p] = self._placements
-        return arr if not p.is_shard() else _part(arr, p.dim, self._mesh)
+        return arr if not p.is_shard() else local_part(arr, p.dim, self._mesh)
 
     @staticmethod
     def _whole_norms(local_norms, dtensors, norm_type):
@@ -252,7 +252,7 @@ def distribute_tensor(tensor, device_mesh=None, placements=None, *, src_data_ran
         whole = whole.copy()
         broadcast(Tensor._make(whole), src=int(mesh._ranks.ravel()[src_data_rank]),
                   group=mesh.get_group())
-    local = whole.copy() if p.is_replicate() else _part(whole, p.dim, mesh)
+    local = whole.copy() if p.is_replicate() else local_part(whole, p.dim, mesh)
     return DTensor._wrap(local, mesh, placements, tensor.shape,
                          requires_grad=tensor.requires_grad)
 
@@ -287,7 +287,7 @@ def chunk_bounds(n, parts, index):
     return start, min(start + size, n)
 
 
-def _part(whole, dim, mesh):
+def local_part(whole, dim, mesh):
     """This rank's chunk of the array `whole` along `dim` (a copy, contiguous)."""
     start, stop = chunk_bounds(whole.shape[dim], mesh.size(), mesh.get_local_rank())
     index = (slice(None),) * dim + (slice(start, stop),)

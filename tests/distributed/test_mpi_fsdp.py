@@ -532,3 +532,62 @@ def test_keeping_whole_parameters_between_forward_and_backward(world):
     for p, q in zip(model.parameters(), reference.parameters()):
         np.testing.assert_allclose(p.grad.full_tensor().numpy(), q.grad.numpy(), rtol=1e-10,
                                    atol=1e-13)
+
+
+def _meta_sharded():
+    with px.device("meta"):
+        model = Net().double()
+    return _shard(model)
+
+
+def test_meta_model_takes_assigned_shards_and_broadcast_state(world, tmp_path):
+    """The FSDP2 example's two resume paths on a model still on the meta device: its own
+    DTensors assigned (load_state_dict(assign=True) of distribute_tensor'd values), and
+    set_model_state_dict / set_optimizer_state_dict broadcasting rank 0's read-only
+    (memory-mapped) whole tensors; both train on exactly as the model they came from."""
+    from phalanx.distributed.checkpoint.state_dict import (
+        StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
+        set_model_state_dict, set_optimizer_state_dict)
+    from phalanx.distributed.tensor import distribute_tensor
+    rank, size = world
+    model, _ = _pair()
+    _shard(model)
+    opt = px.optim.Adam(model.parameters(), lr=0.05)
+    _train_steps(model, opt, size, 0, 2)
+    gather = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    full_model = get_model_state_dict(model, options=gather)
+    full_optim = get_optimizer_state_dict(model, opt, options=gather)
+    for v in full_model.values():
+        v._data.setflags(write=False)         # as torch.load(mmap=True) gives them
+
+    assigned = _meta_sharded()               # path 1: the example's dtensor_api
+    whole = {k: p.full_tensor() for k, p in model.state_dict().items()}
+    meta_sd = assigned.state_dict()
+    assigned.load_state_dict({k: nn.Parameter(distribute_tensor(
+        whole[k], meta_sd[k].device_mesh, meta_sd[k].placements)) for k in whole},
+        strict=False, assign=True)
+    assert not any(p.is_meta for p in assigned.parameters())
+
+    broadcast = _meta_sharded()              # path 2: the example's dcp_api
+    load = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+    set_model_state_dict(broadcast, full_model if rank == 0 else {}, options=load)
+    broadcast_opt = px.optim.Adam(broadcast.parameters(), lr=0.05)
+    set_optimizer_state_dict(broadcast, broadcast_opt, full_optim if rank == 0 else {},
+                             options=load)
+    assigned_opt = px.optim.Adam(assigned.parameters(), lr=0.05)
+    assigned_opt.load_state_dict(opt.state_dict())
+    for other, other_opt in ((assigned, assigned_opt), (broadcast, broadcast_opt)):
+        _train_steps(other, other_opt, size, 2, 1)
+    _train_steps(model, opt, size, 2, 1)
+    expected = _whole(model)
+    for other in (assigned, broadcast):
+        for k, v in _whole(other).items():
+            np.testing.assert_array_equal(v, expected[k], err_msg=k)
+
+
+def _train_steps(model, opt, size, first, steps):
+    for step in range(first, first + steps):
+        _, mine = _batch(step, size)
+        _loss(model, mine).backward()
+        opt.step()
+        opt.zero_grad()
