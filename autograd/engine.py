@@ -391,7 +391,8 @@ def _accumulate(leaf, g, create_graph, owned, home=None):
             gd = gd.copy()
         owned.add(id(gd))
         store(leaf, g if gd is g._data and g.grad_fn is None and not g.requires_grad
-              else g._make(gd))
+              else g._like(gd) if hasattr(g, "_placements") else g._make(gd))  # a DTensor's
+        #                                                                 stays one (TP)
     elif writeable(cur._data):
         cur._data += gd
         cur._version[0] += 1

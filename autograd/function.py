@@ -249,6 +249,9 @@ class Function:
     # recompute node): a meta input (e.g. a parameter FSDP has freed) then leaves the
     # outputs real
     meta_from_inputs = True
+    # True for Functions that take DTensors as they are (tensor parallelism's to_local):
+    # the DTensor guard lets them through
+    dtensor_aware = False
 
     @staticmethod
     def forward(ctx, *args, **kwargs):

@@ -361,6 +361,8 @@ _ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Neg", "Pow", "Maximum", "Minimum", 
 def dtensor_ops(cls, args, kwargs, run):
     """Called for every op once a DTensor exists: plain ops run as they are; ops on DTensors
     run on the local parts where that is right (see module docstring), else raise."""
+    if cls.dtensor_aware:        # its forward and backward handle DTensors themselves
+        return run(cls, args, kwargs)
     first = None
     for a in args:
         if isinstance(a, DTensor):

@@ -50,7 +50,7 @@ MODULES = (
     "phalanx.distributed.algorithms.model_averaging.averagers",
     "phalanx.distributed.algorithms.model_averaging.hierarchical_model_averager",
     "phalanx.distributed.algorithms.model_averaging.utils",
-    "phalanx.distributed.fsdp", "phalanx.distributed.tensor",
+    "phalanx.distributed.fsdp", "phalanx.distributed.tensor", "phalanx.distributed.tensor.parallel",
     "phalanx.distributed.checkpoint", "phalanx.distributed.checkpoint.state_dict",
 )
 # Classes whose whole public method surface is scanned besides the module-level walk.
