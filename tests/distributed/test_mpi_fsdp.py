@@ -591,3 +591,35 @@ def _train_steps(model, opt, size, first, steps):
         _loss(model, mine).backward()
         opt.step()
         opt.zero_grad()
+
+
+def test_dtensor_factories_and_the_older_module_path(world):
+    """distributed.tensor.zeros/ones/empty/full/rand/randn make the global size laid out over
+    the mesh (random ones the same tensor whatever the ranks' seeds); torch.distributed.
+    _tensor's older path imports the same names."""
+    import phalanx.distributed.tensor as dt
+    from phalanx.distributed._tensor import DTensor as OldDTensor
+    from phalanx.distributed.tensor.dtensor import chunk_bounds
+    from phalanx.distributed._tensor.device_mesh import init_device_mesh as old_mesh
+    rank, size = world
+    mesh = old_mesh("cpu", (size,))
+    assert OldDTensor is DTensor
+    z = dt.zeros(2 * size + 1, 3, device_mesh=mesh, placements=[Shard(0)], dtype=px.float64)
+    assert z.shape == (2 * size + 1, 3) and z.dtype == px.float64
+    start, stop = chunk_bounds(2 * size + 1, size, rank)
+    assert z.to_local().shape == (stop - start, 3)
+    assert (z.full_tensor() == 0).all()
+    f = dt.full((4, 5), 2.5, device_mesh=mesh, placements=[Shard(1)])
+    assert (f.full_tensor() == 2.5).all() and f.full_tensor().shape == (4, 5)
+    assert (dt.ones(3, device_mesh=mesh, placements=[Replicate()]).to_local() == 1).all()
+    assert dt.empty(5, 2, device_mesh=mesh).shape == (5, 2)
+    px.manual_seed(100 + rank)              # different seeds: still one tensor
+    r = dt.randn((size + 2, 4), device_mesh=mesh, placements=[Shard(0)], requires_grad=True)
+    assert r.requires_grad
+    gathered = [None] * size
+    dist.all_gather_object(gathered, r.full_tensor().detach().numpy().tolist())
+    assert all(g == gathered[0] for g in gathered)
+    u = dt.rand(6, device_mesh=mesh, placements=[Shard(0)]).full_tensor()
+    assert ((u >= 0) & (u < 1)).all()
+    with pytest.raises(NotImplementedError, match="Shard or Replicate"):
+        dt.zeros(3, device_mesh=mesh, placements=[Partial()])
