@@ -3,6 +3,8 @@ sharded model gives the weights one process gets on the concatenated batch (floa
 rank holds only its chunk of the parameters, gradients and optimizer state, the whole
 parameters are freed after forward and gathered again for backward, and gradient
 accumulation, mixed precision, meta-device initialisation, clipping and state dicts work."""
+import copy
+
 import numpy as np
 import pytest
 
@@ -623,3 +625,37 @@ def test_dtensor_factories_and_the_older_module_path(world):
     assert ((u >= 0) & (u < 1)).all()
     with pytest.raises(NotImplementedError, match="Shard or Replicate"):
         dt.zeros(3, device_mesh=mesh, placements=[Partial()])
+
+
+def test_a_sharded_module_called_twice_in_one_forward(world):
+    """A siamese tower: the sharded block runs on both inputs (gathered, freed and gathered
+    again), its gradient is the sum over both uses, reduced once."""
+    rank, size = world
+
+    class Siamese(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tower = nn.Sequential(nn.Linear(6, 9), nn.Tanh(), nn.Linear(9, 5))
+            self.head = nn.Linear(5, 2)
+
+        def forward(self, a, b):
+            return self.head((self.tower(a) - self.tower(b)).abs())
+
+    px.manual_seed(99)
+    model = Siamese().double()
+    reference = copy.deepcopy(model)
+    fully_shard(model.tower)
+    fully_shard(model)
+    opt = px.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    ref_opt = px.optim.SGD(reference.parameters(), lr=0.1, momentum=0.9)
+    rng = np.random.default_rng(1)
+    mine = slice(rank * 3, (rank + 1) * 3)
+    for step in range(3):
+        a, b = (px.tensor(rng.standard_normal((size * 3, 6))) for _ in range(2))
+        y = px.tensor(rng.integers(0, 2, size * 3))
+        F.cross_entropy(model(a[mine], b[mine]), y[mine]).backward()
+        F.cross_entropy(reference(a, b), y).backward()
+        for o in (opt, ref_opt):
+            o.step()
+            o.zero_grad()
+    _assert_same_weights(model, reference)
