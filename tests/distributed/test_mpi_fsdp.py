@@ -555,7 +555,7 @@ def test_meta_model_takes_assigned_shards_and_broadcast_state(world, tmp_path):
     model, _ = _pair()
     _shard(model)
     opt = px.optim.Adam(model.parameters(), lr=0.05)
-    _train_steps(model, opt, size, 0, 2)
+    _train(model, opt, 2, size, 0)
     gather = StateDictOptions(full_state_dict=True, cpu_offload=True)
     full_model = get_model_state_dict(model, options=gather)
     full_optim = get_optimizer_state_dict(model, opt, options=gather)
@@ -579,20 +579,12 @@ def test_meta_model_takes_assigned_shards_and_broadcast_state(world, tmp_path):
     assigned_opt = px.optim.Adam(assigned.parameters(), lr=0.05)
     assigned_opt.load_state_dict(opt.state_dict())
     for other, other_opt in ((assigned, assigned_opt), (broadcast, broadcast_opt)):
-        _train_steps(other, other_opt, size, 2, 1)
-    _train_steps(model, opt, size, 2, 1)
+        _train(other, other_opt, 1, size, 2)
+    _train(model, opt, 1, size, 2)
     expected = _whole(model)
     for other in (assigned, broadcast):
         for k, v in _whole(other).items():
             np.testing.assert_array_equal(v, expected[k], err_msg=k)
-
-
-def _train_steps(model, opt, size, first, steps):
-    for step in range(first, first + steps):
-        _, mine = _batch(step, size)
-        _loss(model, mine).backward()
-        opt.step()
-        opt.zero_grad()
 
 
 def test_dtensor_factories_and_the_older_module_path(world):
