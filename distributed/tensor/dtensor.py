@@ -233,6 +233,7 @@ def _new_parameter_class():
 
 
 DTensorParameter = _new_parameter_class()
+_DTENSOR_TYPES = frozenset((DTensor, DTensorParameter))   # a DTensor is one of these exactly
 
 
 def distribute_tensor(tensor, device_mesh=None, placements=None, *, src_data_rank=0):
@@ -361,17 +362,17 @@ _ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Neg", "Pow", "Maximum", "Minimum", 
 def dtensor_ops(cls, args, kwargs, run):
     """Called for every op once a DTensor exists: plain ops run as they are; ops on DTensors
     run on the local parts where that is right (see module docstring), else raise."""
-    if cls.dtensor_aware:        # its forward and backward handle DTensors themselves
-        return run(cls, args, kwargs)
     first = None
-    for a in args:
-        if isinstance(a, DTensor):
+    for a in args:                 # the common case, no DTensor: type tests only (every op)
+        kind = type(a)
+        if kind in _DTENSOR_TYPES:
             first = a
             break
-        if isinstance(a, (list, tuple)) and any(isinstance(b, DTensor) for b in a):
+        if (kind is list or kind is tuple) and any(type(b) in _DTENSOR_TYPES for b in a):
             _refuse(cls, "a list of DTensors")
-    if first is None:
-        if any(isinstance(v, DTensor) for v in kwargs.values()):
+    if first is None or cls.dtensor_aware:   # dtensor_aware: takes DTensors as they are
+        if kwargs and any(type(v) in _DTENSOR_TYPES for v in kwargs.values()) and \
+                not cls.dtensor_aware:
             _refuse(cls, "a DTensor keyword argument")
         return run(cls, args, kwargs)
     name = cls.__name__.lstrip("_")
