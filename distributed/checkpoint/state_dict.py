@@ -135,7 +135,7 @@ def _broadcast(state_dict):
 
     def describe(v):
         if isinstance(v, Tensor):       # a copy: the broadcast may write into it, and a
-            tensors.append(Tensor._make(np.array(v._data)))   # loaded file may be read-only
+            tensors.append(Tensor._make(v._data.copy()))   # loaded file may be read-only
             return {_TENSOR: [list(v.shape), str(v._data.dtype)]}
         return [describe(x) for x in v] if isinstance(v, tuple) else v
     layout = resolve(None).broadcast_plain(_map_values(state_dict, describe) if root else None)
