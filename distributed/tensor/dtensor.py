@@ -7,7 +7,8 @@ tensor's; `to_local()` gives the part, `full_tensor()` gathers the whole (a coll
 update arrays element by element, or write a whole-tensor draw of which each rank keeps its
 part). Ops on DTensors are elementwise ones outside autograd (scaling a sharded gradient,
 adding two DTensors laid out alike); any other op raises NotImplementedError naming it, rather
-than compute on the local part as if it were the whole.
+than compute on the local part as if it were the whole. Functions marked `dtensor_aware`
+(tensor parallelism's regions, parallel/regions.py) take DTensors as they are, under autograd.
 """
 import math
 
