@@ -23,6 +23,7 @@ dotted paths ("optim.state.layer.weight.exp_avg"), as in PyTorch; a value with b
 saved as its `state_dict()` and restored by `load_state_dict` after its tensors are filled.
 """
 import json
+import math
 import os
 import secrets
 import time
@@ -115,13 +116,12 @@ class _Save:
             else:
                 values[key] = _plain(key, value)
         os.makedirs(self.folder, exist_ok=True)
-        if os.path.exists(os.path.join(self.folder, METADATA)):   # every rank sees it
-            if writer is not None and not writer.overwrite:
-                raise RuntimeError(f"dcp.save: {self.folder} holds a checkpoint already and "
-                                   f"overwrite=False")
-            _barrier(self.group)                                  # all have looked ...
-            if self.rank == 0:
-                os.remove(os.path.join(self.folder, METADATA))   # ... before the old goes
+        # an earlier checkpoint here stays whole (its files keep their names) until the new
+        # metadata replaces its own, so a save that fails leaves it loadable
+        if writer is not None and not writer.overwrite and \
+                os.path.exists(os.path.join(self.folder, METADATA)):   # every rank sees it
+            raise RuntimeError(f"dcp.save: {self.folder} holds a checkpoint already and "
+                               f"overwrite=False")
         # a name of this save's own for every file, so that no file of an earlier save is
         # taken for one of this one
         nonce = secrets.token_hex(4) if self.rank == 0 else None
@@ -244,6 +244,8 @@ def _chunk(key, t, rank, copy=False):
     (every rank holds the same); None if nothing. `copy`: a copy of the values, which the
     caller may go on changing."""
     whole = list(t.shape)
+    if t.is_meta:                          # every rank says so, before any collective
+        raise ValueError(f"dcp.save: {key} is a meta tensor (no data)")
     placements = getattr(t, "_placements", None)
     offsets = [0] * len(whole)
     if placements is not None:
@@ -258,11 +260,9 @@ def _chunk(key, t, rank, copy=False):
             return None
     elif rank != 0:
         return None
-    if t.is_meta:
-        raise ValueError(f"dcp.save: {key} is a meta tensor (no data)")
     array = to_device(t.detach()._data, "cpu")
     array = np.array(array, order="C") if copy else np.ascontiguousarray(array)
-    if array.size == 0 and any(whole):
+    if array.size == 0 and math.prod(whole) > 0:
         return None                        # an empty chunk of a non-empty tensor
     return {"key": key, "whole": whole, "dtype": str(array.dtype), "offsets": offsets,
             "shape": list(array.shape), "array": array}

@@ -275,7 +275,9 @@ def _init_optim_state(optim):
     lrs = [group["lr"] for group in optim.param_groups]
     for group in optim.param_groups:
         group["lr"] = 0.0
-    optim.step()
-    for group, lr in zip(optim.param_groups, lrs):
-        group["lr"] = lr
-    optim.zero_grad(set_to_none=True)
+    try:
+        optim.step()
+    finally:                       # a step that raises (LBFGS wants a closure) undoes this
+        for group, lr in zip(optim.param_groups, lrs):
+            group["lr"] = lr
+        optim.zero_grad(set_to_none=True)

@@ -118,6 +118,8 @@ class FSDPState:
     def pre_forward(self, module, args, kwargs):
         if self.is_root is None:
             self._become_root(module)
+        if self.is_root:
+            self._forget_aborted_backward(module)
         self.unshard()
         for m in self.forward_prefetch:
             m._fsdp_state.unshard()
@@ -128,6 +130,10 @@ class FSDPState:
     def post_forward(self, output):
         reshard = self.reshard_after_forward
         if reshard if reshard is not None else not self.is_root:
+            # an output that is one of the parameters goes out as a view, which keeps the
+            # values when the parameter is freed
+            whole = {id(p.unsharded) for p in self.params}
+            output = _map_tensors(output, lambda t: t.view_as(t) if id(t) in whole else t)
             self.reshard()
         if is_grad_enabled():
             for t in _tensors(output):
@@ -136,6 +142,18 @@ class FSDPState:
         if self.mp.output_dtype is not None:
             output = _cast_floating(output, self.mp.output_dtype)
         return output
+
+    def _forget_aborted_backward(self, module):
+        """A backward that raised never ran its end-of-backward callbacks: its bookkeeping
+        and the whole gradients it left would leak into this step's."""
+        for state in _states_below(module):
+            if state.in_backward:
+                state.in_backward = False
+                state.ready.clear()
+                if state.requires_gradient_sync:
+                    for p in state.params:
+                        p.unsharded.grad = None
+                state.reshard()
 
     def _become_root(self, module):
         """The first FSDP module called is the root; those below it are not."""
@@ -195,12 +213,18 @@ class FSDPState:
 
     def _end_backward(self):
         """At the end of a backward: gradients that arrived without completing the group
-        (unused parameters) are reduced now; the group is resharded."""
+        (unused parameters) are reduced now; the group is resharded. The root also reshards
+        the groups below it whose backward never ran (prefetched, or frozen)."""
         self.in_backward = False
         if self.ready or any(p.unsharded.grad is not None for p in self.params):
             self._finish_gradients()
         elif self.reshard_after_backward:
             self.reshard()
+        if self.is_root:
+            for state in _states_below(self.modules[0]):
+                if not state.in_backward and state.reshard_after_backward and \
+                        state is not self:
+                    state.reshard()
 
 
 class _ParamRef:
@@ -256,8 +280,7 @@ class FSDPModule:
 
     def set_gradient_divide_factor(self, factor):
         """Divide the summed gradients by `factor` instead of the number of ranks."""
-        for state in self._states(True):
-            state.divide_factor = float(factor)
+        self._fsdp_state.divide_factor = float(factor)      # this module's group only
 
     def _states(self, recurse):
         modules = self.modules() if recurse else (self,)
@@ -334,6 +357,12 @@ def _managed(modules, ignored):
     def walk(m):
         for name, p in m._parameters.items():
             if p is not None and id(p) not in ignored:
+                if p.ndim == 0 or hasattr(p, "_placements"):
+                    raise ValueError(
+                        f"fully_shard: cannot shard {type(m).__name__}.{name}: "
+                        + ("a 0-d parameter has no dim to split (pass it in ignored_params)"
+                           if p.ndim == 0 else "it is a DTensor already (tensor "
+                           "parallelism and FSDP on one 2-D mesh are not supported)"))
                 found.setdefault(id(p), (p, []))[1].append((m, name))
         for child in m._modules.values():
             if child is not None and not isinstance(child, FSDPModule):
@@ -385,6 +414,21 @@ def _fsdp_modules(modules):
     return modules
 
 
+def _states_below(module):
+    return [m._fsdp_state for m in module.modules() if isinstance(m, FSDPModule)]
+
+
+def _map_tensors(value, fn):
+    if isinstance(value, Tensor):
+        return fn(value)
+    if isinstance(value, (list, tuple)):
+        mapped = [_map_tensors(v, fn) for v in value]
+        return type(value)(*mapped) if hasattr(value, "_fields") else type(value)(mapped)
+    if isinstance(value, dict):
+        return {k: _map_tensors(v, fn) for k, v in value.items()}
+    return value
+
+
 def _tensors(value):
     if isinstance(value, Tensor):
         yield value
@@ -397,15 +441,8 @@ def _tensors(value):
 
 
 def _cast_floating(value, dtype):
-    if isinstance(value, Tensor):
-        return value.to(dtype) if value.is_floating_point() and value.dtype != dtype \
-            else value
-    if isinstance(value, (list, tuple)):
-        cast = [_cast_floating(v, dtype) for v in value]
-        return type(value)(*cast) if hasattr(value, "_fields") else type(value)(cast)
-    if isinstance(value, dict):
-        return {k: _cast_floating(v, dtype) for k, v in value.items()}
-    return value
+    return _map_tensors(value, lambda t: t.to(dtype) if t.is_floating_point() and
+                        t.dtype != dtype else t)
 
 
 def _np(dtype):

@@ -10,6 +10,8 @@ the whole tensors (they become meta arrays: shape and dtype, no data).
 """
 import math
 
+import numpy as np
+
 from ...tensor import Tensor
 from ...tensor.backend import array_module
 from ...tensor.meta import is_meta, meta_array
@@ -145,10 +147,17 @@ def reduce_scatter_grads(params, group, reduce_dtype, divide_factor, replicate_g
             p.write_whole(send[:, start:stop], p.unsharded.grad._data)
             p.unsharded.grad = None               # its memory goes before the next one's
         out = xp.empty(offsets[-1], dtype)
+        # float16 sums overflow where the average would not: part of the division first,
+        # as PyTorch's FSDP does (a power of two near the square root of the factor)
+        pre = 1.0
+        if dtype == np.float16:
+            while divide_factor % pre == 0 and divide_factor / pre > pre:
+                pre *= 2
+            send /= pre
         reduce_scatter_tensor(Tensor._make(out), Tensor._make(send), group=group)
         if replicate_group is not None:
             all_reduce(Tensor._make(out), group=replicate_group)
-        out /= divide_factor
+        out /= divide_factor / pre
         for p, start, stop in zip(same, offsets, offsets[1:]):
             part = p.shard_from(out[start:stop]).astype(p.sharded._data.dtype)
             grad = p.sharded.grad

@@ -120,7 +120,7 @@ class DTensor(Tensor):
     def redistribute(self, device_mesh=None, placements=None, *, async_op=False,
                      forward_dtype=None, backward_dtype=None):
         """This tensor laid out as `placements` (a collective where the values move)."""
-        if device_mesh is not None and device_mesh is not self._mesh:
+        if device_mesh is not None and device_mesh != self._mesh:
             raise NotImplementedError("DTensor.redistribute onto another mesh is not "
                                       "supported; redistribute on the tensor's own mesh")
         if forward_dtype is not None or backward_dtype is not None:
@@ -394,8 +394,11 @@ def dtensor_ops(cls, args, kwargs, run):
             raise RuntimeError(f"{name} of a DTensor and a plain tensor of shape "
                                f"{list(a.shape)}: mixed DTensor and Tensor; make both "
                                f"DTensors (distribute_tensor) or use to_local()")
-    if first._placements[0].is_partial() and name not in ("Mul", "Div", "Neg"):
-        _refuse(cls, "a Partial DTensor (only scaling is linear in the partial values)")
+    partial = [a for a in list(args) + list(kwargs.values()) if isinstance(a, DTensor) and
+               a._placements[0].is_partial()]
+    if partial and not _scales(name, args, partial[0]._placements[0]):
+        _refuse(cls, "a Partial DTensor (only scaling it by a number is exact on the "
+                     "partial values)")
     out = run(cls, args, kwargs)
     for t in out if isinstance(out, tuple) else (out,):
         if isinstance(t, Tensor) and not isinstance(t, DTensor) and \
@@ -404,6 +407,25 @@ def dtensor_ops(cls, args, kwargs, run):
             t._mesh, t._placements = first._mesh, first._placements
             t._global_shape = first._global_shape
     return out
+
+
+def _scales(name, args, placement):
+    """Whether the op multiplies one Partial DTensor by a plain number (or divides it by
+    one): exact on each rank's partial value for a sum or an average, and for a max or a
+    min only by a positive number."""
+    if name == "Neg":
+        return placement.reduce_op in ("sum", "avg")
+    if name not in ("Mul", "Div") or len(args) != 2:
+        return False
+    first = isinstance(args[0], DTensor)
+    if first == isinstance(args[1], DTensor) or (name == "Div" and not first):
+        return False             # two DTensors, or a number divided by the Partial one
+    factor = args[1] if first else args[0]
+    if isinstance(factor, Tensor):
+        if factor.ndim:
+            return False
+        factor = factor.item()
+    return placement.reduce_op in ("sum", "avg") or factor > 0
 
 
 def _refuse(cls, what):

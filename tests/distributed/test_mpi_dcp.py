@@ -177,3 +177,26 @@ def test_bad_checkpoints_and_values_are_refused(world, folder):
     with pytest.raises(TypeError, match="no pickled objects"):
         dcp.save({"model": model.state_dict(), "rng": object()}, checkpoint_id=folder)
     dist.barrier()
+
+
+def test_empty_tensors_and_a_failed_save_keep_the_checkpoint(world, folder, monkeypatch):
+    """A tensor with a zero-length dimension is saved; a save that fails midway leaves the
+    previous checkpoint loadable (found by review: both were lost)."""
+    from phalanx.distributed.checkpoint import saver
+    state = {"empty": px.zeros(0, 5), "w": px.ones(3)}
+    dcp.save(state, checkpoint_id=folder)
+    target = {"empty": px.ones(0, 5), "w": px.zeros(3)}
+    dcp.load(target, checkpoint_id=folder)
+    assert target["empty"].shape == (0, 5) and target["w"].tolist() == [1.0] * 3
+
+    def broken(*args):
+        raise OSError("disk full")
+    monkeypatch.setattr(saver, "_write_atomic", broken)
+    with pytest.raises(OSError, match="disk full"):
+        dcp.save({"w": px.full((3,), 7.0)}, checkpoint_id=folder)
+    monkeypatch.undo()
+    dist.barrier()
+    again = {"w": px.zeros(3)}
+    dcp.load(again, checkpoint_id=folder)
+    assert again["w"].tolist() == [1.0] * 3
+

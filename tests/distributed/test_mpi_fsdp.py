@@ -651,3 +651,82 @@ def test_a_sharded_module_called_twice_in_one_forward(world):
             o.step()
             o.zero_grad()
     _assert_same_weights(model, reference)
+
+
+def test_review_findings_stay_fixed(world):
+    """Found by review, each once wrong: a backward that raised leaked its gradients into the
+    next step; a module returning its own parameter gave a meta output; Partial arithmetic
+    other than scaling; 0-d and DTensor parameters; the divide factor set on children; fp16
+    sums overflowing before the division."""
+    rank, size = world
+    model, reference = _pair()
+    _shard(model)
+    opt = px.optim.SGD(model.parameters(), lr=0.1)
+    ref_opt = px.optim.SGD(reference.parameters(), lr=0.1)
+    _, mine = _batch(0, size)
+    def fail_in_backward(module, args, out):
+        out.register_hook(lambda g: 1 / 0)
+    handle = model.layers[0].register_forward_hook(fail_in_backward)
+    with pytest.raises(ZeroDivisionError):
+        _loss(model, mine).backward()
+    handle.remove()
+    opt.zero_grad()
+    _train(model, opt, 2, size, first=1)
+    for step in range(1, 3):
+        whole, _ = _batch(step, size)
+        _loss(reference, whole).backward()
+        ref_opt.step()
+        ref_opt.zero_grad()
+    _assert_same_weights(model, reference)
+
+    class Queries(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q = nn.Parameter(px.ones(4, 3, dtype=px.float64))
+
+        def forward(self):
+            return self.q
+
+    class Outer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.queries, self.lin = Queries(), nn.Linear(3, 1).double()
+
+        def forward(self):
+            return self.lin(self.queries())
+
+    outer = Outer()
+    fully_shard(outer.queries)
+    fully_shard(outer)
+    out = outer()
+    assert not out.is_meta
+    out.sum().backward()
+    assert (outer.queries.q.grad.full_tensor() != 0).all()
+
+    mesh = init_device_mesh("cpu", (size,))
+    part = DTensor.from_local(px.full((2,), float(rank + 1)), mesh, [Partial()])
+    assert (part * 2).full_tensor().tolist() == [2.0 * sum(range(1, size + 1))] * 2
+    for bad in (lambda: part * part, lambda: 2 / part, lambda: part + 1):
+        with pytest.raises(NotImplementedError, match="Partial"):
+            bad()
+    with pytest.raises(ValueError, match="0-d parameter"):
+        fully_shard(_with_scalar())
+    model2, _ = _pair()
+    _shard(model2)
+    model2.set_gradient_divide_factor(8)
+    assert model2._fsdp_state.divide_factor == 8.0
+    assert model2.layers[0]._fsdp_state.divide_factor is None
+
+    # an fp16 gradient whose sum over the ranks overflows (65504) but whose average does
+    # not, once PyTorch's pre-division (by 2 here) is applied
+    g = 40000.0 if size == 2 else 30000.0
+    big = nn.Linear(1, 1, bias=False)
+    fully_shard(big, mp_policy=MixedPrecisionPolicy(param_dtype=px.float16))
+    big(px.full((1, 1), g)).sum().backward()
+    assert big.weight.grad.full_tensor().item() == g
+
+
+def _with_scalar():
+    m = nn.Linear(2, 2)
+    m.temperature = nn.Parameter(px.tensor(1.0))
+    return m

@@ -99,3 +99,9 @@ def test_unsupported_layouts_and_modules_are_refused(world):
         parallelize_module(nn.Conv2d(1, 2, 3), None, ColwiseParallel())
     with pytest.raises(ValueError, match="matches 'nope'"):
         parallelize_module(Net(False), None, {"nope": ColwiseParallel()})
+    size = dist.get_world_size()            # a rank would hold no rows: refused, no hang
+    with pytest.raises(ValueError, match="too few"):
+        parallelize_module(nn.Embedding(size - 1, 4), None, RowwiseParallel())
+    with pytest.raises(NotImplementedError, match="scale_grad_by_freq"):
+        parallelize_module(nn.Embedding(8, 4, scale_grad_by_freq=True), None,
+                           RowwiseParallel())

@@ -55,6 +55,14 @@ class _Style(ParallelStyle):
             raise NotImplementedError(f"{type(self).__name__} on {type(module).__name__}: "
                                       f"Phalanx shards nn.Linear and nn.Embedding")
         for name, placement in self._placements(kind, module).items():
+            param = getattr(module, name)
+            if param is not None and placement.is_shard():
+                n = param.shape[placement.dim]
+                if any(a == b for a, b in (chunk_bounds(n, mesh.size(), r)
+                                           for r in range(mesh.size()))):
+                    raise ValueError(f"{type(self).__name__}: {type(module).__name__}.{name} "
+                                     f"has {n} along dim {placement.dim}, too few for "
+                                     f"{mesh.size()} ranks to each hold a part")
             _distribute(module, name, mesh, placement, src_data_rank)
         module.forward = functools.partial(getattr(self, f"_{kind}"), module, mesh)
         return module
@@ -94,9 +102,10 @@ class RowwiseParallel(_Style):
 
     def _placements(self, kind, module):
         if kind == "embedding":
-            if module.padding_idx is not None or module.max_norm is not None:
-                raise NotImplementedError("RowwiseParallel on an Embedding with padding_idx "
-                                          "or max_norm is not supported")
+            if module.padding_idx is not None or module.max_norm is not None or \
+                    module.scale_grad_by_freq:
+                raise NotImplementedError("RowwiseParallel on an Embedding with padding_idx, "
+                                          "max_norm or scale_grad_by_freq is not supported")
             return {"weight": Shard(0)}
         return {"weight": Shard(1), "bias": Replicate()}
 
