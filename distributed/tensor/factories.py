@@ -1,7 +1,7 @@
 """DTensor factories (`torch.distributed.tensor.zeros`, `ones`, `empty`, `full`, `rand`,
 `randn`): a tensor of the given global size laid out over a mesh. Constant ones allocate only
-this rank's part; random ones draw the whole on rank 0 and give each rank its part, so the
-tensor is the same whatever the ranks' seeds."""
+this rank's part; for random ones every rank draws the whole, rank 0's draw is broadcast and
+each rank keeps its part, so the tensor is the same whatever the ranks' seeds."""
 import importlib
 
 from ...tensor import dtypes
