@@ -341,8 +341,9 @@ def get_group_rank(group, global_rank):
 def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
               use_local_synchronization=False, group_desc=None, device_id=None):
     """A group of the given global ranks. Every rank of the world must call it, in the same
-    order; ranks outside `ranks` get `GroupMember.NON_GROUP_MEMBER`. The group runs on the
-    world's backend with the world's timeout; other values of those PyTorch options raise."""
+    order, and none returns before all have built it; ranks outside `ranks` get
+    `GroupMember.NON_GROUP_MEMBER`. The group runs on the world's backend with the world's
+    timeout; other values of those PyTorch options raise."""
     world = _world()
     _check_new_group_options(world, timeout, backend, pg_options, use_local_synchronization,
                              device_id)
@@ -352,6 +353,9 @@ def new_group(ranks=None, timeout=None, backend=None, pg_options=None,
         raise ValueError(f"new_group(ranks={ranks}): ranks must be distinct and within the "
                          f"world of {world.size}")
     pg = world.split(ranks)
+    # PyTorch's closing world barrier: no rank returns before every member has met its peers,
+    # so none can tear down the store through which a slower member is still meeting them
+    world.barrier().wait()
     if pg is None:
         return GroupMember.NON_GROUP_MEMBER
     pg.group_desc = "undefined" if group_desc is None else group_desc

@@ -205,6 +205,7 @@ def test_comm_hooks_at_pytorch_module_paths():
 # ---- real processes meeting through a TCPStore ----------------------------------------------
 WORKER = textwrap.dedent("""
     import sys
+    import time
     import phalanx as px
     import phalanx.distributed as dist
 
@@ -238,9 +239,15 @@ WORKER = textwrap.dedent("""
     dist.all_reduce(t, group=mine)
     pair = rank - rank % 2
     assert t.item() == pair + pair + 1, (rank, t)
+    # the odd ranks come late: no rank may leave group creation (and rank 0 then close the
+    # store the odd ranks meet through) before they have built theirs
+    if rank % 2:
+        time.sleep(1.0)
+    start = time.monotonic()
     odd, all_ = dist.new_subgroups_by_enumeration([[r for r in range(size) if r % 2],
                                                    [r for r in range(size) if not r % 2]])
     assert dist.get_process_group_ranks(odd) == [r for r in range(size) if r % 2 == rank % 2]
+    assert rank % 2 or time.monotonic() - start > 0.9, "left before the late ranks arrived"
     dist.destroy_process_group()
     store.close()
     print("worker ok")
