@@ -87,7 +87,7 @@ class FSDPState:
     def unshard(self):
         for p in self.params:
             p.unsharded.requires_grad = p.sharded.requires_grad
-        missing = [p for p in self.params if not p.is_unsharded]
+        missing = [p for p in self.params if not p.is_current]
         if missing:
             all_gather_params(missing, self.group, self.param_dtype)
         for p in self.params:
@@ -351,10 +351,17 @@ def fully_shard(module, *, mesh=None, reshard_after_forward=None, shard_placemen
 
 def _managed(modules, ignored):
     """[(parameter, [(module, name), ...])] under `modules`, outside fully_shard-ed
-    submodules and `ignored`, each parameter once with every place it is registered."""
-    found = {}
+    submodules and `ignored`, each parameter once with every place it is registered; one
+    tied to a parameter an earlier call sharded (two copies would train apart) raises."""
+    found, below = {}, {}      # below: the parameters sharded by earlier calls, by id
 
     def walk(m):
+        if isinstance(m, FSDPModule):
+            for state in _states_below(m):
+                for fp in state.params:
+                    if fp.original() is not None:
+                        below[id(fp.original())] = fp
+            return
         for name, p in m._parameters.items():
             if p is not None and id(p) not in ignored:
                 if p.ndim == 0 or hasattr(p, "_placements"):
@@ -365,10 +372,20 @@ def _managed(modules, ignored):
                            "parallelism and FSDP on one 2-D mesh are not supported)"))
                 found.setdefault(id(p), (p, []))[1].append((m, name))
         for child in m._modules.values():
-            if child is not None and not isinstance(child, FSDPModule):
+            if child is not None:
                 walk(child)
-    for m in modules:
+    for m in modules:                   # none is fully_shard-ed (checked by the caller)
         walk(m)
+    for p, places in found.values():
+        if id(p) in below:
+            module, name = places[0]
+            other, other_name = below[id(p)].places[0]
+            other = type(other).__mro__[2].__name__        # FSDP<Class>'s own class
+            raise ValueError(
+                f"fully_shard: {type(module).__name__}.{name} is the parameter "
+                f"{other}.{other_name} (tied), which an earlier fully_shard call shards on "
+                f"its own: a tied parameter must be in one group; call fully_shard on a "
+                f"module holding every place it is used, not on {other} alone")
     return list(found.values())
 
 

@@ -9,6 +9,7 @@ gradients' chunk it owns, which is added to the sharded parameter's `.grad`. Res
 the whole tensors (they become meta arrays: shape and dtype, no data).
 """
 import math
+import weakref
 
 import numpy as np
 
@@ -25,6 +26,7 @@ class FSDPParam:
     def __init__(self, param, places, mesh, dim):
         from ...nn.parameter import Parameter
         self.places = places                    # [(module, attribute name)], shared ones too
+        self.original = weakref.ref(param)      # to tell a tie to it from a later call
         self.dim, self.mesh = dim, mesh
         self.shape = tuple(param.shape)
         n = self.shape[dim]
@@ -32,6 +34,7 @@ class FSDPParam:
         self.sharded = self._shard(param)
         self.unsharded = Parameter(Tensor._make(meta_array(self.shape, param._data.dtype)),
                                    requires_grad=param.requires_grad)
+        self.gathered_from = None
         self.register(self.sharded)
 
     def _shard(self, param):
@@ -70,8 +73,20 @@ class FSDPParam:
         self.register(self.sharded)
 
     @property
-    def is_unsharded(self):
-        return not is_meta(self.unsharded._data)
+    def is_current(self):
+        """The whole tensor is here and gathered from the shard as it is now: an optimizer
+        step or an in-place change of the shard (e.g. after a forward that left the root
+        unsharded) makes it stale."""
+        return not is_meta(self.unsharded._data) and self.gathered_from == self._shard_state()
+
+    def _shard_state(self):
+        return (self.sharded, id(self.sharded._data), self.sharded._version[0])
+
+    def set_whole(self, arr):
+        if not is_meta(self.unsharded._data):   # stale values replaced: a graph that saved
+            self.unsharded._version[0] += 1     # them must not use the new ones unnoticed
+        self.unsharded._data = arr
+        self.gathered_from = self._shard_state()
 
     def free(self):
         # no version bump here or at a gather: the values are the same parameter's, so a
@@ -128,7 +143,7 @@ def all_gather_params(params, group, param_dtype):
         gathered = xp.empty((same[0].mesh.size(), send.size), dtype)
         all_gather_into_tensor(Tensor._make(gathered), Tensor._make(send), group=group)
         for p, start, stop in zip(same, offsets, offsets[1:]):
-            p.unsharded._data = p.whole_from(gathered[:, start:stop])
+            p.set_whole(p.whole_from(gathered[:, start:stop]))
 
 
 def reduce_scatter_grads(params, group, reduce_dtype, divide_factor, replicate_group=None):

@@ -94,6 +94,12 @@ def test_refusals_name_the_way_out(world_of_one):
     with pytest.raises(TypeError, match="not pickled"):
         import pickle
         pickle.dumps(model)
+    tied = px.nn.Sequential(px.nn.Embedding(5, 4), px.nn.Linear(4, 5, bias=False))
+    tied[1].weight = tied[0].weight
+    fully_shard(tied[1])                # shards the tied weight on its own: the tie would
+    with pytest.raises(ValueError, match=r"Embedding.weight is the parameter Linear.weight "
+                       r"\(tied\).*not on Linear alone"):
+        fully_shard(tied)               # break here, two copies trained apart
 
 
 def test_saving_a_shard_as_if_whole_is_refused(world_of_one, tmp_path):

@@ -475,6 +475,37 @@ def test_no_grad_forward_frozen_block_and_forward_methods(world):
         reference.head(reference.norm(reference.embed(mine))).detach().numpy(), rtol=1e-12)
 
 
+def test_a_step_after_an_evaluation_forward_is_seen_by_the_next_forward(world):
+    """The root keeps its whole parameters after forward (backward would gather them again
+    at once); an optimizer step or an in-place change of its shards before the next forward
+    must not leave that forward with the old values."""
+    rank, size = world
+    model, reference = _pair()
+    _shard(model)
+    opt = px.optim.SGD(model.parameters(), lr=0.5)
+    ref_opt = px.optim.SGD(reference.parameters(), lr=0.5)
+    for step in range(2):
+        whole, mine = _batch(step, size)
+        _loss(model, mine).backward()
+        _loss(reference, whole).backward()
+        with px.no_grad():                  # evaluation between backward and step
+            model(mine)
+        assert not model._fsdp_state.params[0].unsharded.is_meta    # the root kept them
+        opt.step()
+        ref_opt.step()
+        opt.zero_grad()
+        ref_opt.zero_grad()
+        with px.no_grad():
+            np.testing.assert_allclose(model(mine).numpy(), reference(mine).numpy(),
+                                       rtol=1e-10)
+    with px.no_grad():                      # an in-place change of the shards
+        for p, q in zip(opt.param_groups[0]["params"], ref_opt.param_groups[0]["params"]):
+            p.mul_(0.5)
+            q.mul_(0.5)
+        np.testing.assert_allclose(model(mine).numpy(), reference(mine).numpy(), rtol=1e-10)
+    _assert_same_weights(model, reference)
+
+
 def test_grad_scaler_skips_the_step_on_every_rank_when_one_shard_overflows(world):
     rank, size = world
     model, _ = _pair()
