@@ -3,7 +3,8 @@
 
 A DTensor is a `Tensor` whose array is this rank's local part and whose `shape` is the whole
 tensor's; `to_local()` gives the part, `full_tensor()` gathers the whole (a collective),
-`redistribute()` changes the placement. Optimizers and `nn.init` work on it as they are (they
+`redistribute()` changes the placement; these and `from_local` are differentiable, each
+passing the gradient back laid out as its input (autograd Functions below). Optimizers and `nn.init` work on it as they are (they
 update arrays element by element, or write a whole-tensor draw of which each rank keeps its
 part). Ops on DTensors are elementwise ones outside autograd (scaling a sharded gradient,
 adding two DTensors laid out alike); any other op raises NotImplementedError naming it, rather
@@ -58,7 +59,14 @@ class DTensor(Tensor):
 
     @property
     def _local_tensor(self):
-        return self.to_local()
+        return self._raw_local()
+
+    def _raw_local(self):
+        """This rank's part as a plain tensor sharing memory (and version) with it, outside
+        autograd."""
+        t = Tensor._make(self._data)
+        t._version = self._version
+        return t
 
     @property
     def shape(self):
@@ -79,7 +87,7 @@ class DTensor(Tensor):
         return self._global_shape[0]
 
     def __repr__(self):
-        return (f"DTensor(local_tensor={self.to_local()!r}, device_mesh={self._mesh!r}, "
+        return (f"DTensor(local_tensor={self._raw_local()!r}, device_mesh={self._mesh!r}, "
                 f"placements={self._placements!r})")
 
     # ---- conversions -------------------------------------------------------------------
@@ -87,8 +95,9 @@ class DTensor(Tensor):
     def from_local(local_tensor, device_mesh=None, placements=None, *, run_check=False,
                    shape=None, stride=None, grad_placements=None):
         """The DTensor whose part on this rank is `local_tensor` (shared, not copied). Without
-        `shape`, Shard placements assume every rank's part is as large as this one's."""
-        _no_grad_placements(grad_placements)
+        `shape`, Shard placements assume every rank's part is as large as this one's.
+        Differentiable: the gradient's part (laid out as `placements`) flows back to
+        `local_tensor`."""
         mesh, placements = _spec(device_mesh, placements, local_tensor.ndim,
                                  local_tensor.device.type)
         if stride is not None and shape is not None and \
@@ -102,24 +111,27 @@ class DTensor(Tensor):
                     shape[p.dim] *= mesh.size()
         if run_check:
             _check_same_everywhere(local_tensor, mesh, placements, shape)
-        return DTensor._wrap(local_tensor._data, mesh, placements, shape,
-                             requires_grad=local_tensor.requires_grad)
+        back = placements if grad_placements is None else \
+            _spec(mesh, grad_placements, local_tensor.ndim)[1]
+        return _FromLocal.apply(local_tensor, mesh, placements, tuple(shape), back)
 
     def to_local(self, *, grad_placements=None):
-        """This rank's part, sharing memory with it."""
-        _no_grad_placements(grad_placements)
-        t = Tensor._make(self._data)
-        t._version = self._version
-        return t
+        """This rank's part, sharing memory with it. Differentiable: its gradient goes back
+        as a DTensor laid out as `grad_placements` (default: as this one, Partial as
+        Replicate)."""
+        placements = _backward_layout(self._placements) if grad_placements is None else \
+            _spec(self._mesh, grad_placements, self.ndim)[1]
+        return _ToLocal.apply(self, placements)
 
     def full_tensor(self, *, grad_placements=None):
-        """The whole tensor on every rank (a collective over the mesh)."""
-        _no_grad_placements(grad_placements)
-        return Tensor._make(_whole(self))
+        """The whole tensor on every rank (a collective over the mesh); differentiable."""
+        return self.redistribute(placements=(Replicate(),)).to_local(
+            grad_placements=grad_placements)
 
     def redistribute(self, device_mesh=None, placements=None, *, async_op=False,
                      forward_dtype=None, backward_dtype=None):
-        """This tensor laid out as `placements` (a collective where the values move)."""
+        """This tensor laid out as `placements` (a collective where the values move);
+        differentiable: the gradient moves back to this tensor's layout."""
         if device_mesh is not None and device_mesh != self._mesh:
             raise NotImplementedError("DTensor.redistribute onto another mesh is not "
                                       "supported; redistribute on the tensor's own mesh")
@@ -129,14 +141,11 @@ class DTensor(Tensor):
         _, placements = _spec(self._mesh, placements, self.ndim)
         if placements == self._placements:
             return self
-        [target] = placements
-        if target.is_partial():
+        if placements[0].is_partial():
             raise RuntimeError(f"Can not redistribute from {self._placements[0]} to "
-                               f"{target}: Partial is a result of ops, not a layout to ask for")
-        whole = _whole(self)
-        local = whole if target.is_replicate() else local_part(whole, target.dim, self._mesh)
-        return DTensor._wrap(local, self._mesh, placements, self._global_shape,
-                             requires_grad=self.requires_grad)
+                               f"{placements[0]}: Partial is a result of ops, not a layout "
+                               f"to ask for")
+        return _Redistribute.apply(self, placements)
 
     # ---- tensor methods that keep the layout -------------------------------------------
     def detach(self):
@@ -146,7 +155,7 @@ class DTensor(Tensor):
 
     def clone(self, *, memory_format=None):
         kwargs = {} if memory_format is None else {"memory_format": memory_format}
-        return self._like(self.to_local().clone(**kwargs)._data)
+        return self._like(self._raw_local().clone(**kwargs)._data)
 
     def __deepcopy__(self, memo):
         if id(self) in memo:
@@ -326,10 +335,77 @@ def _whole(dt):
     return xp.ascontiguousarray(xp.moveaxis(whole, 0, p.dim))
 
 
-def _no_grad_placements(grad_placements):
-    if grad_placements is not None:
-        raise NotImplementedError("grad_placements: Phalanx's DTensor does not carry "
-                                  "gradients through DTensor ops; pass None")
+# ---- the differentiable conversions ----------------------------------------------------
+class _ToLocal(_function.Function):
+    dtensor_aware = True
+
+    @staticmethod
+    def forward(ctx, dtensor, grad_placements):
+        ctx.layout = (dtensor._mesh, grad_placements, dtensor._global_shape)
+        return dtensor._raw_local()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return DTensor._wrap(grad._data, *ctx.layout), None
+
+
+class _FromLocal(_function.Function):
+    dtensor_aware = True
+
+    @staticmethod
+    def forward(ctx, local, mesh, placements, shape, grad_placements):
+        ctx.back = grad_placements
+        out = DTensor._wrap(local._data, mesh, placements, shape)
+        out._version = local._version
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        local = _relaid(grad, ctx.back) if isinstance(grad, DTensor) else grad._data
+        return Tensor._make(local), None, None, None, None
+
+
+class _Redistribute(_function.Function):
+    dtensor_aware = True
+
+    @staticmethod
+    def forward(ctx, dtensor, placements):
+        ctx.mesh, ctx.shape = dtensor._mesh, dtensor._global_shape
+        ctx.placements, ctx.back = placements, _backward_layout(dtensor._placements)
+        return DTensor._wrap(_relaid(dtensor, placements), ctx.mesh, placements, ctx.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if not isinstance(grad, DTensor):    # backward(gradient=<this rank's part>)
+            grad = DTensor._wrap(grad._data, ctx.mesh, ctx.placements, ctx.shape)
+        return DTensor._wrap(_relaid(grad, ctx.back), ctx.mesh, ctx.back, ctx.shape), None
+
+
+def _backward_layout(placements):
+    """The layout a gradient flows back in: a Partial value's gradient is the whole
+    gradient on every rank (the derivative of a sum is 1 for each term)."""
+    return tuple(Replicate() if p.is_partial() else p for p in placements)
+
+
+def _relaid(dt, placements):
+    """The local array of the DTensor `dt` laid out as `placements` instead. Partial is a
+    target only in backward, from a replicated gradient: a sum's terms each get the whole
+    gradient, an average's 1/n of it."""
+    [source], [target] = dt._placements, placements
+    if source == target:
+        return dt._data
+    if target.is_partial():
+        whole = _whole(dt)
+        if target.reduce_op == "sum":
+            return whole
+        if target.reduce_op == "avg":
+            return whole / dt._mesh.size()
+        raise NotImplementedError(f"the gradient of a Partial({target.reduce_op!r}) DTensor "
+                                  f"is not supported; reduce it (full_tensor) first")
+    if target.is_shard() and source.is_replicate():
+        return local_part(dt._data, target.dim, dt._mesh)      # no collective: cut it
+    whole = _whole(dt)
+    return whole if target.is_replicate() else local_part(whole, target.dim, dt._mesh)
 
 
 def _contiguous_strides(shape):

@@ -854,7 +854,7 @@ def _applied(fn, t):
     """`fn(t)`; for a DTensor (FSDP's sharded parameters) `fn` of this rank's part, laid out
     alike again (to_empty, to(dtype) and moves act on what this rank holds)."""
     like = getattr(t, "_like", None)
-    return fn(t) if like is None else like(fn(t.to_local())._data)
+    return fn(t) if like is None else like(fn(t._raw_local())._data)
 
 
 def _copy_into(target, arr, key=""):

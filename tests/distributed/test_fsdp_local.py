@@ -58,7 +58,8 @@ def test_training_follows_pytorch_fsdp2(world_of_one, torch_world, mixed):
         topt.zero_grad()
     for (name, p), q in zip(ours.named_parameters(), theirs.parameters()):
         assert isinstance(p, DTensor) and p.dtype == px.float64
-        np.testing.assert_allclose(p.full_tensor().numpy(), q.full_tensor().detach().numpy(),
+        np.testing.assert_allclose(p.detach().full_tensor().numpy(),
+                                   q.detach().full_tensor().numpy(),
                                    rtol=1e-4 if mixed else 1e-11, atol=1e-7 if mixed else 0,
                                    err_msg=name)
 

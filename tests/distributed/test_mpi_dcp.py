@@ -86,11 +86,11 @@ def test_sharded_model_and_optimizer_round_trip(world, folder):
     dcp.load(state, checkpoint_id=folder)
     assert state["epoch"] == 4 and state["betas"] == (0.9, 0.99)
     for a, b in zip(model.parameters(), fresh.parameters()):
-        np.testing.assert_array_equal(a.to_local().numpy(), b.to_local().numpy())
+        np.testing.assert_array_equal(a.to_local().detach().numpy(), b.to_local().detach().numpy())
     _train(model, opt, 1)
     _train(fresh, fresh_opt, 1)           # the moments and step count came back too
     for a, b in zip(model.parameters(), fresh.parameters()):
-        np.testing.assert_array_equal(a.to_local().numpy(), b.to_local().numpy())
+        np.testing.assert_array_equal(a.to_local().detach().numpy(), b.to_local().detach().numpy())
 
 
 def test_loads_into_other_layouts(world, folder):
@@ -136,7 +136,7 @@ def test_replicas_write_each_chunk_once(world, folder):
     again, _ = _model(seed=8, mesh=mesh)
     dcp.load({"model": again.state_dict()}, checkpoint_id=folder)
     for a, b in zip(model.parameters(), again.parameters()):
-        np.testing.assert_array_equal(a.to_local().numpy(), b.to_local().numpy())
+        np.testing.assert_array_equal(a.to_local().detach().numpy(), b.to_local().detach().numpy())
 
 
 def test_async_save_writes_what_the_tensors_held_when_called(world, folder):

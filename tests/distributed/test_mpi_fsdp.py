@@ -120,14 +120,14 @@ def test_distribute_and_gather_uneven_shapes(world, placement):
         chunk = -(-n // size)
         start = min(rank * chunk, n)
         expected = whole.narrow(placement.dim, start, min(chunk, n - start))
-        np.testing.assert_array_equal(dt.to_local().numpy(), expected.numpy())
+        np.testing.assert_array_equal(dt.to_local().detach().numpy(), expected.numpy())
     else:
-        np.testing.assert_array_equal(dt.to_local().numpy(), whole.numpy())
-    np.testing.assert_array_equal(dt.full_tensor().numpy(), whole.numpy())
+        np.testing.assert_array_equal(dt.to_local().detach().numpy(), whole.numpy())
+    np.testing.assert_array_equal(dt.full_tensor().detach().numpy(), whole.numpy())
     again = dt.redistribute(mesh, [Replicate()])
-    np.testing.assert_array_equal(again.to_local().numpy(), whole.numpy())
+    np.testing.assert_array_equal(again.to_local().detach().numpy(), whole.numpy())
     back = again.redistribute(mesh, [Shard(0)])
-    np.testing.assert_array_equal(back.full_tensor().numpy(), whole.numpy())
+    np.testing.assert_array_equal(back.full_tensor().detach().numpy(), whole.numpy())
 
 
 def test_distribute_takes_rank_zeros_values_and_from_local_shares(world):
@@ -154,9 +154,9 @@ def test_elementwise_ops_stay_sharded_others_refuse(world):
     dt = distribute_tensor(whole, mesh, [Shard(0)])
     twice = dt * 2 + dt
     assert isinstance(twice, DTensor) and twice.placements == (Shard(0),)
-    np.testing.assert_array_equal(twice.full_tensor().numpy(), 3 * whole.numpy())
+    np.testing.assert_array_equal(twice.full_tensor().detach().numpy(), 3 * whole.numpy())
     dt.mul_(0.5)
-    np.testing.assert_array_equal(dt.full_tensor().numpy(), 0.5 * whole.numpy())
+    np.testing.assert_array_equal(dt.full_tensor().detach().numpy(), 0.5 * whole.numpy())
     with pytest.raises(NotImplementedError, match=r"Sum on a DTensor.*full_tensor"):
         dt.sum()
     with pytest.raises(RuntimeError, match="mixed DTensor and Tensor"):
@@ -412,11 +412,11 @@ def test_full_state_dicts_round_trip_through_rank_zero(world):
     set_model_state_dict(fresh, model_sd, options=load)
     set_optimizer_state_dict(fresh, fresh_opt, optim_sd, options=load)
     for a, b in zip(model.parameters(), fresh.parameters()):
-        np.testing.assert_array_equal(a.to_local().numpy(), b.to_local().numpy())
+        np.testing.assert_array_equal(a.to_local().detach().numpy(), b.to_local().detach().numpy())
     _train(model, opt, 1, size, first=2)
     _train(fresh, fresh_opt, 1, size, first=2)          # the same step: state came along
     for a, b in zip(model.parameters(), fresh.parameters()):
-        np.testing.assert_array_equal(a.to_local().numpy(), b.to_local().numpy())
+        np.testing.assert_array_equal(a.to_local().detach().numpy(), b.to_local().detach().numpy())
 
 
 def test_sharded_and_flattened_optimizer_state_dicts(world):
@@ -443,7 +443,7 @@ def test_sharded_and_flattened_optimizer_state_dicts(world):
         set_optimizer_state_dict(other, other_opt, given)
         a = opt.state[next(iter(model.parameters()))]["exp_avg_sq"]
         b = other_opt.state[next(iter(other.parameters()))]["exp_avg_sq"]
-        np.testing.assert_array_equal(a.to_local().numpy(), b.to_local().numpy())
+        np.testing.assert_array_equal(a.to_local().detach().numpy(), b.to_local().detach().numpy())
 
 
 def test_no_grad_forward_frozen_block_and_forward_methods(world):

@@ -1,7 +1,6 @@
 """The differentiable steps between tensor-parallel layers (Megatron-LM's "regions"): each is
 one Function whose backward is the collective its forward implies.
 
-- `ToLocal`: a DTensor parameter's local part; its gradient goes back as a DTensor.
 - `CopyToRegion`: a replicated input entering sharded layers: the same values forward; the
   gradient, which each rank computed for its own columns, summed over the ranks backward.
 - `ReduceFromRegion`: partial sums of a row-sharded product summed over the ranks forward;
@@ -14,19 +13,6 @@ from ....tensor import Tensor
 from ...collectives import all_reduce
 from ..dtensor import DTensor, _whole, local_part
 from ..placement_types import Shard
-
-
-class ToLocal(Function):
-    dtensor_aware = True
-
-    @staticmethod
-    def forward(ctx, dtensor):
-        ctx.like = dtensor._like
-        return Tensor._make(dtensor._data)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return ctx.like(grad._data)
 
 
 class CopyToRegion(Function):

@@ -14,7 +14,7 @@ import functools
 
 from ..dtensor import chunk_bounds, distribute_tensor
 from ..placement_types import Replicate, Shard
-from .regions import CopyToRegion, GatherFromRegion, ReduceFromRegion, SplitToRegion, ToLocal
+from .regions import CopyToRegion, GatherFromRegion, ReduceFromRegion, SplitToRegion
 
 
 class ParallelStyle:
@@ -86,13 +86,13 @@ class ColwiseParallel(_Style):
     def _linear(self, module, mesh, input):
         from ....nn import functional as F
         x = CopyToRegion.apply(input, mesh)
-        bias = None if module.bias is None else ToLocal.apply(module.bias)
-        return self._output(F.linear(x, ToLocal.apply(module.weight), bias),
+        bias = None if module.bias is None else module.bias.to_local()
+        return self._output(F.linear(x, module.weight.to_local(), bias),
                             module.out_features, mesh)
 
     def _embedding(self, module, mesh, input):
         from ....nn import functional as F
-        y = F.embedding(input, ToLocal.apply(module.weight), module.padding_idx, None,
+        y = F.embedding(input, module.weight.to_local(), module.padding_idx, None,
                         module.norm_type, module.scale_grad_by_freq, module.sparse)
         return self._output(y, module.embedding_dim, mesh)
 
@@ -113,15 +113,15 @@ class RowwiseParallel(_Style):
         from ....nn import functional as F
         x = SplitToRegion.apply(input, -1, mesh) if self.input_layouts == Replicate() \
             else input
-        y = ReduceFromRegion.apply(F.linear(x, ToLocal.apply(module.weight)), mesh)
-        return y if module.bias is None else y + ToLocal.apply(module.bias)
+        y = ReduceFromRegion.apply(F.linear(x, module.weight.to_local()), mesh)
+        return y if module.bias is None else y + module.bias.to_local()
 
     def _embedding(self, module, mesh, input):
         from ....nn import functional as F
         start, stop = chunk_bounds(module.num_embeddings, mesh.size(), mesh.get_local_rank())
         outside = (input < start) | (input >= stop)     # rows another rank holds
         local = (input - start).masked_fill(outside, 0)
-        y = F.embedding(local, ToLocal.apply(module.weight), None, None, module.norm_type,
+        y = F.embedding(local, module.weight.to_local(), None, None, module.norm_type,
                         module.scale_grad_by_freq, module.sparse)
         return ReduceFromRegion.apply(y.masked_fill(outside.unsqueeze(-1), 0.0), mesh)
 
