@@ -25,6 +25,8 @@ saved as its `state_dict()` and restored by `load_state_dict` after its tensors 
 import json
 import math
 import os
+import re
+import reprlib
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +38,13 @@ from ...tensor.backend import to_device
 from ..tensor.dtensor import chunk_bounds
 
 METADATA = ".metadata"
+VERSION = 1
+# what `save` writes and nothing else: `__<rank>_<save id>.safetensors` in the folder itself
+_FILE_NAME = re.compile(r"__(?:0|[1-9][0-9]*)_([0-9a-f]+)\.safetensors")
+_DTYPES = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                     "uint64", "float16", "float32", "float64", "bfloat16",
+                     "complex64"})                 # Phalanx's dtypes that safetensors stores
+_MAX_DIM = 2 ** 62                                         # any real tensor's dimension
 
 
 class FileSystemWriter:
@@ -130,7 +139,7 @@ class _Save:
         nonce = everyone[0][0]
         self.name = f"__{self.rank}_{nonce}.safetensors"
         self.mine = mine
-        metadata = {"version": 1, "save": nonce, "tensors": {}, "values": values,
+        metadata = {"version": VERSION, "save": nonce, "tensors": {}, "values": values,
                     "files": sorted({f"__{r}_{nonce}.safetensors"
                                      for r in range(len(everyone))})}
         for r, (_, rank_chunks) in enumerate(everyone):
@@ -174,9 +183,10 @@ class _Save:
     def _metadata_written(self):
         try:
             with open(os.path.join(self.folder, METADATA)) as f:
-                return json.load(f).get("save") == self.metadata["save"]
-        except (OSError, ValueError):
+                written = json.load(f)
+        except (OSError, ValueError, RecursionError):
             return False
+        return isinstance(written, dict) and written.get("save") == self.metadata["save"]
 
 
 def _wait_for(done, deadline, what, poll=0.05):
@@ -190,7 +200,9 @@ def load(state_dict, *, checkpoint_id=None, storage_reader=None, planner=None,
          process_group=None, no_dist=False):
     """Fill `state_dict`'s tensors in place (and replace its other values) from the
     checkpoint in `checkpoint_id`; Stateful values get `load_state_dict` afterwards. Every
-    rank reads what it holds; no collective is needed."""
+    rank reads what it holds; no collective is needed. Every rank reads and checks the whole
+    metadata before it reads a tensor, so damaged metadata raises the same ValueError on
+    every rank."""
     folder, _ = _folder(checkpoint_id, storage_reader, FileSystemReader, "storage_reader")
     _no_planner(planner, True)
     _group(process_group, no_dist)
@@ -199,8 +211,15 @@ def load(state_dict, *, checkpoint_id=None, storage_reader=None, planner=None,
         raise FileNotFoundError(f"dcp.load: {folder} holds no complete checkpoint (no "
                                 f"{METADATA}: nothing was saved there, or the save did not "
                                 f"finish)")
-    with open(path) as f:
-        metadata = json.load(f)
+    with open(path, "rb") as f:
+        text = f.read()
+    try:
+        metadata = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"dcp.load: the {METADATA} of the checkpoint in {folder} is not "
+                         f"JSON that save wrote ({type(e).__name__}: {e}); the checkpoint is "
+                         f"damaged") from None
+    _check_metadata(metadata, folder)
     _fill(state_dict, (), metadata, folder)
 
 
@@ -347,25 +366,154 @@ def _read_tensor(t, key, metadata, folder):
     if placements is not None and placements[0].is_shard():
         d = placements[0].dim
         lo[d], hi[d] = chunk_bounds(t.shape[d], t._mesh.size(), t._mesh.get_local_rank())
-    out = np.empty([b - a for a, b in zip(lo, hi)], np.dtype(saved["dtype"]))
+    dtype = np.dtype(saved["dtype"])
+    # the chunks tile the tensor exactly (`_check_chunks`), so `out` is written everywhere
+    out = np.empty([b - a for a, b in zip(lo, hi)], dtype)
     covered = 0
-    for c in saved["chunks"]:
+    for i, c in enumerate(saved["chunks"]):
         start = [max(a, o) for a, o in zip(lo, c["offsets"])]
         stop = [min(b, o + n) for b, o, n in zip(hi, c["offsets"], c["shape"])]
         if any(a >= b for a, b in zip(start, stop)) and t.ndim:
             continue
+        where = f"tensors[{key!r}].chunks[{i}]"
         with safe_open(os.path.join(folder, c["file"]), framework="np") as f:
-            part = f.get_slice(key)[tuple(slice(a - o, b - o) for a, b, o in
-                                          zip(start, stop, c["offsets"]))] if t.ndim else \
+            if key not in f.keys():
+                raise _damaged(folder, where, f"names {c['file']}, which holds no {key!r}")
+            view = f.get_slice(key)
+            stored = list(view.get_shape())
+            if stored != c["shape"] and not (t.ndim == 0 and stored in ([], [1])):
+                raise _damaged(folder, where, f"has shape {c['shape']} but {c['file']} holds "
+                                              f"{key!r} with shape {stored}")
+            part = view[tuple(slice(a - o, b - o) for a, b, o in
+                              zip(start, stop, c["offsets"]))] if t.ndim else \
                 f.get_tensor(key).reshape(())     # safetensors keeps a 0-d tensor as (1,)
+        if part.dtype != dtype:
+            raise _damaged(folder, where, f"{c['file']} holds {key!r} as {part.dtype}, but the "
+                                          f"metadata says {dtype}")
         out[tuple(slice(a - l, b - l) for a, b, l in zip(start, stop, lo))] = part
-        covered += int(np.prod([b - a for a, b in zip(start, stop)]))
-    if covered != out.size:
+        covered += math.prod(b - a for a, b in zip(start, stop))
+    if covered != out.size:                     # cannot happen after `_check_chunks`
         raise RuntimeError(f"dcp.load: the chunks of {key} in {folder} cover {covered} of "
                            f"the {out.size} elements this rank needs (a damaged checkpoint)")
     data = t._data
     data[...] = to_device(out, t.device).astype(data.dtype, copy=False)
     t._version[0] += 1
+
+
+# ---- checking the metadata -----------------------------------------------------------------
+# Loading trusts nothing in `.metadata` that it has not checked here: every file it opens is
+# one of this save's own, in the folder; every chunk lies inside its tensor, and a tensor's
+# chunks cover it exactly once, so no element of the output is left unwritten.
+def _damaged(folder, where, what):
+    return ValueError(f"dcp.load: the {METADATA} of the checkpoint in {folder} is damaged: "
+                      f"{where} {what}; save the checkpoint again")
+
+
+def _check_metadata(metadata, folder):
+    """Raise one ValueError naming the key and the fault unless `metadata` is as `save`
+    writes it."""
+    def need(value, kind, where):
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            raise _damaged(folder, where, f"is {reprlib.repr(value)} "
+                                          f"({type(value).__name__}), not a {kind.__name__}")
+        return value
+
+    def field(entry, name, kind, where):
+        if name not in entry:
+            raise _damaged(folder, where or "the top level", f"has no {name!r}")
+        return need(entry[name], kind, f"{where}.{name}" if where else name)
+
+    need(metadata, dict, "the top level")
+    version = field(metadata, "version", int, "")
+    if version != VERSION:
+        raise _damaged(folder, "version", f"is {version}; this Phalanx reads version "
+                                          f"{VERSION}")
+    nonce = field(metadata, "save", str, "")
+    if not re.fullmatch(r"[0-9a-f]+", nonce):
+        raise _damaged(folder, "save", f"is {reprlib.repr(nonce)}, not a save id (hex digits)")
+    files = field(metadata, "files", list, "")
+    for i, name in enumerate(files):
+        match = _FILE_NAME.fullmatch(need(name, str, f"files[{i}]"))
+        if match is None or match.group(1) != nonce:
+            raise _damaged(folder, f"files[{i}]", f"is {reprlib.repr(name)}, not a file "
+                                                  f"name of save {nonce} "
+                                                  f"(__<rank>_{nonce}.safetensors)")
+    files = set(files)
+    for key, entry in field(metadata, "tensors", dict, "").items():
+        where = f"tensors[{key!r}]"
+        need(entry, dict, where)
+        whole = _check_ints(field(entry, "shape", list, where), f"{where}.shape", folder)
+        dtype = field(entry, "dtype", str, where)
+        if dtype not in _DTYPES:
+            raise _damaged(folder, f"{where}.dtype", f"is {reprlib.repr(dtype)}, not one of "
+                                                     f"{sorted(_DTYPES)}")
+        chunks = field(entry, "chunks", list, where)
+        for i, c in enumerate(chunks):
+            here = f"{where}.chunks[{i}]"
+            need(c, dict, here)
+            name = field(c, "file", str, here)
+            if name not in files:
+                raise _damaged(folder, f"{here}.file", f"is {reprlib.repr(name)}, not one of "
+                                                       f"the files listed in 'files'")
+            offsets = _check_ints(field(c, "offsets", list, here), f"{here}.offsets", folder)
+            shape = _check_ints(field(c, "shape", list, here), f"{here}.shape", folder)
+            if len(offsets) != len(whole) or \
+                    len(shape) != len(whole) and not (not whole and shape == [1]):
+                raise _damaged(folder, here, f"has offsets {offsets} and shape {shape}, but "
+                                             f"the tensor has {len(whole)} dimensions")
+            if any(o + n > w for o, n, w in zip(offsets, shape, whole)):
+                raise _damaged(folder, here, f"(offsets {offsets}, shape {shape}) reaches "
+                                             f"outside the tensor's shape {whole}")
+        _check_chunks(chunks, whole, where, folder)
+    _check_values(field(metadata, "values", dict, ""), folder)
+
+
+def _check_ints(values, where, folder):
+    for i, v in enumerate(values):
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= _MAX_DIM:
+            raise _damaged(folder, f"{where}[{i}]", f"is {reprlib.repr(v)}, not a "
+                                                    f"non-negative integer")
+    return values
+
+
+def _check_chunks(chunks, whole, where, folder):
+    """The chunks (inside the tensor already) cover it exactly: no two overlap, and their
+    sizes add up to the tensor's."""
+    if whole:                                   # (a 0-d tensor has one chunk)
+        lo = np.array([c["offsets"] for c in chunks], np.int64).reshape(-1, len(whole))
+        hi = lo + np.array([c["shape"] for c in chunks], np.int64).reshape(lo.shape)
+        for i in range(len(chunks) - 1):
+            overlap = np.all(np.maximum(lo[i], lo[i + 1:]) < np.minimum(hi[i], hi[i + 1:]),
+                             axis=1)
+            if overlap.any():
+                j = i + 1 + int(np.argmax(overlap))
+                raise _damaged(folder, f"{where}.chunks[{i}]",
+                               f"and chunks[{j}] overlap (offsets {chunks[i]['offsets']} "
+                               f"and {chunks[j]['offsets']})")
+    total = sum(math.prod(c["shape"]) for c in chunks)
+    if total != math.prod(whole):
+        raise _damaged(folder, f"{where}.chunks", f"hold {total} elements in all, but the "
+                                                  f"tensor of shape {whole} has "
+                                                  f"{math.prod(whole)}")
+
+
+def _check_values(values, folder):
+    """The non-tensor values are as `_plain` writes them: JSON scalars and lists, and dicts
+    only as {"__tuple__": [...]} or {"__dict__": {...}}."""
+    todo = [(f"values[{k!r}]", v) for k, v in values.items()]
+    while todo:
+        where, value = todo.pop()
+        if isinstance(value, list):
+            todo.extend((f"{where}[{i}]", v) for i, v in enumerate(value))
+        elif isinstance(value, dict):
+            if set(value) == {"__tuple__"} and isinstance(value["__tuple__"], list):
+                todo.extend((f"{where}[{i}]", v) for i, v in enumerate(value["__tuple__"]))
+            elif set(value) == {"__dict__"} and isinstance(value["__dict__"], dict):
+                todo.extend((f"{where}[{k!r}]", v) for k, v in value["__dict__"].items())
+            else:
+                raise _damaged(folder, where, f"is {reprlib.repr(value)}, not a value save "
+                                              f"writes (a dict is {{'__tuple__': [...]}} or "
+                                              f"{{'__dict__': {{...}}}})")
 
 
 # ---- arguments -----------------------------------------------------------------------------

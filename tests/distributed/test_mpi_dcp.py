@@ -200,3 +200,31 @@ def test_empty_tensors_and_a_failed_save_keep_the_checkpoint(world, folder, monk
     dcp.load(again, checkpoint_id=folder)
     assert again["w"].tolist() == [1.0] * 3
 
+
+
+def test_damaged_metadata_fails_on_every_rank(world, folder):
+    """Every rank reads and checks the whole metadata before it reads a tensor, so a forged
+    chunk (a path outside the folder, a chunk listed twice) raises the same ValueError on
+    every rank, also on those whose shard would not read the chunk (found by review: the
+    path was followed and the duplicate left uninitialised memory in the tensor)."""
+    import json
+    rank, size = world
+    model, _ = _model()
+    dcp.save({"model": model.state_dict()}, checkpoint_id=folder)
+    path = os.path.join(folder, ".metadata")
+    if rank == 0:
+        with open(path) as f:
+            saved = json.load(f)
+    for forge, fragment in [(lambda c: c.__setitem__(0, {**c[0], "file": "../x.safetensors"}),
+                             "not one of the files listed"),
+                            (lambda c: c.append(dict(c[-1])), "overlap")]:
+        if rank == 0:
+            forged = json.loads(json.dumps(saved))
+            forge(forged["tensors"]["model.0.weight"]["chunks"])
+            with open(path, "w") as f:
+                json.dump(forged, f)
+        dist.barrier()
+        fresh, _ = _model(seed=2)
+        with pytest.raises(ValueError, match=fragment):
+            dcp.load({"model": fresh.state_dict()}, checkpoint_id=folder)
+        dist.barrier()
