@@ -9,7 +9,7 @@ update arrays element by element, or write a whole-tensor draw of which each ran
 part). Ops on DTensors are elementwise ones outside autograd (scaling a sharded gradient,
 adding two DTensors laid out alike); any other op raises NotImplementedError naming it, rather
 than compute on the local part as if it were the whole. Functions marked `dtensor_aware`
-(tensor parallelism's regions, parallel/regions.py) take DTensors as they are, under autograd.
+(the conversions below) take DTensors as they are, under autograd.
 """
 import math
 
@@ -342,11 +342,19 @@ class _ToLocal(_function.Function):
     @staticmethod
     def forward(ctx, dtensor, grad_placements):
         ctx.layout = (dtensor._mesh, grad_placements, dtensor._global_shape)
+        # a leaf (a parameter) takes its gradient in its own layout: optimizers and clipping
+        # act on the local parts, where PyTorch's DTensor ops would redistribute a Partial
+        # gradient when they meet it
+        ctx.leaf = dtensor._placements if dtensor.grad_fn is None else None
         return dtensor._raw_local()
 
     @staticmethod
     def backward(ctx, grad):
-        return DTensor._wrap(grad._data, *ctx.layout), None
+        mesh, placements, shape = ctx.layout
+        out = DTensor._wrap(grad._data, mesh, placements, shape)
+        if ctx.leaf is not None and ctx.leaf != placements:
+            out = DTensor._wrap(_relaid(out, ctx.leaf), mesh, ctx.leaf, shape)
+        return out, None
 
 
 class _FromLocal(_function.Function):
@@ -404,8 +412,29 @@ def _relaid(dt, placements):
                                   f"is not supported; reduce it (full_tensor) first")
     if target.is_shard() and source.is_replicate():
         return local_part(dt._data, target.dim, dt._mesh)      # no collective: cut it
+    if target.is_shard() and source.is_partial() and source.reduce_op in ("sum", "avg"):
+        return _reduce_scattered(dt, target.dim)
     whole = _whole(dt)
     return whole if target.is_replicate() else local_part(whole, target.dim, dt._mesh)
+
+
+def _reduce_scattered(dt, dim):
+    """This rank's chunk along `dim` of the sum (or average) of a Partial DTensor's values:
+    one reduce-scatter over torch.chunk's padded chunks."""
+    from ..collectives import reduce_scatter_tensor
+    from ..reduce_op import ReduceOp
+    local, mesh = dt._data, dt._mesh
+    xp, ranks, n = array_module(local), mesh.size(), local.shape[dim]
+    size = -(-n // ranks) if n else 0
+    moved = xp.moveaxis(local, dim, 0)
+    padded = xp.zeros((ranks * size,) + moved.shape[1:], local.dtype)
+    padded[:n] = moved
+    out = xp.empty((size,) + moved.shape[1:], local.dtype)
+    op = ReduceOp.SUM if dt._placements[0].reduce_op == "sum" else ReduceOp.AVG
+    reduce_scatter_tensor(Tensor._make(out), Tensor._make(padded), op=op,
+                          group=mesh.get_group())
+    start, stop = chunk_bounds(n, ranks, mesh.get_local_rank())
+    return xp.ascontiguousarray(xp.moveaxis(out[:stop - start], 0, dim))
 
 
 def _contiguous_strides(shape):
@@ -472,9 +501,9 @@ def dtensor_ops(cls, args, kwargs, run):
                                f"DTensors (distribute_tensor) or use to_local()")
     partial = [a for a in list(args) + list(kwargs.values()) if isinstance(a, DTensor) and
                a._placements[0].is_partial()]
-    if partial and not _scales(name, args, partial[0]._placements[0]):
-        _refuse(cls, "a Partial DTensor (only scaling it by a number is exact on the "
-                     "partial values)")
+    if partial and not _exact_on_partials(name, args, partial[0]._placements[0]):
+        _refuse(cls, "a Partial DTensor (only adding Partial DTensors and scaling by a "
+                     "number are exact on the partial values)")
     out = run(cls, args, kwargs)
     for t in out if isinstance(out, tuple) else (out,):
         if isinstance(t, Tensor) and not isinstance(t, DTensor) and \
@@ -485,10 +514,13 @@ def dtensor_ops(cls, args, kwargs, run):
     return out
 
 
-def _scales(name, args, placement):
-    """Whether the op multiplies one Partial DTensor by a plain number (or divides it by
-    one): exact on each rank's partial value for a sum or an average, and for a max or a
-    min only by a positive number."""
+def _exact_on_partials(name, args, placement):
+    """Whether the op on Partial values is exact: adding or subtracting two Partial DTensors
+    (gradients accumulating) or multiplying one by a plain number (or dividing it by one),
+    for a sum or an average; for a max or a min only scaling by a positive number."""
+    if name in ("Add", "Sub") and len(args) == 2 and \
+            all(isinstance(a, DTensor) for a in args):     # laid out alike (checked)
+        return placement.reduce_op in ("sum", "avg")
     if name == "Neg":
         return placement.reduce_op in ("sum", "avg")
     if name not in ("Mul", "Div") or len(args) != 2:

@@ -102,16 +102,17 @@ def test_redistribute_moves_the_gradient_back(world):
 
 
 def test_grad_placements_say_how_the_gradient_is_laid_out(world):
-    """to_local(grad_placements=[Partial()]): each rank's gradient is a partial sum; the
-    leaf's gradient then sums them (the whole gradient is the sum over the ranks)."""
+    """to_local(grad_placements=[Partial()]): each rank's gradient is a partial sum. A leaf
+    takes the sum in its own layout (where PyTorch keeps the Partial gradient and its
+    optimizer's DTensor ops reduce it): its local part is what optimizers update."""
     rank, size = world
     x = _whole((size, 2), 7)
+    total = size * (size + 1) / 2
     leaf = _leaf(x, Replicate())
     local = leaf.to_local(grad_placements=[Partial()])
     (local * float(rank + 1)).sum().backward()
-    assert leaf.grad.placements == (Partial(),)
-    np.testing.assert_array_equal(leaf.grad.full_tensor().numpy(),
-                                  np.full_like(x, size * (size + 1) / 2))
+    assert leaf.grad.placements == (Replicate(),)
+    np.testing.assert_array_equal(leaf.grad.to_local().numpy(), np.full_like(x, total))
 
 
 def test_conversions_outside_autograd_stay_plain(world):

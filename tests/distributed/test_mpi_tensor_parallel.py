@@ -12,7 +12,9 @@ import phalanx.nn as nn
 import phalanx.nn.functional as F
 from phalanx.distributed.device_mesh import init_device_mesh
 from phalanx.distributed.tensor import DTensor, Replicate, Shard
-from phalanx.distributed.tensor.parallel import (ColwiseParallel, RowwiseParallel,
+from phalanx.distributed.tensor.parallel import (ColwiseParallel, PrepareModuleInput,
+                                                 PrepareModuleInputOutput, PrepareModuleOutput,
+                                                 RowwiseParallel, SequenceParallel,
                                                  parallelize_module)
 
 pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120)]
@@ -90,11 +92,207 @@ def test_training_matches_one_process(world, plan):
                                    rtol=1e-10, atol=1e-12, err_msg=name)
 
 
+def _train_alike(model, reference, batches, inputs_of=lambda x: x, lr=0.05):
+    """A few AdamW steps of `model` (parallelized) and `reference` (one process) on the same
+    batches: equal losses, gradient norms and weights (float64)."""
+    opt = px.optim.AdamW(model.parameters(), lr=lr)
+    ref_opt = px.optim.AdamW(reference.parameters(), lr=lr)
+    for tokens in batches:
+        target = tokens.roll(1, 1).reshape(-1)
+        logits = model(inputs_of(tokens))
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target)
+        loss.backward()
+        norm = nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+        ref_logits = reference(tokens)
+        ref_loss = F.cross_entropy(ref_logits.reshape(-1, ref_logits.shape[-1]), target)
+        ref_loss.backward()
+        ref_norm = nn.utils.clip_grad_norm_(reference.parameters(), 0.5)
+        np.testing.assert_allclose(loss.item(), ref_loss.item(), rtol=1e-12)
+        np.testing.assert_allclose(norm.item(), ref_norm.item(), rtol=1e-12)
+        for o in (opt, ref_opt):
+            o.step()
+            o.zero_grad()
+    for name, value in model.state_dict().items():
+        whole = value.full_tensor() if isinstance(value, DTensor) else value
+        np.testing.assert_allclose(whole.numpy(), reference.state_dict()[name].numpy(),
+                                   rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+class RMSNorm(nn.Module):                 # a user's own module, as in Llama's code
+    def __init__(self, dim):
+        super().__init__()
+        self.weight = nn.Parameter(px.ones(dim) + 0.1 * px.randn(dim))
+
+    def forward(self, x):
+        return x * px.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.weight
+
+
+class Attention(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.n_heads, self.head_dim = heads, dim // heads
+        self.wq, self.wk, self.wv = (nn.Linear(dim, dim, bias=False) for _ in range(3))
+        self.wo = nn.Linear(dim, dim, bias=True)
+
+    def forward(self, x, scale):
+        bsz, seqlen, _ = x.shape
+        q, k, v = (w(x).view(bsz, seqlen, self.n_heads, self.head_dim).transpose(1, 2)
+                   for w in (self.wq, self.wk, self.wv))
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+        return self.wo(out.transpose(1, 2).contiguous().view(bsz, seqlen, -1))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.w1, self.w3 = nn.Linear(dim, hidden, bias=False), nn.Linear(dim, hidden)
+        self.w2 = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x):
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class Block(nn.Module):
+    def __init__(self, dim, heads, hidden):
+        super().__init__()
+        self.attention_norm, self.ffn_norm = RMSNorm(dim), nn.LayerNorm(dim)
+        self.attention, self.feed_forward = Attention(dim, heads), FeedForward(dim, hidden)
+
+    def forward(self, x):
+        h = x + self.attention(self.attention_norm(x), scale=0.5)
+        return h + self.feed_forward(nn.functional.dropout(self.ffn_norm(h), 0.0))
+
+
+class Llama(nn.Module):
+    def __init__(self, dim=12, heads=6, hidden=10, layers=2):
+        super().__init__()
+        self.tok_embeddings = nn.Embedding(VOCAB, dim)
+        self.layers = nn.ModuleList(Block(dim, heads, hidden) for _ in range(layers))
+        self.norm = RMSNorm(dim)
+        self.output = nn.Linear(dim, VOCAB, bias=False)
+
+    def forward(self, tokens):
+        h = self.tok_embeddings(tokens)
+        for layer in self.layers:
+            h = layer(h)
+        return self.output(self.norm(h))
+
+
+def test_sequence_parallel_llama_plan_matches_one_process(world):
+    """The plan of PyTorch's TP tutorial (and examples' fsdp_tp_example.py): the residual
+    stream is split along the sequence; norms run on each rank's positions; attention and
+    feed-forward gather the sequence, split heads and hidden units, and reduce-scatter back."""
+    rank, size = world
+    px.manual_seed(1)
+    model = Llama().double()
+    reference = copy.deepcopy(model)
+    mesh = init_device_mesh("cpu", (size,))
+    parallelize_module(model, mesh, {
+        "tok_embeddings": RowwiseParallel(input_layouts=Replicate(), output_layouts=Shard(1)),
+        "norm": SequenceParallel(),
+        "output": ColwiseParallel(input_layouts=Shard(1), output_layouts=Replicate())})
+    for block in model.layers:
+        parallelize_module(block, mesh, {
+            "attention_norm": SequenceParallel(),
+            "attention": PrepareModuleInput(input_layouts=(Shard(1),),
+                                            desired_input_layouts=(Replicate(),)),
+            "attention.wq": ColwiseParallel(), "attention.wk": ColwiseParallel(),
+            "attention.wv": ColwiseParallel(),
+            "attention.wo": RowwiseParallel(output_layouts=Shard(1)),
+            "ffn_norm": SequenceParallel(),
+            "feed_forward": PrepareModuleInput(input_layouts=(Shard(1),),
+                                               desired_input_layouts=(Replicate(),)),
+            "feed_forward.w1": ColwiseParallel(), "feed_forward.w3": ColwiseParallel(),
+            "feed_forward.w2": RowwiseParallel(output_layouts=Shard(1))})
+        block.attention.n_heads //= size                # this rank's heads
+    assert model.norm.weight.placements == (Replicate(),)
+    rng = np.random.default_rng(1)
+    _train_alike(model, reference, [px.tensor(rng.integers(0, VOCAB, (2, 6)))
+                                    for _ in range(3)])    # the same batch on every rank
+
+
+def test_sequence_sharded_mlp_matches_one_process_on_the_whole_batch(world):
+    """pytorch/examples' sequence_parallel_example.py plan: each rank feeds its own rows
+    (dim 0); the layers gather them, compute on their columns, and reduce-scatter back."""
+    rank, size = world
+    px.manual_seed(2)
+    model = nn.Sequential(nn.Linear(DIM, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, 5)).double()
+    reference = copy.deepcopy(model)
+    parallelize_module(model, init_device_mesh("cpu", (size,)), {
+        "0": ColwiseParallel(input_layouts=Shard(0)),
+        "2": RowwiseParallel(output_layouts=Shard(0), use_local_output=False)})
+    opt = px.optim.AdamW(model.parameters(), lr=0.05)
+    ref_opt = px.optim.AdamW(reference.parameters(), lr=0.05)
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        x = px.tensor(rng.standard_normal((2 * size, DIM)))     # the same on every rank
+        out = model(x[2 * rank:2 * rank + 2])                    # this rank's rows in
+        assert isinstance(out, DTensor) and out.placements == (Shard(0),)
+        ref_out = reference(x)
+        np.testing.assert_allclose(out.full_tensor().detach().numpy(),
+                                   ref_out.detach().numpy(), rtol=1e-12)
+        (out.to_local() ** 2).sum().backward()      # each rank's rows' part of the loss
+        (ref_out ** 2).sum().backward()
+        for o in (opt, ref_opt):
+            o.step()
+            o.zero_grad()
+    for name, value in model.state_dict().items():
+        np.testing.assert_allclose(value.full_tensor().numpy(),
+                                   reference.state_dict()[name].numpy(), rtol=1e-10,
+                                   atol=1e-12, err_msg=name)
+
+
+def test_layers_hand_dtensors_to_each_other_and_outputs_are_relaid(world):
+    """use_local_output=False passes DTensors from layer to layer; PrepareModuleInputOutput
+    runs a module on each rank's rows; PrepareModuleOutput hands each rank its rows of the
+    model's output, whose losses sum to one process's."""
+    rank, size = world
+    px.manual_seed(3)
+    model = nn.Sequential(nn.Sequential(nn.Linear(DIM, HIDDEN), nn.Linear(HIDDEN, DIM),
+                                        nn.Tanh(), nn.Linear(DIM, VOCAB))).double()
+    reference = copy.deepcopy(model)
+    rows = Shard(0)
+    parallelize_module(model, init_device_mesh("cpu", (size,)), {
+        "0.0": ColwiseParallel(use_local_output=False),
+        "0.1": RowwiseParallel(output_layouts=rows, use_local_output=False),
+        "0.2": PrepareModuleInputOutput(input_layouts=rows, desired_input_layouts=rows,
+                                        use_local_input=True, output_layouts=rows,
+                                        desired_output_layouts=rows, use_local_output=False),
+        "0.3": ColwiseParallel(input_layouts=rows, output_layouts=Replicate()),
+        "0": PrepareModuleOutput(output_layouts=Replicate(), desired_output_layouts=rows)})
+    opt = px.optim.SGD(model.parameters(), lr=0.1)
+    ref_opt = px.optim.SGD(reference.parameters(), lr=0.1)
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        x = px.tensor(rng.standard_normal((2 * size, DIM)))     # the same on every rank
+        out, ref_out = model(x), reference(x)
+        assert tuple(out.shape) == (2, VOCAB)                   # this rank's rows
+        np.testing.assert_allclose(out.detach().numpy(),
+                                   ref_out[2 * rank:2 * rank + 2].detach().numpy(),
+                                   rtol=1e-12)
+        (out ** 2).sum().backward()
+        (ref_out ** 2).sum().backward()
+        for o in (opt, ref_opt):
+            o.step()
+            o.zero_grad()
+    for name, value in model.state_dict().items():
+        np.testing.assert_allclose(value.full_tensor().numpy(),
+                                   reference.state_dict()[name].numpy(), rtol=1e-10,
+                                   atol=1e-12, err_msg=name)
+
+
 def test_unsupported_layouts_and_modules_are_refused(world):
-    with pytest.raises(NotImplementedError, match="use_local_output=False"):
-        ColwiseParallel(use_local_output=False)
-    with pytest.raises(NotImplementedError, match="output_layouts"):
-        RowwiseParallel(output_layouts=Shard(-1))
+    with pytest.raises(TypeError, match="expected a Placement"):
+        RowwiseParallel(output_layouts="shard")
+    with pytest.raises(ValueError, match="should have same length"):
+        PrepareModuleInput(input_layouts=(Shard(1), None), desired_input_layouts=(Replicate(),))
+    block = parallelize_module(nn.Linear(2, 2), None, PrepareModuleInput(
+        input_layouts=(Shard(0),), desired_input_layouts=(Replicate(),)))
+    with pytest.raises(ValueError, match="module inputs and input_layouts"):
+        block(px.ones(2, 2), px.ones(2, 2))
+    import phalanx.distributed.tensor.parallel as tp
+    with pytest.raises(AttributeError, match="loss_parallel"):
+        tp.loss_parallel
     with pytest.raises(NotImplementedError, match="Linear and nn.Embedding"):
         parallelize_module(nn.Conv2d(1, 2, 3), None, ColwiseParallel())
     with pytest.raises(ValueError, match="matches 'nope'"):

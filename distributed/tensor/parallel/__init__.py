@@ -1,20 +1,22 @@
-"""`torch.distributed.tensor.parallel`: tensor parallelism, one layer's weights split over a
-1-D mesh (Megatron-LM's column and row parallel layers; see style.py).
+"""`torch.distributed.tensor.parallel`: tensor and sequence parallelism over a 1-D mesh
+(Megatron-LM's column and row parallel layers, and sequence-parallel norms; see style.py).
 
     tp = init_device_mesh("cpu", (world_size,))
     parallelize_module(block, tp, {"w1": ColwiseParallel(), "w2": RowwiseParallel()})
 
-Every rank gives the layers the same input and gets the same output; the gradients of the
-sharded parameters are DTensors, of which each rank holds its chunk (optimizers, clipping and
-state dicts take them as FSDP's). Not here: SequenceParallel, PrepareModuleInput/Output,
-loss_parallel, and tensor and data parallelism on one 2-D mesh.
+Every rank gives the layers the same input (or, with sequence parallelism, its part of the
+sequence); the gradients of the sharded parameters are DTensors, of which each rank holds its
+chunk (optimizers, clipping and state dicts take them as FSDP's). Not here: loss_parallel,
+and tensor and data parallelism on one 2-D mesh.
 """
 import fnmatch
 import warnings
 
-from .style import ColwiseParallel, ParallelStyle, RowwiseParallel
+from .style import (ColwiseParallel, ParallelStyle, PrepareModuleInput, PrepareModuleInputOutput,
+                    PrepareModuleOutput, RowwiseParallel, SequenceParallel)
 
-__all__ = ["ColwiseParallel", "ParallelStyle", "RowwiseParallel", "parallelize_module"]
+__all__ = ["ColwiseParallel", "ParallelStyle", "PrepareModuleInput", "PrepareModuleInputOutput",
+           "PrepareModuleOutput", "RowwiseParallel", "SequenceParallel", "parallelize_module"]
 
 
 def parallelize_module(module, device_mesh=None, parallelize_plan=None, *, src_data_rank=0):
@@ -48,8 +50,8 @@ def parallelize_module(module, device_mesh=None, parallelize_plan=None, *, src_d
 
 
 def __getattr__(name):
-    if name in ("SequenceParallel", "PrepareModuleInput", "PrepareModuleOutput",
-                "PrepareModuleInputOutput", "loss_parallel"):
-        raise AttributeError(f"phalanx.distributed.tensor.parallel has no {name}: Phalanx's "
-                             f"tensor parallelism has ColwiseParallel and RowwiseParallel")
+    if name == "loss_parallel":
+        raise AttributeError("phalanx.distributed.tensor.parallel has no loss_parallel: "
+                             "gather the logits whole (ColwiseParallel(output_layouts="
+                             "Replicate())) and use F.cross_entropy")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
