@@ -24,6 +24,7 @@ from .tensor import Tensor, backend, dtypes
 
 FORMAT = "phalanx.checkpoint.v1"
 MAX_DEPTH = 100                  # nesting of containers a checkpoint may hold
+_INT64_END = 1 << 63             # sizes (and an array's bytes) stay below this, as NumPy needs
 _TREE_KEY = "phalanx.tree"
 _FORMAT_KEY = "format"
 
@@ -32,7 +33,9 @@ _FORMAT_KEY = "format"
 class _Encoder:
     def __init__(self):
         self.arrays = {}
-        self._seen = {}  # id(obj) -> key, so a tensor stored twice is one entry (and shared)
+        # id(obj) -> (key, obj), so a tensor stored twice is one entry (and shared); holding
+        # obj keeps its id from going to a temporary made later (a sparse tensor's indices)
+        self._seen = {}
 
     def encode(self, obj, where):
         if obj is None or isinstance(obj, (bool, str)):
@@ -107,17 +110,27 @@ class _Encoder:
                             f"{where}; only bool, integer and float arrays are supported")
 
     def _store(self, obj, arr):
-        key = self._seen.get(id(obj))
-        if key is None:
-            key = self._seen[id(obj)] = str(len(self.arrays))
-            self.arrays[key] = arr if arr.flags.c_contiguous else arr.copy(order="C")
+        seen = self._seen.get(id(obj))
+        if seen is not None:
+            return seen[0]
+        key = str(len(self.arrays))
+        self._seen[id(obj)] = (key, obj)
+        self.arrays[key] = arr if arr.flags.c_contiguous else arr.copy(order="C")
         return key
+
+
+def _describe_use(use):
+    if use[0] != "tensor":
+        return {"ndarray": "an ndarray", "npscalar": "a NumPy scalar"}[use[0]]
+    _, device, requires_grad, complex128 = use
+    pairs = ", as complex128 pairs" if complex128 else ""
+    return f"a tensor on {device} with requires_grad={requires_grad}{pairs}"
 
 
 class _Decoder:
     def __init__(self, arrays, map_location, path):
         self.arrays, self.map_location, self.path = arrays, map_location, path
-        self._built = {}
+        self._built = {}   # array name -> (how the tree first used it, what that built)
 
     def _corrupt(self, what):
         return ValueError(f"{self.path} is corrupt: its structure does not match its tensors "
@@ -151,10 +164,13 @@ class _Decoder:
                 raise self._corrupt(f"unknown device {value!r}") from None
         if kind == "tensor" and isinstance(node.get("device"), str) and \
                 isinstance(node.get("requires_grad"), bool):
-            return self._cached(value, lambda a: self._tensor(a, node))
+            use = ("tensor", node["device"], node["requires_grad"], node.get("complex128"))
+            return self._cached(value, use, lambda a: self._tensor(a, node))
         if kind == "sparse_coo" and isinstance(value, list) and len(value) == 2 and \
                 isinstance(node.get("size"), list) and isinstance(node.get("coalesced"), bool):
             from .tensor.sparse_coo import sparse_coo_tensor
+            if not all(type(n) is int and 0 <= n < _INT64_END for n in node["size"]):
+                raise self._corrupt(f"a sparse tensor of size {node['size']!r:.60}")
             indices, values = (self.decode(v, depth + 1) for v in value)
             if not (isinstance(indices, Tensor) and isinstance(values, Tensor)):
                 raise self._corrupt("a sparse tensor without index and value tensors")
@@ -165,9 +181,9 @@ class _Decoder:
             except (RuntimeError, TypeError, ValueError) as e:
                 raise self._corrupt(f"a malformed sparse tensor ({e})") from None
         if kind == "ndarray":
-            return self._cached(value, lambda a: a)
+            return self._cached(value, ("ndarray",), lambda a: a)
         if kind == "npscalar":
-            return self._array(value)[()]
+            return self._cached(value, ("npscalar",), self._scalar)
         raise self._corrupt(f"unknown entry {kind!r}: {value!r:.60}")
 
     def _key(self, node, depth):
@@ -181,11 +197,23 @@ class _Decoder:
             raise self._corrupt(f"it refers to tensor {key!r:.60}, which the file does not hold")
         return self.arrays[key]
 
-    def _cached(self, key, build):
-        self._array(key)
+    def _cached(self, key, use, build):
+        """What the array `key` builds as `use` (its kind and, for a tensor, its device and
+        requires_grad). One object referenced twice is one entry used the same way twice; an
+        entry used two ways (a tensor and an ndarray) is a crafted or damaged file."""
+        arr = self._array(key)
         if key not in self._built:
-            self._built[key] = build(self._array(key))
-        return self._built[key]
+            self._built[key] = (use, build(arr))
+        first, built = self._built[key]
+        if first != use:
+            raise self._corrupt(f"entry {key!r} is used both as {_describe_use(first)} and as "
+                                f"{_describe_use(use)}")
+        return built
+
+    def _scalar(self, arr):
+        if arr.ndim != 0:
+            raise self._corrupt(f"a NumPy scalar stored as an array of shape {list(arr.shape)}")
+        return arr[()]
 
     def _tensor(self, arr, node):
         saved = node["device"]
@@ -219,7 +247,10 @@ class _Decoder:
                                    f"{target}: {e}. Pass map_location='cpu' to load it on the "
                                    f"CPU") from e
         if node["requires_grad"]:
-            t.requires_grad_(True)
+            try:
+                t.requires_grad_(True)
+            except RuntimeError:  # save never writes one
+                raise self._corrupt(f"a tensor of dtype {t.dtype} requires grad") from None
         return t
 
 
@@ -400,8 +431,9 @@ def _read_arrays(payload, header, path, upcast_bfloat16):
             raise bad(f"has dtype {dtype!r:.40}, which Phalanx cannot load (it reads "
                       f"{', '.join(_ST_DTYPES)})")
         if not (isinstance(shape, list) and len(shape) <= MAX_DIMS and all(
-                type(d) is int and d >= 0 for d in shape)):
-            raise bad(f"has shape {shape!r:.60}; expected a list of at most {MAX_DIMS} sizes >= 0")
+                type(d) is int and 0 <= d < _INT64_END for d in shape)):
+            raise bad(f"has shape {shape!r:.60}; expected a list of at most {MAX_DIMS} sizes in "
+                      f"[0, 2**63)")
         if not (isinstance(offsets, list) and len(offsets) == 2
                 and all(type(o) is int for o in offsets)
                 and 0 <= offsets[0] <= offsets[1] <= len(payload)):
@@ -412,6 +444,9 @@ def _read_arrays(payload, header, path, upcast_bfloat16):
             raise bad(f"of shape {shape} and dtype {dtype} needs "
                       f"{math.prod(shape) * itemsize} bytes, but its offsets span "
                       f"{offsets[1] - offsets[0]}")
+        if math.prod(d for d in shape if d) * itemsize >= _INT64_END:  # an empty array's
+            raise bad(f"has shape {shape}: even empty, NumPy can't hold it (its nonzero sizes "
+                      f"times the {itemsize}-byte item size reach 2**63)")
         arr = np.frombuffer(payload[offsets[0]:offsets[1]], dtype=_ST_DTYPES[dtype]).copy()
         if dtype == "BF16" and upcast_bfloat16:  # the top half of a float32: exact
             arr = (arr.astype(np.uint32) << 16).view(np.float32)

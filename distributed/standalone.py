@@ -94,7 +94,7 @@ def master_from(init_method, environ):
         raise ValueError(f"init_method env:// needs both MASTER_ADDR and MASTER_PORT (got "
                          f"MASTER_ADDR={addr!r}, MASTER_PORT={port!r})")
     try:
-        return addr, int(port)
+        return addr.strip("[]"), int(port)
     except ValueError:
         raise ValueError(f"MASTER_PORT={port!r} is not a port number") from None
 
@@ -117,6 +117,7 @@ def rank_and_size(rank, world_size, environ):
 
 
 def is_loopback(host):
+    host = host.strip("[]")
     if host == "localhost":
         return True
     try:
@@ -126,6 +127,38 @@ def is_loopback(host):
             return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
         except OSError:
             return False
+
+
+def address_of(host):
+    """The IP address `host` names, IPv4 or IPv6 (a name is resolved, IPv4 first, as
+    `socket.gethostbyname` does, which knows no IPv6)."""
+    host = host.strip("[]")
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError as e:
+        raise ValueError(f"cannot resolve the master's host name {host!r} ({e}); set "
+                         f"MASTER_ADDR (or the host given) to an address of the master's "
+                         f"host") from None
+    found.sort(key=lambda info: info[0] != socket.AF_INET)
+    return found[0][4][0]
+
+
+def bind_address(host):
+    """Where a master named `host` serves the store: the loopback address it names, else every
+    interface (every IPv6 one too for an IPv6 address)."""
+    if is_loopback(host):
+        return address_of(host)
+    return "::" if ":" in host else "0.0.0.0"
+
+
+def endpoint_of(host, port):
+    """`tcp://host:port`, an IPv6 address in brackets."""
+    host = host.strip("[]")
+    return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
 
 
 def token_dir(environ=None):
@@ -208,8 +241,7 @@ def start(init_method, rank, world_size, timeout, environ=None):
     if rank == 0:
         token = given or new_token()
         try:
-            bind = (socket.gethostbyname(host) if loopback else "0.0.0.0")
-            server = StoreServer(host=bind, port=port, token=token).start()
+            server = StoreServer(host=bind_address(host), port=port, token=token).start()
         except StoreError as e:
             raise RuntimeError(f"rank 0 cannot serve the rendezvous store at {host}:{port} "
                                f"({e}); is MASTER_PORT in use by another job?") from None
@@ -263,7 +295,7 @@ def from_file(where, rank, world_size, timeout, environ=None):
     try:
         if rank == 0:
             host = environ.get("MASTER_ADDR") or socket.gethostname()
-            server = StoreServer(host=socket.gethostbyname(host), port=0,
+            server = StoreServer(host=address_of(host), port=0,
                                  token=environ.get(TOKEN_ENV) or new_token()).start()
             files.set(_FILE_KEY, f"{server.endpoint} {server.token}")
         store = _connect_through(files, f"rank {rank}", deadline)
@@ -314,7 +346,7 @@ def _connect(host, port, token, who, environ, deadline):
     """A client of the store that answered a ping under our token; with a token file, read the
     file until it holds the token of the server that is up (an older job's file is replaced by
     rank 0 as it starts)."""
-    endpoint = f"tcp://{host}:{port}"
+    endpoint = endpoint_of(host, port)
     last = None
     while True:
         left = deadline - time.monotonic()

@@ -1,18 +1,35 @@
 """The rendezvous key-value store: a ZeroMQ server and client speaking msgpack.
 
-Every message is two frames, `[hmac, body]`: `body` is a msgpack list and `hmac` is its
-HMAC-SHA256 under the job's token, so a process that does not hold the token can neither read nor
-write. Requests are `[request_id, op, *args]`; replies are `[request_id, ok, result_or_error]`.
-The server answers malformed, oversized and unauthenticated frames, and requests whose arguments
-have the wrong types or values, with an error and keeps serving. Values are bytes (str is
-encoded as UTF-8), as in PyTorch's TCPStore.
+What protects what:
+- Connections. The server admits a connection only after ZeroMQ's handshake proves a
+  credential derived from the job's token (zmq_auth.py: a gatekeeper answers ZeroMQ's
+  authentication hook, ZAP). Until then ZeroMQ delivers and queues nothing from the peer, so a
+  process without the token can neither read nor write a key, nor make the server buffer its
+  bytes: ZeroMQ bounds every frame, during the handshake too (MAXMSGSIZE, a little over
+  `FRAME_BYTES`), and the ends cut larger messages in frames of `FRAME_BYTES`.
+- The wire. The store speaks CurveZMQ wherever libzmq has it (`store_security`), on loopback
+  too: the client proves the token to the server and the server to the client, and every
+  message is encrypted and authenticated under keys of that connection alone, so bytes seen on
+  the wire can be neither read, altered, nor replayed on another connection, and a process
+  squatting the store's port can neither pose as the store nor learn a credential. (A libzmq
+  without CurveZMQ falls back to PLAIN, which authenticates the client only and encrypts
+  nothing: loopback only, or across hosts where PHALANX_ZMQ_SECURITY=plain says the network is
+  trusted.) A message therefore carries no signature of its own.
+- The client. It reads replies only from a connection that proved the store's key; a server
+  that fails the handshake (a wrong token, an impostor) is reported with a fixed message, and
+  a reply that does not parse, or answers another request, is never trusted.
+- The server. A message is `[frame, ...]`, the frames of one msgpack list. Requests are
+  `[request_id, op, *args]`; replies are `[request_id, ok, result_or_error]`. The server answers
+  malformed and oversized messages, and requests whose arguments have the wrong types or values,
+  with an error and keeps serving: even a token holder cannot knock it over. Whoever holds the
+  token can read every key and stop the job: treat it as a password.
+Values are bytes (str is encoded as UTF-8), as in PyTorch's TCPStore.
 
-This module imports only the standard library, pyzmq and msgpack: the launcher uses it, and the
-launcher must start fast.
+This module imports only the standard library, pyzmq and msgpack (and zmq_auth, which imports
+no more): the launcher uses it, and the launcher must start fast.
 """
 import datetime
-import hashlib
-import hmac
+import itertools
 import math
 import numbers
 import os
@@ -26,12 +43,18 @@ import msgpack
 import zmq
 
 from .errors import DistStoreError
+from .zmq_auth import Gatekeeper, StoreCredentials, store_security
 
 ENDPOINT_ENV = "PHALANX_STORE_ENDPOINT"
 TOKEN_ENV = "PHALANX_STORE_TOKEN"
 DEFAULT_TIMEOUT = 300.0
 MAX_MESSAGE_BYTES = 64 << 20
+FRAME_BYTES = 1 << 20              # the largest frame a client sends, and the server replies
+_WIRE_FRAME_BYTES = FRAME_BYTES + 4096     # ZeroMQ's MAXMSGSIZE: a frame and CurveZMQ's framing
 MAX_TIMEOUT = 1e8                  # seconds (about three years): longer waits are cut to it
+_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                     | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+_monitor_ids = itertools.count()
 
 __all__ = ["Store", "StoreServer", "StoreError", "StoreTimeout", "new_token",
            "ENDPOINT_ENV", "TOKEN_ENV"]
@@ -49,8 +72,14 @@ def new_token():
     return secrets.token_hex(16)
 
 
-def _sign(key, body):
-    return hmac.new(key, body, hashlib.sha256).digest()
+def _frames(body):
+    """`body` cut in frames of at most FRAME_BYTES."""
+    return [body[i:i + FRAME_BYTES] for i in range(0, len(body), FRAME_BYTES)] or [b""]
+
+
+def _host_of(endpoint):
+    """The host of `tcp://host:port` (an IPv6 address keeps its brackets)."""
+    return endpoint.split("://", 1)[-1].rsplit(":", 1)[0]
 
 
 def _check_key(key, what="key"):
@@ -112,26 +141,38 @@ class StoreServer:
 
     def __init__(self, host="127.0.0.1", port=0, token=None, max_message_bytes=MAX_MESSAGE_BYTES):
         self.token = token or new_token()
-        self._key = self.token.encode()
         self.max_message_bytes = max_message_bytes
+        host = host.strip("[]")                       # "[::1]" as in an endpoint, or "::1"
+        self.security = store_security(host)
+        credentials = StoreCredentials(self.token)
         self._ctx = zmq.Context()
+        # the context's gatekeeper, up before the socket binds: no connection is ever admitted
+        # without it (this context is the server's own, so a transport in this process has its
+        # own gatekeeper)
+        self._gatekeeper = Gatekeeper(self._ctx, credentials.admit, f"store on {host}")
+        self._gatekeeper.start()
         self._sock = self._ctx.socket(zmq.ROUTER)
         self._sock.setsockopt(zmq.LINGER, 0)
-        # zmq drops (without reply) anything past twice our own limit, so a huge frame cannot
-        # exhaust memory; frames between the limits get a proper error reply.
-        self._sock.setsockopt(zmq.MAXMSGSIZE, 2 * max_message_bytes + 4096)
+        credentials.secure_server(self._sock, self.security)
+        # zmq drops the connection of a peer sending a larger frame (and allocates no more for
+        # it, handshake included); clients cut messages in frames of FRAME_BYTES
+        self._sock.setsockopt(zmq.MAXMSGSIZE, _WIRE_FRAME_BYTES)
         self._sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        if ":" in host:
+            self._sock.setsockopt(zmq.IPV6, 1)
+        address = f"[{host}]" if ":" in host else host
         try:
             if port:
-                self._sock.bind(f"tcp://{host}:{port}")
+                self._sock.bind(f"tcp://{address}:{port}")
             else:
-                port = self._sock.bind_to_random_port(f"tcp://{host}")
+                port = self._sock.bind_to_random_port(f"tcp://{address}")
         except zmq.ZMQError as e:
             self._sock.close()
             self._ctx.term()
-            raise StoreError(f"store cannot bind tcp://{host}:{port}: {e}; pick another port "
+            raise StoreError(f"store cannot bind tcp://{address}:{port}: {e}; pick another port "
                              f"(--rdzv-endpoint host:PORT) or use --standalone") from e
         self.host, self.port = host, int(port)
+        self._gatekeeper.where = f"store at {self.endpoint}"
         self._data = {}
         self._waiters = []           # [deadline, identity, request_id, keys, reply_value_of]
         self._stop = threading.Event()
@@ -141,8 +182,14 @@ class StoreServer:
 
     @property
     def endpoint(self):
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "*") else self.host
-        return f"tcp://{host}:{self.port}"
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "*", "::") else self.host
+        return f"tcp://[{host}]:{self.port}" if ":" in host else f"tcp://{host}:{self.port}"
+
+    @property
+    def refused(self):
+        """How many connections the gatekeeper refused (a wrong token that knew the store's key,
+        or a guessed PLAIN password; other handshakes fail before it is asked)."""
+        return self._gatekeeper.refused
 
     def start(self):
         self._thread = threading.Thread(target=self.serve_forever, name="phalanx-store",
@@ -156,7 +203,7 @@ class StoreServer:
         try:
             while not self._stop.is_set():
                 if poller.poll(self._poll_ms()):
-                    frames = self._sock.recv_multipart(copy=True)
+                    frames = self._sock.recv_multipart(copy=False)
                     try:
                         self._handle(frames)
                     except Exception:        # a request we failed to foresee: drop it, serve on
@@ -193,29 +240,25 @@ class StoreServer:
         wait = min(w[0] for w in self._waiters) - time.monotonic()
         return max(0, min(100, int(wait * 1000) + 1))
 
-    def _reply(self, identity, request_id, ok, result, signed=True):
+    def _reply(self, identity, request_id, ok, result):
         body = msgpack.packb([request_id, ok, result], use_bin_type=True)
-        mac = _sign(self._key, body) if signed else b""
-        self._sock.send_multipart([identity, mac, body])
+        self._sock.send_multipart([identity, *_frames(body)])
 
     def _handle(self, frames):
-        identity, parts = frames[0], frames[1:]
-        if len(parts) != 2:
-            return self._reply(identity, None, False,
-                               f"malformed message: expected 2 frames [hmac, body], "
-                               f"got {len(parts)}", signed=False)
-        mac, body = parts
-        if len(body) > self.max_message_bytes:
-            return self._reply(identity, None, False,
-                               f"message of {len(body)} bytes exceeds the store's limit of "
-                               f"{self.max_message_bytes} bytes", signed=False)
-        if not hmac.compare_digest(mac, _sign(self._key, body)):
-            return self._reply(identity, None, False,
-                               "authentication failed: the message is not signed with this "
-                               f"store's token; set {TOKEN_ENV} to the launcher's token",
-                               signed=False)
+        """One message of an authenticated client (ZeroMQ admits no other): `frames` are its
+        identity, then the frames of its body."""
+        identity, parts = bytes(frames[0]), frames[1:]
+        size = sum(len(p) for p in parts)
+        if size > self.max_message_bytes:
+            return self._reply(identity, _request_id_of(parts[0]), False,
+                               f"message of {size} bytes exceeds the store's limit of "
+                               f"{self.max_message_bytes} bytes")
+        if len(parts) > size // FRAME_BYTES + 1:
+            return self._reply(identity, _request_id_of(parts[0]), False,
+                               f"malformed message: {size} bytes in {len(parts)} frames; "
+                               f"expected frames of {FRAME_BYTES} bytes, the last one shorter")
         try:
-            request = msgpack.unpackb(body, raw=False)
+            request = msgpack.unpackb(b"".join(parts), raw=False)
             request_id, op, *args = request
             if not isinstance(request_id, int) or isinstance(request_id, bool):
                 raise TypeError(f"request id must be an int, got {type(request_id).__name__}")
@@ -306,6 +349,19 @@ class StoreServer:
                 self._reply(ident, rid, False, {"timeout": missing})
 
 
+def _request_id_of(frame):
+    """The request id at the start of a message the server will not read whole, so that its
+    error reply reaches the caller; None if there is none."""
+    try:
+        unpacker = msgpack.Unpacker(raw=False, max_buffer_size=FRAME_BYTES)
+        unpacker.feed(frame)
+        unpacker.read_array_header()
+        request_id = unpacker.unpack()
+    except Exception:  # noqa: BLE001 - no id to be found: the reply goes without one
+        return None
+    return request_id if type(request_id) is int else None
+
+
 def _bytes_arg(value):
     if not isinstance(value, bytes):
         raise TypeError(f"values must be bytes, got {type(value).__name__}")
@@ -340,10 +396,24 @@ class Store:
         # a StoreServer in this process: calls fail at once if its thread died, instead of
         # waiting out their timeout (the launcher's agent must notice, and honour signals)
         self._local_server = local_server
-        self._key = token.encode()
+        host = _host_of(endpoint)
         self._ctx = zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, _WIRE_FRAME_BYTES)   # what an impostor may send
+        if host.startswith("["):
+            self._sock.setsockopt(zmq.IPV6, 1)
+        StoreCredentials(token).secure_client(self._sock, store_security(host.strip("[]")))
+        # handshake failures, watched so that a server without our token (or not a store at
+        # all) is reported at once rather than by a timeout
+        monitor = f"inproc://phalanx-store-monitor-{os.getpid()}-{next(_monitor_ids)}"
+        self._sock.monitor(monitor, _HANDSHAKE_FAILED)
+        self._monitor = self._ctx.socket(zmq.PAIR)
+        self._monitor.setsockopt(zmq.LINGER, 0)
+        self._monitor.connect(monitor)
+        self._poller = zmq.Poller()
+        self._poller.register(self._sock, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
         self._sock.connect(endpoint)
         self._lock = threading.Lock()
         self._next_id = 0
@@ -360,7 +430,8 @@ class Store:
 
     def close(self):
         with self._lock:
-            self._sock.close(0)
+            self._sock.close(0)          # ends its monitor too
+            self._monitor.close(0)
 
     def __enter__(self):
         return self
@@ -465,7 +536,8 @@ class Store:
             if len(body) > MAX_MESSAGE_BYTES:
                 raise StoreError(f"store {op} of key {key!r}: {len(body)} bytes exceeds the "
                                  f"limit of {MAX_MESSAGE_BYTES} bytes; store a path instead")
-            self._sock.send_multipart([_sign(self._key, body), body], copy=False)
+            self._drain_monitor()             # failures of earlier connection attempts
+            self._sock.send_multipart(_frames(body), copy=False)
             # The server answers a blocking get/wait at its deadline; allow for the transit.
             deadline = time.monotonic() + timeout + (1.0 if op in ("get", "wait") else 0.0)
             while True:
@@ -478,10 +550,17 @@ class Store:
                         f"store`) and reachable?")
                 # with a server in this process, wake up now and then to see it still serves
                 step = min(left, 0.1) if self._local_server is not None else left
-                if not self._sock.poll(int(step * 1000) + 1, zmq.POLLIN):
+                ready = dict(self._poller.poll(int(step * 1000) + 1))
+                if self._monitor in ready and self._drain_monitor():
+                    raise StoreError(
+                        f"store {op} of key {key!r}: authentication failed at "
+                        f"{self.endpoint}: the server there refused our handshake or could "
+                        f"not prove the store's key, so it does not hold this job's token (is "
+                        f"{TOKEN_ENV} the one the store was started with?) or is not a "
+                        f"phalanx store")
+                if self._sock not in ready:
                     continue
-                frames = self._sock.recv_multipart()
-                reply = self._check_reply(frames, op, key)
+                reply = self._parse_reply(self._sock.recv_multipart(), op, key)
                 if reply[0] == rid:
                     break                       # earlier, timed-out requests' replies are skipped
         _, ok, result = reply
@@ -489,19 +568,28 @@ class Store:
             return result
         if isinstance(result, dict) and "timeout" in result:
             raise StoreTimeout(f"store {op} at {self.endpoint} timed out after {timeout:.1f} s "
-                               f"waiting for key(s) {result['timeout']!r}; did every rank reach "
-                               f"this point? raise the timeout if startup is slow")
-        raise StoreError(f"store {op} of key {key!r} at {self.endpoint} failed: {result}")
+                               f"waiting for key(s) {result.get('timeout')!r:.300}; did every "
+                               f"rank reach this point? raise the timeout if startup is slow")
+        raise StoreError(f"store {op} of key {key!r} at {self.endpoint} failed: {result!s:.500}")
 
-    def _check_reply(self, frames, op, key):
-        if len(frames) != 2:
+    def _drain_monitor(self):
+        """Whether a handshake failed since the last look."""
+        failed = False
+        while True:
+            try:
+                self._monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return failed
+            failed = True
+
+    def _parse_reply(self, frames, op, key):
+        """`[request_id, ok, result]` from an authenticated server (ZeroMQ delivers nothing
+        else); a reply that does not parse is refused without showing its content."""
+        try:
+            reply = msgpack.unpackb(b"".join(frames), raw=False)
+            if not (isinstance(reply, list) and len(reply) == 3 and isinstance(reply[1], bool)):
+                raise ValueError
+        except Exception:  # noqa: BLE001 - whatever the bytes, the same error
             raise StoreError(f"store at {self.endpoint} sent a malformed reply to {op} of key "
-                             f"{key!r}: {len(frames)} frames")
-        mac, body = frames
-        if not mac:
-            _, _, error = msgpack.unpackb(body, raw=False)
-            raise StoreError(f"store {op} of key {key!r} at {self.endpoint} rejected: {error}")
-        if not hmac.compare_digest(mac, _sign(self._key, body)):
-            raise StoreError(f"store at {self.endpoint} answered {op} of key {key!r} with a "
-                             f"reply not signed by our token: wrong {TOKEN_ENV}?")
-        return msgpack.unpackb(body, raw=False)
+                             f"{key!r}; is it a phalanx store of the same version?") from None
+        return reply

@@ -9,7 +9,6 @@ fresh token, readable by this user alone. A `TCPStore` is accepted by
 """
 import datetime
 import os
-import socket
 import time
 
 from . import standalone
@@ -64,7 +63,7 @@ class TCPStore(Store):
     def _serve(self, host, port, given, multi_tenant):
         """Start (or, multi-tenant, share) the server, and without a given token write the
         master's token file; returns the server's port."""
-        bind = socket.gethostbyname(host) if standalone.is_loopback(host) else "0.0.0.0"
+        bind = standalone.bind_address(host)
         key = (bind, port)
         if multi_tenant and port and key in _tenants:
             _tenants[key][2] += 1

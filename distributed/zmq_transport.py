@@ -2,10 +2,11 @@
 
 Each rank binds one PULL socket and connects one PUSH socket to every peer's. Every connection
 is authenticated before ZeroMQ hands over a single frame from it: the receiving socket is a
-ZeroMQ security server, and the `_Gatekeeper` thread (ZeroMQ's authentication hook, ZAP)
-accepts a connection only with a credential derived from the job's store token, which never
-travels itself. A process without the token is refused during ZeroMQ's handshake: nothing it
-sends reaches the mailbox, the unpickler or the reductions, and none of it is buffered.
+ZeroMQ security server, and the `Gatekeeper` thread (ZeroMQ's authentication hook, ZAP, in
+zmq_auth.py, which the store shares) accepts a connection only with a credential derived from
+the job's store token, which never travels itself. A process without the token is refused
+during ZeroMQ's handshake: nothing it sends reaches the mailbox, the unpickler or the
+reductions, and none of it is buffered.
 
 Two mechanisms, chosen by where the bytes travel (`PHALANX_ZMQ_SECURITY` overrides it):
 - `plain` on loopback (single-node jobs): ZeroMQ's PLAIN handshake carries a per-group,
@@ -23,9 +24,6 @@ header is msgpack `[kind, key, description]`, the payload raw bytes. Frames are 
 yet read (`RECV_HWM` per peer): a peer past them is cut off or slowed down, so no peer can grow a
 rank without bound. A frame that does not parse is dropped with a warning naming its sender.
 """
-import hashlib
-import hmac
-import ipaddress
 import logging
 import os
 import socket
@@ -34,7 +32,9 @@ import threading
 import msgpack
 import numpy as np
 import zmq
-import zmq.utils.z85
+
+from .zmq_auth import SECURITY_ENV, Credentials, Gatekeeper, security_for
+from .zmq_auth import is_loopback as _is_loopback
 
 CHUNK_BYTES = int(os.environ.get("PHALANX_ZMQ_CHUNK_BYTES", 1 << 20))
 MAX_FRAME_BYTES = CHUNK_BYTES + (64 << 10)   # the largest frame a rank accepts
@@ -46,9 +46,7 @@ LINGER_SECONDS = 5.0     # how long shutdown (and exit) waits to deliver queued 
 # buffer before returning), which pays only from full chunks up (benchmarks/allreduce_bw.py:
 # copying wins at 1-4 MB all-reduces, zero-copy by ~10% from 16 MB, on 2 ranks).
 ZERO_COPY_BYTES = int(os.environ.get("PHALANX_ZMQ_ZERO_COPY_BYTES", CHUNK_BYTES))
-SECURITY_ENV = "PHALANX_ZMQ_SECURITY"
 HOST_ENV = "PHALANX_ZMQ_HOST"
-_ZAP_ENDPOINT = "inproc://zeromq.zap.01"      # where libzmq asks (RFC 27)
 
 log = logging.getLogger("phalanx.distributed")
 
@@ -69,114 +67,6 @@ def local_address(store_endpoint):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.connect((host, 9))              # no packet is sent; this only picks the route
         return s.getsockname()[0]
-
-
-def _is_loopback(host):
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def security_for(host):
-    """`plain` where the ranks talk over loopback, `curve` where bytes cross a network."""
-    chosen = os.environ.get(SECURITY_ENV, "").lower()
-    if chosen:
-        if chosen not in ("plain", "curve"):
-            raise ValueError(f"{SECURITY_ENV}={chosen!r}: choose 'plain' (authenticated "
-                             f"handshake) or 'curve' (authenticated and encrypted)")
-    else:
-        chosen = "plain" if _is_loopback(host) else "curve"
-    if chosen == "curve" and not zmq.has("curve"):
-        raise RuntimeError(f"ranks on different hosts encrypt their traffic with CurveZMQ, but "
-                           f"this libzmq ({zmq.zmq_version()}) was built without it; install "
-                           f"pyzmq from its wheels (pip install --force-reinstall pyzmq), or, "
-                           f"on a network only this job's hosts can reach, set "
-                           f"{SECURITY_ENV}=plain")
-    return chosen
-
-
-class Credentials:
-    """Every rank's secret for one group, derived from the job token: HMAC-SHA256(token,
-    group prefix, rank). Each rank can compute all of them, a process without the token none;
-    a new group (a restart, a re-init, a subgroup) has new ones."""
-
-    def __init__(self, token, prefix, size):
-        if not token:
-            raise ValueError("the zmq backend needs the job's store token to authenticate its "
-                             "connections; start the job with `phalanx run` (or set "
-                             "PHALANX_STORE_TOKEN)")
-        key = token.encode() if isinstance(token, str) else bytes(token)
-        self.secrets = [hmac.new(key, f"phalanx-zmq/{prefix}/{r}".encode(),
-                                 hashlib.sha256).digest() for r in range(size)]
-        self._curve = None
-
-    def password(self, rank):
-        return self.secrets[rank].hex().encode()
-
-    def curve_pair(self, rank):
-        """(public, secret) CurveZMQ keys of `rank`, Z85-encoded."""
-        secret = zmq.utils.z85.encode(self.secrets[rank])
-        return zmq.curve_public(secret), secret
-
-    def rank_of(self, mechanism, credentials):
-        """The rank these handshake credentials prove, or None."""
-        if mechanism == b"PLAIN" and len(credentials) == 2:
-            user, password = credentials
-            try:
-                rank = int(user)
-            except ValueError:
-                return None
-            if 0 <= rank < len(self.secrets) and hmac.compare_digest(password,
-                                                                     self.password(rank)):
-                return rank
-        elif mechanism == b"CURVE" and len(credentials) == 1:
-            if self._curve is None:
-                self._curve = {zmq.utils.z85.decode(self.curve_pair(r)[0]): r
-                               for r in range(len(self.secrets))}
-            return self._curve.get(credentials[0])
-        return None
-
-
-class _Gatekeeper(threading.Thread):
-    """Answers libzmq's authentication requests (ZAP) for one context: a connection is admitted
-    only with the credentials of a rank of the group, and its frames carry that rank as
-    `User-Id`. It ends when the context is terminated."""
-
-    def __init__(self, ctx, credentials, where):
-        super().__init__(name=f"phalanx-zmq-auth-{where}", daemon=True)
-        self._sock = ctx.socket(zmq.REP)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.bind(_ZAP_ENDPOINT)
-        self._credentials, self._where = credentials, where
-        self.refused = 0
-
-    def run(self):
-        sock = self._sock
-        while True:
-            try:
-                request = sock.recv_multipart()
-            except zmq.ContextTerminated:
-                break
-            version, request_id, _domain, address, _identity, mechanism, *creds = request + \
-                [b""] * max(0, 6 - len(request))
-            rank = self._credentials.rank_of(mechanism, creds)
-            if rank is None:
-                self.refused += 1
-                if self.refused <= 3 or self.refused in (10, 100, 1000, 10000):
-                    log.warning("%s: refused a %s connection from %s (%d so far): its "
-                                "credentials are not this job's (a process without the job "
-                                "token?)", self._where,
-                                mechanism.decode(errors="replace") or "malformed",
-                                address.decode(errors="replace"), self.refused)
-                reply = [b"1.0", request_id, b"400", b"not a rank of this job", b"", b""]
-            else:
-                reply = [b"1.0", request_id, b"200", b"OK", str(rank).encode(), b""]
-            try:
-                sock.send_multipart(reply)
-            except zmq.ContextTerminated:
-                break
-        sock.close(0)
 
 
 # message kinds
@@ -201,7 +91,7 @@ class Transport:
         self.security = security_for(host)
         credentials = Credentials(getattr(store, "token", None), prefix, size)
         self._ctx = zmq.Context()
-        self._gatekeeper = _Gatekeeper(self._ctx, credentials, self.where)
+        self._gatekeeper = Gatekeeper(self._ctx, credentials.admit, self.where)
         self._gatekeeper.start()
         self._push = []
         try:

@@ -303,6 +303,11 @@ def _checkpoint(tree, tensors=None, payload=b""):
 
 F32 = {"0": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
 PAYLOAD = np.array([1.5, -2.0], np.float32).tobytes()
+# an int64 [[10**12]] and a float32 [1.0]
+ENTRIES = {"0": {"dtype": "I64", "shape": [1, 1], "data_offsets": [0, 8]},
+           "1": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]}}
+ENTRY_BYTES = np.int64(10 ** 12).tobytes() + np.float32(1.0).tobytes()
+TENSOR1 = {"tensor": "1", "device": "cpu", "requires_grad": False}
 
 
 @pytest.mark.parametrize("data, message", [
@@ -348,6 +353,27 @@ PAYLOAD = np.array([1.5, -2.0], np.float32).tobytes()
     (_craft({"x": {"dtype": "F32", "shape": [2 ** 40, 2 ** 40], "data_offsets": [0, 8]}},
             PAYLOAD), "needs"),
     (_craft({"x": [1, 2]}), "not a {dtype, shape, data_offsets} entry"),
+    (_craft({"x": {"dtype": "F32", "shape": [0, 2 ** 70], "data_offsets": [0, 0]}}),
+     r"shape \[0, 1180591620717411303424\]; expected a list of at most 64 sizes in \[0, 2\*\*63\)"),
+    (_craft({"x": {"dtype": "F32", "shape": [0, 2 ** 62, 4], "data_offsets": [0, 0]}}),
+     "even empty, NumPy can't hold it"),
+    # one entry used two ways: each node must get the type its tree names, or the file is refused
+    (_checkpoint({"list": [TENSOR1, {"ndarray": "1"}]}, ENTRIES, ENTRY_BYTES),
+     "entry '1' is used both as a tensor on cpu with requires_grad=False and as an ndarray"),
+    (_checkpoint({"list": [{"ndarray": "1"}, TENSOR1]}, ENTRIES, ENTRY_BYTES),
+     "entry '1' is used both as an ndarray and as a tensor on cpu"),
+    (_checkpoint({"list": [TENSOR1, dict(TENSOR1, requires_grad=True)]}, ENTRIES, ENTRY_BYTES),
+     "used both as a tensor on cpu with requires_grad=False and as a tensor on cpu with "
+     "requires_grad=True"),
+    (_checkpoint({"list": [{"ndarray": "0"}, {"npscalar": "0"}]}, ENTRIES, ENTRY_BYTES),
+     "used both as an ndarray and as a NumPy scalar"),
+    (_checkpoint({"npscalar": "0"}, ENTRIES, ENTRY_BYTES),
+     r"a NumPy scalar stored as an array of shape \[1, 1\]"),
+    (_checkpoint({"tensor": "0", "device": "cpu", "requires_grad": True}, ENTRIES, ENTRY_BYTES),
+     "a tensor of dtype phalanx.int64 requires grad"),
+    (_checkpoint({"sparse_coo": [{"tensor": "0", "device": "cpu", "requires_grad": False},
+                                 TENSOR1], "size": [2 ** 70], "coalesced": False},
+                 ENTRIES, ENTRY_BYTES), "a sparse tensor of size \\[1180591620717411303424"),
     (_craft({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8], "more": 1}},
             PAYLOAD), "not a {dtype, shape, data_offsets} entry"),
 ])
@@ -442,3 +468,16 @@ def bf16_scope():
     from phalanx.tensor import bf16_compute
     yield
     bf16_compute.uninstall()
+
+
+def test_sparse_tensors_saved_together_keep_their_own_indices(tmp_path):
+    """Each sparse tensor's indices are a temporary when saved; one freed before the next is
+    made must not lend its id, and so its entry, to the next one's."""
+    a = px.sparse_coo_tensor(px.tensor([[0, 1], [1, 0]]), px.tensor([1.0, 2.0]), (2, 2))
+    b = px.sparse_coo_tensor(px.tensor([[1], [1]]), px.tensor([5.0]), (2, 2))
+    path = tmp_path / "sparse.ckpt"
+    px.save([a, b, a], path)
+    loaded = px.load(path)
+    assert [t.to_dense().tolist() for t in loaded] == [a.to_dense().tolist(),
+                                                       b.to_dense().tolist(),
+                                                       a.to_dense().tolist()]

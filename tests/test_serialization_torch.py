@@ -14,6 +14,7 @@ import torch
 
 import phalanx as px
 from phalanx import serialization_torch
+from phalanx.tensor import dtypes
 
 
 def _saved(tmp_path, obj, name="ckpt.pt"):
@@ -146,13 +147,16 @@ def test_load_does_not_import_torch(tmp_path):
 
 
 # ---- refusals --------------------------------------------------------------------------------
-def _zip_with_pickle(tmp_path, payload, name="evil.pt"):
-    """A file laid out as torch.save writes it, with our own data.pkl."""
+def _zip_with_pickle(tmp_path, payload, name="evil.pt", storages=None,
+                     compression=zipfile.ZIP_STORED, byteorder=b"little"):
+    """A file laid out as torch.save writes it, with our own data.pkl (and storages)."""
     path = tmp_path / name
-    with zipfile.ZipFile(path, "w") as z:
+    with zipfile.ZipFile(path, "w", compression) as z:
         z.writestr("evil/data.pkl", payload)
-        z.writestr("evil/byteorder", "little")
+        z.writestr("evil/byteorder", byteorder)
         z.writestr("evil/version", "3\n")
+        for key, data in (storages or {}).items():
+            z.writestr(f"evil/data/{key}", data)
     return path
 
 
@@ -286,3 +290,209 @@ def test_weights_only_false_loads_the_other_objects_of_a_trusted_checkpoint(tmp_
     with pytest.raises(NotImplementedError, match="pickle_module"):
         px.load(path, pickle_module=type("dill", (), {}))
     assert px.load(path, pickle_module=pickle, weights_only=False)["epoch"] == 7
+
+
+# ---- crafted pickles: a weights-only load builds only tensors and containers -----------------
+# Hand-written data.pkl files (pickle opcodes), as an attacker would write them.
+def _g(module, name):
+    """GLOBAL module.name"""
+    return b"c" + f"{module}\n{name}\n".encode()
+
+
+def _v(value):
+    """Opcodes pushing a plain value (ints, strings, tuples, dicts), as pickle writes it."""
+    return pickle.dumps(value, protocol=2)[2:-1]
+
+
+def _pkl(*parts, proto=2):
+    return bytes([0x80, proto]) + b"".join(parts) + b"."
+
+
+def _tensor(size=(4,), stride=(1,), offset=0, numel=4):
+    """Opcodes for torch._utils._rebuild_tensor_v2 over float storage '0' of `numel` items."""
+    pid = (b"(" + _v("storage") + _g("torch", "FloatStorage") + _v("0") + _v("cpu")
+           + _v(numel) + b"tQ")
+    hooks = _g("collections", "OrderedDict") + b")R"
+    return (_g("torch._utils", "_rebuild_tensor_v2") + b"(" + pid + _v(offset)
+            + _v(tuple(size)) + _v(tuple(stride)) + _v(False) + hooks + b"tR")
+
+
+FOUR_FLOATS = {"0": np.arange(4, dtype=np.float32).tobytes()}
+
+
+def _process_state():
+    """What a file must never change: the classes and dtype objects a load hands out (and the
+    loader's own functions, which a BUILD could give attributes)."""
+    classes = (px.Tensor, px.nn.Parameter, px.Size, OrderedDict,
+               serialization_torch._Loader._rebuild_tensor_v2)
+    return ([dict(vars(c)) for c in classes],
+            [[getattr(d, slot) for slot in type(d).__slots__] for d in dtypes.ALL])
+
+
+@pytest.mark.parametrize("payload, refused", [
+    # a dtype rewritten for the whole process (px.float32 computing in float16)
+    (_pkl(_g("torch", "float32"), b"N", _v({"np": "float16", "is_floating_point": False}),
+          b"\x86b"), "state for a dtype"),
+    # a method of a class replaced, through slot state (setattr) and through __dict__ state
+    (_pkl(_g("torch", "Tensor"), b"N", _v({"__add__": 1}), b"\x86b"),
+     "state for the class torch.Tensor"),
+    (_pkl(_g("torch", "Tensor"), b"}", _v("__add__"), _g("builtins", "frozenset"), b"sb"),
+     "state for the class torch.Tensor"),
+    (_pkl(_g("torch.nn.parameter", "Parameter"), b"N", _v({"__init__": 1}), b"\x86b"),
+     "state for the class torch.nn.parameter.Parameter"),
+    (_pkl(_g("collections", "OrderedDict"), b"N", _v({"keys": 1}), b"\x86b"),
+     "state for the class collections.OrderedDict"),
+    (_pkl(_g("torch", "Size"), b"N", _v({"numel": 1}), b"\x86b"),
+     "state for the class torch.Size"),
+    # attributes for the loader's own rebuild function (a function's __dict__)
+    (_pkl(_g("torch._utils", "_rebuild_tensor_v2"), _v({"x": 1}), b"b"),
+     "state for torch._utils._rebuild_tensor_v2"),
+    # an OrderedDict attribute that would shadow one of its methods
+    (_pkl(_g("collections", "OrderedDict"), b")R", _v({"keys": 1}), b"b"),
+     "the OrderedDict state"),
+    # objects no BUILD may touch: a device, a storage type, a storage
+    (_pkl(_g("torch", "device"), _v(("cpu",)), b"R", _v({"type": "cuda"}), b"b"),
+     "state for a Device"),
+    (_pkl(_g("torch", "FloatStorage"), b"N", _v({"np_dtype": 1}), b"\x86b"),
+     "state for a _StorageType"),
+])
+def test_build_cannot_change_classes_dtypes_or_other_objects(tmp_path, payload, refused):
+    """pickle's BUILD sets attributes of whatever is on the stack; as in PyTorch's
+    weights-only unpickler only an OrderedDict or a tensor the file built may take state."""
+    before = _process_state()
+    with pytest.raises(serialization_torch.WeightsOnlyUnpicklingError,
+                       match=rf"refusing to load {refused}.*\(pickle BUILD\)") as e:
+        px.load(_zip_with_pickle(tmp_path, payload))
+    assert str(tmp_path / "evil.pt") in str(e.value)
+    assert _process_state() == before
+    assert px.float32.np == np.float32 and px.float32.is_floating_point
+    assert (px.ones(3) / 3).dtype is px.float32 and (px.ones(3) / 3).numpy().dtype == np.float32
+    assert (px.zeros(2) + px.ones(2)).tolist() == [1.0, 1.0]
+
+
+def test_build_on_a_loaded_tensor_takes_only_what_pytorch_allows(tmp_path):
+    """Tensor.__setstate__'s (requires_grad, _, backward_hooks) applies to a tensor the file
+    built; the legacy (storage, offset, size, stride) and hooks are refused."""
+    t = px.load(_zip_with_pickle(tmp_path, _pkl(_tensor(), _v((True, None, None)), b"b"),
+                                 storages=FOUR_FLOATS))
+    assert t.requires_grad and t.tolist() == [0.0, 1.0, 2.0, 3.0]
+    for state, refused in (((1, 2, 3, 4), "the tensor state"),
+                           ((True, None, {"h": 1}), "a tensor with backward hooks"),
+                           ({"grad": None}, "the tensor state")):
+        with pytest.raises(serialization_torch.WeightsOnlyUnpicklingError, match=refused):
+            px.load(_zip_with_pickle(tmp_path, _pkl(_tensor(), _v(state), b"b"),
+                                     storages=FOUR_FLOATS))
+
+
+@pytest.mark.parametrize("payload, refused", [
+    # the legacy constructor: memory of a size the file picks, with no storage behind it
+    (_pkl(_g("torch", "Tensor"), _v((2 ** 31,)), b"R"),
+     r"a call of the class torch\.Tensor \(pickle REDUCE\)"),
+    (_pkl(_g("torch", "Tensor"), _v((10 ** 13,)), b"R"), "a call of the class torch.Tensor"),
+    # cls.__new__(cls): a tensor without data
+    (_pkl(_g("torch", "Tensor"), b")\x81"),
+     r"a construction of the class torch\.Tensor \(pickle NEWOBJ\)"),
+    (_pkl(_g("torch.nn.parameter", "Parameter"), b")\x81"),
+     "a construction of the class torch.nn.parameter.Parameter"),
+    (_pkl(_g("torch", "Tensor"), b")}\x92", proto=4), r"\(pickle NEWOBJ_EX\)"),
+    (b"(itorch\nTensor\n.", r"a call of the class torch\.Tensor \(pickle INST\)"),
+    (b"(" + _g("torch", "Tensor") + b"o.", r"a call of the class torch\.Tensor \(pickle OBJ\)"),
+    (_pkl(_g("torch", "float32"), b")R"), r"a call of a dtype"),
+    (_pkl(_g("torch", "FloatStorage"), b")R"), r"a call of a _StorageType"),
+    (_pkl(b"\x82\x01"), r"extension code \(pickle EXT1"),
+    # items into something that is not a list, dict or set (here a tensor, in place)
+    (_pkl(_tensor(), _v(0), _v(5.0), b"s"), r"pickle SETITEM into a Tensor"),
+    (_pkl(_tensor(), b"(", _v(5.0), b"e"), r"pickle APPENDS into a Tensor"),
+])
+def test_calls_and_constructions_outside_the_allow_list_are_refused(tmp_path, payload,
+                                                                    refused):
+    before = _process_state()
+    with pytest.raises(serialization_torch.WeightsOnlyUnpicklingError, match=refused):
+        px.load(_zip_with_pickle(tmp_path, payload, storages=FOUR_FLOATS))
+    assert _process_state() == before
+
+
+def test_containers_are_built_only_from_containers(tmp_path):
+    """set/frozenset/OrderedDict take what the pickle spelled out; iterating a tensor (one of
+    stride 0 can have 10**12 rows over four floats) is refused."""
+    ok = _pkl(b"(", _g("builtins", "set"), _v(([1, 2],)), b"R", _g("builtins", "frozenset"),
+              _v(([3],)), b"R", _g("torch", "Size"), _v(((2, 3),)), b"R", b"t")
+    assert px.load(_zip_with_pickle(tmp_path, ok)) == ({1, 2}, frozenset({3}), px.Size([2, 3]))
+    for payload, what in ((_pkl(_g("builtins", "set"), _tensor((10 ** 12,), (0,)), b"\x85R"),
+                           "set built from"),
+                          (_pkl(_g("torch", "Size"), _v((("2",),)), b"R"), "a torch.Size of")):
+        with pytest.raises(ValueError, match=f"corrupt or not a torch.save checkpoint: {what}"):
+            px.load(_zip_with_pickle(tmp_path, payload, storages=FOUR_FLOATS))
+
+
+def test_a_deflate_bomb_is_refused_before_it_is_inflated(tmp_path):
+    """A storage entry's size is checked from the zip directory before decompression: 64 MiB
+    of zeros for a 4-element record never reach memory."""
+    import tracemalloc
+    bomb = {"0": bytes(64 << 20)}
+    path = _zip_with_pickle(tmp_path, _pkl(_tensor()), storages=bomb,
+                            compression=zipfile.ZIP_DEFLATED)
+    assert path.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"storage '0' \(4 elements of 4 bytes\) has "
+                                             r"67108864 bytes, expected 16"):
+            px.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, peak
+
+
+def test_pickle_and_byteorder_entries_are_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr(serialization_torch, "MAX_PICKLE_BYTES", 1 << 16)
+    big = _pkl(_v("x" * (1 << 20)))
+    with pytest.raises(ValueError, match=r"evil/data.pkl has 1048\d+ bytes, more than the 65536"):
+        px.load(_zip_with_pickle(tmp_path, big, compression=zipfile.ZIP_DEFLATED))
+    with pytest.raises(ValueError, match=r"byteorder record has 1048576 bytes, more than the 16"):
+        px.load(_zip_with_pickle(tmp_path, _pkl(_v(1)), byteorder=bytes(1 << 20),
+                                 compression=zipfile.ZIP_DEFLATED))
+
+
+def test_deflated_entries_load_as_in_torch_and_other_methods_are_refused(tmp_path):
+    """torch.save stores entries; torch.load also reads deflated ones (so do we), but no
+    other zip method."""
+    obj = {"w": torch.randn(3, 2), "od": torch.nn.Linear(2, 2).state_dict()}
+    with zipfile.ZipFile(_saved(tmp_path, obj)) as z:
+        entries = {n: z.read(n) for n in z.namelist()}
+    for method, name in ((zipfile.ZIP_DEFLATED, "deflated.pt"), (zipfile.ZIP_BZIP2, "bz2.pt")):
+        with zipfile.ZipFile(tmp_path / name, "w", method) as z:
+            for n, data in entries.items():
+                z.writestr(n, data)
+    _same(px.load(tmp_path / "deflated.pt"), obj)
+    assert torch.load(tmp_path / "deflated.pt", weights_only=True)["w"].equal(obj["w"])
+    with pytest.raises(ValueError, match="compressed with zip method 12"):
+        px.load(tmp_path / "bz2.pt")
+
+
+@pytest.mark.parametrize("size, stride, offset, numel", [
+    ((2 ** 70,), (0,), 0, 4),           # a size past int64 (was OverflowError)
+    ((0, 2 ** 70), (1, 1), 0, 4),       # ... even in an empty tensor
+    ((2 ** 62, 4), (0, 0), 0, 4),       # more bytes than NumPy can index
+    ((2,), (1,), -1, 4),
+    ((1,) * 65, (1,) * 65, 0, 4),       # more dimensions than NumPy has
+    ((4,), (1,), 0, 2 ** 64),           # a storage record past int64
+])
+def test_sizes_past_int64_are_clear_value_errors(tmp_path, size, stride, offset, numel):
+    path = _zip_with_pickle(tmp_path, _pkl(_tensor(size, stride, offset, numel)),
+                            storages=FOUR_FLOATS)
+    with pytest.raises(ValueError, match="bad tensor geometry|malformed storage reference") as e:
+        px.load(path)
+    assert str(path) in str(e.value)
+
+
+def test_pickle_protocol_4_and_complex_parameters_load(tmp_path):
+    """Other opcodes torch.save can write (protocol 4 frames, memoize, short strings) and a
+    complex parameter that requires grad load as PyTorch's do."""
+    obj = {"p": torch.nn.Parameter(torch.randn(2, dtype=torch.complex64)),
+           "sd": torch.nn.Linear(3, 2).state_dict(), "x": [torch.arange(3), (1, "a")]}
+    path = tmp_path / "p4.pt"
+    torch.save(obj, path, pickle_protocol=4)
+    loaded = px.load(path)
+    _same(loaded, obj)
+    assert loaded["sd"]._metadata == obj["sd"]._metadata

@@ -164,7 +164,7 @@ class Block(nn.Module):
 
 
 class Llama(nn.Module):
-    def __init__(self, dim=12, heads=6, hidden=10, layers=2):
+    def __init__(self, dim=24, heads=12, hidden=10, layers=2):
         super().__init__()
         self.tok_embeddings = nn.Embedding(VOCAB, dim)
         self.layers = nn.ModuleList(Block(dim, heads, hidden) for _ in range(layers))
@@ -207,7 +207,7 @@ def test_sequence_parallel_llama_plan_matches_one_process(world):
         block.attention.n_heads //= size                # this rank's heads
     assert model.norm.weight.placements == (Replicate(),)
     rng = np.random.default_rng(1)
-    _train_alike(model, reference, [px.tensor(rng.integers(0, VOCAB, (2, 6)))
+    _train_alike(model, reference, [px.tensor(rng.integers(0, VOCAB, (2, 12)))
                                     for _ in range(3)])    # the same batch on every rank
 
 
