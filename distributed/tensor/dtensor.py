@@ -4,12 +4,14 @@
 A DTensor is a `Tensor` whose array is this rank's local part and whose `shape` is the whole
 tensor's; `to_local()` gives the part, `full_tensor()` gathers the whole (a collective),
 `redistribute()` changes the placement; these and `from_local` are differentiable, each
-passing the gradient back laid out as its input (autograd Functions below). Optimizers and `nn.init` work on it as they are (they
-update arrays element by element, or write a whole-tensor draw of which each rank keeps its
-part). Ops on DTensors are elementwise ones outside autograd (scaling a sharded gradient,
-adding two DTensors laid out alike); any other op raises NotImplementedError naming it, rather
-than compute on the local part as if it were the whole. Functions marked `dtensor_aware`
-(the conversions below) take DTensors as they are, under autograd.
+passing the gradient back laid out as its input (autograd Functions below). Optimizers and
+`nn.init` work on it as they are (they update arrays element by element, or write a
+whole-tensor draw of which each rank keeps its part). Ops on DTensors run on the local parts
+where that is exact, under autograd too: elementwise ops on DTensors laid out alike (and
+numbers), reshapes that keep the sharded dim whole, and permutes; on Partial values only
+sums and scaling. Any other op raises NotImplementedError naming it, rather than compute on
+the local part as if it were the whole. Functions marked `dtensor_aware` (the conversions,
+tensor parallelism's loss) take DTensors as they are.
 """
 import math
 
@@ -462,7 +464,14 @@ dispatch_installed = False
 # tensors) the local results are the parts of the whole result
 _ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Neg", "Pow", "Maximum", "Minimum", "Clamp",
                 "Abs", "Sqrt", "Rsqrt", "Exp", "Log", "Sign", "Reciprocal", "Square",
-                "Log1p", "Expm1", "Overwrite"}
+                "Log1p", "Expm1", "Overwrite", "Sin", "Cos", "Tanh", "Sigmoid", "Silu", "Erf",
+                "Relu", "LeakyRelu", "Gelu", "FusedGelu", "Softplus", "Clone", "ToCopy"}
+# ops that only rearrange elements: exact on the local parts where the sharded dim keeps its
+# extent (see _rearranged)
+_REARRANGING = {"Reshape", "Permute"}
+# op name -> the function computing it on DTensors sharded over the classes, while
+# tensor parallelism's loss_parallel() context is open (parallel/loss.py)
+parallel_losses = {}
 
 
 def dtensor_ops(cls, args, kwargs, run):
@@ -482,11 +491,16 @@ def dtensor_ops(cls, args, kwargs, run):
             _refuse(cls, "a DTensor keyword argument")
         return run(cls, args, kwargs)
     name = cls.__name__.lstrip("_")
+    if name in _REARRANGING:
+        return _rearranged(cls, name, first, args[1], kwargs, run)
+    if name in parallel_losses:
+        return parallel_losses[name](*args, **kwargs)
     if name not in _ELEMENTWISE:
         _refuse(cls, "a DTensor")
-    if _function._grad_state.enabled and any(
-            isinstance(a, Tensor) and a.requires_grad for a in args):
-        _refuse(cls, "DTensors that require grad (autograd through DTensor ops)")
+    needs_grad = _function._grad_state.enabled and any(
+        isinstance(a, Tensor) and a.requires_grad for a in args)
+    if needs_grad and name == "Overwrite":
+        _refuse(cls, "DTensors that require grad (an in-place write)")
     for a in list(args) + list(kwargs.values()):
         if isinstance(a, DTensor):
             if a._placements != first._placements or a._global_shape != first._global_shape \
@@ -504,6 +518,11 @@ def dtensor_ops(cls, args, kwargs, run):
     if partial and not _exact_on_partials(name, args, partial[0]._placements[0]):
         _refuse(cls, "a Partial DTensor (only adding Partial DTensors and scaling by a "
                      "number are exact on the partial values)")
+    if needs_grad:            # the op on the local parts, between differentiable conversions
+        out = run(cls, tuple(a.to_local() if isinstance(a, DTensor) else a for a in args),
+                  kwargs)
+        return DTensor.from_local(out, first._mesh, first._placements,
+                                  shape=first._global_shape)
     out = run(cls, args, kwargs)
     for t in out if isinstance(out, tuple) else (out,):
         if isinstance(t, Tensor) and not isinstance(t, DTensor) and \
@@ -512,6 +531,50 @@ def dtensor_ops(cls, args, kwargs, run):
             t._mesh, t._placements = first._mesh, first._placements
             t._global_shape = first._global_shape
     return out
+
+
+def _rearranged(cls, name, dt, arg, kwargs, run):
+    """A reshape or permute of the DTensor `dt` (`arg`: the whole tensor's new shape, or the
+    dims' order) as the same op on its local part, where the sharded dim stays one dim of the
+    same extent (e.g. flatten(0, 1) of a (batch, seq, vocab) tensor sharded on vocab)."""
+    [p] = dt._placements
+    shape = dt._global_shape
+    if name == "Permute":
+        dims = [d % len(shape) for d in arg]
+        out_shape = tuple(shape[d] for d in dims)
+        local_arg, placement = arg, Shard(dims.index(p.dim)) if p.is_shard() else p
+    else:
+        out_shape = _resolved(arg, shape)
+        local_arg, placement = out_shape, p
+        if p.is_shard():
+            k = _same_dim(shape, out_shape, p.dim)
+            if k is None:
+                _refuse(cls, f"a DTensor sharded on dim {p.dim} of {list(shape)} where the "
+                             f"new shape {list(out_shape)} splits or merges that dim")
+            placement = Shard(k)
+            local_arg = out_shape[:k] + (dt._data.shape[p.dim],) + out_shape[k + 1:]
+    out = run(cls, (dt.to_local(), local_arg), kwargs)
+    return DTensor.from_local(out, dt._mesh, (placement,), shape=out_shape)
+
+
+def _resolved(shape, whole):
+    """`shape` with its -1 filled in for a tensor of shape `whole`."""
+    shape = tuple(int(n) for n in shape)
+    if -1 in shape:
+        known = math.prod(n for n in shape if n != -1)
+        shape = tuple(math.prod(whole) // known if n == -1 else n for n in shape)
+    return shape
+
+
+def _same_dim(before, after, dim):
+    """The dim of `after` that is dim `dim` of `before` (same extent, same elements before
+    it), or None."""
+    lead = math.prod(before[:dim])
+    for k in range(len(after)):
+        if math.prod(after[:k]) == lead and after[k] == before[dim] and \
+                math.prod(after[k + 1:]) == math.prod(before[dim + 1:]):
+            return k
+    return None
 
 
 def _exact_on_partials(name, args, placement):

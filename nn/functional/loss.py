@@ -714,10 +714,10 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         _check_class_target(input, target, "cross_entropy")
     if weight is not None and weight._data.dtype != input._data.dtype:
         weight = weight.to(input.dtype)
-    fused = fused_loss.cross_entropy(     # on a GPU: one kernel each way
-        input, target, weight, ignore_index, reduction, label_smoothing,
+    fused = None if hasattr(input, "_placements") else fused_loss.cross_entropy(
+        input, target, weight, ignore_index, reduction, label_smoothing,  # GPU: one kernel
         lambda i, t, w: CrossEntropy.apply(i, t, w, ignore_index, reduction, 0.0))
-    if fused is not None:
+    if fused is not None:                   # (a DTensor goes to loss_parallel's op)
         _check_class_range(target._data, c, ignore_index)
         return fused
     return CrossEntropy.apply(input, target, weight, ignore_index, reduction, label_smoothing)

@@ -127,3 +127,28 @@ def test_conversions_outside_autograd_stay_plain(world):
     assert "DTensor(local_tensor=" in repr(leaf)      # printing records no graph
     with pytest.raises(RuntimeError, match="Partial is a result of ops"):
         leaf.redistribute(placements=[Partial()])
+
+
+def test_elementwise_and_rearranging_ops_differentiate_on_the_local_parts(world):
+    """Elementwise ops, reshapes that keep the sharded dim whole and permutes run on each
+    rank's part under autograd; the result equals the op on the whole tensor."""
+    rank, size = world
+    x, w = _whole((2, 3, 2 * size + 1), 11), _whole((2 * size + 1, 6), 12)
+    leaf = _leaf(x, Shard(2))
+    y = px.nn.functional.gelu(leaf * 3.0).tanh() + leaf
+    z = y.flatten(0, 1).transpose(0, 1)             # (classes, rows): sharded on dim 0
+    assert isinstance(z, DTensor) and z.placements == (Shard(0),)
+    assert z.shape == (2 * size + 1, 6)
+    (z.full_tensor() * px.tensor(w)).sum().backward()
+
+    whole = px.tensor(x).requires_grad_()
+    ref = (px.nn.functional.gelu(whole * 3.0).tanh() + whole).flatten(0, 1).transpose(0, 1)
+    np.testing.assert_allclose(z.full_tensor().detach().numpy(), ref.detach().numpy(),
+                               rtol=1e-14)
+    (ref * px.tensor(w)).sum().backward()
+    np.testing.assert_allclose(leaf.grad.full_tensor().numpy(), whole.grad.numpy(),
+                               rtol=1e-13)
+    with pytest.raises(NotImplementedError, match="splits or merges that dim"):
+        leaf.flatten(1, 2)
+    with pytest.raises(NotImplementedError, match="Sum on a DTensor"):
+        leaf.sum()

@@ -1,6 +1,7 @@
 """Tensor parallelism (`parallelize_module` with ColwiseParallel / RowwiseParallel) over the
 mpi backend (2 and 3 ranks): every rank trains on the same batch, and the model's weights
 follow one process's exactly (float64); uneven splits included."""
+import contextlib
 import copy
 
 import numpy as np
@@ -11,11 +12,11 @@ import phalanx.distributed as dist
 import phalanx.nn as nn
 import phalanx.nn.functional as F
 from phalanx.distributed.device_mesh import init_device_mesh
-from phalanx.distributed.tensor import DTensor, Replicate, Shard
+from phalanx.distributed.tensor import DTensor, Replicate, Shard, distribute_tensor
 from phalanx.distributed.tensor.parallel import (ColwiseParallel, PrepareModuleInput,
                                                  PrepareModuleInputOutput, PrepareModuleOutput,
                                                  RowwiseParallel, SequenceParallel,
-                                                 parallelize_module)
+                                                 loss_parallel, parallelize_module)
 
 pytestmark = [pytest.mark.mpi(min_size=2), pytest.mark.timeout(120)]
 
@@ -92,19 +93,19 @@ def test_training_matches_one_process(world, plan):
                                    rtol=1e-10, atol=1e-12, err_msg=name)
 
 
-def _train_alike(model, reference, batches, inputs_of=lambda x: x, lr=0.05):
+def _train_alike(model, reference, batches, loss_context=contextlib.nullcontext, lr=0.05):
     """A few AdamW steps of `model` (parallelized) and `reference` (one process) on the same
     batches: equal losses, gradient norms and weights (float64)."""
     opt = px.optim.AdamW(model.parameters(), lr=lr)
     ref_opt = px.optim.AdamW(reference.parameters(), lr=lr)
     for tokens in batches:
-        target = tokens.roll(1, 1).reshape(-1)
-        logits = model(inputs_of(tokens))
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target)
-        loss.backward()
+        target = tokens.roll(1, 1)
+        with loss_context():                    # as PyTorch's TP tutorial writes it
+            pred = model(tokens)
+            loss = F.cross_entropy(pred.flatten(0, 1), target.flatten(0, 1))
+            loss.backward()
         norm = nn.utils.clip_grad_norm_(model.parameters(), 0.5)
-        ref_logits = reference(tokens)
-        ref_loss = F.cross_entropy(ref_logits.reshape(-1, ref_logits.shape[-1]), target)
+        ref_loss = F.cross_entropy(reference(tokens).flatten(0, 1), target.flatten(0, 1))
         ref_loss.backward()
         ref_norm = nn.utils.clip_grad_norm_(reference.parameters(), 0.5)
         np.testing.assert_allclose(loss.item(), ref_loss.item(), rtol=1e-12)
@@ -178,10 +179,12 @@ class Llama(nn.Module):
         return self.output(self.norm(h))
 
 
-def test_sequence_parallel_llama_plan_matches_one_process(world):
+@pytest.mark.parametrize("parallel_loss", [False, True], ids=["gathered", "loss_parallel"])
+def test_sequence_parallel_llama_plan_matches_one_process(world, parallel_loss):
     """The plan of PyTorch's TP tutorial (and examples' fsdp_tp_example.py): the residual
     stream is split along the sequence; norms run on each rank's positions; attention and
-    feed-forward gather the sequence, split heads and hidden units, and reduce-scatter back."""
+    feed-forward gather the sequence, split heads and hidden units, and reduce-scatter back.
+    The logits are gathered, or stay sharded over the vocabulary for loss_parallel."""
     rank, size = world
     px.manual_seed(1)
     model = Llama().double()
@@ -190,7 +193,8 @@ def test_sequence_parallel_llama_plan_matches_one_process(world):
     parallelize_module(model, mesh, {
         "tok_embeddings": RowwiseParallel(input_layouts=Replicate(), output_layouts=Shard(1)),
         "norm": SequenceParallel(),
-        "output": ColwiseParallel(input_layouts=Shard(1), output_layouts=Replicate())})
+        "output": ColwiseParallel(input_layouts=Shard(1), use_local_output=not parallel_loss,
+                                  output_layouts=Shard(-1) if parallel_loss else Replicate())})
     for block in model.layers:
         parallelize_module(block, mesh, {
             "attention_norm": SequenceParallel(),
@@ -208,7 +212,50 @@ def test_sequence_parallel_llama_plan_matches_one_process(world):
     assert model.norm.weight.placements == (Replicate(),)
     rng = np.random.default_rng(1)
     _train_alike(model, reference, [px.tensor(rng.integers(0, VOCAB, (2, 12)))
-                                    for _ in range(3)])    # the same batch on every rank
+                                    for _ in range(3)],    # the same batch on every rank
+                 loss_parallel if parallel_loss else contextlib.nullcontext)
+
+
+@pytest.mark.parametrize("shape,kwargs", [
+    ((6, 7), {}),
+    ((6, 7), {"reduction": "sum", "ignore_index": 2}),
+    ((6, 7), {"weight": True, "ignore_index": 0}),
+    ((6, 7), {"label_smoothing": 0.2, "ignore_index": 1}),
+    ((3, 7, 2), {"reduction": "none"}),
+    ((7,), {}),
+], ids=["mean", "sum-ignore", "weight", "smoothing", "3d-none", "one-sample"])
+def test_loss_parallel_matches_cross_entropy_of_the_whole_logits(world, shape, kwargs):
+    rank, size = world
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(shape)
+    n_classes = shape[1] if len(shape) > 1 else shape[0]
+    target = px.tensor(rng.integers(0, n_classes, (shape[0],) + shape[2:] if len(shape) > 1
+                                    else ()))
+    if kwargs.get("weight"):
+        kwargs = dict(kwargs, weight=px.tensor(rng.uniform(0.5, 2.0, n_classes)))
+    class_dim = 1 if len(shape) > 1 else 0
+    logits = distribute_tensor(px.tensor(x), placements=[Shard(class_dim)]).requires_grad_()
+    with loss_parallel():
+        loss = F.cross_entropy(logits, target, **kwargs)
+    assert not isinstance(loss, DTensor)
+    whole = px.tensor(x).requires_grad_()
+    ref = F.cross_entropy(whole, target, **kwargs)
+    np.testing.assert_allclose(loss.detach().numpy(), ref.detach().numpy(), rtol=1e-13)
+    grad = px.tensor(rng.standard_normal(tuple(ref.shape)))
+    loss.backward(grad)
+    ref.backward(grad)
+    assert logits.grad.placements == (Shard(class_dim),)
+    np.testing.assert_allclose(logits.grad.full_tensor().numpy(), whole.grad.numpy(),
+                               rtol=1e-12, atol=1e-15)
+
+
+def test_loss_parallel_refusals(world):
+    logits = distribute_tensor(px.randn(4, 6, dtype=px.float64), placements=[Shard(0)])
+    target = px.tensor([0, 1, 2, 3])
+    with loss_parallel(), pytest.raises(ValueError, match="sharded on the class dim 1"):
+        F.cross_entropy(logits, target)
+    with pytest.raises(NotImplementedError, match="CrossEntropy on a DTensor"):
+        F.cross_entropy(logits, target)          # outside the context
 
 
 def test_sequence_sharded_mlp_matches_one_process_on_the_whole_batch(world):
@@ -290,9 +337,6 @@ def test_unsupported_layouts_and_modules_are_refused(world):
         input_layouts=(Shard(0),), desired_input_layouts=(Replicate(),)))
     with pytest.raises(ValueError, match="module inputs and input_layouts"):
         block(px.ones(2, 2), px.ones(2, 2))
-    import phalanx.distributed.tensor.parallel as tp
-    with pytest.raises(AttributeError, match="loss_parallel"):
-        tp.loss_parallel
     with pytest.raises(NotImplementedError, match="Linear and nn.Embedding"):
         parallelize_module(nn.Conv2d(1, 2, 3), None, ColwiseParallel())
     with pytest.raises(ValueError, match="matches 'nope'"):

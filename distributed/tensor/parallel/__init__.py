@@ -6,17 +6,20 @@
 
 Every rank gives the layers the same input (or, with sequence parallelism, its part of the
 sequence); the gradients of the sharded parameters are DTensors, of which each rank holds its
-chunk (optimizers, clipping and state dicts take them as FSDP's). Not here: loss_parallel,
-and tensor and data parallelism on one 2-D mesh.
+chunk (optimizers, clipping and state dicts take them as FSDP's); `loss_parallel()` computes
+cross entropy on logits sharded over the classes (loss.py). Not here: tensor and data
+parallelism on one 2-D mesh.
 """
 import fnmatch
 import warnings
 
+from .loss import loss_parallel
 from .style import (ColwiseParallel, ParallelStyle, PrepareModuleInput, PrepareModuleInputOutput,
                     PrepareModuleOutput, RowwiseParallel, SequenceParallel)
 
 __all__ = ["ColwiseParallel", "ParallelStyle", "PrepareModuleInput", "PrepareModuleInputOutput",
-           "PrepareModuleOutput", "RowwiseParallel", "SequenceParallel", "parallelize_module"]
+           "PrepareModuleOutput", "RowwiseParallel", "SequenceParallel", "loss_parallel",
+           "parallelize_module"]
 
 
 def parallelize_module(module, device_mesh=None, parallelize_plan=None, *, src_data_rank=0):
@@ -48,10 +51,3 @@ def parallelize_module(module, device_mesh=None, parallelize_plan=None, *, src_d
             style._apply(m, device_mesh, src_data_rank)
     return module
 
-
-def __getattr__(name):
-    if name == "loss_parallel":
-        raise AttributeError("phalanx.distributed.tensor.parallel has no loss_parallel: "
-                             "gather the logits whole (ColwiseParallel(output_layouts="
-                             "Replicate())) and use F.cross_entropy")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
