@@ -396,25 +396,10 @@ class Store:
         # a StoreServer in this process: calls fail at once if its thread died, instead of
         # waiting out their timeout (the launcher's agent must notice, and honour signals)
         self._local_server = local_server
-        host = _host_of(endpoint)
+        self._security = store_security(_host_of(endpoint).strip("[]"))
+        self._credentials = StoreCredentials(token)
         self._ctx = zmq.Context.instance()
-        self._sock = self._ctx.socket(zmq.DEALER)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.MAXMSGSIZE, _WIRE_FRAME_BYTES)   # what an impostor may send
-        if host.startswith("["):
-            self._sock.setsockopt(zmq.IPV6, 1)
-        StoreCredentials(token).secure_client(self._sock, store_security(host.strip("[]")))
-        # handshake failures, watched so that a server without our token (or not a store at
-        # all) is reported at once rather than by a timeout
-        monitor = f"inproc://phalanx-store-monitor-{os.getpid()}-{next(_monitor_ids)}"
-        self._sock.monitor(monitor, _HANDSHAKE_FAILED)
-        self._monitor = self._ctx.socket(zmq.PAIR)
-        self._monitor.setsockopt(zmq.LINGER, 0)
-        self._monitor.connect(monitor)
-        self._poller = zmq.Poller()
-        self._poller.register(self._sock, zmq.POLLIN)
-        self._poller.register(self._monitor, zmq.POLLIN)
-        self._sock.connect(endpoint)
+        self._open()
         self._lock = threading.Lock()
         self._next_id = 0
         self._barrier_rounds = {}
@@ -428,10 +413,32 @@ class Store:
                              f"`phalanx run` (or set them to a `phalanx store`'s endpoint/token)")
         return cls(endpoint, token, timeout)
 
+    def _open(self):
+        """A socket connected to the store, and a watch on its handshakes: a server without
+        our token (or not a store at all) is reported at once rather than by a timeout."""
+        self._sock = self._ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, _WIRE_FRAME_BYTES)   # what an impostor may send
+        if _host_of(self.endpoint).startswith("["):
+            self._sock.setsockopt(zmq.IPV6, 1)
+        self._credentials.secure_client(self._sock, self._security)
+        monitor = f"inproc://phalanx-store-monitor-{os.getpid()}-{next(_monitor_ids)}"
+        self._sock.monitor(monitor, _HANDSHAKE_FAILED)
+        self._monitor = self._ctx.socket(zmq.PAIR)
+        self._monitor.setsockopt(zmq.LINGER, 0)
+        self._monitor.connect(monitor)
+        self._poller = zmq.Poller()
+        self._poller.register(self._sock, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
+        self._sock.connect(self.endpoint)
+
+    def _close_sockets(self):
+        self._sock.close(0)          # ends its monitor too
+        self._monitor.close(0)
+
     def close(self):
         with self._lock:
-            self._sock.close(0)          # ends its monitor too
-            self._monitor.close(0)
+            self._close_sockets()
 
     def __enter__(self):
         return self
@@ -537,7 +544,12 @@ class Store:
                 raise StoreError(f"store {op} of key {key!r}: {len(body)} bytes exceeds the "
                                  f"limit of {MAX_MESSAGE_BYTES} bytes; store a path instead")
             self._drain_monitor()             # failures of earlier connection attempts
-            self._sock.send_multipart(_frames(body), copy=False)
+            try:
+                self._sock.send_multipart(_frames(body), zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                raise StoreTimeout(f"store {op} of key {key!r}: {self.endpoint} has not taken "
+                                   f"the requests queued for it; is the store running and "
+                                   f"reachable?") from None
             # The server answers a blocking get/wait at its deadline; allow for the transit.
             deadline = time.monotonic() + timeout + (1.0 if op in ("get", "wait") else 0.0)
             while True:
@@ -552,6 +564,9 @@ class Store:
                 step = min(left, 0.1) if self._local_server is not None else left
                 ready = dict(self._poller.poll(int(step * 1000) + 1))
                 if self._monitor in ready and self._drain_monitor():
+                    # ZeroMQ gives up a connection whose handshake failed: start afresh
+                    self._close_sockets()
+                    self._open()
                     raise StoreError(
                         f"store {op} of key {key!r}: authentication failed at "
                         f"{self.endpoint}: the server there refused our handshake or could "

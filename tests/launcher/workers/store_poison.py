@@ -1,14 +1,14 @@
 """Sends the launcher's store what used to kill its thread — a get with an infinite or NaN
 timeout, bytes and int keys — once through the client (which must refuse) and once as raw
-signed frames (which the server must refuse), then checks the store still serves."""
-import hashlib
-import hmac
+requests on an authenticated connection (which the server must refuse), then checks the store
+still serves."""
 import os
 
 import msgpack
 import zmq
 
 from phalanx.distributed.store import Store
+from phalanx.distributed.zmq_auth import StoreCredentials, store_security
 
 rank = int(os.environ["RANK"])
 store = Store.from_env(timeout=30)
@@ -24,14 +24,15 @@ for call in (lambda: store.get("x", timeout=float("inf")),
 
 sock = zmq.Context.instance().socket(zmq.DEALER)
 sock.setsockopt(zmq.LINGER, 0)
-sock.connect(os.environ["PHALANX_STORE_ENDPOINT"])
-key = os.environ["PHALANX_STORE_TOKEN"].encode()
+endpoint = os.environ["PHALANX_STORE_ENDPOINT"]
+host = endpoint.split("://", 1)[1].rsplit(":", 1)[0].strip("[]")
+StoreCredentials(os.environ["PHALANX_STORE_TOKEN"]).secure_client(sock, store_security(host))
+sock.connect(endpoint)
 for request in ([1, "get", "x", float("inf")], [2, "get", "x", float("nan")],
                 [3, "set", b"bytes-key", b"v"], [4, "set", 7, b"v"], [5, "add", 8, 1]):
-    body = msgpack.packb(request)
-    sock.send_multipart([hmac.new(key, body, hashlib.sha256).digest(), body])
+    sock.send(msgpack.packb(request))
     assert sock.poll(5000), f"the store did not answer {request}"
-    _, ok, error = msgpack.unpackb(sock.recv_multipart()[1], raw=False)
+    _, ok, error = msgpack.unpackb(b"".join(sock.recv_multipart()), raw=False)
     assert not ok, request
 sock.close()
 store.set(f"done/{rank}", b"1")
