@@ -152,7 +152,7 @@ class FSDPState:
                 state.ready.clear()
                 if state.requires_gradient_sync:
                     for p in state.params:
-                        p.unsharded.grad = None
+                        p.unsharded.grad = p.accumulated = None
                 state.reshard()
 
     def _become_root(self, module):
@@ -207,6 +207,9 @@ class FSDPState:
         if self.requires_gradient_sync:
             reduce_scatter_grads(self.params, self.group, self.reduce_dtype,
                                  self.divide_factor or self.ranks, self.replicate_group)
+        elif self.reduce_dtype is not None:
+            for p in self.params:      # microbatches add up in reduce_dtype, as PyTorch's
+                p.accumulate(self.reduce_dtype)
         if self.reshard_after_backward:
             self.reshard()
         self.ready.clear()
@@ -216,7 +219,7 @@ class FSDPState:
         (unused parameters) are reduced now; the group is resharded. The root also reshards
         the groups below it whose backward never ran (prefetched, or frozen)."""
         self.in_backward = False
-        if self.ready or any(p.unsharded.grad is not None for p in self.params):
+        if self.ready or any(p.has_grad() for p in self.params):
             self._finish_gradients()
         elif self.reshard_after_backward:
             self.reshard()

@@ -35,6 +35,8 @@ class FSDPParam:
         self.unsharded = Parameter(Tensor._make(meta_array(self.shape, param._data.dtype)),
                                    requires_grad=param.requires_grad)
         self.gathered_from = None
+        self.accumulated = None     # whole gradients of microbatches without sync, in the
+                                    # reduce dtype where it is wider than the param dtype
         self.register(self.sharded)
 
     def _shard(self, param):
@@ -93,6 +95,32 @@ class FSDPParam:
         # graph that kept the parameter (checkpoint's recompute node) stays valid
         self.unsharded._data = meta_array(self.shape, self.unsharded._data.dtype)
 
+    def accumulate(self, dtype):
+        """Move this microbatch's whole gradient into `accumulated` (in `dtype`) when it is
+        held in another dtype (the param dtype of mixed precision)."""
+        grad = self.unsharded.grad
+        if grad is None or grad._data.dtype == dtype:
+            return
+        arr = grad._data.astype(dtype)
+        self.accumulated = arr if self.accumulated is None else self.accumulated + arr
+        self.unsharded.grad = None
+
+    def has_grad(self):
+        return self.unsharded.grad is not None or self.accumulated is not None
+
+    def grad_dtype(self):
+        return (self.accumulated if self.accumulated is not None else
+                self.unsharded.grad._data).dtype
+
+    def take_grad(self):
+        """The whole gradient to reduce (this microbatch's plus those accumulated), which
+        the parameter no longer holds."""
+        grad, acc = self.unsharded.grad, self.accumulated
+        self.unsharded.grad = self.accumulated = None
+        if acc is None:
+            return grad._data
+        return acc if grad is None else acc + grad._data.astype(acc.dtype)
+
     # ---- the padded flat layout both collectives use ------------------------------------
     def row(self):
         """Elements per index along the shard dim."""
@@ -147,20 +175,18 @@ def all_gather_params(params, group, param_dtype):
 
 
 def reduce_scatter_grads(params, group, reduce_dtype, divide_factor, replicate_group=None):
-    """Sum the unsharded gradients of `params` over the ranks of `group` and, with HSDP, over
-    `replicate_group` (the other shard groups' ranks holding the same chunk), divided by
-    `divide_factor`; each rank adds its chunk to the sharded parameter's `.grad` (in the
-    parameter's dtype) and the unsharded gradient is dropped. One reduce-scatter (and
-    all-reduce) per dtype."""
-    params = [p for p in params if p.unsharded.grad is not None]
-    for dtype, same in _by_dtype(params, lambda p: reduce_dtype or
-                                 p.unsharded.grad._data.dtype):
-        xp = array_module(same[0].unsharded.grad._data)
+    """Sum the unsharded gradients of `params` (with those accumulated over microbatches
+    without sync) over the ranks of `group` and, with HSDP, over `replicate_group` (the other
+    shard groups' ranks holding the same chunk), divided by `divide_factor`; each rank adds
+    its chunk to the sharded parameter's `.grad` (in the parameter's dtype) and the
+    unsharded gradient is dropped. One reduce-scatter (and all-reduce) per dtype."""
+    params = [p for p in params if p.has_grad()]
+    for dtype, same in _by_dtype(params, lambda p: reduce_dtype or p.grad_dtype()):
+        xp = array_module(same[0].sharded._data)
         offsets = _offsets(same)
         send = xp.zeros((same[0].mesh.size(), offsets[-1]), dtype)
         for p, start, stop in zip(same, offsets, offsets[1:]):
-            p.write_whole(send[:, start:stop], p.unsharded.grad._data)
-            p.unsharded.grad = None               # its memory goes before the next one's
+            p.write_whole(send[:, start:stop], p.take_grad())   # each freed before the next
         out = xp.empty(offsets[-1], dtype)
         # float16 sums overflow where the average would not: part of the division first,
         # as PyTorch's FSDP does (a power of two near the square root of the factor)

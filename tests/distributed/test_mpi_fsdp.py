@@ -252,6 +252,28 @@ def test_gradient_accumulation_without_sync(world):
                                    atol=1e-13)
 
 
+def test_accumulation_without_sync_adds_up_in_reduce_dtype(world):
+    """As PyTorch's FSDP2: with param_dtype float32 and reduce_dtype float64, microbatches
+    without sync add their whole gradients in float64, not in the float32 they come in."""
+    rank, size = world
+    model, reference = _pair()
+    _shard(model, mp_policy=MixedPrecisionPolicy(param_dtype=px.float32,
+                                                 reduce_dtype=px.float64))
+    for micro in range(3):
+        model.set_requires_gradient_sync(micro == 2)
+        whole, mine = _batch(micro, size)
+        _loss(model, mine).backward()
+        _loss(reference, whole).backward()
+        if micro < 2:
+            fp = model.layers[0]._fsdp_state.params[0]
+            assert fp.unsharded.grad is None and fp.accumulated.dtype == np.float64
+    for p, q in zip(model.parameters(), reference.parameters()):
+        assert p.grad.dtype == px.float64
+        np.testing.assert_allclose(p.grad.full_tensor().numpy(), q.grad.numpy(), rtol=1e-4,
+                                   atol=1e-6)
+    assert all(fp.accumulated is None for fp in model.layers[0]._fsdp_state.params)
+
+
 def test_mixed_precision_computes_in_param_dtype(world):
     rank, size = world
     model, reference = _pair()
