@@ -125,7 +125,8 @@ class _WeightsOnlyUnpickler(pickle._Unpickler):
     """pickle's own (pure Python) unpickler with every opcode that calls, constructs or
     changes an object replaced by one that asks the loader first; see the module docstring.
     The pure Python unpickler is the one whose opcodes can be replaced one by one; the file's
-    pickle holds only the structure, so reading it costs milliseconds even for large models."""
+    pickle holds only the structure (the tensors' bytes are entries of their own), so its
+    speed stays a small part of a load."""
 
     dispatch = dict(pickle._Unpickler.dispatch)
 
@@ -299,7 +300,11 @@ class _Loader:
             return f"the class {name or f'{obj.__module__}.{obj.__qualname__}'}"
         if name is not None:
             return name
-        return f"a {type(obj).__name__} ({obj!r:.40})"
+        if isinstance(obj, Tensor):  # not its repr: that could read 10**12 elements
+            return f"a Tensor of size {list(obj.shape)}"
+        if isinstance(obj, (dtypes.dtype, backend.Device, str, bytes, int, float)):
+            return f"a {type(obj).__name__} ({obj!r:.40})"
+        return f"a {type(obj).__name__}"
 
     def _corrupt(self, what):
         return ValueError(f"{self.path} is corrupt or not a torch.save checkpoint: {what}")
