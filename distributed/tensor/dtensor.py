@@ -400,7 +400,7 @@ def _backward_layout(placements):
 def _relaid(dt, placements):
     """The local array of the DTensor `dt` laid out as `placements` instead. Partial is a
     target only in backward, from a replicated gradient: a sum's terms each get the whole
-    gradient, an average's 1/n of it."""
+    gradient, an average's 1/n of it (its derivative; PyTorch 2.13 passes the whole)."""
     [source], [target] = dt._placements, placements
     if source == target:
         return dt._data
@@ -501,6 +501,9 @@ def dtensor_ops(cls, args, kwargs, run):
         isinstance(a, Tensor) and a.requires_grad for a in args)
     if needs_grad and name == "Overwrite":
         _refuse(cls, "DTensors that require grad (an in-place write)")
+    if name in ("Add", "Sub"):
+        args = _partials_reduced(args)
+        first = next(a for a in args if isinstance(a, DTensor))
     for a in list(args) + list(kwargs.values()):
         if isinstance(a, DTensor):
             if a._placements != first._placements or a._global_shape != first._global_shape \
@@ -575,6 +578,18 @@ def _same_dim(before, after, dim):
                 math.prod(after[k + 1:]) == math.prod(before[dim + 1:]):
             return k
     return None
+
+
+def _partials_reduced(args):
+    """`args` with Partial DTensors reduced to Replicate where they meet a Replicate one (a
+    sum: e.g. the gradients a replicated input gets from a column-parallel layer and from a
+    residual path)."""
+    kinds = {a._placements[0].is_partial() for a in args if isinstance(a, DTensor)}
+    if kinds != {True, False} or any(isinstance(a, DTensor) and a._placements[0].is_shard()
+                                     for a in args):
+        return args
+    return tuple(a.redistribute(placements=[Replicate()]) if isinstance(a, DTensor) and
+                 a._placements[0].is_partial() else a for a in args)
 
 
 def _exact_on_partials(name, args, placement):

@@ -12,7 +12,7 @@ import phalanx.distributed as dist
 import phalanx.nn as nn
 import phalanx.nn.functional as F
 from phalanx.distributed.device_mesh import init_device_mesh
-from phalanx.distributed.tensor import DTensor, Replicate, Shard, distribute_tensor
+from phalanx.distributed.tensor import DTensor, Partial, Replicate, Shard, distribute_tensor
 from phalanx.distributed.tensor.parallel import (ColwiseParallel, PrepareModuleInput,
                                                  PrepareModuleInputOutput, PrepareModuleOutput,
                                                  RowwiseParallel, SequenceParallel,
@@ -396,3 +396,68 @@ def test_tensor_parallel_model_and_optimizer_checkpoint_round_trip(world, tmp_pa
         np.testing.assert_array_equal(whole.numpy(), again.numpy(), err_msg=name)
         assert r.shape == whole.shape
     dist.barrier()
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.up, self.down = nn.Linear(DIM, HIDDEN), nn.Linear(HIDDEN, DIM)
+
+    def forward(self, x):
+        return x + self.down(self.up(x))
+
+
+def test_review_findings_stay_fixed(world):
+    """A Partial output adds the bias once; a replicated DTensor feeding a column-parallel
+    layer and a residual sums both gradients; float16 loss_parallel sums in float32;
+    SequenceParallel knows the whole length of an uneven, reshaped output, draws its own
+    dropout masks per rank (leaving the shared stream alone) and is applied once."""
+    rank, size = world
+    mesh = init_device_mesh("cpu", (size,))
+    px.manual_seed(4)
+    block = Residual().double()
+    reference = copy.deepcopy(block)
+    parallelize_module(block, mesh, {
+        "up": ColwiseParallel(use_local_output=False),
+        "down": RowwiseParallel(output_layouts=Partial(), use_local_output=False)})
+    parallelize_module(block, mesh, PrepareModuleInputOutput(
+        input_layouts=Replicate(), desired_input_layouts=Replicate(),
+        output_layouts=Partial(), desired_output_layouts=Replicate()))
+    x = px.randn(3, DIM, dtype=px.float64)
+    out = block(x)                       # x + Partial: the Partial is reduced, then added
+    ref = reference(x)
+    np.testing.assert_allclose(out.detach().numpy(), ref.detach().numpy(), rtol=1e-12)
+    (out ** 2).sum().backward()
+    (ref ** 2).sum().backward()
+    for (name, p), q in zip(block.named_parameters(), reference.parameters()):
+        np.testing.assert_allclose(p.grad.full_tensor().numpy(), q.grad.numpy(), rtol=1e-11,
+                                   err_msg=name)
+
+    rng = np.random.default_rng(5)     # 10000 tokens' losses of ~2 sum past float16's max
+    logits = px.tensor(rng.standard_normal((10000, 8)), dtype=px.float16)
+    target = px.tensor(rng.integers(0, 8, 10000))
+    with loss_parallel():
+        loss = F.cross_entropy(distribute_tensor(logits, placements=[Shard(1)]), target)
+    assert np.isfinite(loss.item())
+    np.testing.assert_allclose(loss.item(), F.cross_entropy(logits.double(), target).item(),
+                               rtol=2e-3)
+
+    proj = parallelize_module(nn.Sequential(nn.Linear(4, 3), nn.Dropout(0.5)).double(), mesh,
+                              SequenceParallel(use_local_output=False))
+    seq = 2 * size + 1                                         # uneven over the ranks
+    mine = px.ones(2, len(range(*_bounds(seq, size, rank))), 4, dtype=px.float64)
+    before = px.get_rng_state()
+    y = proj(DTensor.from_local(mine, mesh, [Shard(1)], shape=(2, seq, 4)))
+    assert y.shape == (2, seq, 3)
+    assert px.get_rng_state().equal(before)                    # the shared stream untouched
+    masks = [None] * size
+    dist.all_gather_object(masks, (proj(px.ones(2, 64, 4, dtype=px.float64)).to_local()
+                                   == 0).tolist())
+    assert masks[0] != masks[1]
+    with pytest.raises(ValueError, match="parallelized already"):
+        parallelize_module(proj, mesh, SequenceParallel())
+
+
+def _bounds(n, size, rank):
+    step = -(-n // size)
+    return min(rank * step, n), min(rank * step + step, n)

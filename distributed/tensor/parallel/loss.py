@@ -62,7 +62,8 @@ class _ParallelCrossEntropy(Function):
         mesh, group = input.device_mesh, input.device_mesh.get_group()
         x = input._data if input.ndim > 1 else input._data[None]
         xp = array_module(x)
-        x = xp.moveaxis(x, 1, -1)                       # (rows..., this rank's classes)
+        ctx.dtype = x.dtype        # float16 sums overflow: computed in float32 at least
+        x = xp.moveaxis(x, 1, -1).astype(xp.promote_types(x.dtype, xp.float32), copy=False)
         t = target._data if input.ndim > 1 else target._data[None]
         n_classes = input.shape[1 if input.ndim > 1 else 0]
         start, stop = chunk_bounds(n_classes, mesh.size(), mesh.get_local_rank())
@@ -89,15 +90,15 @@ class _ParallelCrossEntropy(Function):
             loss = (1 - smoothing) * loss + smoothing * (
                 lse - reduced(x.sum(axis=-1)) / n_classes)
         w = (weight._data[safe] if weight is not None else xp.ones_like(loss)) * valid
-        loss = (loss * w).astype(x.dtype)
+        loss = (loss * w).astype(x.dtype, copy=False)
         total = w.sum()
         ctx.saved = (e / xp.exp(lse - m)[..., None], local, mine, w, total)
         ctx.layout = (input.device_mesh, input.placements, input.shape, input.ndim)
         ctx.reduction, ctx.smoothing, ctx.n_classes = reduction, smoothing, n_classes
         if reduction == "none":
-            return Tensor._make(loss if input.ndim > 1 else loss[0])
+            return Tensor._make((loss if input.ndim > 1 else loss[0]).astype(ctx.dtype))
         out = loss.sum() if reduction == "sum" else loss.sum() / total
-        return Tensor._make(xp.asarray(out, x.dtype))
+        return Tensor._make(xp.asarray(out, ctx.dtype))
 
     @staticmethod
     def backward(ctx, grad):
@@ -114,5 +115,5 @@ class _ParallelCrossEntropy(Function):
         smooth = ctx.smoothing
         d = softmax - (1 - smooth) * onehot - smooth / ctx.n_classes
         d = xp.moveaxis(d * (g * w)[..., None], -1, 1)
-        d = xp.ascontiguousarray(d if ndim > 1 else d[0], dtype=softmax.dtype)
+        d = xp.ascontiguousarray(d if ndim > 1 else d[0], dtype=ctx.dtype)
         return DTensor._wrap(d, mesh, placements, shape), None, None, None, None, None

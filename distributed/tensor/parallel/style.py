@@ -20,6 +20,7 @@ backward runs the collective each step implies (Megatron-LM's regions).
 - `PrepareModuleInput` / `PrepareModuleOutput` / `PrepareModuleInputOutput`: only relayout a
   module's inputs or outputs.
 """
+import contextlib
 import functools
 
 from ....tensor import Tensor
@@ -101,7 +102,7 @@ class _LayerStyle(ParallelStyle):
                                      f"has {n} along dim {placement.dim}, too few for "
                                      f"{mesh.size()} ranks to each hold a part")
             _distribute(module, name, mesh, placement, src_data_rank)
-        module.forward = functools.partial(getattr(self, f"_{kind}"), module, mesh)
+        _wrap_forward(module, self, functools.partial(getattr(self, f"_{kind}"), module, mesh))
         return module
 
     def _leave(self, y, layout, mesh, shape=None):
@@ -164,11 +165,13 @@ class RowwiseParallel(_LayerStyle):
     @staticmethod
     def _bias(bias, y):
         """The replicated bias as added to this rank's part of the output `y`: cut to its
-        columns, or (rows of a sharded sequence) with its gradient summed over the ranks."""
+        columns; or (rows of a sharded sequence) with its gradient summed over the ranks;
+        or, to a Partial output, a 1/n share on each rank (the sum adds it once)."""
         [p] = y.placements
         if p.is_shard(y.ndim - 1):
             return bias.redistribute(placements=[Shard(0)]).to_local()
-        return bias.to_local(grad_placements=[Partial()] if p.is_shard() else None)
+        local = bias.to_local(grad_placements=[Partial()] if not p.is_replicate() else None)
+        return local / y.device_mesh.size() if p.is_partial() else local
 
     def _embedding(self, module, mesh, input):
         from ....nn import functional as F
@@ -179,6 +182,17 @@ class RowwiseParallel(_LayerStyle):
         y = F.embedding(local, module.weight.to_local(), None, None, module.norm_type,
                         module.scale_grad_by_freq, module.sparse)
         return self._leave(y.masked_fill(outside.unsqueeze(-1), 0.0), Partial(), mesh)
+
+
+def _wrap_forward(module, style, forward):
+    """Make `forward` the module's (once: a second style would split split weights)."""
+    earlier = module.__dict__.get("_parallel_style")
+    if earlier is not None:
+        raise ValueError(f"parallelize_module: this {type(module).__name__} is parallelized "
+                         f"already ({type(earlier).__name__}); apply one of "
+                         f"ColwiseParallel, RowwiseParallel and SequenceParallel per module")
+    module.__dict__["_parallel_style"] = style
+    module.forward = forward
 
 
 def _distribute(module, name, mesh, placement, src_data_rank):
@@ -210,21 +224,51 @@ class SequenceParallel(ParallelStyle):
             for name, p in list(owner._parameters.items()):
                 if p is not None and not isinstance(p, DTensor):
                     _distribute(owner, name, mesh, Replicate(), src_data_rank)
-        module.forward = functools.partial(self._forward, module, mesh, module.forward)
+        stream = _RankStream(1 + mesh.get_local_rank())
+        _wrap_forward(module, self, functools.partial(self._forward, module, mesh,
+                                                      module.forward, stream))
         return module
 
-    def _forward(self, module, mesh, forward, input, *args, **kwargs):
+    def _forward(self, module, mesh, forward, stream, input, *args, **kwargs):
         from ....nn.utils.stateless import _reparametrize_module
         sharding = Shard(self.sequence_dim)
         x = _as_dtensor(input, sharding, mesh).redistribute(placements=[sharding])
         local = x.to_local()
         params = {name: p.to_local(grad_placements=[Partial()])
                   for name, p in module.named_parameters() if isinstance(p, DTensor)}
-        with _reparametrize_module(module, params):
+        with _reparametrize_module(module, params), stream(local.device):
             y = forward(local, *args, **kwargs)
-        shape = x.shape if tuple(y.shape) == tuple(local.shape) else None
+        dim = self.sequence_dim % y.ndim
+        shape = None          # the whole sequence's length along its dim, when y keeps it
+        if y.ndim == local.ndim and y.shape[dim] == local.shape[dim]:
+            shape = tuple(y.shape[:dim]) + (x.shape[dim],) + tuple(y.shape[dim + 1:])
         out = DTensor.from_local(y, mesh, [sharding], shape=shape)
         return out.to_local() if self.use_local_output else out
+
+
+class _RankStream:
+    """A random stream of this rank's own for one module's forward: with the same seed on
+    every rank, ranks drawing dropout masks for their parts of the sequence from the shared
+    stream would repeat one mask (PyTorch's RNG tracker offsets each shard). The global
+    stream, which replicated regions must draw alike, is left as it was."""
+
+    def __init__(self, offset):
+        self.offset, self.states = offset, None
+
+    @contextlib.contextmanager
+    def __call__(self, device):
+        from .... import cuda
+        from ....tensor import random
+        gpus = [device.index or 0] if device.type == "cuda" else []
+        with random.fork_rng(devices=gpus):
+            if self.states is None:
+                random.manual_seed(random.initial_seed() + 1_000_003 * self.offset)
+            else:
+                random.set_rng_state(self.states[0])
+                for gpu, state in zip(gpus, self.states[1]):
+                    cuda.set_rng_state(state, gpu)
+            yield
+            self.states = (random.get_rng_state(), [cuda.get_rng_state(g) for g in gpus])
 
 
 # ---- relayouts only -------------------------------------------------------------------------
