@@ -88,6 +88,31 @@ class DTensor(Tensor):
             raise TypeError("len() of a 0-d tensor")
         return self._global_shape[0]
 
+    # ---- reading values: the whole tensor, never one rank's part taken for it ------------
+    def numpy(self, *, force=False):
+        raise RuntimeError("a DTensor's values are spread over the ranks: call "
+                           ".full_tensor().numpy() for the whole tensor (a collective) or "
+                           ".to_local().numpy() for this rank's part")
+
+    __array__ = tolist = numpy
+
+    def item(self):
+        return self._raw_local().item() if self._placements[0].is_replicate() else \
+            self.detach().full_tensor().item()
+
+    @property
+    def data(self):
+        """A DTensor sharing this one's memory, outside the graph (as in PyTorch)."""
+        return self._like(self._data)
+
+    @data.setter
+    def data(self, value):
+        if not isinstance(value, DTensor) or value._placements != self._placements or \
+                value._global_shape != self._global_shape:
+            raise TypeError(f"DTensor.data = ...: expected a DTensor laid out as this one "
+                            f"({self._placements}, shape {list(self._global_shape)})")
+        self._data = value._data
+
     def __repr__(self):
         return (f"DTensor(local_tensor={self._raw_local()!r}, device_mesh={self._mesh!r}, "
                 f"placements={self._placements!r})")

@@ -127,6 +127,14 @@ def test_conversions_outside_autograd_stay_plain(world):
     assert "DTensor(local_tensor=" in repr(leaf)      # printing records no graph
     with pytest.raises(RuntimeError, match="Partial is a result of ops"):
         leaf.redistribute(placements=[Partial()])
+    for read in (lambda: leaf.detach().numpy(), lambda: leaf.tolist(),
+                 lambda: np.asarray(leaf)):           # never one rank's part as the whole
+        with pytest.raises(RuntimeError, match="full_tensor"):
+            read()
+    data = leaf.data
+    assert isinstance(data, DTensor) and data.shape == leaf.shape and not data.requires_grad
+    one = distribute_tensor(px.tensor([float(size)]), placements=[Shard(0)])
+    assert one.item() == size                    # only rank 0 holds it: gathered
 
 
 def test_elementwise_and_rearranging_ops_differentiate_on_the_local_parts(world):
