@@ -54,6 +54,8 @@ PROGRAMS = {
     # FSDP2: meta init, fully_shard, a full-state-dict checkpoint and a resumed model
     "fsdp2": (["--steps", "10"], "ends"),
     "fsdp2_dcp": (["--steps", "10", "--dcp"], "ends"),   # a sharded checkpoint instead
+    # tensor and sequence parallelism: the TP tutorial's plan, loss_parallel
+    "tensor_parallel": (["--steps", "10"], "ends"),
     "regression": ([], "ends"),
     "mnist_rnn": (["--epochs", "1"], "ends"),
     # the example's lr schedule (gamma 0.7) stalls a small model on 8x8 digits; a slower decay
@@ -110,7 +112,7 @@ def test_port_trains_like_pytorch(name, tmp_path):
     script = {"word_lm_transformer": "word_lm", "fsdp2_dcp": "fsdp2"}.get(name, name)
     if FULL:
         args = {"word_lm_transformer": args[:2], "fsdp2_dcp": ["--dcp"]}.get(name, [])
-    if script in ("ddp_tutorial", "fsdp2"):   # gloo needs a free port; Phalanx ignores it
+    if script in ("ddp_tutorial", "fsdp2", "tensor_parallel"):   # gloo needs a free port
         args = args + ["--port", str(_free_port())]
     original = os.path.join(ORIGINALS, f"{script}.py")
     with open(original) as f:
