@@ -56,6 +56,11 @@ class DeviceMesh:
         self.mesh_dim_names = None if parent.mesh_dim_names is None else \
             tuple(parent.mesh_dim_names[d] for d in dims)
         self._groups = [parent._groups[d] for d in dims]
+        # the mesh it was cut from, and which of its dims these are (FSDP over TP builds
+        # its parameters' 2-D layout from the two slices)
+        self._root = getattr(parent, "_root", None) or parent
+        root_dims = getattr(parent, "_root_dims", None) or list(range(parent.ndim))
+        self._root_dims = [root_dims[d] for d in dims]
         return self
 
     @staticmethod

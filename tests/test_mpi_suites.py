@@ -58,7 +58,8 @@ def _clean_env():
     # two simulated hosts of two ranks; a 2 x 2 device mesh (HSDP's too)
     (4, "tests/distributed/test_mpi_hosts.py tests/distributed/test_mpi_device_mesh.py "
         "tests/distributed/test_mpi_fsdp.py tests/distributed/test_mpi_dcp.py "
-        "tests/distributed/test_mpi_tensor_parallel.py tests/distributed/test_mpi_dtensor.py"),
+        "tests/distributed/test_mpi_tensor_parallel.py tests/distributed/test_mpi_dtensor.py "
+        "tests/distributed/test_mpi_fsdp_tp.py"),
 ], ids=["2", "3", "4-hosts"])
 @pytest.mark.timeout(660)
 def test_distributed_suite(nproc, tests, tmp_path):

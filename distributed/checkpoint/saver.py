@@ -35,7 +35,6 @@ import numpy as np
 
 from ...tensor import Tensor
 from ...tensor.backend import to_device
-from ..tensor.dtensor import chunk_bounds
 
 METADATA = ".metadata"
 VERSION = 1
@@ -268,15 +267,12 @@ def _chunk(key, t, rank, copy=False):
     placements = getattr(t, "_placements", None)
     offsets = [0] * len(whole)
     if placements is not None:
-        [p] = placements
-        if p.is_partial():
+        if any(p.is_partial() for p in placements):
             raise ValueError(f"dcp.save: {key} is a Partial DTensor; reduce it first "
                              f"(redistribute to Replicate or Shard)")
-        if p.is_shard():
-            offsets[p.dim] = chunk_bounds(whole[p.dim], t._mesh.size(),
-                                          t._mesh.get_local_rank())[0]
-        elif t._mesh.get_local_rank() != 0:
+        if not t._first_replica():         # another rank writes the same part
             return None
+        offsets = t._box()[0]
     elif rank != 0:
         return None
     array = to_device(t.detach()._data, "cpu")
@@ -361,11 +357,7 @@ def _read_tensor(t, key, metadata, folder):
     if list(t.shape) != saved["shape"]:
         raise RuntimeError(f"dcp.load: {key} has shape {saved['shape']} in the checkpoint but "
                            f"{list(t.shape)} here")
-    lo, hi = [0] * t.ndim, list(t.shape)       # the box this rank holds
-    placements = getattr(t, "_placements", None)
-    if placements is not None and placements[0].is_shard():
-        d = placements[0].dim
-        lo[d], hi[d] = chunk_bounds(t.shape[d], t._mesh.size(), t._mesh.get_local_rank())
+    lo, hi = t._box() if hasattr(t, "_box") else ([0] * t.ndim, list(t.shape))  # ours
     dtype = np.dtype(saved["dtype"])
     # the chunks tile the tensor exactly (`_check_chunks`), so `out` is written everywhere
     out = np.empty([b - a for a, b in zip(lo, hi)], dtype)

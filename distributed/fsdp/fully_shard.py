@@ -21,13 +21,20 @@ gradients are reduce-scattered within the shard group and all-reduced across rep
 sharded parameters are then DTensors on the 1-D shard sub-mesh (PyTorch's are on the 2-D mesh
 with placements (Replicate(), Shard(0))).
 
+Over tensor parallelism (pytorch/examples' fsdp_tp_example.py): parameters made DTensors on
+mesh["tp"] by parallelize_module are sharded again on mesh["dp"], the other dim of the same
+2-D mesh: each rank keeps a dp chunk of its TP part; the unsharded form is the TP part (what
+the TP layers compute with), and the sharded parameter is a DTensor on the 2-D mesh, cut by
+TP first and then by FSDP (PyTorch's _StridedShard where both cut dim 0).
+
 The module's class becomes `FSDP<Class>`, a subclass of both `FSDPModule` and its own class.
 """
 from ...autograd import engine, saved_hooks
 from ...autograd.grad_mode import is_grad_enabled
 from ...tensor import Tensor
 from ...tensor.dtypes import to_numpy_dtype
-from .param_group import FSDPParam, all_gather_params, reduce_scatter_grads
+from ..tensor.dtensor import DTensor
+from .param_group import FSDPParam, all_gather_params, fsdp_over_tp, reduce_scatter_grads
 
 
 class MixedPrecisionPolicy:
@@ -172,14 +179,15 @@ class FSDPState:
         def pack(t):
             p = by_tensor.get(id(t)) or by_array.get(id(t._data))
             if p is not None and (t is p.unsharded or t._data is p.unsharded._data):
-                return _ParamRef(p)
+                return _ParamRef(p, t is not p.unsharded)
             return t if outer is None else (outer, outer[0](t))
 
         def unpack(packed):
             if type(packed) is _ParamRef:
                 self._enter_backward()
                 self.unshard()
-                return packed.param.unsharded
+                whole = packed.param.unsharded      # or its values (a TP parameter's part)
+                return Tensor._make(whole._data) if packed.values else whole
             if outer is None:
                 return packed
             hooks, inner = packed
@@ -231,10 +239,10 @@ class FSDPState:
 
 
 class _ParamRef:
-    __slots__ = ("param",)
+    __slots__ = ("param", "values")
 
-    def __init__(self, param):
-        self.param = param
+    def __init__(self, param, values):
+        self.param, self.values = param, values
 
 
 class FSDPModule:
@@ -339,6 +347,12 @@ def fully_shard(module, *, mesh=None, reshard_after_forward=None, shard_placemen
         raise NotImplementedError(f"fully_shard on a {mesh.ndim}-D mesh is not supported; "
                                   f"pass a 1-D mesh (FSDP) or a 2-D one (HSDP: replicate, "
                                   f"shard)")
+    for p, _ in params:
+        if isinstance(p, DTensor):     # tensor parallel: its mesh and ours make one 2-D mesh
+            if replicate_group is not None:
+                raise NotImplementedError("fully_shard: HSDP (a 2-D mesh) of tensor-parallel "
+                                          "parameters is not supported; pass the dp mesh")
+            fsdp_over_tp(mesh, p._mesh)
     fsdp_params = [FSDPParam(p, places, mesh, _shard_dim(shard_placement_fn, p))
                    for p, places in params]
     state = FSDPState(modules, fsdp_params, mesh, reshard_after_forward, mp_policy,
@@ -367,12 +381,11 @@ def _managed(modules, ignored):
             return
         for name, p in m._parameters.items():
             if p is not None and id(p) not in ignored:
-                if p.ndim == 0 or hasattr(p, "_placements"):
+                if p.ndim == 0 or hasattr(p, "_placements") and p._mesh.ndim != 1:
                     raise ValueError(
                         f"fully_shard: cannot shard {type(m).__name__}.{name}: "
                         + ("a 0-d parameter has no dim to split (pass it in ignored_params)"
-                           if p.ndim == 0 else "it is a DTensor already (tensor "
-                           "parallelism and FSDP on one 2-D mesh are not supported)"))
+                           if p.ndim == 0 else "it is sharded on a 2-D mesh already"))
                 found.setdefault(id(p), (p, []))[1].append((m, name))
         for child in m._modules.values():
             if child is not None:

@@ -28,12 +28,18 @@ class FSDPParam:
         self.places = places                    # [(module, attribute name)], shared ones too
         self.original = weakref.ref(param)      # to tell a tie to it from a later call
         self.dim, self.mesh = dim, mesh
-        self.shape = tuple(param.shape)
+        # a tensor-parallel parameter (a DTensor on the other dim of a 2-D mesh): FSDP
+        # shards its local part, and the unsharded form is that part as the TP DTensor
+        self.tp = None if not isinstance(param, DTensor) else \
+            (param._mesh, param._placements, param._global_shape)
+        self.shape = tuple(param._data.shape if self.tp else param.shape)
         n = self.shape[dim]
         self.chunk = -(-n // mesh.size()) if n else 0   # each rank's padded length along dim
         self.sharded = self._shard(param)
-        self.unsharded = Parameter(Tensor._make(meta_array(self.shape, param._data.dtype)),
-                                   requires_grad=param.requires_grad)
+        freed = Tensor._make(meta_array(self.shape, param._data.dtype))
+        if self.tp:
+            freed = DTensor._wrap(freed._data, *self.tp)
+        self.unsharded = Parameter(freed, requires_grad=param.requires_grad)
         self.gathered_from = None
         self.accumulated = None     # whole gradients of microbatches without sync, in the
                                     # reduce dtype where it is wider than the param dtype
@@ -44,8 +50,15 @@ class FSDPParam:
         from ...nn.parameter import Parameter
         from ..tensor.placement_types import Shard
         part = local_part(param._data, self.dim, self.mesh)
-        return Parameter(DTensor._wrap(part, self.mesh, (Shard(self.dim),), self.shape),
-                         requires_grad=param.requires_grad)
+        if self.tp is None:
+            dt = DTensor._wrap(part, self.mesh, (Shard(self.dim),), self.shape)
+        else:                   # on the 2-D mesh: cut by TP first, then by FSDP
+            tp_mesh, (tp_placement,), whole = self.tp
+            root, dp_dim, tp_dim = fsdp_over_tp(self.mesh, tp_mesh)
+            placements = [None, None]
+            placements[dp_dim], placements[tp_dim] = Shard(self.dim), tp_placement
+            dt = DTensor._wrap(part, root, placements, whole, order=(tp_dim, dp_dim))
+        return Parameter(dt, requires_grad=param.requires_grad)
 
     def register(self, param):
         for module, name in self.places:
@@ -59,6 +72,10 @@ class FSDPParam:
         current = module._parameters.get(name)
         if current is None or current is self.sharded:
             return
+        if self.tp is not None:
+            raise NotImplementedError(f"fully_shard: load_state_dict(assign=True) into "
+                                      f"{name}, a tensor-parallel parameter, is not "
+                                      f"supported; load without assign")
         if tuple(current.shape) != self.shape:
             raise ValueError(f"fully_shard: {name} was assigned a tensor of shape "
                              f"{list(current.shape)}; the parameter's is {list(self.shape)}")
@@ -154,6 +171,21 @@ class FSDPParam:
         n = self.sharded._data.shape[self.dim]
         return xp.ascontiguousarray(xp.moveaxis(flat.reshape((self.chunk,) + rest)[:n], 0,
                                                 self.dim))
+
+
+def fsdp_over_tp(dp_mesh, tp_mesh):
+    """(the 2-D mesh, its dp dim, its tp dim) of which `dp_mesh` and `tp_mesh` are the two
+    1-D slices (mesh["dp"], mesh["tp"]); raises for any other pair."""
+    root = getattr(dp_mesh, "_root", None)
+    if root is None or getattr(tp_mesh, "_root", None) is not root or root.ndim != 2 or \
+            dp_mesh.ndim != 1 or tp_mesh.ndim != 1 or \
+            {dp_mesh._root_dims[0], tp_mesh._root_dims[0]} != {0, 1}:
+        raise NotImplementedError(
+            "fully_shard of tensor-parallel parameters needs the two dims of one 2-D mesh: "
+            "mesh = init_device_mesh(device, (dp, tp), mesh_dim_names=('dp', 'tp')); "
+            "parallelize_module(model, mesh['tp'], plan); fully_shard(model, "
+            "mesh=mesh['dp'])")
+    return root, dp_mesh._root_dims[0], tp_mesh._root_dims[0]
 
 
 def all_gather_params(params, group, param_dtype):

@@ -25,14 +25,18 @@ from .placement_types import Replicate, Shard
 
 
 class DTensor(Tensor):
-    # in __dict__: _mesh (the DeviceMesh), _placements (a 1-tuple), _global_shape
+    # in __dict__: _mesh (the DeviceMesh), _placements (one per mesh dim), _global_shape,
+    # _order (the mesh dims in the order their shards were cut, outermost first; None: in
+    # mesh order. FSDP over tensor parallelism cuts a tensor-parallel part again along the
+    # data-parallel dim: order (tp, dp), PyTorch's _StridedShard)
 
     def __init__(self, *args, **kwargs):
         raise TypeError("make a DTensor with distribute_tensor(tensor, mesh, placements) or "
                         "DTensor.from_local(local_tensor, mesh, placements)")
 
     @staticmethod
-    def _wrap(local, mesh, placements, global_shape, requires_grad=False, cls=None):
+    def _wrap(local, mesh, placements, global_shape, requires_grad=False, cls=None,
+              order=None):
         """A DTensor over the array `local` (package-internal)."""
         global dispatch_installed
         if not dispatch_installed:
@@ -42,13 +46,42 @@ class DTensor(Tensor):
         t.__class__ = cls or DTensor
         t._mesh, t._placements = mesh, tuple(placements)
         t._global_shape = tuple(global_shape)
+        t._order = order
         if requires_grad:
             t.requires_grad_(True)
         return t
 
     def _like(self, local, cls=None):
         """A DTensor laid out as this one over another local array."""
-        return DTensor._wrap(local, self._mesh, self._placements, self._global_shape, cls=cls)
+        return DTensor._wrap(local, self._mesh, self._placements, self._global_shape, cls=cls,
+                             order=self._order)
+
+    # ---- where this rank's part lies ---------------------------------------------------
+    def _levels(self):
+        """[(mesh dim, placement)] in the order the shards were cut, outermost first."""
+        order = self._order or range(len(self._placements))
+        return [(m, self._placements[m]) for m in order]
+
+    def _box(self):
+        """(starts, stops) of this rank's part in the whole tensor, one per tensor dim."""
+        lo, hi = [0] * len(self._global_shape), list(self._global_shape)
+        coordinate = self._mesh.get_coordinate()
+        for m, p in self._levels():
+            if p.is_shard():
+                a, b = chunk_bounds(hi[p.dim] - lo[p.dim], self._mesh.size(m), coordinate[m])
+                lo[p.dim], hi[p.dim] = lo[p.dim] + a, lo[p.dim] + b
+        return lo, hi
+
+    def _part_of(self, whole):
+        """This rank's part of `whole`, an array of the whole tensor (a view)."""
+        lo, hi = self._box()
+        return whole[tuple(slice(a, b) for a, b in zip(lo, hi))]
+
+    def _first_replica(self):
+        """Whether this rank is the first of those holding the same part (it writes it)."""
+        coordinate = self._mesh.get_coordinate()
+        return all(coordinate[m] == 0 for m, p in enumerate(self._placements)
+                   if not p.is_shard())
 
     # ---- what it is --------------------------------------------------------------------
     @property
@@ -152,6 +185,11 @@ class DTensor(Tensor):
 
     def full_tensor(self, *, grad_placements=None):
         """The whole tensor on every rank (a collective over the mesh); differentiable."""
+        if self._mesh.ndim > 1:            # (FSDP over TP's parameters)
+            if grad_placements is not None:
+                raise NotImplementedError("full_tensor(grad_placements=...) of a DTensor on "
+                                          "a 2-D mesh is not supported; pass None")
+            return _Gathered.apply(self)
         return self.redistribute(placements=(Replicate(),)).to_local(
             grad_placements=grad_placements)
 
@@ -206,33 +244,35 @@ class DTensor(Tensor):
         the same on every rank, so the sharded model starts as the unsharded one would)."""
         if is_meta(self._data):
             return
-        [p] = self._placements
-        part = values if not p.is_shard() else local_part(values, p.dim, self._mesh)
-        self._data[...] = part.astype(self._data.dtype, copy=False)
+        self._data[...] = self._part_of(values).astype(self._data.dtype, copy=False)
 
     def _local_from(self, value):
         """The array to copy into this tensor's part for `value` (a DTensor laid out alike,
         or a tensor or array of the whole): load_state_dict's copy."""
         if isinstance(value, DTensor):
-            if value._placements != self._placements:
-                value = value.redistribute(self._mesh, self._placements)
-            return value._data
+            if value._placements == self._placements and value._order == self._order:
+                return value._data
+            value = value.redistribute(self._mesh, self._placements) if \
+                self._mesh.ndim == 1 == value._mesh.ndim else Tensor._make(_whole(value))
+            if isinstance(value, DTensor):
+                return value._data
         arr = value._data if isinstance(value, Tensor) else np.asarray(value)
-        [p] = self._placements
-        return arr if not p.is_shard() else local_part(arr, p.dim, self._mesh)
+        return self._part_of(arr).copy()
 
     @staticmethod
     def _whole_norms(local_norms, dtensors, norm_type):
         """The `norm_type`-norms of whole DTensors from those of their local parts (0-d
-        arrays), with one all-reduce per mesh: clip_grad_norm_ of sharded gradients."""
+        arrays), with one all-reduce per mesh dim they are sharded over: clip_grad_norm_ of
+        sharded gradients."""
         from ..collectives import all_reduce
         from ..reduce_op import ReduceOp
         out = list(local_norms)
-        by_mesh = {}
+        by_group = {}
         for i, t in enumerate(dtensors):
-            if t._placements[0].is_shard():
-                by_mesh.setdefault(t._mesh, []).append(i)
-        for mesh, index in by_mesh.items():
+            for m, p in enumerate(t._placements):
+                if p.is_shard():
+                    by_group.setdefault(t._mesh.get_group(m), []).append(i)
+        for group, index in by_group.items():
             xp = array_module(out[index[0]])
             parts = xp.stack([out[i] for i in index])
             if norm_type == math.inf:
@@ -244,7 +284,7 @@ class DTensor(Tensor):
                 op = ReduceOp.SUM
                 if norm_type not in (0, 1):
                     parts = parts ** norm_type
-            all_reduce(Tensor._make(parts), op=op, group=mesh.get_group())
+            all_reduce(Tensor._make(parts), op=op, group=group)
             if norm_type not in (0, 1, math.inf, -math.inf):
                 parts = parts ** (1.0 / norm_type)
             for i, n in zip(index, parts):
@@ -334,32 +374,48 @@ def local_part(whole, dim, mesh):
 
 
 def _whole(dt):
-    """The whole array of the DTensor `dt` on every rank."""
-    from ..collectives import all_gather_into_tensor, all_reduce
+    """The whole array of the DTensor `dt` on every rank: its levels undone innermost
+    first (a gather along each sharded mesh dim, a reduction along each Partial one)."""
+    from ..collectives import all_reduce
     from ..reduce_op import ReduceOp
-    [p] = dt._placements
     local = dt._data
     if is_meta(local):
         return meta_array(dt._global_shape, local.dtype)
-    if p.is_replicate():
-        return local.copy()
+    levels, extents = dt._levels(), []
+    lo, hi = [0] * len(dt._global_shape), list(dt._global_shape)
+    coordinate = dt._mesh.get_coordinate()
+    for m, p in levels:                   # the extent each shard was cut from
+        if p.is_shard():
+            extents.append(hi[p.dim] - lo[p.dim])
+            a, b = chunk_bounds(extents[-1], dt._mesh.size(m), coordinate[m])
+            lo[p.dim], hi[p.dim] = lo[p.dim] + a, lo[p.dim] + b
+        else:
+            extents.append(None)
+    out = local.copy()
+    for (m, p), n in reversed(list(zip(levels, extents))):
+        group = dt._mesh.get_group(m)
+        if p.is_shard():
+            out = _gathered_along(out, p.dim, n, dt._mesh.size(m), group)
+        elif p.is_partial():
+            op = {"sum": ReduceOp.SUM, "avg": ReduceOp.AVG, "max": ReduceOp.MAX,
+                  "min": ReduceOp.MIN}[p.reduce_op]
+            all_reduce(Tensor._make(out), op=op, group=group)
+    return out
+
+
+def _gathered_along(local, dim, n, ranks, group):
+    """The `n` elements along `dim` that the ranks of `group` hold in torch.chunk's chunks,
+    put together (one all-gather of padded chunks)."""
+    from ..collectives import all_gather_into_tensor
     xp = array_module(local)
-    group = dt._mesh.get_group()
-    if p.is_partial():
-        out = local.copy()
-        op = {"sum": ReduceOp.SUM, "avg": ReduceOp.AVG, "max": ReduceOp.MAX,
-              "min": ReduceOp.MIN}[p.reduce_op]
-        all_reduce(Tensor._make(out), op=op, group=group)
-        return out
-    ranks, n = dt._mesh.size(), dt._global_shape[p.dim]
     size = -(-n // ranks) if n else 0
-    moved = xp.moveaxis(local, p.dim, 0)
+    moved = xp.moveaxis(local, dim, 0)
     padded = xp.zeros((size,) + moved.shape[1:], local.dtype)
     padded[:moved.shape[0]] = moved
     gathered = xp.empty((ranks,) + padded.shape, local.dtype)
     all_gather_into_tensor(Tensor._make(gathered), Tensor._make(padded), group=group)
     whole = gathered.reshape((ranks * size,) + moved.shape[1:])[:n]
-    return xp.ascontiguousarray(xp.moveaxis(whole, 0, p.dim))
+    return xp.ascontiguousarray(xp.moveaxis(whole, 0, dim))
 
 
 # ---- the differentiable conversions ----------------------------------------------------
@@ -398,6 +454,22 @@ class _FromLocal(_function.Function):
     def backward(ctx, grad):
         local = _relaid(grad, ctx.back) if isinstance(grad, DTensor) else grad._data
         return Tensor._make(local), None, None, None, None
+
+
+class _Gathered(_function.Function):
+    """full_tensor() of a DTensor on a 2-D mesh: the whole forward, this rank's part of the
+    (replicated) gradient backward."""
+    dtensor_aware = True
+
+    @staticmethod
+    def forward(ctx, dtensor):
+        ctx.like = dtensor._like
+        ctx.part_of = dtensor._part_of
+        return Tensor._make(_whole(dtensor))
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.like(array_module(grad._data).ascontiguousarray(ctx.part_of(grad._data)))
 
 
 class _Redistribute(_function.Function):
@@ -516,14 +588,17 @@ def dtensor_ops(cls, args, kwargs, run):
             _refuse(cls, "a DTensor keyword argument")
         return run(cls, args, kwargs)
     name = cls.__name__.lstrip("_")
+    needs_grad = _function._grad_state.enabled and any(
+        isinstance(a, Tensor) and a.requires_grad for a in args)
+    if first._mesh.ndim > 1 and (name not in _ELEMENTWISE or needs_grad):
+        _refuse(cls, "a DTensor on a 2-D mesh (FSDP's parameters over tensor parallelism "
+                     "take elementwise ops outside autograd only)")
     if name in _REARRANGING:
         return _rearranged(cls, name, first, args[1], kwargs, run)
     if name in parallel_losses:
         return parallel_losses[name](*args, **kwargs)
     if name not in _ELEMENTWISE:
         _refuse(cls, "a DTensor")
-    needs_grad = _function._grad_state.enabled and any(
-        isinstance(a, Tensor) and a.requires_grad for a in args)
     if needs_grad and name == "Overwrite":
         _refuse(cls, "DTensors that require grad (an in-place write)")
     if name in ("Add", "Sub"):
@@ -532,7 +607,7 @@ def dtensor_ops(cls, args, kwargs, run):
     for a in list(args) + list(kwargs.values()):
         if isinstance(a, DTensor):
             if a._placements != first._placements or a._global_shape != first._global_shape \
-                    or a._mesh != first._mesh:
+                    or a._mesh != first._mesh or a._order != first._order:
                 raise RuntimeError(f"{name} of DTensors laid out differently ("
                                    f"{first._placements} {list(first._global_shape)} and "
                                    f"{a._placements} {list(a._global_shape)}): redistribute "
@@ -557,7 +632,7 @@ def dtensor_ops(cls, args, kwargs, run):
                 t._data.shape == first._data.shape:
             t.__class__ = DTensor
             t._mesh, t._placements = first._mesh, first._placements
-            t._global_shape = first._global_shape
+            t._global_shape, t._order = first._global_shape, first._order
     return out
 
 

@@ -7,8 +7,9 @@
 Every rank gives the layers the same input (or, with sequence parallelism, its part of the
 sequence); the gradients of the sharded parameters are DTensors, of which each rank holds its
 chunk (optimizers, clipping and state dicts take them as FSDP's); `loss_parallel()` computes
-cross entropy on logits sharded over the classes (loss.py). Not here: tensor and data
-parallelism on one 2-D mesh.
+cross entropy on logits sharded over the classes (loss.py). With FSDP on the other dim of a
+2-D mesh (fully_shard(model, mesh=mesh["dp"]) after parallelize_module(model, mesh["tp"],
+plan)) the parameters are sharded again across data-parallel ranks (fsdp/).
 """
 import fnmatch
 import warnings
