@@ -113,13 +113,24 @@ class Node:
     # --- the graph-node interface ------------------------------------------------------
     def name(self):
         own = self.__dict__.get("node_name")    # ops whose PyTorch name depends on the call
-        return f"{own}Backward0" if own else backward_name(self.fn)
+        return _full_name(own) if own else backward_name(self.fn)
 
     @property
     def next_functions(self):
+        """The nodes of PyTorch's inputs of this op, in PyTorch's order: `graph_inputs` (on
+        the node for one call, else on the Function) picks them from the forward's arguments
+        by position (a tuple, or a slice for variadic ones), so sizes, dims and flags, which
+        PyTorch does not count as inputs, are left out; None means every argument."""
+        edges = self.edges
+        pick = self.__dict__.get("graph_inputs")
+        if pick is None:
+            pick = getattr(self.fn, "graph_inputs", None)
+        if pick is not None:
+            edges = edges[pick] if isinstance(pick, slice) else \
+                [edges[i] if i < len(edges) else None for i in pick]
         return tuple((None, 0) if e is None else
                      ((e[0], e[1]) if isinstance(e[0], Node) else (accumulate_node(e[0]), 0))
-                     for e in self.edges)
+                     for e in edges)
 
     def register_hook(self, hook):
         """`hook(grad_inputs, grad_outputs)` after this node's backward (PyTorch's
@@ -174,7 +185,13 @@ def backward_name(fn):
     builtin = module.startswith("phalanx.") and not module.startswith("phalanx.tests")
     if not builtin:
         return f"{fn.__name__}Backward"
-    return f"{fn.__dict__.get('node_name') or fn.__name__}Backward0"
+    return _full_name(fn.__dict__.get('node_name') or fn.__name__)
+
+
+def _full_name(op):
+    """`op` as a node name: "Sum" -> "SumBackward0"; a name that gives PyTorch's overload
+    number itself ("SumBackward1", the node of sum(dim)) stays as it is."""
+    return op if "Backward" in op else f"{op}Backward0"
 
 
 def _holds_data(value):

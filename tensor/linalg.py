@@ -398,8 +398,6 @@ def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):
     if not (x.is_floating_point() or x.is_complex()):
         raise RuntimeError(f"linalg.vector_norm: Expected a floating point or complex tensor "
                            f"as input. Got {x.dtype}")
-    if dim is None and not keepdim:
-        x = x.reshape(-1)
     return red.norm(x, ord, dim, keepdim)
 
 

@@ -562,7 +562,8 @@ dispatch_installed = False
 _ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Neg", "Pow", "Maximum", "Minimum", "Clamp",
                 "Abs", "Sqrt", "Rsqrt", "Exp", "Log", "Sign", "Reciprocal", "Square",
                 "Log1p", "Expm1", "Overwrite", "Sin", "Cos", "Tanh", "Sigmoid", "Silu", "Erf",
-                "Relu", "LeakyRelu", "Gelu", "FusedGelu", "Softplus", "Clone", "ToCopy"}
+                "Relu", "LeakyRelu", "Gelu", "FusedGelu", "Softplus", "Clone", "ToCopy",
+                "Hardtanh", "Elu", "Mish"}
 # ops that only rearrange elements: exact on the local parts where the sharded dim keeps its
 # extent (see _rearranged)
 _REARRANGING = {"Reshape", "Permute"}

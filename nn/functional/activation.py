@@ -1,10 +1,16 @@
-"""Activation functions. Each is a primitive of the tensor library or a composite of them."""
+"""Activation functions. Each is a primitive of the tensor library, a Function here where
+PyTorch has one node for it (hardtanh, elu/selu/celu, mish, glu: forward and backward side by
+side, composed while an observer watches the dispatch point), or a composite."""
 import warnings
 
 import numpy as np
 
-from ...tensor import Tensor, backend
+from ...autograd import Function, dispatch
+from ...tensor import Tensor, backend, cat
+from ...tensor.backend import array_module
 from ...tensor.methods import _inplace_apply
+from ...tensor.ops._util import named
+from ...tensor.ops.elementwise import sigmoid_array
 from ...tensor.ops.products import cdist
 from ...tensor.random import _gen
 from . import fused_activation
@@ -25,11 +31,41 @@ def relu(input, inplace=False):
 
 
 def relu6(input, inplace=False):
-    return hardtanh(input, 0.0, 6.0, inplace)
+    return hardtanh(input, 0.0, 6.0, inplace)     # PyTorch's node is Hardtanh's too
 
 
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    if _fused(input):
+        return _inplace(input, lambda x: Hardtanh.apply(x, min_val, max_val), inplace)
     return _inplace(input, lambda x: x.clamp(min_val, max_val), inplace)
+
+
+def _fused(input):
+    """Whether an activation Function of this module runs (else its composite): on floating
+    input, while no observer watches the primitives."""
+    return input._data.dtype.kind == "f" and not dispatch.watching()
+
+
+class Hardtanh(Function):
+    """clip(x, min_val, max_val); the gradient passes strictly between the bounds, as
+    PyTorch's (clamp's also passes at them: relu6'(0) is 0, clamp(x, 0, 6)'s is 1)."""
+    graph_inputs = (0,)
+
+    @staticmethod
+    def forward(ctx, x, min_val, max_val):
+        d = x._data
+        out = Tensor._make(array_module(d).clip(d, min_val, max_val).astype(d.dtype,
+                                                                             copy=False))
+        ctx.save_for_backward(out)    # inside the bounds exactly where the input is
+        ctx.bounds = (min_val, max_val)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        out, = ctx.saved_tensors
+        lo, hi = ctx.bounds
+        d = out._data
+        return g * Tensor._make(((d > lo) & (d < hi)).astype(g._data.dtype)), None, None
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
@@ -37,8 +73,35 @@ def leaky_relu(input, negative_slope=0.01, inplace=False):
 
 
 def elu(input, alpha=1.0, inplace=False):
+    if _fused(input):
+        return _inplace(input, lambda x: Elu.apply(x, alpha, 1.0, 1.0), inplace)
     # expm1 of min(x, 0): the unused branch stays finite, so its zero gradient stays zero
     return _inplace(input, lambda x: where(x > 0, x, x.clamp(max=0).expm1() * alpha), inplace)
+
+
+class Elu(Function):
+    """scale * (x if x > 0 else alpha * (exp(input_scale * x) - 1)): PyTorch's elu node, which
+    selu (its constants) and celu (input_scale 1 / alpha, named Celu there) share. Backward:
+    scale, or scale * alpha * input_scale * exp(input_scale * x), in tensor ops."""
+    graph_inputs = (0,)
+
+    @staticmethod
+    def forward(ctx, x, alpha, scale, input_scale):
+        d = x._data
+        xp = array_module(d)
+        # expm1 of min(x, 0): the branch where x > 0 stays finite
+        negative = xp.expm1(xp.minimum(d, 0) * input_scale) * (alpha * scale)
+        ctx.save_for_backward(x)
+        ctx.params = (alpha, scale, input_scale)
+        return Tensor._make(xp.where(d > 0, d * scale, negative).astype(d.dtype, copy=False))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        alpha, scale, input_scale = ctx.params
+        slope = where(x > 0, scale, (x.clamp(max=0) * input_scale).exp() *
+                      (alpha * scale * input_scale))
+        return g * slope, None, None, None
 
 
 def gelu(input, approximate="none"):
@@ -51,7 +114,30 @@ def silu(input, inplace=False):
 
 
 def mish(input, inplace=False):
+    if _fused(input):
+        return _inplace(input, Mish.apply, inplace)
     return _inplace(input, lambda x: x * _tanh(_softplus(x)), inplace)
+
+
+class Mish(Function):
+    """x tanh(softplus(x)) in one op (PyTorch's node; composed it was three), softplus
+    without overflow for any x. Backward: t + x sigmoid(x) (1 - t^2) with t = tanh(softplus(x)),
+    in tensor ops."""
+    graph_inputs = (0,)
+
+    @staticmethod
+    def forward(ctx, x):
+        d = x._data
+        xp = array_module(d)
+        softplus_d = xp.maximum(d, 0) + xp.log1p(xp.exp(-xp.abs(d)))
+        ctx.save_for_backward(x)
+        return Tensor._make((d * xp.tanh(softplus_d)).astype(d.dtype, copy=False))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        t = _tanh(_softplus(x))
+        return g * (t + x * _sigmoid(x) * (1 - t * t))
 
 
 def sigmoid(input):
@@ -111,7 +197,7 @@ def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
     if out is not None:
         raise NotImplementedError("normalize(out=...) is not supported; use the returned "
                                   "tensor (or out.copy_(F.normalize(...)))")
-    return input / input.norm(p, dim, keepdim=True).clamp(min=eps).expand_as(input)
+    return input / input.norm(p, dim, keepdim=True).clamp_min(eps).expand_as(input)
 
 
 def cosine_similarity(x1, x2, dim=1, eps=1e-8):
@@ -148,12 +234,17 @@ def threshold(input, threshold, value, inplace=False):
 
 
 def selu(input, inplace=False):
+    if _fused(input):
+        return _inplace(input, lambda x: Elu.apply(x, _SELU_ALPHA, _SELU_SCALE, 1.0), inplace)
     return _inplace(input, lambda x: elu(x, _SELU_ALPHA) * _SELU_SCALE, inplace)
 
 
 def celu(input, alpha=1.0, inplace=False):
     if alpha == 0:
         raise RuntimeError("ZeroDivisionError: celu's alpha must not be 0")
+    if _fused(input):
+        return _inplace(input, lambda x: named(Elu.apply(x, alpha, 1.0, 1.0 / alpha), Elu,
+                                               "Celu"), inplace)
     return _inplace(input, lambda x: where(x > 0, x, (x.clamp(max=0) / alpha).expm1() * alpha),
                     inplace)
 
@@ -166,8 +257,34 @@ def glu(input, dim=-1):
     if n % 2:
         raise RuntimeError(f"Halving dimension must be even, but dimension {dim % input.ndim} "
                            f"is size {n}")
+    if _fused(input):
+        return Glu.apply(input, dim % input.ndim)
     a, b = input.split(n // 2, dim)
     return a * _sigmoid(b)
+
+
+class Glu(Function):
+    """a * sigmoid(b) of the two halves a, b of the input along `dim`, in one op (PyTorch's
+    node; composed it was a split, a sigmoid and a mul). Backward: the halves' gradients
+    g sigmoid(b) and g a sigmoid(b) (1 - sigmoid(b)), joined, in tensor ops."""
+    graph_inputs = (0,)
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        d = x._data
+        xp = array_module(d)
+        a, b = xp.split(d, 2, axis=dim)
+        ctx.save_for_backward(x)
+        ctx.dim = dim
+        return Tensor._make(a * sigmoid_array(xp, b))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, = ctx.saved_tensors
+        a, b = x.chunk(2, ctx.dim)
+        s = _sigmoid(b)
+        ga = g * s
+        return cat([ga, ga * a * (1 - s)], ctx.dim), None
 
 
 def hardshrink(input, lambd=0.5):

@@ -312,6 +312,7 @@ def _check_dtypes(name, *tensors):
 # ---- the three Functions -------------------------------------------------------------------
 class _Conv(Function):
     node_name = "Convolution"     # PyTorch's name of this graph node
+    graph_inputs = (0, 1, 2)      # input, weight, bias
     """y = conv(x, w) + b."""
 
     @staticmethod
@@ -334,6 +335,8 @@ class _Conv(Function):
 
 class _ConvT(Function):
     """x = conv^T(y, w) + b: the adjoint of conv in its input (a transposed convolution)."""
+    node_name = "Convolution"     # PyTorch's conv_transpose is its convolution, transposed
+    graph_inputs = (0, 1, 2)
 
     @staticmethod
     def forward(ctx, y, w, b, g):

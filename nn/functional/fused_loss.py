@@ -138,6 +138,8 @@ class FusedCrossEntropy(Function):
     """Cross entropy of logits (N, C) and class indices (N,) through the fused kernels
     (`kernels`: a CrossEntropyKernels), with class weights, ignore_index and every reduction.
     Backward under create_graph=True differentiates `unfused(input, target, weight)` instead."""
+    node_name = "NllLoss"         # the last node of PyTorch's log_softmax + nll_loss
+    graph_inputs = (0,)
 
     @staticmethod
     def forward(ctx, input, target, weight, ignore_index, reduction, kernels, unfused):

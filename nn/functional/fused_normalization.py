@@ -129,6 +129,8 @@ class FusedLayerNorm(Function):
     """Layer norm over the last `len(shape)` axes through the fused kernels (`kernels`: a
     LayerNormKernels). Backward under create_graph=True differentiates `unfused` (the same op
     composed of primitives) instead, so higher-order gradients stay available."""
+    node_name = "NativeLayerNorm"
+    graph_inputs = (0, 1, 2)
 
     @staticmethod
     def forward(ctx, x, weight, bias, shape, eps, kernels, unfused):

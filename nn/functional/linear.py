@@ -16,8 +16,9 @@ class Linear(Function):
     @staticmethod
     def forward(ctx, x, weight, bias=None):
         xd, wd = x._data, weight._data
-        if xd.ndim == 2:
-            ctx.node_name = "Mm" if bias is None else "Addmm"
+        if xd.ndim == 2:     # PyTorch's addmm(bias, input, weight.t()) or mm(input, weight.t())
+            ctx.node_name, ctx.graph_inputs = ("Mm", (0, 1)) if bias is None else \
+                ("Addmm", (2, 0, 1))
         if xd.dtype != wd.dtype or (bias is not None and bias._data.dtype != wd.dtype):
             raise RuntimeError(
                 f"linear: input ({x.dtype}), weight ({weight.dtype})"

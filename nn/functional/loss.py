@@ -1,6 +1,9 @@
 """Loss functions. `cross_entropy` is one fused Function (log-softmax and NLL in one pass over
 the logits, and a backward that needs no second softmax), and `nll_loss` is one Function
-(composed while an observer watches the dispatch point); the others are composites."""
+(composed while an observer watches the dispatch point). The losses that are one node in
+PyTorch (mse, smooth L1 / Huber, binary cross entropy with and without logits, soft margin)
+are one Function each, forward and backward side by side, and carry PyTorch's node names;
+observers see them composed. The others are composites."""
 import math
 import warnings
 
@@ -8,6 +11,7 @@ import numpy as np
 
 from ...autograd import Function, dispatch
 from ...tensor import Tensor, softplus, where
+from ...tensor.ops._util import named
 from ...tensor.backend import array_module, can_check
 from .activation import log_softmax, pairwise_distance
 from . import cuda_kernels, fused_loss
@@ -43,6 +47,24 @@ def _reduce(loss, reduction):
     return loss
 
 
+def _reduced(loss, reduction):
+    """The array of elementwise losses reduced as `reduction` says (the mean of none: nan)."""
+    if reduction == "mean":
+        loss = loss.mean() if loss.size else loss.dtype.type(np.nan)
+    elif reduction == "sum":
+        loss = loss.sum()
+    return Tensor._make(array_module(loss).asarray(loss, dtype=loss.dtype))
+
+
+def _mean_scale(reduction, count):
+    """What a reduction scales each element's gradient by: 1 / count for the mean."""
+    return 1.0 / count if reduction == "mean" and count else 1.0
+
+
+def _needs_grad(t):
+    return t is not None and t.requires_grad
+
+
 def _check_same_size(input, target, name):
     if tuple(input.shape) != tuple(target.shape):
         raise ValueError(f"{name}: target size ({list(target.shape)}) must be the same as input "
@@ -53,9 +75,32 @@ def _check_same_size(input, target, name):
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_same_size(input, target, "mse_loss")
+    if weight is None and not dispatch.watching():
+        _check_reduction(reduction)
+        return MseLoss.apply(input, target, reduction)
     d = input - target
     loss = d * d
     return _reduce(loss if weight is None else loss * weight, reduction)
+
+
+class MseLoss(Function):
+    """(input - target)^2, reduced, in one op (PyTorch's MseLossBackward0; composed it was a
+    sub, a mul and a mean). Backward: 2 (input - target), in tensor ops."""
+    graph_inputs = (0, 1)
+
+    @staticmethod
+    def forward(ctx, x, t, reduction):
+        d = x._data - t._data
+        ctx.save_for_backward(x, t)
+        ctx.reduction, ctx.count = reduction, d.size
+        return _reduced(d * d, reduction)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, t = ctx.saved_tensors
+        gx = g * (x - t) * (2.0 * _mean_scale(ctx.reduction, ctx.count))
+        nx, nt = ctx.needs_input_grad[:2]
+        return (gx if nx else None), (-gx if nt else None), None
 
 
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean"):
@@ -73,7 +118,8 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
         return l1_loss(input, target, reduction=reduction)
     if not dispatch.watching():
         _check_reduction(reduction)
-        return Huber.apply(input, target, beta, 1.0 / beta, reduction)
+        return named(Huber.apply(input, target, beta, 1.0 / beta, reduction), Huber,
+                     "SmoothL1Loss")
     d = (input - target).abs()
     return _reduce(where(d < beta, d * d * (0.5 / beta), d - 0.5 * beta), reduction)
 
@@ -82,7 +128,7 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     _check_same_size(input, target, "huber_loss")
     if weight is None and not dispatch.watching():
         _check_reduction(reduction)
-        return Huber.apply(input, target, delta, 1.0, reduction)
+        return named(Huber.apply(input, target, delta, 1.0, reduction), Huber, "HuberLoss")
     d = (input - target).abs()
     loss = where(d < delta, d * d * 0.5, (d - 0.5 * delta) * delta)
     return _reduce(loss if weight is None else loss * weight, reduction)
@@ -90,8 +136,10 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
 
 class Huber(Function):
     """scale * huber_delta(input - target), reduced, in one op (smooth L1 is the Huber loss
-    over beta: an RL script pays it once per action). Observers see the composed form.
+    over beta: an RL script pays it once per action); its node is PyTorch's SmoothL1Loss or
+    HuberLoss, as called. Observers see the composed form.
     Backward: scale * clamp(input - target, -delta, delta), in tensor ops."""
+    graph_inputs = (0, 1)
 
     @staticmethod
     def forward(ctx, x, t, delta, scale, reduction):
@@ -101,16 +149,12 @@ class Huber(Function):
         loss = xp.where(a < delta, (0.5 * scale) * d * d, (scale * delta) * (a - 0.5 * delta))
         ctx.save_for_backward(x, t)
         ctx.delta, ctx.scale, ctx.reduction, ctx.count = delta, scale, reduction, d.size
-        if reduction == "mean":
-            loss = loss.mean()
-        elif reduction == "sum":
-            loss = loss.sum()
-        return Tensor._make(xp.asarray(loss, dtype=d.dtype))
+        return _reduced(loss.astype(d.dtype, copy=False), reduction)
 
     @staticmethod
     def backward(ctx, g):
         x, t = ctx.saved_tensors
-        scale = ctx.scale / ctx.count if ctx.reduction == "mean" else ctx.scale
+        scale = ctx.scale * _mean_scale(ctx.reduction, ctx.count)
         gx = g * (x - t).clamp(-ctx.delta, ctx.delta) * scale
         nx, nt = ctx.needs_input_grad[:2]
         return (gx if nx else None), (-gx if nt else None), None, None, None
@@ -125,41 +169,54 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     if d.size and can_check(d) and (float(d.min()) < 0 or float(d.max()) > 1):
         raise RuntimeError("binary_cross_entropy: all elements of input should be between 0 "
                            "and 1 (did you mean binary_cross_entropy_with_logits?)")
-    loss = BinaryCrossEntropy.apply(input, target)
-    return _reduce(loss if weight is None else loss * weight, reduction)
+    _check_reduction(reduction)
+    if _needs_grad(weight):     # PyTorch refuses this gradient; composed, it is there
+        return _reduce(BinaryCrossEntropy.apply(input, target) * weight, reduction)
+    return BinaryCrossEntropy.apply(input, target, weight, reduction)
 
 
 class BinaryCrossEntropy(Function):
-    """-(y log x + (1 - y) log(1 - x)) with both logs clamped at -100 and the input gradient
-    (x - y) / max(x (1 - x), 1e-12), as in PyTorch: finite loss and gradient at x = 0 and 1
-    (a composite's log would give inf * 0 = nan there)."""
+    """-weight (y log x + (1 - y) log(1 - x)), reduced, with both logs clamped at -100 and the
+    input gradient weight (x - y) / max(x (1 - x), 1e-12), as in PyTorch: finite loss and
+    gradient at x = 0 and 1 (a composite's log would give inf * 0 = nan there)."""
+    graph_inputs = (0, 1)     # the weight is not an input of PyTorch's node
 
     @staticmethod
-    def forward(ctx, input, target):
+    def forward(ctx, input, target, weight=None, reduction="none"):
         x, y = input._data, target._data
         xp = array_module(x)
         with np.errstate(divide="ignore"):  # log(0) = -inf, clamped next (CuPy never warns)
             log_p = xp.maximum(xp.log(x), -100)
             log_q = xp.maximum(xp.log(1 - x), -100)
-        ctx.save_for_backward(input, target)
-        return Tensor._make((y - 1) * log_q - y * log_p)
+        loss = (y - 1) * log_q - y * log_p
+        if weight is not None:
+            loss = loss * weight._data
+        ctx.save_for_backward(input, target, weight)
+        ctx.reduction = reduction
+        return _reduced(loss, reduction)
 
     @staticmethod
     def backward(ctx, g):
-        input, target = ctx.saved_tensors
+        input, target, weight = ctx.saved_tensors
+        g = g * _mean_scale(ctx.reduction, input.numel())
+        if weight is not None:
+            g = g * weight
         gx = gy = None
         if ctx.needs_input_grad[0]:
             gx = g * (input - target) / (input * (1 - input)).clamp(min=1e-12)
         if ctx.needs_input_grad[1]:
             # unclamped, as in PyTorch: +-inf at x = 0 or 1
             gy = g * ((1 - input).log() - input.log())
-        return gx, gy
+        return gx, gy, None, None
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None,
                                      reduce=None, reduction="mean", pos_weight=None):
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_same_size(input, target, "binary_cross_entropy_with_logits")
+    if not (dispatch.watching() or _needs_grad(weight) or _needs_grad(pos_weight)):
+        _check_reduction(reduction)
+        return BinaryCrossEntropyWithLogits.apply(input, target, weight, pos_weight, reduction)
     # log(1 + exp(-x)) as softplus(-x) without its linear cut-off: exact for large |x|, and
     # its gradient is sigmoid (a relu/abs split would have the wrong subgradient at x = 0)
     sp = _softplus_exact(-input)
@@ -170,11 +227,74 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     return _reduce(loss if weight is None else loss * weight, reduction)
 
 
+class BinaryCrossEntropyWithLogits(Function):
+    """weight ((1 - y) x + (1 + (pos_weight - 1) y) log(1 + exp(-x))), reduced, in one op
+    (PyTorch's node; composed it was seven). log(1 + exp(-x)) is computed without overflow
+    for any x. Backward in tensor ops: the input gradient is
+    weight (l sigmoid(x) - pos_weight y) with l = 1 + (pos_weight - 1) y, the target's
+    weight (pos_weight log(1 + exp(-x)) - log(1 + exp(x))), as PyTorch's."""
+    graph_inputs = (0, 1)     # weight and pos_weight are not inputs of PyTorch's node
+
+    @staticmethod
+    def forward(ctx, input, target, weight, pos_weight, reduction):
+        x, y = input._data, target._data
+        xp = array_module(x)
+        softplus_neg = xp.maximum(-x, 0) + xp.log1p(xp.exp(-xp.abs(x)))   # log(1 + exp(-x))
+        if pos_weight is None:
+            loss = (1 - y) * x + softplus_neg
+        else:
+            loss = (1 - y) * x + (1 + (pos_weight._data - 1) * y) * softplus_neg
+        if weight is not None:
+            loss = loss * weight._data
+        ctx.save_for_backward(input, target, weight, pos_weight)
+        ctx.reduction = reduction
+        return _reduced(loss, reduction)
+
+    @staticmethod
+    def backward(ctx, g):
+        input, target, weight, pos_weight = ctx.saved_tensors
+        g = g * _mean_scale(ctx.reduction, input.numel())
+        if weight is not None:
+            g = g * weight
+        gx = gy = None
+        if ctx.needs_input_grad[0]:
+            s = input.sigmoid()
+            gx = g * (s - target) if pos_weight is None else \
+                g * ((1 + (pos_weight - 1) * target) * s - pos_weight * target)
+        if ctx.needs_input_grad[1]:
+            gy = -g * input if pos_weight is None else \
+                g * (pos_weight * _softplus_exact(-input) - _softplus_exact(input))
+        return gx, gy, None, None, None
+
+
 def soft_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):
     """log(1 + exp(-y x)) for labels y in {1, -1}."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
     _check_same_size(input, target, "soft_margin_loss")
+    if not (dispatch.watching() or target.requires_grad):    # PyTorch gives target none
+        _check_reduction(reduction)
+        return SoftMarginLoss.apply(input, target, reduction)
     return _reduce(_softplus_exact(-target * input), reduction)
+
+
+class SoftMarginLoss(Function):
+    """log(1 + exp(-y x)), reduced, in one op (PyTorch's node), without overflow for any
+    y x. Backward: -y sigmoid(-y x), in tensor ops."""
+    graph_inputs = (0,)       # the target is not an input of PyTorch's node
+
+    @staticmethod
+    def forward(ctx, input, target, reduction):
+        z = -target._data * input._data
+        xp = array_module(z)
+        ctx.save_for_backward(input, target)
+        ctx.reduction = reduction
+        return _reduced(xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z))), reduction)
+
+    @staticmethod
+    def backward(ctx, g):
+        input, target = ctx.saved_tensors
+        g = g * _mean_scale(ctx.reduction, input.numel())
+        return -g * target * (-target * input).sigmoid(), None, None
 
 
 def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, reduce=None,
@@ -377,6 +497,7 @@ class _NLLRows:
 
 class NLLLoss(Function):
     node_name = "NllLoss"
+    graph_inputs = (0,)
     """nll_loss in one pass over the picked entries (the composed form took a dozen ops to
     gather one value per row). `_NLLScatter` is its gradient and `_NLLPick` the gradient of
     that: each is linear, and each is the other's derivative, so every order is available."""
@@ -508,6 +629,7 @@ def _from_rows(a, shape):
 
 class CrossEntropy(Function):
     node_name = "NllLoss"         # the last node of PyTorch's log_softmax + nll_loss
+    graph_inputs = (0,)
     """Fused log-softmax + NLL with class weights, ignore_index and label smoothing, for class
     indices or class probabilities. The gradient is s * (A * softmax - a) per row, with `a`
     the per-class coefficients and A their sum, so backward reuses the softmax of forward."""

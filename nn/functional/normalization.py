@@ -67,6 +67,7 @@ class _Standardize(Function):
 
 class _BatchNormTrain(Function):
     node_name = "NativeBatchNorm"
+    graph_inputs = (0, 1, 2)
     """y = (x - mean) / sqrt(var + eps) * weight + bias, with the batch statistics over every
     dim but the channels (dim 1); puts mean and var in `stats` when asked."""
 
@@ -229,6 +230,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
 
 class _LayerNorm(Function):
     node_name = "NativeLayerNorm"
+    graph_inputs = (0, 1, 2)
     """Layer norm over the trailing dims with its affine transform, forward and all three
     gradients on arrays (the composed form is five ops forward and more backward, each paying
     the per-op overhead on what are usually small rows), for float32/float64 with one dtype.

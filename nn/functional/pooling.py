@@ -152,6 +152,7 @@ def _hits(v, best, nan):
 class _MaxPool(Function):
     """The maximum of each window, and which tap held it (the first one wins ties)."""
     node_name = "MaxPool2DWithIndices"      # every max pool is a 2-D one here
+    graph_inputs = (0,)
 
     @staticmethod
     def forward(ctx, x, geo):

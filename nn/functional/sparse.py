@@ -10,6 +10,8 @@ from ...tensor.ops.indexing import IndexAdd, one_hot as _one_hot
 
 
 class Embedding(Function):
+    graph_inputs = (0,)       # the weight; the indices are not an input of PyTorch's node
+
     @staticmethod
     def forward(ctx, weight, index, padding_idx, scale_grad_by_freq=False):
         w, idx = weight._data, index._data

@@ -14,6 +14,18 @@ def arr(x):
     return x._data if isinstance(x, Tensor) else x
 
 
+def named(out, fn, name, inputs=None):
+    """`out`, just made by the Function `fn`, with its graph node named `name` and, given
+    `inputs`, its `graph_inputs` set: PyTorch's node for the op that was called, where one
+    Function serves several (Permute for t and transpose, Clamp for hardtanh)."""
+    node = out.grad_fn
+    if node is not None and node.fn is fn:    # not a node that wraps it (a DTensor's)
+        node.node_name = name
+        if inputs is not None:
+            node.graph_inputs = inputs
+    return out
+
+
 def devices_error(x, y):
     return RuntimeError(f"Expected all tensors to be on the same device, but found at least "
                         f"two devices, {device_of(x)} and {device_of(y)}! Move them with "

@@ -8,6 +8,8 @@ from .complex import real
 
 
 class ToCopy(Function):
+    graph_inputs = (0,)
+
     @staticmethod
     def forward(ctx, x, np_dtype, device, non_blocking=False):
         d = x._data

@@ -143,6 +143,7 @@ class Div(Function):
 
 class Pow(Function):
     saved_names = ("self", "exponent", "result")
+    graph_inputs = (0,)    # PyTorch's pow(Tensor, Scalar); tensor exponents are set per call
 
     @staticmethod
     def forward(ctx, a, b):
@@ -157,6 +158,8 @@ class Pow(Function):
                               b if isinstance(b, Tensor) else None,
                               out if _requires_grad(b) else None)
         ctx.scalars = (None if isinstance(a, Tensor) else a, None if isinstance(b, Tensor) else b)
+        if isinstance(b, Tensor):   # PyTorch's pow(Tensor, Tensor) and pow(Scalar, Tensor)
+            ctx.node_name, ctx.graph_inputs = _POW_NODES[isinstance(a, Tensor)]
         return out
 
     @staticmethod
@@ -186,6 +189,9 @@ class Pow(Function):
                 else math.log(base) if base > 0 else (0.0 if base == 0 else float("nan"))
             gb = unbroadcast(g * out * log_base, b.shape)
         return ga, gb
+
+
+_POW_NODES = {True: ("PowBackward1", (0, 1)), False: ("PowBackward2", (1,))}
 
 
 class Maximum(Function):
@@ -269,14 +275,15 @@ Rsqrt = _unary("Rsqrt", lambda xp, x: 1 / xp.sqrt(x),
 Sin = _unary("Sin", lambda xp, x: xp.sin(x), lambda x, o, g: g * cos(x))
 Cos = _unary("Cos", lambda xp, x: xp.cos(x), lambda x, o, g: -g * sin(x))
 Tanh = _unary("Tanh", lambda xp, x: xp.tanh(x), lambda x, o, g: g * (1 - o * o), save_out=True)
-Sigmoid = _unary("Sigmoid", lambda xp, x: _sigmoid(xp, x),
+Sigmoid = _unary("Sigmoid", lambda xp, x: sigmoid_array(xp, x),
                  lambda x, o, g: g * o * (1 - o), save_out=True)
-Silu = _unary("Silu", lambda xp, x: x * _sigmoid(xp, x),
+Silu = _unary("Silu", lambda xp, x: x * sigmoid_array(xp, x),
               lambda x, o, g: g * _silu_grad(x))
 Abs = _unary("Abs", lambda xp, x: xp.abs(x), lambda x, o, g: g * sign(x), keeps_dtype=True)
 
 
-def _sigmoid(xp, x):
+def sigmoid_array(xp, x):
+    """The sigmoid of the array `x` of module `xp` (shared with activations on arrays)."""
     if x.dtype.kind == "c":  # no order to branch on: the definition
         return 1 / (1 + xp.exp(-x))
     # exp of a non-positive number only: no overflow warnings for large |x|
@@ -309,6 +316,7 @@ class Relu(Function):
 
 class LeakyRelu(Function):
     """max(x, slope*x) for slopes up to 1 (min above): one pass, where `where` costs several."""
+    graph_inputs = (0,)
 
     @staticmethod
     def forward(ctx, x, negative_slope=0.01):
@@ -334,6 +342,7 @@ class LeakyRelu(Function):
 
 class Gelu(Function):
     saved_names = ("self",)
+    graph_inputs = (0,)
 
     @staticmethod
     def forward(ctx, x, approximate="none"):
@@ -366,6 +375,8 @@ Erf = _unary("Erf", lambda xp, x: special(xp).erf(x),
 
 
 class Softplus(Function):
+    graph_inputs = (0,)
+
     @staticmethod
     def forward(ctx, x, beta=1.0, threshold=20.0):
         d = _float_input(x)
@@ -386,12 +397,17 @@ class Softplus(Function):
 
 class Clamp(Function):
     """min/max may be numbers or broadcasting tensors; a tensor bound gets the gradient where
-    it binds (as in PyTorch: x < min for min, x > max for max)."""
+    it binds (as in PyTorch: x < min for min, x > max for max). PyTorch's node is
+    ClampBackward1 for numbers, ClampBackward0 (with the bounds as inputs) for tensors."""
+    node_name = "ClampBackward1"
+    graph_inputs = (0,)
 
     @staticmethod
     def forward(ctx, x, min=None, max=None):
         if min is None and max is None:
             raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None")
+        if isinstance(min, Tensor) or isinstance(max, Tensor):
+            ctx.node_name, ctx.graph_inputs = "Clamp", (0, 1, 2)
         dt = result_type(*(v for v in (x, min, max) if v is not None))
         if dt.kind == "c":
             reject_complex("clamp", x, min, max)
@@ -434,6 +450,8 @@ def _as_operand(v, dt):
 
 
 class Where(Function):
+    graph_inputs = (1, 2)     # the condition is not an input of PyTorch's node
+
     @staticmethod
     def forward(ctx, cond, a, b):
         c = arr(cond)

@@ -6,7 +6,7 @@ from ...autograd import Function
 from ..backend import add_at, array_module, can_check, on_host
 from ..tensor import Tensor
 from ..user_warnings import warn_user
-from ._util import arr, make, normalize_dim, unbroadcast
+from ._util import arr, make, named, normalize_dim, unbroadcast
 
 _BASIC = (int, slice, type(None), type(Ellipsis))
 
@@ -55,18 +55,22 @@ def normalize_index(idx, xp):
 
 def _index_node_name(idx, basic):
     """PyTorch's node for an index: Index (advanced), else that of the last component that
-    does something: Select (an int) or Slice."""
+    does something: Select (an int), Slice or Unsqueeze (None)."""
     if not basic:
         return "Index"
     for i in reversed(idx if isinstance(idx, tuple) else (idx,)):
         if isinstance(i, int):
             return "Select"
+        if i is None:
+            return "Unsqueeze"
         if isinstance(i, slice) and i != slice(None):
             return "Slice"
     return "Slice"
 
 
 class GetItem(Function):
+    graph_inputs = (0,)
+
     @staticmethod
     def forward(ctx, x, idx):
         d = x._data
@@ -166,6 +170,8 @@ def _check_gather_bounds(idx, size, dim):
 
 
 class Gather(Function):
+    graph_inputs = (0,)       # the index is not an input of PyTorch's node
+
     @staticmethod
     def forward(ctx, x, dim, index):
         d = x._data
@@ -191,6 +197,8 @@ class Gather(Function):
 
 
 class Scatter(Function):
+    graph_inputs = (0, 3)     # self and src
+
     @staticmethod
     def forward(ctx, x, dim, index, src, accumulate=False):
         d = x._data
@@ -210,6 +218,8 @@ class Scatter(Function):
         else:
             out[full] = s
         ctx.dim, ctx.index, ctx.accumulate = dim, index, accumulate
+        if accumulate:
+            ctx.node_name = "ScatterAdd"
         ctx.src_shape = tuple(src.shape) if isinstance(src, Tensor) else None
         return make(out)
 
@@ -267,14 +277,17 @@ def _check_mask(mask, name):
 
 
 def masked_fill(input, mask, value):
-    from .elementwise import where
+    from .elementwise import Where, where
     _check_mask(mask, "masked_fill_")
     if isinstance(value, Tensor) and value.ndim:
         raise RuntimeError(f"masked_fill only supports a 0-dimensional value tensor, but got "
                            f"tensor with {value.ndim} dimension(s).")
+    name, inputs = "MaskedFillBackward1", (2, 1)     # masked_fill.Tensor: self and value
     if not isinstance(value, Tensor):
         value = make(array_module(input._data).asarray(value).astype(input._data.dtype))
-    return where(mask, value.to(input.dtype) if value.dtype != input.dtype else value, input)
+        name, inputs = "MaskedFill", (2,)
+    out = where(mask, value.to(input.dtype) if value.dtype != input.dtype else value, input)
+    return named(out, Where, name, inputs)
 
 
 def masked_select(input, mask):

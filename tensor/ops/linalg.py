@@ -6,7 +6,7 @@ import numpy as np
 
 from ...autograd import Function
 from ..backend import array_module
-from ._util import binary_operands, make, unbroadcast
+from ._util import binary_operands, make, named, unbroadcast
 from .complex import conj_grad, keep_real, real_operands
 
 
@@ -150,7 +150,7 @@ def mm(input, mat2):
 def bmm(input, mat2):
     if input.ndim != 3 or mat2.ndim != 3:
         raise RuntimeError(f"bmm(): expected 3-D tensors, got {input.ndim}D and {mat2.ndim}D")
-    return Matmul.apply(input, mat2)
+    return named(Matmul.apply(input, mat2), Matmul, "Bmm")
 
 
 def _worth_planning(eq, arrays):
@@ -211,7 +211,7 @@ def einsum(equation, *operands):
 
 
 def outer(input, vec2):
-    return input.unsqueeze(1) * vec2.unsqueeze(0)
+    return input.reshape(*input.shape, 1) * vec2     # PyTorch's graph: a view and a mul
 
 
 def dot(input, other):

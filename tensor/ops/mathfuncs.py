@@ -14,7 +14,7 @@ from ..dtypes import get_default_dtype
 from .. import dtypes
 from ..tensor import Tensor
 from . import elementwise as ew
-from ._util import binary_operands, make, shape_of, unbroadcast
+from ._util import binary_operands, make, named, shape_of, unbroadcast
 from .elementwise import _unary
 from . import complex as cx
 
@@ -224,11 +224,15 @@ def nan_to_num(input, nan=0.0, posinf=None, neginf=None):
 
 
 def clamp_min(input, min):
-    return ew.clamp(input, min=min)
+    if isinstance(min, Tensor):
+        return named(ew.clamp(input, min=min), ew.Clamp, "ClampMinBackward1", (0, 1))
+    return named(ew.clamp(input, min=min), ew.Clamp, "ClampMin")
 
 
 def clamp_max(input, max):
-    return ew.clamp(input, max=max)
+    if isinstance(max, Tensor):
+        return named(ew.clamp(input, max=max), ew.Clamp, "ClampMaxBackward1", (0, 2))
+    return named(ew.clamp(input, max=max), ew.Clamp, "ClampMax")
 
 
 def _floating(x):

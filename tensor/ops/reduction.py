@@ -1,6 +1,10 @@
 """Reductions: sum, mean, prod, amax/amin, max/min (values and indices), logsumexp, softmax,
-log_softmax, cumsum, norm, var (one op for real floating input); std and friends are composed
-from these."""
+log_softmax, cumsum, norm, var and std (one op each for real floating input); var_mean and
+std_mean are composed from these.
+
+The nodes carry PyTorch's names, which number the overloads: sum() is SumBackward0 and
+sum(dim) SumBackward1, max() MaxBackward1 and max(dim) MaxBackward0. Only the tensor is an
+input of these nodes (`graph_inputs`): dims, flags and dtypes are not."""
 import builtins as _b
 import math
 import warnings
@@ -40,9 +44,13 @@ def _expand_back(g, shape, axes, keepdim):
 
 
 class Sum(Function):
+    graph_inputs = (0,)
+
     @staticmethod
     def forward(ctx, x, dim=None, keepdim=False, dtype=None):
         d = x._data
+        if dim is not None:
+            ctx.node_name = "SumBackward1"
         axes = _axes(dim, d.ndim)
         if dtype is None and d.dtype.kind in "bui":
             dtype = np.int64
@@ -55,9 +63,13 @@ class Sum(Function):
 
 
 class Mean(Function):
+    graph_inputs = (0,)
+
     @staticmethod
     def forward(ctx, x, dim=None, keepdim=False, dtype=None):
         d = x._data
+        if dim is not None:
+            ctx.node_name = "MeanBackward1"
         if d.dtype.kind not in "fc" and dtype is None:
             raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be "
                                f"floating point, but got {x.dtype}; use x.float().mean()")
@@ -72,9 +84,13 @@ class Mean(Function):
 
 
 class Prod(Function):
+    graph_inputs = (0,)
+
     @staticmethod
     def forward(ctx, x, dim=None, keepdim=False):
         d = x._data
+        if dim is not None:
+            ctx.node_name = "ProdBackward1"
         axes = None if dim is None else (normalize_dim(dim, d.ndim),)
         out = make(array_module(d).asarray(d.prod(axis=axes, keepdims=keepdim)))
         ctx.save_for_backward(x, out)
@@ -106,11 +122,16 @@ class Prod(Function):
 
 
 class Amax(Function):
-    """max over dims with the gradient shared evenly between ties (amax/amin, max())."""
+    """max over dims with the gradient shared evenly between ties (amax/amin; max() and min(),
+    which pass dim=None, as amax's dims are () for all)."""
+    node_name = "Amax"
+    graph_inputs = (0,)
 
     @staticmethod
     def forward(ctx, x, dim=None, keepdim=False, largest=True):
         d = x._data
+        if dim is None or not largest:
+            ctx.node_name = _AMAX_NODES[dim is None, largest]
         if d.size == 0:
             raise IndexError("max(): Expected reduction dim to be specified for input.numel() "
                              "== 0. Specify the reduction dim with the 'dim' argument.")
@@ -128,12 +149,20 @@ class Amax(Function):
         return _expand_back(g, ctx.shape, ctx.axes, ctx.keepdim) * make(w)
 
 
+_AMAX_NODES = {(False, True): "Amax", (False, False): "Amin", (True, True): "MaxBackward1",
+               (True, False): "MinBackward1"}
+
+
 class MaxDim(Function):
     """(values, indices) along one dim; the gradient goes to the returned index."""
+    node_name = "Max"     # max(dim); min(dim) is MinBackward0
+    graph_inputs = (0,)
 
     @staticmethod
     def forward(ctx, x, dim, keepdim=False, largest=True):
         d = x._data
+        if not largest:
+            ctx.node_name = "Min"
         xp = array_module(d)
         dim = normalize_dim(dim, d.ndim)
         if d.ndim == 0:  # a 0-d tensor is its own max, at index 0
@@ -160,6 +189,8 @@ class MaxDim(Function):
 
 
 class Logsumexp(Function):
+    graph_inputs = (0,)
+
     @staticmethod
     def forward(ctx, x, dim, keepdim=False):
         d = x._data
@@ -184,6 +215,8 @@ class Logsumexp(Function):
 
 
 class Softmax(Function):
+    graph_inputs = (0,)
+
     @staticmethod
     def forward(ctx, x, dim):
         d = x._data
@@ -234,6 +267,8 @@ class SoftmaxBackward(Function):
 
 
 class LogSoftmax(Function):
+    graph_inputs = (0,)
+
     @staticmethod
     def forward(ctx, x, dim):
         d = x._data
@@ -290,6 +325,8 @@ class LogSoftmaxBackward(Function):
 
 
 class Cumsum(Function):
+    graph_inputs = (0,)
+
     @staticmethod
     def forward(ctx, x, dim):
         d = x._data
@@ -309,6 +346,8 @@ class Cumsum(Function):
 
 class VectorNorm(Function):
     """The p-norm over dims for finite p > 0; its gradient at 0 is 0, as in PyTorch."""
+    node_name = "LinalgVectorNorm"    # x.norm() and linalg.vector_norm alike
+    graph_inputs = (0,)
 
     @staticmethod
     def forward(ctx, x, p=2, dim=None, keepdim=False):
@@ -446,52 +485,99 @@ def cumsum(input, dim, *, dtype=None):
 
 def var(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
     """Variance with Bessel's correction (correction=1) by default, as in PyTorch."""
+    axes, denominator = _var_args("var", input, dim, correction, unbiased)
+    if input._data.dtype.kind == "f" and not dispatch.watching():
+        return Var.apply(input, axes, denominator, keepdim)
+    return _composed_var(input, axes, denominator, keepdim)
+
+
+def _var_args(name, input, dim, correction, unbiased):
+    """(axes, denominator) of a variance over `dim`, with PyTorch's warning when no degrees
+    of freedom are left."""
     if unbiased is not None:
         correction = int(unbiased)
     d = input._data
     axes = _axes(dim, d.ndim)
     n = d.size if axes is None else int(np.prod([d.shape[a] for a in axes]))
     if n - correction <= 0 and d.size:
-        warnings.warn("var(): degrees of freedom is <= 0. Correction should be strictly less "
-                      "than the reduction factor (input numel divided by output numel).",
-                      stacklevel=2)
-    if d.dtype.kind == "f" and not dispatch.watching():
-        return Var.apply(input, axes, _b.max(0, n - correction), keepdim)
+        warnings.warn(f"{name}(): degrees of freedom is <= 0. Correction should be strictly "
+                      f"less than the reduction factor (input numel divided by output numel).",
+                      stacklevel=3)
+    return axes, _b.max(0, n - correction)
+
+
+def _composed_var(input, axes, denominator, keepdim):
+    """var from mean, sub, mul, sum and div (complex input; what observers see)."""
+    d = input._data
     centered = input - input.mean(dim=axes, keepdim=True)
     if d.dtype.kind == "c":  # |z - mean|^2: a real variance, as in PyTorch
         squares = centered.real * centered.real + centered.imag * centered.imag
     else:
         squares = centered * centered
-    return squares.sum(dim=axes, keepdim=keepdim) / _b.max(0, n - correction)
+    return squares.sum(dim=axes, keepdim=keepdim) / denominator
 
 
 class Var(Function):
     """The variance of real floating input over `axes` in one op (what `var` composes from
     mean, sub, mul, sum and div); backward 2 (x - mean) / denominator, in tensor ops."""
+    graph_inputs = (0,)
 
     @staticmethod
     def forward(ctx, x, axes, denominator, keepdim):
-        d = x._data
-        work = d if d.dtype.itemsize >= 4 else d.astype(np.float32)   # float16: sums in float32
-        centered = work - work.mean(axis=axes, keepdims=True)
-        squares = (centered * centered).sum(axis=axes, keepdims=keepdim)
         ctx.save_for_backward(x)
         ctx.axes, ctx.denominator, ctx.keepdim = axes, denominator, keepdim
-        with np.errstate(divide="ignore", invalid="ignore"):    # no degrees of freedom: nan
-            out = squares / work.dtype.type(denominator)
-        return make(array_module(d).asarray(out).astype(d.dtype, copy=False))
+        return make(_variance(x._data, axes, denominator, keepdim, sqrt=False))
 
     @staticmethod
     def backward(ctx, g):
         x, = ctx.saved_tensors
-        centered = x - x.mean(dim=ctx.axes, keepdim=True)
-        g = _expand_back(g, x.shape, ctx.axes, ctx.keepdim)
-        return g * centered * (2.0 / ctx.denominator if ctx.denominator else math.inf), \
-            None, None, None
+        return _var_grad(ctx, x, g), None, None, None
+
+
+class Std(Function):
+    """The standard deviation of real floating input over `axes` in one op (PyTorch's
+    StdBackward0); backward (x - mean) / (denominator std), in tensor ops (nan where the
+    std is 0, as in PyTorch)."""
+    graph_inputs = (0,)
+
+    @staticmethod
+    def forward(ctx, x, axes, denominator, keepdim):
+        out = make(_variance(x._data, axes, denominator, keepdim, sqrt=True))
+        ctx.save_for_backward(x, out)
+        ctx.axes, ctx.denominator, ctx.keepdim = axes, denominator, keepdim
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, out = ctx.saved_tensors
+        return _var_grad(ctx, x, g / (2 * out)), None, None, None
+
+
+def _variance(d, axes, denominator, keepdim, sqrt):
+    """The variance (or its square root) of the array `d` over `axes`, in d's dtype."""
+    work = d if d.dtype.itemsize >= 4 else d.astype(np.float32)   # float16: sums in float32
+    centered = work - work.mean(axis=axes, keepdims=True)
+    squares = (centered * centered).sum(axis=axes, keepdims=keepdim)
+    with np.errstate(divide="ignore", invalid="ignore"):    # no degrees of freedom: nan
+        out = squares / work.dtype.type(denominator)
+    xp = array_module(d)
+    if sqrt:
+        out = xp.sqrt(out)
+    return xp.asarray(out).astype(d.dtype, copy=False)
+
+
+def _var_grad(ctx, x, g):
+    """The gradient of the variance of `x` over ctx.axes for the output gradient `g`."""
+    centered = x - x.mean(dim=ctx.axes, keepdim=True)
+    g = _expand_back(g, x.shape, ctx.axes, ctx.keepdim)
+    return g * centered * (2.0 / ctx.denominator if ctx.denominator else math.inf)
 
 
 def std(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
-    return var(input, dim, correction=correction, keepdim=keepdim, unbiased=unbiased).sqrt()
+    axes, denominator = _var_args("std", input, dim, correction, unbiased)
+    if input._data.dtype.kind == "f" and not dispatch.watching():
+        return Std.apply(input, axes, denominator, keepdim)
+    return _composed_var(input, axes, denominator, keepdim).sqrt()
 
 
 def var_mean(input, dim=None, *, correction=1, keepdim=False):

@@ -1,15 +1,23 @@
 """Shape ops: reshape/view, permute/transpose, expand, cat, stack, flip, roll, pad, tile,
-tril/triu; squeeze, unsqueeze, flatten, split, chunk, repeat are composed from them."""
+tril/triu, split; squeeze, unsqueeze, flatten, chunk, repeat are composed from them.
+
+A Function here may stand for several PyTorch ops (Permute for permute, transpose and t;
+Reshape for view, unsqueeze and squeeze): the functions below give its graph node the name
+PyTorch gives that call's node (`named`), so that grad_fn and next_functions read as
+PyTorch's. Only the tensor is an input of these nodes (`graph_inputs`): sizes and dims are
+not."""
 import numpy as np
 
-from ...autograd import Function
+from ...autograd import Function, dispatch
 from ..backend import array_module
 from ..tensor import Size
-from ._util import make, normalize_dim
+from ._util import make, named, normalize_dim
 
 
 class Reshape(Function):
     node_name = "View"
+    graph_inputs = (0,)
+
     @staticmethod
     def forward(ctx, x, shape):
         d = x._data
@@ -28,6 +36,8 @@ class Reshape(Function):
 
 
 class Permute(Function):
+    graph_inputs = (0,)
+
     @staticmethod
     def forward(ctx, x, dims):
         d = x._data
@@ -49,6 +59,8 @@ class Permute(Function):
 
 
 class Expand(Function):
+    graph_inputs = (0,)
+
     @staticmethod
     def forward(ctx, x, shape):
         d = x._data
@@ -76,6 +88,8 @@ class Expand(Function):
 
 
 class Cat(Function):
+    graph_inputs = slice(1, None)     # the tensors, not dim
+
     @staticmethod
     def forward(ctx, dim, *tensors):
         arrays = [t._data for t in tensors]
@@ -118,6 +132,8 @@ class Cat(Function):
 
 
 class Flip(Function):
+    graph_inputs = (0,)
+
     @staticmethod
     def forward(ctx, x, dims):
         d = x._data
@@ -131,6 +147,8 @@ class Flip(Function):
 
 
 class Roll(Function):
+    graph_inputs = (0,)
+
     @staticmethod
     def forward(ctx, x, shifts, dims):
         d = x._data
@@ -147,6 +165,7 @@ class Roll(Function):
 class Pad(Function):
     """Constant, reflect, replicate and circular padding; `pad` lists (left, right) pairs
     starting from the last dim, as in torch.nn.functional.pad."""
+    graph_inputs = (0,)
 
     @staticmethod
     def forward(ctx, x, pad, mode="constant", value=0.0):
@@ -180,6 +199,7 @@ class Pad(Function):
                                    f"input {list(x._data.shape)} must be {bound} that "
                                    f"dimension's size {size}, as in PyTorch")
         xp = array_module(d)
+        ctx.node_name = _PAD_NODES[mode].format(len(pad) // 2)
         kw = {"constant_values": value} if np_mode == "constant" else {}
         ctx.widths, ctx.mode, ctx.shape, ctx.in_shape = widths, np_mode, d.shape, x._data.shape
         return make(xp.pad(d, widths, mode=np_mode, **kw))
@@ -194,6 +214,11 @@ class Pad(Function):
         if ctx.crop is not None:
             gi = Pad.apply(gi, _pad_list(ctx.crop, ctx.in_shape))
         return gi, None, None, None
+
+
+# PyTorch's node per mode (its circular padding is composed: its last node is a copy)
+_PAD_NODES = {"constant": "ConstantPadNd", "reflect": "ReflectionPad{}D",
+              "replicate": "ReplicationPad{}D", "circular": "Pad"}
 
 
 def _pad_list(crop, in_shape):
@@ -229,6 +254,9 @@ class PadBackward(Function):
 
 
 class Tile(Function):
+    node_name = "Repeat"      # PyTorch's tile is its repeat
+    graph_inputs = (0,)
+
     @staticmethod
     def forward(ctx, x, reps):
         d = x._data
@@ -252,6 +280,7 @@ class Tile(Function):
 class Unbind(Function):
     """The slices along `dim` as views, with one backward that stacks their gradients
     (slicing one by one would give each slice's backward a zero tensor of the full size)."""
+    graph_inputs = (0,)
 
     @staticmethod
     def forward(ctx, x, dim):
@@ -270,6 +299,7 @@ class Stack(Function):
     """The tensors (all of one shape) joined along a new dim `dim` in one copy, not an
     unsqueeze per tensor and a cat (which an RNN's final states pay at every step); its
     backward is `Unbind` (views), whose backward is this."""
+    graph_inputs = slice(1, None)     # the tensors, not dim
 
     @staticmethod
     def forward(ctx, dim, *tensors):
@@ -289,9 +319,12 @@ class Stack(Function):
 
 
 class Triangle(Function):
+    graph_inputs = (0,)
+
     @staticmethod
     def forward(ctx, x, diagonal=0, upper=False):
         d = x._data
+        ctx.node_name = "Triu" if upper else "Tril"
         if d.ndim < 2:
             raise RuntimeError(f"tril/triu: input tensor must have at least 2 dimensions, got "
                                f"{d.ndim}")
@@ -302,6 +335,29 @@ class Triangle(Function):
     @staticmethod
     def backward(ctx, g):
         return Triangle.apply(g, ctx.diagonal, ctx.upper), None, None
+
+
+class Split(Function):
+    """Consecutive pieces of `sizes` along `dim`, as views, in one op (PyTorch's split and
+    chunk are one node); backward joins the pieces' gradients with one cat (slicing piece by
+    piece would give each piece's backward a zero tensor of the whole size)."""
+    graph_inputs = (0,)
+
+    @staticmethod
+    def forward(ctx, x, sizes, dim):
+        d = x._data
+        ctx.dim = dim
+        lead = (slice(None),) * dim
+        out, start = [], 0
+        for n in sizes:
+            index = lead + (slice(start, start + n), Ellipsis)
+            out.append(x._view_of(d[index], "index", index))
+            start += n
+        return tuple(out)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return cat(grads, ctx.dim), None, None
 
 
 # ---- functional API ------------------------------------------------------------------------
@@ -335,13 +391,17 @@ def permute(input, *dims):
 
 
 def transpose(input, dim0, dim1):
+    return _swapped(input, dim0, dim1, "Transpose")
+
+
+def _swapped(input, dim0, dim1, name):
     n = input.ndim
     if n < 2 and dim0 in (0, -1) and dim1 in (0, -1):
         return input
     dims = list(range(n))
     a, b = normalize_dim(dim0, n), normalize_dim(dim1, n)
     dims[a], dims[b] = dims[b], dims[a]
-    return Permute.apply(input, tuple(dims))
+    return named(Permute.apply(input, tuple(dims)), Permute, name)
 
 
 swapaxes = transpose
@@ -351,7 +411,7 @@ def t(input):
     if input.ndim > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is "
                            f"{input.ndim}D")
-    return transpose(input, 0, 1) if input.ndim == 2 else input
+    return _swapped(input, 0, 1, "T") if input.ndim == 2 else input
 
 
 def movedim(input, source, destination):
@@ -398,11 +458,14 @@ def squeeze(input, dim=None):
     shape = input.shape
     if dim is None:
         new = tuple(s for s in shape if s != 1)
+        name = "Squeeze"
     else:
-        dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+        many = isinstance(dim, (tuple, list))
+        dims = dim if many else (dim,)
         dims = {normalize_dim(d, input.ndim) for d in dims}
         new = tuple(s for i, s in enumerate(shape) if not (i in dims and s == 1))
-    return Reshape.apply(input, new)
+        name = "SqueezeBackward2" if many else "SqueezeBackward1"    # squeeze.dims, .dim
+    return named(Reshape.apply(input, new), Reshape, name)
 
 
 def unsqueeze(input, dim):
@@ -410,7 +473,7 @@ def unsqueeze(input, dim):
     dim = normalize_dim(dim, n)
     shape = list(input.shape)
     shape.insert(dim, 1)
-    return Reshape.apply(input, tuple(shape))
+    return named(Reshape.apply(input, tuple(shape)), Reshape, "Unsqueeze")
 
 
 def flatten(input, start_dim=0, end_dim=-1):
@@ -466,7 +529,8 @@ def vstack(tensors):
 def split(tensor, split_size_or_sections, dim=0):
     dim = normalize_dim(dim, tensor.ndim)
     n = tensor.shape[dim]
-    if isinstance(split_size_or_sections, int):
+    with_sizes = not isinstance(split_size_or_sections, int)
+    if not with_sizes:
         step = split_size_or_sections
         sizes = [min(step, n - i) for i in range(0, n, step)] or [0]
     else:
@@ -475,11 +539,16 @@ def split(tensor, split_size_or_sections, dim=0):
             raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} "
                                f"(input tensor's size at dimension {dim}), but got "
                                f"split_sizes={sizes}")
-    out, start = [], 0
-    for s in sizes:
-        out.append(tensor[(slice(None),) * dim + (slice(start, start + s),)])
-        start += s
-    return tuple(out)
+    if dispatch.interceptors:   # observers (ONNX export, autocast, bfloat16) know slices
+        out, start = [], 0
+        for s in sizes:
+            out.append(tensor[(slice(None),) * dim + (slice(start, start + s),)])
+            start += s
+        return tuple(out)
+    out = Split.apply(tensor, tuple(sizes), dim)
+    if with_sizes and out:
+        named(out[0], Split, "SplitWithSizes")     # one node for all the pieces
+    return out
 
 
 def chunk(input, chunks, dim=0):
@@ -509,8 +578,9 @@ def pad(input, pad, mode="constant", value=0.0):
     return Pad.apply(input, tuple(pad), mode, 0.0 if value is None else value)
 
 
-def tile(input, dims):
-    return Tile.apply(input, tuple(dims))
+def tile(input, *dims):
+    """tile(x, (2, 1)) or x.tile(2, 1), as PyTorch's."""
+    return Tile.apply(input, _shape_arg(dims))
 
 
 def repeat(input, *sizes):

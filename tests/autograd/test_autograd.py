@@ -535,6 +535,61 @@ def test_next_functions_walk_as_pytorchs():
     assert graphs[0] == graphs[1]
 
 
+# Ops whose node PyTorch names by the call (t/transpose/permute share one Function here, sum()
+# and sum(dim) are overloads 0 and 1), and losses/activations that are one node in PyTorch
+PYTORCH_NODES = [
+    "x.t()", "x.transpose(0, 1)", "x.mT", "x.T", "x.permute(1, 0)", "x.unsqueeze(0)", "x[None]",
+    "x[:, None]", "x.squeeze()", "x.squeeze(0)", "x.squeeze((0, 1))", "x.split(1)[1]",
+    "x.split([1, 1])[0]", "x.chunk(3, 1)[2]", "x.unbind(0)[1]", "x.clamp(0, 1)",
+    "x.clamp(min=0.2)", "x.clamp(tg * 0, tg)", "x.clamp(min=tg)", "x.clamp_min(0)",
+    "x.clamp_max(tg)", "F.hardtanh(x)", "F.relu6(x)", "F.pad(x, (1, 1))", "F.pad(x, (-1, 2))",
+    "F.pad(x, (1, 1), mode='reflect')", "F.pad(x[None], (1, 1, 1, 1), mode='replicate')",
+    "x.repeat(2, 1)", "x.tile(2)", "x.tril()", "x.triu(1)", "x.sum(1)", "x.sum((0, 1))",
+    "x.mean()", "x.mean(1, keepdim=True)", "x.prod()", "x.prod(1)", "x.max()", "x.min()",
+    "x.max(1)[0]", "x.min(1)[0]", "x.amax(1)", "x.amin()", "x.std()", "x.std(1)", "x.var(1)",
+    "x.norm()", "x.norm(dim=1)", "L.linalg.vector_norm(x, 3)", "L.bmm(a3, L.ones(4, 3, 2))",
+    "x.masked_fill(x > 0, 0.0)", "x.masked_fill(x > 0, tg.sum())", "x ** 2", "x ** tg",
+    "2 ** x", "x.where(x > 0, tg)", "x.gather(1, L.tensor([[0], [1]]))",
+    "x.scatter_add(1, L.tensor([[0], [1]]), tg)", "x.logsumexp(1)", "x.cumsum(1)",
+    "x.to(L.float64)", "L.stack([x, tg])", "L.cat([x, tg], 1)", "F.normalize(x)",
+    "L.outer(x[0], x[1])", "F.elu(x)", "F.selu(x)", "F.celu(x, 0.5)", "F.mish(x)",
+    "F.glu(tg.repeat(1, 2))", "F.glu(tg.repeat(2, 1), 0)", "F.leaky_relu(x, 0.2)", "F.gelu(x)",
+    "F.softplus(x)", "F.mse_loss(x, tg)", "F.mse_loss(x, t, reduction='none')",
+    "F.smooth_l1_loss(x, tg)", "F.huber_loss(x, tg, reduction='sum')",
+    "F.binary_cross_entropy(x.sigmoid(), tg)",
+    "F.binary_cross_entropy(x.sigmoid(), t, w, reduction='sum')",
+    "F.binary_cross_entropy_with_logits(x, tg)",
+    "F.binary_cross_entropy_with_logits(x, t, w, reduction='none', pos_weight=w)",
+    "F.soft_margin_loss(x, t)", "F.embedding(L.tensor([0, 1]), tg)",
+    "F.layer_norm(x, (3,), w, w)", "F.linear(x, tg)", "F.linear(x, tg, L.ones(2))",
+    "F.conv2d(L.ones(1, 1, 4, 4, requires_grad=True), L.ones(1, 1, 3, 3), L.ones(1))",
+    "F.conv_transpose2d(L.ones(1, 2, 3, 3, requires_grad=True), L.ones(2, 1, 2, 2))",
+    "F.adaptive_avg_pool2d(L.ones(1, 1, 4, 4, requires_grad=True), 1)"]
+
+
+def _graph_of(L, expr):
+    """The output of `expr` (the first, for several) in library L, x a non-leaf."""
+    F = L.nn.functional
+    env = {"L": L, "F": F, "x": L.ones(2, 3, requires_grad=True) * 0.5,
+           "a3": L.ones(4, 2, 3, requires_grad=True), "tg": L.ones(2, 3, requires_grad=True),
+           "t": L.ones(2, 3) * 0.3, "w": L.ones(3) * 2}
+    out = eval(expr, env)
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _walk(fn, fold_weight_t=False):
+    """A node as (name, ((input node, output_nr), ...)), leaves as ('leaf', shape).
+    `fold_weight_t`: a TBackward0 of a leaf stands for the leaf (see the MLP test)."""
+    if fn is None:
+        return None
+    if fn.name().endswith("AccumulateGrad"):
+        return ("leaf", tuple(fn.variable.shape))
+    if fold_weight_t and fn.name() == "TBackward0" and \
+            fn.next_functions[0][0].name().endswith("AccumulateGrad"):
+        return _walk(fn.next_functions[0][0])
+    return (fn.name(), tuple((_walk(f, fold_weight_t), nr) for f, nr in fn.next_functions))
+
+
 @pytest.mark.parametrize("expr", [
     "F.conv2d(L.ones(1, 1, 4, 4, requires_grad=True), L.ones(1, 1, 3, 3))",
     "F.linear(x, L.ones(5, 3), L.ones(5))", "F.linear(x, L.ones(5, 3))",
@@ -543,12 +598,170 @@ def test_next_functions_walk_as_pytorchs():
     "F.cross_entropy(x, L.tensor([0, 1]))", "F.nll_loss(x, L.tensor([0, 1]))", "x[0]",
     "x[0:1]", "x[L.tensor([0, 1])]", "x[0, 1:]", "F.layer_norm(x, (3,))",
     "F.batch_norm(L.ones(2, 3, requires_grad=True), None, None, training=True)",
-    "x.softmax(1)", "x.relu()", "x.sum()", "L.cat([x, x])", "x * 2"])
+    "x.softmax(1)", "x.relu()", "x.sum()", "L.cat([x, x])", "x * 2"] + PYTORCH_NODES)
 def test_graph_nodes_carry_pytorchs_names(expr):
-    names = []
-    for L in (px, torch):
-        F = L.nn.functional
-        x = L.ones(2, 3, requires_grad=True)
-        a3 = L.ones(4, 2, 3, requires_grad=True)
-        names.append(eval(expr, {"L": L, "F": F, "x": x, "a3": a3}).grad_fn.name())
-    assert names[0] == names[1]
+    assert _graph_of(px, expr).grad_fn.name() == _graph_of(torch, expr).grad_fn.name()
+
+
+@pytest.mark.parametrize("expr", PYTORCH_NODES)
+def test_graphs_walk_as_pytorchs(expr):
+    """The whole graph, node by node: PyTorch's inputs of each node in PyTorch's order (sizes,
+    dims, index tensors and loss weights are not inputs; an absent optional tensor is None),
+    each with the output of its node it reads (the pieces of a split are outputs of one).
+    PyTorch's linear has a TBackward0 of the weight that Phalanx's has not (see below)."""
+    assert _walk(_graph_of(px, expr).grad_fn) == \
+        _walk(_graph_of(torch, expr).grad_fn, fold_weight_t="F.linear" in expr)
+
+
+def test_split_pieces_are_outputs_of_one_node():
+    x = px.ones(5, 2, requires_grad=True) * 1
+    pieces = x.split([2, 3])
+    assert pieces[0].grad_fn is pieces[1].grad_fn
+    assert [p._output_nr for p in pieces] == [0, 1]
+    assert pieces[0].grad_fn.name() == "SplitWithSizesBackward0"
+    (pieces[1] * 2).sum().backward()           # the unused piece gets a zero gradient
+    leaf = x.grad_fn.next_functions[0][0].variable
+    assert leaf.grad.tolist() == [[0.0, 0.0]] * 2 + [[2.0, 2.0]] * 3
+
+
+def test_mlp_and_mse_loss_walk_as_in_pytorchs_tutorial():
+    """PyTorch's "Neural Networks" tutorial follows loss.grad_fn back: MseLossBackward0, then
+    AddmmBackward0 (the last Linear), then its bias's AccumulateGrad. Phalanx's graph is
+    PyTorch's node for node but one: PyTorch's linear transposes the weight in a TBackward0
+    node of its own, where Phalanx's Addmm takes the weight as it is (its GEMM transposes)."""
+    walks, chains = [], []
+    for lib in (px, torch):
+        lib.manual_seed(0)
+        net = lib.nn.Sequential(lib.nn.Flatten(), lib.nn.Linear(12, 8), lib.nn.ReLU(),
+                                lib.nn.Linear(8, 4))
+        output = net(lib.randn(2, 3, 4))
+        target = lib.randn(8).view(2, -1)
+        loss = lib.nn.MSELoss()(output, target)
+        node = loss.grad_fn
+        chain = [node.name()]
+        for _ in range(2):
+            node = node.next_functions[0][0]
+            chain.append(node.name())
+        assert node.variable is net[3].bias
+        chains.append(chain)
+        walks.append(_walk(loss.grad_fn, fold_weight_t=lib is torch))
+        loss.backward()
+    assert chains[0] == chains[1] == ["MseLossBackward0", "AddmmBackward0",
+                                      "torch::autograd::AccumulateGrad"]
+    assert walks[0] == walks[1]
+
+
+def test_inplace_error_names_pytorchs_node():
+    y = px.ones(2, 3, requires_grad=True) * 1
+    loss = px.nn.functional.mse_loss(y, px.zeros(2, 3))
+    y.add_(1)
+    with pytest.raises(RuntimeError, match="saved tensor 0 of MseLossBackward0"):
+        loss.backward()
+
+
+def test_renaming_costs_no_op_of_its_own():
+    """The name is given to the node the op made: no extra node, and none under no_grad."""
+    x = px.ones(2, 3, requires_grad=True)
+    y = x.t()
+    assert y.grad_fn.next_functions[0][0].variable is x
+    with px.no_grad():
+        assert x.t().grad_fn is None and x.sum(1).grad_fn is None
+
+
+# ---- Functions that are one node in PyTorch, checked against it --------------------------
+def _data(spec, rng):
+    """Arrays from (kind, shape): n normal, p a probability, s a sign, w a positive weight."""
+    kind, shape = spec
+    if kind == "p":
+        return rng.uniform(0.05, 0.95, shape)
+    if kind == "s":
+        return np.where(rng.random(shape) < 0.5, -1.0, 1.0)
+    if kind == "w":
+        return rng.uniform(0.5, 2.0, shape)
+    return rng.standard_normal(shape) * 2
+
+
+# (id, the call in (F, reduction, *tensors), data specs, which tensors get gradients, whether
+# it reduces, and values at its kinks that PyTorch's gradient must match there too)
+ONE_NODE = [
+    ("mse_loss", lambda F, r, x, t: F.mse_loss(x, t, reduction=r),
+     [("n", (3, 4)), ("n", (3, 4))], [1, 1], True, None),
+    ("smooth_l1_loss", lambda F, r, x, t: F.smooth_l1_loss(x, t, reduction=r, beta=0.7),
+     [("n", (3, 4)), ("n", (3, 4))], [1, 1], True, None),
+    ("huber_loss", lambda F, r, x, t: F.huber_loss(x, t, reduction=r, delta=0.6),
+     [("n", (3, 4)), ("n", (3, 4))], [1, 1], True, None),
+    ("bce", lambda F, r, x, t: F.binary_cross_entropy(x, t, reduction=r),
+     [("p", (3, 4)), ("p", (3, 4))], [1, 1], True, None),
+    ("bce_weight", lambda F, r, x, t, w: F.binary_cross_entropy(x, t, w, reduction=r),
+     [("p", (3, 4)), ("p", (3, 4)), ("w", (4,))], [1, 1, 0], True, None),
+    ("bce_logits", lambda F, r, x, t: F.binary_cross_entropy_with_logits(x, t, reduction=r),
+     [("n", (3, 4)), ("p", (3, 4))], [1, 1], True, None),
+    ("bce_logits_weights", lambda F, r, x, t, w, pw: F.binary_cross_entropy_with_logits(
+        x, t, w, reduction=r, pos_weight=pw),
+     [("n", (3, 4)), ("p", (3, 4)), ("w", (3, 1)), ("w", (4,))], [1, 1, 0, 0], True, None),
+    ("soft_margin_loss", lambda F, r, x, t: F.soft_margin_loss(x, t, reduction=r),
+     [("n", (3, 4)), ("s", (3, 4))], [1, 0], True, None),
+    ("hardtanh", lambda F, r, x: F.hardtanh(x, -0.5, 1.5), [("n", (3, 4))], [1], False,
+     [-1.0, -0.5, 0.0, 1.5, 2.0]),
+    ("relu6", lambda F, r, x: F.relu6(x * 3), [("n", (3, 4))], [1], False,
+     [-1.0, 0.0, 1.0, 2.0, 3.0]),
+    ("elu", lambda F, r, x: F.elu(x, 0.7), [("n", (3, 4))], [1], False, [-1.0, 0.0, 1.0]),
+    ("selu", lambda F, r, x: F.selu(x), [("n", (3, 4))], [1], False, [-1.0, 0.0, 1.0]),
+    ("celu", lambda F, r, x: F.celu(x, 0.6), [("n", (3, 4))], [1], False, [-1.0, 0.0, 1.0]),
+    ("mish", lambda F, r, x: F.mish(x), [("n", (3, 4))], [1], False, [-30.0, 0.0, 30.0]),
+    ("glu_last", lambda F, r, x: F.glu(x), [("n", (3, 4))], [1], False, None),
+    ("glu_dim0", lambda F, r, x: F.glu(x, 0), [("n", (4, 3))], [1], False, None),
+    ("std_all", lambda F, r, x: x.std(), [("n", (3, 4))], [1], False, None),
+    ("std_dims", lambda F, r, x: x.std((0, 2), correction=0, keepdim=True),
+     [("n", (3, 2, 4))], [1], False, None),
+    ("split_all_pieces", lambda F, r, x: (x.split([1, 3], 1)[1] * 2).sum(1) +
+     x.split([1, 3], 1)[0].squeeze(1), [("n", (3, 4))], [1], False, None),
+    ("chunk_one_piece", lambda F, r, x: x.chunk(3, 0)[1] * 3, [("n", (5, 2))], [1], False,
+     None),
+]
+
+
+@pytest.mark.parametrize("name,call,specs,grads,kinks,reduction", [
+    pytest.param(name, call, specs, grads, kinks, r, id=name if r is None else f"{name}-{r}")
+    for name, call, specs, grads, reduces, kinks in ONE_NODE
+    for r in (["mean", "sum", "none"] if reduces else [None])])
+def test_one_node_functions_match_pytorch(name, call, specs, grads, kinks, reduction):
+    """Values and gradients of every input (float64, every reduction) equal PyTorch's, also
+    at the kinks, and the node is PyTorch's; gradcheck and gradgradcheck by finite
+    differences."""
+    rng = np.random.default_rng(7)
+    arrays = [_data(spec, rng) for spec in specs]
+    if kinks is not None:
+        flat = arrays[0].reshape(-1)
+        flat[:len(kinks)] = kinks
+    ours = [px.tensor(a, requires_grad=bool(g)) for a, g in zip(arrays, grads)]
+    theirs = [torch.tensor(a, requires_grad=bool(g)) for a, g in zip(arrays, grads)]
+    y = call(px.nn.functional, reduction, *ours)
+    yt = call(torch.nn.functional, reduction, *theirs)
+    assert y.grad_fn.name() == yt.grad_fn.name()
+    np.testing.assert_allclose(y.detach().numpy(), yt.detach().numpy(), rtol=1e-12,
+                               atol=1e-12)
+    g = rng.standard_normal(tuple(yt.shape))
+    y.backward(px.tensor(g))
+    yt.backward(torch.tensor(g))
+    # PyTorch's celu backward takes 1 / alpha with alpha rounded to float32
+    rtol = 1e-7 if name == "celu" else 1e-10
+    for a, b in zip(ours, theirs):
+        if b.requires_grad:
+            np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=rtol, atol=1e-12)
+    smooth = [px.tensor(_data(spec, rng), requires_grad=bool(g))
+              for spec, g in zip(specs, grads)]
+    f = lambda *t: call(px.nn.functional, reduction, *t)    # noqa: E731
+    assert px.autograd.gradcheck(f, smooth)
+    assert px.autograd.gradgradcheck(f, smooth)
+
+
+def test_one_node_functions_show_observers_their_composition():
+    """The profiler (like ONNX export) sees the primitives, as for every fused Function."""
+    x, t = px.randn(3, 4, requires_grad=True), px.randn(3, 4)
+    with px.profiler.profile() as prof:
+        px.nn.functional.mse_loss(x, t)
+        px.nn.functional.elu(x)
+        x.split(2, 1)
+    names = {e.name for e in prof.events()}
+    assert not names & {"MseLoss", "Elu", "Split"} and {"Sub", "Mean", "Where"} <= names
