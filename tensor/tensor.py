@@ -61,6 +61,16 @@ class Tensor(TensorBase):
             t.requires_grad_(True)
         return t
 
+    def _like(self, arr, cls=None):
+        """A tensor of this one's kind over `arr`, an elementwise result of its array (a
+        DTensor keeps its layout)."""
+        return Tensor._make(arr)
+
+    def _everywhere(self, flag):
+        """`flag`, a verdict on this tensor's array, as every rank holding part of it agrees
+        (a DTensor: all must hold; a tensor: as it is)."""
+        return flag
+
     def _view_of(self, arr, kind=None, arg=None):
         """A tensor over `arr` (a view of self's array) sharing self's version counter;
         `kind`/`arg` say how it was made, so that in-place ops on it reach self (see _view)."""

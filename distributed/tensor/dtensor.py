@@ -121,6 +121,16 @@ class DTensor(Tensor):
             raise TypeError("len() of a 0-d tensor")
         return self._global_shape[0]
 
+    def _everywhere(self, flag):
+        """`flag` (this rank's verdict on its part) held on every rank of the mesh: equal()
+        and allclose() give every rank the same answer."""
+        from ..collectives import all_reduce
+        from ..reduce_op import ReduceOp
+        verdict = Tensor._make(np.array([int(flag)], np.int64))
+        for m in range(self._mesh.ndim):
+            all_reduce(verdict, op=ReduceOp.MIN, group=self._mesh.get_group(m))
+        return bool(verdict._data[0])
+
     # ---- reading values: the whole tensor, never one rank's part taken for it ------------
     def numpy(self, *, force=False):
         raise RuntimeError("a DTensor's values are spread over the ranks: call "

@@ -502,7 +502,7 @@ def _no_grad_unary(fn, name):
         if input._data.dtype.kind == "c":
             raise NotImplementedError(f"{name} is not supported for complex inputs (got "
                                       f"{input.dtype})")
-        return make(fn(array_module(input._data), input._data))
+        return input._like(fn(array_module(input._data), input._data))
     op.__name__ = name
     return op
 
@@ -746,7 +746,7 @@ trunc = _no_grad_unary(lambda xp, x: xp.trunc(x), "trunc")
 
 
 def round(input, decimals=0):
-    return make(array_module(input._data).round(input._data, decimals))
+    return input._like(array_module(input._data).round(input._data, decimals))
 
 
 # ---- comparisons, logical and bitwise ops --------------------------------------------------
@@ -840,12 +840,14 @@ def isfinite(input):
 
 def equal(input, other):
     """True if both tensors have the same shape and elements."""
-    return input.shape == other.shape and bool((input._data == other._data).all())
+    same = input.shape == other.shape and input._data.shape == other._data.shape and \
+        bool((input._data == other._data).all())
+    return input._everywhere(same)
 
 
 def allclose(input, other, rtol=1e-5, atol=1e-8, equal_nan=False):
-    return bool(array_module(input._data).allclose(input._data, other._data, rtol, atol,
-                                                   equal_nan))
+    return input._everywhere(bool(array_module(input._data).allclose(
+        input._data, other._data, rtol, atol, equal_nan)))
 
 
 def isclose(input, other, rtol=1e-5, atol=1e-8, equal_nan=False):

@@ -160,3 +160,19 @@ def test_elementwise_and_rearranging_ops_differentiate_on_the_local_parts(world)
         leaf.flatten(1, 2)
     with pytest.raises(NotImplementedError, match="Sum on a DTensor"):
         leaf.sum()
+
+
+def test_rounding_keeps_the_layout_and_comparisons_agree_on_every_rank(world):
+    rank, size = world
+    x = _whole((size + 1, 2), 13) * 3
+    dt = distribute_tensor(px.tensor(x), placements=[Shard(0)])
+    for op, ref in ((px.floor, np.floor), (px.ceil, np.ceil), (px.trunc, np.trunc),
+                    (px.round, np.round)):
+        out = op(dt)
+        assert isinstance(out, DTensor) and out.placements == (Shard(0),)
+        np.testing.assert_array_equal(out.full_tensor().numpy(), ref(x))
+    other = dt.clone()
+    if rank == 0:                         # one rank's part differs: every rank says so
+        other.to_local().detach().add_(1.0)
+    assert not px.equal(dt, other) and not px.allclose(dt, other)
+    assert px.equal(dt, dt.clone()) and px.allclose(dt, dt.clone())
