@@ -61,7 +61,7 @@ class Tensor(TensorBase):
             t.requires_grad_(True)
         return t
 
-    def _like(self, arr, cls=None):
+    def _result_like(self, arr):
         """A tensor of this one's kind over `arr`, an elementwise result of its array (a
         DTensor keeps its layout)."""
         return Tensor._make(arr)

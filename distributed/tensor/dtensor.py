@@ -121,6 +121,9 @@ class DTensor(Tensor):
             raise TypeError("len() of a 0-d tensor")
         return self._global_shape[0]
 
+    def _result_like(self, local):
+        return self._like(local)
+
     def _everywhere(self, flag):
         """`flag` (this rank's verdict on its part) held on every rank of the mesh: equal()
         and allclose() give every rank the same answer."""

@@ -502,7 +502,7 @@ def _no_grad_unary(fn, name):
         if input._data.dtype.kind == "c":
             raise NotImplementedError(f"{name} is not supported for complex inputs (got "
                                       f"{input.dtype})")
-        return input._like(fn(array_module(input._data), input._data))
+        return input._result_like(fn(array_module(input._data), input._data))
     op.__name__ = name
     return op
 
@@ -746,7 +746,7 @@ trunc = _no_grad_unary(lambda xp, x: xp.trunc(x), "trunc")
 
 
 def round(input, decimals=0):
-    return input._like(array_module(input._data).round(input._data, decimals))
+    return input._result_like(array_module(input._data).round(input._data, decimals))
 
 
 # ---- comparisons, logical and bitwise ops --------------------------------------------------
