@@ -87,10 +87,7 @@ def test_training_matches_one_process(world, plan):
         ref_opt.step()
         opt.zero_grad()
         ref_opt.zero_grad()
-    for name, value in model.state_dict().items():
-        whole = value.full_tensor() if isinstance(value, DTensor) else value
-        np.testing.assert_allclose(whole.numpy(), reference.state_dict()[name].numpy(),
-                                   rtol=1e-10, atol=1e-12, err_msg=name)
+    _assert_same_weights(model, reference)
 
 
 def _train_alike(model, reference, batches, loss_context=contextlib.nullcontext, lr=0.05):
@@ -113,6 +110,10 @@ def _train_alike(model, reference, batches, loss_context=contextlib.nullcontext,
         for o in (opt, ref_opt):
             o.step()
             o.zero_grad()
+    _assert_same_weights(model, reference)
+
+
+def _assert_same_weights(model, reference):
     for name, value in model.state_dict().items():
         whole = value.full_tensor() if isinstance(value, DTensor) else value
         np.testing.assert_allclose(whole.numpy(), reference.state_dict()[name].numpy(),
@@ -283,10 +284,7 @@ def test_sequence_sharded_mlp_matches_one_process_on_the_whole_batch(world):
         for o in (opt, ref_opt):
             o.step()
             o.zero_grad()
-    for name, value in model.state_dict().items():
-        np.testing.assert_allclose(value.full_tensor().numpy(),
-                                   reference.state_dict()[name].numpy(), rtol=1e-10,
-                                   atol=1e-12, err_msg=name)
+    _assert_same_weights(model, reference)
 
 
 def test_layers_hand_dtensors_to_each_other_and_outputs_are_relaid(world):
@@ -322,10 +320,7 @@ def test_layers_hand_dtensors_to_each_other_and_outputs_are_relaid(world):
         for o in (opt, ref_opt):
             o.step()
             o.zero_grad()
-    for name, value in model.state_dict().items():
-        np.testing.assert_allclose(value.full_tensor().numpy(),
-                                   reference.state_dict()[name].numpy(), rtol=1e-10,
-                                   atol=1e-12, err_msg=name)
+    _assert_same_weights(model, reference)
 
 
 def test_unsupported_layouts_and_modules_are_refused(world):
