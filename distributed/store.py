@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 
 import msgpack
 import zmq
@@ -73,8 +74,9 @@ def new_token():
 
 
 def _frames(body):
-    """`body` cut in frames of at most FRAME_BYTES."""
-    return [body[i:i + FRAME_BYTES] for i in range(0, len(body), FRAME_BYTES)] or [b""]
+    """`body` cut in frames of at most FRAME_BYTES (views, not copies)."""
+    view = memoryview(body)
+    return [view[i:i + FRAME_BYTES] for i in range(0, len(body), FRAME_BYTES)] or [b""]
 
 
 def _host_of(endpoint):
@@ -349,6 +351,17 @@ class StoreServer:
                 self._reply(ident, rid, False, {"timeout": missing})
 
 
+def _close_watched(sock, monitor):
+    """Close a client socket and the reader of its monitor, in this order."""
+    if not sock.closed:
+        try:
+            sock.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        sock.close(0)
+    monitor.close(0)
+
+
 def _request_id_of(frame):
     """The request id at the start of a message the server will not read whole, so that its
     error reply reaches the caller; None if there is none."""
@@ -416,29 +429,37 @@ class Store:
     def _open(self):
         """A socket connected to the store, and a watch on its handshakes: a server without
         our token (or not a store at all) is reported at once rather than by a timeout."""
-        self._sock = self._ctx.socket(zmq.DEALER)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.MAXMSGSIZE, _WIRE_FRAME_BYTES)   # what an impostor may send
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, _WIRE_FRAME_BYTES)      # what an impostor may send
         if _host_of(self.endpoint).startswith("["):
-            self._sock.setsockopt(zmq.IPV6, 1)
-        self._credentials.secure_client(self._sock, self._security)
-        monitor = f"inproc://phalanx-store-monitor-{os.getpid()}-{next(_monitor_ids)}"
-        self._sock.monitor(monitor, _HANDSHAKE_FAILED)
-        self._monitor = self._ctx.socket(zmq.PAIR)
-        self._monitor.setsockopt(zmq.LINGER, 0)
-        self._monitor.connect(monitor)
+            sock.setsockopt(zmq.IPV6, 1)
+        self._credentials.secure_client(sock, self._security)
+        address = f"inproc://phalanx-store-monitor-{os.getpid()}-{next(_monitor_ids)}"
+        sock.monitor(address, _HANDSHAKE_FAILED)
+        monitor = self._ctx.socket(zmq.PAIR)
+        monitor.setsockopt(zmq.LINGER, 0)
+        # libzmq's I/O thread blocks (every socket of the context with it) on a monitor event
+        # it cannot deliver: the queue is unbounded, and `_close_watched` stops the monitor
+        # before closing its reader, also when a Store is dropped without close()
+        monitor.setsockopt(zmq.RCVHWM, 0)
+        monitor.connect(address)
+        self._sock, self._monitor = sock, monitor
+        self._closer = weakref.finalize(self, _close_watched, sock, monitor)
         self._poller = zmq.Poller()
-        self._poller.register(self._sock, zmq.POLLIN)
-        self._poller.register(self._monitor, zmq.POLLIN)
-        self._sock.connect(self.endpoint)
+        self._poller.register(sock, zmq.POLLIN)
+        self._poller.register(monitor, zmq.POLLIN)
+        sock.connect(self.endpoint)
 
-    def _close_sockets(self):
-        self._sock.close(0)          # ends its monitor too
-        self._monitor.close(0)
+    def _reopen(self):
+        """A fresh connection: ZeroMQ gives up one whose handshake failed for good (and its
+        queued requests with it)."""
+        self._closer()
+        self._open()
 
     def close(self):
         with self._lock:
-            self._close_sockets()
+            self._closer()
 
     def __enter__(self):
         return self
@@ -543,7 +564,8 @@ class Store:
             if len(body) > MAX_MESSAGE_BYTES:
                 raise StoreError(f"store {op} of key {key!r}: {len(body)} bytes exceeds the "
                                  f"limit of {MAX_MESSAGE_BYTES} bytes; store a path instead")
-            self._drain_monitor()             # failures of earlier connection attempts
+            if self._drain_monitor():         # a handshake failed since the last call: ZeroMQ
+                self._reopen()                # gave that connection up; try afresh
             try:
                 self._sock.send_multipart(_frames(body), zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -564,9 +586,7 @@ class Store:
                 step = min(left, 0.1) if self._local_server is not None else left
                 ready = dict(self._poller.poll(int(step * 1000) + 1))
                 if self._monitor in ready and self._drain_monitor():
-                    # ZeroMQ gives up a connection whose handshake failed: start afresh
-                    self._close_sockets()
-                    self._open()
+                    self._reopen()
                     raise StoreError(
                         f"store {op} of key {key!r}: authentication failed at "
                         f"{self.endpoint}: the server there refused our handshake or could "

@@ -1,4 +1,5 @@
-"""The job's secret: the token that signs every store request and heartbeat.
+"""The job's secret: the token from which every store and rank connection derives the
+credentials of its handshake, and that signs every heartbeat.
 
 A single-node job makes a random token itself and hands it to its workers. A multi-node job's
 agents must share one that nobody else knows — whoever holds it can read every store key and

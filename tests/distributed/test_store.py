@@ -216,6 +216,7 @@ def test_standalone_store_command_serves_clients_with_its_token():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        proc.stdout.close()
 
 
 # -- arguments the client refuses, requests the server survives --------------------------------
