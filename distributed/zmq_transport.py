@@ -33,7 +33,7 @@ import msgpack
 import numpy as np
 import zmq
 
-from .zmq_auth import SECURITY_ENV, Credentials, Gatekeeper, security_for
+from .zmq_auth import Credentials, Gatekeeper, security_for
 from .zmq_auth import is_loopback as _is_loopback
 
 CHUNK_BYTES = int(os.environ.get("PHALANX_ZMQ_CHUNK_BYTES", 1 << 20))
