@@ -1,4 +1,5 @@
-"""FSDP step time: Phalanx's fully_shard vs PyTorch's FSDP2 over gloo, each next to its DDP.
+"""FSDP step time: Phalanx's fully_shard vs PyTorch's FSDP2 over gloo, each next to its DDP
+and its tensor parallelism.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/fsdp_step.py [--rounds 3]
 
@@ -10,9 +11,14 @@ example's wrapping); DDP wraps the whole model. Every configuration runs as a 2-
 own (Phalanx under mpiexec, PyTorch over gloo), one BLAS thread per rank, times `--steps`
 steps `--repeats` times after a warm-up and reports the median; jobs are interleaved over
 `--rounds` launches. Also printed: what each rank keeps between steps (parameters, gradients
-and Adam's two moments), which FSDP cuts to about half on two ranks.
+and Adam's two moments), which FSDP cuts to about half on two ranks. Tensor parallelism
+("TP"): each layer's feed-forward split Megatron-style (linear1 ColwiseParallel, linear2
+RowwiseParallel) and the head ColwiseParallel with the logits gathered; both ranks feed the
+same batch, so a TP step does one rank's DDP work split over two; it skips clipping, which
+PyTorch 2.13 refuses on a model of DTensor and plain parameters.
 """
 import argparse
+import importlib
 import json
 import os
 import socket
@@ -62,6 +68,18 @@ def _time(step, steps, repeats, barrier):
     return float(np.median(times))
 
 
+def _tensor_parallel(lib, model):
+    def module(name):
+        return importlib.import_module(f"{lib.__name__}.distributed.{name}")
+    tp = module("tensor.parallel")
+    plan = {"head": tp.ColwiseParallel(output_layouts=module("tensor").Replicate())}
+    for i in range(LAYERS):
+        plan[f"layers.{i}.linear1"] = tp.ColwiseParallel()
+        plan[f"layers.{i}.linear2"] = tp.RowwiseParallel()
+    mesh = module("device_mesh").init_device_mesh("cpu", (2,))
+    return tp.parallelize_module(model, mesh, plan)
+
+
 def _run(lib, dist, shard, wrap, mode, rank, args):
     lib.manual_seed(0)
     model = _model(lib)
@@ -69,16 +87,19 @@ def _run(lib, dist, shard, wrap, mode, rank, args):
         for layer in model.layers:
             shard(layer)
         shard(model)
+    elif mode == "tp":
+        model = _tensor_parallel(lib, model)
     else:
         model = wrap(model)
     opt = lib.optim.Adam(model.parameters(), lr=1e-4)
-    data = lib.tensor(_tokens(rank))
+    data = lib.tensor(_tokens(0 if mode == "tp" else rank))   # TP: one batch for both
     x, y = data[:, :-1], data[:, 1:].reshape(-1)
 
     def step():
         loss = lib.nn.functional.cross_entropy(model(x).reshape(-1, VOCAB), y)
         loss.backward()
-        lib.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if mode != "tp":      # PyTorch's refuses TP's mix of DTensor and plain parameters
+            lib.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad()
     seconds = _time(step, args.steps, args.repeats, dist.barrier)
@@ -156,7 +177,7 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--worker", choices=["phalanx", "torch"], help=argparse.SUPPRESS)
-    p.add_argument("--mode", choices=["fsdp", "ddp"], help=argparse.SUPPRESS)
+    p.add_argument("--mode", choices=["fsdp", "ddp", "tp"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         return worker(args)
@@ -164,22 +185,24 @@ def main():
           f"{SEQ} tokens, float32, Adam, 2 ranks, one BLAS thread each; median over "
           f"{args.rounds} interleaved launches of the median of {args.repeats} x {args.steps} "
           f"steps")
-    configs = [(fw, mode) for mode in ("fsdp", "ddp") for fw in ("phalanx", "torch")]
+    configs = [(fw, mode) for mode in ("fsdp", "ddp", "tp") for fw in ("phalanx", "torch")]
     runs = {c: [] for c in configs}
     for _ in range(args.rounds):
         for c in configs:
             runs[c].append(launch(*c, args))
     med = {c: {k: float(np.median([r[k] for r in rs])) for k in rs[0]}
            for c, rs in runs.items()}
-    print("| framework | FSDP step | DDP step | FSDP / DDP | kept per rank, FSDP / DDP |")
-    print("|---|---|---|---|---|")
+    print("| framework | FSDP step | DDP step | TP step | FSDP / DDP | kept per rank, "
+          "FSDP / DDP / TP |")
+    print("|---|---|---|---|---|---|")
     for fw, name in (("phalanx", "Phalanx (mpi)"), ("torch", "PyTorch (gloo)")):
-        f, d = med[fw, "fsdp"], med[fw, "ddp"]
+        f, d, t = med[fw, "fsdp"], med[fw, "ddp"], med[fw, "tp"]
         print(f"| {name} | {f['step'] * 1e3:.1f} ms | {d['step'] * 1e3:.1f} ms | "
-              f"{f['step'] / d['step']:.2f}x | {f['kept_mb']:.1f} / {d['kept_mb']:.1f} MB |")
-    print(f"Phalanx FSDP step / PyTorch FSDP2 step: "
-          f"{med['phalanx', 'fsdp']['step'] / med['torch', 'fsdp']['step']:.2f}x; "
-          f"DDP: {med['phalanx', 'ddp']['step'] / med['torch', 'ddp']['step']:.2f}x")
+              f"{t['step'] * 1e3:.1f} ms | {f['step'] / d['step']:.2f}x | "
+              f"{f['kept_mb']:.1f} / {d['kept_mb']:.1f} / {t['kept_mb']:.1f} MB |")
+    print("Phalanx step / PyTorch step: " + ", ".join(
+        f"{mode.upper()} {med['phalanx', mode]['step'] / med['torch', mode]['step']:.2f}x"
+        for mode in ("fsdp", "ddp", "tp")))
 
 
 if __name__ == "__main__":
