@@ -2,18 +2,19 @@
 
 Under `phalanx run` the worker's bootstrap starts the thread before the user's code runs, so a
 rank is watched from its first second: every `PHALANX_HEARTBEAT_INTERVAL` seconds it sends
-`[local_rank, pid, progress]`, signed with the job token, even while the main thread computes.
+`[local_rank, pid, progress]` over a connection the job token admits (zmq_auth.py's
+handshake, as the store's), even while the main thread computes.
 The agent declares dead a rank whose beats stop (`--heartbeat-timeout`, 30 s by default: a
 stopped, frozen or deadlocked process), and stuck one whose progress counter did not move for
 `--progress-timeout` seconds. Training code calls `advance()` once per step (DDP does it once
 per backward); progress is judged only after the first `advance()`, so scripts that never call
 it are never failed for lack of progress. Outside the launcher `advance()` only counts.
 
-Standard library only at import (pyzmq and msgpack are imported by the thread): DDP imports it
-on every step's path, and the bootstrap loads this file by path before phalanx is importable.
+Standard library only at import (pyzmq, msgpack and zmq_auth.py, loaded by path, are imported
+by the thread): DDP imports it on every step's path, and the bootstrap loads this file by path
+before phalanx is imported.
 """
-import hashlib
-import hmac
+import importlib.util
 import os
 import sys
 import threading
@@ -67,23 +68,39 @@ class _HeartbeatThread(threading.Thread):
     def __init__(self, endpoint, interval):
         super().__init__(name=THREAD_NAME, daemon=True)
         self.endpoint, self.interval = endpoint, interval
-        self._key = os.environ.get("PHALANX_STORE_TOKEN", "").encode()
+        self._token = os.environ.get("PHALANX_STORE_TOKEN", "")
         self._local_rank = int(os.environ.get("LOCAL_RANK", 0))
 
     def run(self):
         import msgpack
         import zmq
+        auth = _zmq_auth()
         sock = zmq.Context.instance().socket(zmq.PUSH)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 4)      # never queue more than a few stale beats
+        host = self.endpoint.rsplit(":", 1)[0].split("//")[-1].strip("[]")
+        auth.StoreCredentials(self._token, "heartbeat").secure_client(
+            sock, auth.store_security(host))
         sock.connect(self.endpoint)
         stop = threading.Event()
         while True:
             body = msgpack.packb([self._local_rank, os.getpid(), _shared_progress()])
-            mac = hmac.new(self._key, body, hashlib.sha256).digest()
             try:
-                sock.send_multipart([mac, body], flags=zmq.NOBLOCK)
+                sock.send(body, flags=zmq.NOBLOCK)
             except zmq.Again:
                 pass                        # the agent is busy or gone; try again next beat
             if stop.wait(self.interval):
                 return
+
+
+def _zmq_auth():
+    """zmq_auth.py, next to this file, loaded by path (it imports only the standard library
+    and pyzmq; phalanx itself may not be imported yet)."""
+    module = sys.modules.get("phalanx.distributed.zmq_auth")
+    if module is not None:
+        return module
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zmq_auth.py")
+    spec = importlib.util.spec_from_file_location("_phalanx_heartbeat_zmq_auth", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

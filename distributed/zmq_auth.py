@@ -134,16 +134,18 @@ class Credentials:
 
 
 class StoreCredentials:
-    """The rendezvous store's credentials, derived from the job token: the server's CurveZMQ
-    keypair (a client checks it talks to the job's store), and one client credential that every
-    process of the job shares (they are equally trusted: each holds the token)."""
+    """A job service's credentials, derived from the job token: the server's CurveZMQ
+    keypair (a client checks it talks to the job's server), and one client credential that
+    every process of the job shares (they are equally trusted: each holds the token).
+    `service`: "store" (the rendezvous store) or "heartbeat" (the agent's heartbeat monitor),
+    each with keys of its own."""
 
     USER = b"store-client"
 
-    def __init__(self, token):
-        self._password = _derive(token, "phalanx-store/plain").hex().encode()
-        self._server = _curve_pair(_derive(token, "phalanx-store/curve-server"))
-        self._client = _curve_pair(_derive(token, "phalanx-store/curve-client"))
+    def __init__(self, token, service="store"):
+        self._password = _derive(token, f"phalanx-{service}/plain").hex().encode()
+        self._server = _curve_pair(_derive(token, f"phalanx-{service}/curve-server"))
+        self._client = _curve_pair(_derive(token, f"phalanx-{service}/curve-client"))
         self._client_public = zmq.utils.z85.decode(self._client[0])
 
     def admit(self, mechanism, credentials):

@@ -1,5 +1,5 @@
-"""The job's secret: the token from which every store and rank connection derives the
-credentials of its handshake, and that signs every heartbeat.
+"""The job's secret: the token from which every store, heartbeat and rank connection derives
+the credentials of its handshake.
 
 A single-node job makes a random token itself and hands it to its workers. A multi-node job's
 agents must share one that nobody else knows — whoever holds it can read every store key and

@@ -1,7 +1,8 @@
 """Agent-side heartbeat monitor: which local ranks died without exiting, or stopped progressing.
 
 Workers' heartbeat threads (`phalanx.distributed.heartbeat`, started by the bootstrap before the
-user's code) push `[local_rank, pid, progress]` signed with the job token. Two verdicts, kept
+user's code) push `[local_rank, pid, progress]` over connections admitted only after ZeroMQ's
+handshake proved the job token (distributed/zmq_auth.py, as the store's). Two verdicts, kept
 apart because they answer different questions:
 - dead (liveness): no beat for `liveness_timeout` seconds since the last one, or since the
   attempt started for a rank that never beat — the process is stopped (SIGSTOP), frozen or
@@ -10,12 +11,12 @@ apart because they answer different questions:
   moved for `progress_timeout` seconds; judged only after a rank's first advance.
 A timeout of 0 turns its check off.
 """
-import hashlib
-import hmac
 import time
 
 import msgpack
 import zmq
+
+from ..distributed.zmq_auth import Gatekeeper, StoreCredentials, store_security
 
 
 class HeartbeatTracker:
@@ -64,14 +65,18 @@ class HeartbeatTracker:
 
 
 class HeartbeatMonitor(HeartbeatTracker):
-    """A `HeartbeatTracker` fed by a PULL socket bound on loopback."""
+    """A `HeartbeatTracker` fed by a PULL socket bound on loopback, in a context of its own
+    whose gatekeeper admits only the job's heartbeat credential."""
 
     def __init__(self, token, liveness_timeout, progress_timeout=0, host="127.0.0.1"):
         super().__init__(liveness_timeout, progress_timeout)
-        self._key = token.encode()
-        self._sock = zmq.Context.instance().socket(zmq.PULL)
+        credentials = StoreCredentials(token, "heartbeat")
+        self._ctx = zmq.Context()
+        Gatekeeper(self._ctx, credentials.admit, "heartbeats").start()   # before the bind
+        self._sock = self._ctx.socket(zmq.PULL)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.MAXMSGSIZE, 4096)
+        credentials.secure_server(self._sock, store_security(host))
         port = self._sock.bind_to_random_port(f"tcp://{host}")
         self.endpoint = f"tcp://{host}:{port}"
 
@@ -81,15 +86,11 @@ class HeartbeatMonitor(HeartbeatTracker):
                 frames = self._sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if len(frames) != 2:
-                continue
-            mac, body = frames
-            if not hmac.compare_digest(mac, hmac.new(self._key, body, hashlib.sha256).digest()):
-                continue
             try:
+                [body] = frames
                 local_rank, pid, progress = msgpack.unpackb(body)
                 self.beat(local_rank, pid, progress)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a token holder's malformed beat: ignored
                 continue
 
     def dead(self):
@@ -102,3 +103,4 @@ class HeartbeatMonitor(HeartbeatTracker):
 
     def close(self):
         self._sock.close(0)
+        self._ctx.term()                 # ends the gatekeeper too

@@ -341,3 +341,44 @@ def test_without_curvezmq_the_store_falls_back_to_plain_on_loopback(monkeypatch)
         StoreServer("0.0.0.0")
     with pytest.raises(RuntimeError, match="PHALANX_ZMQ_SECURITY=plain"):
         Store("tcp://10.1.2.3:29500", "t")
+
+
+def test_heartbeats_reach_the_agent_only_from_token_holders(monkeypatch):
+    """The agent's heartbeat monitor admits connections as the store does: a beat from a
+    process without the token never counts (it could keep a hung rank alive), a worker's
+    heartbeat thread with the token is heard."""
+    import hashlib
+    import hmac
+    import os
+
+    from phalanx.distributed import heartbeat
+    from phalanx.distributed.store import new_token
+    from phalanx.launcher.monitor import HeartbeatMonitor
+    token = new_token()
+    monitor = HeartbeatMonitor(token, liveness_timeout=30)
+    monitor.expect({0: os.getpid()})
+    intruder = zmq.Context.instance().socket(zmq.PUSH)
+    intruder.setsockopt(zmq.LINGER, 0)
+    try:
+        intruder.connect(monitor.endpoint)
+        body = msgpack.packb([0, os.getpid(), 7])       # a beat as bytes on the wire carried
+        signed = hmac.new(token.encode(), body, hashlib.sha256).digest()   # it once: replayed
+        for _ in range(5):
+            for frames in ([body], [signed, body]):
+                try:
+                    intruder.send_multipart(frames, flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    pass
+            time.sleep(0.1)
+        assert monitor.dead() == [] and monitor.last_beat(0) is None
+        monkeypatch.setenv("PHALANX_STORE_TOKEN", token)
+        monkeypatch.setenv("LOCAL_RANK", "0")
+        heartbeat._HeartbeatThread(monitor.endpoint, 0.05).start()
+        deadline = time.monotonic() + 20
+        while monitor.last_beat(0) is None and time.monotonic() < deadline:
+            monitor.drain()
+            time.sleep(0.05)
+        assert monitor.last_beat(0) is not None
+    finally:
+        intruder.close(0)
+        monitor.close()
