@@ -19,7 +19,8 @@ from .workers import LocalWorkerGroup, WorkerSpec
 def _is_local(host):
     """Whether `host` names this machine: a loopback or wildcard address, this host's name, or
     any name or address that resolves to an address of one of its interfaces (as torchrun
-    decides whether to serve the store)."""
+    decides whether to serve the store). An IPv6 address may come bracketed ("[::1]")."""
+    host = host.strip("[]")
     if host in ("localhost", "0.0.0.0", "::", "*", socket.gethostname(), socket.getfqdn()):
         return True
     try:

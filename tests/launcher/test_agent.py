@@ -290,3 +290,18 @@ def test_a_lost_store_after_the_workers_succeeded_keeps_the_success():
                    log=logs.append).run()
     assert result.state is S.SUCCEEDED and result.exit_code == 0
     assert any("workers succeeded, but" in m and "stopped serving" in m for m in logs), logs
+
+
+def test_an_endpoint_naming_this_host_is_recognised_however_it_is_written():
+    """The agent serves the store when the endpoint is this machine: loopback (IPv6 in
+    brackets too, as in "[::1]:29500"), its name, or an address of one of its interfaces."""
+    import socket
+
+    import psutil
+
+    from phalanx.launcher.launch import _is_local
+    mine = [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
+            if a.family == socket.AF_INET]
+    for host in ["127.0.0.1", "::1", "[::1]", "localhost", socket.gethostname(), *mine]:
+        assert _is_local(host), host
+    assert not _is_local("192.0.2.1")            # TEST-NET-1: nobody's address
