@@ -551,8 +551,15 @@ def test_lstsq_drivers_match_pytorch(driver, a_shape, b_shape, deficient):
     ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
     mine, theirs = px.linalg.lstsq(pa, pb, driver=driver), torch.linalg.lstsq(ta, tb,
                                                                              driver=driver)
-    for field in ("solution", "residuals", "rank", "singular_values"):
-        x, y = getattr(mine, field), getattr(theirs, field)
+    fields = ("solution", "residuals", "rank", "singular_values")
+    expected = {field: getattr(theirs, field) for field in fields}
+    if deficient and driver in (None, "gelsy"):
+        # PyTorch 2.13's gelsy finds rank 1 for this A in about 1 call of 100 (the same input,
+        # in one process); its gelsd gives the same minimum-norm solution and rank reliably
+        oracle = torch.linalg.lstsq(ta, tb, driver="gelsd")
+        expected.update(solution=oracle.solution, rank=oracle.rank)
+    for field in fields:
+        x, y = getattr(mine, field), expected[field]
         assert tuple(x.shape) == tuple(y.shape), field
         np.testing.assert_allclose(x.detach().numpy(), y.detach().numpy(), atol=1e-10,
                                    err_msg=field)
