@@ -42,6 +42,7 @@ import weakref
 
 import msgpack
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from .errors import DistStoreError
 from .zmq_auth import Gatekeeper, StoreCredentials, store_security
@@ -56,6 +57,7 @@ MAX_TIMEOUT = 1e8                  # seconds (about three years): longer waits a
 _HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                      | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 _monitor_ids = itertools.count()
+_CUTS_MEAN_REFUSED = 3    # handshakes in a row the server hung up on (~0.3 s of reconnects)
 
 __all__ = ["Store", "StoreServer", "StoreError", "StoreTimeout", "new_token",
            "ENDPOINT_ENV", "TOKEN_ENV"]
@@ -564,6 +566,7 @@ class Store:
             if len(body) > MAX_MESSAGE_BYTES:
                 raise StoreError(f"store {op} of key {key!r}: {len(body)} bytes exceeds the "
                                  f"limit of {MAX_MESSAGE_BYTES} bytes; store a path instead")
+            self._handshakes_cut = 0
             if self._drain_monitor():         # a handshake failed since the last call: ZeroMQ
                 self._reopen()                # gave that connection up; try afresh
             try:
@@ -578,9 +581,11 @@ class Store:
                 self._check_local_server(op, key)
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    cut = (" (a connection to it closed during its handshake)"
+                           if self._handshakes_cut else "")
                     raise StoreTimeout(
                         f"store {op} of key {key!r} at {self.endpoint} got no answer within "
-                        f"{timeout:.1f} s; is the store running (the launcher, or `phalanx "
+                        f"{timeout:.1f} s{cut}; is the store running (the launcher, or `phalanx "
                         f"store`) and reachable?")
                 # with a server in this process, wake up now and then to see it still serves
                 step = min(left, 0.1) if self._local_server is not None else left
@@ -608,14 +613,22 @@ class Store:
         raise StoreError(f"store {op} of key {key!r} at {self.endpoint} failed: {result!s:.500}")
 
     def _drain_monitor(self):
-        """Whether a handshake failed since the last look."""
-        failed = False
+        """Whether a handshake was refused since the last look (a wrong token, not a store).
+        One the peer cut off by closing (a store stopping or restarting) is only counted:
+        ZeroMQ reconnects and the request goes out on the next connection."""
+        refused = False
         while True:
             try:
-                self._monitor.recv_multipart(zmq.NOBLOCK)
+                event = parse_monitor_message(
+                    self._monitor.recv_multipart(zmq.NOBLOCK))["event"]
             except zmq.Again:
-                return failed
-            failed = True
+                return refused
+            if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+                # a CurveZMQ server of another token hangs up too, every time
+                self._handshakes_cut += 1
+                refused |= self._handshakes_cut >= _CUTS_MEAN_REFUSED
+            else:
+                refused = True
 
     def _parse_reply(self, frames, op, key):
         """`[request_id, ok, result]` from an authenticated server (ZeroMQ delivers nothing

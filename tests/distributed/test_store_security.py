@@ -382,3 +382,27 @@ def test_heartbeats_reach_the_agent_only_from_token_holders(monkeypatch):
     finally:
         intruder.close(0)
         monitor.close()
+
+
+def test_a_server_that_hangs_up_mid_handshake_is_not_called_an_impostor():
+    """A store that stops during ZeroMQ's handshake is not an authentication failure: the
+    client keeps trying until its timeout and says a handshake was cut off. (A server that
+    hangs up on every handshake, as a CurveZMQ store of another token does, is refused:
+    test_a_client_facing_an_impostor_fails_with_a_fixed_message.)"""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def hang_up_and_stop():           # reads the greeting's first bytes, closes, stops serving
+        conn, _ = listener.accept()
+        conn.recv(10)
+        conn.close()
+        listener.close()
+    threading.Thread(target=hang_up_and_stop, daemon=True).start()
+    client = Store(f"tcp://127.0.0.1:{port}", "s3cret-token-0123456789", timeout=2)
+    try:
+        with pytest.raises(StoreTimeout) as e:
+            client.get("k")
+        message = str(e.value)
+        assert "authentication" not in message and "closed during" in message, message
+    finally:
+        client.close()
