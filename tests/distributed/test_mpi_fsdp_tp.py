@@ -15,9 +15,9 @@ import phalanx.distributed.checkpoint as dcp
 import phalanx.nn as nn
 import phalanx.nn.functional as F
 from phalanx.distributed.checkpoint.state_dict import (StateDictOptions, get_state_dict,
-                                                       set_state_dict)
+                                                       set_model_state_dict, set_state_dict)
 from phalanx.distributed.device_mesh import init_device_mesh
-from phalanx.distributed.fsdp import fully_shard
+from phalanx.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from phalanx.distributed.tensor import DTensor, Replicate, Shard
 from phalanx.distributed.tensor.parallel import (ColwiseParallel, PrepareModuleInput,
                                                  RowwiseParallel, SequenceParallel,
@@ -77,9 +77,9 @@ class Model(nn.Module):
         return self.output(self.norm(h))
 
 
-def _two_d(model, mesh):
+def _two_d(model, mesh, **fsdp_options):
     """fsdp_tp_example.py's parallelization: TP (with sequence parallelism) on mesh["tp"],
-    then FSDP on mesh["dp"]."""
+    then FSDP on mesh["dp"] (with `fsdp_options`)."""
     tp = mesh["tp"]
     parallelize_module(model, tp, {
         "tok_embeddings": RowwiseParallel(input_layouts=Replicate(), output_layouts=Shard(1)),
@@ -97,8 +97,8 @@ def _two_d(model, mesh):
             "w1": ColwiseParallel(input_layouts=Shard(1)),
             "w2": RowwiseParallel(output_layouts=Shard(1))})
         block.attention.n_heads //= tp.size()
-        fully_shard(block, mesh=mesh["dp"])
-    return fully_shard(model, mesh=mesh["dp"])
+        fully_shard(block, mesh=mesh["dp"], **fsdp_options)
+    return fully_shard(model, mesh=mesh["dp"], **fsdp_options)
 
 
 def _batches(steps, dp_size):
@@ -174,6 +174,70 @@ def test_fsdp_over_tensor_parallel_matches_one_process(world, tp, tmp_path):
         np.testing.assert_array_equal(_whole(p), _whole(q), err_msg=name)
         assert r.shape == p.shape
     dist.barrier()
+
+
+def _mesh_with_tp(size):
+    tp = 2 if size % 2 == 0 else size
+    return init_device_mesh("cpu", (size // tp, tp), mesh_dim_names=("dp", "tp"))
+
+
+def _step(model, tokens):
+    F.cross_entropy(model(tokens[:, :-1]).flatten(0, 1), tokens[:, 1:].flatten()).backward()
+
+
+def test_a_2d_model_built_on_the_meta_device_takes_rank_zeros_weights(world):
+    """The FSDP2 example's resume path on a 2-D model: built on the meta device, parallelized,
+    materialised with to_empty, then rank 0's whole weights broadcast and cut into each
+    rank's TP-then-FSDP shard; it trains as one process does."""
+    rank, size = world
+    mesh = _mesh_with_tp(size)
+    dp, dp_size = mesh.get_local_rank("dp"), mesh["dp"].size()
+    px.manual_seed(3)
+    reference = Model().double()
+    with px.device("meta"):
+        model = Model().double()
+    _two_d(model, mesh)
+    assert all(p.is_meta for p in model.parameters())
+    model.to_empty(device="cpu")
+    full = {k: v.detach() for k, v in reference.state_dict().items()} if rank == 0 else {}
+    set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True,
+                                                               broadcast_from_rank0=True))
+    opt = px.optim.AdamW(model.parameters(), lr=0.02)
+    ref_opt = px.optim.AdamW(reference.parameters(), lr=0.02)
+    for tokens in _batches(2, dp_size):
+        _step(model, tokens[dp * PER_RANK:(dp + 1) * PER_RANK])
+        _step(reference, tokens)
+        for o in (opt, ref_opt):
+            o.step()
+            o.zero_grad()
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        np.testing.assert_allclose(_whole(p), q.detach().numpy(), rtol=1e-9, atol=1e-12,
+                                   err_msg=name)
+
+
+def test_mixed_precision_over_tensor_parallel(world):
+    """MixedPrecisionPolicy on a 2-D model: TP's local products run in param_dtype (float32
+    here, from float64 shards), gradients come back reduced in float64 into float64 shards,
+    and match one process's float64 gradients to float32's precision."""
+    rank, size = world
+    mesh = _mesh_with_tp(size)
+    dp, dp_size = mesh.get_local_rank("dp"), mesh["dp"].size()
+    px.manual_seed(4)
+    model = Model().double()
+    reference = copy.deepcopy(model)
+    _two_d(model, mesh, mp_policy=MixedPrecisionPolicy(param_dtype=px.float32,
+                                                       reduce_dtype=px.float64))
+    seen = []
+    model.layers[0].w1.register_forward_hook(
+        lambda m, args, out: seen.append((m.weight.dtype, out.dtype)))
+    tokens = _batches(1, dp_size)[0]
+    _step(model, tokens[dp * PER_RANK:(dp + 1) * PER_RANK])
+    _step(reference, tokens)
+    assert seen == [(px.float32, px.float32)]
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        assert p.dtype == px.float64 and p.grad.dtype == px.float64, name
+        np.testing.assert_allclose(_whole(p.grad), q.grad.numpy(), rtol=1e-3, atol=1e-5,
+                                   err_msg=name)
 
 
 def test_meshes_that_do_not_make_one_2d_mesh_are_refused(world):
