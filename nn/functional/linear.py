@@ -36,8 +36,8 @@ class Linear(Function):
         need_x, need_w, need_b = ctx.needs_input_grad + (False,) * (3 - len(ctx.needs_input_grad))
         if not is_grad_enabled():   # nothing to record: three GEMM/sum calls on arrays
             return _array_grads(ctx, g._data, x._data, weight._data, need_x, need_w, need_b)
-        g2, x2 = (g, x) if x.ndim == 2 else (g.reshape(-1, g.shape[-1]),
-                                             x.reshape(-1, x.shape[-1]))
+        g2, x2 = (g, x) if x.ndim == 2 else (g.reshape(_rows_shape(g)),
+                                             x.reshape(_rows_shape(x)))
         gx = gw = gb = None
         if need_w:       # straight into the weight's gradient home (a DDP bucket) if it has one
             home = ctx.gradient_buffer(1)
@@ -54,7 +54,12 @@ class Linear(Function):
 
 def _rows(a):
     """(..., n) -> (rows, n)."""
-    return a if a.ndim == 2 else a.reshape(-1, a.shape[-1])
+    return a if a.ndim == 2 else a.reshape(_rows_shape(a))
+
+
+def _rows_shape(a):
+    """(rows, n) for (..., n), also where n is 0 (-1 would be ambiguous there)."""
+    return (math.prod(a.shape[:-1]), a.shape[-1])
 
 
 def _array_grads(ctx, gd, xd, wd, need_x, need_w, need_b):

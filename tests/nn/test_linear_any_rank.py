@@ -87,3 +87,26 @@ def test_shape_mismatch_says_what_pytorch_says():
         with pytest.raises(RuntimeError, match=r"mat1 and mat2 shapes cannot be multiplied "
                                                r"\(6x9 and 8x3\)"):
             lib.nn.Linear(8, 3)(lib.ones(2, 3, 9))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 0), (0, 3, 4), (2, 0, 4)])
+@pytest.mark.parametrize("grad_mode", ["record", "arrays"])
+def test_empty_inputs_and_zero_features_as_pytorch(shape, grad_mode):
+    """Zero input features (a tensor-parallel rank with an empty shard) or no rows: PyTorch's
+    values (the bias alone) and gradients, also for inputs of rank 3."""
+    out_features = 5
+    got = []
+    for lib in (px, torch):
+        x = lib.ones(*shape, dtype=lib.float64, requires_grad=True)
+        w = lib.ones(out_features, shape[-1], dtype=lib.float64, requires_grad=True)
+        b = lib.arange(out_features, dtype=lib.float64).requires_grad_()
+        y = lib.nn.functional.linear(x, w, b)
+        g = lib.ones(*y.shape, dtype=lib.float64) * 2
+        if grad_mode == "record" and lib is px:
+            gx, gw, gb = px.autograd.grad(y, (x, w, b), g, create_graph=True)
+        else:
+            gx, gw, gb = lib.autograd.grad(y, (x, w, b), g)
+        got.append([t.detach().numpy() for t in (y, gx, gw, gb)])
+    for mine, theirs in zip(*got):
+        assert mine.shape == theirs.shape
+        np.testing.assert_array_equal(mine, theirs)

@@ -83,8 +83,8 @@ class _ParallelCrossEntropy(Function):
         safe = xp.where(valid, t, 0)
         mine = valid & (safe >= start) & (safe < stop)
         local = xp.clip(safe - start, 0, max(stop - start - 1, 0))
-        picked = xp.where(mine, xp.take_along_axis(x, local[..., None], axis=-1)[..., 0]
-                          if stop > start else 0, 0)
+        picked = xp.where(mine, xp.take_along_axis(x, local[..., None], axis=-1)[..., 0], 0) \
+            if stop > start else xp.zeros(t.shape, x.dtype)    # all-reduced in x's dtype
         loss = lse - reduced(picked)
         if smoothing:
             loss = (1 - smoothing) * loss + smoothing * (

@@ -93,14 +93,6 @@ class _LayerStyle(ParallelStyle):
             raise NotImplementedError(f"{type(self).__name__} on {type(module).__name__}: "
                                       f"Phalanx shards nn.Linear and nn.Embedding")
         for name, placement in self._placements(kind, module).items():
-            param = getattr(module, name)
-            if param is not None and placement.is_shard():
-                n = param.shape[placement.dim]
-                if any(a == b for a, b in (chunk_bounds(n, mesh.size(), r)
-                                           for r in range(mesh.size()))):
-                    raise ValueError(f"{type(self).__name__}: {type(module).__name__}.{name} "
-                                     f"has {n} along dim {placement.dim}, too few for "
-                                     f"{mesh.size()} ranks to each hold a part")
             _distribute(module, name, mesh, placement, src_data_rank)
         _wrap_forward(module, self, functools.partial(getattr(self, f"_{kind}"), module, mesh))
         return module
@@ -177,6 +169,9 @@ class RowwiseParallel(_LayerStyle):
         from ....nn import functional as F
         tokens = _local_input(input, self.input_layouts, Replicate(), mesh)
         start, stop = chunk_bounds(module.num_embeddings, mesh.size(), mesh.get_local_rank())
+        if start == stop:       # more ranks than rows: zeros, still tied to the empty shard
+            y = module.weight.to_local().sum(0).expand(*tokens.shape, module.embedding_dim)
+            return self._leave(y, Partial(), mesh)
         outside = (tokens < start) | (tokens >= stop)     # rows another rank holds
         local = (tokens - start).masked_fill(outside, 0)
         y = F.embedding(local, module.weight.to_local(), None, None, module.norm_type,
