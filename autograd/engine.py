@@ -288,10 +288,13 @@ def _run_node(node, grads, capture, results, needed_below):
         ref = next((g for g in grads if g is not None), None)
         grads = [g if g is not None else _zeros_for(node, i, ref)
                  for i, g in enumerate(grads)]
-    if _node_observers:
-        out = _observed_backward(node, grads)
-    else:
-        out = node.fn.backward(node, *grads)
+    try:
+        out = _observed_backward(node, grads) if _node_observers else \
+            node.fn.backward(node, *grads)
+    except Exception:
+        if anomaly.is_anomaly_enabled():
+            anomaly.report_failure(node)
+        raise
     if not isinstance(out, tuple):
         out = (out,)
     if node.post_hooks:
@@ -302,7 +305,7 @@ def _run_node(node, grads, capture, results, needed_below):
     if len(out) < len(node.edges) and any(e is not None for e in node.edges[len(out):]):
         raise RuntimeError(f"function {node.name()} returned an incorrect number of "
                            f"gradients (expected {len(node.edges)}, got {len(out)})")
-    if anomaly.is_anomaly_enabled():
+    if anomaly.is_anomaly_enabled() and anomaly.is_anomaly_check_nan_enabled():
         anomaly.check_grads(node, out)
     return out
 

@@ -5,6 +5,7 @@ an input requires grad, links the outputs into the graph through `ctx`, which is
 node. Built-in ops and user-defined Functions share this base, as in PyTorch.
 """
 import itertools
+import os
 import traceback
 import weakref
 
@@ -82,12 +83,16 @@ class Node:
         saved = self._saved or ()
         for i, (t, v) in enumerate(zip(saved, self._saved_versions)):
             if t is not None and t._version[0] != v:
+                made_by = f", which is output {t._output_nr} of {t.grad_fn.name()}," \
+                    if t.grad_fn is not None else ""
                 raise RuntimeError(
                     f"one of the variables needed for gradient computation has been modified "
                     f"by an inplace operation: saved tensor {i} of {self.name()} (shape "
-                    f"{tuple(t.shape)}, dtype {t.dtype}) is at version {t._version[0]}; "
-                    f"expected version {v} instead. Hint: replace the in-place operation "
-                    f"(e.g. x.add_(y) -> x = x + y) or clone the tensor before modifying it.")
+                    f"{tuple(t.shape)}, dtype {t.dtype}){made_by} is at version "
+                    f"{t._version[0]}; expected version {v} instead. Hint: replace the "
+                    f"in-place operation (e.g. x.add_(y) -> x = x + y) or clone the tensor "
+                    f"before modifying it; autograd.set_detect_anomaly(True) shows where "
+                    f"{self.name()}'s forward ran.")
         return saved
 
     def _freed_error(self):
@@ -390,7 +395,7 @@ def _link(ctx, args, out):
     ctx.needs_input_grad = tuple(needs)
     ctx.seq = next(_sequence)
     if _anomaly_state.enabled:
-        ctx.forward_stack = "".join(traceback.format_stack()[:-3])
+        ctx.forward_stack = _callers_stack()
     non_diff = ctx._non_diff
     if isinstance(out, tuple):
         ctx.n_outputs = len(out)
@@ -429,5 +434,22 @@ def once_differentiable(backward):
             _set(prev)
     return wrapper
 
+
+def _callers_stack():
+    """The stack that made a node, up to the last frame outside Phalanx (PyTorch's anomaly
+    warning shows the user's frames: its own are C++)."""
+    frames = traceback.extract_stack()
+    while frames and _is_phalanx_frame(frames[-1].filename):
+        frames.pop()
+    return "".join(traceback.format_list(frames))
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _is_phalanx_frame(filename):
+    inside = filename.startswith(_PACKAGE_DIR)
+    return inside and filename[len(_PACKAGE_DIR):].split(os.sep, 1)[0] not in (
+        "tests", "examples", "benchmarks")      # the repository root is the package
 
 from . import saved_hooks  # noqa: E402  (it subclasses Node)

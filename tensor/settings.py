@@ -138,21 +138,8 @@ def get_deterministic_debug_mode():
 
 # ---- anomaly mode (the autograd switch under torch's top-level names) ------------------------
 is_anomaly_enabled = anomaly.is_anomaly_enabled
-
-
-def is_anomaly_check_nan_enabled():
-    """Phalanx's anomaly mode is the NaN/Inf check, so the two switches are one."""
-    return anomaly.is_anomaly_enabled()
-
-
-def set_anomaly_enabled(enabled, check_nan=True):
-    """Turn anomaly mode (NaN/Inf in backward raises, naming the op) on or off. PyTorch's
-    mode without the NaN check (check_nan=False) only records stacks, which Phalanx's does
-    not offer apart."""
-    if enabled and not check_nan:
-        raise NotImplementedError("set_anomaly_enabled(True, check_nan=False): Phalanx's "
-                                  "anomaly mode always checks for NaN/Inf gradients")
-    anomaly.set_detect_anomaly(enabled)
+is_anomaly_check_nan_enabled = anomaly.is_anomaly_check_nan_enabled
+set_anomaly_enabled = anomaly.set_anomaly_enabled
 
 
 # ---- threads, tensors ----------------------------------------------------------------------

@@ -62,7 +62,7 @@ def test_deterministic_pruning_matches_pytorch(kind, case):
     p(px.tensor(x)).square().sum().backward()
     t(torch.tensor(x)).square().sum().backward()
     np.testing.assert_allclose(p.weight_orig.grad.numpy(), t.weight_orig.grad.numpy(),
-                               rtol=1e-5, atol=1e-6)
+                               rtol=1e-5, atol=1e-4)     # float32 sums of terms up to ~50
     assert prune.is_pruned(p) and tprune.is_pruned(t)
     prune.remove(p, "weight")
     tprune.remove(t, "weight")
