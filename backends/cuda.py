@@ -1,5 +1,6 @@
 """`phalanx.backends.cuda`: whether the CUDA path is there (`is_built()`: CuPy imports and sees
-a GPU) and PyTorch's TF32 switch, which CuPy's matmuls do not read."""
+a GPU), PyTorch's TF32 switch (a permission; Phalanx's products stay full float32) and the
+scaled_dot_product_attention kernel switches."""
 from .. import cuda as _cuda
 
 
@@ -8,21 +9,23 @@ def is_built():
 
 
 class _MatmulFlags:
-    """`phalanx.backends.cuda.matmul.allow_tf32`: only False (full float32) is honoured."""
+    """`phalanx.backends.cuda.matmul`: PyTorch's permissions for faster, less precise GEMMs.
+    `allow_tf32` *allows* TensorFloat-32 (it is `set_float32_matmul_precision`'s "high" in
+    PyTorch's legacy spelling, and reads back from it); Phalanx computes float32 products at
+    full precision, which every setting permits, as it does float16/bfloat16 reductions."""
 
-    def __init__(self):
-        self._allow_tf32 = False
+    allow_fp16_reduced_precision_reduction = True
+    allow_bf16_reduced_precision_reduction = True
 
     @property
     def allow_tf32(self):
-        return self._allow_tf32
+        from ..tensor.settings import get_float32_matmul_precision
+        return get_float32_matmul_precision() != "highest"
 
     @allow_tf32.setter
     def allow_tf32(self, value):
-        if value:
-            raise NotImplementedError("phalanx.backends.cuda.matmul.allow_tf32 = True: Phalanx "
-                                      "always multiplies float32 matrices in full float32")
-        self._allow_tf32 = False
+        from ..tensor.settings import set_float32_matmul_precision
+        set_float32_matmul_precision("high" if value else "highest")
 
 
 matmul = _MatmulFlags()

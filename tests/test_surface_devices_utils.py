@@ -3,6 +3,7 @@ submodules), `phalanx.cuda`, `phalanx.accelerator` and `phalanx.backends` answer
 on a machine without a usable GPU, and the lazy top-level attributes."""
 import importlib
 
+import numpy as np
 import pytest
 
 import phalanx as px
@@ -124,5 +125,28 @@ def test_cudnn_flags_are_settable_attributes():
         assert cudnn.benchmark and cudnn.deterministic and cudnn.enabled
     finally:
         cudnn.benchmark, cudnn.deterministic, cudnn.enabled = old
-    with pytest.raises(NotImplementedError, match="allow_tf32"):
-        px.backends.cuda.matmul.allow_tf32 = True
+
+
+
+def test_tf32_switch_is_the_matmul_precision_as_in_pytorch():
+    """nanoGPT-style scripts set allow_tf32 = True at the top: a permission, read back as
+    PyTorch reads it (through the float32 matmul precision); products stay full float32."""
+    import torch
+    seen = {}
+    for lib in (px, torch):
+        trail = [lib.backends.cuda.matmul.allow_tf32]
+        lib.backends.cuda.matmul.allow_tf32 = True
+        trail += [lib.backends.cuda.matmul.allow_tf32, lib.get_float32_matmul_precision()]
+        lib.set_float32_matmul_precision("highest")
+        trail.append(lib.backends.cuda.matmul.allow_tf32)
+        lib.set_float32_matmul_precision("medium")
+        trail.append(lib.backends.cuda.matmul.allow_tf32)
+        lib.set_float32_matmul_precision("highest")
+        seen[lib] = trail
+    assert seen[px] == seen[torch] == [False, True, "high", False, True]
+    px.backends.cuda.matmul.allow_tf32 = True
+    try:
+        a = px.tensor(np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32))
+        np.testing.assert_allclose((a @ a).numpy(), a.numpy() @ a.numpy(), rtol=1e-6)
+    finally:
+        px.backends.cuda.matmul.allow_tf32 = False
