@@ -1,5 +1,6 @@
-"""nn.utils.parametrize and parametrizations.weight_norm against PyTorch's: state-dict keys,
-values, gradients, assignment through right_inverse, chains, removal."""
+"""nn.utils.parametrize and parametrizations.weight_norm / spectral_norm against PyTorch's:
+state-dict keys, values, gradients, assignment through right_inverse, chains, removal, and
+spectral norm's power iteration over training steps."""
 import numpy as np
 import pytest
 import torch
@@ -104,3 +105,50 @@ def test_cached_computes_each_parametrized_tensor_once_inside_the_block():
         layer.weight
         layer.weight
     assert counts["phalanx"] == counts["torch"] == 4     # one at registration, its check
+
+
+@pytest.mark.parametrize("layer, name, dim", [
+    (lambda lib: lib.nn.Linear(5, 7), "weight", None),
+    (lambda lib: lib.nn.Conv2d(3, 4, 3), "weight", None),
+    (lambda lib: lib.nn.ConvTranspose2d(3, 4, 3), "weight", None),     # dim 1 by default
+    (lambda lib: lib.nn.Conv1d(3, 4, 2), "weight", -1),
+    (lambda lib: lib.nn.Linear(5, 7), "bias", None)])                 # a vector: normalized
+def test_spectral_norm_parametrization_trains_as_torchs(layer, name, dim):
+    """Same weights and power-iteration vectors as PyTorch's: the same state-dict keys,
+    weights, outputs and gradients over training steps (each refining u and v), and in eval
+    mode (no refinement)."""
+    torch.manual_seed(0)
+    theirs = torch.nn.utils.parametrizations.spectral_norm(layer(torch).double(), name,
+                                                           n_power_iterations=2, dim=dim)
+    mine = px.nn.utils.parametrizations.spectral_norm(layer(px).double(), name,
+                                                      n_power_iterations=2, dim=dim)
+    assert list(mine.state_dict()) == list(theirs.state_dict())
+    mine.load_state_dict({k: px.tensor(v.numpy()) for k, v in theirs.state_dict().items()})
+    shape = (2, 5) if isinstance(theirs, torch.nn.Linear) else \
+        (2, 3, 6) if isinstance(theirs, torch.nn.Conv1d) else (2, 3, 6, 6)
+    x = np.random.default_rng(0).standard_normal(shape)
+    opts = (px.optim.SGD(mine.parameters(), lr=0.1), torch.optim.SGD(theirs.parameters(),
+                                                                    lr=0.1))
+    for step in range(3):
+        if step == 2:
+            mine.eval()
+            theirs.eval()
+        outs = [m(lib.tensor(x)) for m, lib in ((mine, px), (theirs, torch))]
+        np.testing.assert_allclose(outs[0].detach().numpy(), outs[1].detach().numpy(),
+                                   rtol=1e-10, atol=1e-12)
+        for out, opt in zip(outs, opts):
+            opt.zero_grad()
+            out.square().sum().backward()
+            opt.step()
+        for (k, a), b in zip(mine.state_dict().items(), theirs.state_dict().values()):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12,
+                                       err_msg=k)
+
+
+def test_spectral_norm_parametrization_refuses_what_torchs_refuses():
+    with pytest.raises(ValueError, match="no parameter or buffer with name 'nope'"):
+        px.nn.utils.parametrizations.spectral_norm(px.nn.Linear(2, 2), "nope")
+    with pytest.raises(ValueError, match="n_power_iterations=0"):
+        px.nn.utils.parametrizations.spectral_norm(px.nn.Linear(2, 2), n_power_iterations=0)
+    with pytest.raises(IndexError, match="Dimension out of range"):
+        px.nn.utils.parametrizations.spectral_norm(px.nn.Linear(2, 2), dim=2)
