@@ -1,0 +1,1 @@
+"""`torch.distributed.elastic.utils`'s path: the elastic sampler (`data`)."""
