@@ -53,9 +53,9 @@ log = logging.getLogger("phalanx.distributed")
 
 def local_address(store_endpoint):
     """The address this rank binds and peers reach it at: loopback for a loopback store, else
-    the one interface that routes to the store's host (the rendezvous' interface), never a
-    wildcard. PHALANX_ZMQ_HOST overrides it with an address of this host."""
-    chosen = os.environ.get(HOST_ENV)
+    the one interface that routes to the store's host (the rendezvous' interface, IPv4 or
+    IPv6), never a wildcard. PHALANX_ZMQ_HOST overrides it with an address of this host."""
+    chosen = os.environ.get(HOST_ENV, "").strip("[]")
     if chosen:
         if chosen in ("*", "0.0.0.0", "::") or chosen.startswith("0."):
             raise ValueError(f"{HOST_ENV}={chosen!r} would listen on every interface; set it "
@@ -64,9 +64,16 @@ def local_address(store_endpoint):
     host = store_endpoint.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
     if host == "localhost" or _is_loopback(host):
         return "127.0.0.1"
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect((host, 9))              # no packet is sent; this only picks the route
+    family, _, _, _, where = socket.getaddrinfo(host, 9, type=socket.SOCK_DGRAM)[0]
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.connect(where)                  # no packet is sent; this only picks the route
         return s.getsockname()[0]
+
+
+def _endpoint(host, port=None):
+    """`tcp://host[:port]`, an IPv6 address in brackets."""
+    host = f"[{host}]" if ":" in host else host
+    return f"tcp://{host}" if port is None else f"tcp://{host}:{port}"
 
 
 # message kinds
@@ -108,8 +115,9 @@ class Transport:
         self._pull.setsockopt(zmq.RCVHWM, RECV_HWM)
         self._pull.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         self._pull.setsockopt(zmq.LINGER, 0)
-        port = self._pull.bind_to_random_port(f"tcp://{host}")
-        self.address = f"tcp://{host}:{port}"
+        self._pull.setsockopt(zmq.IPV6, ":" in host)
+        port = self._pull.bind_to_random_port(_endpoint(host))
+        self.address = _endpoint(host, port)
         store.set(f"{prefix}/addr/{rank}", self.address)
         keys = [f"{prefix}/addr/{r}" for r in range(size)]
         store.wait(keys, timeout=timeout)
@@ -121,7 +129,9 @@ class Transport:
                 # our own messages: never refused for lack of room (a bounded send queue could
                 # deadlock two ranks that both send before they receive)
                 sock.setsockopt(zmq.SNDHWM, 0)
-                sock.connect(store.get(keys[r]).decode())
+                peer = store.get(keys[r]).decode()
+                sock.setsockopt(zmq.IPV6, "[" in peer)
+                sock.connect(peer)
 
     def _secure(self, sock, credentials, server, peer=None):
         if self.security == "plain":

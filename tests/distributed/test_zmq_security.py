@@ -3,6 +3,7 @@ is attacked through the ports it listens on, found the way an attacker would (th
 listening sockets). The job must finish with correct results, its ranks must not grow, and
 nothing the attacker sent may be unpickled. Plus: where ranks bind, and that credentials come
 from the token."""
+import ipaddress
 import os
 import pickle
 import re
@@ -10,6 +11,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 import msgpack
@@ -204,6 +206,55 @@ def test_multi_node_ranks_bind_the_rendezvous_interface_only(monkeypatch):
         monkeypatch.setenv("PHALANX_ZMQ_HOST", wildcard)
         with pytest.raises(ValueError, match="every interface"):
             local_address(f"tcp://{address}:29500")
+
+
+def _non_loopback_ipv6():
+    for addresses in psutil.net_if_addrs().values():
+        for a in addresses:
+            if a.family == socket.AF_INET6:
+                ip = ipaddress.ip_address(a.address.split("%")[0])
+                if not (ip.is_loopback or ip.is_link_local):
+                    return str(ip)
+    return None
+
+
+@pytest.mark.timeout(60)
+def test_ranks_meet_over_an_ipv6_rendezvous(monkeypatch):
+    """A store on a non-loopback IPv6 address: the ranks bind that interface only (in
+    brackets), encrypted, and reduce together."""
+    monkeypatch.delenv("PHALANX_ZMQ_HOST", raising=False)
+    monkeypatch.delenv("PHALANX_ZMQ_SECURITY", raising=False)
+    address = _non_loopback_ipv6()
+    if address is None:
+        pytest.skip("this host has no non-loopback IPv6 address")
+    results, errors = {}, []
+
+    def rank(r):
+        try:
+            pg = ZmqProcessGroup.from_store(Store(server.endpoint, server.token), r, 2,
+                                            timeout=20, prefix="v6")
+            values = np.full(3, r + 1.0)
+            pg.allreduce(values).wait()
+            port = int(pg._transport.address.rsplit(":", 1)[1])
+            results[r] = (values.tolist(), pg._transport.address, pg._transport.security,
+                          [c.laddr.ip for c in psutil.Process().net_connections(kind="tcp")
+                           if c.status == psutil.CONN_LISTEN and c.laddr.port == port])
+            pg.shutdown()
+        except Exception as e:           # noqa: BLE001 - reported below
+            errors.append(e)
+    with StoreServer(host=address) as server:
+        assert local_address(server.endpoint) == address
+        threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(40)
+    assert not errors, errors
+    for values, where, security, listening in results.values():
+        assert values == [3.0] * 3 and security == "curve"
+        assert where.startswith(f"tcp://[{address}]:") and listening == [address]
+    monkeypatch.setenv("PHALANX_ZMQ_HOST", f"[{address}]")    # as an endpoint writes it
+    assert local_address("tcp://10.0.0.1:29500") == address
 
 
 def test_credentials_come_from_the_token_and_the_group():
