@@ -87,8 +87,8 @@ from .linalg import (cholesky_inverse, cholesky_solve, det, inverse, logdet,  # 
                      matrix_exp, pinverse, slogdet, triangular_solve,
                      legacy_cholesky as cholesky, legacy_qr as qr, legacy_svd as svd)
 from .linalg_lu import lu_unpack, legacy_lu as lu, legacy_lu_solve as lu_solve  # noqa: E402
-from .linalg_eig import orgqr  # noqa: E402
-__all__ += ['lu', 'lu_solve', 'lu_unpack', 'orgqr']
+from .linalg_eig import geqrf, orgqr  # noqa: E402
+__all__ += ['geqrf', 'lu', 'lu_solve', 'lu_unpack', 'orgqr']
 from .ops.mathfuncs import igamma, igammac, mvlgamma  # noqa: E402
 __all__ += ['acos', 'acosh', 'addbmm', 'addmm', 'addmv', 'addr', 'aminmax', 'angle', 'arccos',
             'arccosh', 'arcsin', 'arcsinh', 'arctan', 'arctan2', 'arctanh', 'argsort', 'asin',

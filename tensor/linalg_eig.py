@@ -1,5 +1,5 @@
-"""The general (non-symmetric) eigendecomposition of `phalanx.linalg`, and householder_product
-(PyTorch's torch.linalg.eig, eigvals and householder_product).
+"""The general (non-symmetric) eigendecomposition of `phalanx.linalg`, householder_product and
+geqrf (PyTorch's torch.linalg.eig, eigvals and householder_product, torch.geqrf).
 
 eig returns complex eigenvalues and unit-norm eigenvectors (LAPACK's geev on the CPU, CuPy's
 cuSOLVER geev on a GPU: numpy.linalg.eig and cupy.linalg.eig take the same arguments). Its
@@ -156,3 +156,25 @@ def householder_product(A, tau, *, out=None):
 def orgqr(input, tau):
     """torch.orgqr: householder_product under LAPACK's name."""
     return householder_product(input, tau)
+
+
+def geqrf(input, *, out=None):
+    """torch.geqrf: LAPACK's QR in compact form, `(a, tau)`: R on and above the diagonal of
+    `a`, the Householder vectors below it, their scales in `tau` (householder_product(a, tau)
+    is Q). Not differentiable, as PyTorch's; batches of matrices are taken."""
+    _no_out(out, "geqrf")
+    if input.ndim < 2:
+        raise RuntimeError(f"geqrf: input must have at least 2 dimensions, got "
+                           f"{list(input.shape)}")
+    if input._data.dtype.char not in "fdFD":
+        raise NotImplementedError(f"\"geqrf_cpu\" not implemented for '{type_name(input)}': "
+                                  f"geqrf takes float32, float64, complex64 or complex128")
+    d = input._data
+    xp = array_module(d)
+    h, tau = xp.linalg.qr(d, mode="raw")       # h: the factors transposed (LAPACK's order)
+    a = xp.ascontiguousarray(xp.swapaxes(h, -1, -2))
+    return GeqrfResult(make(a.astype(d.dtype, copy=False)), make(tau.astype(d.dtype,
+                                                                             copy=False)))
+
+
+GeqrfResult = return_type("geqrf", ["a", "tau"])

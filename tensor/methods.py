@@ -306,6 +306,7 @@ def _bind_more():
                  "matrix_exp": la.matrix_exp, "argwhere": indexing.argwhere,
                  "cholesky_solve": la.cholesky_solve, "lu": linalg_lu.legacy_lu,
                  "lu_solve": linalg_lu.legacy_lu_solve, "orgqr": linalg_eig.orgqr,
+                 "geqrf": linalg_eig.geqrf,
                  "cholesky_inverse": la.cholesky_inverse,
                  "unsafe_chunk": shape.chunk, "unsafe_split": shape.split,
                  "unsafe_split_with_sizes": pl.split_with_sizes,

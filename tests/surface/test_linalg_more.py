@@ -53,3 +53,24 @@ def test_linalg_errors_are_linalg_errors():
         px.linalg.cholesky(-px.eye(2))
     with pytest.raises(RuntimeError, match="prod"):
         px.linalg.tensorinv(px.zeros(2, 3), ind=1)
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (3, 5), (2, 4, 4), (0, 2)])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex128"])
+def test_geqrf_is_lapacks_compact_qr_as_in_pytorch(shape, dtype):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(shape).astype(dtype)
+    if dtype.startswith("complex"):
+        a = a + 1j * rng.standard_normal(shape)
+    mine, theirs = px.geqrf(px.tensor(a)), torch.geqrf(torch.tensor(a))
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    for x, y in zip(mine, theirs):
+        assert x.dtype == getattr(px, str(y.dtype).split(".")[1]) and x.shape == y.shape
+        np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=tol, atol=tol)
+    if 0 not in shape and shape[-2] >= shape[-1]:    # Q from the reflectors: A = QR
+        q = px.linalg.householder_product(mine.a, mine.tau).numpy()
+        r = np.triu(mine.a.numpy()[..., :shape[-1], :])
+        np.testing.assert_allclose(q @ r, a, rtol=tol * 10, atol=tol * 10)
+    assert px.tensor(a).geqrf()[1].shape == mine.tau.shape
+    with pytest.raises(RuntimeError, match="at least 2 dimensions"):
+        px.geqrf(px.ones(3))

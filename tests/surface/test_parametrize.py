@@ -152,3 +152,70 @@ def test_spectral_norm_parametrization_refuses_what_torchs_refuses():
         px.nn.utils.parametrizations.spectral_norm(px.nn.Linear(2, 2), n_power_iterations=0)
     with pytest.raises(IndexError, match="Dimension out of range"):
         px.nn.utils.parametrizations.spectral_norm(px.nn.Linear(2, 2), dim=2)
+
+
+def _holder(lib, shape):
+    class Holder(lib.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = lib.nn.Parameter(lib.randn(*shape, dtype=lib.float64))
+    return Holder()
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (5, 3), (3, 5), (2, 4, 3)])
+@pytest.mark.parametrize("orthogonal_map", ["matrix_exp", "cayley", "householder"])
+@pytest.mark.parametrize("use_trivialization", [True, False])
+def test_orthogonal_trains_and_assigns_as_torchs(shape, orthogonal_map, use_trivialization):
+    """PyTorch's state (its random completion of a non-square base included) loaded into
+    Phalanx's: the same orthogonal weight and gradients over SGD steps; assigning an
+    orthogonal matrix goes through the same right inverse (a new base, or geqrf's reflectors
+    without trivialization)."""
+    torch.manual_seed(0)
+    theirs = torch.nn.utils.parametrizations.orthogonal(
+        _holder(torch, shape), orthogonal_map=orthogonal_map,
+        use_trivialization=use_trivialization)
+    mine = px.nn.utils.parametrizations.orthogonal(
+        _holder(px, shape), orthogonal_map=orthogonal_map,
+        use_trivialization=use_trivialization)
+    assert list(mine.state_dict()) == list(theirs.state_dict())
+    mine.load_state_dict({k: px.tensor(v.numpy()) for k, v in theirs.state_dict().items()})
+    target = np.random.default_rng(1).standard_normal(shape)
+    opts = (px.optim.SGD(mine.parameters(), lr=0.05), torch.optim.SGD(theirs.parameters(),
+                                                                     lr=0.05))
+    for _ in range(3):
+        weights = [m.weight for m in (mine, theirs)]
+        np.testing.assert_allclose(weights[0].detach().numpy(), weights[1].detach().numpy(),
+                                   rtol=1e-9, atol=1e-12)
+        for w, opt, lib in zip(weights, opts, (px, torch)):
+            opt.zero_grad()
+            (w * lib.tensor(target)).sum().backward()
+            opt.step()
+    q = np.linalg.qr(np.random.default_rng(2).standard_normal(shape[:-2] + (max(shape[-2:]),
+                                                                           ) * 2))[0]
+    q = q[..., :shape[-2], :shape[-1]]             # orthonormal columns (or rows, if wide)
+    if orthogonal_map != "householder" and not use_trivialization:
+        for lib, m in ((px, mine), (torch, theirs)):
+            with pytest.raises(NotImplementedError, match="use_trivialization=False"):
+                m.weight = lib.tensor(q)
+        return
+    if shape[-2] != shape[-1] and use_trivialization:
+        return              # the completion of a non-square base is random: not comparable
+    mine.weight, theirs.weight = px.tensor(q), torch.tensor(q)
+    for (k, a), b in zip(mine.state_dict().items(), theirs.state_dict().values()):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-9, atol=1e-12, err_msg=k)
+    np.testing.assert_allclose(mine.weight.detach().numpy(), q, atol=1e-12)
+
+
+def test_orthogonal_refuses_what_torchs_refuses():
+    P = px.nn.utils.parametrizations
+    with pytest.raises(ValueError, match="Got a tensor of 1 dimensions"):
+        P.orthogonal(px.nn.Linear(2, 2), "bias")
+    with pytest.raises(ValueError, match='has to be one of "matrix_exp"'):
+        P.orthogonal(px.nn.Linear(2, 2), orthogonal_map="qr")
+    complex_holder = _holder(px, (3, 3))
+    complex_holder.weight = px.nn.Parameter(px.ones(3, 3, dtype=px.complex128))
+    with pytest.raises(ValueError, match="does not support complex"):
+        P.orthogonal(complex_holder, orthogonal_map="householder")
+    m = P.orthogonal(px.nn.Linear(3, 3))
+    with pytest.raises(ValueError, match=r"Expected a matrix or batch of matrices of shape"):
+        m.weight = px.ones(2, 3)
