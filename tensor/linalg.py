@@ -21,7 +21,7 @@ from .backend import array_module
 from .return_types import return_type
 from .tensor import Tensor
 from .ops import elementwise as ew, reduction as red
-from .ops._util import make, unbroadcast
+from .ops._util import make, named, unbroadcast
 from .ops.products import cross as _cross, diagonal as _diagonal, matrix_power, vdot  # noqa
 from .ops.linalg import matmul as _matmul
 from .ops.shape import cat
@@ -61,6 +61,8 @@ def _xp_linalg(d):
 
 
 class Inv(Function):
+    node_name = "LinalgInvEx"      # PyTorch's inv is its inv_ex
+
     @staticmethod
     def forward(ctx, a):
         d = a._data
@@ -81,6 +83,8 @@ class Inv(Function):
 
 
 class Det(Function):
+    node_name = "LinalgDet"
+
     @staticmethod
     def forward(ctx, a):
         d = a._data
@@ -138,6 +142,8 @@ class Solve(Function):
 
 
 class Cholesky(Function):
+    node_name = "LinalgCholeskyEx"     # PyTorch's linalg.cholesky is its cholesky_ex
+
     @staticmethod
     def forward(ctx, a):
         d = a._data
@@ -472,7 +478,9 @@ def legacy_qr(input, some=True):
 
 
 def legacy_cholesky(input, upper=False):
-    return cholesky(input, upper=upper)
+    _square("cholesky", input)       # torch.cholesky: a node of its own, CholeskyBackward0
+    L = named(Cholesky.apply(input), Cholesky, "Cholesky")
+    return _mT(L) if upper else L
 
 
 def inverse(input):

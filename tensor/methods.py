@@ -235,7 +235,7 @@ def _bind():
     ops = {
         # commutative: the tensor stays the first input, as in PyTorch's graph
         "__add__": ew.add, "__radd__": ew.add, "__sub__": ew.sub,
-        "__rsub__": _rop(ew.sub), "__mul__": ew.mul, "__rmul__": ew.mul,
+        "__rsub__": ew.rsub, "__mul__": ew.mul, "__rmul__": ew.mul,
         "__truediv__": ew.div, "__rtruediv__": _rop(ew.div),
         "__floordiv__": ew.floor_divide, "__rfloordiv__": _rop(ew.floor_divide),
         "__mod__": ew.remainder, "__rmod__": _rop(ew.remainder),

@@ -417,10 +417,16 @@ class _Attention(Function):
     """`scaled_dot_product_attention` of q, k, v (..., L, D) with the same leading dims and an
     additive float mask (no gradient) as one Function: composed it is a dozen ops forward and
     more backward, each a pass over the (..., L, S) scores. Under create_graph the backward
-    differentiates the composed form with the same dropout mask."""
+    differentiates the composed form with the same dropout mask. Its node is PyTorch's CPU
+    flash kernel's where PyTorch picks that kernel (4-D inputs of one head size, no dropout);
+    elsewhere PyTorch's math kernel makes a dozen nodes, where this stays one."""
+    graph_inputs = (0, 1, 2)        # the mask is no input of PyTorch's flash node
 
     @staticmethod
     def forward(ctx, q, k, v, mask, scale, dropout_p):
+        if dropout_p == 0.0 and q.ndim == k.ndim == v.ndim == 4 and \
+                q.shape[-1] == k.shape[-1] == v.shape[-1]:
+            ctx.node_name = "ScaledDotProductFlashAttentionForCpu"
         keep = None
         if dropout_p > 0.0:
             keep = _keep_mask(q, tuple(q.shape[:-1]) + tuple(k.shape[-2:-1]), dropout_p)

@@ -24,7 +24,7 @@ the geometry (`ConvGeometry.channels_last`):
 from typing import NamedTuple
 
 from ...amp.autocast_mode import is_autocast_enabled
-from ...autograd import Function
+from ...autograd import Function, dispatch
 from ...tensor import Tensor
 from ...tensor.backend import array_module
 
@@ -311,50 +311,72 @@ def _check_dtypes(name, *tensors):
 
 # ---- the three Functions -------------------------------------------------------------------
 class _Conv(Function):
+    """y = conv(x, w) + b; a 1-D conv's (N, C, L) input and (O, C, k) weight run as height-1
+    2-D ones (views), so that conv1d is one node too."""
     node_name = "Convolution"     # PyTorch's name of this graph node
     graph_inputs = (0, 1, 2)      # input, weight, bias
-    """y = conv(x, w) + b."""
 
     @staticmethod
     def forward(ctx, x, w, b, g):
-        cols = im2col(x._data, g)
-        y = per_group(cols, weight_rows(w._data, g).swapaxes(-1, -2), g)
+        cols = im2col(_as_planes(x._data), g)
+        y = per_group(cols, weight_rows(_as_planes(w._data), g).swapaxes(-1, -2), g)
         ctx.save_for_backward(x, w)
         ctx.g, ctx.cols = g, cols  # the windows are reused by the weight gradient
-        return make(unrows(y, x.shape[0], g, b))
+        return make(_like(unrows(y, x.shape[0], g, b), x))
 
     @staticmethod
     def backward(ctx, gy):
         x, w = ctx.saved_tensors
         nx, nw, nb = ctx.needs_input_grad[:3]
+        one_d = x.ndim == 3
+        if one_d:
+            x, w, gy = x.unsqueeze(2), w.unsqueeze(2), gy.unsqueeze(2)
         gx = _ConvT.apply(gy, w, None, ctx.g) if nx else None
         gw = _ConvWeight.apply(x, gy, ctx.g, tuple(w.shape), ctx.cols) if nw else None
         gb = gy.sum(dim=(0, 2, 3)) if nb else None
-        return gx, gw, gb, None
+        return _squeezed(gx, one_d), _squeezed(gw, one_d), gb, None
 
 
 class _ConvT(Function):
-    """x = conv^T(y, w) + b: the adjoint of conv in its input (a transposed convolution)."""
+    """x = conv^T(y, w) + b: the adjoint of conv in its input (a transposed convolution);
+    1-D ones as height-1 2-D ones, as `_Conv`."""
     node_name = "Convolution"     # PyTorch's conv_transpose is its convolution, transposed
     graph_inputs = (0, 1, 2)
 
     @staticmethod
     def forward(ctx, y, w, b, g):
-        x = conv_transpose(y._data, w._data, g)
+        x = conv_transpose(_as_planes(y._data), _as_planes(w._data), g)
         if b is not None:
             x += b._data.reshape(1, -1, 1, 1)
         ctx.save_for_backward(y, w)
         ctx.g = g
-        return make(x)
+        return make(_like(x, y))
 
     @staticmethod
     def backward(ctx, gx):
         y, w = ctx.saved_tensors
         ny, nw, nb = ctx.needs_input_grad[:3]
+        one_d = y.ndim == 3
+        if one_d:
+            y, w, gx = y.unsqueeze(2), w.unsqueeze(2), gx.unsqueeze(2)
         gy = _Conv.apply(gx, w, None, ctx.g) if ny else None
         gw = _ConvWeight.apply(gx, y, ctx.g, tuple(w.shape)) if nw else None
         gb = gx.sum(dim=(0, 2, 3)) if nb else None
-        return gy, gw, gb, None
+        return _squeezed(gy, one_d), _squeezed(gw, one_d), gb, None
+
+
+def _as_planes(d):
+    """A 1-D conv's (N, C, L) array as the (N, C, 1, L) view the 2-D kernels take."""
+    return d[:, :, None] if d.ndim == 3 else d
+
+
+def _like(out, x):
+    """The (N, C, 1, L) result of a 1-D conv as (N, C, L)."""
+    return out[:, :, 0] if x.ndim == 3 else out
+
+
+def _squeezed(t, one_d):
+    return t.squeeze(2) if one_d and t is not None else t
 
 
 class _ConvWeight(Function):
@@ -379,12 +401,15 @@ class _ConvWeight(Function):
 
 
 # ---- argument checking and the functional API ---------------------------------------------
-def _check_conv_args(name, x, w, b, groups, transposed):
-    if x.ndim != 4:
-        raise RuntimeError(f"{name}: expected a batched input of shape (N, C, H, W) or an "
-                           f"unbatched one (C, H, W), got shape {list(x.shape)}")
-    if w.ndim != 4:
-        raise RuntimeError(f"{name}: expected a 4-D weight, got shape {list(w.shape)}")
+def _check_conv_args(name, x, w, b, groups, transposed, dims=2):
+    if x.ndim != dims + 2:
+        want = "(N, C, H, W) or an unbatched one (C, H, W)" if dims == 2 else \
+            "(N, C, L) or an unbatched one (C, L)"
+        raise RuntimeError(f"{name}: expected a batched input of shape {want}, got shape "
+                           f"{list(x.shape)}")
+    if w.ndim != dims + 2:
+        raise RuntimeError(f"{name}: expected a {dims + 2}-D weight, got shape "
+                           f"{list(w.shape)}")
     if groups < 1:
         raise ValueError(f"{name}: groups must be a positive integer, got {groups}")
     c = x.shape[1]
@@ -455,79 +480,101 @@ def _unbatched(x, batched_ndim):
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     x, squeeze = _unbatched(input, 4)
     _check_conv_args("conv2d", x, weight, bias, groups, transposed=False)
-    kernel = tuple(weight.shape[2:])
+    g = _geometry("conv2d", x.shape, weight.shape, stride, padding, dilation, groups)
+    y = _Conv.apply(x, weight, bias, g)
+    return y.squeeze(0) if squeeze else y
+
+
+def _geometry(name, x_shape, w_shape, stride, padding, dilation, groups):
+    """The ConvGeometry of a conv of an (N, C, H, W) input with an (O, C/groups, kH, kW)
+    weight."""
+    kernel = tuple(w_shape[2:])
     stride, dilation = ntuple(stride, 2, "stride"), ntuple(dilation, 2, "dilation")
-    pad = _pads(padding, kernel, dilation, stride, "conv2d")
-    h, w = x.shape[2:]
+    pad = _pads(padding, kernel, dilation, stride, name)
+    h, w = x_shape[2:]
     oh = out_size(h, kernel[0], stride[0], pad[0] + pad[1], dilation[0])
     ow = out_size(w, kernel[1], stride[1], pad[2] + pad[3], dilation[1])
     if oh < 1 or ow < 1:
-        raise RuntimeError(f"conv2d: input spatial size ({h}, {w}) plus padding is smaller than "
+        raise RuntimeError(f"{name}: input spatial size ({h}, {w}) plus padding is smaller than "
                            f"the dilated kernel ({dilation[0] * (kernel[0] - 1) + 1}, "
                            f"{dilation[1] * (kernel[1] - 1) + 1})")
-    g = ConvGeometry(kernel, stride, pad, dilation, groups, (h, w), (oh, ow), x.shape[1])
-    y = _Conv.apply(x, weight, bias, g)
-    return y.squeeze(0) if squeeze else y
+    return ConvGeometry(kernel, stride, pad, dilation, groups, (h, w), (oh, ow), x_shape[1])
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
                      groups=1, dilation=1):
     y, squeeze = _unbatched(input, 4)
     _check_conv_args("conv_transpose2d", y, weight, bias, groups, transposed=True)
-    kernel = tuple(weight.shape[2:])
+    g = _transposed_geometry("conv_transpose2d", y.shape, weight.shape, stride, padding,
+                             output_padding, groups, dilation)
+    x = _ConvT.apply(y, weight, bias, g)
+    return x.squeeze(0) if squeeze else x
+
+
+def _transposed_geometry(name, y_shape, w_shape, stride, padding, output_padding, groups,
+                         dilation):
+    """The ConvGeometry of the conv whose adjoint a transposed conv of an (N, C, H, W) input
+    with an (C, O/groups, kH, kW) weight is."""
+    kernel = tuple(w_shape[2:])
     stride, dilation = ntuple(stride, 2, "stride"), ntuple(dilation, 2, "dilation")
     ph, pw = ntuple(padding, 2, "padding")
     oph, opw = ntuple(output_padding, 2, "output_padding")
     for op, s, d in ((oph, stride[0], dilation[0]), (opw, stride[1], dilation[1])):
         if op >= max(s, d) or op < 0:
-            raise ValueError(f"conv_transpose2d: output_padding ({oph}, {opw}) must be smaller "
+            raise ValueError(f"{name}: output_padding ({oph}, {opw}) must be smaller "
                              f"than either stride {stride} or dilation {dilation}")
-    oh_in, ow_in = y.shape[2:]
+    oh_in, ow_in = y_shape[2:]
     # the transposed conv's output is the input of the conv it is the adjoint of
     h = (oh_in - 1) * stride[0] - 2 * ph + dilation[0] * (kernel[0] - 1) + oph + 1
     w = (ow_in - 1) * stride[1] - 2 * pw + dilation[1] * (kernel[1] - 1) + opw + 1
     if h < 1 or w < 1:
-        raise RuntimeError(f"conv_transpose2d: the output size ({h}, {w}) is too small; "
+        raise RuntimeError(f"{name}: the output size ({h}, {w}) is too small; "
                            f"reduce padding {(ph, pw)}")
-    g = ConvGeometry(kernel, stride, (ph, ph + oph, pw, pw + opw), dilation, groups, (h, w),
-                     (oh_in, ow_in), weight.shape[1] * groups)
-    x = _ConvT.apply(y, weight, bias, g)
-    return x.squeeze(0) if squeeze else x
+    return ConvGeometry(kernel, stride, (ph, ph + oph, pw, pw + opw), dilation, groups, (h, w),
+                        (oh_in, ow_in), w_shape[1] * groups)
 
 
-def _as_2d(input, weight, name):
-    """A 1-D conv's (N, C, L) input and (O, C, k) weight as height-1 2-D ones."""
+def _as_1d(input, weight, bias, groups, name, transposed):
+    """A 1-D conv's input, batched, checked; its geometry is that of the height-1 2-D conv
+    of (N, C, 1, L) and (O, C, 1, k) views, which `_Conv` and `_ConvT` run it as."""
     x, squeeze = _unbatched(input, 3)
-    if x.ndim != 3:
-        raise RuntimeError(f"{name}: expected a batched input of shape (N, C, L) or an "
-                           f"unbatched one (C, L), got shape {list(input.shape)}")
-    if weight.ndim != 3:
-        raise RuntimeError(f"{name}: expected a 3-D weight, got shape {list(weight.shape)}")
-    return x.unsqueeze(2), weight.unsqueeze(2), squeeze
+    _check_conv_args(name, x, weight, bias, groups, transposed, dims=1)
+    return x, (x.shape[0], x.shape[1], 1, x.shape[2]), \
+        tuple(weight.shape[:2]) + (1, weight.shape[2]), squeeze
 
 
-def _finish_1d(y, squeeze):
-    y = y.squeeze(2)
-    return y.squeeze(0) if squeeze else y
+def _one(v, name):
+    return (1, ntuple(v, 1, name)[0])
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    x, w, squeeze = _as_2d(input, weight, "conv1d")
+    x, x_shape, w_shape, squeeze = _as_1d(input, weight, bias, groups, "conv1d", False)
     if not isinstance(padding, str):
         padding = (0, ntuple(padding, 1, "padding")[0])
-    y = conv2d(x, w, bias, (1, ntuple(stride, 1, "stride")[0]), padding,
-               (1, ntuple(dilation, 1, "dilation")[0]), groups)
-    return _finish_1d(y, squeeze)
+    g = _geometry("conv1d", x_shape, w_shape, _one(stride, "stride"), padding,
+                  _one(dilation, "dilation"), groups)
+    y = _one_d(_Conv, x, weight, bias, g)
+    return y.squeeze(0) if squeeze else y
+
+
+def _one_d(fn, x, weight, bias, g):
+    """The 1-D conv as one node; an observer (ONNX export) sees the 2-D conv of height-1
+    views it runs as."""
+    if dispatch.watching(fn):
+        return fn.apply(x.unsqueeze(2), weight.unsqueeze(2), bias, g).squeeze(2)
+    return fn.apply(x, weight, bias, g)
 
 
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
                      groups=1, dilation=1):
-    x, w, squeeze = _as_2d(input, weight, "conv_transpose1d")
-    y = conv_transpose2d(x, w, bias, (1, ntuple(stride, 1, "stride")[0]),
-                         (0, ntuple(padding, 1, "padding")[0]),
-                         (0, ntuple(output_padding, 1, "output_padding")[0]), groups,
-                         (1, ntuple(dilation, 1, "dilation")[0]))
-    return _finish_1d(y, squeeze)
+    y, y_shape, w_shape, squeeze = _as_1d(input, weight, bias, groups, "conv_transpose1d",
+                                          True)
+    g = _transposed_geometry("conv_transpose1d", y_shape, w_shape, _one(stride, "stride"),
+                             (0, ntuple(padding, 1, "padding")[0]),
+                             (0, ntuple(output_padding, 1, "output_padding")[0]), groups,
+                             _one(dilation, "dilation"))
+    x = _one_d(_ConvT, y, weight, bias, g)
+    return x.squeeze(0) if squeeze else x
 
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]

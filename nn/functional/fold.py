@@ -51,6 +51,8 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
 
 class _Unfold(Function):
     """im2col as one strided copy of the padded input's windows; its adjoint is fold."""
+    node_name = "Im2Col"
+    graph_inputs = (0,)
 
     @staticmethod
     def forward(ctx, x, hw, k, d, p, s, blocks):

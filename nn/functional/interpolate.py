@@ -4,16 +4,20 @@ Every mode is separable: one spatial axis at a time, the nearest modes pick sour
 (`index_select`), and the others multiply by an (out, in) matrix whose row o mixes the source
 pixels output pixel o reads: two for (bi/tri)linear, four for bicubic (Keys' cubic with
 a = -0.75, borders replicated, as PyTorch), the averaged window for area (adaptive average
-pooling). All are composites of differentiable ops, so they need no backward of their own.
+pooling). The whole resize is one linear Function, `_Resample`, whose gradient is its adjoint:
+the same steps in reverse order, each replaced by its adjoint (a matrix by its transpose, a
+pick of rows by adding them back), so gradients of any order are this Function again.
 """
 import math
 import warnings
 
 import numpy as np
 
+from ...autograd import Function, dispatch
 from ...tensor import Tensor
-from ...tensor.backend import array_module
-from .pooling import adaptive_average_matrix
+from ...tensor.backend import add_at, array_module
+from ...tensor.ops._util import named
+from .pooling import adaptive_average_matrix, adaptive_avg_pool1d, adaptive_avg_pool2d
 
 # modes that need a given number of spatial dims; the others (nearest, nearest-exact, area)
 # take any
@@ -169,20 +173,83 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     sizes, factors = _output_sizes(input, size, scale_factor, spatial, recompute_scale_factor)
     if min(sizes) < 1:
         raise ValueError(f"interpolate: output size {sizes} must be positive")
+    if mode == "area" and spatial < 3:     # PyTorch's area is its adaptive average pool
+        return (adaptive_avg_pool1d if spatial == 1 else adaptive_avg_pool2d)(input, sizes)
     xp = array_module(input._data)
-    out = input
+    steps = []
     for axis, (n, o, f) in enumerate(zip(input.shape[2:], sizes, factors)):
-        dim = 2 + axis
         if mode.startswith("nearest"):
             if n != o:
-                index = Tensor._make(xp.asarray(_nearest_index(n, o, f, mode != "nearest")))
-                out = out.index_select(dim, index)
+                steps.append(("take", 2 + axis, xp.asarray(_nearest_index(n, o, f,
+                                                                          mode != "nearest"))))
         else:
-            m = Tensor._make(xp.asarray(_matrix(mode, n, o, f, bool(align_corners),
-                                                bool(antialias)), dtype=input._data.dtype))
-            # contract the matrix with axis `dim`: move it last, multiply, move it back
-            out = (out.movedim(dim, -1) @ m.mT).movedim(-1, dim)
+            steps.append(("matrix", 2 + axis, xp.asarray(
+                _matrix(mode, n, o, f, bool(align_corners), bool(antialias)),
+                dtype=input._data.dtype)))
+    if dispatch.watching(_Resample):    # an observer (ONNX export) sees the ops composed
+        return _composed(input, steps)
+    return named(_Resample.apply(input, tuple(steps)), _Resample,
+                 _node_name(mode, spatial, antialias))
+
+
+def _composed(input, steps):
+    """`_Resample`'s forward in differentiable ops (picks of rows and matrix products)."""
+    out = input
+    for kind, dim, a in steps:
+        if kind == "take":
+            out = out.index_select(dim, Tensor._make(a))
+        else:
+            out = (out.movedim(dim, -1) @ Tensor._make(a).mT).movedim(-1, dim)
     return out
+
+
+def _node_name(mode, spatial, antialias):
+    """PyTorch's node of the resize: Upsample<Mode><N>D (Aa with antialias); 3-D area's is
+    the adaptive average pool's."""
+    if mode == "area":
+        return f"AdaptiveAvgPool{spatial}D"
+    name = {"nearest": "Nearest", "nearest-exact": "NearestExact", "linear": "Linear",
+            "bilinear": "Bilinear", "bicubic": "Bicubic", "trilinear": "Trilinear"}[mode]
+    return f"Upsample{name}{spatial}D" + ("Aa" if antialias else "")
+
+
+class _Resample(Function):
+    """x resized one axis at a time by `steps`: ("take", dim, rows) picks rows of `dim`,
+    ("put", dim, rows, n) adds rows back into n zero rows (take's adjoint), ("matrix", dim,
+    m) mixes rows by the (out, in) matrix m. Linear in x; the gradient is the adjoint."""
+    graph_inputs = (0,)
+
+    @staticmethod
+    def forward(ctx, x, steps):
+        d = x._data
+        xp = array_module(d)
+        for step in steps:
+            kind, dim = step[:2]
+            if kind == "take":
+                d = xp.take(d, step[2], axis=dim)
+            elif kind == "put":
+                shape = list(d.shape)
+                shape[dim] = step[3]
+                out = xp.zeros(shape, d.dtype)
+                add_at(xp, out, (slice(None),) * dim + (step[2],), d)
+                d = out
+            else:
+                d = xp.moveaxis(xp.moveaxis(d, dim, -1) @ step[2].T, -1, dim)
+        ctx.steps, ctx.in_shape = steps, tuple(x.shape)
+        return Tensor._make(xp.ascontiguousarray(d))
+
+    @staticmethod
+    def backward(ctx, g):
+        adjoint = []
+        for step in reversed(ctx.steps):
+            kind, dim = step[:2]
+            if kind == "take":
+                adjoint.append(("put", dim, step[2], ctx.in_shape[dim]))
+            elif kind == "put":
+                adjoint.append(("take", dim, step[2]))
+            else:
+                adjoint.append(("matrix", dim, step[2].T))
+        return _Resample.apply(g, tuple(adjoint)), None
 
 
 def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=None):

@@ -322,14 +322,14 @@ def margin_ranking_loss(input1, input2, target, margin=0.0, size_average=None, r
         raise RuntimeError(f"margin_ranking_loss : All input tensors should have same "
                            f"dimension but got sizes: input1: {list(input1.shape)}, input2: "
                            f"{list(input2.shape)}, target: {list(target.shape)} ")
-    return _reduce((-target * (input1 - input2) + margin).clamp(min=0), reduction)
+    return _reduce((-target * (input1 - input2) + margin).clamp_min(0), reduction)
 
 
 def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=None,
                          reduction="mean"):
     """x where y = 1, max(0, margin - x) where y = -1 (both terms where y is neither)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    hinge = where(target != 1, (margin - input).clamp(min=0), 0.0)
+    hinge = where(target != 1, (margin - input).clamp_min(0), 0.0)
     return _reduce(hinge + where(target != -1, input, 0.0), reduction)
 
 
@@ -349,7 +349,7 @@ def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-6, s
     d_neg = pairwise_distance(anchor, negative, p, eps)
     if swap:
         d_neg = d_neg.minimum(pairwise_distance(positive, negative, p, eps))
-    return _reduce((margin + d_pos - d_neg).clamp(min=0), reduction)
+    return _reduce((margin + d_pos - d_neg).clamp_min(0), reduction)
 
 
 def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=None,
@@ -447,7 +447,7 @@ def cosine_embedding_loss(input1, input2, target, margin=0.0, size_average=None,
     prod = (input1 * input2).sum(dim)
     mag = ((input1 * input1).sum(dim) + eps) * ((input2 * input2).sum(dim) + eps)
     cos = prod / mag.sqrt()
-    loss = where(target == 1, 1 - cos, 0.0) + where(target == -1, (cos - margin).clamp(min=0),
+    loss = where(target == 1, 1 - cos, 0.0) + where(target == -1, (cos - margin).clamp_min(0),
                                                      0.0)
     return _reduce(loss, reduction)
 

@@ -171,6 +171,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: running_mean and running_var are needed when "
                              "training=False")
+        if _eval_in_one_node(input, running_mean, running_var, weight, bias):
+            return _BatchNormEval.apply(input, weight, bias, running_mean, running_var, eps)
         # fold the statistics into one scale and shift per channel
         scale = (running_var + eps).rsqrt()
         if weight is not None:
@@ -194,6 +196,53 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         _update_running(running_mean, stats["mean"].reshape(c), momentum)
         _update_running(running_var, stats["var"].reshape(c) * (count / (count - 1)), momentum)
     return y
+
+
+def _eval_in_one_node(input, *tensors):
+    """Whether batch norm with running statistics runs as `_BatchNormEval`: one dtype, no
+    gradient for the statistics, and no observer on the dispatch point (which knows the
+    composed form's ops)."""
+    return not dispatch.watching() and all(
+        t is None or (t.dtype == input.dtype and type(t._data) is type(input._data))
+        for t in tensors) and not (tensors[0].requires_grad or tensors[1].requires_grad)
+
+
+class _BatchNormEval(Function):
+    """Batch norm with running statistics: y = x * scale + shift per channel (dim 1), scale =
+    weight / sqrt(running_var + eps), shift = bias - running_mean * scale, as one node (as
+    PyTorch's; composed it is eight). The backward is written in tensor ops, so gradients of
+    any order flow through it."""
+    node_name = "NativeBatchNorm"
+    graph_inputs = (0, 1, 2)
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, eps):
+        d = x._data
+        xp = array_module(d)
+        shape = (1, d.shape[1]) + (1,) * (d.ndim - 2)
+        invstd = 1.0 / xp.sqrt(running_var._data + eps)
+        scale = invstd if weight is None else invstd * weight._data
+        shift = -running_mean._data * scale
+        if bias is not None:
+            shift += bias._data
+        ctx.save_for_backward(x, weight)
+        ctx.mean, ctx.invstd = running_mean._data.reshape(shape), invstd.reshape(shape)
+        return make(d * scale.reshape(shape) + shift.reshape(shape))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        invstd = make(ctx.invstd)
+        axes = (0,) + tuple(range(2, g.ndim))
+        gx = gw = gb = None
+        if need_x:
+            gx = g * (invstd if weight is None else invstd * weight.reshape(invstd.shape))
+        if need_w:
+            gw = (g * ((x - make(ctx.mean)) * invstd)).sum(axes)
+        if need_b:
+            gb = g.sum(axes)
+        return gx, gw, gb, None, None, None
 
 
 def _update_running(running, batch, momentum):

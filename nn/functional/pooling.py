@@ -7,16 +7,18 @@ padded input. Two linear Functions, each the other's derivative, carry all gradi
     _TapScatter(g)  the adjoint: add scale * select_tap * g back onto each tap slice
 
 Average pooling selects every tap (scale = 1/divisor); max pooling selects, per output, the
-tap that held the maximum. Adaptive average pooling is two averaging matrices (a composite).
+tap that held the maximum. Adaptive average pooling is two averaging matrices (one linear
+Function).
 1-D pooling runs as 2-D pooling with a height of 1.
 """
 from typing import NamedTuple
 
 import numpy as np
 
-from ...autograd import Function
+from ...autograd import Function, dispatch
 from ...tensor import Tensor
 from ...tensor.backend import array_module, can_check, on_host
+from ...tensor.ops._util import named
 from .conv import ntuple, padded
 
 make = Tensor._make
@@ -230,7 +232,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
         counts = [_window_counts(n, k, s, p, o, count_include_pad) for n, k, s, p, o in
                   zip(geo.in_hw, geo.kernel, geo.stride, geo.pad[::2], geo.out_hw)]
         scale = xp.asarray(1.0 / np.outer(*counts), dtype=input._data.dtype)
-    return _TapGather.apply(input, geo, None, scale)
+    return named(_TapGather.apply(input, geo, None, scale), _TapGather, "AvgPool2D", (0,))
 
 
 def _window_counts(n, k, s, p, o, count_include_pad):
@@ -284,9 +286,20 @@ def adaptive_average_matrix(n, o):
     return inside / (end - start)[:, None]
 
 
-def _adaptive_matrix(n, o, like):
-    return Tensor._make(array_module(like._data).asarray(adaptive_average_matrix(n, o),
-                                                         dtype=like._data.dtype))
+class _AdaptiveAvgPool(Function):
+    """y = A x B^T over the last two dims, A (OH, H) and B (OW, W) averaging the adaptive
+    windows of each axis: linear in x, so its gradient A^T g B is this Function again."""
+    node_name = "AdaptiveAvgPool2D"
+    graph_inputs = (0,)
+
+    @staticmethod
+    def forward(ctx, x, a, b):
+        ctx.a, ctx.b = a, b
+        return make(a @ x._data @ b.swapaxes(0, 1))
+
+    @staticmethod
+    def backward(ctx, g):
+        return _AdaptiveAvgPool.apply(g, ctx.a.swapaxes(0, 1), ctx.b.swapaxes(0, 1)), None, None
 
 
 def adaptive_avg_pool2d(input, output_size):
@@ -300,14 +313,17 @@ def adaptive_avg_pool2d(input, output_size):
                          f"{output_size}")
     if (oh, ow) == (1, 1):
         return input.mean(dim=(-2, -1), keepdim=True)
-    out = input if oh == h else _adaptive_matrix(h, oh, input) @ input
-    return out if ow == w else out @ _adaptive_matrix(w, ow, input).mT
+    xp, dt = array_module(input._data), input._data.dtype
+    a, b = (xp.asarray(adaptive_average_matrix(n, o), dtype=dt) for n, o in ((h, oh), (w, ow)))
+    if dispatch.watching(_AdaptiveAvgPool):   # an observer (ONNX export) sees two matmuls
+        return Tensor._make(a) @ input @ Tensor._make(b).mT
+    return _AdaptiveAvgPool.apply(input, a, b)
 
 
 def adaptive_avg_pool1d(input, output_size):
     _check_input("adaptive_avg_pool1d", input, 1)
     o = output_size[0] if isinstance(output_size, (tuple, list)) else output_size
-    return input @ _adaptive_matrix(input.shape[-1], o, input).mT
+    return adaptive_avg_pool2d(input.unsqueeze(-2), (1, o)).squeeze(-2)
 
 
 def _window_taps(n, o):

@@ -12,7 +12,7 @@ from ..backend import array_module, can_check, special
 from ..tensor import Tensor
 from ..user_warnings import warn_user
 from ..dtypes import result_type
-from ._util import arr, binary_operands, make, shape_of, unbroadcast
+from ._util import arr, binary_operands, make, named, shape_of, unbroadcast
 from .complex import complex_abs, conj_grad, keep_real, real_operands, reject_complex
 
 
@@ -268,6 +268,9 @@ Neg = _unary("Neg", lambda xp, x: -x, lambda x, o, g: -g, keeps_dtype=True, save
 Exp = _unary("Exp", lambda xp, x: xp.exp(x), lambda x, o, g: g * o, save_out=True)
 Log = _unary("Log", lambda xp, x: xp.log(x), lambda x, o, g: g / x)
 Log1p = _unary("Log1p", lambda xp, x: xp.log1p(x), lambda x, o, g: g / (x + 1))
+Log1p.node_name = "Log1P"
+Log2 = _unary("Log2", lambda xp, x: xp.log2(x), lambda x, o, g: g / (x * math.log(2)))
+Log10 = _unary("Log10", lambda xp, x: xp.log10(x), lambda x, o, g: g / (x * math.log(10)))
 Expm1 = _unary("Expm1", lambda xp, x: xp.expm1(x), lambda x, o, g: g * (o + 1), save_out=True)
 Sqrt = _unary("Sqrt", lambda xp, x: xp.sqrt(x), lambda x, o, g: g / (o * 2), save_out=True)
 Rsqrt = _unary("Rsqrt", lambda xp, x: 1 / xp.sqrt(x),
@@ -567,11 +570,20 @@ class _Modulo(Function):
 
 
 def remainder(input, other):
-    return _Modulo.apply(input, other, False)
+    return _modulo(input, other, False, "Remainder")
 
 
 def fmod(input, other):
-    return _Modulo.apply(input, other, True)
+    return _modulo(input, other, True, "Fmod")
+
+
+def _modulo(input, other, truncate, name):
+    """PyTorch's node: <name>Backward0 of a tensor and a number, 1 of two tensors."""
+    out = _Modulo.apply(input, other, truncate)
+    if not isinstance(input, Tensor):
+        return out
+    return named(out, _Modulo, *((f"{name}Backward1", (0, 1)) if isinstance(other, Tensor)
+                                 else (name, (0,))))
 
 
 def pow(input, exponent):
@@ -579,8 +591,11 @@ def pow(input, exponent):
 
 
 def rsub(input, other, alpha=1):
-    return Sub.apply(other, input, alpha=alpha) if isinstance(other, Tensor) else \
-        Add.apply(Neg.apply(input) if alpha == 1 else input * -alpha, other)
+    """other - alpha * input, as PyTorch's one node: RsubBackward0 of (input, other) for a
+    tensor `other`, RsubBackward1 of input for a number."""
+    if isinstance(other, Tensor):
+        return named(Sub.apply(other, input, alpha=alpha), Sub, "Rsub", (1, 0))
+    return named(Sub.apply(other, input, alpha=alpha), Sub, "RsubBackward1", (1,))
 
 
 def maximum(input, other):
@@ -607,11 +622,11 @@ def log(input):
 
 
 def log2(input):
-    return Log.apply(input) * (1 / math.log(2))
+    return Log2.apply(input)
 
 
 def log10(input):
-    return Log.apply(input) * (1 / math.log(10))
+    return Log10.apply(input)
 
 
 def log1p(input):
@@ -631,11 +646,11 @@ def rsqrt(input):
 
 
 def square(input):
-    return Mul.apply(input, input)
+    return named(Mul.apply(input, input), Mul, "Pow", (0,))    # PyTorch's x.pow(2)
 
 
 def reciprocal(input):
-    return Div.apply(1.0, input)
+    return named(Div.apply(1.0, input), Div, "Reciprocal", (1,))
 
 
 def sin(input):

@@ -170,10 +170,13 @@ def _check_gather_bounds(idx, size, dim):
 
 
 class Gather(Function):
+    """x's entries at `index` along `dim`; `keepdim=False` drops `dim` (of size 1) from the
+    result, so that sort-style ops that pick one value (kthvalue, median, mode) are one node,
+    as in PyTorch."""
     graph_inputs = (0,)       # the index is not an input of PyTorch's node
 
     @staticmethod
-    def forward(ctx, x, dim, index):
+    def forward(ctx, x, dim, index, keepdim=True):
         d = x._data
         _check_index_tensor("gather", index, d.ndim)
         dim = normalize_dim(dim, d.ndim)
@@ -182,9 +185,10 @@ class Gather(Function):
         xp = array_module(d)
         if idx.size and can_check(idx) and not on_host(idx):    # a GPU does not check them
             _check_gather_bounds(idx, d.shape[dim], dim)
-        ctx.shape, ctx.dim, ctx.index = d.shape, dim, index
+        ctx.shape, ctx.dim, ctx.index, ctx.keepdim = d.shape, dim, index, keepdim
         try:
-            return make(xp.take_along_axis(d[sl], idx, axis=dim))
+            out = xp.take_along_axis(d[sl], idx, axis=dim)
+            return make(out if keepdim else out.squeeze(dim))
         except IndexError:      # NumPy's check: say it in PyTorch's words
             _check_gather_bounds(idx, d.shape[dim], dim)
             raise
@@ -193,7 +197,9 @@ class Gather(Function):
     def backward(ctx, g):
         # one index per row along dim (a log_prob's pick) cannot land twice: a plain scatter
         scatter = "scatter" if ctx.index.shape[ctx.dim] == 1 else "scatter_add"
-        return getattr(g.new_zeros(ctx.shape), scatter)(ctx.dim, ctx.index, g), None, None
+        if not ctx.keepdim:
+            g = g.unsqueeze(ctx.dim)
+        return getattr(g.new_zeros(ctx.shape), scatter)(ctx.dim, ctx.index, g), None, None, None
 
 
 class Scatter(Function):
@@ -263,7 +269,8 @@ def index_select(input, dim, index):
         raise IndexError(f"index_select(): Index is supposed to be a vector, got shape "
                          f"{list(index.shape)}")
     dim = normalize_dim(dim, input.ndim)
-    return GetItem.apply(input, (slice(None),) * dim + (index.reshape(-1),))
+    return named(GetItem.apply(input, (slice(None),) * dim + (index.reshape(-1),)), GetItem,
+                 "IndexSelect")
 
 
 def take_along_dim(input, indices, dim):

@@ -145,7 +145,8 @@ def i0(input):
 
 
 def exp2(input):
-    return ew.pow(2.0, input if input.is_floating_point() else input.to(get_default_dtype()))
+    out = ew.pow(2.0, input if input.is_floating_point() else input.to(get_default_dtype()))
+    return named(out, ew.Pow, "Exp2", (1,))
 
 
 def deg2rad(input):
@@ -361,8 +362,7 @@ def angle(input):
 
 
 def rsub(input, other, *, alpha=1):
-    return ew.sub(other, input, alpha=alpha) if isinstance(other, Tensor) else \
-        ew.add(input * -alpha, other)
+    return ew.rsub(input, other, alpha=alpha)
 
 
 # PyTorch's alternative spellings of existing ops

@@ -11,9 +11,9 @@ from .. import dtypes
 from ..tensor import Tensor
 from ..user_warnings import warn_user
 from . import elementwise as ew, reduction as red, shape
-from ._util import make, normalize_dim, unbroadcast
+from ._util import make, named, normalize_dim, unbroadcast
 from .complex import conj
-from .indexing import IndexAdd
+from .indexing import GetItem, IndexAdd
 from .linalg import matmul
 
 
@@ -152,13 +152,14 @@ def diagonal(input, offset=0, dim1=0, dim2=1):
     d1, d2 = normalize_dim(dim1, input.ndim), normalize_dim(dim2, input.ndim)
     if d1 == d2:
         raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
-    x = shape.movedim(input, (d1, d2), (-2, -1))
+    x = input if (d1, d2) == (input.ndim - 2, input.ndim - 1) else \
+        shape.movedim(input, (d1, d2), (-2, -1))
     n, m = x.shape[-2], x.shape[-1]
     length = max(0, min(n, m - offset) if offset >= 0 else min(n + offset, m))
     xp = array_module(input._data)
     i = xp.arange(length) + (max(-offset, 0))
     j = xp.arange(length) + (max(offset, 0))
-    return x[(Ellipsis, make(i), make(j))]
+    return named(GetItem.apply(x, (Ellipsis, make(i), make(j))), GetItem, "Diagonal")
 
 
 def trace(input):

@@ -14,9 +14,9 @@ from .. import dtypes
 from ..return_types import return_type
 from ..tensor import Tensor
 from . import elementwise as ew, reduction as red, shape
-from ._util import make, normalize_dim
+from ._util import make, named, normalize_dim
 from .complex import reject_complex
-from .indexing import gather
+from .indexing import Gather, gather
 
 SortResult = return_type("sort", ["values", "indices"])
 TopkResult = return_type("topk", ["values", "indices"])
@@ -45,7 +45,12 @@ def sort(input, dim=-1, descending=False, stable=False):
     if input.ndim == 0:
         return SortResult(input.clone(), make(array_module(input._data).zeros((), np.int64)))
     idx = make(_argsort(input._data, dim, descending))
-    return SortResult(gather(input, dim, idx), idx)
+    return SortResult(_picked(input, dim, idx, "Sort"), idx)
+
+
+def _picked(input, dim, idx, name, keepdim=True):
+    """input's values at idx along dim, as the node of PyTorch's op `name`."""
+    return named(Gather.apply(input, dim, idx, keepdim), Gather, name)
 
 
 def argsort(input, dim=-1, descending=False, stable=False):
@@ -66,7 +71,7 @@ def topk(input, k, dim=-1, largest=True, sorted=True):
     if input.ndim == 0:
         return TopkResult(input.clone(), make(_argsort(input._data, 0, largest)))
     idx = make(_first_k(input._data, dim, k, largest))
-    return TopkResult(gather(input, dim, idx), idx)
+    return TopkResult(_picked(input, dim, idx, "Topk"), idx)
 
 
 def _first_k(d, axis, k, largest):
@@ -91,10 +96,10 @@ def kthvalue(input, k, dim=-1, keepdim=False):
     if not 1 <= k <= n:
         raise RuntimeError(f"kthvalue(): selected number k ({k}) out of range for dimension "
                            f"{dim} of size {n}")
-    return _select_rank(input, dim, k - 1, keepdim, KthvalueResult)
+    return _select_rank(input, dim, k - 1, keepdim, KthvalueResult, "Kthvalue")
 
 
-def _select_rank(input, dim, r, keepdim, result):
+def _select_rank(input, dim, r, keepdim, result, name):
     if input.ndim == 0:
         return result(input.clone(), make(array_module(input._data).zeros((), np.int64)))
     d = input._data
@@ -103,10 +108,8 @@ def _select_rank(input, dim, r, keepdim, result):
         idx = make(part[(slice(None),) * dim + (slice(r, r + 1),)].astype(np.int64))
     else:
         idx = make(_first_k(d, dim, 1, True))
-    values = gather(input, dim, idx)
-    if not keepdim:
-        values, idx = values.squeeze(dim), idx.squeeze(dim)
-    return result(values, idx)
+    values = _picked(input, dim, idx, name, keepdim)
+    return result(values, idx if keepdim else idx.squeeze(dim))
 
 
 def median(input, dim=None, keepdim=False):
@@ -117,7 +120,7 @@ def median(input, dim=None, keepdim=False):
         if flat.shape[0] == 0:
             return make(array_module(input._data).asarray(np.nan, input._data.dtype))
         return _select_rank(flat, 0, _nan_rank(flat, 0, nan_median=True), False,
-                            MedianResult).values
+                            MedianResult, "Median").values
     return _median_dim(input, normalize_dim(dim, input.ndim), keepdim, nan_median=True)
 
 
@@ -156,10 +159,9 @@ def _median_dim(input, dim, keepdim, nan_median):
     else:
         order = _argsort(d, dim, False)
     idx = make(xp.take_along_axis(order, rank.astype(np.int64), axis=dim).astype(np.int64))
-    values = gather(input, dim, idx)
-    if not keepdim:
-        values, idx = values.squeeze(dim), idx.squeeze(dim)
-    return MedianResult(values, idx)
+    values = _picked(input, dim, idx, "MedianBackward1" if nan_median else "NanmedianBackward1",
+                     keepdim)
+    return MedianResult(values, idx if keepdim else idx.squeeze(dim))
 
 
 def mode(input, dim=-1, keepdim=False):
@@ -177,10 +179,8 @@ def mode(input, dim=-1, keepdim=False):
         best[r] = np.nonzero(row == v)[0][-1]
     xp = array_module(input._data)
     idx = make(xp.asarray(np.moveaxis(best.reshape(d.shape[:-1] + (1,)), -1, dim)))
-    values = gather(input, dim, idx)
-    if not keepdim:
-        values, idx = values.squeeze(dim), idx.squeeze(dim)
-    return ModeResult(values, idx)
+    values = _picked(input, dim, idx, "Mode", keepdim)
+    return ModeResult(values, idx if keepdim else idx.squeeze(dim))
 
 
 def _host(a):
@@ -278,7 +278,8 @@ def _cum_extreme(input, dim, largest, name):
         idx = np.where(last_nan >= 0, last_nan, idx)
     xp = array_module(input._data)
     index = make(xp.asarray(np.moveaxis(idx, -1, dim)))
-    return return_type(name, ["values", "indices"])(gather(input, dim, index), index)
+    return return_type(name, ["values", "indices"])(
+        _picked(input, dim, index, name.capitalize()), index)
 
 
 def cummax(input, dim):
@@ -305,6 +306,8 @@ def cumprod(input, dim, *, dtype=None):
 class CumProd(Function):
     """The running product; its gradient is reverse_cumsum(g * out) / x without zeros in the
     input, and that of the chain of multiplications with them (exact at zeros)."""
+    node_name = "Cumprod"
+    graph_inputs = (0,)
 
     @staticmethod
     def forward(ctx, x, dim):
