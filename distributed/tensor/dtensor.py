@@ -576,7 +576,7 @@ _ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Neg", "Pow", "Maximum", "Minimum", 
                 "Abs", "Sqrt", "Rsqrt", "Exp", "Log", "Sign", "Reciprocal", "Square",
                 "Log1p", "Expm1", "Overwrite", "Sin", "Cos", "Tanh", "Sigmoid", "Silu", "Erf",
                 "Relu", "LeakyRelu", "Gelu", "FusedGelu", "Softplus", "Clone", "ToCopy",
-                "Hardtanh", "Elu", "Mish"}
+                "Hardtanh", "Elu", "Mish", "Floor", "Ceil", "Trunc", "Round"}
 # ops that only rearrange elements: exact on the local parts where the sharded dim keeps its
 # extent (see _rearranged)
 _REARRANGING = {"Reshape", "Permute"}

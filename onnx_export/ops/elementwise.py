@@ -37,7 +37,8 @@ def pow_(b, op, a, exponent):
 
 _UNARY = {ew.Neg: "Neg", ew.Exp: "Exp", ew.Log: "Log", ew.Sqrt: "Sqrt", ew.Sin: "Sin",
           ew.Cos: "Cos", ew.Tanh: "Tanh", ew.Sigmoid: "Sigmoid", ew.Abs: "Abs",
-          ew.Relu: "Relu", ew.Erf: "Erf", ew.Sign: "Sign"}
+          ew.Relu: "Relu", ew.Erf: "Erf", ew.Sign: "Sign", ew.Floor: "Floor",
+          ew.Ceil: "Ceil"}
 
 
 @emits(*_UNARY)
@@ -58,6 +59,31 @@ def composite_unary(b, op, x):
         b.node("Reciprocal", [b.node("Sqrt", [x])], op.out())
     else:
         b.node("Mul", [x, b.node("Sigmoid", [x])], op.out())
+
+
+@emits(ew.Log2, ew.Log10)
+def log_base(b, op, x):
+    dt = op.outputs[0].dtype
+    base = 2.0 if op.cls is ew.Log2 else 10.0
+    b.node("Div", [b.node("Log", [operand(b, x, dt)]), b.scalar(math.log(base), dt)],
+           op.out())
+
+
+@emits(ew.Trunc)
+def trunc(b, op, x):            # ONNX has no Trunc: sign(x) * floor(|x|)
+    x = operand(b, x, op.outputs[0].dtype)
+    b.node("Mul", [b.node("Sign", [x]), b.node("Floor", [b.node("Abs", [x])])], op.out())
+
+
+@emits(ew.Round)
+def round_(b, op, x, decimals=0):   # ONNX's Round is half to even, as NumPy's and PyTorch's
+    dt = op.outputs[0].dtype
+    x = operand(b, x, dt)
+    if not decimals:
+        b.node("Round", [x], op.out())
+        return
+    scale = b.scalar(10.0 ** decimals, dt)
+    b.node("Div", [b.node("Round", [b.node("Mul", [x, scale])]), scale], op.out())
 
 
 @emits(ew.LeakyRelu)

@@ -500,16 +500,6 @@ class Sign(Function):
         return g * 0
 
 
-def _no_grad_unary(fn, name):
-    def op(input):
-        if input._data.dtype.kind == "c":
-            raise NotImplementedError(f"{name} is not supported for complex inputs (got "
-                                      f"{input.dtype})")
-        return input._result_like(fn(array_module(input._data), input._data))
-    op.__name__ = name
-    return op
-
-
 # ---- functional API ------------------------------------------------------------------------
 def add(input, other, *, alpha=1):
     # alpha by keyword: it is not an input, so not an edge of the graph (next_functions)
@@ -755,13 +745,46 @@ def _dtype_name(x):
     return str(x.dtype) if isinstance(x, Tensor) else type(x).__name__
 
 
-floor = _no_grad_unary(lambda xp, x: xp.floor(x), "floor")
-ceil = _no_grad_unary(lambda xp, x: xp.ceil(x), "ceil")
-trunc = _no_grad_unary(lambda xp, x: xp.trunc(x), "trunc")
+def _stepwise(name, fwd):
+    """A piecewise-constant op: its gradient is zero (PyTorch's too, so a loss built on it
+    still backpropagates, with zeros); integer inputs come back as they are."""
+    def forward(ctx, x, *args):
+        d = x._data
+        if d.dtype.kind == "c":
+            raise NotImplementedError(f"{name.lower()} is not supported for complex inputs "
+                                      f"(got {x.dtype})")
+        return make(d.copy() if d.dtype.kind in "biu" else fwd(array_module(d), d, *args))
+
+    def backward(ctx, g):
+        return (make(array_module(g._data).zeros_like(g._data)),) + \
+            (None,) * (len(ctx.needs_input_grad) - 1)
+    return type(name, (Function,), {"forward": staticmethod(forward),
+                                    "backward": staticmethod(backward),
+                                    "graph_inputs": (0,), "saved_names": ()})
+
+
+Floor = _stepwise("Floor", lambda xp, x: xp.floor(x))
+Ceil = _stepwise("Ceil", lambda xp, x: xp.ceil(x))
+Trunc = _stepwise("Trunc", lambda xp, x: xp.trunc(x))
+Round = _stepwise("Round", lambda xp, x, decimals: xp.round(x, decimals))
+
+
+def floor(input):
+    return Floor.apply(input)
+
+
+def ceil(input):
+    return Ceil.apply(input)
+
+
+def trunc(input):
+    return Trunc.apply(input)
 
 
 def round(input, decimals=0):
-    return input._result_like(array_module(input._data).round(input._data, decimals))
+    if decimals:            # PyTorch's round.decimals overload: RoundBackward1
+        return named(Round.apply(input, decimals), Round, "RoundBackward1", (0,))
+    return Round.apply(input, 0)
 
 
 # ---- comparisons, logical and bitwise ops --------------------------------------------------

@@ -826,3 +826,20 @@ def test_one_node_functions_show_observers_their_composition():
         x.split(2, 1)
     names = {e.name for e in prof.events()}
     assert not names & {"MseLoss", "Elu", "Split"} and {"Sub", "Mean", "Where"} <= names
+
+
+@pytest.mark.parametrize("op", ["floor", "ceil", "trunc", "fix", "round", "round_decimals"])
+def test_piecewise_constant_ops_have_zero_gradients_as_pytorchs(op):
+    """A loss through floor/ceil/trunc/round backpropagates (zeros), as in PyTorch: they
+    used to cut the graph, so backward() raised 'does not require grad'."""
+    seen = []
+    for lib in (px, torch):
+        x = lib.tensor([1.5, -2.25, 0.5], requires_grad=True)
+        y = x.round(decimals=1) if op == "round_decimals" else getattr(x, op)()
+        (y * 3 + x).sum().backward()
+        ints = getattr(lib.tensor([1, -2]), op.split("_")[0])()
+        seen.append((y.grad_fn.name(), y.tolist(), x.grad.tolist(), str(ints.dtype)[-5:]))
+        z = x * 1
+        getattr(z, op.split("_")[0] + "_")()                # in place, on a non-leaf
+        seen[-1] += (z.grad_fn.name(),)
+    assert seen[0] == seen[1]

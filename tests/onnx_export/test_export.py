@@ -315,6 +315,22 @@ class _ManyOps(nn.Module):
                 x.to(px.float64) * 2, x.max(-1).indices)
 
 
+class _RoundingAndLogs(nn.Module):
+    """Piecewise-constant ops (Functions with a zero gradient) and log2/log10."""
+
+    def forward(self, x):
+        y = x * 3.7
+        return (y.floor(), y.ceil(), y.trunc(), y.round(), y.round(decimals=1),
+                x.abs().log2() + x.abs().log10())
+
+
+def test_rounding_and_log_bases():
+    px.manual_seed(13)
+    x = px.randn(3, 5)
+    x[0, 0] = 1.25 / 3.7           # a tie: rounds half to even everywhere
+    _check(_RoundingAndLogs(), [x], [], ["x"])
+
+
 @pytest.mark.parametrize("opset", [13, 18])
 def test_many_ops(opset):
     px.manual_seed(12)
