@@ -53,8 +53,25 @@ def _fqns(model):
     """{id(parameter): its first name}."""
     names = {}
     for name, p in _unwrapped(model).named_parameters(remove_duplicate=False):
-        names.setdefault(id(p), name)
+        names.setdefault(id(p), _clean(name))
     return names
+
+
+def _clean(name):
+    """A parameter's name without FSDP1 wrappers' `_fsdp_wrapped_module.` (as its state
+    dicts write it)."""
+    return name.replace("_fsdp_wrapped_module.", "")
+
+
+def _module_state_dict(module):
+    """`module.state_dict()`, with FSDP1 wrappers inside giving their shards (the options
+    decide what is gathered), whatever state-dict type they were set to."""
+    from ..fsdp.fully_sharded_data_parallel import FullyShardedDataParallel as FSDP
+    from ..fsdp.api import StateDictType
+    if not FSDP.fsdp_modules(module):
+        return module.state_dict()
+    with FSDP.state_dict_type(module, StateDictType.SHARDED_STATE_DICT):
+        return module.state_dict()
 
 
 def _rank():
@@ -90,9 +107,9 @@ def _rank0_only(options, state_dict):
 def get_model_state_dict(model, *, submodules=None, options=None):
     options = _options(options)
     module = _unwrapped(model)
-    state = module.state_dict()
+    state = _module_state_dict(module)
     if options.ignore_frozen_params:
-        frozen = {name for name, p in module.named_parameters(remove_duplicate=False)
+        frozen = {_clean(name) for name, p in module.named_parameters(remove_duplicate=False)
                   if not p.requires_grad}
         state = {k: v for k, v in state.items() if k not in frozen}
     if submodules is not None:
@@ -229,9 +246,18 @@ def set_optimizer_state_dict(model, optimizers, optim_state_dict, *, options=Non
     optimizers = _optimizer_list(optimizers)
     for opt in optimizers:
         _init_optim_state(opt)
+    for opt, loadable in zip(optimizers, _optimizer_state_dicts_to_load(
+            model, optimizers, optim_state_dict)):
+        opt.load_state_dict(loadable)
+
+
+def _optimizer_state_dicts_to_load(model, optimizers, optim_state_dict):
+    """An FQN-keyed optimizer state dict as each optimizer's `load_state_dict` takes it
+    (indices in its parameter order); FSDP1's optim_state_dict_to_load returns it."""
     names = _fqns(model)
     optim_state_dict = _unflatten(optim_state_dict, optimizers, names)
     saved_groups = {fqn: g for g in optim_state_dict["param_groups"] for fqn in g["params"]}
+    out = []
     for opt in optimizers:
         params = [p for g in opt.param_groups for p in g["params"]]
         state = {i: optim_state_dict["state"][names[id(p)]] for i, p in enumerate(params)
@@ -245,7 +271,8 @@ def set_optimizer_state_dict(model, optimizers, optim_state_dict, *, options=Non
                                f"{fqns[:1]}")
             groups.append(dict(saved, params=list(range(index, index + len(fqns)))))
             index += len(fqns)
-        opt.load_state_dict({"state": state, "param_groups": groups})
+        out.append({"state": state, "param_groups": groups})
+    return out
 
 
 def get_state_dict(model, optimizers, *, submodules=None, options=None):

@@ -1,14 +1,17 @@
-"""`torch.distributed.fsdp`: fully sharded data parallel, PyTorch's FSDP2 API (fully_shard)."""
+"""`torch.distributed.fsdp`: fully sharded data parallel, PyTorch's FSDP2 API (fully_shard)
+and its FSDP1 wrapper class (FullyShardedDataParallel, built on fully_shard)."""
+from .api import (BackwardPrefetch, CPUOffload, FullOptimStateDictConfig, FullStateDictConfig,
+                  LocalOptimStateDictConfig, LocalStateDictConfig, MixedPrecision,
+                  OptimStateDictConfig, ShardedOptimStateDictConfig, ShardedStateDictConfig,
+                  ShardingStrategy, StateDictConfig, StateDictSettings, StateDictType)
 from .fully_shard import (CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, OffloadPolicy,
                           UnshardHandle, fully_shard, register_fsdp_forward_method)
+from .fully_sharded_data_parallel import FullyShardedDataParallel
 
-__all__ = ["CPUOffloadPolicy", "FSDPModule", "MixedPrecisionPolicy", "OffloadPolicy",
-           "UnshardHandle", "fully_shard", "register_fsdp_forward_method"]
-
-
-def __getattr__(name):
-    if name in ("FullyShardedDataParallel", "ShardingStrategy", "StateDictType",
-                "BackwardPrefetch", "CPUOffload", "MixedPrecision"):
-        raise AttributeError(f"phalanx.distributed.fsdp has no {name}: Phalanx implements "
-                             f"FSDP2's fully_shard(module), not the FSDP1 wrapper class")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["BackwardPrefetch", "CPUOffload", "CPUOffloadPolicy", "FSDPModule",
+           "FullOptimStateDictConfig", "FullStateDictConfig", "FullyShardedDataParallel",
+           "LocalOptimStateDictConfig", "LocalStateDictConfig", "MixedPrecision",
+           "MixedPrecisionPolicy", "OffloadPolicy", "OptimStateDictConfig",
+           "ShardedOptimStateDictConfig", "ShardedStateDictConfig", "ShardingStrategy",
+           "StateDictConfig", "StateDictSettings", "StateDictType", "UnshardHandle",
+           "fully_shard", "register_fsdp_forward_method"]

@@ -4,7 +4,8 @@ else), train as they do under PyTorch.
 Each program in `originals/` is a PyTorch script in the style of a public example (MNIST CNN,
 VAE, word-level language model with an LSTM and with a Transformer, REINFORCE and
 actor-critic on CartPole, DCGAN, time-series LSTM with L-BFGS, the DDP tutorial with mp.spawn,
-FSDP2 (fully_shard from the meta device, with a checkpoint saved and resumed),
+FSDP2 (fully_shard from the meta device, with a checkpoint saved and resumed), FSDP1 (the
+FullyShardedDataParallel tutorial on a CNN, auto-wrapped, its state dict saved and reloaded),
 the regression toy, MNIST RNN, a siamese ResNet, Hogwild training in shared memory, a graph
 convolutional network on a sparse adjacency matrix and a graph attention network) on small
 local data.
@@ -54,6 +55,8 @@ PROGRAMS = {
     # FSDP2: meta init, fully_shard, a full-state-dict checkpoint and a resumed model
     "fsdp2": (["--steps", "10"], "ends"),
     "fsdp2_dcp": (["--steps", "10", "--dcp"], "ends"),   # a sharded checkpoint instead
+    # FSDP1: the wrapper class with a size-based auto_wrap_policy, the tutorial's save
+    "fsdp1_mnist": (["--epochs", "2", "--steps", "8"], "ends"),
     # tensor and sequence parallelism: the TP tutorial's plan, loss_parallel
     "tensor_parallel": (["--steps", "10"], "ends"),
     "regression": ([], "ends"),
@@ -112,7 +115,7 @@ def test_port_trains_like_pytorch(name, tmp_path):
     script = {"word_lm_transformer": "word_lm", "fsdp2_dcp": "fsdp2"}.get(name, name)
     if FULL:
         args = {"word_lm_transformer": args[:2], "fsdp2_dcp": ["--dcp"]}.get(name, [])
-    if script in ("ddp_tutorial", "fsdp2", "tensor_parallel"):   # gloo needs a free port
+    if script in ("ddp_tutorial", "fsdp2", "fsdp1_mnist", "tensor_parallel"):   # gloo: a port
         args = args + ["--port", str(_free_port())]
     original = os.path.join(ORIGINALS, f"{script}.py")
     with open(original) as f:
