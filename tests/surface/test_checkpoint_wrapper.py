@@ -1,7 +1,8 @@
 """`torch.distributed.algorithms._checkpoint.checkpoint_wrapper` (checkpoint_wrapper,
 offload_wrapper, apply_activation_checkpointing) against PyTorch's: the same modules wrapped,
 the wrapper's name hidden from parameter names and state dicts, the same gradients, and the
-wrapped blocks really recomputed in backward."""
+wrapped blocks really recomputed in backward; plus `_composable`'s checkpoint(module) and
+FSDP2's older import path."""
 import functools
 
 import numpy as np
@@ -153,3 +154,30 @@ def test_checkpointed_blocks_inside_sharded_models_train_as_plain_ones(world_of_
     for (name, p), q in zip(model.named_parameters(), plain.parameters()):
         np.testing.assert_allclose(p.grad.full_tensor().numpy(), q.grad.numpy(), rtol=1e-10,
                                    atol=1e-12, err_msg=name)
+
+
+def test_composable_checkpoint_keeps_the_module_and_recomputes_it():
+    """torch.distributed._composable.checkpoint(module): no wrapper, names unchanged, the
+    module's forward (keyword inputs too) recomputed in backward, PyTorch's gradients."""
+    from torch.distributed._composable import checkpoint as their_checkpoint
+
+    from phalanx.distributed._composable import checkpoint as our_checkpoint
+
+    def apply(lib, api, model, block):
+        for b in model.blocks:
+            (our_checkpoint if lib is px else their_checkpoint)(b)
+    models, calls = _pair(apply)
+    assert type(models[px].blocks[0]).__name__ == "Block"
+    assert list(models[px].state_dict()) == list(models[torch].state_dict())
+    _step(models, calls)
+    assert calls[px] == ["Block"] * 6
+    with pytest.raises(NotImplementedError, match="use_reentrant=True"):
+        our_checkpoint(px.nn.Linear(2, 2), use_reentrant=True)
+    with pytest.raises(ValueError, match="Unexpected keyword arguments: nope"):
+        our_checkpoint(px.nn.Linear(2, 2), nope=1)
+
+
+def test_fsdp2s_older_import_path():
+    from phalanx.distributed._composable.fsdp import MixedPrecisionPolicy, fully_shard
+    from phalanx.distributed.fsdp import fully_shard as current
+    assert fully_shard is current and MixedPrecisionPolicy(param_dtype=px.float16)
