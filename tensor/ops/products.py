@@ -1,11 +1,12 @@
 """Matrix and vector products beyond matmul (addmm, baddbmm, mv, kron, tensordot, ...),
 diagonals, distances and index grids — each composed from differentiable primitives.
 """
+import functools
 import itertools
 
 import numpy as np
 
-from ...autograd import Function
+from ...autograd import Function, dispatch
 from ..backend import array_module
 from .. import dtypes
 from ..tensor import Tensor
@@ -147,8 +148,8 @@ def matrix_power(input, n):
 
 # ---- diagonals -----------------------------------------------------------------------------
 def diagonal(input, offset=0, dim1=0, dim2=1):
-    """The diagonal of the (dim1, dim2) planes as the last dimension (a gather, so its gradient
-    lands on the diagonal)."""
+    """The diagonal of the (dim1, dim2) planes as the last dimension: a view, as PyTorch's
+    (`x.diagonal().fill_(0)` writes into x), whose gradient lands on the diagonal."""
     d1, d2 = normalize_dim(dim1, input.ndim), normalize_dim(dim2, input.ndim)
     if d1 == d2:
         raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
@@ -157,9 +158,41 @@ def diagonal(input, offset=0, dim1=0, dim2=1):
     n, m = x.shape[-2], x.shape[-1]
     length = max(0, min(n, m - offset) if offset >= 0 else min(n + offset, m))
     xp = array_module(input._data)
+    if type(x._data).__module__.split(".")[0] in ("numpy", "cupy") and \
+            not dispatch.watching(Diagonal):
+        return Diagonal.apply(x, offset, length)
+    # meta arrays, and observers (ONNX export), get the diagonal as a gather of its elements
     i = xp.arange(length) + (max(-offset, 0))
     j = xp.arange(length) + (max(offset, 0))
     return named(GetItem.apply(x, (Ellipsis, make(i), make(j))), GetItem, "Diagonal")
+
+
+class Diagonal(Function):
+    """The diagonal of x's last two axes (`offset` above the main one, below if negative) as
+    a strided view of x's array; an in-place op on it under autograd gives x the matching
+    new value (a diagonal_scatter)."""
+    graph_inputs = (0,)
+
+    @staticmethod
+    def forward(ctx, x, offset, length):
+        d = x._data
+        corner = d[..., max(-offset, 0):, max(offset, 0):]
+        view = array_module(d).lib.stride_tricks.as_strided(
+            corner, corner.shape[:-2] + (length,),
+            corner.strides[:-2] + (corner.strides[-2] + corner.strides[-1],))
+        ctx.offset, ctx.shape = offset, tuple(x.shape)
+        return x._view_of(view, "rebuild", functools.partial(_with_diagonal, offset=offset))
+
+    @staticmethod
+    def backward(ctx, g):
+        zeros = make(array_module(g._data).zeros(ctx.shape, g._data.dtype))
+        return _with_diagonal(zeros, g, ctx.offset), None, None
+
+
+def _with_diagonal(base, new, offset):
+    """`base` with `new` on the diagonal of its last two axes (differentiable in both)."""
+    from .placement import diagonal_scatter
+    return diagonal_scatter(base, new, offset, -2, -1)
 
 
 def trace(input):

@@ -113,3 +113,35 @@ def test_iteration_and_unbind_give_views_as_in_pytorch():
     r = px.tensor([1.0, 2.0], requires_grad=True)
     sum(x * x for x in r).backward()
     assert r.grad.tolist() == [2.0, 4.0]
+
+
+@pytest.mark.parametrize("offset, dims", [(0, (0, 1)), (1, (0, 1)), (-1, (1, 0)),
+                                          (0, (-2, -1)), (1, (0, 2))])
+def test_diagonal_is_a_view_as_in_pytorch(offset, dims):
+    """x.diagonal() shares x's memory: writes through it reach x (they used to land in a
+    copy), and writes to x show in it; under autograd the gradient of a write through the
+    view is PyTorch's."""
+    seen = []
+    for lib in (px, torch):
+        shape = (3, 4) if dims[1] < 2 and dims != (-2, -1) else (2, 3, 4)
+        base = lib.arange(float(np.prod(shape))).reshape(shape)
+        x = (base * 1).requires_grad_()
+        y = x * 2
+        d = y.diagonal(offset, *dims)
+        d.mul_(10).add_(1)                     # through the view, recorded
+        weights = lib.arange(float(np.prod(shape))).reshape(shape)
+        (y * weights).sum().backward()
+        z = lib.zeros(shape)
+        view = z.diagonal(offset, *dims)
+        z.add_(1)                              # a write to the base shows in the view
+        seen.append((y.tolist(), x.grad.tolist(), view.tolist(), view.shape))
+    assert seen[0][:3] == seen[1][:3] and tuple(seen[0][3]) == tuple(seen[1][3])
+
+
+def test_diagonal_of_a_leaf_that_requires_grad_is_refused_in_place():
+    x = px.ones(3, 3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="leaf Variable"):
+        x.diagonal().fill_(0)
+    with px.no_grad():
+        x.diagonal().fill_(0)                  # as PyTorch: allowed without recording
+    assert x.tolist() == [[0, 1, 1], [1, 0, 1], [1, 1, 0]]
