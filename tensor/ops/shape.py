@@ -9,6 +9,7 @@ not."""
 import numpy as np
 
 from ...autograd import Function, dispatch
+from .. import dtypes
 from ..backend import array_module
 from ..tensor import Size
 from ._util import make, named, normalize_dim
@@ -372,6 +373,8 @@ def reshape(input, *shape):
 
 
 def view(input, *shape):
+    if len(shape) == 1 and isinstance(shape[0], dtypes.dtype):
+        return _view_as_dtype(input, shape[0])
     shape = _shape_arg(shape)
     d = input._data
     if not d.flags.c_contiguous and d.size > 1:
@@ -384,6 +387,28 @@ def view(input, *shape):
                 f"{list(d.shape)}, strides {[s // d.itemsize for s in d.strides]}). Use "
                 f".reshape(...) instead.") from None
     return Reshape.apply(input, shape)
+
+
+def _view_as_dtype(input, dtype):
+    """`x.view(dtype)`: the same bytes read as `dtype` (the last dim scaled by the ratio of
+    element sizes), sharing x's memory and version counter; not differentiable, as
+    PyTorch's."""
+    from ..linalg_lu import _TYPE_NAMES
+    d = input._data
+    target = dtypes.to_numpy_dtype(dtype)
+    if target.itemsize != d.itemsize:
+        names = tuple(_TYPE_NAMES.get(str(t), str(t)) for t in (input.dtype.name, dtype.name))
+        what = f"to view {names[0]} as {names[1]} (different element sizes)"
+        if d.ndim == 0:
+            raise RuntimeError(f"self.dim() cannot be 0 {what}")
+        if d.shape[-1] != 1 and d.strides[-1] != d.itemsize:
+            raise RuntimeError(f"self.stride(-1) must be 1 {what}, but got "
+                               f"{d.strides[-1] // d.itemsize}")
+        ratio = max(target.itemsize, d.itemsize) // min(target.itemsize, d.itemsize)
+        if target.itemsize > d.itemsize and d.shape[-1] % ratio:
+            raise RuntimeError(f"self.size(-1) must be divisible by {ratio} {what}, but got "
+                               f"{d.shape[-1]}")
+    return input._view_of(d.view(target))
 
 
 def permute(input, *dims):

@@ -480,3 +480,27 @@ def test_frombuffer_and_empty_strided_like_torch():
         p, t = px.empty_strided(size, stride), torch.empty_strided(size, stride)
         assert tuple(p.shape) == tuple(t.shape) and p.stride() == t.stride()
         assert p.is_contiguous() == t.is_contiguous()
+
+
+def test_view_as_another_dtype_reinterprets_the_bytes_as_pytorch():
+    """x.view(dtype): the same memory read as another dtype (bit tricks, quantization code);
+    PyTorch's shapes, sharing, errors, and no gradient."""
+    import torch
+    seen = []
+    for lib in (px, torch):
+        x = lib.ones(2, 4, requires_grad=True) * 1
+        row = [tuple(x.view(d).shape) for d in (lib.int32, lib.float16, lib.float64,
+                                                lib.uint8)]
+        bits = x.view(lib.int32)
+        row += [bits.requires_grad, bits[0, 0].item()]
+        b = lib.zeros(4)
+        b.view(lib.int32)[0] = 1065353216          # the bits of 1.0f, written through
+        row.append(b.tolist())
+        for bad in (lambda: lib.ones(2, 3).view(lib.float64),
+                    lambda: lib.ones(3, 2).t().view(lib.float16),
+                    lambda: lib.tensor(1.0).view(lib.float16)):
+            with pytest.raises(RuntimeError) as e:
+                bad()
+            row.append(str(e.value))
+        seen.append(row)
+    assert seen[0] == seen[1]
