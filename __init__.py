@@ -52,6 +52,8 @@ def __getattr__(name):
         value = getattr(importlib.import_module(f"{__name__}.spectral"), name)
     elif name in _FROM_AMP:
         value = getattr(importlib.import_module(f"{__name__}.amp"), name)
+    elif name == "OutOfMemoryError":        # torch.OutOfMemoryError is torch.cuda's
+        value = importlib.import_module(f"{__name__}.cuda").OutOfMemoryError
     elif not name.startswith("_") and name in _functional_aliases().__all__:
         value = getattr(_functional_aliases(), name)
     else:

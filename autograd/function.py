@@ -350,6 +350,11 @@ def _run_op(cls, args, kwargs):
         if "broadcast" in str(e):  # NumPy's wording names neither the op nor the fix
             raise _broadcast_error(cls, args) from None
         raise
+    except MemoryError as e:
+        if type(e).__module__.startswith("cupy"):   # as torch.cuda.OutOfMemoryError
+            from ..cuda import OutOfMemoryError
+            raise OutOfMemoryError(f"CUDA out of memory in {cls.__name__}: {e}") from e
+        raise
     if meta_outputs is not None and cls.meta_from_inputs:
         meta_outputs(args, out)
     if record:

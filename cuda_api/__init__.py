@@ -7,9 +7,9 @@ in PyTorch) and every call that needs a device raises one clear error naming the
 from ._state import device_count, is_available
 from ._state import device_index as _device_index, parse_index as _parse_index
 from ._state import probe as _probe, require as _require
-from .memory import (empty_cache, max_memory_allocated, max_memory_reserved, mem_get_info,
-                     memory_allocated, memory_reserved, reset_max_memory_allocated,
-                     reset_peak_memory_stats)
+from .memory import (OutOfMemoryError, empty_cache, max_memory_allocated,
+                     max_memory_reserved, mem_get_info, memory_allocated, memory_reserved,
+                     reset_max_memory_allocated, reset_peak_memory_stats)
 from .random import (get_rng_state, get_rng_state_all, initial_seed, manual_seed,
                      manual_seed_all, seed, seed_all, set_rng_state, set_rng_state_all)
 from .streams import Event, Stream, StreamContext, current_stream, default_stream, stream
@@ -99,8 +99,8 @@ class device_of(device):
         super().__init__(obj.device.index if obj.device.type == "cuda" else -1)
 
 
-__all__ = ["Event", "Stream", "StreamContext", "current_device", "current_stream",
-           "default_stream", "device", "device_count", "device_of", "empty_cache",
+__all__ = ["Event", "OutOfMemoryError", "Stream", "StreamContext", "current_device",
+           "current_stream", "default_stream", "device", "device_count", "device_of", "empty_cache",
            "get_device_capability", "get_device_name", "get_device_properties",
            "get_rng_state", "get_rng_state_all", "init", "initial_seed", "is_available",
            "is_bf16_supported", "is_initialized", "manual_seed", "manual_seed_all",

@@ -72,3 +72,9 @@ def mem_get_info(device=None):
     cp = probe()[0]
     with cp.cuda.Device(idx):
         return cp.cuda.runtime.memGetInfo()
+
+
+class OutOfMemoryError(RuntimeError):
+    """The GPU ran out of memory (PyTorch's torch.cuda.OutOfMemoryError, also
+    torch.OutOfMemoryError): an op whose CuPy allocation failed raises it, CuPy's error
+    chained as its cause."""

@@ -150,3 +150,23 @@ def test_tf32_switch_is_the_matmul_precision_as_in_pytorch():
         np.testing.assert_allclose((a @ a).numpy(), a.numpy() @ a.numpy(), rtol=1e-6)
     finally:
         px.backends.cuda.matmul.allow_tf32 = False
+
+
+def test_an_op_that_runs_out_of_gpu_memory_raises_pytorchs_error():
+    """`except torch.cuda.OutOfMemoryError` (or torch.OutOfMemoryError) catches an op whose
+    CuPy allocation failed, CuPy's error chained; other memory errors pass as they are."""
+    cupy_oom = type("OutOfMemoryError", (MemoryError,), {"__module__": "cupy.cuda.memory"})
+
+    class Allocates(px.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, error):
+            raise error("Out of memory allocating 8,589,934,592 bytes")
+
+    assert px.OutOfMemoryError is px.cuda.OutOfMemoryError
+    assert issubclass(px.cuda.OutOfMemoryError, RuntimeError)
+    with pytest.raises(px.cuda.OutOfMemoryError, match="Allocates.*8,589,934,592") as e:
+        Allocates.apply(px.ones(2), cupy_oom)
+    assert isinstance(e.value.__cause__, cupy_oom)
+    with pytest.raises(MemoryError) as e:
+        Allocates.apply(px.ones(2), MemoryError)
+    assert not isinstance(e.value, px.cuda.OutOfMemoryError)
