@@ -100,8 +100,8 @@ class device_of(device):
 
 
 __all__ = ["Event", "OutOfMemoryError", "Stream", "StreamContext", "current_device",
-           "current_stream", "default_stream", "device", "device_count", "device_of", "empty_cache",
-           "get_device_capability", "get_device_name", "get_device_properties",
+           "current_stream", "default_stream", "device", "device_count", "device_of",
+           "empty_cache", "get_device_capability", "get_device_name", "get_device_properties",
            "get_rng_state", "get_rng_state_all", "init", "initial_seed", "is_available",
            "is_bf16_supported", "is_initialized", "manual_seed", "manual_seed_all",
            "max_memory_allocated", "max_memory_reserved", "mem_get_info", "memory_allocated",

@@ -326,9 +326,10 @@ class FullyShardedDataParallel(Module):
                              f"{type(module).__name__}: wrap it with FSDP first")
         settings = [StateDictSettings(w._state_dict_type, w._state_dict_config,
                                       w._optim_state_dict_config) for w in wrappers]
-        if any(s != settings[0] for s in settings):
+        other = next((s for s in settings if s != settings[0]), None)
+        if other is not None:
             raise AssertionError(f"All FSDP modules must have the same state dict settings; "
-                                 f"got {settings[0]} and {next(s for s in settings if s != settings[0])}")
+                                 f"got {settings[0]} and {other}")
         return settings[0]
 
     @staticmethod
