@@ -2,12 +2,12 @@
 what it holds and reading what it needs at any world size (`save` / `load`, saver.py), and
 the state-dict helpers (`state_dict`) that give one form of a model's and its optimizers'
 state however the model is wrapped or sharded."""
-from . import state_dict  # noqa: F401
+from . import format_utils, state_dict  # noqa: F401
 from .saver import FileSystemReader, FileSystemWriter, async_save, load, save
 from .stateful import Stateful
 
-__all__ = ["FileSystemReader", "FileSystemWriter", "Stateful", "async_save", "load", "save",
-           "state_dict"]
+__all__ = ["FileSystemReader", "FileSystemWriter", "Stateful", "async_save", "format_utils",
+           "load", "save", "state_dict"]
 
 
 def __getattr__(name):

@@ -112,8 +112,8 @@ class _Save:
         _no_planner(planner, use_collectives)
         self.sync = writer.sync_files if writer is not None else True
         self.group, self.rank = _group(process_group, no_dist)
-        flat = {}
-        _flatten(_saved_form(state_dict), (), flat)
+        flat, paths = {}, {}
+        _flatten(_saved_form(state_dict), (), flat, paths)
         mine, chunks, values = {}, [], {}      # everything checked before a file is touched
         for key, value in flat.items():
             if isinstance(value, Tensor):
@@ -139,6 +139,7 @@ class _Save:
         self.name = f"__{self.rank}_{nonce}.safetensors"
         self.mine = mine
         metadata = {"version": VERSION, "save": nonce, "tensors": {}, "values": values,
+                    "paths": paths,
                     "files": sorted({f"__{r}_{nonce}.safetensors"
                                      for r in range(len(everyone))})}
         for r, (_, rank_chunks) in enumerate(everyone):
@@ -205,6 +206,11 @@ def load(state_dict, *, checkpoint_id=None, storage_reader=None, planner=None,
     folder, _ = _folder(checkpoint_id, storage_reader, FileSystemReader, "storage_reader")
     _no_planner(planner, True)
     _group(process_group, no_dist)
+    _fill(state_dict, (), read_metadata(folder), folder)
+
+
+def read_metadata(folder):
+    """The checked metadata of the checkpoint in `folder` (a ValueError names any fault)."""
     path = os.path.join(folder, METADATA)
     if not os.path.exists(path):
         raise FileNotFoundError(f"dcp.load: {folder} holds no complete checkpoint (no "
@@ -219,7 +225,7 @@ def load(state_dict, *, checkpoint_id=None, storage_reader=None, planner=None,
                          f"JSON that save wrote ({type(e).__name__}: {e}); the checkpoint is "
                          f"damaged") from None
     _check_metadata(metadata, folder)
-    _fill(state_dict, (), metadata, folder)
+    return metadata
 
 
 # ---- saving --------------------------------------------------------------------------------
@@ -239,22 +245,32 @@ def _is_stateful(value):
         callable(getattr(value, "load_state_dict", None))
 
 
-def _flatten(value, path, out):
-    """Leaves of nested dicts and lists, by dotted path; a tuple of plain values is a leaf."""
+def _flatten(value, path, out, paths=None):
+    """Leaves of nested dicts and lists, by dotted path; a tuple of plain values is a leaf.
+    `paths` gets each leaf's path as [["key", k] or ["index", i], ...], which the dotted
+    key cannot give back (names hold dots)."""
     if isinstance(value, dict):
         if not value:
-            out[_key(path)] = {}
+            _leaf(out, paths, path, {})
         for k, v in value.items():
-            _flatten(v, path + (k,), out)
+            _flatten(v, path + (("key", k if isinstance(k, (str, int)) else str(k)),), out,
+                     paths)
     elif isinstance(value, list) and any(isinstance(v, (Tensor, dict, list)) for v in value):
         for i, v in enumerate(value):
-            _flatten(v, path + (i,), out)
+            _flatten(v, path + (("index", i),), out, paths)
     else:
-        out[_key(path)] = value
+        _leaf(out, paths, path, value)
+
+
+def _leaf(out, paths, path, value):
+    key = _key(path)
+    out[key] = value
+    if paths is not None:
+        paths[key] = [list(step) for step in path]
 
 
 def _key(path):
-    return ".".join(map(str, path))
+    return ".".join(str(step[1]) for step in path)
 
 
 def _chunk(key, t, rank, copy=False):
@@ -328,9 +344,10 @@ def _replace(path, data, sync=True):
 # ---- loading -------------------------------------------------------------------------------
 def _fill(container, path, metadata, folder):
     """Load into `container` (a dict or list) the entries under `path`."""
+    kind = "key" if isinstance(container, dict) else "index"
     items = container.items() if isinstance(container, dict) else enumerate(container)
     for k, value in list(items):
-        here = path + (k,)
+        here = path + ((kind, k),)
         if _is_stateful(value):
             inner = value.state_dict()
             _fill(inner, here, metadata, folder)
@@ -458,6 +475,26 @@ def _check_metadata(metadata, folder):
                                              f"outside the tensor's shape {whole}")
         _check_chunks(chunks, whole, where, folder)
     _check_values(field(metadata, "values", dict, ""), folder)
+    if "paths" in metadata:                    # older saves have none
+        _check_paths(need(metadata["paths"], dict, "paths"), metadata, folder)
+
+
+def _check_paths(paths, metadata, folder):
+    """Each leaf's path: [["key", str or int] or ["index", int], ...], for every tensor and
+    value the checkpoint holds, and nothing else."""
+    leaves = set(metadata["tensors"]) | set(metadata["values"])
+    if set(paths) != leaves:
+        odd = sorted(set(paths) ^ leaves)[:3]
+        raise _damaged(folder, "paths", f"does not name the checkpoint's entries ({odd})")
+    for key, path in paths.items():
+        ok = isinstance(path, list) and all(
+            isinstance(step, list) and len(step) == 2 and (
+                step[0] == "key" and isinstance(step[1], (str, int)) or
+                step[0] == "index" and isinstance(step[1], int) and step[1] >= 0)
+            and not isinstance(step[1], bool) for step in path)
+        if not ok or _key(path) != key:
+            raise _damaged(folder, f"paths[{key!r}]", f"is {reprlib.repr(path)}, not the "
+                                                      f"path of {key!r}")
 
 
 def _check_ints(values, where, folder):

@@ -131,6 +131,11 @@ DAMAGE = [
      r"dtype is 'V4000000000', not one of"),
     ("bad tuple value", lambda m, f: _set(m["values"], betas={"__tuple__": 5}),
      r"values\['betas'\] is .*, not a value save writes"),
+    ("path of another key", lambda m, f: _set(m["paths"], w=[["key", "step"]]),
+     r"paths\['w'\] is .*, not the path of 'w'"),
+    ("path step unknown", lambda m, f: _set(m["paths"], w=[["attr", "w"]]),
+     r"paths\['w'\] is"),
+    ("paths missing a key", lambda m, f: m["paths"].pop("w"), "does not name the"),
 ]
 
 
@@ -184,3 +189,33 @@ def test_a_stored_tensor_unlike_its_chunk_is_refused(ckpt, stored, fragment):
     with pytest.raises(ValueError, match=fragment) as info:
         dcp.load(_blank(), checkpoint_id=folder)
     assert folder in str(info.value)
+
+
+def test_dcp_to_one_file_and_back_keeps_the_nesting(ckpt, tmp_path):
+    """format_utils.dcp_to_torch_save: the saved structure, tuples, empty and bfloat16
+    tensors; a checkpoint from before paths were recorded comes out keyed by dotted names;
+    torch_save_to_dcp makes a folder that loads as the original did."""
+    from phalanx.distributed.checkpoint.format_utils import dcp_to_torch_save, \
+        torch_save_to_dcp
+    folder, metadata = ckpt
+    dcp_to_torch_save(folder, tmp_path / "one.pt")
+    one = px.load(tmp_path / "one.pt")
+    assert one["w"].tolist() == _state()["w"].tolist() and one["empty"].shape == (0, 3)
+    assert one["half"].dtype == px.bfloat16 and one["cfg"] == {"name": "run", "sizes": [1, 2]}
+    assert one["epoch"] == 7 and tuple(one["betas"]) == (0.9, 0.99)
+    torch_save_to_dcp(tmp_path / "one.pt", tmp_path / "again")
+    state = _blank()
+    dcp.load(state, checkpoint_id=str(tmp_path / "again"))
+    assert state["w"].tolist() == _state()["w"].tolist() and state["epoch"] == 7
+    nested = {"model": {"layer.0.weight": px.ones(2)}, "groups": [{"lr": 0.1}]}
+    dcp.save(nested, checkpoint_id=str(tmp_path / "nested"))
+    dcp_to_torch_save(tmp_path / "nested", tmp_path / "nested.pt")
+    back = px.load(tmp_path / "nested.pt")
+    assert list(back["model"]) == ["layer.0.weight"] and back["groups"] == [{"lr": 0.1}]
+    metadata.pop("paths")                         # an older save
+    _rewrite(folder, metadata)
+    dcp_to_torch_save(folder, tmp_path / "flat.pt")
+    flat = px.load(tmp_path / "flat.pt")
+    assert "cfg.name" in flat and flat["w"].shape == (4, 2)
+    state = _blank()
+    dcp.load(state, checkpoint_id=folder)         # and it still loads

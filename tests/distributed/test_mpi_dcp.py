@@ -228,3 +228,41 @@ def test_damaged_metadata_fails_on_every_rank(world, folder):
         with pytest.raises(ValueError, match=fragment):
             dcp.load({"model": fresh.state_dict()}, checkpoint_id=folder)
         dist.barrier()
+
+
+def test_a_sharded_checkpoint_becomes_one_file_and_back(world, folder):
+    """format_utils: rank 0 gathers the sharded save of the model and optimizer into one
+    phalanx.save file (the nesting as saved, dotted names and integer keys kept), which a
+    plain model loads; converted back to DCP it resumes the sharded model exactly."""
+    from phalanx.distributed.checkpoint.format_utils import dcp_to_torch_save, \
+        torch_save_to_dcp
+    from phalanx.distributed.checkpoint.state_dict import (StateDictOptions,
+                                                           get_model_state_dict)
+    rank, size = world
+    model, opt = _model()
+    _train(model, opt)
+    dcp.save({"model": model.state_dict(), "optim": opt.state_dict(), "epoch": 4},
+             checkpoint_id=folder)
+    whole = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+    one_file, again = folder + ".pt", folder + "_again"
+    if rank == 0:
+        dcp_to_torch_save(folder, one_file)
+        loaded = px.load(one_file)
+        assert sorted(loaded) == ["epoch", "model", "optim"] and loaded["epoch"] == 4
+        assert sorted(loaded["optim"]["state"]) == list(range(4))   # int keys, as saved
+        plain, _ = _model(shard=False)
+        plain.load_state_dict(loaded["model"])
+        for k, v in plain.state_dict().items():
+            np.testing.assert_array_equal(v.numpy(), whole[k].detach().numpy(), err_msg=k)
+        torch_save_to_dcp(one_file, again)
+    dist.barrier()
+    fresh, fresh_opt = _model(seed=1)
+    _train(fresh, fresh_opt, 1)        # an optimizer state of the saved form to load into
+    state = {"model": fresh.state_dict(), "optim": fresh_opt.state_dict(), "epoch": 0}
+    dcp.load(state, checkpoint_id=again)
+    fresh.load_state_dict(state["model"])
+    fresh_opt.load_state_dict(state["optim"])
+    for m, o in ((model, opt), (fresh, fresh_opt)):
+        _train(m, o, 1)
+    for a, b in zip(model.parameters(), fresh.parameters()):
+        np.testing.assert_array_equal(_whole(a.detach()), _whole(b.detach()))
