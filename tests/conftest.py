@@ -51,3 +51,20 @@ def world_of_one(no_launcher):
     dist.init_process_group()
     yield
     dist.destroy_process_group()
+
+
+@pytest.fixture
+def non_loopback_ipv6():
+    """An IPv6 address of this host's that is neither loopback nor link-local; skips the
+    test where there is none."""
+    import ipaddress
+    import socket
+
+    import psutil
+    for addresses in psutil.net_if_addrs().values():
+        for a in addresses:
+            if a.family == socket.AF_INET6:
+                ip = ipaddress.ip_address(a.address.split("%")[0])
+                if not (ip.is_loopback or ip.is_link_local):
+                    return str(ip)
+    pytest.skip("this host has no non-loopback IPv6 address")

@@ -112,6 +112,12 @@ def _whole(t):
     return (t.full_tensor() if isinstance(t, DTensor) else t).numpy()
 
 
+def _assert_trained_alike(model, reference):
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        np.testing.assert_allclose(_whole(p), q.detach().numpy(), rtol=1e-9, atol=1e-12,
+                                   err_msg=name)
+
+
 @pytest.mark.parametrize("tp", [1, 2, 3, 4], ids=lambda n: f"tp{n}")
 def test_fsdp_over_tensor_parallel_matches_one_process(world, tp, tmp_path):
     rank, size = world
@@ -145,9 +151,7 @@ def test_fsdp_over_tensor_parallel_matches_one_process(world, tp, tmp_path):
         for o in (opt, ref_opt):
             o.step()
             o.zero_grad()
-    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
-        np.testing.assert_allclose(_whole(p), q.detach().numpy(), rtol=1e-9, atol=1e-12,
-                                   err_msg=name)
+    _assert_trained_alike(model, reference)
 
     # checkpoints: a full state dict into a plain model, DCP into a fresh 2-D model
     full, _ = get_state_dict(model, opt, options=StateDictOptions(full_state_dict=True))
@@ -210,9 +214,7 @@ def test_a_2d_model_built_on_the_meta_device_takes_rank_zeros_weights(world):
         for o in (opt, ref_opt):
             o.step()
             o.zero_grad()
-    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
-        np.testing.assert_allclose(_whole(p), q.detach().numpy(), rtol=1e-9, atol=1e-12,
-                                   err_msg=name)
+    _assert_trained_alike(model, reference)
 
 
 def test_mixed_precision_over_tensor_parallel(world):

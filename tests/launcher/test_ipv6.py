@@ -1,31 +1,17 @@
 """`phalanx run` with its rendezvous on a non-loopback IPv6 address: the store and the ranks'
 ZeroMQ transport bind that interface (in brackets) and every collective runs over it."""
-import ipaddress
 import os
 import socket
 
-import psutil
 import pytest
 
 COLLECTIVES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workers",
                            "zmq_collectives.py")
 
 
-def _non_loopback_ipv6():
-    for addresses in psutil.net_if_addrs().values():
-        for a in addresses:
-            if a.family == socket.AF_INET6:
-                ip = ipaddress.ip_address(a.address.split("%")[0])
-                if not (ip.is_loopback or ip.is_link_local):
-                    return str(ip)
-    return None
-
-
 @pytest.mark.timeout(120)
-def test_a_job_meets_at_an_ipv6_rendezvous(launcher):
-    address = _non_loopback_ipv6()
-    if address is None:
-        pytest.skip("this host has no non-loopback IPv6 address")
+def test_a_job_meets_at_an_ipv6_rendezvous(launcher, non_loopback_ipv6):
+    address = non_loopback_ipv6
     with socket.socket(socket.AF_INET6) as s:
         s.bind((address, 0))
         port = s.getsockname()[1]
