@@ -155,16 +155,24 @@ def diagonal(input, offset=0, dim1=0, dim2=1):
         raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
     x = input if (d1, d2) == (input.ndim - 2, input.ndim - 1) else \
         shape.movedim(input, (d1, d2), (-2, -1))
-    n, m = x.shape[-2], x.shape[-1]
-    length = max(0, min(n, m - offset) if offset >= 0 else min(n + offset, m))
-    xp = array_module(input._data)
+    length = _diagonal_length(x.shape[-2], x.shape[-1], offset)
     if type(x._data).__module__.split(".")[0] in ("numpy", "cupy") and \
             not dispatch.watching(Diagonal):
         return Diagonal.apply(x, offset, length)
     # meta arrays, and observers (ONNX export), get the diagonal as a gather of its elements
+    return _gathered_diagonal(x, offset, length, "Diagonal")
+
+
+def _diagonal_length(n, m, offset):
+    return max(0, min(n, m - offset) if offset >= 0 else min(n + offset, m))
+
+
+def _gathered_diagonal(x, offset, length, name):
+    """A copy of the diagonal of x's last two axes, as a gather (node `name`)."""
+    xp = array_module(x._data)
     i = xp.arange(length) + (max(-offset, 0))
     j = xp.arange(length) + (max(offset, 0))
-    return named(GetItem.apply(x, (Ellipsis, make(i), make(j))), GetItem, "Diagonal")
+    return named(GetItem.apply(x, (Ellipsis, make(i), make(j))), GetItem, name)
 
 
 class Diagonal(Function):
@@ -216,8 +224,9 @@ def diag_embed(input, offset=0, dim1=-2, dim2=-1):
 def diag(input, diagonal=0):
     if input.ndim == 1:
         return diag_embed(input, diagonal)
-    if input.ndim == 2:
-        return globals()["diagonal"](input, diagonal)
+    if input.ndim == 2:         # a copy, unlike Tensor.diagonal (PyTorch's diagonal_copy)
+        return _gathered_diagonal(input, diagonal, _diagonal_length(*input.shape, diagonal),
+                                  "DiagonalBackward0_copy")
     raise RuntimeError(f"diag(): Supports 1D or 2D tensors. Got {input.ndim}D")
 
 

@@ -556,10 +556,9 @@ def test_next_functions_walk_as_pytorchs():
 # - PyTorch's C++ composites add Python numbers as AddBackward1 (cosine_embedding_loss,
 #   margin_ranking_loss, triplet_margin_loss...), where `x + eps` here is AddBackward0 with a
 #   None input; median()/nanmedian() of all elements reads a flattened view (a ViewBackward0
-#   PyTorch has not); floor/round/trunc/sign give no graph node here (PyTorch's has a zero
-#   gradient); enable_gqa repeats keys and values before the attention node.
+#   PyTorch has not); enable_gqa repeats keys and values before the attention node.
 PYTORCH_NODES = [
-    "x.t()", "x.transpose(0, 1)", "x.mT", "x.T", "x.permute(1, 0)", "x.unsqueeze(0)", "x[None]",
+    "x.t()", "x.transpose(0, 1)", "x.mT", "x.T", "x.diag()", "x.diagonal(1)", "x.floor()", "x.permute(1, 0)", "x.unsqueeze(0)", "x[None]",
     "x[:, None]", "x.squeeze()", "x.squeeze(0)", "x.squeeze((0, 1))", "x.split(1)[1]",
     "x.split([1, 1])[0]", "x.chunk(3, 1)[2]", "x.unbind(0)[1]", "x.clamp(0, 1)",
     "x.clamp(min=0.2)", "x.clamp(tg * 0, tg)", "x.clamp(min=tg)", "x.clamp_min(0)",

@@ -145,3 +145,11 @@ def test_diagonal_of_a_leaf_that_requires_grad_is_refused_in_place():
     with px.no_grad():
         x.diagonal().fill_(0)                  # as PyTorch: allowed without recording
     assert x.tolist() == [[0, 1, 1], [1, 0, 1], [1, 1, 0]]
+
+
+def test_diag_of_a_matrix_is_a_copy_as_in_pytorch():
+    for lib in (px, torch):
+        x = lib.zeros(3, 4)
+        d = lib.diag(x, 1)
+        d.fill_(1)
+        assert x.sum().item() == 0 and d.tolist() == [1, 1, 1]
