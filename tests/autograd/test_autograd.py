@@ -558,7 +558,8 @@ def test_next_functions_walk_as_pytorchs():
 #   None input; median()/nanmedian() of all elements reads a flattened view (a ViewBackward0
 #   PyTorch has not); enable_gqa repeats keys and values before the attention node.
 PYTORCH_NODES = [
-    "x.t()", "x.transpose(0, 1)", "x.mT", "x.T", "x.diag()", "x.diagonal(1)", "x.floor()", "x.permute(1, 0)", "x.unsqueeze(0)", "x[None]",
+    "x.t()", "x.transpose(0, 1)", "x.mT", "x.T", "x.diag()", "x.diagonal(1)", "x.floor()",
+    "x.permute(1, 0)", "x.unsqueeze(0)", "x[None]",
     "x[:, None]", "x.squeeze()", "x.squeeze(0)", "x.squeeze((0, 1))", "x.split(1)[1]",
     "x.split([1, 1])[0]", "x.chunk(3, 1)[2]", "x.unbind(0)[1]", "x.clamp(0, 1)",
     "x.clamp(min=0.2)", "x.clamp(tg * 0, tg)", "x.clamp(min=tg)", "x.clamp_min(0)",
