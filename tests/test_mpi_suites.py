@@ -55,11 +55,11 @@ def _clean_env():
 
 @pytest.mark.parametrize("nproc,tests", [
     (2, "tests/distributed"), (3, "tests/distributed"),
-    # two simulated hosts of two ranks; a 2 x 2 device mesh (HSDP's too)
+    # two simulated hosts of two ranks; a 2 x 2 device mesh (HSDP's too); four stages
     (4, "tests/distributed/test_mpi_hosts.py tests/distributed/test_mpi_device_mesh.py "
         "tests/distributed/test_mpi_fsdp.py tests/distributed/test_mpi_dcp.py "
         "tests/distributed/test_mpi_tensor_parallel.py tests/distributed/test_mpi_dtensor.py "
-        "tests/distributed/test_mpi_fsdp_tp.py"),
+        "tests/distributed/test_mpi_fsdp_tp.py tests/distributed/test_mpi_pipelining.py"),
 ], ids=["2", "3", "4-hosts"])
 @pytest.mark.timeout(660)
 def test_distributed_suite(nproc, tests, tmp_path):
