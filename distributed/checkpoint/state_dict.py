@@ -58,9 +58,10 @@ def _fqns(model):
 
 
 def _clean(name):
-    """A parameter's name without FSDP1 wrappers' `_fsdp_wrapped_module.` (as its state
-    dicts write it)."""
-    return name.replace("_fsdp_wrapped_module.", "")
+    """A parameter's name without FSDP1 wrappers' `_fsdp_wrapped_module.` and activation
+    checkpointing's `_checkpoint_wrapped_module.`, as the state dicts write it (PyTorch's
+    clean_tensor_name; Phalanx's compile adds no `_orig_mod.`)."""
+    return name.replace("_fsdp_wrapped_module.", "").replace("_checkpoint_wrapped_module.", "")
 
 
 def _module_state_dict(module):
@@ -119,7 +120,8 @@ def get_model_state_dict(model, *, submodules=None, options=None):
 
 
 def _select(module, state, submodules, keep_prefixes):
-    prefixes = [name + "." for name, m in module.named_modules() if m in set(submodules)]
+    wanted = set(submodules)
+    prefixes = [_clean(name + ".") for name, m in module.named_modules() if m in wanted]
     out = {}
     for key, value in state.items():
         for prefix in prefixes:

@@ -6,12 +6,13 @@ from .api import (BackwardPrefetch, CPUOffload, FullOptimStateDictConfig, FullSt
                   ShardingStrategy, StateDictConfig, StateDictSettings, StateDictType)
 from .fully_shard import (CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, OffloadPolicy,
                           UnshardHandle, fully_shard, register_fsdp_forward_method)
-from .fully_sharded_data_parallel import FullyShardedDataParallel
+from .fully_sharded_data_parallel import FullyShardedDataParallel, OptimStateKeyType
 
 __all__ = ["BackwardPrefetch", "CPUOffload", "CPUOffloadPolicy", "FSDPModule",
            "FullOptimStateDictConfig", "FullStateDictConfig", "FullyShardedDataParallel",
            "LocalOptimStateDictConfig", "LocalStateDictConfig", "MixedPrecision",
            "MixedPrecisionPolicy", "OffloadPolicy", "OptimStateDictConfig",
+           "OptimStateKeyType",
            "ShardedOptimStateDictConfig", "ShardedStateDictConfig", "ShardingStrategy",
            "StateDictConfig", "StateDictSettings", "StateDictType", "UnshardHandle",
            "fully_shard", "register_fsdp_forward_method"]

@@ -27,6 +27,12 @@ mesh["tp"] by parallelize_module are sharded again on mesh["dp"], the other dim 
 the TP layers compute with), and the sharded parameter is a DTensor on the 2-D mesh, cut by
 TP first and then by FSDP (PyTorch's _StridedShard where both cut dim 0).
 
+A parameter that no rank used keeps no gradient; one that only some ranks used (control flow
+that depends on the rank or the data) raises the same error on every rank, unless
+`set_reduce_scatter_unused_params(True)` makes the missing gradients count as zeros (each
+reduce-scatter carries every parameter that requires grad and a count per parameter of the
+ranks that had its gradient, so its size never depends on the data).
+
 The module's class becomes `FSDP<Class>`, a subclass of both `FSDPModule` and its own class.
 """
 from ...autograd import engine, saved_hooks
@@ -34,7 +40,8 @@ from ...autograd.grad_mode import is_grad_enabled
 from ...tensor import Tensor
 from ...tensor.dtypes import to_numpy_dtype
 from ..tensor.dtensor import DTensor
-from .param_group import FSDPParam, all_gather_params, fsdp_over_tp, reduce_scatter_grads
+from .param_group import (FSDPParam, all_gather_params, fsdp_over_tp, reduce_scatter_grads,
+                          sharded_by)
 
 
 class MixedPrecisionPolicy:
@@ -85,7 +92,11 @@ class FSDPState:
         self.is_root = None                                  # known at the first forward
         self.forward_prefetch, self.backward_prefetch = [], []
         self.ready = set()                  # params whose gradient this backward accumulated
+        self.left_to_parent = frozenset()   # ids of parameters left to an enclosing call
         self.in_backward = False
+        self.reduced = False                # this backward reduced the gradients already
+        self.reduce_scatter_unused_params = False   # missing gradients count as zeros
+        self.position = 0                   # its place under the root (number_units)
         for p in params:
             p.unsharded.register_post_accumulate_grad_hook(
                 lambda _, p=p: self._grad_ready(p))
@@ -168,6 +179,7 @@ class FSDPState:
             state = getattr(m, "_fsdp_state", None)
             if state is not None and state.is_root is None:
                 state.is_root = state is self
+        number_units(module)
 
     def saved_tensor_hooks(self):
         """Hooks that keep a reference to the parameter, not its whole tensor, in the graph
@@ -204,6 +216,7 @@ class FSDPState:
     def _enter_backward(self):
         if not self.in_backward:
             self.in_backward = True
+            self.reduced = False
             engine.queue_callback(self._end_backward)
 
     def _grad_ready(self, param):
@@ -212,22 +225,30 @@ class FSDPState:
             self._finish_gradients()
 
     def _finish_gradients(self):
-        if self.requires_gradient_sync:
-            reduce_scatter_grads(self.params, self.group, self.reduce_dtype,
-                                 self.divide_factor or self.ranks, self.replicate_group)
-        elif self.reduce_dtype is not None:
-            for p in self.params:      # microbatches add up in reduce_dtype, as PyTorch's
-                p.accumulate(self.reduce_dtype)
-        if self.reshard_after_backward:
-            self.reshard()
-        self.ready.clear()
+        try:
+            if self.requires_gradient_sync:
+                reduce_scatter_grads(self.params, self.group, self.reduce_dtype,
+                                     self.divide_factor or self.ranks, self.replicate_group,
+                                     self.reduce_scatter_unused_params, self.position)
+                self.reduced = True
+            elif self.reduce_dtype is not None:
+                for p in self.params:  # microbatches add up in reduce_dtype, as PyTorch's
+                    p.accumulate(self.reduce_dtype)
+        finally:        # also when the reduction raised: every rank resharded alike, so
+            if self.reshard_after_backward:     # the next forward gathers on every rank
+                self.reshard()
+            self.ready.clear()
 
     def _end_backward(self):
         """At the end of a backward: gradients that arrived without completing the group
-        (unused parameters) are reduced now; the group is resharded. The root also reshards
-        the groups below it whose backward never ran (prefetched, or frozen)."""
+        (unused parameters) are reduced now, and so is a group that got none here: other
+        ranks may have used it (every rank's reduce-scatter must happen, the same size); the
+        group is resharded. The root also reshards the groups below it whose backward never
+        ran (prefetched, or frozen)."""
         self.in_backward = False
-        if self.ready or any(p.has_grad() for p in self.params):
+        if self.ready or any(p.has_grad() for p in self.params) or \
+                self.requires_gradient_sync and not self.reduced and \
+                any(p.unsharded.requires_grad for p in self.params):
             self._finish_gradients()
         elif self.reshard_after_backward:
             self.reshard()
@@ -280,6 +301,16 @@ class FSDPModule:
     def set_reshard_after_backward(self, reshard_after_backward, *, recurse=True):
         for state in self._states(recurse):
             state.reshard_after_backward = reshard_after_backward
+
+    def set_reduce_scatter_unused_params(self, reduce_scatter_unused_params, *,
+                                         recurse=True):
+        """True: a parameter that got no gradient on some ranks (control flow that depends
+        on the rank or the data, mixtures of experts) is reduced with zeros from those
+        ranks, and gets a zero gradient where no rank used it, once its group's backward
+        ran. False (default): a parameter no rank used keeps no gradient, and one only
+        some ranks used raises on every rank."""
+        for state in self._states(recurse):
+            state.reduce_scatter_unused_params = reduce_scatter_unused_params
 
     def set_modules_to_forward_prefetch(self, modules):
         """All-gather these modules' parameters when this module's forward starts."""
@@ -368,41 +399,49 @@ def fully_shard(module, *, mesh=None, reshard_after_forward=None, shard_placemen
 
 def _managed(modules, ignored):
     """[(parameter, [(module, name), ...])] under `modules`, outside fully_shard-ed
-    submodules and `ignored`, each parameter once with every place it is registered; one
-    tied to a parameter an earlier call sharded (two copies would train apart) raises."""
-    found, below = {}, {}      # below: the parameters sharded by earlier calls, by id
+    submodules and `ignored`, each parameter once with every place it is registered. A
+    parameter a nested call left to this one (`FSDPState.left_to_parent`: FSDP1's auto
+    wrapping, for a tie between units) is taken with its places inside that call's modules.
+    One an earlier call sharded (a tie to a module outside that call: two copies would train
+    apart) raises."""
+    found = {}
+    left = {i for m in modules for state in _states_below(m) for i in state.left_to_parent}
 
-    def walk(m):
-        if isinstance(m, FSDPModule):
-            for state in _states_below(m):
-                for fp in state.params:
-                    if fp.original() is not None:
-                        below[id(fp.original())] = fp
-            return
+    def walk(m, nested):
+        nested = nested or isinstance(m, FSDPModule)
         for name, p in m._parameters.items():
-            if p is not None and id(p) not in ignored:
-                if p.ndim == 0 or hasattr(p, "_placements") and p._mesh.ndim != 1:
-                    raise ValueError(
-                        f"fully_shard: cannot shard {type(m).__name__}.{name}: "
-                        + ("a 0-d parameter has no dim to split (pass it in ignored_params)"
-                           if p.ndim == 0 else "it is sharded on a 2-D mesh already"))
-                found.setdefault(id(p), (p, []))[1].append((m, name))
+            if p is None or id(p) in ignored or nested and id(p) not in left:
+                continue
+            if p.ndim == 0 or hasattr(p, "_placements") and p._mesh.ndim != 1:
+                raise ValueError(
+                    f"fully_shard: cannot shard {type(m).__name__}.{name}: "
+                    + ("a 0-d parameter has no dim to split (pass it in ignored_params)"
+                       if p.ndim == 0 else "it is sharded on a 2-D mesh already"))
+            found.setdefault(id(p), (p, []))[1].append((m, name))
         for child in m._modules.values():
             if child is not None:
-                walk(child)
+                walk(child, nested)
     for m in modules:                   # none is fully_shard-ed (checked by the caller)
-        walk(m)
+        walk(m, False)
     for p, places in found.values():
-        if id(p) in below:
+        earlier = sharded_by(p)
+        if earlier is not None:
             module, name = places[0]
-            other, other_name = below[id(p)].places[0]
-            other = type(other).__mro__[2].__name__        # FSDP<Class>'s own class
+            other, other_name = earlier.places[0]
+            mine, theirs = _class_name(module), _class_name(other)
             raise ValueError(
-                f"fully_shard: {type(module).__name__}.{name} is the parameter "
-                f"{other}.{other_name} (tied), which an earlier fully_shard call shards on "
-                f"its own: a tied parameter must be in one group; call fully_shard on a "
-                f"module holding every place it is used, not on {other} alone")
+                f"fully_shard: {mine}.{name} is the parameter {theirs}.{other_name} (tied), "
+                f"which an earlier fully_shard call shards on its own: a tied parameter must "
+                f"be in one group; call fully_shard on a module holding every place it is "
+                f"used (their common parent), not on {theirs} alone (with FSDP and "
+                f"enable_wrap/wrap: do not wrap {theirs} or {mine} by itself)")
     return list(found.values())
+
+
+def _class_name(module):
+    """A module's own class name (FSDP<Class>'s Class)."""
+    cls = type(module)
+    return (cls.__bases__[1] if isinstance(module, FSDPModule) else cls).__name__
 
 
 def _shard_dim(shard_placement_fn, param):
@@ -445,6 +484,16 @@ def _fsdp_modules(modules):
             raise ValueError(f"prefetching needs fully_shard-ed modules, got "
                              f"{type(m).__name__}")
     return modules
+
+
+def number_units(root):
+    """Number each unit under `root` by its place there, the same on every rank: the
+    reduce-scatters carry it, so ranks reducing units in different orders raise instead of
+    mixing their gradients."""
+    for position, m in enumerate(root.modules()):
+        state = getattr(m, "_fsdp_state", None)
+        if state is not None:
+            state.position = position
 
 
 def _states_below(module):

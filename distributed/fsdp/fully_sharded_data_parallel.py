@@ -16,11 +16,14 @@ names and their removal from state dicts, the state-dict types and the static he
 (summon_full_params, optim_state_dict, clip_grad_norm_, no_sync, ...).
 """
 import contextlib
+import copy
+from enum import Enum, auto
 
 from ...autograd.grad_mode import is_grad_enabled
 from ...nn.modules.module import Module
 from ...tensor import Tensor
 from ...tensor.backend import Device
+from ...tensor.meta import is_meta
 from ...tensor.tensor import as_device
 from ..tensor.dtensor import DTensor
 from .api import (BackwardPrefetch, CPUOffload, FullOptimStateDictConfig,
@@ -29,14 +32,14 @@ from .api import (BackwardPrefetch, CPUOffload, FullOptimStateDictConfig,
                   ShardedStateDictConfig, ShardingStrategy, StateDictConfig, StateDictSettings,
                   StateDictType)
 from .fully_shard import (CPUOffloadPolicy, FSDPModule, MixedPrecisionPolicy, OffloadPolicy,
-                          _cast_floating, _states_below, fully_shard)
+                          _cast_floating, _states_below, fully_shard, number_units)
 from .param_group import all_gather_params
 
-__all__ = ["FullyShardedDataParallel", "ShardingStrategy", "BackwardPrefetch", "CPUOffload",
-           "MixedPrecision", "StateDictType", "StateDictConfig", "FullStateDictConfig",
-           "LocalStateDictConfig", "ShardedStateDictConfig", "OptimStateDictConfig",
-           "FullOptimStateDictConfig", "LocalOptimStateDictConfig",
-           "ShardedOptimStateDictConfig", "StateDictSettings"]
+__all__ = ["FullyShardedDataParallel", "OptimStateKeyType", "ShardingStrategy",
+           "BackwardPrefetch", "CPUOffload", "MixedPrecision", "StateDictType",
+           "StateDictConfig", "FullStateDictConfig", "LocalStateDictConfig",
+           "ShardedStateDictConfig", "OptimStateDictConfig", "FullOptimStateDictConfig",
+           "LocalOptimStateDictConfig", "ShardedOptimStateDictConfig", "StateDictSettings"]
 
 FSDP_WRAPPED_MODULE = "_fsdp_wrapped_module"
 FSDP_PREFIX = FSDP_WRAPPED_MODULE + "."
@@ -51,6 +54,12 @@ _CONFIGS = {StateDictType.FULL_STATE_DICT: (FullStateDictConfig, FullOptimStateD
             StateDictType.SHARDED_STATE_DICT: (ShardedStateDictConfig,
                                                ShardedOptimStateDictConfig),
             StateDictType.LOCAL_STATE_DICT: (LocalStateDictConfig, LocalOptimStateDictConfig)}
+
+
+class OptimStateKeyType(Enum):
+    """How an optimizer state dict's entries are keyed: by parameter name or by index."""
+    PARAM_NAME = auto()
+    PARAM_ID = auto()
 
 
 class FullyShardedDataParallel(Module):
@@ -70,14 +79,20 @@ class FullyShardedDataParallel(Module):
     forward to backward), NO_SHARD (replicated, gradients all-reduced: FSDP over a mesh of
     one rank per shard group), HYBRID_SHARD / _HYBRID_SHARD_ZERO2 (a 2-D `device_mesh`
     (replicate, shard), or by default one shard group per node). backward_prefetch,
-    forward_prefetch and limit_all_gathers only schedule the same collectives."""
+    forward_prefetch and limit_all_gathers only schedule the same collectives.
+
+    A weight tied between modules that auto wrapping puts in different units (an embedding
+    and its head) belongs to the lowest unit holding every place it is used, so it stays
+    one tensor (PyTorch's FSDP1 breaks past one rank there). Once a unit's backward ran,
+    its parameters that got no gradient on a rank count as zeros there, as FSDP1's flat
+    parameter's (control flow that differs between ranks)."""
 
     def __init__(self, module, process_group=None, sharding_strategy=None, cpu_offload=None,
                  auto_wrap_policy=None, backward_prefetch=BackwardPrefetch.BACKWARD_PRE,
                  mixed_precision=None, ignored_modules=None, param_init_fn=None,
                  device_id=None, sync_module_states=False, forward_prefetch=False,
                  limit_all_gathers=True, use_orig_params=False, ignored_states=None,
-                 device_mesh=None):
+                 device_mesh=None, _tied=None):
         super().__init__()
         strategy = sharding_strategy or ShardingStrategy.FULL_SHARD
         if not isinstance(strategy, ShardingStrategy):
@@ -89,6 +104,7 @@ class FullyShardedDataParallel(Module):
         ignored_modules, ignored_params = _ignored(module, ignored_modules, ignored_states)
         if auto_wrap_policy is not None:
             from .wrap import _auto_wrap
+            _tied = _tied_params(module, ignored_params)
             _auto_wrap(module, auto_wrap_policy, ignored_modules, ignored_params, dict(
                 process_group=process_group, sharding_strategy=sharding_strategy,
                 cpu_offload=cpu_offload, backward_prefetch=backward_prefetch,
@@ -96,7 +112,7 @@ class FullyShardedDataParallel(Module):
                 device_id=device_id, sync_module_states=sync_module_states,
                 forward_prefetch=forward_prefetch, limit_all_gathers=limit_all_gathers,
                 use_orig_params=use_orig_params, ignored_states=list(ignored_params) or None,
-                device_mesh=device_mesh), FullyShardedDataParallel)
+                device_mesh=device_mesh, _tied=_tied), FullyShardedDataParallel)
         own = _own_modules(module, ignored_modules)
         _materialize(own, ignored_params, param_init_fn, device_id)
         device_type = next((p.device.type for m in own for p in m.parameters(recurse=False)
@@ -106,9 +122,14 @@ class FullyShardedDataParallel(Module):
             _sync_module_states(module, own, ignored_params, mesh)
         self._buffer_dtypes = _cast_buffers(module, ignored_modules, mixed_precision)
         if not isinstance(module, FullyShardedDataParallel):   # FSDP(FSDP(m)): m's unit
+            left = _tied_outside(module, _tied or {})
             fully_shard(module, mesh=mesh, reshard_after_forward=_RESHARD_AFTER_FORWARD[
                 strategy], mp_policy=policy, offload_policy=offload,
-                ignored_params=list(ignored_params))
+                ignored_params=list(ignored_params) + left)
+            module._fsdp_state.left_to_parent = frozenset(map(id, left))
+            # FSDP1's flat parameter has a gradient for every parameter once the unit's
+            # backward ran: zeros for those unused (on this rank, or on every rank)
+            module.set_reduce_scatter_unused_params(True, recurse=False)
         self._fsdp_wrapped_module = module
         self.sharding_strategy = strategy
         self.mixed_precision = mixed_precision or MixedPrecision()
@@ -169,6 +190,7 @@ class FullyShardedDataParallel(Module):
         mine = self._unit()
         for state in _states_below(self):
             state.is_root = state is mine
+        number_units(self)
 
     def _unit(self):
         """The fully_shard state of this wrapper's group."""
@@ -267,28 +289,35 @@ class FullyShardedDataParallel(Module):
                                       "parameters on a GPU is not supported; pass False")
         from ..world import get_rank
         keep = not rank0_only or get_rank() == 0
-        entered = []
+        saved = []          # per wrapper: its parameters' (whole gradient, accumulated)
         try:
             for w in wrappers:
-                _unshard_in_own_dtype(w._unit())
+                state = w._unit()
+                # gradients accumulated under no_sync (whole, not reduced yet) stay aside
+                # and come back on exit: the next synced backward reduces them with its own
+                saved.append([(p.unsharded.grad, p.accumulated) for p in state.params])
+                for p in state.params:
+                    p.unsharded._grad = p.accumulated = None
                 w._summoned = True
-                entered.append(w)
+                _unshard_in_own_dtype(state)
+                # every rank gathers (a collective), even those that drop them (rank0_only)
+                grads = [_whole_grad(p, *held) for p, held in zip(state.params, saved[-1])] \
+                    if with_grads else []
                 if not keep:
-                    w._unit().reshard()
-                elif with_grads:
-                    for p in w._unit().params:
-                        g = p.sharded.grad
-                        p.unsharded.grad = None if g is None else \
-                            Tensor._make(g.full_tensor()._data)
+                    state.reshard()
+                for p, g in zip(state.params, grads if keep else []):
+                    p.unsharded.grad = g
             yield
         finally:
-            for w in reversed(entered):
+            for w, held in reversed(list(zip(wrappers, saved))):
                 state = w._unit()
-                for p in state.params:
-                    if writeback and keep:
+                for p, (grad, accumulated) in zip(state.params, held):
+                    if writeback and keep and not is_meta(p.unsharded._data):
                         p.sharded._write_whole(p.unsharded._data)
                         p.sharded._version[0] += 1      # the next forward gathers again
-                    p.unsharded.grad = None
+                    # unchecked: the param is in its own dtype now, the gradient may be in
+                    # mixed precision's (the next forward gathers in that dtype again)
+                    p.unsharded._grad, p.accumulated = grad, accumulated
                 state.reshard()
                 w._summoned = False
 
@@ -458,6 +487,59 @@ class FullyShardedDataParallel(Module):
         return _optimizer_state_dicts_to_load(model, [optim],
                                               _broadcast(full_optim_state_dict))[0]
 
+    @staticmethod
+    def sharded_optim_state_dict(model, optim, group=None):
+        """(Deprecated in PyTorch: optim_state_dict under SHARDED_STATE_DICT.) The optimizer
+        state keyed by parameter names, each rank's shards as DTensors (PyTorch's are
+        ShardedTensors); flatten_sharded_optim_state_dict makes it loadable again."""
+        from ..checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+        _check_group(model, group)
+        return get_optimizer_state_dict(model, optim,
+                                        options=StateDictOptions(full_state_dict=False))
+
+    @staticmethod
+    def flatten_sharded_optim_state_dict(sharded_optim_state_dict, model, optim):
+        """(Deprecated in PyTorch: optim_state_dict_to_load.) A sharded_optim_state_dict's
+        result as `optim.load_state_dict` takes it."""
+        from ..checkpoint.state_dict import _optimizer_state_dicts_to_load
+        return _optimizer_state_dicts_to_load(model, [optim], sharded_optim_state_dict)[0]
+
+    @staticmethod
+    def rekey_optim_state_dict(optim_state_dict, optim_state_key_type, model,
+                               optim_input=None, optim=None):
+        """`optim_state_dict` keyed by parameter names (OptimStateKeyType.PARAM_NAME, as FSDP's
+        optimizer state dicts are) or by the optimizer's parameter indices (PARAM_ID, as a
+        plain optimizer's `state_dict()`): between a wrapped model's and an unwrapped one's.
+        The indices are `optim`'s parameter order, or `model.parameters()`' without it."""
+        from ..checkpoint.state_dict import _fqns
+        if optim_input is not None:
+            raise NotImplementedError("FSDP.rekey_optim_state_dict(optim_input=...) (deprecated "
+                                      "in PyTorch) is not supported: pass optim=")
+        if optim_state_key_type not in (OptimStateKeyType.PARAM_NAME,
+                                        OptimStateKeyType.PARAM_ID):
+            raise AssertionError(f"Expected optim_state_key_type to be PARAM_NAME or "
+                                 f"PARAM_ID, got {optim_state_key_type}")
+        keys = list(optim_state_dict["state"]) + [
+            k for g in optim_state_dict["param_groups"] for k in g["params"]]
+        named = [type(k) is str for k in keys]
+        numbered = [type(k) is int for k in keys]
+        if any(named) and not all(named) or any(numbered) and not all(numbered):
+            raise ValueError(f"Invalid parameter keys: {optim_state_dict['state'].keys()}")
+        to_names = optim_state_key_type is OptimStateKeyType.PARAM_NAME
+        if all(named if to_names else numbered):
+            return optim_state_dict
+        params = [p for g in optim.param_groups for p in g["params"]] if optim is not None \
+            else list(model.parameters())
+        names = _fqns(model)
+        index_to_name = [names[id(p)] for p in params]
+        new_key = (lambda i: index_to_name[i]) if to_names else \
+            {name: i for i, name in enumerate(index_to_name)}.__getitem__
+        groups = copy.deepcopy(optim_state_dict["param_groups"])
+        for group in groups:
+            group["params"] = sorted(new_key(k) for k in group["params"])
+        return {"state": {new_key(k): v for k, v in optim_state_dict["state"].items()},
+                "param_groups": groups}
+
 
 # ---- construction helpers ----------------------------------------------------------------
 def _check_placement(strategy, process_group, device_mesh):
@@ -565,6 +647,30 @@ def _ignored(module, ignored_modules, ignored_states):
     expanded = {c for m in modules for c in m.modules()
                 if not isinstance(c, FullyShardedDataParallel)}
     return expanded, set(params) | {p for m in expanded for p in m.parameters(recurse=False)}
+
+
+def _tied_params(root, ignored_params):
+    """{id(parameter): ids of the modules holding it} for the parameters under `root` that
+    more than one module holds (tied weights), before auto wrapping splits them into units."""
+    holders = {}
+    for m in root.modules():
+        for p in m._parameters.values():
+            if p is not None and p not in ignored_params:
+                holders.setdefault(id(p), set()).add(id(m))
+    return {i: held for i, held in holders.items() if len(held) > 1}
+
+
+def _tied_outside(module, tied):
+    """The tied parameters under `module` that a module outside it holds too: its unit
+    leaves them to the enclosing unit holding every place (PyTorch's lowest common ancestor
+    rule for shared parameters), so that one group trains one tensor."""
+    inside = {id(m) for m in module.modules()}
+    left = {}
+    for m in module.modules():
+        for p in m._parameters.values():
+            if p is not None and id(p) in tied and not tied[id(p)] <= inside:
+                left[id(p)] = p
+    return list(left.values())
 
 
 def _own_modules(module, ignored_modules):
@@ -707,6 +813,19 @@ def _need_optim(optim_input, optim, name):
     if optim_input is not None or optim is None:
         raise NotImplementedError(f"FSDP.{name} needs optim= (the optimizer the state dict "
                                   f"is for); the deprecated optim_input is not supported")
+
+
+def _whole_grad(p, grad, accumulated):
+    """The whole gradient summon_full_params(with_grads=True) shows for `p`: the reduced one
+    (gathered: every rank must call), else what no_sync backwards accumulated on this rank
+    (not reduced yet), in the parameter's own dtype; None if neither."""
+    if p.sharded.grad is not None:
+        return Tensor._make(p.sharded.grad.full_tensor()._data)
+    if grad is None and accumulated is None:
+        return None
+    whole = accumulated if grad is None else grad._data if accumulated is None else \
+        accumulated + grad._data.astype(accumulated.dtype)
+    return Tensor._make(whole.astype(p.sharded._data.dtype, copy=False))
 
 
 def _unshard_in_own_dtype(state):

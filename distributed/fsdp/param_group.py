@@ -20,6 +20,16 @@ from ..collectives import all_gather_into_tensor, all_reduce, reduce_scatter_ten
 from ..tensor.dtensor import DTensor, chunk_bounds, local_part
 
 
+_sharded = weakref.WeakValueDictionary()      # id(original parameter) -> its FSDPParam
+
+
+def sharded_by(param):
+    """The FSDPParam of an earlier fully_shard call that sharded `param` (still registered
+    somewhere that call did not know: a tie to a module outside it), or None."""
+    fp = _sharded.get(id(param))
+    return fp if fp is not None and fp.original() is param else None
+
+
 class FSDPParam:
     """One managed parameter: where it is registered, its shard and its unsharded form."""
 
@@ -27,6 +37,7 @@ class FSDPParam:
         from ...nn.parameter import Parameter
         self.places = places                    # [(module, attribute name)], shared ones too
         self.original = weakref.ref(param)      # to tell a tie to it from a later call
+        _sharded[id(param)] = self
         self.dim, self.mesh = dim, mesh
         # a tensor-parallel parameter (a DTensor on the other dim of a 2-D mesh): FSDP
         # shards its local part, and the unsharded form is that part as the TP DTensor
@@ -206,20 +217,37 @@ def all_gather_params(params, group, param_dtype):
             p.set_whole(p.whole_from(gathered[:, start:stop]))
 
 
-def reduce_scatter_grads(params, group, reduce_dtype, divide_factor, replicate_group=None):
+def reduce_scatter_grads(params, group, reduce_dtype, divide_factor, replicate_group=None,
+                         zero_unused=False, position=0):
     """Sum the unsharded gradients of `params` (with those accumulated over microbatches
     without sync) over the ranks of `group` and, with HSDP, over `replicate_group` (the other
     shard groups' ranks holding the same chunk), divided by `divide_factor`; each rank adds
     its chunk to the sharded parameter's `.grad` (in the parameter's dtype) and the
-    unsharded gradient is dropped. One reduce-scatter (and all-reduce) per dtype."""
-    params = [p for p in params if p.has_grad()]
-    for dtype, same in _by_dtype(params, lambda p: reduce_dtype or p.grad_dtype()):
+    unsharded gradient is dropped. One reduce-scatter (and all-reduce) per dtype.
+
+    Every parameter that requires grad takes part (zeros where this rank has no gradient),
+    so the collective has the same size on every rank whichever parameters each used. A
+    count per parameter rides along (in every rank's chunk): how many ranks had a gradient.
+    None: the parameter keeps no gradient (unused everywhere, as FSDP2's). Some but not all:
+    with `zero_unused` (FSDP1's flat parameters, set_reduce_scatter_unused_params) the
+    others count as zeros; else every rank raises the same error. Each rank also writes the
+    unit's `position` (its place under the root) in a column of its own: a rank that reduces
+    another unit here (one whose backward left a parameter unused reduces at the end of
+    backward) makes every rank raise, instead of mixing two units' gradients."""
+    params = [p for p in params if p.has_grad() or p.unsharded.requires_grad]
+    ranks = group.size * (replicate_group.size if replicate_group is not None else 1)
+    me = (replicate_group.rank if replicate_group is not None else 0) * group.size + group.rank
+    unit = position % 250 + 1              # small: exact in bfloat16 too
+    for dtype, same in _by_dtype(params, lambda p: reduce_dtype or (
+            p.grad_dtype() if p.has_grad() else p.unsharded._data.dtype)):
         xp = array_module(same[0].sharded._data)
         offsets = _offsets(same)
-        send = xp.zeros((same[0].mesh.size(), offsets[-1]), dtype)
-        for p, start, stop in zip(same, offsets, offsets[1:]):
-            p.write_whole(send[:, start:stop], p.take_grad())   # each freed before the next
-        out = xp.empty(offsets[-1], dtype)
+        end = offsets[-1]
+        send = xp.zeros((same[0].mesh.size(), end + len(same) + ranks), dtype)
+        had = [p.has_grad() for p in same]
+        for p, start, stop, has in zip(same, offsets, offsets[1:], had):
+            if has:
+                p.write_whole(send[:, start:stop], p.take_grad())  # each freed before the next
         # float16 sums overflow where the average would not: part of the division first,
         # as PyTorch's FSDP does (a power of two near the square root of the factor)
         pre = 1.0
@@ -227,11 +255,29 @@ def reduce_scatter_grads(params, group, reduce_dtype, divide_factor, replicate_g
             while divide_factor % pre == 0 and divide_factor / pre > pre:
                 pre *= 2
             send /= pre
+        send[:, end:end + len(same)] = xp.asarray(had, dtype)
+        send[:, end + len(same) + me] = unit
+        out = xp.empty(send.shape[1], dtype)
         reduce_scatter_tensor(Tensor._make(out), Tensor._make(send), group=group)
         if replicate_group is not None:
             all_reduce(Tensor._make(out), group=replicate_group)
+        units = [int(round(float(u))) for u in out[end + len(same):].tolist()]
+        if any(u != unit for u in units):
+            raise RuntimeError(
+                f"fully_shard: the ranks reduced the gradients of different units together "
+                f"(units numbered {sorted(set(units))} by their place under the root; this "
+                f"rank's is {unit}): a unit whose backward left a parameter without a "
+                f"gradient on some ranks reduces at the end of backward there, out of order. "
+                f"Use every parameter of a unit on every rank (e.g. multiply an unused "
+                f"branch's output by 0), or give such parameters a unit of their own")
+        counts = [int(round(float(c))) for c in out[end:end + len(same)].tolist()]
+        if not zero_unused:
+            _check_counts(same, counts, ranks)
+        out = out[:end]
         out /= divide_factor / pre
-        for p, start, stop in zip(same, offsets, offsets[1:]):
+        for p, start, stop, count in zip(same, offsets, offsets[1:], counts):
+            if count == 0 and not zero_unused:
+                continue
             part = p.shard_from(out[start:stop]).astype(p.sharded._data.dtype)
             grad = p.sharded.grad
             if grad is None:
@@ -239,6 +285,19 @@ def reduce_scatter_grads(params, group, reduce_dtype, divide_factor, replicate_g
             else:
                 grad._data += part
                 grad._version[0] += 1
+
+
+def _check_counts(params, counts, ranks):
+    partly = [(p, c) for p, c in zip(params, counts) if 0 < c < ranks]
+    if partly:
+        names = ", ".join(f"{type(m).__name__}.{name} ({c} of {ranks} ranks)"
+                          for (m, name), c in ((p.places[0], c) for p, c in partly))
+        raise RuntimeError(
+            f"fully_shard: some ranks computed no gradient for {names} (a forward that uses "
+            f"parameters depending on the rank or the data); their gradients are not "
+            f"reduced. To count the missing ones as zeros (as DDP's find_unused_parameters "
+            f"and FSDP1 do), call module.set_reduce_scatter_unused_params(True) on the "
+            f"fully_shard-ed module")
 
 
 def _offsets(params):

@@ -393,3 +393,168 @@ def test_ignored_modules_stay_whole_and_unsynced(world_of_one):
     wrapped(px.ones(1, 3)).sum().backward()
     assert model[1].weight.grad is not None and list(wrapped.state_dict()) == \
         ["0.weight", "0.bias", "1.weight", "1.bias"]
+
+
+@functools.lru_cache(maxsize=None)
+def _tied_lm(lib):
+    nn = lib.nn
+
+    class LM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(20, 8)
+            self.mid = nn.Linear(8, 8)
+            self.head = nn.Linear(8, 20, bias=False)
+            self.head.weight = self.emb.weight
+
+        def forward(self, tokens):
+            return self.head(lib.tanh(self.mid(self.emb(tokens))))
+    return LM
+
+
+def test_tied_weights_in_sibling_units_stay_tied(world_of_one, torch_world):
+    """Embedding and head wrapped apart: the tied weight goes to the lowest unit holding
+    both (the root), one tensor as PyTorch's (which, past one rank, fails here)."""
+    torch.manual_seed(0)
+    theirs = _tied_lm(torch)().double()
+    ours = _tied_lm(px)().double()
+    ours.load_state_dict({k: px.tensor(v.numpy()) for k, v in theirs.state_dict().items()})
+    policy = lambda lib, w: w.ModuleWrapPolicy({lib.nn.Embedding, lib.nn.Linear})
+    ours = FSDP(ours, auto_wrap_policy=policy(px, wrap))
+    theirs = _torch_model(theirs, auto_wrap_policy=policy(torch, twrap))
+    assert _units(ours, FSDP) == _units(theirs, tfsdp.FullyShardedDataParallel)
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+    assert ours.module.head.module.weight is ours.module.emb.module.weight
+    opt, topt = px.optim.SGD(ours.parameters(), lr=1.0), torch.optim.SGD(theirs.parameters(),
+                                                                         lr=1.0)
+    tokens = np.array([[1, 2, 3], [4, 5, 6]])
+    for _ in range(2):
+        ours(px.tensor(tokens)).pow(2).mean().backward()
+        theirs(torch.tensor(tokens)).pow(2).mean().backward()
+        opt.step()
+        topt.step()
+        opt.zero_grad()
+        topt.zero_grad()
+    _assert_same(ours, theirs)
+    assert (ours.state_dict()["emb.weight"] == ours.state_dict()["head.weight"]).all()
+
+
+def test_summon_full_params_keeps_no_sync_gradients(world_of_one, torch_world):
+    """Gradients accumulated under no_sync survive summon_full_params (and apply, which
+    summons): the synced backward after it reduces every microbatch's."""
+    ours, theirs = _pair()
+    ours = FSDP(ours, auto_wrap_policy=_policies(px)["transformer"])
+    theirs = _torch_model(theirs, auto_wrap_policy=_policies(torch)["transformer"])
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((4, 5, 4)) for _ in range(3)]
+    for x in xs[:2]:
+        with ours.no_sync():
+            ours(px.tensor(x)).pow(2).mean().backward()
+        with theirs.no_sync():
+            theirs(torch.tensor(x)).pow(2).mean().backward()
+        with FSDP.summon_full_params(ours, with_grads=True):
+            with tfsdp.FullyShardedDataParallel.summon_full_params(theirs, with_grads=True):
+                for (name, p), q in zip(ours.named_parameters(), theirs.parameters()):
+                    np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-9,
+                                               atol=1e-12, err_msg=name)
+        ours.apply(lambda m: None)
+    ours(px.tensor(xs[2])).pow(2).mean().backward()
+    theirs(torch.tensor(xs[2])).pow(2).mean().backward()
+    for (name, p), q in zip(ours.named_parameters(), theirs.parameters()):
+        np.testing.assert_allclose(p.grad.full_tensor().numpy(), q.grad.numpy(), rtol=1e-9,
+                                   atol=1e-12, err_msg=name)
+
+
+def test_state_dict_names_under_checkpointing_and_submodules(world_of_one, torch_world):
+    from phalanx.distributed.algorithms._checkpoint import checkpoint_wrapper as pcw
+    from phalanx.distributed.checkpoint import state_dict as dsd
+    from torch.distributed.algorithms._checkpoint import checkpoint_wrapper as tcw
+    from torch.distributed.checkpoint import state_dict as tdsd
+    ours, theirs = _pair()
+    ours = FSDP(ours, auto_wrap_policy=_policies(px)["transformer"])
+    theirs = _torch_model(theirs, auto_wrap_policy=_policies(torch)["transformer"])
+    pcw.apply_activation_checkpointing(ours, check_fn=lambda m: isinstance(m, px.nn.Linear))
+    tcw.apply_activation_checkpointing(theirs, check_fn=lambda m: isinstance(m, torch.nn.Linear))
+    _steps(ours, theirs, steps=1)
+    opt, topt = px.optim.Adam(ours.parameters()), torch.optim.Adam(theirs.parameters())
+    ours(px.ones(2, 5, 4, dtype=px.float64)).sum().backward()
+    theirs(torch.ones(2, 5, 4, dtype=torch.float64)).sum().backward()
+    opt.step()
+    topt.step()
+    keys = set(FSDP.optim_state_dict(ours, opt)["state"])
+    assert keys == set(tfsdp.FullyShardedDataParallel.optim_state_dict(theirs, topt)["state"])
+    assert keys == set(ours.state_dict()) - {"bn.running_mean", "bn.running_var",
+                                             "bn.num_batches_tracked"}
+    with pytest.warns(FutureWarning):
+        tsub = tdsd.get_model_state_dict(theirs, submodules={theirs.module.blocks[1]})
+    sub = dsd.get_model_state_dict(ours, submodules={ours.module.blocks[1]})
+    assert list(sub) == list(tsub) and sub
+    inner = dsd.get_model_state_dict(ours, submodules={ours.module.blocks[1].module.ff},
+                                     options=dsd.StateDictOptions(keep_submodule_prefixes=False))
+    assert list(inner) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+
+
+def test_legacy_optimizer_state_dict_helpers(world_of_one, torch_world):
+    """sharded_optim_state_dict / flatten_sharded_optim_state_dict round trip, and
+    rekey_optim_state_dict between FSDP's names and a plain optimizer's indices, as
+    PyTorch's."""
+    TF = tfsdp.FullyShardedDataParallel
+    ours, theirs = _pair()
+    plain, tplain = _pair()
+    ours = FSDP(ours, auto_wrap_policy=_policies(px)["transformer"])
+    theirs = _torch_model(theirs, auto_wrap_policy=_policies(torch)["transformer"])
+    opt, topt = px.optim.Adam(ours.parameters(), lr=0.05), torch.optim.Adam(
+        theirs.parameters(), lr=0.05)
+    for m, o, lib in ((ours, opt, px), (theirs, topt, torch)):
+        m(lib.ones(2, 5, 4, dtype=lib.float64)).pow(2).sum().backward()
+        o.step()
+    sharded = FSDP.sharded_optim_state_dict(ours, opt)
+    assert all(isinstance(v, DTensor) for st in sharded["state"].values()
+               for k, v in st.items() if k != "step")
+    again = px.optim.Adam(ours.parameters(), lr=0.05)
+    again.load_state_dict(FSDP.flatten_sharded_optim_state_dict(sharded, ours, again))
+    a, b = opt.state_dict(), again.state_dict()
+    for i in a["state"]:
+        for k in a["state"][i]:
+            whole = lambda v: v.full_tensor() if isinstance(v, DTensor) else v
+            np.testing.assert_array_equal(whole(a["state"][i][k]).numpy(),
+                                          whole(b["state"][i][k]).numpy())
+    full = FSDP.full_optim_state_dict(ours, opt)
+    tfull = TF.full_optim_state_dict(theirs, topt)
+    tids = TF.rekey_optim_state_dict(tfull, tfsdp.OptimStateKeyType.PARAM_ID, tplain)
+    ids = FSDP.rekey_optim_state_dict(full, fsdp.OptimStateKeyType.PARAM_ID, plain)
+    assert sorted(ids["state"]) == sorted(tids["state"])
+    assert [g["params"] for g in ids["param_groups"]] == \
+        [g["params"] for g in tids["param_groups"]]
+    plain_opt = px.optim.Adam(plain.parameters(), lr=0.05)
+    plain_opt.load_state_dict(ids)             # the unwrapped model takes it
+    for i, st in tids["state"].items():
+        np.testing.assert_allclose(ids["state"][i]["exp_avg"].numpy(),
+                                   st["exp_avg"].numpy(), rtol=1e-9, atol=1e-12)
+    names = FSDP.rekey_optim_state_dict(plain_opt.state_dict(),
+                                        fsdp.OptimStateKeyType.PARAM_NAME, plain)
+    tnames = TF.rekey_optim_state_dict(tids, tfsdp.OptimStateKeyType.PARAM_NAME, tplain)
+    assert sorted(names["state"]) == sorted(tnames["state"]) == sorted(full["state"])
+    assert names["param_groups"][0]["params"] == tnames["param_groups"][0]["params"]
+    assert FSDP.rekey_optim_state_dict(full, fsdp.OptimStateKeyType.PARAM_NAME, ours) is full
+    with pytest.raises(NotImplementedError, match="optim_input"):
+        FSDP.rekey_optim_state_dict(full, fsdp.OptimStateKeyType.PARAM_ID, plain,
+                                    optim_input=[])
+
+
+def test_sharded_grad_scaler_signature_and_skip(world_of_one):
+    from phalanx.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+    scaler = ShardedGradScaler("cpu", 8.0, 0.25, 4.0, 1)     # PyTorch's positional order
+    assert (scaler._backoff_factor, scaler._growth_factor) == (0.25, 4.0)
+    model = FSDP(px.nn.Linear(3, 2), mixed_precision=fsdp.MixedPrecision(
+        param_dtype=px.float16))
+    opt = px.optim.SGD(model.parameters(), lr=0.1)
+    loss = model(px.ones(1, 3)).sum()
+    assert loss.dtype == px.float16 and scaler.scale(loss).dtype == px.float16
+    scaler.scale(loss).backward()
+    before = model.state_dict()["weight"].numpy().copy()
+    model.module.weight.grad._data[0, 0] = np.inf
+    scaler.step(opt)
+    scaler.update()
+    assert scaler.get_scale() == 2.0
+    np.testing.assert_array_equal(model.state_dict()["weight"].numpy(), before)

@@ -100,6 +100,12 @@ def test_refusals_name_the_way_out(world_of_one):
     with pytest.raises(ValueError, match=r"Embedding.weight is the parameter Linear.weight "
                        r"\(tied\).*not on Linear alone"):
         fully_shard(tied)               # break here, two copies trained apart
+    siblings = px.nn.Sequential(px.nn.Embedding(5, 4), px.nn.Linear(4, 5, bias=False))
+    siblings[1].weight = siblings[0].weight
+    fully_shard(siblings[0])            # the head, a sibling, still holds the original
+    with pytest.raises(ValueError, match=r"Linear.weight is the parameter Embedding.weight "
+                       r"\(tied\).*common parent.*not on Embedding alone"):
+        fully_shard(siblings[1])
 
 
 def test_saving_a_shard_as_if_whole_is_refused(world_of_one, tmp_path):

@@ -784,3 +784,47 @@ def _with_scalar():
     m = nn.Linear(2, 2)
     m.temperature = nn.Parameter(px.tensor(1.0))
     return m
+
+
+class _Branchy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.p = nn.Linear(3, 3)
+        self.q = nn.Linear(3, 3)
+        self.out = nn.Linear(3, 1)
+
+    def forward(self, x, use_q):
+        h = self.p(x)
+        return self.out(self.q(h) if use_q else h)
+
+
+def test_parameters_used_on_some_ranks(world):
+    """Rank 1 alone uses q. By default (PyTorch's FSDP2 would hang) every rank raises the
+    same error naming the fix; with set_reduce_scatter_unused_params(True) the others'
+    missing gradients count as zeros, as one process on the whole batch gives. A parameter
+    no rank uses keeps no gradient by default."""
+    rank, size = world
+    px.manual_seed(0)
+    model, reference = _Branchy().double(), _Branchy().double()
+    reference.load_state_dict(model.state_dict())
+    fully_shard(model)
+    x = px.tensor(np.random.default_rng(0).standard_normal((2 * size, 3)))
+    mine = x[2 * rank:2 * rank + 2]
+    with pytest.raises(RuntimeError, match=r"Linear.weight \(1 of \d ranks\).*"
+                       r"set_reduce_scatter_unused_params\(True\)"):
+        (model(mine, rank == 1) ** 2).mean().backward()
+    (model(mine, False) ** 2).mean().backward()     # recovers; unused everywhere: None
+    assert model.q.weight.grad is None and model.p.weight.grad is not None
+    model.zero_grad()
+    model.set_reduce_scatter_unused_params(True)
+    opt = px.optim.SGD(model.parameters(), lr=0.1)
+    ref_opt = px.optim.SGD(reference.parameters(), lr=0.1)
+    for _ in range(2):
+        (model(mine, rank == 1) ** 2).mean().backward()
+        sum((reference(x[2 * r:2 * r + 2], r == 1) ** 2).mean()
+            for r in range(size)).div(size).backward()
+        opt.step()
+        ref_opt.step()
+        opt.zero_grad()
+        ref_opt.zero_grad()
+    _assert_same_weights(model, reference)

@@ -1,8 +1,9 @@
 """FSDP1's `FullyShardedDataParallel` over the mpi backend (2 and 3 ranks): every sharding
 strategy and auto-wrap policy trains to the weights one process gets on the concatenated batch
 (float64), and no_sync, clip_grad_norm_, mixed precision (against fully_shard with the same
-policy), state dicts of each type, optimizer state dicts, summon_full_params,
-sync_module_states and meta-device initialisation work across ranks."""
+policy), state dicts of each type, optimizer state dicts, summon_full_params (keeping
+no_sync's gradients), sync_module_states, meta-device initialisation, weights tied across
+units, parameters used on some ranks only and ShardedGradScaler work across ranks."""
 import functools
 
 import numpy as np
@@ -17,7 +18,8 @@ from phalanx.distributed.fsdp import FullyShardedDataParallel as FSDP
 from phalanx.distributed.fsdp import (FullOptimStateDictConfig, FullStateDictConfig,
                                       MixedPrecision, MixedPrecisionPolicy, ShardingStrategy,
                                       StateDictType, fully_shard)
-from phalanx.distributed.fsdp.wrap import (size_based_auto_wrap_policy,
+from phalanx.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+from phalanx.distributed.fsdp.wrap import (ModuleWrapPolicy, size_based_auto_wrap_policy,
                                            transformer_auto_wrap_policy)
 from phalanx.distributed.tensor import DTensor
 
@@ -273,3 +275,142 @@ def test_sync_module_states_and_meta_init(world):
               reference.embed, reference.head):
         m.reset_parameters()
     _assert_same(model, reference, rtol=0, atol=0)
+
+
+class TiedNet(Net):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(DIM, VOCAB, bias=False)
+        self.head.weight = self.embed.weight
+
+
+def test_weights_tied_across_units_train_as_one_process(world):
+    """The embedding and the tied head wrapped apart (PyTorch's FSDP1 fails past one rank
+    here): the weight is the root unit's, and one tensor trains."""
+    px.manual_seed(0)
+    model, reference = TiedNet().double(), TiedNet().double()
+    reference.load_state_dict(model.state_dict())
+    model = FSDP(model, auto_wrap_policy=ModuleWrapPolicy({nn.Embedding, nn.Linear}))
+    assert len(list(model.parameters())) == len(list(reference.parameters()))
+    _train(model, reference)
+    _assert_same(model, reference)
+
+
+class Branchy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.p = nn.Linear(3, 3)
+        self.q = nn.Linear(3, 3)
+
+    def forward(self, x, use_q):
+        h = self.p(x)
+        return self.q(h) if use_q else h
+
+
+class Outer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.branchy = Branchy()
+        self.out = nn.Linear(3, 1)
+
+    def forward(self, x, use_q):
+        return self.out(self.branchy(x, use_q))
+
+
+def test_parameters_used_on_some_ranks_get_zero_gradients_elsewhere(world):
+    """Rank 1 alone uses q, inside a unit: FSDP1's flat parameter reduces zeros from the
+    other ranks (the collective was a different size on each: an MPI abort)."""
+    rank, size = world
+    px.manual_seed(0)
+    model, reference = Outer().double(), Outer().double()
+    reference.load_state_dict(model.state_dict())
+    model = FSDP(model, auto_wrap_policy=ModuleWrapPolicy({Branchy}))
+    opt = px.optim.SGD(model.parameters(), lr=0.1)
+    ref_opt = px.optim.SGD(reference.parameters(), lr=0.1)
+    x = px.tensor(np.random.default_rng(0).standard_normal((2 * size, 3)))
+    for _ in range(2):
+        (model(x[2 * rank:2 * rank + 2], rank == 1) ** 2).mean().backward()
+        sum((reference(x[2 * r:2 * r + 2], r == 1) ** 2).mean()
+            for r in range(size)).div(size).backward()
+        opt.step()
+        ref_opt.step()
+        opt.zero_grad()
+        ref_opt.zero_grad()
+    _assert_same(model, reference)
+    (model(x[:2], False) ** 2).mean().backward()     # no rank uses q: zeros, as FSDP1's
+    assert (model.module.branchy.module.q.weight.grad.full_tensor() == 0).all()
+
+
+class Chain(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList(Branchy() for _ in range(3))
+
+    def forward(self, x, skip_q_of):
+        for i, block in enumerate(self.blocks):
+            x = block(x, i != skip_q_of)
+        return x
+
+
+def test_units_reduced_out_of_order_raise_on_every_rank(world):
+    """Rank 0 leaves q unused in the middle unit only: that unit reduces at the end of
+    backward there, but in its turn elsewhere, so rank 0's second reduce-scatter is the
+    first unit's, of the same size. Every rank raises instead of mixing the two.
+    (SHARD_GRAD_OP: no all-gather between them in backward. With FULL_SHARD the next unit's
+    all-gather meets the other ranks' reduce-scatter: a hang, see the README.)"""
+    rank, size = world
+    px.manual_seed(0)
+    model = FSDP(Chain().double(), auto_wrap_policy=ModuleWrapPolicy({Branchy}),
+                 sharding_strategy=ShardingStrategy.SHARD_GRAD_OP)
+    x = px.tensor(np.random.default_rng(0).standard_normal((2, 3)))
+    with pytest.raises(RuntimeError, match="reduced the gradients of different units"):
+        model(x, 1 if rank == 0 else -1).sum().backward()
+    dist.barrier()
+
+
+def test_summon_full_params_keeps_no_sync_gradients_and_rank0_only_grads(world):
+    rank, size = world
+    model, reference = _pair()
+    model = FSDP(model, auto_wrap_policy=TRANSFORMER)
+    for micro in range(3):
+        whole, mine = _batch(micro)
+        if micro < 2:
+            with model.no_sync():
+                _loss(model, mine).backward()
+            with FSDP.summon_full_params(model):    # e.g. logging the weights
+                pass
+        else:
+            _loss(model, mine).backward()
+        _loss(reference, whole).backward()
+    with FSDP.summon_full_params(model, rank0_only=True, writeback=False, with_grads=True):
+        for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+            if rank == 0:                           # every rank gathered (no hang)
+                np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-10,
+                                           atol=1e-13, err_msg=name)
+            else:
+                assert isinstance(p, DTensor)
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        np.testing.assert_allclose(p.grad.full_tensor().numpy(), q.grad.numpy(), rtol=1e-10,
+                                   atol=1e-13, err_msg=name)
+
+
+def test_sharded_grad_scaler_skips_every_rank(world):
+    """An inf in one rank's shard, or in one rank's gradient of an ignored (unsharded)
+    module, skips the step on every rank."""
+    rank, size = world
+    for where in ("shard", "ignored"):
+        px.manual_seed(0)
+        net = Net()
+        model = FSDP(net, auto_wrap_policy=TRANSFORMER,
+                     ignored_modules=[net.head] if where == "ignored" else None)
+        opt = px.optim.SGD(model.parameters(), lr=0.1)
+        scaler = ShardedGradScaler("cpu", init_scale=4.0)
+        before = model.state_dict()
+        scaler.scale(_loss(model, _batch(0)[1])).backward()
+        if rank == 1:
+            model.module.head.weight.grad._data[0, 0] = np.inf
+        scaler.step(opt)
+        scaler.update()
+        assert scaler.get_scale() == 2.0
+        for k, v in model.state_dict().items():
+            np.testing.assert_array_equal(v.numpy(), before[k].numpy(), err_msg=k)
