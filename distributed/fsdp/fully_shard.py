@@ -35,7 +35,7 @@ ranks that had its gradient, so its size never depends on the data).
 
 The module's class becomes `FSDP<Class>`, a subclass of both `FSDPModule` and its own class.
 """
-from ...autograd import engine, saved_hooks
+from ...autograd import engine, function as _function, saved_hooks
 from ...autograd.grad_mode import is_grad_enabled
 from ...tensor import Tensor
 from ...tensor.dtypes import to_numpy_dtype
@@ -92,6 +92,8 @@ class FSDPState:
         self.is_root = None                                  # known at the first forward
         self.forward_prefetch, self.backward_prefetch = [], []
         self.ready = set()                  # params whose gradient this backward accumulated
+        self.used = set()                   # params this step's forward graph reads
+        self._first_node = 0                # graph nodes from here on are this forward's
         self.left_to_parent = frozenset()   # ids of parameters left to an enclosing call
         self.in_backward = False
         self.reduced = False                # this backward reduced the gradients already
@@ -138,6 +140,10 @@ class FSDPState:
             self._become_root(module)
         if self.is_root:
             self._forget_aborted_backward(module)
+            for state in _states_below(module):     # a new step: its own forward graph
+                if not state.in_backward:
+                    state.used.clear()
+        self._first_node = next(_function._sequence)
         self.unshard()
         for m in self.forward_prefetch:
             m._fsdp_state.unshard()
@@ -157,6 +163,7 @@ class FSDPState:
             for t in _tensors(output):
                 if t.requires_grad:
                     t.register_hook(self._pre_backward)
+            self._note_used(output)
         if self.mp.output_dtype is not None:
             output = _cast_floating(output, self.mp.output_dtype)
         return output
@@ -219,9 +226,33 @@ class FSDPState:
             self.reduced = False
             engine.queue_callback(self._end_backward)
 
+    def _note_used(self, output):
+        """Add the parameters this forward's graph reads (the leaves of the nodes it made):
+        the group reduces once their gradients are in, so a parameter some ranks leave
+        unused does not hold its group back there, and every rank reduces the groups in
+        the same order (PyTorch fires at the end of each unit's backward)."""
+        mine = {id(p.unsharded): p for p in self.params}
+        todo = [t.grad_fn for t in _tensors(output) if t.grad_fn is not None]
+        seen = set()
+        while todo:
+            node = todo.pop()
+            if id(node) in seen or getattr(node, "seq", -1) < self._first_node:
+                continue
+            seen.add(id(node))
+            for edge in node.edges:
+                if edge is None:
+                    continue
+                target = edge[0]
+                if edge[1] == -1:                   # a leaf
+                    if id(target) in mine:
+                        self.used.add(mine[id(target)])
+                elif target is not None:
+                    todo.append(target)
+
     def _grad_ready(self, param):
         self.ready.add(param)
-        if len(self.ready) == sum(p.unsharded.requires_grad for p in self.params):
+        wanted = self.used or {p for p in self.params if p.unsharded.requires_grad}
+        if self.ready >= wanted:
             self._finish_gradients()
 
     def _finish_gradients(self):

@@ -352,19 +352,64 @@ class Chain(nn.Module):
         return x
 
 
-def test_units_reduced_out_of_order_raise_on_every_rank(world):
-    """Rank 0 leaves q unused in the middle unit only: that unit reduces at the end of
-    backward there, but in its turn elsewhere, so rank 0's second reduce-scatter is the
-    first unit's, of the same size. Every rank raises instead of mixing the two.
-    (SHARD_GRAD_OP: no all-gather between them in backward. With FULL_SHARD the next unit's
-    all-gather meets the other ranks' reduce-scatter: a hang, see the README.)"""
+def test_a_parameter_unused_on_some_ranks_mid_model_trains_as_one_process(world):
+    """Rank 0 leaves q unused in the middle unit only (conditional computation): each unit
+    reduces once the parameters its forward read have their gradients, so every rank
+    reduces the units in the same order (a hang with FULL_SHARD when the unit waited for
+    all its parameters), and the weights follow one process's."""
     rank, size = world
     px.manual_seed(0)
-    model = FSDP(Chain().double(), auto_wrap_policy=ModuleWrapPolicy({Branchy}),
+    model, reference = Chain().double(), Chain().double()
+    reference.load_state_dict(model.state_dict())
+    model = FSDP(model, auto_wrap_policy=ModuleWrapPolicy({Branchy}))
+    opt = px.optim.SGD(model.parameters(), lr=0.1)
+    ref_opt = px.optim.SGD(reference.parameters(), lr=0.1)
+    x = px.tensor(np.random.default_rng(0).standard_normal((2 * size, 3)))
+    for _ in range(2):
+        model(x[2 * rank:2 * rank + 2], 1 if rank == 0 else -1).square().mean().backward()
+        sum(reference(x[2 * r:2 * r + 2], 1 if r == 0 else -1).square().mean()
+            for r in range(size)).div(size).backward()
+        for o in (opt, ref_opt):
+            o.step()
+            o.zero_grad()
+    _assert_same(model, reference)
+
+
+class TwoOutputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.p, self.q = nn.Linear(3, 3), nn.Linear(3, 3)
+
+    def forward(self, x):
+        h = self.p(x)
+        return h, self.q(h)
+
+
+class Fork(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList(TwoOutputs() for _ in range(3))
+
+    def forward(self, x, use_second_of):
+        for i, block in enumerate(self.blocks):
+            h, k = block(x)
+            x = h + k if i == use_second_of else h
+        return x
+
+
+def test_units_reduced_out_of_order_raise_on_every_rank(world):
+    """The middle unit's second output (q's) reaches the loss on rank 1 only: on the other
+    ranks q's gradient never comes, that unit reduces at the end of backward, and their
+    second reduce-scatter is the first unit's, of the same size. Every rank raises instead
+    of mixing the two. (SHARD_GRAD_OP: no all-gather between them in backward; with
+    FULL_SHARD the next unit's all-gather meets a reduce-scatter: a hang, see the README.)"""
+    rank, size = world
+    px.manual_seed(0)
+    model = FSDP(Fork().double(), auto_wrap_policy=ModuleWrapPolicy({TwoOutputs}),
                  sharding_strategy=ShardingStrategy.SHARD_GRAD_OP)
     x = px.tensor(np.random.default_rng(0).standard_normal((2, 3)))
     with pytest.raises(RuntimeError, match="reduced the gradients of different units"):
-        model(x, 1 if rank == 0 else -1).sum().backward()
+        model(x, 1 if rank == 1 else -1).sum().backward()
     dist.barrier()
 
 
