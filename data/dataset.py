@@ -45,6 +45,16 @@ class TensorDataset(Dataset):
         return self.tensors[0].shape[0]
 
 
+def getitems(dataset, indices):
+    """The samples of `dataset` at `indices`, through its `__getitems__` when it has one: a
+    dataset that reads a whole batch at once (one query, one slice) says so that way, as in
+    PyTorch."""
+    batched = getattr(dataset, "__getitems__", None)
+    if callable(batched):
+        return batched(indices)
+    return [dataset[i] for i in indices]
+
+
 class StackDataset(Dataset):
     """Datasets side by side: sample `i` is the tuple (positional datasets) or the dict
     (keyword datasets) of their samples `i`; every dataset has the same length."""
@@ -67,6 +77,21 @@ class StackDataset(Dataset):
             return {k: d[index] for k, d in self.datasets.items()}
         return tuple(d[index] for d in self.datasets)
 
+    def __getitems__(self, indices):
+        """A batch of samples; a dataset with `__getitems__` of its own reads its part at once."""
+        named = isinstance(self.datasets, dict)
+        columns = {}
+        for key, dataset in (self.datasets.items() if named else enumerate(self.datasets)):
+            column = getitems(dataset, indices)
+            if len(column) != len(indices):
+                raise ValueError(f"Nested dataset's output size mismatch. Expected "
+                                 f"{len(indices)}, got {len(column)}")
+            columns[key] = column
+        if named:
+            return [{key: column[i] for key, column in columns.items()}
+                    for i in range(len(indices))]
+        return list(zip(*columns.values()))
+
     def __len__(self):
         return self._length
 
@@ -82,6 +107,10 @@ class Subset(Dataset):
         if isinstance(index, list):
             return self.dataset[[self.indices[i] for i in index]]
         return self.dataset[self.indices[index]]
+
+    def __getitems__(self, indices):
+        """A batch of samples, read at once when the wrapped dataset has `__getitems__`."""
+        return getitems(self.dataset, [self.indices[i] for i in indices])
 
     def __len__(self):
         return len(self.indices)

@@ -8,6 +8,7 @@ PyTorch) are pinned; everything else passes through.
 import collections.abc
 
 from ..tensor import Tensor
+from .collate import rebuild
 
 
 def pin_memory(data):
@@ -17,21 +18,13 @@ def pin_memory(data):
     if isinstance(data, (str, bytes)):
         return data
     if isinstance(data, collections.abc.Mapping):
-        pinned = {k: pin_memory(v) for k, v in data.items()}
-        try:
-            return type(data)(pinned)
-        except TypeError:
-            return pinned
+        return rebuild(data, {k: pin_memory(v) for k, v in data.items()})
     if isinstance(data, tuple) and hasattr(data, "_fields"):
         return type(data)(*(pin_memory(d) for d in data))
     if isinstance(data, tuple):
         return tuple(pin_memory(d) for d in data)
     if isinstance(data, collections.abc.Sequence):
-        pinned = [pin_memory(d) for d in data]
-        try:
-            return type(data)(pinned)
-        except TypeError:
-            return pinned
+        return rebuild(data, [pin_memory(d) for d in data])
     if hasattr(data, "pin_memory"):
         return data.pin_memory()
     return data

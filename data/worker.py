@@ -1,15 +1,22 @@
 """What runs inside a DataLoader worker process: seeding, `get_worker_info()`, the fetch loop,
-and how a worker's exception travels back to the main process with its traceback."""
+and how a worker's exception travels back to the main process with its traceback.
+
+A worker talks to the main process over one duplex connection of its own: requests come in
+((task, index), `ResumeIteration`, or None to stop) and each is answered in order by one
+pickled message."""
+import collections
 import os
 import pickle
 import queue
 import random
 import sys
+import threading
 import traceback
 
 import numpy as np
 
 from ..tensor import manual_seed
+from .dataset import getitems
 
 
 class WorkerInfo:
@@ -61,9 +68,6 @@ class _Readable(str):
 class IterableDone:
     """A worker's answer when its copy of an IterableDataset is exhausted."""
 
-    def __init__(self, worker_id):
-        self.worker_id = worker_id
-
 
 class ResumeIteration:
     """Sent to persistent workers at the start of a new epoch; echoed back once they are idle."""
@@ -76,7 +80,7 @@ class MapFetcher:
 
     def fetch(self, index):
         if self.auto_collation:
-            return self.collate_fn([self.dataset[i] for i in index])
+            return self.collate_fn(getitems(self.dataset, index))
         return self.collate_fn(self.dataset[index])
 
 
@@ -110,11 +114,57 @@ def seed_everything(seed):
     np.random.seed(seed % 2 ** 32)
 
 
-def worker_loop(fetcher_cls, dataset, index_queue, result_queue, auto_collation, collate_fn,
-                drop_last, seed, init_fn, worker_id, num_workers):
-    """Fetch batches for (task, index) requests until told to stop (None) or orphaned.
-    Results go back pickled here, so an unpicklable batch becomes a reported error instead of a
-    silent loss inside the queue's feeder thread."""
+class _Outbox:
+    """Sends this worker's pickled results to the main process from a background thread, so
+    the worker goes on with its next request while the main process is busy elsewhere (what a
+    multiprocessing.Queue's feeder thread does). Daemonic: at exit, results nobody will read are
+    dropped instead of waited for."""
+
+    def __init__(self, conn):
+        self._queue = queue.SimpleQueue()
+        threading.Thread(target=self._send_all, args=(conn,), daemon=True).start()
+
+    def put(self, payload):
+        self._queue.put(payload)
+
+    def _send_all(self, conn):
+        while True:
+            payload = self._queue.get()
+            try:
+                conn.send_bytes(payload)
+            except OSError:  # the main process closed its end: nobody is listening
+                return
+
+
+def _requests(conn):
+    """The main process's requests, until it says stop (None), closes its end, or dies.
+    Everything already sent is read before a request is handed out, so that a stop (or a new
+    epoch) queued behind requests nobody will read is seen before working on them."""
+    parent = os.getppid()
+    pending = collections.deque()
+    while True:
+        while not pending or conn.poll():
+            if not pending and not conn.poll(1.0):
+                if os.getppid() != parent:  # the main process died: don't linger
+                    return
+                continue
+            try:
+                request = conn.recv()
+            except (EOFError, OSError):
+                return
+            if request is None:
+                return
+            if isinstance(request, ResumeIteration):
+                pending.clear()  # the abandoned epoch's requests
+            pending.append(request)
+        yield pending.popleft()
+
+
+def worker_loop(fetcher_cls, dataset, conn, auto_collation, collate_fn, drop_last, seed,
+                init_fn, worker_id, num_workers):
+    """Answer the (task, index) requests on `conn` in order, one pickled batch each.
+    Results are pickled here, so an unpicklable batch becomes a reported error instead of a
+    silent loss in the sending thread."""
     global _worker_info
     where = f"in DataLoader worker process {worker_id}"
     try:
@@ -127,36 +177,27 @@ def worker_loop(fetcher_cls, dataset, index_queue, result_queue, auto_collation,
             fetcher = fetcher_cls(dataset, auto_collation, collate_fn, drop_last)
         except Exception:
             init_error = ExceptionWrapper(where)
-        parent = os.getppid()
-        while True:
-            try:
-                request = index_queue.get(timeout=1.0)
-            except queue.Empty:
-                if os.getppid() != parent:  # the main process died: don't linger
-                    break
-                continue
-            if request is None:
-                break
+        outbox = _Outbox(conn)
+        for request in _requests(conn):
             if isinstance(request, ResumeIteration):
                 if init_error is None and fetcher_cls is IterableFetcher:
                     fetcher = fetcher_cls(dataset, auto_collation, collate_fn, drop_last)
-                result_queue.put(pickle.dumps((request, None)))
+                outbox.put(pickle.dumps(request))
                 continue
-            task, index = request
+            _, index = request
             if init_error is not None:
                 data = init_error
             else:
                 try:
                     data = fetcher.fetch(index)
                 except StopIteration:
-                    data = IterableDone(worker_id)
+                    data = IterableDone()
                 except Exception:
                     data = ExceptionWrapper(where)
             try:
-                payload = pickle.dumps((task, data), protocol=pickle.HIGHEST_PROTOCOL)
+                payload = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception:
-                payload = pickle.dumps((task, ExceptionWrapper(where + " (pickling the batch)")))
-            result_queue.put(payload)
+                payload = pickle.dumps(ExceptionWrapper(where + " (pickling the batch)"))
+            outbox.put(payload)
     except KeyboardInterrupt:
         pass  # the main process handles Ctrl-C and shuts workers down
-    result_queue.cancel_join_thread()  # never block exit on results nobody will read

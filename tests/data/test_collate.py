@@ -44,6 +44,9 @@ SAMPLES = {
     "dicts": [{"img": np.full((2, 2), i, np.uint8), "label": i, "meta": {"id": str(i)}}
               for i in range(3)],
     "namedtuples": [Point(np.arange(3) + i, i * 1.0) for i in range(2)],
+    "numpy strings": [np.str_("a"), np.str_("b")],
+    "numpy bytes": [np.bytes_(b"a"), np.bytes_(b"b")],
+    "defaultdicts": [collections.defaultdict(list, a=i) for i in range(3)],
 }
 
 
@@ -72,3 +75,19 @@ def test_collate_errors_name_the_problem():
 def test_default_convert_matches_torch():
     for sample in ([np.arange(3), 1, "x"], {"a": np.ones(2)}, Point(np.zeros(1), 2)):
         _same(default_convert(sample), tud.default_convert(sample))
+
+
+def test_containers_keep_their_type_and_state():
+    # a mutable container is copied and updated, as in PyTorch: a defaultdict keeps its factory
+    batch = [collections.defaultdict(list, a=i) for i in range(3)]
+    for out in (default_collate(batch), default_convert(batch[0])):
+        assert type(out) is collections.defaultdict and out.default_factory is list
+    assert default_collate(batch)["a"].tolist() == [0, 1, 2]
+    assert batch[0] == {"a": 0}  # the samples themselves are left alone
+
+
+def test_default_convert_leaves_numpy_strings_alone():
+    assert _same(default_convert(np.str_("a")), tud.default_convert(np.str_("a"))) is None
+    # PyTorch fails on np.bytes_ here (torch.as_tensor can't take it); bytes stay bytes
+    assert default_convert(np.bytes_(b"a")) == b"a"
+    assert default_convert([np.str_("a"), {"k": np.bytes_(b"b")}]) == ["a", {"k": b"b"}]

@@ -7,8 +7,8 @@ import pytest
 import torch.utils.data as tud
 
 import phalanx as px
-from phalanx.data import (BatchSampler, DataLoader, IterableDataset, SequentialSampler,
-                          TensorDataset)
+from phalanx.data import (BatchSampler, DataLoader, Dataset, IterableDataset, SequentialSampler,
+                          StackDataset, Subset, TensorDataset)
 
 
 class Stream(IterableDataset):
@@ -129,3 +129,42 @@ def test_iterable_dataset_rejects_shuffle_and_samplers():
         DataLoader(Stream(3), sampler=[0])
     with pytest.raises(TypeError):
         len(DataLoader(NoLength(), batch_size=2))
+
+
+@pytest.mark.parametrize("name", ["batch_size", "batch_sampler", "sampler", "drop_last",
+                                  "dataset", "persistent_workers"])
+def test_settings_that_shape_the_batches_are_fixed_after_construction(name):
+    # PyTorch raises too: the batch sampler is built from them in __init__
+    loader = DataLoader(list(range(6)), batch_size=2)
+    with pytest.raises(ValueError, match=f"{name} attribute should not be set after DataLoader "
+                                         f"is initialized"):
+        setattr(loader, name, getattr(loader, name))
+    loader.num_workers = 0  # others may change, as in PyTorch
+    assert [b.tolist() for b in loader] == [[0, 1], [2, 3], [4, 5]]
+
+
+class _Batched(Dataset):
+    """Reads a whole batch at once (one query for many rows); no __getitem__ at all."""
+
+    def __len__(self):
+        return 6
+
+    def __getitems__(self, indices):
+        return [i * 10 for i in indices]
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_datasets_with_getitems_read_a_batch_at_once(num_workers):
+    expected = [b.tolist() for b in tud.DataLoader(_Batched(), batch_size=4)]
+    assert [b.tolist() for b in DataLoader(_Batched(), batch_size=4,
+                                           num_workers=num_workers)] == expected
+    # Subset and StackDataset hand the batch on to the dataset they wrap
+    subset = Subset(_Batched(), [5, 0, 3])
+    assert [b.tolist() for b in DataLoader(subset, batch_size=2,
+                                           num_workers=num_workers)] == [[50, 0], [30]]
+    stack = StackDataset(_Batched(), px.arange(6))
+    assert [[t.tolist() for t in b] for b in DataLoader(stack, batch_size=3)] == [
+        [[0, 10, 20], [0, 1, 2]], [[30, 40, 50], [3, 4, 5]]]
+    named = StackDataset(a=_Batched(), b=px.arange(6))
+    assert {k: v.tolist() for k, v in next(iter(DataLoader(named, batch_size=2))).items()} == {
+        "a": [0, 10], "b": [0, 1]}

@@ -91,14 +91,17 @@ def test_worker_exception_carries_its_traceback():
     msg = str(e.value)
     assert "Caught ValueError in DataLoader worker process 0" in msg
     assert "sample 5 is broken" in msg and "__getitem__" in msg and "Traceback" in msg
-    assert not any(w.is_alive() for w in it._workers)  # shut down after the error
+    assert next(it).tolist() == [6, 7]  # the epoch goes on after the error, as in PyTorch
+    with pytest.raises(StopIteration):
+        next(it)
+    assert not any(w.is_alive() for w in it._workers)
 
 
 def test_a_dead_worker_is_reported():
     loader = DataLoader(Dying(), batch_size=2, num_workers=2)
     start = time.monotonic()
-    with pytest.raises(RuntimeError, match=r"DataLoader worker \(pid \d+ exit code 3\) exited "
-                                           r"unexpectedly"):
+    with pytest.raises(RuntimeError, match=r"DataLoader worker \(pid \d+\) exited unexpectedly "
+                                           r"with exit code 3\. .*num_workers=0"):
         list(loader)
     assert time.monotonic() - start < 10
 
