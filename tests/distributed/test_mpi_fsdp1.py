@@ -320,23 +320,7 @@ class Outer(nn.Module):
 def test_parameters_used_on_some_ranks_get_zero_gradients_elsewhere(world):
     """Rank 1 alone uses q, inside a unit: FSDP1's flat parameter reduces zeros from the
     other ranks (the collective was a different size on each: an MPI abort)."""
-    rank, size = world
-    px.manual_seed(0)
-    model, reference = Outer().double(), Outer().double()
-    reference.load_state_dict(model.state_dict())
-    model = FSDP(model, auto_wrap_policy=ModuleWrapPolicy({Branchy}))
-    opt = px.optim.SGD(model.parameters(), lr=0.1)
-    ref_opt = px.optim.SGD(reference.parameters(), lr=0.1)
-    x = px.tensor(np.random.default_rng(0).standard_normal((2 * size, 3)))
-    for _ in range(2):
-        (model(x[2 * rank:2 * rank + 2], rank == 1) ** 2).mean().backward()
-        sum((reference(x[2 * r:2 * r + 2], r == 1) ** 2).mean()
-            for r in range(size)).div(size).backward()
-        opt.step()
-        ref_opt.step()
-        opt.zero_grad()
-        ref_opt.zero_grad()
-    _assert_same(model, reference)
+    model, x = _train_with_rank_dependent_use(world, Outer, lambda r: r == 1)
     (model(x[:2], False) ** 2).mean().backward()     # no rank uses q: zeros, as FSDP1's
     assert (model.module.branchy.module.q.weight.grad.full_tensor() == 0).all()
 
@@ -357,22 +341,30 @@ def test_a_parameter_unused_on_some_ranks_mid_model_trains_as_one_process(world)
     reduces once the parameters its forward read have their gradients, so every rank
     reduces the units in the same order (a hang with FULL_SHARD when the unit waited for
     all its parameters), and the weights follow one process's."""
+    _train_with_rank_dependent_use(world, Chain, lambda r: 1 if r == 0 else -1)
+
+
+def _train_with_rank_dependent_use(world, make, flag_of):
+    """Two SGD steps of FSDP(make()) units of Branchy, each rank's forward given
+    flag_of(rank), against one process averaging the ranks' losses; returns the model and
+    the batch."""
     rank, size = world
     px.manual_seed(0)
-    model, reference = Chain().double(), Chain().double()
+    model, reference = make().double(), make().double()
     reference.load_state_dict(model.state_dict())
     model = FSDP(model, auto_wrap_policy=ModuleWrapPolicy({Branchy}))
     opt = px.optim.SGD(model.parameters(), lr=0.1)
     ref_opt = px.optim.SGD(reference.parameters(), lr=0.1)
     x = px.tensor(np.random.default_rng(0).standard_normal((2 * size, 3)))
     for _ in range(2):
-        model(x[2 * rank:2 * rank + 2], 1 if rank == 0 else -1).square().mean().backward()
-        sum(reference(x[2 * r:2 * r + 2], 1 if r == 0 else -1).square().mean()
+        model(x[2 * rank:2 * rank + 2], flag_of(rank)).square().mean().backward()
+        sum(reference(x[2 * r:2 * r + 2], flag_of(r)).square().mean()
             for r in range(size)).div(size).backward()
         for o in (opt, ref_opt):
             o.step()
             o.zero_grad()
     _assert_same(model, reference)
+    return model, x
 
 
 class TwoOutputs(nn.Module):
